@@ -1,0 +1,48 @@
+"""Reads: resolve credentials to a Principal."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from oauth2_provider.models import AccessToken
+
+from accounts.models import ApiKey
+from config.api.principal import Principal, make_principal
+
+
+def principal_for_token_checksum(token_checksum: str) -> Principal | None:
+    token = (
+        AccessToken.objects.select_related("application__application_access")
+        .filter(token_checksum=token_checksum, expires__gt=timezone.now())
+        .first()
+    )
+    if token is None:
+        return None
+    access = getattr(token.application, "application_access", None)
+    if access is None or not access.is_active:
+        return None
+    from accounts.services import credential_mark_used
+
+    credential_mark_used(application_id=access.pk)
+    return make_principal(
+        account_id=access.account_id,
+        application_id=access.pk,
+        client_key=f"client:{token.application.client_id}",
+        scopes=token.scope.split(),
+        expires_at=token.expires.timestamp(),
+    )
+
+
+def principal_for_api_key_checksum(key_checksum: str) -> Principal | None:
+    key = ApiKey.objects.filter(key_checksum=key_checksum, is_active=True).first()
+    if key is None:
+        return None
+    from accounts.services import credential_mark_used
+
+    credential_mark_used(api_key_id=key.pk)
+    return make_principal(account_id=key.account_id, api_key_id=key.pk, client_key=f"apikey:{key.pk}",
+                          scopes=list(key.scopes))
+
+
+def account_for_user(user):
+    link = getattr(user, "account_link", None)
+    return link.account if link else None

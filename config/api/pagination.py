@@ -1,0 +1,56 @@
+"""limit/skip pagination and sortBy/sortOrder, as every list endpoint of the seeds has them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from config.api.errors import ValidationFailed
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int
+    skip: int
+
+
+def _int_param(params, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ValidationFailed.for_field(name, f"{name} must be an integer.")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ValidationFailed.for_field(name, f"{name} must be {bound}.")
+    return value
+
+
+def page_from(params) -> Page:
+    return Page(
+        limit=_int_param(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        skip=_int_param(params, "skip", 0, 0),
+    )
+
+
+def sort_queryset(queryset: QuerySet, params, *, fields: dict[str, str], default: str) -> QuerySet:
+    """``fields`` maps the API's sortBy names to model fields; ``default`` is an API name."""
+    sort_by = params.get("sortBy") or default
+    if sort_by not in fields:
+        raise ValidationFailed.for_field("sortBy", f"sortBy must be one of: {', '.join(sorted(fields))}.")
+    order = (params.get("sortOrder") or "ASC").upper()
+    if order not in ("ASC", "DESC"):
+        raise ValidationFailed.for_field("sortOrder", "sortOrder must be ASC or DESC.")
+    prefix = "-" if order == "DESC" else ""
+    return queryset.order_by(f"{prefix}{fields[sort_by]}", f"{prefix}pk")
+
+
+def paginate(queryset: QuerySet, params) -> QuerySet:
+    page = page_from(params)
+    return queryset[page.skip : page.skip + page.limit]

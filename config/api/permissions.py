@@ -1,0 +1,47 @@
+"""Scope permission: an endpoint lists the scopes it accepts; the token needs at least one."""
+
+from __future__ import annotations
+
+from rest_framework.exceptions import MethodNotAllowed
+from rest_framework.permissions import BasePermission
+
+from config.api.errors import InsufficientScope, Unauthorized
+from config.api.principal import Principal
+
+
+def required_scopes_for(view, request) -> tuple[str, ...]:
+    """``view.required_scopes`` maps a viewset action (or HTTP method) to the accepted scopes."""
+    getter = getattr(view, "get_required_scopes", None)
+    if getter is not None:
+        return tuple(getter(request))
+    mapping = getattr(view, "required_scopes", None) or {}
+    action = getattr(view, "action", None)
+    action_map = getattr(view, "action_map", None)
+    if action_map is not None and action is None:
+        if request.method.upper() == "OPTIONS":
+            return ()
+        # Not a method this route answers: let DRF say 405 rather than 403.
+        raise MethodNotAllowed(request.method)
+    scopes = mapping.get(action) if action else None
+    if scopes is None:
+        scopes = mapping.get(request.method.upper(), mapping.get("*"))
+    if scopes is None:
+        raise InsufficientScope("This endpoint declares no scope; access is refused.")
+    return tuple(scopes)
+
+
+def require_scopes(principal: Principal, scopes: tuple[str, ...] | list[str]) -> None:
+    if not principal.has_any_scope(scopes):
+        raise InsufficientScope(
+            f"Requires at least one of the following scopes: {', '.join(scopes)}.",
+            details=[{"field": "scope", "message": scope} for scope in scopes],
+        )
+
+
+class HasRequiredScope(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        principal = request.auth
+        if not isinstance(principal, Principal):
+            raise Unauthorized()
+        require_scopes(principal, required_scopes_for(view, request))
+        return True

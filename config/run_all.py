@@ -1,0 +1,61 @@
+"""``make run``: web + Celery worker + beat in the foreground; Ctrl-C stops all three.
+
+Embedded default: gunicorn, a solo-pool worker and beat sharing the SQLite file and the
+file-system broker in ``var/``. With DATABASE_URL / CELERY_BROKER_URL set, the same processes
+run against PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+BIN = os.path.dirname(sys.executable)
+
+
+def main() -> int:
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = os.environ.get("PORT", "8000")
+    web_workers = os.environ.get("WEB_CONCURRENCY", "2")
+    commands = {
+        "web": [os.path.join(BIN, "gunicorn"), "config.wsgi", "-b", f"{host}:{port}", "-w", web_workers,
+                "--access-logfile", "-", "--timeout", "60"],
+        "worker": [os.path.join(BIN, "celery"), "-A", "config", "worker", "-l", "info", "--pool", "solo",
+                   "-Q", "celery"],
+        "beat": [os.path.join(BIN, "celery"), "-A", "config", "beat", "-l", "info",
+                 "-S", "django_celery_beat.schedulers:DatabaseScheduler"],
+    }
+    processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    while not stopping:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                print(f"run_all: {name} exited with {process.returncode}; stopping the others", flush=True)
+                exit_code = process.returncode or 1
+                stopping = True
+        time.sleep(0.5)
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.time() + 15
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

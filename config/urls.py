@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.http import HttpResponseRedirect
+from django.urls import include, path
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
+
+from accounts.api.views import TokenView
+from config.api import ops
+
+urlpatterns = [
+    path("oauth/token", TokenView.as_view(), name="oauth-token"),
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
+    path("admin", lambda request: HttpResponseRedirect("/admin/")),
+    path("admin/", admin.site.urls),
+    path("", include("metering.api.urls")),
+    path("", include("collection.api.urls")),
+    path("", include("streams.api.urls")),
+    path("", include("parameters.api.urls")),
+]
+
+handler400 = "config.api.views.bad_request"
+handler403 = "config.api.views.forbidden"
+handler404 = "config.api.views.not_found"
+handler500 = "config.api.views.server_error"
