@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "collection",
     "streams",
     "parameters",
+    "notifications",
 ]
 
 MIDDLEWARE = [

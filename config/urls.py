@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("collection.api.urls")),
     path("", include("streams.api.urls")),
     path("", include("parameters.api.urls")),
+    path("", include("notifications.api.urls")),
 ]
 
 handler400 = "config.api.views.bad_request"
