@@ -137,6 +137,10 @@ class ParameterAdmin(AccountScopedAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("account")
 
+    def get_list_display(self, request):
+        columns = list(super().get_list_display(request))
+        return columns if request.user.is_superuser else [column for column in columns if column != "account"]
+
     def get_ordering(self, request):
         by_tree = TreeOrder().asc()
         return [by_tree] if not request.user.is_superuser else ["account__name", by_tree]

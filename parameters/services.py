@@ -6,6 +6,7 @@ Sensitive values are encrypted here, before they reach the database, and decrypt
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from parameters.models import (
     VALUE_MAX_LENGTH,
     Parameter,
 )
+
+logger = logging.getLogger(__name__)
 
 TYPES = (Parameter.Type.STANDARD.value, Parameter.Type.SENSITIVE.value)
 DELETE_MAX_NAMES = MAX_PARAMETERS_PER_ACCOUNT
@@ -290,4 +293,6 @@ def parameter_resolve(*, account: Account | uuid.UUID, name: str) -> str:
     try:
         return crypto.decrypt(parameter.encrypted_value)
     except ParameterDecryptionFailed as exc:
+        logger.error("sensitive parameter %r of account %s cannot be decrypted with the configured keys",
+                     name, account_id)
         raise ParameterDecryptionFailed(f"Parameter {name!r}: {exc.message}")

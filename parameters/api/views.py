@@ -78,6 +78,7 @@ class ParameterViewSet(AccountScopedViewSet):
 
     @extend_schema(
         summary="List parameters",
+        description="The account's parameters, sorted and paginated; the value of a sensitive parameter is left out.",
         parameters=LIST_PARAMETERS,
         responses={200: ParameterListSerializer, **ERROR_RESPONSES(400, 401, 403, 429, 500, 503)},
     )
@@ -101,6 +102,8 @@ class ParameterViewSet(AccountScopedViewSet):
 
     @extend_schema(
         summary="Get parameter",
+        description="One parameter by its full name (which may contain slashes). A sensitive parameter is "
+                    "answered without its value.",
         parameters=[NAME_PATH_PARAMETER],
         responses={200: ParameterSerializer, **ERROR_RESPONSES(401, 403, 404, 429, 500, 503)},
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
@@ -111,6 +112,10 @@ def test_set_new_value_blank_keeps_it_and_a_new_value_re_encrypts(staff, make_pa
     stored = Parameter.objects.get(pk=parameter.pk)
     assert stored.encrypted_value != token and stored.value == ""
     assert services.parameter_resolve(account=account, name="vault/key") == "rotated-secret"
+    # The admin's history names the changed fields, never the values.
+    history = [(entry.object_repr, entry.change_message) for entry in LogEntry.objects.order_by("action_time")]
+    assert history == [("vault/key", '[{"changed": {"fields": ["Description"]}}]'),
+                       ("vault/key", '[{"changed": {"fields": ["Value"]}}]')]
 
 
 def test_name_and_type_cannot_change_in_the_admin(staff, make_parameter, account):

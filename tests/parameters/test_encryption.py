@@ -99,15 +99,21 @@ def test_without_rotation_dropping_the_old_key_breaks_decryption(settings, accou
         services.parameter_resolve(account=account, name="s")
 
 
-def test_a_wrong_key_is_an_explicit_error_never_the_ciphertext(settings, account):
+def test_a_wrong_key_is_an_explicit_error_never_the_ciphertext(settings, account, caplog):
     services.parameter_create(account=account, name="s", type="sensitive", value=SECRET)
     token = Parameter.objects.get().encrypted_value
-    settings.PARAMETER_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    wrong_key = Fernet.generate_key().decode()
+    settings.PARAMETER_ENCRYPTION_KEYS = [wrong_key]
     with pytest.raises(ParameterDecryptionFailed) as excinfo:
         services.parameter_resolve(account=account, name="s")
     assert (excinfo.value.status, excinfo.value.code) == (500, "PARAMETER_DECRYPTION_FAILED")
     assert excinfo.value.message.startswith("Parameter 's': A sensitive parameter cannot be decrypted")
     assert token not in excinfo.value.message
+    # Operators see it in the log, without token, key or value.
+    assert caplog.messages == [
+        f"sensitive parameter 's' of account {account.pk} cannot be decrypted with the configured keys"]
+    for secret in (token, wrong_key, TEST_KEY, SECRET):
+        assert secret not in caplog.text
 
 
 def test_rotating_with_a_wrong_key_list_stops_with_an_explicit_error(settings, account, capsys):
@@ -120,7 +126,7 @@ def test_rotating_with_a_wrong_key_list_stops_with_an_explicit_error(settings, a
     assert Parameter.objects.get().encrypted_value == token
 
 
-def test_an_invalid_key_is_an_explicit_error(settings, api):
+def test_an_invalid_key_is_an_explicit_error(settings, api, caplog):
     settings.PARAMETER_ENCRYPTION_KEYS = ["not-a-fernet-key"]
     with pytest.raises(ParameterEncryptionKeyInvalid) as excinfo:
         crypto.encrypt("x")
@@ -129,6 +135,8 @@ def test_an_invalid_key_is_an_explicit_error(settings, api):
     assert response.status_code == 500
     assert response.json()["code"] == "PARAMETER_ENCRYPTION_KEY_INVALID"
     assert "not-a-fernet-key" not in response.content.decode()
+    assert "parameter encryption key number 1 (newest first) is not a valid Fernet key" in caplog.messages
+    assert "not-a-fernet-key" not in caplog.text
     assert Parameter.objects.count() == 0
 
 
