@@ -72,7 +72,3 @@ class Parameter(models.Model):
     @property
     def is_sensitive(self) -> bool:
         return self.type == self.Type.SENSITIVE
-
-    @property
-    def levels(self) -> list[str]:
-        return self.name.split("/")
