@@ -237,3 +237,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Global parameters (parameters app) -----------------------------------------------------
+# Fernet keys for sensitive parameter values, comma-separated, newest first (new values use the
+# first; any listed key decrypts). Rotate: put a new key first, run `manage.py
+# rotate_parameter_keys`, then drop the old one. Unset: the embedded default generates one key in
+# PARAMETER_KEY_FILE (with a warning); set PARAMETER_KEY_FILE to "" to make a missing key an error.
+PARAMETER_ENCRYPTION_KEYS = env_list("PARAMETER_ENCRYPTION_KEYS", "")
+PARAMETER_KEY_FILE = os.environ.get("PARAMETER_KEY_FILE", str(VAR_DIR / "parameter_encryption.key"))
