@@ -176,7 +176,8 @@ class StreamAdmin(AccountScopedAdmin):
     @admin.display(description="graph")
     def graph(self, obj: Stream) -> str:
         # Built server-side from escaped labels only (streams.graph), so it is safe to inline.
-        return mark_safe(stream_graph_svg(obj.nodes, obj.edges))
+        return format_html('<div class="stream-graph-scroll" style="overflow-x: auto; max-width: 100%;">{}</div>',
+                           mark_safe(stream_graph_svg(obj.nodes, obj.edges)))
 
     @admin.display(description="configuration (export)")
     def configuration(self, obj: Stream) -> str:

@@ -29,11 +29,13 @@ METER_KEY_MAX_LENGTH = 36
 MAX_GUIDING_RULES = 10
 
 # A record field: dot-separated segments without whitespace ("userId", "customer.region").
-FieldPath = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\s.]+(\.[^\s.]+)*\Z")]
+FIELD_PATH_PATTERN = r"^[^\s.]+(\.[^\s.]+)*\Z"
+METER_KEY_PATTERN = r"^[\w.-]+\Z"
+FieldPath = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=FIELD_PATH_PATTERN)]
 FieldList = Annotated[list[FieldPath], msgspec.Meta(max_length=50)]
 KeyFields = Annotated[list[FieldPath], msgspec.Meta(min_length=1, max_length=10)]
 Expression = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EXPRESSION_LENGTH)]
-MeterKey = Annotated[str, msgspec.Meta(min_length=1, max_length=METER_KEY_MAX_LENGTH, pattern=r"^[\w.-]+\Z")]
+MeterKey = Annotated[str, msgspec.Meta(min_length=1, max_length=METER_KEY_MAX_LENGTH, pattern=METER_KEY_PATTERN)]
 Seconds = Annotated[int, msgspec.Meta(ge=1, le=366 * 24 * 3600)]
 
 # Global parameter references inside strings: ``{{param:group/name}}`` (seed 000's name syntax).
@@ -386,6 +388,13 @@ def _join(base: str, name: str) -> str:
     return f"{base}.{name}" if base else name
 
 
+# msgspec names the regex a string failed; say what the regex means instead.
+_PATTERN_MESSAGES = {
+    FIELD_PATH_PATTERN: "A field path is dot-separated names without spaces (e.g. customer.id).",
+    METER_KEY_PATTERN: "A meter key is letters, digits, '_', '.' or '-'.",
+}
+
+
 def msgspec_problem(error: msgspec.ValidationError) -> tuple[str, str]:
     """Turn msgspec's "Expected `int`, got `str` - at `$.a[0].b`" into ``("a[0].b", "Expected …")``."""
     match = _MSGSPEC_ERROR.match(str(error))
@@ -397,6 +406,9 @@ def msgspec_problem(error: msgspec.ValidationError) -> tuple[str, str]:
         return _join(path, missing.group("name")), "This field is required."
     if unknown := _UNKNOWN.match(message):
         return _join(path, unknown.group("name")), "Unknown field."
+    for pattern, explained in _PATTERN_MESSAGES.items():
+        if message.endswith(f"matching regex {pattern!r}"):
+            return path, ("Key: " if match.group("key") else "") + explained
     return path, message
 
 

@@ -36,6 +36,8 @@ def resource_refs_parse(values: Iterable[str]) -> list[ResourceRef]:
     refs: list[ResourceRef] = []
     for value in values:
         for item in value.split(","):
+            if not item.strip():
+                continue  # ``?resourceRefs=`` filters nothing
             resource_type, separator, resource_id = item.strip().partition(":")
             if not separator or resource_type not in ResourceType.values or not resource_id.strip():
                 raise ValidationFailed.for_field(

@@ -211,10 +211,10 @@ def stream_import(*, account: Account, solution_id: str | uuid.UUID, stream_conf
     if existing is not None and strategy is OnNameConflict.OVERWRITE:
         dropped = sorted({node["id"] for node in existing.nodes} - {node["id"] for node in config.nodes})
         if dropped and not allow_node_deletion:
-            raise NodeDeletionNotAllowed(details=[{"field": "streamConfig.nodes", "message": f"Node '{node_id}' "
+            raise NodeDeletionNotAllowed(details=[{"field": "nodes", "message": f"Node '{node_id}' "
                                                    "would be deleted."} for node_id in dropped])
         if tag is not None and existing.versions.filter(tag=tag).exists():
-            raise StreamTagExists(details=[{"field": "streamConfig.tag", "message": f"Tag '{tag}' exists."}])
+            raise StreamTagExists(details=[{"field": "tag", "message": f"Tag '{tag}' exists."}])
         config = _meter_keys(config, previous_nodes=existing.nodes, regenerate=False)
         _apply(existing, config, tag, actor)
         existing.cas += 1

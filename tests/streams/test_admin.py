@@ -15,6 +15,12 @@ from tests.streams.conftest import ACTOR, example, minimal_config
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Admin logins here test permissions, not password storage; PBKDF2's work factor only slows them.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+
+
 @pytest.fixture
 def staff(client, account):
     user = get_user_model().objects.create_user(username="ann", password="pw-12345678", is_staff=True)

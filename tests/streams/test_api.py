@@ -76,7 +76,7 @@ def test_import_node_deletion_refused_then_allowed(api, solution):
     post_import(api, solution, config)
     body = error(post_import(api, solution, minimal_config("S"), onNameConflict="overwrite"), 409,
                  "NODE_DELETION_NOT_ALLOWED")
-    assert body["details"] == [{"field": "streamConfig.nodes", "message": "Node 'peek' would be deleted."}]
+    assert body["details"] == [{"field": "nodes", "message": "Node 'peek' would be deleted."}]
     allowed = post_import(api, solution, minimal_config("S"), onNameConflict="overwrite", allowNodeDeletion=True)
     assert [n["id"] for n in allowed.json()["stream"]["nodes"]] == ["in", "count"]
 
@@ -291,6 +291,7 @@ def test_list_filters_by_resource_refs_ored_with_star(api, account, solution):
                  "&resourceRefs=scriptAggregationStore:*") == ["API calls metering", "Charging sessions"]
     assert names("resourceRefs=meterKey:storage-gb,meterKey:api-calls") == ["API calls metering", "Daily storage"]
     assert names("resourceRefs=meterKey:nothing") == []
+    assert len(names("resourceRefs=")) == 3
 
 
 @pytest.mark.parametrize("ref", ["meterKey", "meterKey:", "collector:abc", ":abc"])

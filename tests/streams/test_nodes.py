@@ -79,7 +79,7 @@ def test_filter_conditions_are_typed_and_joined_by_and_or():
     ({"field": "a", "type": "number", "operator": "in", "value": 1},
      ("conditions[0].value", "Operator in takes a list of 1 to 100 values.")),
     ({"field": "a b", "type": "string", "value": "x"},
-     ("conditions[0].field", "Expected `str` matching regex '^[^\\\\s.]+(\\\\.[^\\\\s.]+)*\\\\Z'")),
+     ("conditions[0].field", "A field path is dot-separated names without spaces (e.g. customer.id).")),
     ({"field": "a", "type": "date", "value": "x"}, ("conditions[0].type", "Invalid enum value 'date'")),
 ])
 def test_filter_condition_errors_point_at_the_condition(condition, expected):
@@ -103,6 +103,8 @@ def test_map_expressions_must_parse_as_cel():
     assert problems("map", {"fields": {"total": "record.a +"}}) == [
         ("fields.total", "Not a valid CEL expression: syntax error at line 1, column 10.")]
     assert problems("map", {"fields": {}}) == [("fields", "Expected `object` of length >= 1")]
+    assert problems("map", {"fields": {"a b": "1"}}) == [
+        ("fields", "Key: A field path is dot-separated names without spaces (e.g. customer.id).")]
 
 
 def test_script_is_cel_never_python():
@@ -138,7 +140,7 @@ def test_meter_defaults_and_limits():
     assert parsed.resource_refs() == []
     assert problems("meter", {"meterKey": "k" * 37}) == [("meterKey", "Expected `str` of length <= 36")]
     assert problems("meter", {"meterKey": "has space"}) == [
-        ("meterKey", "Expected `str` matching regex '^[\\\\w.-]+\\\\Z'")]
+        ("meterKey", "A meter key is letters, digits, '_', '.' or '-'.")]
     assert problems("meter", {"guidingRules": [{"category": f"c{i}"} for i in range(11)]}) == [
         ("guidingRules", "Expected `array` of length <= 10")]
     assert problems("meter", {"flush": "hourly"}) == [("flush", "Invalid enum value 'hourly'")]

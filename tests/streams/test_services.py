@@ -75,7 +75,7 @@ def test_overwrite_that_drops_nodes_is_refused_without_allow_node_deletion(impor
     stream = import_stream(original).stream
     error = raises("NODE_DELETION_NOT_ALLOWED", 409, import_stream, minimal_config("Same"),
                    on_name_conflict="overwrite")
-    assert error.details == [{"field": "streamConfig.nodes", "message": "Node 'peek' would be deleted."}]
+    assert error.details == [{"field": "nodes", "message": "Node 'peek' would be deleted."}]
     stream.refresh_from_db()
     assert (stream.cas, len(stream.nodes)) == (1, 3)
 
