@@ -1,0 +1,185 @@
+"""Reads: stream lists (cursor pages), versions, resource-reference filters, snapshots."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from config.api.errors import ValidationFailed
+from streams.exceptions import StreamVersionNotFound
+from streams.models import ResourceType, Stream, StreamResourceRef, StreamVersion, StreamVersionResourceRef
+
+ANY_ID = "*"
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    resource_type: str
+    resource_id: str  # ``*`` for any id of the type
+
+    def q(self) -> Q:
+        if self.resource_id == ANY_ID:
+            return Q(resource_type=self.resource_type)
+        return Q(resource_type=self.resource_type, resource_id=self.resource_id)
+
+
+def resource_refs_parse(values: Iterable[str]) -> list[ResourceRef]:
+    """``["onlineCollector:8a76…", "meterKey:*"]`` (repeated parameters, or comma-separated)."""
+    refs: list[ResourceRef] = []
+    for value in values:
+        for item in value.split(","):
+            if not item.strip():
+                continue  # ``?resourceRefs=`` filters nothing
+            resource_type, separator, resource_id = item.strip().partition(":")
+            if not separator or resource_type not in ResourceType.values or not resource_id.strip():
+                raise ValidationFailed.for_field(
+                    "resourceRefs",
+                    f"'{item.strip()}' is not <resourceType>:<resourceId> with resourceType one of "
+                    f"{', '.join(ResourceType.values)} (resourceId * for any).",
+                )
+            refs.append(ResourceRef(resource_type, resource_id.strip()))
+    return refs
+
+
+def _refs_q(refs: list[ResourceRef]) -> Q:
+    condition = Q()
+    for ref in refs:
+        condition |= ref.q()
+    return condition
+
+
+# --- Cursor pagination ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cursor:
+    created_at: datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        # The shape of the seed's sample cursor, with microseconds so no two rows share a position.
+        payload = {"createdAt": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                   "id": str(self.id)}
+        return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, raw: str) -> Cursor:
+        try:
+            padded = raw + "=" * (-len(raw) % 4)
+            payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+            created_at = datetime.fromisoformat(payload["createdAt"].replace("Z", "+00:00"))
+            if created_at.tzinfo is None:
+                raise ValueError("naive")
+            return cls(created_at=created_at, id=uuid.UUID(payload["id"]))
+        except (ValueError, TypeError, KeyError, AttributeError, UnicodeError, binascii.Error):
+            raise ValidationFailed.for_field("cursor", "cursor is not a nextCursor this endpoint returned.")
+
+
+@dataclass(frozen=True)
+class StreamPage:
+    streams: list[Stream]
+    next_cursor: str | None
+
+
+def stream_list(*, account_id: uuid.UUID, solution_id: uuid.UUID | None = None, name: str | None = None,
+                resource_refs: list[ResourceRef] | None = None, cursor: Cursor | None = None,
+                limit: int = 20) -> StreamPage:
+    """Streams oldest first (createdAt, then id). A page starts after the cursor's position, so
+    streams created while a client pages through appear at the end, never shifting a page."""
+    queryset = Stream.objects.filter(account_id=account_id)
+    if solution_id is not None:
+        queryset = queryset.filter(solution_id=solution_id)
+    if name is not None:
+        # Exact and case-sensitive on both databases (SQLite's = is case-sensitive for TEXT).
+        queryset = queryset.filter(name=name)
+    if resource_refs:
+        queryset = queryset.filter(
+            Exists(StreamResourceRef.objects.filter(_refs_q(resource_refs), stream=OuterRef("pk")))
+        )
+    if cursor is not None:
+        queryset = queryset.filter(Q(created_at__gt=cursor.created_at) | Q(created_at=cursor.created_at,
+                                                                          id__gt=cursor.id))
+    rows = list(queryset.order_by("created_at", "id")[: limit + 1])
+    next_cursor = Cursor(rows[limit - 1].created_at, rows[limit - 1].id).encode() if len(rows) > limit else None
+    return StreamPage(streams=rows[:limit], next_cursor=next_cursor)
+
+
+def stream_versions(*, stream: Stream, resource_refs: list[ResourceRef] | None = None) -> QuerySet[StreamVersion]:
+    """A stream's tagged versions, newest first."""
+    queryset = StreamVersion.objects.filter(stream=stream)
+    if resource_refs:
+        queryset = queryset.filter(
+            Exists(StreamVersionResourceRef.objects.filter(_refs_q(resource_refs), version=OuterRef("pk")))
+        )
+    return queryset.order_by("-created_at", "-id")
+
+
+def stream_version_get(*, stream: Stream, tag: str) -> StreamVersion:
+    version = StreamVersion.objects.filter(stream=stream, tag=tag).first()
+    if version is None:
+        raise StreamVersionNotFound(details=[{"field": "tag", "message": f"No version tagged '{tag}'."}])
+    return version
+
+
+def streams_using(*, account_id: uuid.UUID, resource_type: str, resource_id: str) -> QuerySet[Stream]:
+    """Streams whose current configuration uses a resource (e.g. the streams reading a collector)."""
+    return Stream.objects.filter(account_id=account_id, resource_refs__resource_type=resource_type,
+                                 resource_refs__resource_id=resource_id).distinct()
+
+
+# --- Snapshots: the stream, or one of its versions, as the API shows it --------------------------
+
+@dataclass(frozen=True)
+class StreamSnapshot:
+    """A stream's configuration and metadata; for a version, its own content, cas and save."""
+
+    id: uuid.UUID
+    solution_id: uuid.UUID
+    name: str
+    description: str
+    processing_type: str
+    schema_version: int
+    nodes: list[dict[str, Any]]
+    edges: list[dict[str, Any]]
+    node_groups: list[dict[str, Any]]
+    annotation: dict[str, Any]
+    cas: int
+    tag: str | None
+    created_at: datetime
+    created_by: dict[str, str]
+    updated_at: datetime
+    updated_by: dict[str, str]
+
+    def export(self) -> dict[str, Any]:
+        """The importable configuration: no ids, no server fields."""
+        return {
+            "annotation": self.annotation, "description": self.description, "edges": self.edges,
+            "name": self.name, "nodeGroups": self.node_groups, "nodes": self.nodes,
+            "processingType": self.processing_type, "schemaVersion": self.schema_version, "tag": self.tag,
+        }
+
+
+def stream_snapshot(stream: Stream, version: StreamVersion | None = None) -> StreamSnapshot:
+    source = version or stream
+    return StreamSnapshot(
+        id=stream.id, solution_id=stream.solution_id, name=source.name, description=source.description,
+        processing_type=source.processing_type, schema_version=source.schema_version, nodes=source.nodes,
+        edges=source.edges, node_groups=source.node_groups, annotation=source.annotation, cas=source.cas,
+        tag=version.tag if version else stream.tag, created_at=stream.created_at, created_by=stream.created_by,
+        updated_at=version.created_at if version else stream.updated_at,
+        updated_by=version.created_by if version else stream.updated_by,
+    )
+
+
+def stream_snapshot_for_tag(stream: Stream, tag: str | None) -> StreamSnapshot:
+    """The latest (autosaved) configuration, or the version tagged ``tag``."""
+    if tag is None or tag == "":
+        return stream_snapshot(stream)
+    return stream_snapshot(stream, stream_version_get(stream=stream, tag=tag))
