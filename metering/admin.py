@@ -60,6 +60,9 @@ class ServiceCheckedForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.previous = copy.copy(self.instance) if self.instance.pk and not self.instance._state.adding else None
+        # Show 1000, not the column's 1000.000000000000.
+        if isinstance(self.initial.get("capacity"), Decimal):
+            self.initial["capacity"] = _number(self.initial["capacity"])
 
     def service_check(self) -> None:
         raise NotImplementedError
@@ -121,6 +124,13 @@ class MeterTypeAdmin(AccountScopedAdmin):
         readonly = ["next_resets_preview", "meter_count", "created_at", "updated_at"]
         # The aggregation cannot change once the type exists.
         return readonly + ["aggregation"] if obj else readonly
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        account = self.account_for_request(request)
+        if account is not None:
+            initial.setdefault("account", account.pk)
+        return initial
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -216,7 +226,7 @@ class MeterAdmin(AccountScopedAdmin):
     search_fields = ["user_id", "meter_key"]
     ordering = ["-created_at"]
     actions = ["delete_after_next_reset"]
-    state_fields = ["value_against_capacity", "period_in_type_timezone", "value", "record_count",
+    state_fields = ["value_against_capacity", "period_in_type_timezone", "current_value", "record_count",
                     "last_ingested_at", "groups", "group_breakdowns", "carry_first", "carry_last", "created_at",
                     "updated_at"]
 
@@ -241,6 +251,10 @@ class MeterAdmin(AccountScopedAdmin):
             capacity, capacity * Decimal("0.5"), capacity * Decimal("0.8"), min(value, capacity),
             _number((value / capacity * 100).quantize(Decimal("0.1"))), _number(value), _number(capacity),
         )
+
+    @admin.display(description="value")
+    def current_value(self, meter):
+        return _number(meter.value)
 
     @admin.display(description="period (meter type's timezone)", ordering="period_end")
     def period_in_type_timezone(self, meter):

@@ -10,6 +10,7 @@ import re
 from decimal import Decimal
 
 from django.db import models
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api.serializers import ApiModelSerializer, StrictSerializerMixin, format_timestamp
@@ -26,6 +27,45 @@ class NumberField(serializers.DecimalField):
         return int(value) if value == value.to_integral_value() else float(value)
 
 
+_THRESHOLD_NAME = {"type": "string", "maxLength": 80}
+
+
+@extend_schema_field({
+    "type": "array", "maxItems": 5, "items": {"oneOf": [
+        {"title": "Using absolute value", "type": "object", "required": ["value"], "additionalProperties": False,
+         "properties": {"name": _THRESHOLD_NAME, "value": {"type": "number", "minimum": 0}}},
+        {"title": "Using percentage of capacity", "type": "object", "required": ["capacityPercentage"],
+         "additionalProperties": False,
+         "properties": {"name": _THRESHOLD_NAME, "capacityPercentage": {"type": "number", "minimum": 0}}},
+    ]},
+})
+class ThresholdsField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "array", "items": {"type": "string"}})
+class StringListField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "array", "items": {"type": "object", "additionalProperties": True}})
+class ObjectListField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class ObjectField(serializers.JSONField):
+    pass
+
+
+# JSON columns and the shape the OpenAPI document gives them (validation stays on the model).
+JSON_SHAPES = {
+    "thresholds": ThresholdsField, "dimensions": StringListField, "groups": ObjectListField,
+    "group_breakdowns": ObjectListField, "custom_fields": ObjectField, "carry_first": ObjectField,
+    "carry_last": ObjectField, "meter_metadata": ObjectField,
+}
+
+
 class CamelCaseModelSerializer(ApiModelSerializer):
     """``Meta.fields`` in camelCase, each built from its snake_case model field."""
 
@@ -34,6 +74,7 @@ class CamelCaseModelSerializer(ApiModelSerializer):
     def build_field(self, field_name, info, model_class, nested_depth):
         model_field = re.sub(r"(?<!^)(?=[A-Z])", "_", field_name).lower()
         field_class, kwargs = super().build_field(model_field, info, model_class, nested_depth)
+        field_class = JSON_SHAPES.get(model_field, field_class)
         if model_field != field_name:
             kwargs["source"] = model_field
         return field_class, kwargs
@@ -67,6 +108,11 @@ class MeterTypeSerializer(StrictSerializerMixin, CamelCaseModelSerializer):
         validators: list = []
 
 
+class MeterMetadataSerializer(serializers.Serializer):
+    recordCount = serializers.IntegerField()  # noqa: N815
+    lastIngestedAt = serializers.DateTimeField(allow_null=True)  # noqa: N815
+
+
 def _meter_metadata(meter: Meter) -> dict:
     return {"recordCount": meter.record_count, "lastIngestedAt": format_timestamp(meter.last_ingested_at)}
 
@@ -88,6 +134,7 @@ class MeterSerializer(CamelCaseModelSerializer):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(MeterMetadataSerializer)
     def get_meterMetaData(self, meter: Meter) -> dict:  # noqa: N802
         return _meter_metadata(meter)
 
@@ -117,7 +164,7 @@ class MeteredRecordSerializer(CamelCaseModelSerializer):
     """One flushed period of a meter (Usage Engine's metered record)."""
 
     meterId = serializers.UUIDField(source="source_meter_id", read_only=True)  # noqa: N815
-    meterMetaData = serializers.JSONField(source="meter_metadata", read_only=True)  # noqa: N815
+    meterMetaData = ObjectField(source="meter_metadata", read_only=True)  # noqa: N815
 
     class Meta:
         model = MeteredRecord

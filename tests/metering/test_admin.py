@@ -15,7 +15,6 @@ from tests.metering.factories import make_meter, make_meter_type
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
-PASSWORD = "pw-12345678"
 
 
 @pytest.fixture(autouse=True)
@@ -27,10 +26,10 @@ def frozen():
 @pytest.fixture
 def staff(client, account):
     """A logged-in staff user of ``account`` with every metering permission."""
-    user = get_user_model().objects.create_user(username="ann", password=PASSWORD, is_staff=True)
+    user = get_user_model().objects.create_user(username="ann", is_staff=True)  # no password: nothing to hash
     user.user_permissions.set(Permission.objects.filter(content_type__app_label="metering"))
     account_services.account_user_link(user=user, account=account)
-    client.login(username="ann", password=PASSWORD)
+    client.force_login(user)
     return client
 
 
@@ -86,6 +85,23 @@ def test_the_change_page_shows_the_next_five_resets_in_the_types_timezone(staff,
             "<li>2027-04-01 00:00 CEST (2027-03-31 22:00 UTC)</li>"
             "<li>2027-05-01 00:00 CEST (2027-04-30 22:00 UTC)</li>"
             "<li>2027-06-01 00:00 CEST (2027-05-31 22:00 UTC)</li></ul>") in page
+
+
+def test_capacity_shows_as_a_plain_number_on_the_form(staff, account):
+    meter_type = make_meter_type(account, capacity=Decimal("1000"))
+    page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
+    assert 'name="capacity" value="1000"' in page
+
+
+def test_a_superusers_new_meter_type_defaults_to_their_account_and_may_choose_another(client, account,
+                                                                                     other_account):
+    root = get_user_model().objects.create_superuser(username="root", password=None)
+    account_services.account_user_link(user=root, account=account)
+    client.force_login(root)
+    assert client.get("/admin/metering/metertype/add/").context["adminform"].form.initial["account"] == account.pk
+    response = client.post("/admin/metering/metertype/add/", meter_type_form(account=other_account.pk))
+    assert response.status_code == 302
+    assert MeterType.objects.get(name="Pages printed").account == other_account
 
 
 def test_the_schedule_preview_answers_as_the_schedule_is_typed(staff):
