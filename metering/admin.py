@@ -29,7 +29,7 @@ NEXT_RESETS_SHOWN = 5
 def _number(value: Decimal | None) -> str:
     if value is None:
         return "–"
-    return f"{value.normalize():f}" if value == value.to_integral_value() else f"{value.normalize()}"
+    return f"{value.normalize():f}"  # fixed-point: 1000 and 0.0000001, never 1E+3 or 1E-7
 
 
 def _copy_state(source, target) -> None:
@@ -39,8 +39,11 @@ def _copy_state(source, target) -> None:
 
 
 def _show_errors(form: forms.ModelForm, error: ApiError) -> None:
-    for field, message in services.api_error_messages(error):
-        form.add_error(field if field in form.fields else None, message)
+    """A service's error on the form: each detail on its field (API name -> model field)."""
+    details = error.details or [{"field": "", "message": error.message}]
+    for detail in details:
+        field = services.model_field_name(detail.get("field", ""))
+        form.add_error(field if field in form.fields else None, detail["message"])
 
 
 def _local(instant, zone_name: str) -> str:
@@ -122,8 +125,8 @@ class MeterTypeAdmin(AccountScopedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         readonly = ["next_resets_preview", "meter_count", "created_at", "updated_at"]
-        # The aggregation cannot change once the type exists.
-        return readonly + ["aggregation"] if obj else readonly
+        # The aggregation cannot change once the type exists, nor can the account it belongs to.
+        return readonly + ["aggregation", "account"] if obj else readonly
 
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)

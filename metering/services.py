@@ -21,7 +21,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils.text import slugify
 from django.utils.timezone import now as utc_now
 
-from config.api.errors import ApiError, ValidationFailed
+from config.api.errors import ValidationFailed
 from metering import periods
 from metering.exceptions import (
     AggregationImmutable,
@@ -156,6 +156,8 @@ def _free_api_name(account_id: uuid.UUID, name: str, meter_type_pk: uuid.UUID) -
 def _normalise_meter_type(meter_type: MeterType, now: datetime) -> None:
     if isinstance(meter_type.reset_cron, str):
         meter_type.reset_cron = " ".join(meter_type.reset_cron.split())
+    if meter_type.external_ref == "":
+        meter_type.external_ref = None  # "no reference", not a reference that must be unique
     if meter_type.category is None:
         meter_type.category = MeterType.DEFAULT_CATEGORY
     if meter_type.active_from is None:
@@ -346,9 +348,3 @@ def meter_delete(*, meter: Meter) -> int:
     _, deleted = Meter.objects.filter(pk=meter.pk).delete()
     return deleted.get(Meter._meta.label, 0)
 
-
-def api_error_messages(error: ApiError) -> list[tuple[str | None, str]]:
-    """``(model field or None, message)`` pairs of an error, for showing it on an admin form."""
-    if not error.details:
-        return [(None, error.message)]
-    return [(model_field_name(detail.get("field", "")), detail["message"]) for detail in error.details]

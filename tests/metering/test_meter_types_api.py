@@ -402,3 +402,8 @@ def test_meter_types_have_seed_000s_rate_limit(api, rate_limits, settings):
     assert [response.status_code for response in responses] == [200] * 5 + [429]
     assert_error(responses[-1], 429, "TOO_MANY_REQUESTS")
     assert int(responses[-1]["Retry-After"]) >= 1
+
+
+def test_an_empty_external_ref_means_none_and_is_never_taken(api):
+    assert create(api, name="First", externalRef="").json()["externalRef"] is None
+    assert create(api, name="Second", externalRef="").status_code == 201
