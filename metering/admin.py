@@ -1,0 +1,311 @@
+"""Meter types, meters and metered records in the operator UI.
+
+Forms run the services' own checks (``meter_type_check`` / ``meter_check``) so a rule broken in
+the admin shows on the form, and saving calls the services: the admin never writes on its own.
+"""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.http import JsonResponse
+from django.urls import path
+from django.utils.html import format_html, format_html_join
+from django.utils.timezone import now as utc_now
+
+from accounts.admin_scoping import AccountScopedAdmin
+from config.api.errors import ApiError
+from metering import periods, services
+from metering.models import Meter, MeteredRecord, MeterType
+
+NEXT_RESETS_SHOWN = 5
+
+
+def _number(value: Decimal | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value.normalize():f}"  # fixed-point: 1000 and 0.0000001, never 1E+3 or 1E-7
+
+
+def _copy_state(source, target) -> None:
+    """Give the admin's object the saved row's state (the service saved its own instance)."""
+    for field in source._meta.concrete_fields:
+        setattr(target, field.attname, getattr(source, field.attname))
+
+
+def _show_errors(form: forms.ModelForm, error: ApiError) -> None:
+    """A service's error on the form: each detail on its field (API name -> model field)."""
+    details = error.details or [{"field": "", "message": error.message}]
+    for detail in details:
+        field = services.model_field_name(detail.get("field", ""))
+        form.add_error(field if field in form.fields else None, detail["message"])
+
+
+def _local(instant, zone_name: str) -> str:
+    return instant.astimezone(ZoneInfo(zone_name)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def next_resets(cron: str, zone_name: str) -> list[dict[str, str]]:
+    fires = periods.next_fires(cron, zone_name, utc_now(), NEXT_RESETS_SHOWN)
+    return [{"local": _local(fire, zone_name), "utc": fire.strftime("%Y-%m-%d %H:%M")} for fire in fires]
+
+
+class ServiceCheckedForm(forms.ModelForm):
+    """Runs a service's check on the built instance and shows its errors on the form."""
+
+    admin_account_id = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.previous = copy.copy(self.instance) if self.instance.pk and not self.instance._state.adding else None
+        # Show 1000, not the column's 1000.000000000000.
+        if isinstance(self.initial.get("capacity"), Decimal):
+            self.initial["capacity"] = _number(self.initial["capacity"])
+
+    def service_check(self) -> None:
+        raise NotImplementedError
+
+    def _post_clean(self):
+        super()._post_clean()
+        if self.errors:
+            return
+        try:
+            self.service_check()
+        except ApiError as error:
+            _show_errors(self, error)
+
+
+class MeterTypeForm(ServiceCheckedForm):
+    class Meta:
+        model = MeterType
+        fields = [
+            "account", "name", "description", "external_ref", "category", "unit", "aggregation", "capacity",
+            "thresholds", "reset_cron", "timezone", "active_from", "active_to", "api_name", "status", "dimensions",
+        ]
+
+    def service_check(self) -> None:
+        if self.instance.account_id is None:
+            self.instance.account_id = self.admin_account_id
+        services.meter_type_check(meter_type=self.instance, previous=self.previous)
+
+
+@admin.register(MeterType)
+class MeterTypeAdmin(AccountScopedAdmin):
+    form = MeterTypeForm
+    list_display = ["name", "category", "aggregation", "unit", "reset_cron", "timezone", "meter_count", "status",
+                    "created_at"]
+    list_filter = ["category", "aggregation", "status", "account"]
+    search_fields = ["name", "external_ref", "api_name", "description", "category"]
+    ordering = ["name"]
+    actions = ["archive", "reactivate"]
+    fieldsets = [
+        (None, {"fields": ["account", "name", "description", "category", "unit", "aggregation"]}),
+        ("Reset schedule", {"fields": ["reset_cron", "timezone", "next_resets_preview"],
+                            "description": "Period boundaries are computed in the type's timezone; a change "
+                                           "applies to each meter from its next period."}),
+        ("Capacity and thresholds", {"fields": ["capacity", "thresholds"]}),
+        ("Active window", {"fields": ["active_from", "active_to"]}),
+        ("Compatible APIs", {"fields": ["external_ref", "api_name", "status", "dimensions"]}),
+        ("Record", {"fields": ["meter_count", "created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(number_of_meters=Count("meters"))
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = copy.deepcopy(self.fieldsets)
+        if not request.user.is_superuser:
+            fieldsets[0][1]["fields"].remove("account")
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = ["next_resets_preview", "meter_count", "created_at", "updated_at"]
+        # The aggregation cannot change once the type exists, nor can the account it belongs to.
+        return readonly + ["aggregation", "account"] if obj else readonly
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        account = self.account_for_request(request)
+        if account is not None:
+            initial.setdefault("account", account.pk)
+        return initial
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        account = self.account_for_request(request, obj)
+        form.admin_account_id = account.pk if account else None
+        return form
+
+    @admin.display(description="meters", ordering="number_of_meters")
+    def meter_count(self, meter_type):
+        count = getattr(meter_type, "number_of_meters", None)
+        return meter_type.meters.count() if count is None else count
+
+    @admin.display(description="next five resets")
+    def next_resets_preview(self, meter_type):
+        if meter_type.pk:
+            try:
+                fires = next_resets(meter_type.reset_cron, meter_type.timezone)
+            except periods.InvalidSchedule as error:
+                return format_html('<ul id="next-resets"><li>{}</li></ul>', str(error))
+            items = format_html_join("", "<li>{} ({} UTC)</li>", ((f["local"], f["utc"]) for f in fires))
+            return format_html('<ul id="next-resets">{}</ul>', items)
+        return format_html('<ul id="next-resets"><li>{}</li></ul>', "Shown as you type a schedule and timezone.")
+
+    def get_urls(self):
+        preview = path("schedule-preview/", self.admin_site.admin_view(self.schedule_preview),
+                       name="metering_metertype_schedule_preview")
+        return [preview, *super().get_urls()]
+
+    def schedule_preview(self, request):
+        """The next resets of a schedule being typed (the change form's live preview)."""
+        if not self.has_view_or_change_permission(request):
+            return JsonResponse({"error": "Not allowed."}, status=403)
+        try:
+            return JsonResponse({"fires": next_resets(request.GET.get("cron", ""), request.GET.get("timezone", ""))})
+        except periods.InvalidSchedule as error:
+            return JsonResponse({"error": str(error)})
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            data = {name: form.cleaned_data[name] for name in form.changed_data
+                    if name in services.METER_TYPE_UPDATABLE}
+            saved = services.meter_type_update(meter_type=obj, data=data)
+        else:
+            values = {name: form.cleaned_data[name] for name in form.cleaned_data if name != "account"}
+            saved = services.meter_type_create(account_id=obj.account_id or form.admin_account_id, **values)
+        _copy_state(saved, obj)
+
+    def delete_model(self, request, obj):
+        services.meter_type_delete(meter_type=obj)
+
+    def delete_queryset(self, request, queryset):
+        for meter_type in queryset:
+            try:
+                services.meter_type_delete(meter_type=meter_type)
+            except ApiError as error:
+                messages.error(request, f"{meter_type}: {error.message}")
+
+    def _set_status(self, request, queryset, status: str) -> None:
+        for meter_type in queryset:
+            services.meter_type_update(meter_type=meter_type, data={"status": status})
+        messages.success(request, f"{queryset.count()} meter type(s) set to {status}.")
+
+    @admin.action(description="Archive selected meter types")
+    def archive(self, request, queryset):
+        self._set_status(request, queryset, MeterType.Status.ARCHIVED)
+
+    @admin.action(description="Reactivate selected meter types")
+    def reactivate(self, request, queryset):
+        self._set_status(request, queryset, MeterType.Status.ACTIVE)
+
+
+class MeterForm(ServiceCheckedForm):
+    class Meta:
+        model = Meter
+        fields = ["meter_type", "meter_key", "user_id", "custom_fields", "capacity", "thresholds", "delete_on_reset"]
+
+    def service_check(self) -> None:
+        if self.previous is None:
+            # A new meter gets its account, capacity, thresholds and period from the service.
+            self.instance.account_id = self.instance.meter_type.account_id
+            services.meter_check(meter=self.instance, is_new=True)
+        else:
+            services.meter_check(meter=self.instance, is_new=False)
+
+
+@admin.register(Meter)
+class MeterAdmin(AccountScopedAdmin):
+    form = MeterForm
+    list_display = ["user_id", "meter_key", "meter_type", "value_against_capacity", "period_in_type_timezone",
+                    "delete_on_reset", "updated_at"]
+    list_filter = [("meter_type", admin.RelatedOnlyFieldListFilter), "delete_on_reset", "account"]
+    list_select_related = ["meter_type"]
+    search_fields = ["user_id", "meter_key"]
+    ordering = ["-created_at"]
+    actions = ["delete_after_next_reset"]
+    state_fields = ["value_against_capacity", "period_in_type_timezone", "current_value", "record_count",
+                    "last_ingested_at", "groups", "group_breakdowns", "carry_first", "carry_last", "created_at",
+                    "updated_at"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["meter_type", "meter_key", "user_id", "custom_fields"]
+        return ["meter_type", "meter_key", "user_id", "custom_fields", "capacity", "thresholds", "delete_on_reset",
+                *self.state_fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A meter's identity is fixed; its usage state is written by the usage ledger.
+        return ["meter_type", "meter_key", "user_id", *self.state_fields] if obj else []
+
+    @admin.display(description="value / capacity", ordering="value")
+    def value_against_capacity(self, meter):
+        value, capacity = meter.value, meter.capacity
+        if capacity is None or capacity == 0 or value is None:
+            return format_html('<span class="meter-value">{}</span>', _number(value))
+        return format_html(
+            '<meter class="meter-value" min="0" max="{}" low="{}" high="{}" optimum="0" value="{}" '
+            'title="{}%"></meter> {} / {}',
+            capacity, capacity * Decimal("0.5"), capacity * Decimal("0.8"), min(value, capacity),
+            _number((value / capacity * 100).quantize(Decimal("0.1"))), _number(value), _number(capacity),
+        )
+
+    @admin.display(description="value")
+    def current_value(self, meter):
+        return _number(meter.value)
+
+    @admin.display(description="period (meter type's timezone)", ordering="period_end")
+    def period_in_type_timezone(self, meter):
+        zone = meter.meter_type.timezone
+        return f"{_local(meter.period_start, zone)} → {_local(meter.period_end, zone)}"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            data = {name: form.cleaned_data[name] for name in form.changed_data if name in services.METER_UPDATABLE}
+            saved = services.meter_update(meter=obj, data=data)
+        else:
+            meter_type = form.cleaned_data["meter_type"]
+            saved = services.meter_create(
+                account_id=meter_type.account_id, meter_type_id=meter_type.pk,
+                meter_key=form.cleaned_data["meter_key"], user_id=form.cleaned_data["user_id"],
+                custom_fields=form.cleaned_data.get("custom_fields") or {},
+            )
+        _copy_state(saved, obj)
+
+    def delete_model(self, request, obj):
+        services.meter_delete(meter=obj)
+
+    def delete_queryset(self, request, queryset):
+        for meter in queryset:
+            services.meter_delete(meter=meter)
+
+    @admin.action(description="Delete selected meters after their next reset")
+    def delete_after_next_reset(self, request, queryset):
+        for meter in queryset:
+            services.meter_update(meter=meter, data={"delete_on_reset": True})
+        messages.success(request, f"{queryset.count()} meter(s) will be deleted after their next reset.")
+
+
+@admin.register(MeteredRecord)
+class MeteredRecordAdmin(AccountScopedAdmin):
+    """Flushed periods: history, never edited."""
+
+    list_display = ["user_id", "meter_key", "meter_type_name", "period_start", "period_end", "value", "unit"]
+    list_filter = ["meter_type_name", "account"]
+    search_fields = ["user_id", "meter_key", "meter_type_name"]
+    ordering = ["-period_end"]
+    date_hierarchy = "period_end"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

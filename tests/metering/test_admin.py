@@ -1,0 +1,211 @@
+"""The operator UI: tenancy, writes through the services, the reset preview, the value bar."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
+from accounts import services as account_services
+from metering.models import Meter, MeteredRecord, MeterType
+from tests.metering.factories import make_meter, make_meter_type
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def staff(client, account):
+    """A logged-in staff user of ``account`` with every metering permission."""
+    user = get_user_model().objects.create_user(username="ann", is_staff=True)  # no password: nothing to hash
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="metering"))
+    account_services.account_user_link(user=user, account=account)
+    client.force_login(user)
+    return client
+
+
+def meter_type_form(**overrides):
+    form = {"name": "Pages printed", "description": "", "category": "DEFAULT", "unit": "pages",
+            "aggregation": "INCREMENT", "capacity": "500", "thresholds": "[]", "reset_cron": "0 0 1 * *",
+            "timezone": "Europe/Stockholm", "active_from_0": "", "active_from_1": "", "active_to_0": "",
+            "active_to_1": "", "external_ref": "", "api_name": "",
+            "status": "ACTIVE", "dimensions": "[]"}
+    form.update(overrides)
+    return form
+
+
+def test_staff_see_only_their_accounts_meter_types_and_meters(staff, account, other_account):
+    mine = make_meter_type(account, name="Acme calls")
+    theirs = make_meter_type(other_account, name="Globex calls")
+    make_meter(mine, user_id="ann@acme.example")
+    foreign_meter = make_meter(theirs, user_id="bob@globex.example")
+
+    types_page = staff.get("/admin/metering/metertype/").content.decode()
+    assert "Acme calls" in types_page
+    assert "Globex calls" not in types_page
+    meters_page = staff.get("/admin/metering/meter/").content.decode()
+    assert "ann@acme.example" in meters_page
+    assert "bob@globex.example" not in meters_page
+    assert "Globex calls" not in meters_page  # not even in the meter type filter
+    assert staff.get(f"/admin/metering/metertype/{theirs.pk}/change/").status_code == 302
+    assert staff.get(f"/admin/metering/meter/{foreign_meter.pk}/change/").status_code == 302
+
+
+def test_meter_type_list_has_filters_search_and_meter_counts(staff, account):
+    calls = make_meter_type(account, name="API calls", category="Calls")
+    make_meter_type(account, name="Storage", category="Storage", aggregation="MAX")
+    make_meter(calls, user_id="a")
+    make_meter(calls, user_id="b")
+
+    def listed(query):
+        return [row.name for row in staff.get(f"/admin/metering/metertype/{query}").context["cl"].result_list]
+
+    assert listed("?aggregation__exact=MAX") == ["Storage"]
+    assert listed("?category=Calls") == ["API calls"]
+    assert listed("?q=stor") == ["Storage"]
+    page = staff.get("/admin/metering/metertype/?q=API").content.decode()
+    assert '<td class="field-meter_count">2</td>' in page
+
+
+def test_the_change_page_shows_the_next_five_resets_in_the_types_timezone(staff, account):
+    meter_type = make_meter_type(account, reset_cron="0 0 1 * *", timezone="Europe/Stockholm")
+    page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
+    assert ('<ul id="next-resets">'
+            "<li>2027-02-01 00:00 CET (2027-01-31 23:00 UTC)</li>"
+            "<li>2027-03-01 00:00 CET (2027-02-28 23:00 UTC)</li>"
+            "<li>2027-04-01 00:00 CEST (2027-03-31 22:00 UTC)</li>"
+            "<li>2027-05-01 00:00 CEST (2027-04-30 22:00 UTC)</li>"
+            "<li>2027-06-01 00:00 CEST (2027-05-31 22:00 UTC)</li></ul>") in page
+
+
+def test_capacity_shows_as_a_plain_number_on_the_form(staff, account):
+    meter_type = make_meter_type(account, capacity=Decimal("1000"))
+    page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
+    assert 'name="capacity" value="1000"' in page
+
+
+def test_a_superusers_new_meter_type_defaults_to_their_account_and_may_choose_another(client, account,
+                                                                                     other_account):
+    root = get_user_model().objects.create_superuser(username="root", password=None)
+    account_services.account_user_link(user=root, account=account)
+    client.force_login(root)
+    assert client.get("/admin/metering/metertype/add/").context["adminform"].form.initial["account"] == account.pk
+    response = client.post("/admin/metering/metertype/add/", meter_type_form(account=other_account.pk))
+    assert response.status_code == 302
+    assert MeterType.objects.get(name="Pages printed").account == other_account
+
+
+def test_the_schedule_preview_answers_as_the_schedule_is_typed(staff):
+    preview = staff.get("/admin/metering/metertype/schedule-preview/",
+                        {"cron": "0 * * * *", "timezone": "America/New_York"}).json()
+    assert preview["fires"][:2] == [{"local": "2027-01-10 08:00 EST", "utc": "2027-01-10 13:00"},
+                                    {"local": "2027-01-10 09:00 EST", "utc": "2027-01-10 14:00"}]
+    assert len(preview["fires"]) == 5
+    invalid = staff.get("/admin/metering/metertype/schedule-preview/", {"cron": "0 0 30 2 *", "timezone": "Etc/UTC"})
+    assert invalid.json() == {"error": "'0 0 30 2 *' never fires."}
+
+
+def test_adding_a_meter_type_goes_through_the_service(staff, account):
+    response = staff.post("/admin/metering/metertype/add/", meter_type_form())
+    assert response.status_code == 302
+    created = MeterType.objects.get(name="Pages printed")
+    assert (created.account, created.api_name, created.active_from, created.capacity) == (
+        account, "pages-printed", NOW, Decimal(500),
+    )
+
+
+@pytest.mark.parametrize("overrides,field,message", [
+    ({"reset_cron": "0 0 30 2 *"}, "reset_cron", "never fires"),
+    ({"timezone": "Mars/Olympus"}, "timezone", "is not an IANA timezone name"),
+    ({"thresholds": '[{"capacityPercentage": 50}]', "capacity": ""}, "thresholds", "need a capacity"),
+    ({"active_to_0": "2026-01-01", "active_to_1": "00:00:00"}, "active_to", "cannot be in the past"),
+    ({"name": "Acme calls"}, "name", "is taken"),
+])
+def test_admin_form_shows_the_services_rules(staff, account, overrides, field, message):
+    make_meter_type(account, name="Acme calls")
+    response = staff.post("/admin/metering/metertype/add/", meter_type_form(**overrides))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert message in " ".join(errors[field])
+    assert MeterType.objects.count() == 1
+
+
+def test_the_aggregation_is_read_only_once_the_type_exists(staff, account):
+    meter_type = make_meter_type(account, name="Pages printed", aggregation="SUM")
+    form = meter_type_form(aggregation="MAX", description="changed")
+    response = staff.post(f"/admin/metering/metertype/{meter_type.pk}/change/", form)
+    assert response.status_code == 302
+    meter_type.refresh_from_db()
+    assert (meter_type.aggregation, meter_type.description) == ("SUM", "changed")
+
+
+def test_archive_action_goes_through_the_service(staff, account):
+    meter_type = make_meter_type(account)
+    staff.post("/admin/metering/metertype/", {"action": "archive", "_selected_action": [meter_type.pk]})
+    meter_type.refresh_from_db()
+    assert meter_type.status == "ARCHIVED"
+
+
+def test_a_meter_type_with_meters_is_not_deleted_from_the_admin(staff, account):
+    meter_type = make_meter_type(account)
+    make_meter(meter_type)
+    staff.post(f"/admin/metering/metertype/{meter_type.pk}/delete/", {"post": "yes"})
+    assert MeterType.objects.filter(pk=meter_type.pk).exists()
+
+
+def test_meters_show_value_against_capacity_and_the_period_in_the_types_timezone(staff, account):
+    meter_type = make_meter_type(account, capacity=200, timezone="America/New_York", reset_cron="0 0 * * *")
+    meter = make_meter(meter_type, user_id="ann@acme.example")
+    Meter.objects.filter(pk=meter.pk).update(value=Decimal(150))
+
+    page = staff.get("/admin/metering/meter/").content.decode()
+    assert ('<meter class="meter-value" min="0" max="200.000000000000" low="100.0000000000000" '
+            'high="160.0000000000000" optimum="0" value="150.000000000000" title="75%"></meter> 150 / 200') in page
+    assert "2027-01-10 07:00 EST → 2027-01-11 00:00 EST" in page
+    assert "ann@acme.example" in staff.get("/admin/metering/meter/?q=ann@").content.decode()
+    assert "ann@acme.example" not in staff.get("/admin/metering/meter/?q=bob").content.decode()
+
+
+def test_adding_and_changing_a_meter_goes_through_the_services(staff, account):
+    meter_type = make_meter_type(account, capacity=300)
+    response = staff.post("/admin/metering/meter/add/", {
+        "meter_type": meter_type.pk, "meter_key": "printer-7", "user_id": "floor-3", "custom_fields": '{"b": 1}',
+    })
+    assert response.status_code == 302
+    meter = Meter.objects.get()
+    assert (meter.account, meter.capacity, meter.period_end) == (account, Decimal(300), datetime(2027, 2, 1, tzinfo=UTC))
+
+    duplicate = staff.post("/admin/metering/meter/add/", {
+        "meter_type": meter_type.pk, "meter_key": "printer-7", "user_id": "floor-3", "custom_fields": "{}",
+    })
+    assert duplicate.status_code == 200
+    assert Meter.objects.count() == 1
+
+    staff.post(f"/admin/metering/meter/{meter.pk}/change/", {
+        "custom_fields": "{}", "capacity": "50", "thresholds": '[{"value": 40}]', "delete_on_reset": "on",
+    })
+    meter.refresh_from_db()
+    assert (meter.capacity, meter.thresholds, meter.delete_on_reset) == (Decimal(50), [{"value": 40}], True)
+
+
+def test_metered_records_are_read_only(staff, account):
+    meter = make_meter(make_meter_type(account))
+    record = MeteredRecord.objects.create(
+        account=account, meter=meter, source_meter_id=meter.pk, user_id=meter.user_id,
+        meter_type_id=meter.meter_type_id, meter_type_name="API calls", timezone="Etc/UTC", meter_key=meter.meter_key,
+        value=Decimal(9), unit="requests", period_start=datetime(2026, 12, 1, tzinfo=UTC),
+        period_end=datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    assert meter.user_id in staff.get("/admin/metering/meteredrecord/").content.decode()
+    assert staff.get("/admin/metering/meteredrecord/add/").status_code == 403
+    assert staff.post(f"/admin/metering/meteredrecord/{record.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert MeteredRecord.objects.filter(pk=record.pk).exists()
