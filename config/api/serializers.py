@@ -26,9 +26,15 @@ class TimestampField(serializers.DateTimeField):
         return format_timestamp(value)
 
     def to_internal_value(self, value):
+        # DRF makes naive input aware in the default timezone before we could see it: check the text.
+        if isinstance(value, str):
+            try:
+                naive = datetime.fromisoformat(value.strip()).tzinfo is None
+            except ValueError:
+                naive = False  # DRF's own parser reports the format error
+            if naive:
+                raise serializers.ValidationError("Timestamp must carry a timezone (Z or an offset).")
         parsed = super().to_internal_value(value)
-        if parsed.tzinfo is None:
-            raise serializers.ValidationError("Timestamp must carry a timezone (Z or an offset).")
         return parsed.astimezone(UTC)
 
 

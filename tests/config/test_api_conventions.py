@@ -160,3 +160,15 @@ def test_openapi_schema_and_docs_page(client, db):
     assert schema.status_code == 200
     assert "/oauth/token" in schema.json()["paths"]
     assert client.get("/docs/").status_code == 200
+
+
+def test_timestamp_field_requires_a_timezone_and_answers_milliseconds_z():
+    from rest_framework import serializers as drf
+
+    from config.api.serializers import TimestampField
+
+    field = TimestampField()
+    with pytest.raises(drf.ValidationError):
+        field.to_internal_value("2026-07-01T00:00:00")
+    parsed = field.to_internal_value("2026-07-01T02:00:00+02:00")
+    assert field.to_representation(parsed) == "2026-07-01T00:00:00.000Z"
