@@ -104,8 +104,9 @@ class Delivery(models.Model):
                                    name="%(app_label)s_%(class)s_pending_has_due_time"),
         ]
         indexes = [
-            # The sweep's query: due PENDING deliveries, oldest first.
-            models.Index(fields=["next_attempt_at"], condition=Q(status="PENDING"), name="notif_delivery_due"),
+            # The claim's query: due PENDING deliveries in (next_attempt_at, id) order, LIMIT 1.
+            # Both columns, so many deliveries due at the same instant need no sort.
+            models.Index(fields=["next_attempt_at", "id"], condition=Q(status="PENDING"), name="notif_delivery_due"),
             models.Index(fields=["endpoint", "-created_at"], name="notif_delivery_endpoint"),
         ]
 

@@ -178,13 +178,14 @@ def notification_publish(*, account_id: uuid.UUID, event_type: str, payload: dic
 def notification_publish_many(*, notifications: Sequence[Notification]) -> list[NotificationEvent]:
     """The set-based ``notification_publish`` for batches (a flush of many meters): three
     statements for the whole batch (endpoints, events, deliveries) whatever its size."""
+    encoded_payloads: list[str] = []
     for notification in notifications:
         if notification.event_type not in EventType.values:
             raise UnknownEventType(f"Unknown notification event type {notification.event_type!r}.")
         if not isinstance(notification.payload, dict):
             raise ValidationFailed.for_field("payload", "The payload must be a JSON object.")
         # Fail here, in the caller's transaction, rather than at send time.
-        json.dumps(notification.payload, cls=DjangoJSONEncoder)
+        encoded_payloads.append(json.dumps(notification.payload, cls=DjangoJSONEncoder))
     if not notifications:
         return []
     subscribers: dict[uuid.UUID, list[NotificationEndpoint]] = {}
@@ -196,27 +197,60 @@ def notification_publish_many(*, notifications: Sequence[Notification]) -> list[
     now = timezone.now()
     max_attempts = settings.WEBHOOK_MAX_ATTEMPTS
     events: list[NotificationEvent] = []
-    deliveries: list[Delivery] = []
-    for notification in notifications:
+    event_payloads: list[str] = []
+    # (id, account_id, event_id, endpoint_id): plain rows, no model instances (20,000 of them cost ~0.6 s).
+    delivery_rows: list[tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID]] = []
+    for notification, encoded in zip(notifications, encoded_payloads, strict=True):
         endpoints = [e for e in subscribers.get(notification.account_id, []) if e.receives(notification.event_type)]
         if not endpoints:
             continue
         event = NotificationEvent(id=uuid.uuid4(), account_id=notification.account_id,
-                                  event_type=notification.event_type, payload=notification.payload)
+                                  event_type=notification.event_type, payload=notification.payload, created_at=now)
         events.append(event)
-        deliveries.extend(
-            Delivery(account_id=notification.account_id, event=event, endpoint_id=endpoint.id,
-                     max_attempts=max_attempts, next_attempt_at=now)
-            for endpoint in endpoints
-        )
+        event_payloads.append(encoded)
+        delivery_rows.extend((uuid.uuid4(), notification.account_id, event.id, endpoint.id) for endpoint in endpoints)
     if not events:
         return []
-    NotificationEvent.objects.bulk_create(events)
-    Delivery.objects.bulk_create(deliveries)
+    if connection.vendor == "postgresql":
+        _insert_with_unnest(events, event_payloads, delivery_rows, max_attempts, now)
+    else:
+        NotificationEvent.objects.bulk_create(events)
+        Delivery.objects.bulk_create(
+            Delivery(id=delivery_id, account_id=account_id, event_id=event_id, endpoint_id=endpoint_id,
+                     max_attempts=max_attempts, next_attempt_at=now)
+            for delivery_id, account_id, event_id, endpoint_id in delivery_rows
+        )
     # robust: a broker outage must not turn the caller's committed work into an error; the
     # deliveries are already due, so the retry sweep sends them when the enqueue is lost.
-    transaction.on_commit(partial(_enqueue_deliveries, [delivery.id for delivery in deliveries]), robust=True)
+    transaction.on_commit(partial(_enqueue_deliveries, [row[0] for row in delivery_rows]), robust=True)
     return events
+
+
+def _insert_with_unnest(events: list[NotificationEvent], event_payloads: list[str],
+                        delivery_rows: list[tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID]], max_attempts: int,
+                        now: datetime) -> None:
+    """PostgreSQL: one INSERT … SELECT FROM unnest(arrays) per table, whatever the batch size
+    (bulk_create compiles every row in Python: ~6x slower for a 10,000-meter flush)."""
+    event_table = NotificationEvent._meta.db_table
+    delivery_table = Delivery._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {event_table} (id, account_id, event_type, payload, created_at) "  # noqa: S608
+            "SELECT id, account_id, event_type, payload::jsonb, %s "
+            "FROM unnest(%s::uuid[], %s::uuid[], %s::varchar[], %s::text[]) AS e(id, account_id, event_type, payload)",
+            [now, [e.id for e in events], [e.account_id for e in events], [e.event_type for e in events],
+             event_payloads],
+        )
+        cursor.execute(
+            f"INSERT INTO {delivery_table} (id, account_id, event_id, endpoint_id, status, attempt_count, "  # noqa: S608
+            "max_attempts, next_attempt_at, last_status_code, last_error, created_at, updated_at) "
+            "SELECT id, account_id, event_id, endpoint_id, %s, 0, %s, %s, NULL, '', %s, %s "
+            "FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::uuid[]) AS d(id, account_id, event_id, endpoint_id)",
+            [Delivery.Status.PENDING, max_attempts, now, now, now, *map(list, zip(*delivery_rows, strict=True))],
+        )
+    for event in events:
+        event._state.adding = False
+        event._state.db = connection.alias
 
 
 def _enqueue_deliveries(delivery_ids: list[uuid.UUID]) -> None:
@@ -307,16 +341,18 @@ def _claim_next(due: QuerySet, *, due_by: datetime | None = None) -> _Claim | No
     """
     now = timezone.now()
     with transaction.atomic():
+        # The row alone (no joins) so the partial index notif_delivery_due answers in index order.
         candidates = (due.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=due_by or now)
-                      .select_related("event", "endpoint").order_by("next_attempt_at", "id"))
+                      .order_by("next_attempt_at", "id"))
         if connection.features.has_select_for_update_skip_locked:
             # Two workers never wait for or take the same row; SQLite (no row locks) serialises
             # write transactions instead, and the compare-and-set below decides.
-            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+            candidates = candidates.select_for_update(skip_locked=True)
         for _ in range(MAX_SKIPPED_PER_CLAIM):
-            delivery = candidates.first()
-            if delivery is None:
+            locked = candidates.first()
+            if locked is None:
                 return None
+            delivery = Delivery.objects.select_related("event", "endpoint").get(pk=locked.pk)
             if not delivery.endpoint.is_active:
                 _fail_without_attempt(delivery, "The endpoint is disabled.", now)
                 continue
@@ -386,7 +422,7 @@ def _send(claim: _Claim) -> _Outcome:
                     retry_after=_retry_after_seconds(response.headers.get("retry-after")))
 
 
-def _complete(claim: _Claim, outcome: _Outcome) -> Delivery:
+def _complete(claim: _Claim, outcome: _Outcome) -> Delivery | None:
     now = timezone.now()
     delivery = claim.delivery
     update: dict[str, Any] = {"last_status_code": outcome.status_code, "last_error": outcome.error, "updated_at": now}
@@ -406,8 +442,8 @@ def _complete(claim: _Claim, outcome: _Outcome) -> Delivery:
         if outcome.endpoint_gone:
             NotificationEndpoint.objects.filter(pk=delivery.endpoint_id).update(is_active=False, updated_at=now)
             logger.info("notification endpoint %s answered 410 Gone: disabled", delivery.endpoint_id)
-    delivery.refresh_from_db()
-    return delivery
+    # None when the endpoint (and so the delivery) was deleted while the request was in flight.
+    return Delivery.objects.filter(pk=delivery.pk).first()
 
 
 def delivery_attempt(*, delivery_id: uuid.UUID | str) -> Delivery | None:

@@ -88,7 +88,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='delivery',
-            index=models.Index(condition=models.Q(('status', 'PENDING')), fields=['next_attempt_at'], name='notif_delivery_due'),
+            index=models.Index(condition=models.Q(('status', 'PENDING')), fields=['next_attempt_at', 'id'], name='notif_delivery_due'),
         ),
         migrations.AddIndex(
             model_name='delivery',

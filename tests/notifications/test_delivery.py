@@ -278,6 +278,18 @@ def test_the_last_attempt_interrupted_fails_the_delivery_without_sending(account
     assert receiver.requests == []
 
 
+def test_an_endpoint_deleted_while_its_attempt_is_in_flight_ends_quietly(account, receiver_factory, allow_private,
+                                                                         fast_webhooks):
+    receiver = receiver_factory()
+    endpoint, _ = make_endpoint(account, receiver.url)
+    _, delivery = publish_one(account)
+    claim = services._claim_next(Delivery.objects.filter(pk=delivery.pk))
+    outcome = services._send(claim)
+    services.notification_endpoint_delete(endpoint=endpoint)
+    assert services._complete(claim, outcome) is None
+    assert (Delivery.objects.count(), DeliveryAttempt.objects.count(), len(receiver.requests)) == (0, 0, 1)
+
+
 def test_the_sweep_is_bounded_by_its_batch_size(account, allow_private, fast_webhooks, receiver_factory):
     receiver = receiver_factory()
     make_endpoint(account, receiver.url)
