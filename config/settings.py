@@ -245,3 +245,18 @@ LOGGING = {
 # PARAMETER_KEY_FILE (with a warning); set PARAMETER_KEY_FILE to "" to make a missing key an error.
 PARAMETER_ENCRYPTION_KEYS = env_list("PARAMETER_ENCRYPTION_KEYS", "")
 PARAMETER_KEY_FILE = os.environ.get("PARAMETER_KEY_FILE", str(VAR_DIR / "parameter_encryption.key"))
+
+# --- Notifications (webhooks) and outbound HTTP (notifications app) --------------------------
+# Outbound targets (webhooks, stream httpForwarder) on loopback, private, link-local, CGNAT,
+# multicast or reserved addresses are refused unless this is on (development and tests only).
+OUTBOUND_ALLOW_PRIVATE_TARGETS = env_bool("OUTBOUND_ALLOW_PRIVATE_TARGETS", False)
+# Total time one webhook request may take (connect, send, answer), in seconds.
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
+# Attempts per delivery before it is FAILED; backoff after attempt n is uniform(0, min(max, base·2^(n-1))).
+WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "8"))
+WEBHOOK_BACKOFF_BASE_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_BASE_SECONDS", "30"))
+WEBHOOK_BACKOFF_MAX_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_MAX_SECONDS", "21600"))
+# The retry sweep (beat, every 30 s) attempts at most this many deliveries, within this many seconds.
+WEBHOOK_SWEEP_BATCH_SIZE = int(os.environ.get("WEBHOOK_SWEEP_BATCH_SIZE", "100"))
+WEBHOOK_SWEEP_TIME_BUDGET_SECONDS = float(os.environ.get("WEBHOOK_SWEEP_TIME_BUDGET_SECONDS", "25"))
+NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT = int(os.environ.get("NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT", "20"))

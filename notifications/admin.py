@@ -1,0 +1,159 @@
+"""Operator UI: endpoints (secret shown once, at creation), the event outbox, deliveries with
+every attempt, and a "retry now" action for failed deliveries."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+
+from accounts.admin_scoping import AccountScopedAdmin
+from config.api.errors import ApiError
+from notifications import outbound, services
+from notifications.exceptions import TargetNotAllowed
+from notifications.models import Delivery, DeliveryAttempt, EventType, NotificationEndpoint, NotificationEvent
+
+
+class NotificationEndpointForm(forms.ModelForm):
+    event_types = forms.MultipleChoiceField(choices=EventType.choices, widget=forms.CheckboxSelectMultiple,
+                                            initial=EventType.values)
+
+    class Meta:
+        model = NotificationEndpoint
+        fields = ["account", "url", "description", "event_types", "is_active"]
+        widgets = {"url": forms.URLInput(attrs={"size": 80})}
+
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        try:
+            outbound.validate_target_url(url, resolve=not settings.OUTBOUND_ALLOW_PRIVATE_TARGETS)
+        except TargetNotAllowed as exc:
+            raise forms.ValidationError(exc.message, code="TARGET_NOT_ALLOWED")
+        return url
+
+
+@admin.register(NotificationEndpoint)
+class NotificationEndpointAdmin(AccountScopedAdmin):
+    form = NotificationEndpointForm
+    list_display = ["url", "account", "is_active", "event_types", "description", "created_at"]
+    list_filter = ["is_active", "account"]
+    search_fields = ["url", "description"]
+    ordering = ["-created_at"]
+    readonly_fields = ["id", "created_at", "updated_at"]
+
+    def get_fields(self, request, obj=None):
+        fields = ["url", "description", "event_types", "is_active"]
+        if request.user.is_superuser and obj is None:
+            fields.insert(0, "account")
+        return fields + (["id", "created_at", "updated_at"] if obj else [])
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ApiError as exc:
+            # A rule the form cannot see (the per-account limit): the save was rolled back.
+            self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(request.path)
+
+    def save_model(self, request, obj, form, change):
+        values = form.cleaned_data
+        if change:
+            endpoint = NotificationEndpoint.objects.get(pk=obj.pk)
+            services.notification_endpoint_update(endpoint=endpoint, url=values["url"],
+                                                  event_types=values["event_types"],
+                                                  description=values["description"], is_active=values["is_active"])
+            return
+        account = values.get("account") or self.account_for_request(request)
+        endpoint, secret = services.notification_endpoint_create(
+            account=account, url=values["url"], event_types=values["event_types"],
+            description=values["description"], is_active=values["is_active"],
+        )
+        obj.pk = endpoint.pk
+        request._new_endpoint_secret = (endpoint, secret)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        endpoint, secret = request._new_endpoint_secret
+        return TemplateResponse(request, "admin/notifications/endpoint_secret_once.html", {
+            "title": "Notification endpoint created", "endpoint": endpoint, "secret": secret,
+            "opts": NotificationEndpoint._meta, "site_header": admin.site.site_header, "has_permission": True,
+        })
+
+    def delete_model(self, request, obj):
+        services.notification_endpoint_delete(endpoint=obj)
+
+    def delete_queryset(self, request, queryset):
+        for endpoint in queryset:
+            services.notification_endpoint_delete(endpoint=endpoint)
+
+
+class ReadOnlyAdminMixin:
+    """The outbox and its deliveries are written by services only."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+
+class DeliveryAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = ["number", "attempted_at", "status_code", "error", "duration_ms"]
+    ordering = ["number"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class DeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Delivery
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["endpoint", "status", "attempt_count", "last_status_code", "next_attempt_at"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(NotificationEvent)
+class NotificationEventAdmin(ReadOnlyAdminMixin, AccountScopedAdmin):
+    list_display = ["id", "event_type", "account", "created_at"]
+    list_filter = ["event_type", "account"]
+    search_fields = ["id", "event_type"]
+    ordering = ["-created_at"]
+    date_hierarchy = "created_at"
+    inlines = [DeliveryInline]
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdminMixin, AccountScopedAdmin):
+    list_display = ["id", "event_type", "endpoint", "status", "attempt_count", "last_status_code",
+                    "next_attempt_at", "updated_at"]
+    list_filter = ["status", "event__event_type", "account"]
+    list_select_related = ["event", "endpoint"]
+    search_fields = ["event__id", "endpoint__url", "last_error"]
+    ordering = ["-created_at"]
+    inlines = [DeliveryAttemptInline]
+    actions = ["retry_now"]
+
+    @admin.display(description="event type", ordering="event__event_type")
+    def event_type(self, obj):
+        return obj.event.event_type
+
+    @admin.action(description="Retry now (failed deliveries)", permissions=["change"])
+    def retry_now(self, request, queryset):
+        retried = 0
+        for delivery in queryset.filter(status=Delivery.Status.FAILED):
+            services.delivery_retry(delivery=delivery)
+            retried += 1
+        skipped = queryset.count() - retried
+        self.message_user(request, f"Retrying {retried} delivery(ies) now."
+                                   + (f" {skipped} not FAILED, left alone." if skipped else ""), messages.SUCCESS)

@@ -1,0 +1,78 @@
+"""Shapes of the notification-endpoint API (camelCase, timestamps with milliseconds and Z)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from config.api.serializers import ApiModelSerializer, StrictSerializerMixin, TimestampField
+from notifications.models import Delivery, DeliveryAttempt, EventType, NotificationEndpoint
+
+
+class NotificationEndpointSerializer(ApiModelSerializer):
+    eventTypes = serializers.ListField(child=serializers.CharField(), source="event_types")  # noqa: N815
+    isActive = serializers.BooleanField(source="is_active")  # noqa: N815
+    createdAt = TimestampField(source="created_at")  # noqa: N815
+    updatedAt = TimestampField(source="updated_at")  # noqa: N815
+
+    class Meta:
+        model = NotificationEndpoint
+        fields = ["id", "url", "description", "eventTypes", "isActive", "createdAt", "updatedAt"]
+        read_only_fields = fields
+
+
+class NotificationEndpointCreatedSerializer(NotificationEndpointSerializer):
+    secret = serializers.CharField(help_text="The signing secret (whsec_…). Shown only in this response.")
+
+    class Meta(NotificationEndpointSerializer.Meta):
+        fields = [*NotificationEndpointSerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
+class NotificationEndpointWriteSerializer(StrictSerializerMixin, serializers.Serializer):
+    """Body of POST (url required) and PATCH (every field optional) /notification-endpoints.
+    Unknown fields are refused."""
+
+    url = serializers.CharField(max_length=2048, help_text="http(s) URL on a public address.")
+    eventTypes = serializers.ListField(  # noqa: N815
+        child=serializers.ChoiceField(choices=EventType.choices), source="event_types", min_length=1,
+        max_length=len(EventType.choices) * 2, required=False,
+        help_text="Event types to deliver; all of them when omitted at creation.",
+    )
+    description = serializers.CharField(max_length=200, allow_blank=True, required=False)
+    isActive = serializers.BooleanField(source="is_active", required=False)  # noqa: N815
+
+
+class DeliveryAttemptSerializer(ApiModelSerializer):
+    attemptedAt = TimestampField(source="attempted_at")  # noqa: N815
+    statusCode = serializers.IntegerField(source="status_code", allow_null=True)  # noqa: N815
+    durationMs = serializers.IntegerField(source="duration_ms", allow_null=True)  # noqa: N815
+
+    class Meta:
+        model = DeliveryAttempt
+        fields = ["number", "attemptedAt", "statusCode", "error", "durationMs"]
+        read_only_fields = fields
+
+
+class DeliveryEventSerializer(serializers.Serializer):
+    id = serializers.UUIDField(help_text="The webhook-id header of every attempt.")
+    type = serializers.CharField(source="event_type")
+    timestamp = TimestampField(source="created_at")
+    data = serializers.JSONField(source="payload")
+
+
+class DeliverySerializer(ApiModelSerializer):
+    event = DeliveryEventSerializer()
+    attemptCount = serializers.IntegerField(source="attempt_count")  # noqa: N815
+    maxAttempts = serializers.IntegerField(source="max_attempts")  # noqa: N815
+    nextAttemptAt = TimestampField(source="next_attempt_at", allow_null=True)  # noqa: N815
+    lastStatusCode = serializers.IntegerField(source="last_status_code", allow_null=True)  # noqa: N815
+    lastError = serializers.CharField(source="last_error")  # noqa: N815
+    createdAt = TimestampField(source="created_at")  # noqa: N815
+    updatedAt = TimestampField(source="updated_at")  # noqa: N815
+    attempts = DeliveryAttemptSerializer(many=True)
+
+    class Meta:
+        model = Delivery
+        fields = ["id", "event", "status", "attemptCount", "maxAttempts", "nextAttemptAt", "lastStatusCode",
+                  "lastError", "createdAt", "updatedAt", "attempts"]
+        read_only_fields = fields
