@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.parsers import FormParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.exceptions import InvalidTokenRequest, UnsupportedGrantType
 from accounts.services import access_token_issue
+from config.api.parsers import LimitedJSONParser
 from config.api.ratelimit import enforce_rate_limit
 from config.api.schema import ERROR_RESPONSES
 
@@ -37,7 +38,7 @@ class TokenView(APIView):
     authentication_classes: list = []
     permission_classes: list = []
     throttle_classes: list = []
-    parser_classes = [JSONParser, FormParser]
+    parser_classes = [LimitedJSONParser, FormParser]
 
     @extend_schema(
         operation_id="createAccessToken",

@@ -172,3 +172,25 @@ def test_timestamp_field_requires_a_timezone_and_answers_milliseconds_z():
         field.to_internal_value("2026-07-01T00:00:00")
     parsed = field.to_internal_value("2026-07-01T02:00:00+02:00")
     assert field.to_representation(parsed) == "2026-07-01T00:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    "body,code",
+    [
+        ('{"x": NaN}', "MALFORMED_JSON"),
+        ('{"x": Infinity}', "MALFORMED_JSON"),
+        ('{"x": -Infinity}', "MALFORMED_JSON"),
+        ('{"x": 1e999}', "MALFORMED_JSON"),
+        ("[" * 50 + "]" * 50, "JSON_TOO_DEEP"),
+        ("[" * 100000 + "]" * 100000, "JSON_TOO_DEEP"),
+    ],
+)
+def test_hostile_json_is_rejected_with_400(api, body, code):
+    response = api.post("/probe", body, content_type="application/json")
+    assert_error_body(response, 400, code)
+
+
+def test_decode_json_accepts_ordinary_input():
+    from config.api.parsers import decode_json
+
+    assert decode_json(b'{"a": [1, 2.5, {"b": null}]}') == {"a": [1, 2.5, {"b": None}]}
