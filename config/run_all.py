@@ -8,6 +8,7 @@ run against PostgreSQL and Redis.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +29,14 @@ def main() -> int:
         "beat": [os.path.join(BIN, "celery"), "-A", "config", "beat", "-l", "info",
                  "-S", "django_celery_beat.schedulers:DatabaseScheduler"],
     }
-    processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
+    # Web processes share one metrics directory so /metrics aggregates every gunicorn worker.
+    metrics_dir = os.path.join(os.environ.get("VAR_DIR", "var"), "metrics")
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, exist_ok=True)
+    web_env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": os.path.abspath(metrics_dir)}
+    processes = {
+        name: subprocess.Popen(cmd, env=web_env if name == "web" else None) for name, cmd in commands.items()
+    }
     stopping = False
 
     def stop(*_):

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.metrics.MetricsMiddleware",
     "config.api.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -186,6 +187,7 @@ RATE_LIMITS = {
     "billing": (2000, 1, 50),
     "config": (20, 1, 10),
 }
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # Seconds a 503 asks the client to wait when a dependency is down.
 RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "5"))
 

@@ -5,11 +5,13 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from accounts.api.views import TokenView
 from config.api import ops
+from config.metrics import metrics_view
 
 urlpatterns = [
     path("oauth/token", TokenView.as_view(), name="oauth-token"),
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("admin", lambda request: HttpResponseRedirect("/admin/")),
