@@ -8,18 +8,22 @@ from django.db import transaction
 from streams.engine import services
 from streams.models import StreamRun
 
+RETRY_BASE_SECONDS = 5
+RETRY_MAX_SECONDS = 300
 
-@shared_task(name="streams.run_stream", acks_late=True, reject_on_worker_lost=True)
-def run_stream(stream_id: str, trigger: str = StreamRun.Trigger.REALTIME) -> str | None:
+
+@shared_task(name="streams.run_stream", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5)
+def run_stream(self, stream_id: str, trigger: str = StreamRun.Trigger.REALTIME) -> str | None:
     """Run a stream over its collectors' next batches. Safe to run twice: a batch is consumed
     only together with the run's effects. After a run that consumed batches, the next run is
-    queued until one finds nothing new; a failed run consumed nothing and is left to the next
-    trigger."""
+    queued until one finds nothing new. A failed run consumed nothing; it is retried with
+    backoff (and the next collected batch triggers it again anyway)."""
     run = services.stream_run_collected(stream_id=stream_id, trigger=trigger)
     if run is None:
         return None
-    if run.status == StreamRun.Status.SUCCEEDED:
-        transaction.on_commit(lambda: run_stream.delay(stream_id, trigger))
+    if run.status == StreamRun.Status.FAILED:
+        raise self.retry(countdown=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** self.request.retries))
+    transaction.on_commit(lambda: run_stream.delay(stream_id, trigger))
     return str(run.pk)
 
 

@@ -189,6 +189,12 @@ def _run(stream: Stream, trigger: str, source) -> StreamRun | None:
     except (NodeFailed, PlanInvalid) as exc:
         _failed(run, str(exc))
         outcome = "failed"
+    except DatabaseError as exc:
+        # A deadlock, a serialization failure or a unique-key race with a concurrent run: the
+        # transaction rolled back; a retry runs it again. (If the database is down, recording the
+        # failure raises too, and the caller sees that.)
+        _failed(run, f"database error: {exc.__class__.__name__}")
+        outcome = "failed"
     finally:
         if outcome == "unfinished" and not transaction.get_connection().in_atomic_block:
             # An unexpected error (it propagates): say so on the run rather than leave it RUNNING.

@@ -225,3 +225,109 @@ def test_preview_of_a_stream_that_cannot_run_is_400(api, make_stream):
                                                                           "type": "nothing", "config": {}}])
     response = preview(api, stream, {"records": [{"a": 1}]})
     assert (response.status_code, response.json()["code"]) == (400, "STREAM_NOT_RUNNABLE")
+
+
+# --- The collection seam's contract (the collection log is built in parallel) ---------------------------
+
+
+class CollectionLogStandIn:
+    """Stands in for ``collection.services`` until the collection log is merged: the two functions
+    the seam calls, with the documented contract (batches after the consumer's offset, in order)."""
+
+    def __init__(self, batches):
+        self.batches = batches  # [(collector_id, sequence, data)]
+        self.offsets: dict[tuple, int] = {}
+
+    def collected_batches_read(self, *, collector_id, consumer, limit):
+        offset = self.offsets.get((collector_id, consumer), 0)
+        found = [batch for batch in self.batches if batch[0] == collector_id and batch[1] > offset][:limit]
+        return [type("Batch", (), {"sequence": sequence, "data": data}) for _, sequence, data in found]
+
+    def consumer_offset_advance(self, *, collector_id, consumer, sequence):
+        self.offsets[(collector_id, consumer)] = sequence
+
+
+@pytest.fixture
+def collection_log(monkeypatch):
+    import sys
+    import types
+
+    def install(batches):
+        log = CollectionLogStandIn(batches)
+        module = types.ModuleType("collection.services")
+        module.collected_batches_read = log.collected_batches_read
+        module.consumer_offset_advance = log.consumer_offset_advance
+        monkeypatch.setitem(sys.modules, "collection.services", module)
+        return log
+
+    return install
+
+
+def test_a_collected_run_consumes_batches_in_order_and_advances_the_offset(make_stream, collection_log):
+    from tests.streams.engine.conftest import COLLECTOR_ID
+
+    stream = make_stream(chain(("peek", "inspect", {})))
+    collector = uuid.UUID(COLLECTOR_ID)
+    log = collection_log([(collector, 1, {"a": 1}), (collector, 2, [{"a": 2}, {"a": 3}]),
+                          (collector, 3, '{"a": 4}\n{"a": 5}'), (uuid.uuid4(), 9, {"other": True})])
+    run = engine_services.stream_run_collected(stream_id=stream.pk, batch_limit=2)
+    assert (run.trigger, run.records_in, run.source_first_sequence, run.source_last_sequence) == (
+        "realtime", 3, 1, 2)
+    assert log.offsets == {(collector, f"stream:{stream.pk}"): 2}
+    second = engine_services.stream_run_collected(stream_id=stream.pk, batch_limit=2)
+    assert (second.records_in, second.source_first_sequence, second.source_last_sequence) == (2, 3, 3)
+    assert engine_services.stream_run_collected(stream_id=stream.pk) is None
+
+
+def test_a_failed_collected_run_leaves_the_offset_for_the_retry(make_stream, collection_log, receiver, settings):
+    from tests.streams.engine.conftest import COLLECTOR_ID
+
+    settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = True
+    receiver.status = 502
+    stream = make_stream(chain(("out", "httpForwarder", {"url": receiver.url})))
+    log = collection_log([(uuid.UUID(COLLECTOR_ID), 1, {"a": 1})])
+    failed = engine_services.stream_run_collected(stream_id=stream.pk)
+    assert (failed.status, failed.source_first_sequence, log.offsets) == ("FAILED", None, {})
+    receiver.status = 200
+    retried = engine_services.stream_run_collected(stream_id=stream.pk)
+    assert (retried.status, retried.records_out, receiver.bodies()[-1]) == ("SUCCEEDED", 1, [{"a": 1}])
+
+
+EXAMPLE_RECORDS = {
+    "api-calls-metering": [
+        {"requestId": "r1", "status": 200, "internal": False, "path": "/v1/items",
+         "customer": {"id": "c1", "plan": "pro"}, "region": "eu"},
+        {"requestId": "r1", "status": 200, "internal": False, "path": "/v1/items",
+         "customer": {"id": "c1", "plan": "pro"}, "region": "eu"},
+        {"requestId": "r2", "status": 200, "internal": False, "path": "/v1/items", "customer": {"id": "c2"}},
+        {"requestId": "r3", "status": 500, "internal": False, "path": "/v1/items", "customer": {"id": "c3"}},
+    ],
+    "session-metering": [
+        {"charger": "ch-7", "session": "s-1", "wh": 1500, "account": "u1"},
+        {"charger": "ch-7", "session": "s-1", "wh": 500, "account": "u1"},
+    ],
+    "daily-storage-batch": [
+        {"customerId": "c1", "bucket": "logs-archive", "bytes": 2147483648},
+        {"customerId": "c1", "bucket": "logs-archive", "bytes": 1073741824},
+        {"customerId": "c2", "bucket": "hot", "bytes": 536870912},
+    ],
+}
+
+
+def test_the_documented_example_streams_preview_end_to_end(api, make_stream):
+    bodies = {}
+    for name, records in EXAMPLE_RECORDS.items():
+        stream = make_stream(example(name))
+        bodies[name] = preview(api, stream, {"records": records}).json()
+    calls = {node["id"]: node for node in bodies["api-calls-metering"]["nodes"]}
+    assert [calls[node]["counts"]["out"] for node in ("collector", "only-billable", "shape", "dedup", "meter",
+                                                      "billing", "peek")] == [4, 3, 3, 2, 2, 2, 2]
+    assert [(r["userId"], r["_meter"]["category"], r["_meter"]["groupBy"]) for r in calls["meter"]["records"]] == [
+        ("c1", "premium", {"region": "eu"}), ("c2", "standard", {"region": None})]
+    sessions = {node["id"]: node for node in bodies["session-metering"]["nodes"]}
+    assert sessions["sessions"]["records"] == [{"userId": "u1", "value": 2.0, "chargerId": "ch-7",
+                                                "sessionId": "s-1"}]
+    assert sessions["kwh"]["records"][0]["_meter"]["groupBy"] == {"chargerId": "ch-7"}
+    storage = {node["id"]: node for node in bodies["daily-storage-batch"]["nodes"]}
+    assert [(r["userId"], r["value"], r["_meter"]["category"]) for r in storage["storage"]["records"]] == [
+        ("c1", 2.0, "archive"), ("c2", 0.5, "hot")]
