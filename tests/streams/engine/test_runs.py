@@ -331,3 +331,20 @@ def test_the_documented_example_streams_preview_end_to_end(api, make_stream):
     storage = {node["id"]: node for node in bodies["daily-storage-batch"]["nodes"]}
     assert [(r["userId"], r["value"], r["_meter"]["category"]) for r in storage["storage"]["records"]] == [
         ("c1", 2.0, "archive"), ("c2", 0.5, "hot")]
+
+
+def test_preview_is_rate_limited_in_the_streams_group(api, make_stream, rate_limits, settings):
+    stream = make_stream(chain(("peek", "inspect", {})))
+    assert settings.RATE_LIMITS["streams"] == (20, 1, 5)  # seed 000: 20 per second, burst 5
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "streams": (20, 60, 5)}  # no refill racing the test
+    statuses = [preview(api, stream, {"records": [{"a": 1}]}).status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+
+
+def test_the_engine_endpoints_are_documented_in_openapi(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    preview_operation = paths["/streams/{id}/preview"]["post"]
+    lookup_operation = paths["/aggregation/stores/{id}/sessions/lookup"]["get"]
+    assert {"200", "400", "401", "403", "404", "429"} <= set(preview_operation["responses"])
+    assert {"200", "400", "401", "403", "404", "429"} <= set(lookup_operation["responses"])
+    assert [parameter["name"] for parameter in lookup_operation["parameters"]] == ["fieldValues", "id"]
