@@ -11,15 +11,24 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import slugify
 
 from accounts.admin_scoping import AccountScopedAdmin, user_account_id
 from config.api.errors import ApiError
 from streams import selectors, services
+from streams.engine import services as engine_services
 from streams.graph import stream_graph_svg
-from streams.models import Solution, Stream, StreamVersion
+from streams.models import (
+    AggregationSession,
+    AggregationStore,
+    InspectRecord,
+    Solution,
+    Stream,
+    StreamRun,
+    StreamVersion,
+)
 
 MAX_UPLOAD_BYTES = 1024 * 1024
 
@@ -146,10 +155,12 @@ class StreamAdmin(AccountScopedAdmin):
         (None, {"fields": ["name", "id", "solution", "processing_type", "schema_version", "description", "tag",
                            "cas", "created_by_label", "created_at", "updated_by_label", "updated_at"]}),
         ("Graph", {"fields": ["graph"]}),
+        ("Runs", {"fields": ["recent_runs"]}),
         ("Configuration", {"fields": ["configuration"], "classes": ["collapse"]}),
     ]
     readonly_fields = ["name", "id", "solution", "processing_type", "schema_version", "description", "tag", "cas",
-                       "created_by_label", "created_at", "updated_by_label", "updated_at", "graph", "configuration"]
+                       "created_by_label", "created_at", "updated_by_label", "updated_at", "graph", "configuration",
+                       "recent_runs"]
 
     # Streams change only through an import (validated, versioned): the page is read-only.
     def has_add_permission(self, request):
@@ -178,6 +189,19 @@ class StreamAdmin(AccountScopedAdmin):
         # Built server-side from escaped labels only (streams.graph), so it is safe to inline.
         return format_html('<div class="stream-graph-scroll" style="overflow-x: auto; max-width: 100%;">{}</div>',
                            mark_safe(stream_graph_svg(obj.nodes, obj.edges)))
+
+    @admin.display(description="recent runs")
+    def recent_runs(self, obj: Stream) -> str:
+        runs = StreamRun.objects.filter(stream=obj).order_by("-started_at", "-id")[:5]
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (run.started_at.strftime("%Y-%m-%d %H:%M:%S"), run.trigger, run.status, run.records_in, run.records_out,
+             run.records_rejected) for run in runs))
+        links = format_html(
+            '<a href="{}?stream__id__exact={}">all runs</a> · <a href="{}?stream__id__exact={}">inspected records</a>',
+            reverse("admin:streams_streamrun_changelist"), obj.pk,
+            reverse("admin:streams_inspectrecord_changelist"), obj.pk)
+        return format_html("<table><thead><tr><th>started</th><th>trigger</th><th>status</th><th>in</th><th>out</th>"
+                           "<th>rejected</th></tr></thead><tbody>{}</tbody></table><p>{}</p>", rows, links)
 
     @admin.display(description="configuration (export)")
     def configuration(self, obj: Stream) -> str:
@@ -251,3 +275,135 @@ class StreamAdmin(AccountScopedAdmin):
             "problems": problems,
         }
         return TemplateResponse(request, "admin/streams/stream/import.html", context)
+
+
+# --- The stream engine: runs, aggregation stores and sessions, inspected records --------------------
+
+
+def _json_block(value) -> str:
+    return format_html('<pre style="white-space: pre-wrap; max-width: 60em;">{}</pre>',
+                       json.dumps(value, indent=2, ensure_ascii=False))
+
+
+class EngineReadOnlyAdmin(AccountScopedAdmin):
+    """The engine writes these rows; the admin shows them (and changes state only by actions)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(StreamRun)
+class StreamRunAdmin(EngineReadOnlyAdmin):
+    list_display = ["started_at", "stream", "trigger", "status", "records_in", "records_out", "records_rejected",
+                    "duration"]
+    list_filter = ["status", "trigger", ("stream", admin.RelatedOnlyFieldListFilter), "account"]
+    search_fields = ["id", "stream__name", "error"]
+    ordering = ["-started_at"]
+    list_select_related = ["stream"]
+    fields = ["id", "stream", "stream_cas", "trigger", "status", "started_at", "finished_at", "duration", "records_in",
+              "records_out", "records_rejected", "per_node_counts", "error", "source_first_sequence",
+              "source_last_sequence", "rejections_kept"]
+    readonly_fields = fields
+
+    @admin.display(description="duration (s)")
+    def duration(self, obj: StreamRun) -> str:
+        return "—" if obj.duration_seconds is None else f"{obj.duration_seconds:.3f}"
+
+    @admin.display(description="records per node")
+    def per_node_counts(self, obj: StreamRun) -> str:
+        names = {node.get("id"): node.get("name") or node.get("id") for node in obj.stream.nodes}
+        rows = format_html_join(
+            "", '<tr class="node-counts" data-node-id="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            ((node_id, node_id, names.get(node_id, "(removed)"), counts.get("in", 0), counts.get("out", 0),
+              counts.get("rejected", 0)) for node_id, counts in obj.node_counts.items()),
+        )
+        return format_html("<table><thead><tr><th>node</th><th>name</th><th>in</th><th>out</th><th>rejected</th>"
+                           "</tr></thead><tbody>{}</tbody></table>", rows)
+
+    @admin.display(description=f"rejections (first {StreamRun.REJECTIONS_KEPT})")
+    def rejections_kept(self, obj: StreamRun) -> str:
+        return _json_block(obj.rejections) if obj.rejections else "—"
+
+
+@admin.register(AggregationStore)
+class AggregationStoreAdmin(EngineReadOnlyAdmin):
+    list_display = ["store_id", "kind", "key_fields_label", "stream", "node_id", "sessions_link"]
+    list_filter = ["kind", "account"]
+    search_fields = ["store_id", "stream__name", "node_id"]
+    ordering = ["store_id"]
+    list_select_related = ["stream"]
+    fields = ["store_id", "kind", "key_fields_label", "stream", "node_id", "created_at", "updated_at", "sessions_link"]
+    readonly_fields = fields
+
+    @admin.display(description="key fields (in order)")
+    def key_fields_label(self, obj: AggregationStore) -> str:
+        return ", ".join(obj.key_fields)
+
+    @admin.display(description="sessions")
+    def sessions_link(self, obj: AggregationStore) -> str:
+        url = reverse("admin:streams_aggregationsession_changelist") + f"?store__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} session(s)</a>', url, obj.sessions.count())
+
+
+@admin.register(AggregationSession)
+class AggregationSessionAdmin(EngineReadOnlyAdmin):
+    list_display = ["field_values_label", "store", "stream", "node_id", "record_count", "updated_at", "timeout_at"]
+    list_filter = [("store", admin.RelatedOnlyFieldListFilter), ("stream", admin.RelatedOnlyFieldListFilter),
+                   "account"]
+    search_fields = ["key", "field_values", "node_id"]
+    ordering = ["timeout_at"]
+    list_select_related = ["store", "stream"]
+    actions = ["time_out_now"]
+    fields = ["store", "stream", "node_id", "field_values_label", "key", "data_block", "meta_block", "created_at",
+              "updated_at", "timeout_at"]
+    readonly_fields = fields
+
+    @admin.display(description="field values")
+    def field_values_label(self, obj: AggregationSession) -> str:
+        return " / ".join(json.dumps(value, ensure_ascii=False) for value in obj.field_values)
+
+    @admin.display(description="records")
+    def record_count(self, obj: AggregationSession) -> int:
+        return obj.meta.get("recordCount", 0)
+
+    @admin.display(description="data")
+    def data_block(self, obj: AggregationSession) -> str:
+        return _json_block(obj.data)
+
+    @admin.display(description="meta")
+    def meta_block(self, obj: AggregationSession) -> str:
+        return _json_block(obj.meta)
+
+    def has_expire_permission(self, request) -> bool:
+        return request.user.has_perm("streams.change_aggregationsession")
+
+    @admin.action(description="Time out now (the next sweep emits them downstream)", permissions=["expire"])
+    def time_out_now(self, request, queryset):
+        count = engine_services.aggregation_sessions_expire(session_ids=queryset.values_list("pk", flat=True))
+        messages.success(request, f"{count} session(s) will be emitted by the next sweep (within 30 s).")
+
+
+@admin.register(InspectRecord)
+class InspectRecordAdmin(EngineReadOnlyAdmin):
+    list_display = ["created_at", "stream", "node_id", "record_summary"]
+    list_filter = [("stream", admin.RelatedOnlyFieldListFilter), "node_id", "account"]
+    search_fields = ["node_id", "stream__name"]
+    ordering = ["-id"]
+    list_select_related = ["stream"]
+    fields = ["stream", "node_id", "run", "created_at", "record_block"]
+    readonly_fields = fields
+
+    @admin.display(description="record")
+    def record_summary(self, obj: InspectRecord) -> str:
+        text = json.dumps(obj.record, ensure_ascii=False)
+        return text if len(text) <= 120 else text[:119] + "…"
+
+    @admin.display(description="record")
+    def record_block(self, obj: InspectRecord) -> str:
+        return _json_block(obj.record)

@@ -55,3 +55,19 @@ class SolutionNameExists(Conflict):
 class SolutionInUse(Conflict):
     code = "SOLUTION_IN_USE"
     message = "The solution still holds streams; delete them first."
+
+
+class AggregationStoreNotFound(NotFound):
+    code = "AGGREGATION_STORE_NOT_FOUND"
+    message = "Aggregation store not found."
+
+
+class AggregationSessionNotFound(NotFound):
+    code = "AGGREGATION_SESSION_NOT_FOUND"
+    message = "No session in this store has these field values."
+
+
+class AggregationStoreConflict(Conflict):
+    code = "AGGREGATION_STORE_CONFLICT"
+    message = ("Another stream of the account uses this aggregation store with other key fields or another "
+               "aggregator type; streams share a store only when both match.")

@@ -147,3 +147,175 @@ class StreamVersionResourceRef(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resource_type}:{self.resource_id}"
+
+
+# --- The stream engine: runs, aggregation stores and sessions, deduplication keys, inspected records
+
+
+class StreamRun(models.Model):
+    """One execution of a stream's graph over a set of records (a collected batch, a schedule's
+    new data, sessions that timed out, or records given by hand).
+
+    ``node_counts`` is ``{nodeId: {"in": n, "out": n, "rejected": n}}``; ``rejections`` keeps the
+    first ``REJECTIONS_KEPT`` rejected records with their node and reason. ``records_out`` counts
+    what left the graph's last nodes. ``source_first_sequence``/``source_last_sequence`` are the
+    collected batches the run consumed (none for other triggers).
+    """
+
+    REJECTIONS_KEPT = 100
+
+    class Trigger(models.TextChoices):
+        REALTIME = "realtime"
+        SCHEDULE = "schedule"
+        MANUAL = "manual"
+        SESSION_TIMEOUT = "sessionTimeout", "session timeout"
+        # Previews run dry and are never stored; the value names them in engine results.
+        PREVIEW = "preview"
+
+    class Status(models.TextChoices):
+        RUNNING = "RUNNING"
+        SUCCEEDED = "SUCCEEDED"
+        FAILED = "FAILED"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="stream_runs")
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="runs")
+    stream_cas = models.PositiveIntegerField(help_text="The stream's cas (configuration save) that ran.")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    records_in = models.PositiveIntegerField(default=0)
+    records_out = models.PositiveIntegerField(default=0)
+    records_rejected = models.PositiveIntegerField(default=0)
+    node_counts = models.JSONField(default=dict)
+    rejections = models.JSONField(default=list)
+    error = models.TextField(blank=True, default="")
+    source_first_sequence = models.BigIntegerField(null=True, blank=True)
+    source_last_sequence = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=["RUNNING", "SUCCEEDED", "FAILED"]),
+                                   name="%(app_label)s_%(class)s_status_valid"),
+            models.CheckConstraint(condition=Q(finished_at__isnull=True) | Q(finished_at__gte=models.F("started_at")),
+                                   name="%(app_label)s_%(class)s_finished_after_start"),
+        ]
+        indexes = [
+            models.Index(fields=["stream", "-started_at"], name="streams_run_stream_recent"),
+            models.Index(fields=["account", "status"], name="streams_run_account_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream} {self.trigger} {self.started_at:%Y-%m-%d %H:%M:%S} {self.status}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class AggregationStore(models.Model):
+    """An aggregation store a stream's ``scriptAggregator`` (or ``dataAggregator``) declares with
+    its ``storeId``. Maintained on every import; its ``key_fields`` are how the session lookup
+    endpoint computes a session key. Streams of one account may share a store only with the same
+    kind and key fields; ``stream``/``node_id`` name the latest declaration."""
+
+    class Kind(models.TextChoices):
+        SCRIPT = "script"
+        DATA = "data"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="aggregation_stores")
+    store_id = models.UUIDField(help_text="The storeId of the aggregator node.")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    key_fields = models.JSONField(default=list)
+    stream = models.ForeignKey(Stream, on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="aggregation_stores")
+    node_id = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["store_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "store_id"], name="%(app_label)s_%(class)s_unique_store"),
+            models.CheckConstraint(condition=Q(kind__in=["script", "data"]), name="%(app_label)s_%(class)s_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.store_id} ({', '.join(self.key_fields)})"
+
+
+class AggregationSession(models.Model):
+    """One session of an aggregation store: the state an aggregator keeps for one key.
+
+    ``key`` is ``streams.engine.keys.session_key(field_values)``. ``data`` is what the script (or
+    the aggregations) computed so far, ``meta`` the bookkeeping (record count, partial averages).
+    When ``timeout_at`` passes, the beat sweep emits the session to the nodes after ``node_id`` in
+    ``stream`` and deletes it in the same transaction (exactly once).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="aggregation_sessions")
+    store = models.ForeignKey(AggregationStore, on_delete=models.CASCADE, related_name="sessions")
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="aggregation_sessions")
+    node_id = models.CharField(max_length=100)
+    key = models.CharField(max_length=64)
+    field_values = models.JSONField(default=list)
+    data = models.JSONField(default=dict)
+    meta = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    timeout_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["timeout_at", "key"]
+        constraints = [
+            models.UniqueConstraint(fields=["store", "key"], name="%(app_label)s_%(class)s_unique_key"),
+        ]
+        indexes = [models.Index(fields=["timeout_at"], name="streams_session_timeout")]
+
+    def __str__(self) -> str:
+        return " / ".join(map(str, self.field_values))
+
+
+class StreamDedupKey(models.Model):
+    """A key a ``deduplicate`` node has seen: a record with the same key before ``expires_at`` is
+    dropped, in this run or any later one. Rows past ``expires_at`` are reused and purged."""
+
+    id = models.BigAutoField(primary_key=True)
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="dedup_keys")
+    node_id = models.CharField(max_length=100)
+    key = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "node_id", "key"], name="%(app_label)s_%(class)s_unique_key"),
+        ]
+        indexes = [models.Index(fields=["expires_at"], name="streams_dedup_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}:{self.key}"
+
+
+class InspectRecord(models.Model):
+    """One of the last records an ``inspect`` node let through (it keeps ``keepLast``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="inspect_records")
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="inspect_records")
+    node_id = models.CharField(max_length=100)
+    run = models.ForeignKey(StreamRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    record = models.JSONField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["stream", "node_id", "-id"], name="streams_inspect_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.node_id} #{self.pk}"

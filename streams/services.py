@@ -14,6 +14,7 @@ from accounts.models import Account
 from config.api.errors import ValidationFailed
 from config.api.principal import Principal
 from streams.config import NAME_MAX_LENGTH, StreamConfig, stream_config_parse, tag_validate
+from streams.engine.stores import aggregation_stores_prune, aggregation_stores_sync
 from streams.exceptions import (
     NodeDeletionNotAllowed,
     SolutionInUse,
@@ -234,6 +235,7 @@ def stream_import(*, account: Account, solution_id: str | uuid.UUID, stream_conf
             raise StreamNameExists("A stream with this name was created meanwhile; retry the import.")
         action = ImportAction.CREATED
     _save_refs(stream, config)
+    aggregation_stores_sync(stream=stream, config=config)  # the session lookup's key fields
     if tag is not None:
         _save_version(stream, config, tag, actor)
     return StreamImportResult(action, stream, tag)
@@ -241,4 +243,6 @@ def stream_import(*, account: Account, solution_id: str | uuid.UUID, stream_conf
 
 @transaction.atomic
 def stream_delete(*, stream: Stream) -> None:
+    account_id = stream.account_id
     stream.delete()
+    aggregation_stores_prune(account_id=account_id)

@@ -182,3 +182,84 @@ def project(value: Any, tree: dict | None) -> Any:
     if isinstance(value, dict):
         return {key: project(value[key], sub) for key, sub in tree.items() if key in value}
     return value
+
+
+# --- Preview and the session lookup (the stream engine) ----------------------------------------------
+
+
+@extend_schema_field({"type": "array", "items": {"type": "object", "additionalProperties": True},
+                      "minItems": 1, "maxItems": 1000})
+class RecordsField(serializers.JSONField):
+    pass
+
+
+class StreamPreviewSerializer(StrictSerializerMixin, serializers.Serializer):
+    """Sample records to run through the stream (fed to its input nodes); nothing is persisted."""
+
+    records = RecordsField(help_text="1 to 1000 records (JSON objects).")
+    tag = serializers.CharField(required=False, allow_null=True, allow_blank=True,
+                                help_text="Preview this tagged version instead of the latest configuration.")
+
+    def validate_records(self, value: Any) -> list:
+        from streams.engine.services import PREVIEW_MAX_RECORDS
+
+        if not isinstance(value, list) or not 1 <= len(value) <= PREVIEW_MAX_RECORDS:
+            raise serializers.ValidationError(f"Give a list of 1 to {PREVIEW_MAX_RECORDS} records.")
+        return value
+
+
+class CountsSerializer(serializers.Serializer):
+    # ``in`` is a Python keyword: declared through ``fields`` below.
+    out = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["in"] = serializers.IntegerField()
+        return fields
+
+
+class RejectionSerializer(serializers.Serializer):
+    record = serializers.JSONField()
+    reason = serializers.CharField()
+
+
+class PreviewNodeSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    type = serializers.CharField()
+    counts = CountsSerializer()
+    records = serializers.ListField(child=serializers.DictField(), help_text="The node's output records.")
+    rejections = RejectionSerializer(many=True)
+    note = serializers.CharField(required=False, help_text="What differs from a real run (nothing sent…).")
+
+
+class StreamPreviewResponseSerializer(serializers.Serializer):
+    nodes = PreviewNodeSerializer(many=True, help_text="The nodes that received records, in execution order.")
+    counts = CountsSerializer(help_text="Records in (to input nodes), out (of the last nodes), rejected (all nodes).")
+
+
+def preview_body(result) -> dict[str, Any]:
+    nodes = []
+    for node_result in result.nodes:
+        item = {
+            "id": node_result.node.id, "name": node_result.node.name, "type": node_result.node.type,
+            "counts": node_result.counts(), "records": node_result.out,
+            "rejections": [{"record": rejection.record, "reason": rejection.reason}
+                           for rejection in node_result.rejections],
+        }
+        if node_result.note:
+            item["note"] = node_result.note
+        nodes.append(item)
+    return {"nodes": nodes, "counts": {"in": result.records_in, "out": result.records_out,
+                                       "rejected": result.records_rejected}}
+
+
+class SessionSerializer(serializers.Serializer):
+    """A script aggregation session, as seed 000's lookup answers it."""
+
+    createdAt = TimestampField(source="created_at")
+    data = serializers.DictField()
+    meta = serializers.DictField()
+    timeoutAt = TimestampField(source="timeout_at")
+    updatedAt = TimestampField(source="updated_at")

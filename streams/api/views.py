@@ -8,6 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts.models import Account
 from config.api.errors import ValidationFailed
@@ -16,15 +17,21 @@ from config.api.schema import COMMON_STATUSES, ERROR_RESPONSES
 from config.api.viewsets import AccountScopedViewSet
 from streams import selectors, services
 from streams.api.serializers import (
+    SessionSerializer,
     StreamConfigSerializer,
     StreamImportResponseSerializer,
     StreamImportSerializer,
     StreamListSerializer,
+    StreamPreviewResponseSerializer,
+    StreamPreviewSerializer,
     StreamSerializer,
     StreamVersionListSerializer,
     fields_parse,
+    preview_body,
     project,
 )
+from streams.engine import selectors as engine_selectors
+from streams.engine import services as engine_services
 from streams.models import Stream
 
 READ = ["stream-management:read:streams"]
@@ -55,7 +62,8 @@ class StreamViewSet(AccountScopedViewSet):
     serializer_class = StreamSerializer
     not_found_code = "STREAM_NOT_FOUND"
     not_found_message = "Stream not found."
-    required_scopes = {"list": READ, "retrieve": READ, "export": READ, "versions": READ, "import_stream": WRITE}
+    required_scopes = {"list": READ, "retrieve": READ, "export": READ, "versions": READ, "import_stream": WRITE,
+                       "preview": READ + WRITE}
     throttle_group = "streams"
 
     def _resource_refs(self) -> list[selectors.ResourceRef]:
@@ -168,5 +176,56 @@ class StreamViewSet(AccountScopedViewSet):
             "tag": result.tag,
         })
 
+    @extend_schema(
+        operation_id="streams_preview",
+        summary="Preview stream",
+        description=(
+            "Runs sample records through the stream (the latest configuration, or the version `tag`) and "
+            "answers every node's output records, rejections (with the reason) and counts. Nothing is "
+            "persisted: deduplicate, aggregators, inspect, the Meter processor and the HTTP forwarder run "
+            "dry (aggregators show their sessions as they would be emitted). At most 1000 records."
+        ),
+        parameters=[ID_PARAMETER],
+        request=StreamPreviewSerializer,
+        responses={200: StreamPreviewResponseSerializer, **_errors(404)},
+    )
+    @action(detail=True, methods=["post"])
+    def preview(self, request, *args, **kwargs):
+        stream = self.get_object()
+        serializer = StreamPreviewSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = engine_services.stream_preview(stream=stream, records=serializer.validated_data["records"],
+                                                tag=serializer.validated_data.get("tag") or None)
+        return Response(preview_body(result))
+
     def principal_account(self) -> Account:
         return Account.objects.get(pk=self.account_id)
+
+
+class AggregationSessionLookupView(APIView):
+    """Seed 000 "Lookup script aggregation session"."""
+
+    required_scopes = {"GET": ["aggregation:read:sessions"]}
+    throttle_group = "aggregation"
+
+    @extend_schema(
+        operation_id="aggregation_sessions_lookup",
+        summary="Lookup script aggregation session",
+        description=(
+            "Computes the session key from `fieldValues` (in the order of the aggregator's key fields, exactly as "
+            "the aggregator does) and returns that session of the store."
+        ),
+        parameters=[
+            OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                             description="The aggregation store's id (the aggregator node's storeId)."),
+            OpenApiParameter("fieldValues", str, many=True, explode=True, required=True,
+                             description="One value per key field, in order: fieldValues=customer123&fieldValues=order456"),
+        ],
+        responses={200: SessionSerializer, **_errors(404)},
+    )
+    def get(self, request, id: str):  # noqa: A002 - the seed's path parameter name
+        session = engine_selectors.aggregation_session_lookup(
+            account_id=request.auth.account_id, store_id=id,
+            field_values=request.query_params.getlist("fieldValues"),
+        )
+        return Response(SessionSerializer(session).data)

@@ -1,0 +1,294 @@
+"""Every write the stream engine makes: runs, previews (which write nothing), session timeouts.
+
+A run executes the stream's plan inside ONE transaction together with everything it changes
+(deduplication keys, sessions, inspected records, the meter seam, the collected offsets it
+consumed) and the run's own SUCCEEDED record. If a node fails the transaction rolls back — the
+offsets stay, the sessions stay — and the run is recorded FAILED with the error; running it again
+does the same work again, never half of it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from config.api.errors import ValidationFailed
+from streams.engine import collection_seam, dedup
+from streams.engine.context import NodeFailed, RunContext
+from streams.engine.plan import PlanInvalid, RunResult, StreamPlan, plan_build, plan_execute
+from streams.engine.sessions import session_emitted_record
+from streams.exceptions import StreamNotFound
+from streams.models import AggregationSession, Stream, StreamRun
+from streams.selectors import stream_snapshot_for_tag
+
+logger = logging.getLogger(__name__)
+
+PREVIEW_MAX_RECORDS = 1000
+COLLECTED_BATCHES_PER_RUN = 100
+SWEEP_SESSIONS_PER_NODE = 500
+SWEEP_MAX_NODES = 100
+
+
+def _stream(stream_id: uuid.UUID | str) -> Stream:
+    try:
+        return Stream.objects.get(pk=stream_id)
+    except (Stream.DoesNotExist, ValueError):
+        raise StreamNotFound()
+
+
+# --- Where a run's records come from -------------------------------------------------------------
+
+@dataclass
+class Entry:
+    """Records for input nodes (``inputs``) or as a node's output (``injected``)."""
+
+    inputs: dict[str, list] = field(default_factory=dict)
+    injected: dict[str, list[dict]] = field(default_factory=dict)
+    first_sequence: int | None = None
+    last_sequence: int | None = None
+
+
+class RecordsSource:
+    """Records given by the caller, fed to every input node (or to ``input_node_ids``)."""
+
+    def __init__(self, records: list[Any], input_node_ids: Iterable[str] | None = None):
+        self.records = records
+        self.input_node_ids = list(input_node_ids) if input_node_ids is not None else None
+
+    def read(self, plan: StreamPlan, context: RunContext) -> Entry | None:
+        node_ids = self.input_node_ids if self.input_node_ids is not None else plan.input_node_ids()
+        return Entry(inputs={node_id: self.records for node_id in node_ids})
+
+    def commit(self, entry: Entry) -> None:
+        return None
+
+
+class CollectedSource:
+    """The next collected batches of every collector the stream's ``onlineCollector`` nodes read
+    (through ``collection_seam``), consumed as ``stream:<id>``; offsets advance with the run."""
+
+    def __init__(self, stream: Stream, batch_limit: int):
+        self.stream = stream
+        self.batch_limit = batch_limit
+        self.last_by_collector: dict[uuid.UUID, int] = {}
+
+    def read(self, plan: StreamPlan, context: RunContext) -> Entry | None:
+        consumer = collection_seam.consumer_name(self.stream.pk)
+        records_by_collector: dict[uuid.UUID, list] = {}
+        entry = Entry()
+        for node in plan.nodes_of_type("onlineCollector"):
+            collector_id = node.config.collector_id
+            if collector_id not in records_by_collector:
+                batches = collection_seam.collected_batches_read(collector_id=collector_id, consumer=consumer,
+                                                                 limit=self.batch_limit)
+                records_by_collector[collector_id] = [record for batch in batches
+                                                      for record in collection_seam.batch_records(batch.data)]
+                if batches:
+                    self.last_by_collector[collector_id] = batches[-1].sequence
+                    first, last = batches[0].sequence, batches[-1].sequence
+                    entry.first_sequence = first if entry.first_sequence is None else min(entry.first_sequence, first)
+                    entry.last_sequence = last if entry.last_sequence is None else max(entry.last_sequence, last)
+            entry.inputs[node.id] = records_by_collector[collector_id]
+        return entry if self.last_by_collector else None
+
+    def commit(self, entry: Entry) -> None:
+        consumer = collection_seam.consumer_name(self.stream.pk)
+        for collector_id, sequence in sorted(self.last_by_collector.items()):
+            collection_seam.consumer_offset_advance(collector_id=collector_id, consumer=consumer, sequence=sequence)
+
+
+class TimedOutSessionsSource:
+    """Sessions of one aggregator node whose ``timeout_at`` passed, claimed with ``SELECT … FOR
+    UPDATE SKIP LOCKED`` (a concurrent sweep skips them) and deleted in the run's transaction:
+    each session is emitted exactly once, or not at all if the run fails."""
+
+    def __init__(self, stream: Stream, node_id: str, limit: int):
+        self.stream = stream
+        self.node_id = node_id
+        self.limit = limit
+
+    def read(self, plan: StreamPlan, context: RunContext) -> Entry | None:
+        due = list(AggregationSession.objects.select_for_update(skip_locked=True, of=("self",))
+                   .select_related("store")
+                   .filter(stream=self.stream, node_id=self.node_id, timeout_at__lte=context.now)
+                   .order_by("timeout_at", "key")[:self.limit])
+        claimed = _sessions_delete_returning([session.pk for session in due])
+        sessions = [session for session in due if session.pk in claimed]
+        if not sessions:
+            return None
+        if self.node_id not in plan.nodes:
+            # The aggregator was removed from the stream: its sessions go with it, emitted nowhere.
+            logger.info("stream %s: %d timed-out sessions of removed node %s dropped", self.stream.pk,
+                        len(sessions), self.node_id)
+            return Entry()
+        return Entry(injected={self.node_id: [session_emitted_record(session, session.store)
+                                              for session in sessions]})
+
+    def commit(self, entry: Entry) -> None:
+        return None
+
+
+def _sessions_delete_returning(ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Delete these sessions; return the ids this statement deleted (not a concurrent sweep)."""
+    if not ids:
+        return set()
+    table = connection.ops.quote_name(AggregationSession._meta.db_table)
+    id_field = AggregationSession._meta.pk
+    values = [id_field.get_db_prep_value(value, connection) for value in ids]
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(values))}) RETURNING id",
+                       values)
+        return {uuid.UUID(str(row[0])) for row in cursor.fetchall()}
+
+
+# --- Runs ------------------------------------------------------------------------------------------
+
+def _succeeded(run: StreamRun, result: RunResult, entry: Entry) -> None:
+    run.status = StreamRun.Status.SUCCEEDED
+    run.finished_at = timezone.now()
+    run.records_in, run.records_out, run.records_rejected = (result.records_in, result.records_out,
+                                                             result.records_rejected)
+    run.node_counts = result.node_counts()
+    run.rejections = [rejection.as_dict() for rejection in result.rejections[:StreamRun.REJECTIONS_KEPT]]
+    run.source_first_sequence, run.source_last_sequence = entry.first_sequence, entry.last_sequence
+    run.save()
+
+
+def _failed(run: StreamRun, error: str) -> None:
+    run.status = StreamRun.Status.FAILED
+    run.finished_at = timezone.now()
+    run.error = error[:10_000]
+    run.save(update_fields=["status", "finished_at", "error"])
+
+
+def _run(stream: Stream, trigger: str, source) -> StreamRun | None:
+    if trigger not in StreamRun.Trigger.values or trigger == StreamRun.Trigger.PREVIEW:
+        raise ValueError(f"not a run trigger: {trigger!r}")
+    started = timezone.now()
+    run = StreamRun.objects.create(account_id=stream.account_id, stream=stream, stream_cas=stream.cas,
+                                   trigger=trigger, status=StreamRun.Status.RUNNING, started_at=started)
+    context = RunContext(account_id=stream.account_id, stream=stream, now=started, run=run)
+    outcome = "unfinished"
+    try:
+        plan = plan_build(stream.nodes, stream.edges)
+        with transaction.atomic():
+            entry = source.read(plan, context)
+            if entry is not None:
+                result = plan_execute(plan, context, inputs=entry.inputs, injected=entry.injected)
+                source.commit(entry)
+                _succeeded(run, result, entry)
+        outcome = "done" if entry is not None else "empty"
+    except (NodeFailed, PlanInvalid) as exc:
+        _failed(run, str(exc))
+        outcome = "failed"
+    except DatabaseError as exc:
+        # A deadlock, a serialization failure or a unique-key race with a concurrent run: the
+        # transaction rolled back; a retry runs it again. (If the database is down, recording the
+        # failure raises too, and the caller sees that.)
+        _failed(run, f"database error: {exc.__class__.__name__}")
+        outcome = "failed"
+    finally:
+        if outcome == "unfinished" and not transaction.get_connection().in_atomic_block:
+            # An unexpected error (it propagates): say so on the run rather than leave it RUNNING.
+            error = sys.exc_info()[1]
+            try:
+                _failed(run, f"unexpected error: {error.__class__.__name__}" if error else "unexpected error")
+            except DatabaseError:
+                logger.warning("stream run %s: could not record its failure", run.pk)
+    if outcome == "empty":
+        run.delete()
+        return None
+    if outcome == "failed":
+        logger.warning("stream run %s of stream %s failed: %s", run.pk, stream.pk, run.error)
+    return run
+
+
+def stream_run_execute(*, stream_id: uuid.UUID | str, records: list[Any], trigger: str = StreamRun.Trigger.MANUAL,
+                       input_node_ids: Iterable[str] | None = None) -> StreamRun:
+    """Run the stream over ``records`` (fed to its input nodes, or to ``input_node_ids``) and
+    record the run. Returns the run, SUCCEEDED or FAILED (``error`` says why)."""
+    stream = _stream(stream_id)
+    if input_node_ids is not None:
+        inputs = {node["id"] for node in stream.nodes if node.get("type") == "onlineCollector"}
+        unknown = sorted(set(input_node_ids) - inputs)
+        if unknown:
+            raise ValidationFailed.for_field("inputNodeIds", f"'{unknown[0]}' is not an input node of the stream.")
+    return _run(stream, trigger, RecordsSource(records, input_node_ids))
+
+
+def stream_run_collected(*, stream_id: uuid.UUID | str, trigger: str = StreamRun.Trigger.REALTIME,
+                         batch_limit: int = COLLECTED_BATCHES_PER_RUN) -> StreamRun | None:
+    """Run the stream over its collectors' next batches (``None`` when there are none)."""
+    stream = _stream(stream_id)
+    return _run(stream, trigger, CollectedSource(stream, batch_limit))
+
+
+# --- Session timeouts --------------------------------------------------------------------------------
+
+@dataclass
+class SweepResult:
+    sessions_emitted: int = 0
+    runs: list[StreamRun] = field(default_factory=list)
+
+
+def session_timeouts_sweep(*, sessions_per_node: int = SWEEP_SESSIONS_PER_NODE,
+                           max_nodes: int = SWEEP_MAX_NODES) -> SweepResult:
+    """Emit every timed-out session downstream of its aggregator, once: one run (and one
+    transaction) per aggregator node, at most ``sessions_per_node`` sessions each."""
+    now = timezone.now()
+    groups = list(AggregationSession.objects.filter(timeout_at__lte=now).order_by()
+                  .values_list("stream_id", "node_id").distinct()[:max_nodes])
+    result = SweepResult()
+    for stream_id, node_id in sorted(groups, key=lambda group: (str(group[0]), group[1])):
+        stream = Stream.objects.filter(pk=stream_id).first()
+        if stream is None:
+            continue
+        run = _run(stream, StreamRun.Trigger.SESSION_TIMEOUT,
+                   TimedOutSessionsSource(stream, node_id, sessions_per_node))
+        if run is not None:
+            result.runs.append(run)
+            if run.status == StreamRun.Status.SUCCEEDED:
+                result.sessions_emitted += run.records_in
+    return result
+
+
+@transaction.atomic
+def aggregation_sessions_expire(*, session_ids: Iterable[uuid.UUID], now: datetime | None = None) -> int:
+    """Let sessions time out now: the next sweep emits them (admin action)."""
+    return AggregationSession.objects.filter(pk__in=list(session_ids)).update(timeout_at=now or timezone.now())
+
+
+def dedup_keys_purge() -> int:
+    """Forget deduplication keys whose window has passed (one bounded batch)."""
+    return dedup.keys_purge(now=timezone.now())
+
+
+# --- Preview ---------------------------------------------------------------------------------------
+
+def stream_preview(*, stream: Stream, records: list[Any], tag: str | None = None) -> RunResult:
+    """Each node's output and rejections for ``records``, with NOTHING persisted: side-effecting
+    nodes run dry (no dedup keys, sessions, inspected records, HTTP requests or metering), and the
+    whole evaluation runs in a transaction that is rolled back regardless."""
+    if not isinstance(records, list) or not 1 <= len(records) <= PREVIEW_MAX_RECORDS:
+        raise ValidationFailed.for_field("records", f"Give 1 to {PREVIEW_MAX_RECORDS} records.")
+    snapshot = stream_snapshot_for_tag(stream, tag)
+    try:
+        plan = plan_build(snapshot.nodes, snapshot.edges)
+    except PlanInvalid as exc:
+        raise ValidationFailed(f"The stream's configuration cannot run: {exc}", code="STREAM_NOT_RUNNABLE")
+    context = RunContext(account_id=stream.account_id, stream=stream, now=timezone.now(), dry_run=True)
+    with transaction.atomic():
+        try:
+            return plan_execute(plan, context, inputs={node_id: records for node_id in plan.input_node_ids()})
+        except NodeFailed as exc:
+            raise ValidationFailed(str(exc), code="PREVIEW_FAILED")
+        finally:
+            transaction.set_rollback(True)

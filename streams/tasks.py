@@ -1,0 +1,39 @@
+"""Celery tasks of the streams app: thin, idempotent, each calls one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import transaction
+
+from streams.engine import services
+from streams.models import StreamRun
+
+RETRY_BASE_SECONDS = 5
+RETRY_MAX_SECONDS = 300
+
+
+@shared_task(name="streams.run_stream", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5)
+def run_stream(self, stream_id: str, trigger: str = StreamRun.Trigger.REALTIME) -> str | None:
+    """Run a stream over its collectors' next batches. Safe to run twice: a batch is consumed
+    only together with the run's effects. After a run that consumed batches, the next run is
+    queued until one finds nothing new. A failed run consumed nothing; it is retried with
+    backoff (and the next collected batch triggers it again anyway)."""
+    run = services.stream_run_collected(stream_id=stream_id, trigger=trigger)
+    if run is None:
+        return None
+    if run.status == StreamRun.Status.FAILED:
+        raise self.retry(countdown=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** self.request.retries))
+    transaction.on_commit(lambda: run_stream.delay(stream_id, trigger))
+    return str(run.pk)
+
+
+@shared_task(name="streams.sweep_session_timeouts", acks_late=True, reject_on_worker_lost=True)
+def sweep_session_timeouts() -> int:
+    """Beat, every 30 s: emit timed-out aggregation sessions downstream, each exactly once."""
+    return services.session_timeouts_sweep().sessions_emitted
+
+
+@shared_task(name="streams.purge_dedup_keys", acks_late=True, reject_on_worker_lost=True)
+def purge_dedup_keys() -> int:
+    """Beat, hourly: forget deduplication keys whose window has passed."""
+    return services.dedup_keys_purge()

@@ -1,0 +1,108 @@
+"""The engine in the admin: runs per stream with per-node counts, sessions per store, inspected
+records; each account sees its own."""
+
+import datetime
+
+import pytest
+import time_machine
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+
+from accounts import services as account_services
+from streams import services
+from streams.engine import services as engine_services
+from streams.models import AggregationSession, AggregationStore, StreamRun
+from tests.streams.conftest import ACTOR
+from tests.streams.engine.conftest import STORE_ID, chain
+
+pytestmark = pytest.mark.django_db
+
+SESSIONS = chain(("sessions", "scriptAggregator", {"storeId": STORE_ID, "keyFields": ["customer", "order"],
+                                                   "timeoutSeconds": 600, "script": "{'n': 1}"}),
+                 ("peek", "inspect", {}), name="Orders")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+
+
+@pytest.fixture
+def staff(client, account):
+    user = get_user_model().objects.create_user(username="ann", password="pw-12345678", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="streams"))
+    account_services.account_user_link(user=user, account=account)
+    client.login(username="ann", password="pw-12345678")
+    return client
+
+
+@pytest.fixture
+def ours(make_stream):
+    stream = make_stream(SESSIONS)
+    engine_services.stream_run_execute(stream_id=stream.pk, records=[{"customer": "acme-c1", "order": "o1"},
+                                                                     {"customer": "acme-c2"}])
+    return stream
+
+
+@pytest.fixture
+def theirs(other_account):
+    solution = services.solution_create(account=other_account, name="Globex")
+    stream = services.stream_import(account=other_account, solution_id=solution.pk, actor=ACTOR,
+                                    stream_config=SESSIONS | {"name": "Globex orders"}).stream
+    engine_services.stream_run_execute(stream_id=stream.pk, records=[{"customer": "globex-c9", "order": "o9"}])
+    return stream
+
+
+def test_runs_list_with_filters_and_a_run_page_with_per_node_counts(staff, ours, theirs):
+    page = staff.get("/admin/streams/streamrun/").content.decode()
+    assert "Orders" in page and "Globex orders" not in page
+    assert "?status__exact=FAILED" in page and "?trigger__exact=manual" in page
+    run = StreamRun.objects.get(stream=ours)
+    detail = staff.get(f"/admin/streams/streamrun/{run.pk}/change/").content.decode()
+    assert '<tr class="node-counts" data-node-id="sessions"><td>sessions</td><td>Sessions</td><td>2</td><td>0</td>' \
+           "<td>1</td></tr>" in detail
+    assert "key field order is missing" in detail
+    foreign = StreamRun.objects.get(stream=theirs)
+    assert staff.get(f"/admin/streams/streamrun/{foreign.pk}/change/").status_code == 302
+    filtered = staff.get(f"/admin/streams/streamrun/?status__exact=SUCCEEDED&stream__id__exact={ours.pk}")
+    assert filtered.status_code == 200 and "1 stream run" in filtered.content.decode()
+
+
+def test_the_stream_page_shows_recent_runs(staff, ours):
+    page = staff.get(f"/admin/streams/stream/{ours.pk}/change/").content.decode()
+    assert "<td>manual</td><td>SUCCEEDED</td><td>2</td><td>0</td><td>1</td>" in page
+    assert f"/admin/streams/streamrun/?stream__id__exact={ours.pk}" in page
+
+
+def test_sessions_per_store_and_the_time_out_action(staff, ours, theirs, account):
+    store = AggregationStore.objects.get(account=account)
+    stores = staff.get("/admin/streams/aggregationstore/").content.decode()
+    assert "customer, order" in stores and "1 session(s)" in stores
+    sessions = staff.get(f"/admin/streams/aggregationsession/?store__id__exact={store.pk}").content.decode()
+    assert "&quot;acme-c1&quot; / &quot;o1&quot;" in sessions and "globex" not in sessions
+    session = AggregationSession.objects.get(account=account)
+    with time_machine.travel(timezone.now() + datetime.timedelta(seconds=5), tick=False):
+        response = staff.post("/admin/streams/aggregationsession/",
+                              {"action": "time_out_now", "_selected_action": [session.pk]})
+        assert response.status_code == 302
+        session.refresh_from_db()
+        assert session.timeout_at <= timezone.now()
+        assert engine_services.session_timeouts_sweep().sessions_emitted == 1
+    assert AggregationSession.objects.filter(account=account).count() == 0
+    assert AggregationSession.objects.count() == 1  # the other account's session is untouched
+
+
+def test_inspected_records_per_node(staff, ours, theirs):
+    with time_machine.travel(timezone.now() + datetime.timedelta(minutes=11), tick=False):
+        assert engine_services.session_timeouts_sweep().sessions_emitted == 2  # one per account
+    page = staff.get("/admin/streams/inspectrecord/").content.decode()
+    assert "acme-c1" in page and "globex-c9" not in page
+    assert "?node_id=peek" in page
+
+
+def test_engine_rows_are_read_only_in_the_admin(staff, ours):
+    run = StreamRun.objects.get(stream=ours)
+    assert staff.get("/admin/streams/streamrun/add/").status_code == 403
+    assert staff.post(f"/admin/streams/streamrun/{run.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert StreamRun.objects.filter(pk=run.pk).exists()
