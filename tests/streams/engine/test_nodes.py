@@ -336,8 +336,8 @@ def test_http_forwarder_refuses_a_private_target_unless_allowed(make_stream, rec
     ))
     run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"id": 1}])
     assert run.status == StreamRun.Status.FAILED
-    assert run.error == ("node out: POST " + receiver.url + "/hook: the target resolves to a loopback, "
-                         "private, link-local or reserved address")
+    assert run.error == ("node out: POST " + receiver.url + "/hook: 127.0.0.1 is not a public address; "
+                         "webhook and forwarder targets must be public.")
     assert receiver.requests == []
     # The run's effects were rolled back with it: the retry deduplicates nothing away.
     assert StreamDedupKey.objects.count() == 0
