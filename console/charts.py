@@ -27,8 +27,10 @@ MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 52, 12, 28, 34
 # Line colours, in series order (from the admin's palette; readable on light and dark backgrounds).
 PALETTE = ("#417690", "#e1a23a", "#5a9e4b", "#b3478a", "#7a6fd0", "#c0504d")
 TICK_COUNT = 5
-# More than this many x labels would overlap: show every n-th one instead.
+# At most this many x labels, and at least this many pixels apart (a "12-31" label needs ~30):
+# beyond that, every n-th label is shown.
 MAX_X_LABELS = 10
+MIN_X_LABEL_SPACING = 40
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,9 @@ def format_exact(value: Number) -> str:
     return str(value)
 
 
-def _label_step(count: int) -> int:
-    return max(1, math.ceil(count / MAX_X_LABELS))
+def _label_step(count: int, plot_width: float) -> int:
+    fitting = max(1, min(MAX_X_LABELS, int(plot_width // MIN_X_LABEL_SPACING)))
+    return max(1, math.ceil(count / fitting))
 
 
 def _labelled(index: int, count: int, step: int) -> bool:
@@ -168,7 +171,7 @@ def bar_chart_svg(*, labels: Sequence[str], values: Sequence[Number | None], tit
     slot = (frame.right - frame.left) / max(len(labels), 1)
     bar_width = max(1.0, slot * 0.7)
     zero = frame.y(0.0)
-    step = _label_step(len(labels))
+    step = _label_step(len(labels), frame.right - frame.left)
     for index, (label, value) in enumerate(zip(labels, values, strict=True)):
         x = frame.left + index * slot + (slot - bar_width) / 2
         if value is not None:
@@ -230,7 +233,7 @@ def line_chart_svg(*, labels: Sequence[str], series: Sequence[Series], title: st
                 f'cy="{_f(frame.y(float(value)))}" r="2.5" fill="{colour}"><title>{escape(tooltip)}</title></circle>'
             )
         parts.append("</g>")
-    step = _label_step(len(labels))
+    step = _label_step(len(labels), frame.right - frame.left)
     for index, label in enumerate(labels):
         if _labelled(index, len(labels), step):
             parts.append(frame.x_label(x_of(index), label))

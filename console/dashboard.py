@@ -86,7 +86,7 @@ def usage_panel(panel: PanelRequest) -> dict[str, Any]:
             "usage": item,
             "summary": _usage_summary(item),
             "svg": bar_chart_svg(labels=[day.strftime("%m-%d") for day in item.days], values=item.values,
-                                 title=item.name, unit=item.unit, width=430, height=170),
+                                 title=item.name, unit=item.unit, width=290, height=150),
         }
         for item in ordered[:USAGE_CHARTS_SHOWN]
     ]
@@ -111,14 +111,14 @@ def near_capacity_panel(panel: PanelRequest) -> dict[str, Any]:
 
 @register_panel(key="threshold_notifications", title="Recent threshold notifications",
                 template="console/panels/threshold_notifications.html",
-                permissions=("notifications.view_notificationevent",), order=40)
+                permissions=("notifications.view_notificationevent",), order=40, wide=True)
 def threshold_notifications_panel(panel: PanelRequest) -> dict[str, Any]:
     return {"notifications": selectors.recent_threshold_notifications(panel.account.pk, limit=PANEL_ROWS)}
 
 
 @register_panel(key="failed_deliveries", title="Failed webhook deliveries",
                 template="console/panels/failed_deliveries.html", permissions=("notifications.view_delivery",),
-                order=50)
+                order=50, wide=True)
 def failed_deliveries_panel(panel: PanelRequest) -> dict[str, Any]:
     deliveries = selectors.failed_deliveries(panel.account.pk)
     return {"deliveries": list(deliveries[:PANEL_ROWS]), "total": deliveries.count()}

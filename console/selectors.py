@@ -20,6 +20,7 @@ from django.db.models import Case, Count, F, FloatField, Max, Min, Q, QuerySet, 
 from django.db.models.functions import Cast, NullIf
 from django.utils.timezone import now as utc_now
 
+from console.charts import format_exact
 from metering import selectors as metering_selectors
 from metering.models import Meter, MeteredRecord, MeterType
 from notifications.models import Delivery, EventType, NotificationEvent
@@ -215,6 +216,15 @@ def _threshold_label(threshold: Any) -> str:
     return f"{name} ({level})" if name and level else name or level
 
 
+def _payload_value(value: Any) -> str:
+    """A payload's number as written (850, not 850.0); other JSON shown as is; nothing is ''."""
+    if value is None:
+        return ""
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return format_exact(value)
+    return str(value)
+
+
 def _uuid_or_none(value: Any) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(value))
@@ -242,7 +252,7 @@ def recent_threshold_notifications(account_id: uuid.UUID, *, limit: int = 10) ->
         ThresholdNotification(
             event=event, meter=meters_by_id.get(_uuid_or_none(payload.get("meterId"))),
             threshold=_threshold_label(payload.get("threshold")),
-            value="" if payload.get("value") is None else str(payload["value"]),
+            value=_payload_value(payload.get("value")),
             succeeded=event.succeeded, pending=event.pending, failed=event.failed,
         )
         for event, payload in zip(events, payloads, strict=True)

@@ -110,10 +110,12 @@ def test_negative_bars_hang_below_the_zero_line():
     assert float(bars["out"].get("height")) == pytest.approx(float(bars["in"].get("height")) / 3, abs=0.1)
 
 
-def test_thirty_days_label_every_third_day_ending_with_the_last():
+def test_x_labels_thin_out_to_fit_the_width_and_always_show_the_last():
     labels = [f"d{index}" for index in range(30)]
-    root = parse(bar_chart_svg(labels=labels, values=[1] * 30, title="Month"))
-    assert texts(root, "tick x-tick") == [f"d{index}" for index in range(2, 30, 3)]
+    wide = parse(bar_chart_svg(labels=labels, values=[1] * 30, title="Month", width=640))
+    assert texts(wide, "tick x-tick") == [f"d{index}" for index in range(2, 30, 3)]  # at most 10
+    narrow = parse(bar_chart_svg(labels=labels, values=[1] * 30, title="Month", width=290))
+    assert texts(narrow, "tick x-tick") == ["d5", "d11", "d17", "d23", "d29"]  # 226 px: 5 labels 40 px apart
 
 
 def test_a_line_chart_breaks_at_unknown_values_and_has_a_legend():

@@ -168,3 +168,15 @@ def test_a_registered_panel_appears_in_its_order_and_keys_are_unique(staff_clien
     finally:
         panels.unregister_panel("probe")
     assert "probe" not in panel_ids(staff_client.get("/admin/").content.decode())
+
+
+def test_at_most_twelve_usage_charts_those_with_usage_first(staff_client, account):
+    for index in range(13):
+        make_type(account, name=f"Type {index:02d}")
+    set_value(make_meter(make_type(account, name="Zulu"), "ann"), 5)
+
+    usage = panel(staff_client.get("/admin/").content.decode(), "usage")
+
+    captions = re.findall(r'<figcaption><a href="[^"]+">([^<]+)</a>', usage)
+    assert captions == ["Zulu"] + [f"Type {index:02d}" for index in range(11)]
+    assert "2 more meter types not drawn" in usage and "all 14 meter types" in usage
