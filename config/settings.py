@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "streams",
     "parameters",
     "notifications",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -263,3 +264,9 @@ WEBHOOK_BACKOFF_MAX_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_MAX_SECONDS"
 WEBHOOK_SWEEP_BATCH_SIZE = int(os.environ.get("WEBHOOK_SWEEP_BATCH_SIZE", "100"))
 WEBHOOK_SWEEP_TIME_BUDGET_SECONDS = float(os.environ.get("WEBHOOK_SWEEP_TIME_BUDGET_SECONDS", "25"))
 NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT = int(os.environ.get("NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT", "20"))
+
+# --- Console (the admin dashboard; console app) ----------------------------------------------
+# A meter is listed as near capacity once its value reaches this percentage of its capacity.
+CONSOLE_NEAR_CAPACITY_PERCENT = int(os.environ.get("CONSOLE_NEAR_CAPACITY_PERCENT", "80"))
+# Days the dashboard's usage charts cover (ending today in each meter type's timezone).
+CONSOLE_USAGE_DAYS = int(os.environ.get("CONSOLE_USAGE_DAYS", "30"))

@@ -4,33 +4,27 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "pw-12345678"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_next_resets_preview_updates_while_typing(live_server, monkeypatch):
+def test_next_resets_preview_updates_while_typing(browser_page):
+    # The shared session browser (tests/ui/browser.py); relative URLs go to the live server.
     get_user_model().objects.create_superuser(username="root", password=PASSWORD)
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls above are already done.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page()
-        page.set_default_timeout(10_000)
-        page.goto(f"{live_server.url}/admin/login/?next=/admin/metering/metertype/add/")
-        page.fill("#id_username", "root")
-        page.fill("#id_password", PASSWORD)
-        page.click("input[type=submit]")
+    page = browser_page
+    page.goto("/admin/login/?next=/admin/metering/metertype/add/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
 
-        page.fill("#id_timezone", "Europe/Stockholm")
-        page.fill("#id_reset_cron", "0 0 1 * *")
-        resets = page.locator("#next-resets li")
-        expect(resets).to_have_count(5)
-        monthly = re.compile(r"^\d{4}-\d{2}-01 00:00 CES?T \(\d{4}-\d{2}-\d{2} 2[23]:00 UTC\)$")
-        assert all(monthly.match(text) for text in resets.all_inner_texts())
+    page.fill("#id_timezone", "Europe/Stockholm")
+    page.fill("#id_reset_cron", "0 0 1 * *")
+    resets = page.locator("#next-resets li")
+    expect(resets).to_have_count(5)
+    monthly = re.compile(r"^\d{4}-\d{2}-01 00:00 CES?T \(\d{4}-\d{2}-\d{2} 2[23]:00 UTC\)$")
+    assert all(monthly.match(text) for text in resets.all_inner_texts())
 
-        page.fill("#id_reset_cron", "0 0 30 2 *")
-        expect(page.locator("#next-resets")).to_have_text("'0 0 30 2 *' never fires.")
-        browser.close()
+    page.fill("#id_reset_cron", "0 0 30 2 *")
+    expect(page.locator("#next-resets")).to_have_text("'0 0 30 2 *' never fires.")

@@ -1,0 +1,131 @@
+"""The admin index as a dashboard: which account it shows, and the built-in panels.
+
+Panels register themselves on import (``ConsoleConfig.ready``). Each reads through
+``console.selectors`` for the one account the dashboard shows: a staff user's own account, or for
+a superuser the account picked in the selector (``?account=<id>``; by default the account the
+superuser is linked to, else the first by name).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from accounts.models import Account
+from accounts.selectors import account_for_user
+from console import selectors
+from console.charts import bar_chart_svg, format_exact
+from console.panels import PanelRequest, register_panel
+
+# A superuser's account selector lists at most this many accounts (by name); any other account
+# is still reachable with ?account=<id>.
+ACCOUNT_CHOICES_SHOWN = 500
+# Rows a list panel shows before "all N …" links to the full change list.
+PANEL_ROWS = 10
+# Usage charts drawn at most (types with usage first, then by name); the rest are counted.
+USAGE_CHARTS_SHOWN = 12
+
+
+@dataclass(frozen=True)
+class DashboardAccount:
+    """The account the dashboard shows (``None``: none to show) and, for superusers, the choices."""
+
+    account: Account | None
+    choices: list[Account] = field(default_factory=list)
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def dashboard_account(request: HttpRequest) -> DashboardAccount:
+    user = request.user
+    if not user.is_superuser:
+        # Staff see their own account only; ?account= is ignored for them.
+        return DashboardAccount(account=account_for_user(user))
+    choices = list(Account.objects.order_by("name", "id")[:ACCOUNT_CHOICES_SHOWN])
+    wanted = _as_uuid(request.GET.get("account", ""))
+    account = Account.objects.filter(pk=wanted).first() if wanted else None
+    if account is None:
+        account = account_for_user(user) or (choices[0] if choices else None)
+    if account is not None and account not in choices:
+        choices.append(account)
+    return DashboardAccount(account=account, choices=choices)
+
+
+# --- Built-in panels ------------------------------------------------------------------------
+
+
+def _usage_summary(usage: selectors.MeterTypeDailyUsage) -> str:
+    """The window's figure in the type's own terms: a total for SUM/INCREMENT, the peak for MAX…"""
+    known = [value for value in usage.values if value is not None]
+    if not known:
+        return "no usage recorded"
+    if usage.aggregation == "MAX":
+        return f"peak {format_exact(max(known))} {usage.unit}"
+    if usage.aggregation == "MIN":
+        return f"lowest {format_exact(min(known))} {usage.unit}"
+    return f"total {format_exact(sum(known))} {usage.unit}"
+
+
+@register_panel(key="usage", title="Usage per meter type", template="console/panels/usage.html",
+                permissions=("metering.view_metertype",), order=10, wide=True)
+def usage_panel(panel: PanelRequest) -> dict[str, Any]:
+    days = settings.CONSOLE_USAGE_DAYS
+    usage = selectors.usage_by_meter_type_per_day(panel.account.pk, days, now=panel.now)
+    ordered = sorted(usage, key=lambda item: not item.has_usage)  # stable: by name within each group
+    charts = [
+        {
+            "usage": item,
+            "summary": _usage_summary(item),
+            "svg": bar_chart_svg(labels=[day.strftime("%m-%d") for day in item.days], values=item.values,
+                                 title=item.name, unit=item.unit, width=290, height=150),
+        }
+        for item in ordered[:USAGE_CHARTS_SHOWN]
+    ]
+    return {"charts": charts, "days": days, "more": max(0, len(usage) - USAGE_CHARTS_SHOWN),
+            "meter_type_count": len(usage)}
+
+
+@register_panel(key="meter_types", title="Meter types", template="console/panels/meter_types.html",
+                permissions=("metering.view_metertype",), order=20)
+def meter_types_panel(panel: PanelRequest) -> dict[str, Any]:
+    meter_types = selectors.meter_types_with_counts(panel.account.pk)
+    return {"meter_types": list(meter_types[:PANEL_ROWS]), "total": meter_types.count()}
+
+
+@register_panel(key="near_capacity", title="Meters near or over capacity",
+                template="console/panels/near_capacity.html", permissions=("metering.view_meter",), order=30)
+def near_capacity_panel(panel: PanelRequest) -> dict[str, Any]:
+    meters = selectors.meters_near_capacity(panel.account.pk)
+    return {"meters": list(meters[:PANEL_ROWS]), "total": meters.count(),
+            "percent": selectors.near_capacity_percent()}
+
+
+@register_panel(key="threshold_notifications", title="Recent threshold notifications",
+                template="console/panels/threshold_notifications.html",
+                permissions=("notifications.view_notificationevent",), order=40, wide=True)
+def threshold_notifications_panel(panel: PanelRequest) -> dict[str, Any]:
+    return {"notifications": selectors.recent_threshold_notifications(panel.account.pk, limit=PANEL_ROWS)}
+
+
+@register_panel(key="failed_deliveries", title="Failed webhook deliveries",
+                template="console/panels/failed_deliveries.html", permissions=("notifications.view_delivery",),
+                order=50, wide=True)
+def failed_deliveries_panel(panel: PanelRequest) -> dict[str, Any]:
+    deliveries = selectors.failed_deliveries(panel.account.pk)
+    return {"deliveries": list(deliveries[:PANEL_ROWS]), "total": deliveries.count()}
+
+
+@register_panel(key="streams", title="Streams", template="console/panels/streams.html",
+                permissions=("streams.view_stream",), order=60)
+def streams_panel(panel: PanelRequest) -> dict[str, Any]:
+    return {"counts": selectors.stream_counts(panel.account.pk),
+            "recent": list(selectors.recently_updated_streams(panel.account.pk)[:5])}

@@ -1,0 +1,67 @@
+"""Builders for the console's tests.
+
+Meter types and meters are made through the metering services. A meter's value and its flushed
+periods are written as rows here: the usage ledger (which sets values) and the flush (which writes
+metered records) are built in other branches, and the console only reads what they leave.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
+from accounts import services as account_services
+from metering import services as metering_services
+from metering.models import Meter, MeteredRecord, MeterType
+
+# Every app whose objects the dashboard shows.
+OPERATOR_APPS = ("accounts", "metering", "streams", "parameters", "notifications", "console")
+
+
+def make_type(account, **overrides: Any) -> MeterType:
+    values = {"name": "API calls", "unit": "requests", "aggregation": "SUM", "reset_cron": "0 0 * * *",
+              "timezone": "Etc/UTC", "capacity": Decimal(1000)}
+    values.update(overrides)
+    return metering_services.meter_type_create(account_id=account.pk, **values)
+
+
+def make_meter(meter_type: MeterType, user_id: str = "ann@example.com", meter_key: str = "gateway") -> Meter:
+    return metering_services.meter_create(account_id=meter_type.account_id, meter_type_id=meter_type.pk,
+                                          meter_key=meter_key, user_id=user_id)
+
+
+def set_value(meter: Meter, value: Decimal | int | None) -> Meter:
+    """What the usage ledger leaves on a meter (not on this branch yet)."""
+    Meter.objects.filter(pk=meter.pk).update(value=None if value is None else Decimal(value))
+    meter.refresh_from_db()
+    return meter
+
+
+def flushed(meter: Meter, *, start: datetime, end: datetime, value: Decimal | int | None) -> MeteredRecord:
+    """A flushed period as the flush writes it (not on this branch yet)."""
+    meter_type = meter.meter_type
+    return MeteredRecord.objects.create(
+        account_id=meter.account_id, meter=meter, source_meter_id=meter.pk, user_id=meter.user_id,
+        meter_type_id=meter_type.pk, meter_type_name=meter_type.name, timezone=meter_type.timezone,
+        meter_key=meter.meter_key, value=None if value is None else Decimal(value), unit=meter_type.unit,
+        period_start=start, period_end=end,
+    )
+
+
+def staff_of(account, username: str, apps: tuple[str, ...] = OPERATOR_APPS):
+    """A staff user of ``account`` who may view and change everything in ``apps``."""
+    user = get_user_model().objects.create_user(username=username, is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=apps))
+    account_services.account_user_link(user=user, account=account)
+    return user
+
+
+@pytest.fixture
+def staff_client(client, account):
+    client.force_login(staff_of(account, "ann"))
+    return client

@@ -1,0 +1,78 @@
+"""One headless Chromium for the whole test session, shared by every browser test.
+
+Debian's ``/usr/bin/chromium`` driven by Playwright for Python (never a downloaded browser), against
+pytest-django's ``live_server``. Tests using it need ``django_db(transaction=True)``: the live
+server answers from another thread, so the data must be committed.
+
+Playwright's sync API keeps an event loop running in the test thread; Django refuses ORM calls
+from a thread with a running loop unless ``DJANGO_ALLOW_ASYNC_UNSAFE`` is set. The test thread
+makes ORM calls only between browser calls, never concurrently with them, so the flag is set for
+as long as the browser lives (from the first browser test to the end of the session).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from playwright.sync_api import Browser, Page, sync_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+VIEWPORT = {"width": 1280, "height": 800}
+TIMEOUT_MS = 10_000
+ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Browser:
+    previous = os.environ.get(ASYNC_UNSAFE)
+    os.environ[ASYNC_UNSAFE] = "true"
+    try:
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                yield launched
+            finally:
+                launched.close()
+    finally:
+        if previous is None:
+            os.environ.pop(ASYNC_UNSAFE, None)
+        else:
+            os.environ[ASYNC_UNSAFE] = previous
+
+
+@pytest.fixture
+def browser_page(browser: Browser, live_server) -> Page:
+    """A fresh page (its own cookies) at 1280x800 whose relative URLs go to the live server."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def screenshots_dir() -> Path | None:
+    """``docs/screenshots`` by default; ``UI_SCREENSHOTS_DIR`` elsewhere, or empty to take none."""
+    configured = os.environ.get("UI_SCREENSHOTS_DIR")
+    if configured is None:
+        return Path(settings.BASE_DIR) / "docs" / "screenshots"
+    return Path(configured) if configured else None
+
+
+def screenshot(page: Page, name: str) -> Path | None:
+    """Save what the viewport shows as ``<dir>/<name>.png`` (the pages documented in docs/console.md)."""
+    directory = screenshots_dir()
+    if directory is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.png"
+    page.screenshot(path=str(path), animations="disabled", caret="hide")
+    return path
