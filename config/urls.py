@@ -7,6 +7,10 @@ from accounts.api.views import TokenView
 from config.api import ops
 from config.metrics import metrics_view
 
+admin.site.site_header = "Usage metering"
+admin.site.site_title = "Usage metering"
+admin.site.index_title = "Metering console"
+
 urlpatterns = [
     path("oauth/token", TokenView.as_view(), name="oauth-token"),
     path("healthz", ops.healthz, name="healthz"),
