@@ -260,3 +260,14 @@ WEBHOOK_BACKOFF_MAX_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_MAX_SECONDS"
 WEBHOOK_SWEEP_BATCH_SIZE = int(os.environ.get("WEBHOOK_SWEEP_BATCH_SIZE", "100"))
 WEBHOOK_SWEEP_TIME_BUDGET_SECONDS = float(os.environ.get("WEBHOOK_SWEEP_TIME_BUDGET_SECONDS", "25"))
 NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT = int(os.environ.get("NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT", "20"))
+
+# --- Flush and reset of meters (metering app: metering/flush.py, metering/tasks.py) -----------
+# The reset sweep (beat, every minute) flushes due meters in batches of this many meters, one
+# transaction each; it stops after this many batches or seconds and re-enqueues itself if more
+# are due.
+METERING_FLUSH_BATCH_SIZE = int(os.environ.get("METERING_FLUSH_BATCH_SIZE", "500"))
+METERING_FLUSH_MAX_BATCHES = int(os.environ.get("METERING_FLUSH_MAX_BATCHES", "200"))
+METERING_FLUSH_TIME_BUDGET_SECONDS = float(os.environ.get("METERING_FLUSH_TIME_BUDGET_SECONDS", "50"))
+# Tests only: seconds each batch keeps its transaction open before committing (to kill a worker
+# inside one). Leave at 0.
+METERING_FLUSH_BATCH_PAUSE_SECONDS = float(os.environ.get("METERING_FLUSH_BATCH_PAUSE_SECONDS", "0"))
