@@ -120,12 +120,13 @@ BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 else:
@@ -270,3 +271,14 @@ NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT = int(os.environ.get("NOTIFICATION_ENDPOI
 CONSOLE_NEAR_CAPACITY_PERCENT = int(os.environ.get("CONSOLE_NEAR_CAPACITY_PERCENT", "80"))
 # Days the dashboard's usage charts cover (ending today in each meter type's timezone).
 CONSOLE_USAGE_DAYS = int(os.environ.get("CONSOLE_USAGE_DAYS", "30"))
+
+# --- Flush and reset of meters (metering app: metering/flush.py, metering/tasks.py) -----------
+# The reset sweep (beat, every minute) flushes due meters in batches of this many meters, one
+# transaction each; it stops after this many batches or seconds and re-enqueues itself if more
+# are due.
+METERING_FLUSH_BATCH_SIZE = int(os.environ.get("METERING_FLUSH_BATCH_SIZE", "500"))
+METERING_FLUSH_MAX_BATCHES = int(os.environ.get("METERING_FLUSH_MAX_BATCHES", "200"))
+METERING_FLUSH_TIME_BUDGET_SECONDS = float(os.environ.get("METERING_FLUSH_TIME_BUDGET_SECONDS", "50"))
+# Tests only: seconds each batch keeps its transaction open before committing (to kill a worker
+# inside one). Leave at 0.
+METERING_FLUSH_BATCH_PAUSE_SECONDS = float(os.environ.get("METERING_FLUSH_BATCH_PAUSE_SECONDS", "0"))

@@ -14,7 +14,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import now as utc_now
 
@@ -231,7 +231,7 @@ class MeterAdmin(AccountScopedAdmin):
     actions = ["delete_after_next_reset"]
     state_fields = ["value_against_capacity", "period_in_type_timezone", "current_value", "record_count",
                     "last_ingested_at", "groups", "group_breakdowns", "carry_first", "carry_last", "created_at",
-                    "updated_at"]
+                    "updated_at", "metered_records_history"]
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -263,6 +263,10 @@ class MeterAdmin(AccountScopedAdmin):
     def period_in_type_timezone(self, meter):
         zone = meter.meter_type.timezone
         return f"{_local(meter.period_start, zone)} → {_local(meter.period_end, zone)}"
+
+    @admin.display(description="metered records (flushed periods)")
+    def metered_records_history(self, meter):
+        return metered_records_history_html(meter)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -309,3 +313,64 @@ class MeteredRecordAdmin(AccountScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- Flushed history on the meter's page (flush and reset, metering/flush.py) -------------------
+
+HISTORY_ROWS = 12
+CHART_PERIODS = 24
+CHART_WIDTH, CHART_HEIGHT, CHART_GAP = 480, 120, 2
+
+
+def _history_chart(records: list[MeteredRecord], zone_name: str) -> str:
+    """An inline SVG bar chart of value per period, oldest on the left; an empty value (a MAX or
+    MIN meter without usage) is a gap. Each bar's tooltip names its period and value."""
+    values = [record.value for record in records if record.value is not None]
+    low, high = min([Decimal(0), *values]), max([Decimal(0), *values])
+    span = (high - low) or Decimal(1)
+    width = Decimal(CHART_WIDTH) / max(len(records), 1)
+
+    def y(value: Decimal) -> Decimal:
+        return (high - value) / span * CHART_HEIGHT
+
+    bars = []
+    for index, record in enumerate(records):
+        if record.value is None:
+            continue
+        top, bottom = y(max(record.value, Decimal(0))), y(min(record.value, Decimal(0)))
+        bars.append((f"{index * width:.1f}", f"{top:.1f}", f"{max(width - CHART_GAP, Decimal(1)):.1f}",
+                     f"{max(bottom - top, Decimal('0.5')):.1f}",
+                     f"{_local(record.period_start, zone_name)} → {_local(record.period_end, zone_name)}: "
+                     f"{_number(record.value)} {record.unit}"))
+    return format_html(
+        '<svg class="metered-records-chart" role="img" width="{}" height="{}" viewBox="0 0 {} {}" '
+        'aria-label="value per period, oldest first" style="background:#f8f8f8;display:block;margin-bottom:8px">'
+        '{}<line x1="0" x2="{}" y1="{}" y2="{}" stroke="#999" stroke-width="1"/></svg>',
+        CHART_WIDTH, CHART_HEIGHT, CHART_WIDTH, CHART_HEIGHT,
+        format_html_join("", '<rect x="{}" y="{}" width="{}" height="{}" fill="#417690"><title>{}</title></rect>',
+                         bars),
+        CHART_WIDTH, f"{y(Decimal(0)):.1f}", f"{y(Decimal(0)):.1f}",
+    )
+
+
+def metered_records_history_html(meter: Meter) -> str:
+    """The meter's last periods: a chart of value per period and a table, newest first, with a
+    link to all its records (they outlive the meter, see the Metered records list)."""
+    records = list(MeteredRecord.objects.filter(account_id=meter.account_id, source_meter_id=meter.pk)
+                   .order_by("-period_start")[:CHART_PERIODS])
+    if not records:
+        return format_html('<p class="metered-records-empty">{}</p>', "No period flushed yet.")
+    zone = meter.meter_type.timezone
+    rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+        (_local(record.period_start, zone), _local(record.period_end, zone), _number(record.value),
+         record.meter_metadata.get("recordCount", "–")) for record in records[:HISTORY_ROWS]
+    ))
+    total = MeteredRecord.objects.filter(account_id=meter.account_id, source_meter_id=meter.pk).count()
+    return format_html(
+        '<div class="metered-records-history">{}'
+        '<table><thead><tr><th>period start</th><th>period end</th><th>value ({})</th><th>records</th></tr>'
+        '</thead><tbody>{}</tbody></table>'
+        '<p><a href="{}?source_meter_id={}">All {} metered records of this meter</a></p></div>',
+        _history_chart(records[::-1], zone), records[0].unit, rows,
+        reverse("admin:metering_meteredrecord_changelist"), meter.pk, total,
+    )

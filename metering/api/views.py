@@ -142,8 +142,9 @@ class MeterTypeViewSet(AccountScopedViewSet):
                           responses={200: DeletedSerializer, **_errors(404)}),
     records=extend_schema(
         operation_id="listMeterRecords", tags=["Meter"],
-        description=f"The meter's flushed periods (metered records). {METER_RATE}",
-        parameters=[*PAGE_PARAMETERS, _sort_parameter(RECORD_SORT, "periodStart")],
+        description=f"The meter's flushed periods (metered records), newest first by default. {METER_RATE}",
+        parameters=[*PAGE_PARAMETERS[:2], _sort_parameter(RECORD_SORT, "periodStart"),
+                    OpenApiParameter("sortOrder", str, enum=["ASC", "DESC"], description="Default DESC.")],
         responses={200: inline_serializer("MeteredRecordList", {"records": MeteredRecordSerializer(many=True)}),
                    **_errors(404)},
     ),
@@ -199,5 +200,7 @@ class MeterViewSet(AccountScopedViewSet):
     @action(detail=True, methods=["get"])
     def records(self, request, pk=None):
         records = selectors.metered_records_of_meter(meter=self.get_object())
-        records = sort_queryset(records, request.query_params, fields=RECORD_SORT, default="periodStart")
+        params = request.query_params.copy()
+        params.setdefault("sortOrder", "DESC")  # newest period first unless asked otherwise
+        records = sort_queryset(records, params, fields=RECORD_SORT, default="periodStart")
         return Response({"records": MeteredRecordSerializer(paginate(records, request.query_params), many=True).data})

@@ -274,9 +274,9 @@ def test_records_list_the_meters_flushed_periods(api, meter_type):
     flushed(meter, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC), Decimal(7))
     flushed(other, datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), Decimal(1))
 
-    records = api.get(f"/meters/{meter.pk}/records").json()["records"]
-    assert [record["periodStart"] for record in records] == ["2026-11-01T00:00:00.000Z", "2026-12-01T00:00:00.000Z"]
-    assert records[1] == {
+    records = api.get(f"/meters/{meter.pk}/records").json()["records"]  # newest first
+    assert [record["periodStart"] for record in records] == ["2026-12-01T00:00:00.000Z", "2026-11-01T00:00:00.000Z"]
+    assert records[0] == {
         "carryFirst": {}, "carryLast": {}, "createdAt": "2027-01-10T12:00:00.000Z", "customFields": {"plan": "gold"},
         "groups": [{"category": "a"}], "id": str(december.pk), "meterId": str(meter.pk), "meterKey": KEY,
         "meterMetaData": {"recordCount": 3}, "meterTypeId": str(meter_type.pk),
@@ -284,8 +284,8 @@ def test_records_list_the_meters_flushed_periods(api, meter_type):
         "periodStart": "2026-12-01T00:00:00.000Z", "timezone": "Etc/UTC", "unit": "requests",
         "updatedAt": "2027-01-10T12:00:00.000Z", "userId": "user0@example.com", "value": 12.5,
     }
-    newest_first = api.get(f"/meters/{meter.pk}/records?sortOrder=DESC&limit=1").json()["records"]
-    assert [record["id"] for record in newest_first] == [str(december.pk)]
+    oldest_first = api.get(f"/meters/{meter.pk}/records?sortOrder=ASC&limit=1").json()["records"]
+    assert [record["periodStart"] for record in oldest_first] == ["2026-11-01T00:00:00.000Z"]
 
 
 def test_records_outlive_their_meter(api, meter_type):
