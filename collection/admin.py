@@ -50,7 +50,7 @@ class CollectorForm(forms.ModelForm):
         if cleaned.get("name") and account_id:
             try:
                 services.collector_validate(account_id=account_id, name=cleaned["name"],
-                                            collector=self.instance if self.instance.pk else None)
+                                            collector=None if self.instance._state.adding else self.instance)
             except ApiError as exc:
                 raise forms.ValidationError(exc.message, code=exc.code)
         return cleaned

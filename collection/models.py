@@ -112,7 +112,7 @@ class ConsumerOffset(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["collector", "consumer"]
+        ordering = ["collector_id", "consumer"]
         constraints = [
             models.UniqueConstraint(fields=["collector", "consumer"], name="%(app_label)s_%(class)s_unique_consumer"),
         ]

@@ -61,9 +61,11 @@ def collected_batches_read(*, collector_id: uuid.UUID | str, consumer: str, limi
     two runs of the same consumer take turns instead of reading the same batches; the caller
     processes the batches and calls ``consumer_offset_advance`` in that same transaction.
     """
-    offsets = ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer)
+    offsets = ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer).order_by()
     if lock:
-        offsets = offsets.select_for_update()
+        # Only the offset row: a lock on the collector row would block the inserts that this
+        # reader's watermark waits for (deadlock).
+        offsets = offsets.select_for_update(of=("self",))
     offset = offsets.values_list("last_sequence", flat=True).first()
     if offset is None:
         raise ConsumerNotRegistered()

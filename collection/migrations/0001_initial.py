@@ -59,7 +59,7 @@ class Migration(migrations.Migration):
                 ('collector', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='consumer_offsets', to='collection.collector')),
             ],
             options={
-                'ordering': ['collector', 'consumer'],
+                'ordering': ['collector_id', 'consumer'],
             },
         ),
         migrations.AddIndex(
