@@ -60,8 +60,9 @@ def _nesting_exceeds(data: bytes, limit: int) -> bool:
     return True
 
 
-def decode_send_data(body: bytes) -> bytes:
-    """The JSON text of the body's ``data`` value (a string, an object or an array), or a 400."""
+def decode_send_data(body: bytes) -> tuple[str, int]:
+    """The JSON text of the body's ``data`` value (a string, an object or an array) and its size
+    in bytes, or a 400."""
     if not body:
         raise MalformedJson('The request body is empty; send {"data": …}.')
     try:
@@ -86,10 +87,9 @@ def decode_send_data(body: bytes) -> bytes:
             code="NESTING_TOO_DEEP",
         )
     try:
-        data.decode("utf-8")
+        return data.decode("utf-8"), len(data)
     except UnicodeDecodeError:
         raise MalformedJson("The request body is not valid UTF-8.")
-    return data
 
 
 def _collector_uuid(value: str) -> uuid.UUID:
@@ -126,9 +126,9 @@ def send_data(request: HttpRequest, id: str) -> HttpResponse:  # noqa: A002 - th
         require_scopes(principal, SEND_DATA_SCOPES)
         enforce_rate_limit("send_data", principal.client_key)
         collector_id = _collector_uuid(id)
-        payload = decode_send_data(request.body)
+        payload, size_bytes = decode_send_data(request.body)
         result = services.collected_batch_append(
-            account_id=principal.account_id, collector_id=collector_id, payload=payload,
+            account_id=principal.account_id, collector_id=collector_id, payload=payload, size_bytes=size_bytes,
             idempotency_key=_idempotency_key(request),
         )
     except ApiError as exc:
