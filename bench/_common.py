@@ -11,6 +11,7 @@ import http.client
 import json
 import multiprocessing
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -137,6 +138,60 @@ def request(method: str, url: str, body: bytes | None = None, headers: dict[str,
         connection.close()
 
 
+# --- CPU accounting ------------------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+
+
+def _children_of(parent: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    children.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+    return children
+
+
+def _pids_named(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds spent on the benchmark itself: gunicorn master and workers, the PostgreSQL
+    backends connected to the bench database, redis-server and the load generator (waited-for
+    children). Neighbours on a shared machine slow a run down but barely change these counts,
+    so CPU per request is the steadier figure; redis-server is shared and slightly overcounted."""
+
+    def __init__(self, *, server_pid: int, database_backend_pids):
+        self.server_pid = server_pid
+        self.database_backend_pids = database_backend_pids
+
+    def read(self) -> float:
+        pids = [self.server_pid, *_children_of(self.server_pid), *self.database_backend_pids(),
+                *_pids_named("redis-server")]
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return sum(_process_cpu_seconds(pid) for pid in pids) + children.ru_utime + children.ru_stime
+
+
 # --- load ----------------------------------------------------------------------------------------
 
 
@@ -151,9 +206,15 @@ class LoadResult:
     socket_errors: int = 0
     extra: dict = field(default_factory=dict)
 
+    cpu_seconds: float = 0.0
+
     @property
     def per_second(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_seconds / self.requests * 1e6 if self.requests else 0.0
 
     def count(self, status: int) -> int:
         return self.statuses.get(str(status), 0)
@@ -303,6 +364,21 @@ def run_python_clients(*, url: str, method: str, body: bytes, tokens: list[str],
     return LoadResult(tool=f"python http.client x{processes}", requests=len(latencies), seconds=elapsed,
                       statuses=statuses, p50_ms=percentile(latencies, 50) * 1000,
                       p99_ms=percentile(latencies, 99) * 1000, socket_errors=errors)
+
+
+def combine(results: list[LoadResult]) -> LoadResult:
+    """Rounds of the same load as one result: totals for counts and time, the median round's p50 and
+    the worst round's p99 (percentiles of separate runs cannot be merged exactly; this errs high)."""
+    statuses: dict[str, int] = {}
+    for result in results:
+        for status, count in result.statuses.items():
+            statuses[status] = statuses.get(status, 0) + count
+    p50s = sorted(result.p50_ms for result in results)
+    return LoadResult(tool=results[0].tool, requests=sum(r.requests for r in results),
+                      seconds=sum(r.seconds for r in results), statuses=statuses, p50_ms=p50s[len(p50s) // 2],
+                      p99_ms=max(r.p99_ms for r in results), socket_errors=sum(r.socket_errors for r in results),
+                      extra={"rounds": [round(r.per_second) for r in results]},
+                      cpu_seconds=sum(r.cpu_seconds for r in results))
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import uuid
 
+import psycopg
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, close_old_connections, connection
 
 from collection import services
 from collection.models import CollectedBatch
@@ -254,3 +255,53 @@ def test_redis_down_still_accepts_data_with_in_process_rate_limits(api, collecto
         limiter._redis = None
         limiter._redis_down_until = 0
     assert CollectedBatch.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_that_died_answers_503_once_and_the_next_request_reconnects(account):
+    """The database restarted under a persistent connection: the request on it fails with 503 (not
+    500, nothing stored), the broken connection is dropped, and the next request is stored."""
+    api = client_for(account)
+    collector = make_collector(account)
+    assert send(api, collector, {"data": "before"}).status_code == 200
+    connection.ensure_connection()
+    victim = connection.connection.info.backend_pid
+    with psycopg.connect(psycopg_url(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [victim])
+
+    response = send(api, collector, {"data": "lost"})
+    assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    close_old_connections()  # what Django's handler does after every request (the test client skips it)
+    assert send(api, collector, {"data": "after"}).status_code == 200
+    assert [batch.payload for batch in CollectedBatch.objects.order_by("sequence")] == ['"before"', '"after"']
+
+
+def psycopg_url() -> str:
+    params = connection.get_connection_params()
+    return (f"host={params.get('host') or '127.0.0.1'} port={params.get('port') or 5432} "
+            f"dbname={params['dbname']} user={params.get('user') or 'postgres'}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_autocommit_request_path_stores_replays_and_refuses_like_the_rest(account, other_account):
+    """Outside a test transaction the insert takes the prepared-statement path the server uses."""
+    api = client_for(account)
+    collector = make_collector(account)
+    creating = make_collector(account, "creating", active=False)
+    theirs = make_collector(other_account, "theirs")
+
+    first = send(api, collector, {"data": {"n": 1}}, HTTP_IDEMPOTENCY_KEY="k")
+    assert first.status_code == 200
+    assert send(api, collector, {"data": {"n": 1}}, HTTP_IDEMPOTENCY_KEY="k").json() == first.json()
+    assert_error(send(api, collector, {"data": {"n": 2}}, HTTP_IDEMPOTENCY_KEY="k"), 409, "IDEMPOTENCY_KEY_REUSED")
+    assert_error(send(api, creating, {"data": "x"}), 409, "COLLECTOR_NOT_ACTIVE")
+    assert_error(send(api, theirs, {"data": "x"}), 404, "COLLECTOR_NOT_FOUND")
+    second = send(api, collector, {"data": "plain"})
+    assert second.status_code == 200
+
+    stored = list(CollectedBatch.objects.order_by("sequence").values_list("ingestion_id", "payload", "size_bytes",
+                                                                          "idempotency_key"))
+    assert [(str(i), p, s, k) for i, p, s, k in stored] == [
+        (first.json()["ingestionId"], '{"n": 1}', 8, "k"),
+        (second.json()["ingestionId"], '"plain"', 7, None),
+    ]
