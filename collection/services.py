@@ -84,8 +84,10 @@ def collector_validate(*, account_id: uuid.UUID, name: str, collector: Collector
 def collector_create(*, account_id: uuid.UUID, name: str) -> Collector:
     """Create a collector in CREATING; a task provisions it to ACTIVE after commit."""
     # Serialise collector creation per account, so the limit check and the insert cannot
-    # interleave with another request's (the limit holds under concurrency).
-    if Account.objects.select_for_update().filter(pk=account_id).values_list("pk", flat=True).first() is None:
+    # interleave with another request's (the limit holds under concurrency). NO KEY UPDATE does
+    # not block the foreign-key checks of send-data inserts on the account row meanwhile.
+    locked = Account.objects.select_for_update(no_key=True).filter(pk=account_id)
+    if locked.values_list("pk", flat=True).first() is None:
         raise NotFound("Account not found.", code="ACCOUNT_NOT_FOUND")
     name = collector_validate(account_id=account_id, name=name)
     try:

@@ -187,3 +187,22 @@ def test_beat_schedules_the_sweep_and_the_prune():
                  PeriodicTask.objects.filter(task__startswith="collection.")}
     assert schedules == {"collection.collectors_sweep": (1, "minutes"),
                          "collection.collected_batches_prune": (1, "hours")}
+
+
+def test_a_collector_deleted_while_creating_is_never_provisioned(account):
+    collector = make_collector(account, active=False)
+    services.collector_delete(collector=collector)
+    assert tasks.collector_provision.apply(args=[str(collector.pk)]).get() is False
+    collector.refresh_from_db()
+    assert collector.status == Collector.Status.DELETING
+
+
+def test_creating_a_collector_for_an_unknown_account_is_refused(db):
+    import uuid
+
+    from config.api.errors import ApiError
+
+    with pytest.raises(ApiError) as raised:
+        services.collector_create(account_id=uuid.uuid4(), name="orphan")
+    assert (raised.value.status, raised.value.code) == (404, "ACCOUNT_NOT_FOUND")
+    assert Collector.objects.count() == 0
