@@ -28,6 +28,11 @@ class IdempotencyKeyReused(Conflict):
     message = "This Idempotency-Key was already used with a different request body."
 
 
+class IdempotencyKeyInUse(Conflict):
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    message = "A request with this Idempotency-Key is still being processed; retry shortly."
+
+
 class MalformedJson(ValidationFailed):
     code = "MALFORMED_JSON"
     message = "The request body is not valid JSON."

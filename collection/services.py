@@ -24,12 +24,18 @@ from collection.exceptions import (
     CollectorNotActive,
     CollectorNotFound,
     ConsumerNotRegistered,
+    IdempotencyKeyInUse,
     IdempotencyKeyReused,
     OffsetConflict,
 )
 from collection.models import NAME_PATTERN, CollectedBatch, Collector, ConsumerOffset
-from collection.selectors import collector_lock_key, log_watermark
-from config.api.errors import NotFound, ValidationFailed
+from collection.selectors import (
+    active_collectors,
+    collector_account_and_status,
+    collector_lock_key,
+    log_watermark,
+)
+from config.api.errors import ApiError, NotFound, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +129,7 @@ def collector_delete(*, collector: Collector) -> int:
         .exclude(status=Collector.Status.DELETING)
         .update(status=Collector.Status.DELETING, updated_at=timezone.now())
     )
+    active_collectors.forget(collector.pk)  # this process at once; others within the cache time
     if marked:
         collector.status = Collector.Status.DELETING
         collector_id = str(collector.pk)
@@ -204,7 +211,6 @@ INSERT INTO collection_collectedbatch
     (ingestion_id, account_id, collector_id, payload, size_bytes, idempotency_key, received_at)
 SELECT $1::uuid, $2::uuid, $3::uuid, $4::text, $5::integer, $6::varchar, COALESCE($7::timestamptz, now())
 FROM (SELECT pg_advisory_xact_lock_shared($8::integer, $9::integer)) AS barrier
-WHERE EXISTS (SELECT 1 FROM collection_collector WHERE id = $3::uuid AND account_id = $2::uuid AND status = 'ACTIVE')
 ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 """
 # The shared advisory lock (FROM barrier) is taken before the row's sequence is drawn and held
@@ -212,8 +218,7 @@ ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO N
 _INSERT_SQL_OTHER = """
 INSERT INTO collection_collectedbatch
     (ingestion_id, account_id, collector_id, payload, size_bytes, idempotency_key, received_at)
-SELECT %s, %s, %s, %s, %s, %s, %s
-WHERE EXISTS (SELECT 1 FROM collection_collector WHERE id = %s AND account_id = %s AND status = 'ACTIVE')
+VALUES (%s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 """
 # The same statement for a psycopg cursor (used inside transactions): %s placeholders in order.
@@ -227,36 +232,83 @@ _prepared_on: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def collected_batch_append(*, account_id: uuid.UUID, collector_id: uuid.UUID, payload: str | bytes,
                            size_bytes: int | None = None, idempotency_key: str | None = None,
                            received_at: datetime | None = None) -> AppendResult:
-    """The send-data hot path: one INSERT that also checks the collector is the caller's and ACTIVE.
+    """The send-data hot path: check the collector (the caller's, ACTIVE; cached in-process) and
+    store the batch with one INSERT.
 
     ``payload`` is the JSON text of the request's ``data`` value, already validated; it is stored
     as received (``size_bytes`` is its UTF-8 length, computed when not given). With an
-    ``idempotency_key`` a replay returns the first ingestion id and stores nothing; the same key
-    with a different body (or collector) is 409 IDEMPOTENCY_KEY_REUSED. In autocommit (the
-    request path) the batch is durable when this returns.
+    ``idempotency_key`` a replay returns the first ingestion id and stores nothing, even once the
+    collector stopped taking data; the same key with a different body (or collector) is 409
+    IDEMPOTENCY_KEY_REUSED. In autocommit (the request path) the batch is durable when this returns.
     """
     if isinstance(payload, bytes):
         size_bytes, payload = len(payload), payload.decode("utf-8")
     elif size_bytes is None:
         size_bytes = len(payload.encode("utf-8"))
+    if active_collectors.get(collector_id) != account_id:
+        problem = _collector_problem(account_id=account_id, collector_id=collector_id)
+        if problem is not None:
+            replay = _find_replay(account_id=account_id, collector_id=collector_id, payload=payload,
+                                  idempotency_key=idempotency_key)
+            if replay is not None:
+                return replay
+            raise problem
     ingestion_id = uuid.uuid4()
     db = connections[DEFAULT_DB_ALIAS]
-    if db.vendor == "postgresql":
-        lock_class, lock_object = collector_lock_key(collector_id)
-        params = [str(ingestion_id), str(account_id), str(collector_id), payload, size_bytes, idempotency_key,
-                  received_at.isoformat() if received_at else None, lock_class, lock_object]
-        inserted = _execute_append_postgres(db, params)
-    else:
-        params = [ingestion_id.hex, account_id.hex, collector_id.hex, payload, size_bytes, idempotency_key,
-                  CollectedBatch._meta.get_field("received_at").get_db_prep_value(received_at or timezone.now(), db),
-                  collector_id.hex, account_id.hex]
-        with db.cursor() as cursor:
-            cursor.execute(_INSERT_SQL_OTHER, params)
-            inserted = cursor.rowcount
+    try:
+        if db.vendor == "postgresql":
+            lock_class, lock_object = collector_lock_key(collector_id)
+            params = [str(ingestion_id), str(account_id), str(collector_id), payload, size_bytes, idempotency_key,
+                      received_at.isoformat() if received_at else None, lock_class, lock_object]
+            inserted = _execute_append_postgres(db, params)
+        else:
+            received = received_at or timezone.now()
+            params = [ingestion_id.hex, account_id.hex, collector_id.hex, payload, size_bytes, idempotency_key,
+                      CollectedBatch._meta.get_field("received_at").get_db_prep_value(received, db)]
+            with db.cursor() as cursor:
+                cursor.execute(_INSERT_SQL_OTHER, params)
+                inserted = cursor.rowcount
+    except IntegrityError:
+        # The foreign key refused it: the collector was purged after it was cached as ACTIVE.
+        active_collectors.forget(collector_id)
+        raise CollectorNotFound()
     if inserted == 1:
         return AppendResult(ingestion_id=ingestion_id, replayed=False)
-    return _explain_refused_append(account_id=account_id, collector_id=collector_id,
-                                   payload=payload.encode("utf-8"), idempotency_key=idempotency_key)
+    # Nothing inserted: the idempotency key is taken.
+    replay = _find_replay(account_id=account_id, collector_id=collector_id, payload=payload,
+                          idempotency_key=idempotency_key)
+    if replay is None:
+        raise IdempotencyKeyInUse()  # its first request's batch vanished in between; retry
+    return replay
+
+
+def _collector_problem(*, account_id: uuid.UUID, collector_id: uuid.UUID) -> ApiError | None:
+    """Why the collector cannot take the caller's data, or None (and it is cached as ACTIVE)."""
+    found = collector_account_and_status(collector_id=collector_id)
+    if found is None or found[0] != account_id or found[1] == Collector.Status.DELETING:
+        return CollectorNotFound()
+    if found[1] != Collector.Status.ACTIVE:
+        return CollectorNotActive(f"The collector's status is {found[1]}; it accepts data once ACTIVE.")
+    active_collectors.put(collector_id, account_id)
+    return None
+
+
+def _find_replay(*, account_id: uuid.UUID, collector_id: uuid.UUID, payload: str,
+                 idempotency_key: str | None) -> AppendResult | None:
+    """The first answer when this request repeats an earlier one with the same key, None when the
+    key is unused, 409 IDEMPOTENCY_KEY_REUSED when it was used for another request."""
+    if idempotency_key is None:
+        return None
+    first = (
+        CollectedBatch.objects.filter(account_id=account_id, idempotency_key=idempotency_key)
+        .values("ingestion_id", "collector_id", "payload").first()
+    )
+    if first is None:
+        return None
+    if first["collector_id"] == collector_id and _same_json(first["payload"], payload):
+        return AppendResult(ingestion_id=first["ingestion_id"], replayed=True)
+    raise IdempotencyKeyReused(details=[{"field": "Idempotency-Key",
+                                         "message": "Already used with a different request."}])
 
 
 def _execute_append_postgres(db, params: list) -> int:
@@ -295,29 +347,7 @@ def _check_result(pgconn, result) -> None:
     raise psycopg.errors.error_from_result(result, encoding="utf-8")
 
 
-def _explain_refused_append(*, account_id: uuid.UUID, collector_id: uuid.UUID, payload: bytes,
-                            idempotency_key: str | None) -> AppendResult:
-    """Nothing was inserted: an idempotent replay, a reused key, or a collector that cannot take data."""
-    if idempotency_key is not None:
-        first = (
-            CollectedBatch.objects.filter(account_id=account_id, idempotency_key=idempotency_key)
-            .values("ingestion_id", "collector_id", "payload")
-            .first()
-        )
-        if first is not None:
-            if first["collector_id"] == collector_id and _same_json(first["payload"].encode("utf-8"), payload):
-                return AppendResult(ingestion_id=first["ingestion_id"], replayed=True)
-            raise IdempotencyKeyReused(details=[{"field": "Idempotency-Key",
-                                                 "message": "Already used with a different request."}])
-    status = (
-        Collector.objects.filter(pk=collector_id, account_id=account_id).values_list("status", flat=True).first()
-    )
-    if status is None or status == Collector.Status.DELETING:
-        raise CollectorNotFound()
-    raise CollectorNotActive(f"The collector's status is {status}; it accepts data once ACTIVE.")
-
-
-def _same_json(stored: bytes, received: bytes) -> bool:
+def _same_json(stored: str, received: str) -> bool:
     if stored == received:
         return True
     try:

@@ -194,6 +194,9 @@ RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "5"))
 COLLECTION_MAX_COLLECTORS = int(os.environ.get("COLLECTION_MAX_COLLECTORS", "5"))
 # Batches consumed by every registered consumer are pruned once older than this.
 COLLECTION_RETENTION_HOURS = int(os.environ.get("COLLECTION_RETENTION_HOURS", "168"))
+# Send data caches "this collector is ACTIVE and belongs to that account" per process this long:
+# a deleted collector stops taking data in every web process within it.
+COLLECTION_COLLECTOR_CACHE_SECONDS = float(os.environ.get("COLLECTION_COLLECTOR_CACHE_SECONDS", "5"))
 # Deepest nesting of arrays/objects accepted in a send-data body.
 COLLECTION_MAX_NESTING_DEPTH = int(os.environ.get("COLLECTION_MAX_NESTING_DEPTH", "64"))
 # Exposes GET /bench/minimal ({"ok": true}): the stack's ceiling for bench/send_data.py only.

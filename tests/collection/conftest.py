@@ -8,6 +8,7 @@ import pytest
 
 from collection import services
 from collection.models import Collector
+from collection.selectors import active_collectors
 
 
 def make_collector(account, name="Collector Name", *, active=True) -> Collector:
@@ -27,6 +28,13 @@ def send(client, collector_or_id, body, **headers):
     """POST a body (a dict is JSON-encoded, str/bytes are sent as they are) to send data."""
     raw = json.dumps(body) if isinstance(body, dict) else body
     return client.post(data_url(collector_or_id), raw, content_type="application/json", **headers)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_collector_cache():
+    active_collectors.clear()
+    yield
+    active_collectors.clear()
 
 
 @pytest.fixture

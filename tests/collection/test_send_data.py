@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import psycopg
@@ -10,7 +11,7 @@ import pytest
 from django.db import OperationalError, close_old_connections, connection
 
 from collection import services
-from collection.models import CollectedBatch
+from collection.models import CollectedBatch, Collector
 from tests.collection.conftest import assert_error, data_url, make_collector, send
 from tests.conftest import client_for
 
@@ -305,3 +306,37 @@ def test_the_autocommit_request_path_stores_replays_and_refuses_like_the_rest(ac
         (first.json()["ingestionId"], '{"n": 1}', 8, "k"),
         (second.json()["ingestionId"], '"plain"', 7, None),
     ]
+
+
+# --- the in-process collector cache ------------------------------------------------------------
+
+
+def test_a_collector_deleted_by_another_process_stops_taking_data_within_the_cache_time(api, collector,
+                                                                                        settings):
+    settings.COLLECTION_COLLECTOR_CACHE_SECONDS = 0.2
+    assert send(api, collector, {"data": "cached"}).status_code == 200
+    # Another web process deletes it: this process's cache does not hear of it...
+    Collector.objects.filter(pk=collector.pk).update(status=Collector.Status.DELETING)
+    assert send(api, collector, {"data": "within the cache time"}).status_code == 200
+    time.sleep(0.25)
+    # ...until the entry expires.
+    assert_error(send(api, collector, {"data": "after"}), 404, "COLLECTOR_NOT_FOUND")
+
+
+def test_deleting_in_this_process_takes_effect_at_once(api, collector):
+    assert send(api, collector, {"data": "cached"}).status_code == 200
+    services.collector_delete(collector=collector)
+    assert_error(send(api, collector, {"data": "x"}), 404, "COLLECTOR_NOT_FOUND")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cached_collector_purged_meanwhile_is_404_through_the_foreign_key(account):
+    api = client_for(account)
+    collector = make_collector(account)
+    assert send(api, collector, {"data": "cached"}).status_code == 200
+    # Another process deleted and purged it; this process still has it cached as ACTIVE.
+    Collector.objects.filter(pk=collector.pk).update(status=Collector.Status.DELETING)
+    assert services.collector_purge(collector_id=collector.pk) is True
+    assert_error(send(api, collector, {"data": "late"}), 404, "COLLECTOR_NOT_FOUND")
+    assert CollectedBatch.objects.count() == 0
+    assert_error(send(api, collector, {"data": "later"}), 404, "COLLECTOR_NOT_FOUND")
