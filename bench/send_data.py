@@ -110,6 +110,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4, help="Application Accesses (rate-limit buckets)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="cap per phase (Python client)")
     parser.add_argument("--python-client", action="store_true", help="use the Python client even if wrk exists")
+    parser.add_argument("--no-rate-limit", action="store_true",
+                        help="serve with RATE_LIMIT_ENABLED=0 (shows what the Redis token bucket costs)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args()
 
@@ -119,10 +121,10 @@ def main() -> int:
     django_setup(env)
     collector_id, tokens = prepare(args.clients)
     body = one_kilobyte_body()
-    server_env = {**env, "BENCH_MINIMAL_VIEW": "1", "RATE_LIMIT_ENABLED": "1"}
+    server_env = {**env, "BENCH_MINIMAL_VIEW": "1", "RATE_LIMIT_ENABLED": "0" if args.no_rate_limit else "1"}
     print(f"machine: {machine_note()}")
-    print(f"server: gunicorn, {args.workers} sync workers, PostgreSQL + Redis on loopback, rate limits ON "
-          f"({args.clients} clients x 2000/s)")
+    limits = "rate limits OFF" if args.no_rate_limit else f"rate limits ON ({args.clients} clients x 2000/s)"
+    print(f"server: gunicorn, {args.workers} sync workers, PostgreSQL + Redis on loopback, {limits}")
     print(f"load: {'wrk' if have_wrk() and not args.python_client else 'python http.client'}, "
           f"{args.connections} connections, {args.seconds}s per phase in {args.rounds} alternating rounds, "
           f"{len(body)}-byte bodies")
