@@ -193,6 +193,19 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # Seconds a 503 asks the client to wait when a dependency is down.
 RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "5"))
 
+# --- collection (online collectors, send data, collected batches) ---------------------------
+# At most this many collectors per account (seed 000: five).
+COLLECTION_MAX_COLLECTORS = int(os.environ.get("COLLECTION_MAX_COLLECTORS", "5"))
+# Batches consumed by every registered consumer are pruned once older than this.
+COLLECTION_RETENTION_HOURS = int(os.environ.get("COLLECTION_RETENTION_HOURS", "168"))
+# Send data caches "this collector is ACTIVE and belongs to that account" per process this long:
+# a deleted collector stops taking data in every web process within it.
+COLLECTION_COLLECTOR_CACHE_SECONDS = float(os.environ.get("COLLECTION_COLLECTOR_CACHE_SECONDS", "5"))
+# Deepest nesting of arrays/objects accepted in a send-data body.
+COLLECTION_MAX_NESTING_DEPTH = int(os.environ.get("COLLECTION_MAX_NESTING_DEPTH", "64"))
+# Exposes GET /bench/minimal ({"ok": true}): the stack's ceiling for bench/send_data.py only.
+BENCH_MINIMAL_VIEW = env_bool("BENCH_MINIMAL_VIEW", False)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["config.api.permissions.HasRequiredScope"],

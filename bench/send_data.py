@@ -1,0 +1,195 @@
+"""Send-data benchmark: POST /online-collection/collectors/{id}/data under gunicorn, 1 KB bodies.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/metering_bench REDIS_URL=redis://127.0.0.1:6379/9 \\
+        .venv/bin/python bench/send_data.py [--workers 4] [--seconds 10] [--connections 8] [--clients 4]
+
+Starts gunicorn (sync workers) on PostgreSQL and Redis on loopback, creates an account, one
+Application Access per client (the seed's rate limit, 2000/s burst 5, is per client and stays ON),
+and an ACTIVE collector, then in one run measures:
+
+1. the stack's ceiling: GET /bench/minimal (a minimal Django JSON view, no database; routed only
+   because the bench sets BENCH_MINIMAL_VIEW=1), same server, same load;
+2. send data with 1 KB bodies: requests/s, MB/s, p50/p99 latency, statuses;
+
+and checks that every 200 answered is a stored batch. Prints the ratio to the ceiling and the
+targets (≥ 2,000 req/s, p99 < 50 ms, ≥ 50% of the ceiling). The two phases alternate in
+``--rounds`` slices, so on a shared machine both meet the same neighbours. Bounded: each phase
+runs ``--seconds`` in total (and, with the Python client, at most ``--max-requests`` a slice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (  # noqa: E402 - the bench runs as a script from the project root
+    CpuMeter,
+    Server,
+    combine,
+    django_setup,
+    ensure_database,
+    have_wrk,
+    machine_note,
+    migrate,
+    require_postgres_and_redis,
+    run_load,
+)
+
+BODY_BYTES = 1024
+
+
+def one_kilobyte_body() -> bytes:
+    """A realistic send-data body of exactly 1024 bytes: a few usage events and padding."""
+    events = [{"userId": f"user{n}@example.com", "meterKey": "api-calls", "value": n,
+               "timestamp": "2024-03-10T12:00:00.000Z"} for n in range(6)]
+    body = {"data": {"events": events, "pad": ""}}
+    size = len(json.dumps(body, separators=(",", ":")))
+    body["data"]["pad"] = "x" * (BODY_BYTES - size)
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    assert len(raw) == BODY_BYTES
+    return raw
+
+
+def prepare(clients: int) -> tuple[str, list[str]]:
+    """An ACTIVE collector with an empty log, and one token per client (all through services)."""
+    from accounts import services as account_services
+    from accounts.models import ApplicationAccess
+    from collection import services
+    from collection.models import Collector
+
+    account = account_services.account_get_or_create(name="bench")
+    for old in Collector.objects.filter(account=account, name="bench").exclude(status=Collector.Status.DELETING):
+        services.collector_delete(collector=old)
+    for old in Collector.objects.filter(account=account, status=Collector.Status.DELETING):
+        for _ in range(1000):
+            if services.collector_purge(collector_id=old.pk):
+                break
+    collector = services.collector_create(account_id=account.pk, name="bench")
+    services.collector_provision(collector_id=collector.pk)
+    tokens = []
+    for n in range(clients):
+        name = f"bench-client-{n}"
+        access = ApplicationAccess.objects.filter(account=account, name=name).first()
+        if access is None:
+            access, secret = account_services.application_access_create(
+                account=account, name=name, scopes=["online-collection:ingest:collectors"])
+        else:
+            secret = account_services.application_access_rotate_secret(access=access)
+        tokens.append(account_services.access_token_issue(client_id=access.client_id,
+                                                          client_secret=secret).access_token)
+    return str(collector.pk), tokens
+
+
+def database_backend_pids() -> list[int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def stored_batches(collector_id: str) -> int:
+    from collection.models import CollectedBatch
+
+    return CollectedBatch.objects.filter(collector_id=collector_id).count()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers (default 4)")
+    parser.add_argument("--port", type=int, default=0, help="default: a free port")
+    parser.add_argument("--seconds", type=int, default=12, help="measured seconds of each phase, in total")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating slices of the two phases")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up load before measuring")
+    parser.add_argument("--connections", type=int, default=8, help="concurrent connections")
+    parser.add_argument("--clients", type=int, default=4, help="Application Accesses (rate-limit buckets)")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="cap per phase (Python client)")
+    parser.add_argument("--python-client", action="store_true", help="use the Python client even if wrk exists")
+    parser.add_argument("--no-rate-limit", action="store_true",
+                        help="serve with RATE_LIMIT_ENABLED=0 (shows what the Redis token bucket costs)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    args = parser.parse_args()
+
+    env = require_postgres_and_redis()
+    ensure_database(env["DATABASE_URL"])
+    migrate(env)
+    django_setup(env)
+    collector_id, tokens = prepare(args.clients)
+    body = one_kilobyte_body()
+    server_env = {**env, "BENCH_MINIMAL_VIEW": "1", "RATE_LIMIT_ENABLED": "0" if args.no_rate_limit else "1"}
+    print(f"machine: {machine_note()}")
+    limits = "rate limits OFF" if args.no_rate_limit else f"rate limits ON ({args.clients} clients x 2000/s)"
+    print(f"server: gunicorn, {args.workers} sync workers, PostgreSQL + Redis on loopback, {limits}")
+    print(f"load: {'wrk' if have_wrk() and not args.python_client else 'python http.client'}, "
+          f"{args.connections} connections, {args.seconds}s per phase in {args.rounds} alternating rounds, "
+          f"{len(body)}-byte bodies")
+
+    def load(path: str, method: str, payload: bytes, seconds: int):
+        meter = CpuMeter(server_pid=server.process.pid, database_backend_pids=database_backend_pids)
+        cpu_before = meter.read()
+        result = run_load(url=f"{server.base_url}{path}", method=method, body=payload, tokens=tokens,
+                          connections=args.connections, seconds=seconds, max_requests=args.max_requests,
+                          force_python=args.python_client)
+        result.cpu_seconds = meter.read() - cpu_before
+        return result
+
+    data_path = f"/online-collection/collectors/{collector_id}/data"
+    with Server(port=args.port, workers=args.workers, env=server_env) as server:
+        if args.warmup:
+            load("/bench/minimal", "GET", b"", args.warmup)
+            load(data_path, "POST", body, args.warmup)
+        before = stored_batches(collector_id)
+        slice_seconds = max(1, args.seconds // args.rounds)
+        minimal_rounds, send_rounds = [], []
+        for _ in range(args.rounds):
+            minimal_rounds.append(load("/bench/minimal", "GET", b"", slice_seconds))
+            send_rounds.append(load(data_path, "POST", body, slice_seconds))
+        stored = stored_batches(collector_id) - before
+    minimal, send = combine(minimal_rounds), combine(send_rounds)
+
+    ok = send.count(200)
+    ratio = send.per_second / minimal.per_second if minimal.per_second else 0.0
+    megabytes = ok * len(body) / send.seconds / 1e6
+    print()
+    print(f"minimal Django JSON view (ceiling): {minimal.per_second:8.0f} req/s   p50 {minimal.p50_ms:6.2f} ms   "
+          f"p99 {minimal.p99_ms:6.2f} ms   statuses {minimal.statuses}")
+    print(f"send data, 1 KB bodies:             {send.per_second:8.0f} req/s   p50 {send.p50_ms:6.2f} ms   "
+          f"p99 {send.p99_ms:6.2f} ms   statuses {send.statuses}   {megabytes:.2f} MB/s of payload")
+    print(f"ratio to the ceiling: {ratio:.0%}   (req/s per round: minimal {minimal.extra['rounds']}, "
+          f"send data {send.extra['rounds']})")
+    cpu_ratio = minimal.cpu_us_per_request / send.cpu_us_per_request if send.cpu_us_per_request else 0.0
+    cores = os.cpu_count() or 1
+    print(f"CPU per request (server + database + redis + load generator): minimal {minimal.cpu_us_per_request:.0f} us, "
+          f"send data {send.cpu_us_per_request:.0f} us -> ratio {cpu_ratio:.0%}; "
+          f"{cores} idle cores would allow ~{cores * 1e6 / send.cpu_us_per_request:.0f} send-data req/s"
+          if send.cpu_us_per_request else "CPU per request: not measured")
+    # Requests still in flight when the load stops are stored but not counted by the client.
+    print(f"accepted (200): {ok}   stored batches: {stored}   lost: {max(0, ok - stored)}   "
+          f"socket errors: {send.socket_errors}")
+    checks = {
+        ">= 2,000 req/s": send.per_second >= 2000,
+        "p99 < 50 ms": send.p99_ms < 50,
+        ">= 50% of the minimal view": ratio >= 0.5,
+        "every 200 stored": stored >= ok,
+        "no 429 or 5xx": all(not status.startswith(("429", "5")) for status in send.statuses),
+    }
+    print("targets: " + ", ".join(f"{name} {'OK' if passed else 'MISSED'}" for name, passed in checks.items()))
+    if args.json:
+        print(json.dumps({"minimal_rps": round(minimal.per_second), "send_rps": round(send.per_second),
+                          "send_p50_ms": round(send.p50_ms, 2), "send_p99_ms": round(send.p99_ms, 2),
+                          "mb_per_s": round(megabytes, 2), "ratio": round(ratio, 3), "accepted": ok,
+                          "stored": stored, "statuses": send.statuses, "workers": args.workers,
+                          "connections": args.connections, "tool": send.tool,
+                          "rounds": {"minimal": minimal.extra["rounds"], "send": send.extra["rounds"]},
+                          "cpu_us_per_request": {"minimal": round(minimal.cpu_us_per_request),
+                                                 "send": round(send.cpu_us_per_request)}}))
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

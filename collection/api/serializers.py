@@ -1,0 +1,42 @@
+"""Shapes of the collector API (seed 000, "Online collection management")."""
+
+from __future__ import annotations
+
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from collection.models import NAME_PATTERN, Collector
+from config.api.serializers import ApiModelSerializer, StrictSerializerMixin, TimestampField
+
+NAME_MESSAGE = "name may contain only letters, digits, spaces and the characters - _ . ( )."
+
+
+class CollectorSerializer(ApiModelSerializer):
+    createdAt = TimestampField(source="created_at", read_only=True)
+    updatedAt = TimestampField(source="updated_at", read_only=True)
+
+    class Meta:
+        model = Collector
+        fields = ["createdAt", "id", "name", "status", "updatedAt"]
+        read_only_fields = fields
+
+
+class CollectorWriteSerializer(StrictSerializerMixin, serializers.Serializer):
+    """Create and update bodies: ``{"name": "…"}`` (1–80 characters, ``^[\\w\\s().-]+$``)."""
+
+    name = serializers.CharField(min_length=1, max_length=80,
+                                 validators=[RegexValidator(NAME_PATTERN, message=NAME_MESSAGE)])
+
+
+class CollectorDeletedSerializer(serializers.Serializer):
+    deletedCount = serializers.IntegerField()
+
+
+class SendDataRequestSerializer(serializers.Serializer):
+    """Documentation only: the send-data view decodes its body with msgspec."""
+
+    data = serializers.JSONField(help_text="A string, an object or an array; stored as received.")
+
+
+class SendDataResponseSerializer(serializers.Serializer):
+    ingestionId = serializers.UUIDField()

@@ -1,0 +1,151 @@
+"""Reads of the collection app: the batch log in consumer order, and collector statistics."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
+
+from collection.exceptions import ConsumerNotRegistered
+from collection.models import CollectedBatch, Collector, ConsumerOffset
+
+
+class _ActiveCollectorCache:
+    """collector id → account id of collectors known to be ACTIVE, per process, for
+    COLLECTION_COLLECTOR_CACHE_SECONDS. Spares send data a query per request; a collector
+    deleted in another process stops taking data within that time (the foreign key refuses data
+    for a collector that is gone)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[uuid.UUID, tuple[float, uuid.UUID]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, collector_id: uuid.UUID) -> uuid.UUID | None:
+        entry = self._entries.get(collector_id)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, collector_id: uuid.UUID, account_id: uuid.UUID) -> None:
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[collector_id] = (time.monotonic() + settings.COLLECTION_COLLECTOR_CACHE_SECONDS, account_id)
+
+    def forget(self, collector_id: uuid.UUID | str) -> None:
+        with self._lock:
+            self._entries.pop(collector_id if isinstance(collector_id, uuid.UUID) else uuid.UUID(str(collector_id)),
+                              None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+active_collectors = _ActiveCollectorCache()
+
+
+def collector_account_and_status(*, collector_id: uuid.UUID) -> tuple[uuid.UUID, str] | None:
+    return Collector.objects.filter(pk=collector_id).values_list("account_id", "status").first()
+
+
+# First key of the two-key advisory locks that order a collector's log (ASCII "Coll").
+_LOCK_NAMESPACE = 0x436F6C6C
+
+
+def collector_lock_key(collector_id: uuid.UUID | str) -> tuple[int, int]:
+    """The advisory lock guarding one collector's log. A collision of two collectors on the same
+    key only makes one wait for the other's inserts; it never changes what is read."""
+    value = collector_id if isinstance(collector_id, uuid.UUID) else uuid.UUID(str(collector_id))
+    return _LOCK_NAMESPACE, int.from_bytes(value.bytes[:4], "big", signed=True)
+
+
+def log_watermark(*, collector_id: uuid.UUID | str) -> int:
+    """The highest sequence below which the collector's log is final: every batch up to it is
+    committed and none can still commit below it (see models.py).
+
+    On PostgreSQL this takes the collector's advisory lock exclusively for an instant, which waits
+    for inserts in flight and lets new ones queue behind it for that instant. The read after the
+    lock is a new statement, so in READ COMMITTED (the default) it sees every batch committed
+    while the lock was awaited.
+    """
+    if connection.vendor != "postgresql":
+        return (
+            CollectedBatch.objects.filter(collector_id=collector_id).order_by("-sequence")
+            .values_list("sequence", flat=True).first() or 0
+        )
+    key = collector_lock_key(collector_id)
+    collector_param = collector_id if isinstance(collector_id, uuid.UUID) else uuid.UUID(str(collector_id))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", key)
+        try:
+            cursor.execute(
+                "SELECT (SELECT max(sequence) FROM collection_collectedbatch WHERE collector_id = %s), "
+                "pg_advisory_unlock(%s, %s)",
+                [collector_param, *key],
+            )
+            return cursor.fetchone()[0] or 0
+        except BaseException:
+            # A session lock left behind would block every insert for this collector until the
+            # connection ends: end it now.
+            connection.close()
+            raise
+
+
+def collected_batches_read(*, collector_id: uuid.UUID | str, consumer: str, limit: int = 100,
+                           lock: bool = False) -> list[CollectedBatch]:
+    """The next batches after ``consumer``'s offset, in sequence order, at most ``limit``.
+
+    With ``lock=True`` (inside the caller's transaction) the consumer's offset row is locked, so
+    two runs of the same consumer take turns instead of reading the same batches; the caller
+    processes the batches and calls ``consumer_offset_advance`` in that same transaction.
+    """
+    offsets = ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer).order_by()
+    if lock:
+        # Only the offset row: a lock on the collector row would block the inserts that this
+        # reader's watermark waits for (deadlock).
+        offsets = offsets.select_for_update(of=("self",))
+    offset = offsets.values_list("last_sequence", flat=True).first()
+    if offset is None:
+        raise ConsumerNotRegistered()
+    watermark = log_watermark(collector_id=collector_id)
+    if watermark <= offset:
+        return []
+    return list(
+        CollectedBatch.objects.filter(collector_id=collector_id, sequence__gt=offset, sequence__lte=watermark)
+        .order_by("sequence")[: max(1, int(limit))]
+    )
+
+
+def consumer_lag(*, collector_id: uuid.UUID | str, consumer: str) -> int:
+    """How many stored batches ``consumer`` has not consumed yet."""
+    offset = (
+        ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer)
+        .values_list("last_sequence", flat=True).first()
+    )
+    if offset is None:
+        raise ConsumerNotRegistered()
+    return CollectedBatch.objects.filter(collector_id=collector_id, sequence__gt=offset).count()
+
+
+def collectors_with_statistics(queryset: QuerySet[Collector] | None = None) -> QuerySet[Collector]:
+    """Collectors annotated with their retained batches and bytes and their last batch time."""
+    queryset = Collector.objects.all() if queryset is None else queryset
+    batches = CollectedBatch.objects.filter(collector=OuterRef("pk"))
+    return queryset.annotate(
+        retained_batches=Subquery(
+            batches.order_by().values("collector").annotate(n=Count("pk")).values("n")[:1]
+        ),
+        retained_bytes=Subquery(
+            batches.order_by().values("collector").annotate(n=Sum("size_bytes")).values("n")[:1]
+        ),
+        last_batch_at=Subquery(batches.order_by("-sequence").values("received_at")[:1]),
+    )
+
+
+def collector_recent_batches(*, collector_id: uuid.UUID | str, count: int = 10) -> list[CollectedBatch]:
+    return list(CollectedBatch.objects.filter(collector_id=collector_id).order_by("-sequence")[:count])
