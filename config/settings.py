@@ -260,3 +260,18 @@ WEBHOOK_BACKOFF_MAX_SECONDS = float(os.environ.get("WEBHOOK_BACKOFF_MAX_SECONDS"
 WEBHOOK_SWEEP_BATCH_SIZE = int(os.environ.get("WEBHOOK_SWEEP_BATCH_SIZE", "100"))
 WEBHOOK_SWEEP_TIME_BUDGET_SECONDS = float(os.environ.get("WEBHOOK_SWEEP_TIME_BUDGET_SECONDS", "25"))
 NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT = int(os.environ.get("NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT", "20"))
+
+# --- Usage ledger and compatible APIs (metering app: metering/ledger.py, metering/compat/) ----
+# Records may be this far ahead of the server's clock (a client's clock skew); later is FUTURE_TIMESTAMP.
+# Records older than IDEMPOTENCY_WINDOW_DAYS are refused (TIMESTAMP_TOO_OLD), so a replay is
+# always caught by its idempotency key; keys older than the window are purged.
+USAGE_CLOCK_SKEW_SECONDS = int(os.environ.get("USAGE_CLOCK_SKEW_SECONDS", "300"))
+# The ledger's PostgreSQL statements are prepared once per connection. Turn off behind a
+# transaction-mode connection pooler (PgBouncer < 1.21) that cannot keep prepared statements.
+USAGE_LEDGER_PREPARED_STATEMENTS = env_bool("USAGE_LEDGER_PREPARED_STATEMENTS", True)
+# Most events one /ingest request may carry (the body limit API_MAX_BODY_BYTES applies too).
+INGEST_MAX_EVENTS = int(os.environ.get("INGEST_MAX_EVENTS", "10000"))
+# Most time buckets one /usage query may answer per group.
+USAGE_QUERY_MAX_BUCKETS = int(os.environ.get("USAGE_QUERY_MAX_BUCKETS", "10000"))
+# bench/ingest.py only: serve GET /bench/minimal, a Django JSON view without database, as the ceiling.
+BENCH_MINIMAL_VIEW = env_bool("BENCH_MINIMAL_VIEW", False)
