@@ -273,5 +273,11 @@ USAGE_LEDGER_PREPARED_STATEMENTS = env_bool("USAGE_LEDGER_PREPARED_STATEMENTS", 
 INGEST_MAX_EVENTS = int(os.environ.get("INGEST_MAX_EVENTS", "10000"))
 # Most time buckets one /usage query may answer per group.
 USAGE_QUERY_MAX_BUCKETS = int(os.environ.get("USAGE_QUERY_MAX_BUCKETS", "10000"))
+# OpenAPI enum names of the Amberflo meter definition types (they would collide on "type").
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),
+    "MeterDefinitionTypeEnum": "metering.compat.amberflo.SHOWN_TYPES",
+    "MeterDefinitionRequestTypeEnum": "metering.compat.amberflo.DEFINITION_TYPES",
+}
 # bench/ingest.py only: serve GET /bench/minimal, a Django JSON view without database, as the ceiling.
 BENCH_MINIMAL_VIEW = env_bool("BENCH_MINIMAL_VIEW", False)

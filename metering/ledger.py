@@ -145,7 +145,9 @@ class UsageResult:
 # --- parsing ----------------------------------------------------------------------------------
 
 
-class _Refused(Exception):
+class RecordRefused(Exception):
+    """A record the ledger cannot count, with the data-correction reason."""
+
     def __init__(self, reason: str, message: str):
         self.reason = reason
         self.message = message
@@ -154,9 +156,9 @@ class _Refused(Exception):
 def parse_value(raw: Any) -> Decimal:
     """A finite number inside numeric(38, 12), rounded to 12 decimal places."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
-        raise _Refused(Reason.MISSING_VALUE, "The record has no value.")
+        raise RecordRefused(Reason.MISSING_VALUE, "The record has no value.")
     if isinstance(raw, bool):
-        raise _Refused(Reason.NON_NUMERIC_VALUE, "The value must be a number, not a boolean.")
+        raise RecordRefused(Reason.NON_NUMERIC_VALUE, "The value must be a number, not a boolean.")
     if isinstance(raw, Decimal):
         number = raw
     elif isinstance(raw, int):
@@ -167,13 +169,13 @@ def parse_value(raw: Any) -> Decimal:
         try:
             number = Decimal(raw.strip())
         except decimal.InvalidOperation:
-            raise _Refused(Reason.NON_NUMERIC_VALUE, f"The value {raw[:40]!r} is not a number.")
+            raise RecordRefused(Reason.NON_NUMERIC_VALUE, f"The value {raw[:40]!r} is not a number.")
     else:
-        raise _Refused(Reason.NON_NUMERIC_VALUE, f"The value must be a number, not {type(raw).__name__}.")
+        raise RecordRefused(Reason.NON_NUMERIC_VALUE, f"The value must be a number, not {type(raw).__name__}.")
     if not number.is_finite():
-        raise _Refused(Reason.NON_NUMERIC_VALUE, "The value must be a finite number.")
+        raise RecordRefused(Reason.NON_NUMERIC_VALUE, "The value must be a finite number.")
     if abs(number) >= VALUE_LIMIT:
-        raise _Refused(Reason.VALUE_OUT_OF_RANGE, "The value must be below 10^26 in magnitude.")
+        raise RecordRefused(Reason.VALUE_OUT_OF_RANGE, "The value must be below 10^26 in magnitude.")
     if number.as_tuple().exponent < -12:
         number = number.quantize(QUANTUM, context=DECIMAL_CONTEXT)
     return number
@@ -196,9 +198,9 @@ def parse_timestamp(raw: Any, now: datetime) -> datetime:
         else:
             raise ValueError
     except (ValueError, OverflowError, OSError):
-        raise _Refused(Reason.INVALID_TIMESTAMP, f"The timestamp {str(raw)[:40]!r} is not ISO 8601 or Unix milliseconds.")
+        raise RecordRefused(Reason.INVALID_TIMESTAMP, f"The timestamp {str(raw)[:40]!r} is not ISO 8601 or Unix milliseconds.")
     if moment.tzinfo is None:
-        raise _Refused(Reason.INVALID_TIMESTAMP, "The timestamp must carry a timezone (Z or an offset).")
+        raise RecordRefused(Reason.INVALID_TIMESTAMP, "The timestamp must carry a timezone (Z or an offset).")
     return moment.astimezone(UTC)
 
 
@@ -209,9 +211,13 @@ def normalise_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+_ENCODER = msgspec.json.Encoder(decimal_format="number")
+_SORTED_ENCODER = msgspec.json.Encoder(decimal_format="number", order="sorted")
+
+
 def request_hash(body: Any) -> str:
     """A stable hash of a request body, to tell a replay from a reused idempotency key."""
-    return hashlib.sha256(msgspec.json.encode(body, order="sorted")).hexdigest()
+    return hashlib.sha256(_SORTED_ENCODER.encode(body)).hexdigest()
 
 
 def _number(value: Decimal | None) -> int | float | None:
@@ -232,7 +238,7 @@ def _json(value: Any) -> Any:
 
 
 def _encode(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
+    return _ENCODER.encode(value).decode()
 
 
 def _json_text(value: Any) -> str:
@@ -428,16 +434,16 @@ def usage_apply(
 
 def _user_id(raw: Any) -> str:
     if raw is None:
-        raise _Refused(Reason.MISSING_USER_ID, "The record has no userId.")
+        raise RecordRefused(Reason.MISSING_USER_ID, "The record has no userId.")
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        raise _Refused(Reason.INVALID_USER_ID, "userId must be a string.")
+        raise RecordRefused(Reason.INVALID_USER_ID, "userId must be a string.")
     text = raw if isinstance(raw, str) else str(raw)
     if not text.strip():
-        raise _Refused(Reason.MISSING_USER_ID, "The record has no userId.")
+        raise RecordRefused(Reason.MISSING_USER_ID, "The record has no userId.")
     if len(text) > MAX_USER_ID_LENGTH:
-        raise _Refused(Reason.INVALID_USER_ID, f"userId is longer than {MAX_USER_ID_LENGTH} characters.")
+        raise RecordRefused(Reason.INVALID_USER_ID, f"userId is longer than {MAX_USER_ID_LENGTH} characters.")
     if "\x00" in text:
-        raise _Refused(Reason.INVALID_USER_ID, "userId must not contain NUL characters.")
+        raise RecordRefused(Reason.INVALID_USER_ID, "userId must not contain NUL characters.")
     return text
 
 
@@ -449,10 +455,10 @@ def _type_reference(record: UsageInput) -> uuid.UUID | str:
         try:
             return uuid.UUID(str(reference))
         except ValueError:
-            raise _Refused(Reason.NO_MATCHING_METER, f"No meter type has the id {str(reference)[:40]!r}.")
+            raise RecordRefused(Reason.NO_MATCHING_METER, f"No meter type has the id {str(reference)[:40]!r}.")
     if record.meter_api_name:
         return str(record.meter_api_name)
-    raise _Refused(Reason.NO_MATCHING_METER, "The record names no meter type.")
+    raise RecordRefused(Reason.NO_MATCHING_METER, "The record names no meter type.")
 
 
 def _parse(records: Sequence[UsageInput], results: list, refusals: list[_Refusal], now: datetime):
@@ -471,17 +477,17 @@ def _parse(records: Sequence[UsageInput], results: list, refusals: list[_Refusal
             value = parse_value(record.value)
             moment = parse_timestamp(record.timestamp, now)
             if moment > latest:
-                raise _Refused(Reason.FUTURE_TIMESTAMP,
+                raise RecordRefused(Reason.FUTURE_TIMESTAMP,
                                f"The timestamp is more than {settings.USAGE_CLOCK_SKEW_SECONDS} s in the future.")
             if moment < oldest:
-                raise _Refused(Reason.TIMESTAMP_TOO_OLD,
+                raise RecordRefused(Reason.TIMESTAMP_TOO_OLD,
                                f"The timestamp is older than the {settings.IDEMPOTENCY_WINDOW_DAYS}-day "
                                "idempotency window.")
             dimensions = record.dimensions
             if dimensions is not None and (not isinstance(dimensions, dict) or "\\u0000" in _encode(dimensions)):
-                raise _Refused(Reason.INVALID_DIMENSIONS, "dimensions must be an object without NUL characters.")
+                raise RecordRefused(Reason.INVALID_DIMENSIONS, "dimensions must be an object without NUL characters.")
             reference = _type_reference(record)
-        except _Refused as refused:
+        except RecordRefused as refused:
             refusals.append(_Refusal(index, key, record.request_hash, refused.reason, refused.message,
                                      _original(record), record.node))
             continue
@@ -1006,7 +1012,7 @@ class _PostgresBackend(_Backend):
     def append(self, records, source, source_ref, now):
         # One JSON document (msgspec encodes it in C): binding eight arrays of this length element
         # by element costs the client more than the statement costs the server.
-        batch = msgspec.json.encode([
+        batch = _ENCODER.encode([
             (r.key, r.input.request_hash, r.meter_type.id, r.meter_id, r.user_id, r.value, r.timestamp, r.dimensions)
             for r in records
         ]).decode()
@@ -1210,7 +1216,7 @@ class _PortableBackend(_Backend):
                        .values_list("idempotency_key", "id"))
         created = [
             DataCorrection(account_id=self.account_id, source=source, source_ref=source_ref or "", node=r.node or "",
-                           reason=r.reason, message=r.message[:500], record=r.record, idempotency_key=r.key,
+                           reason=r.reason, message=r.message[:500], record=json.loads(_encode(r.record)), idempotency_key=r.key,
                            request_hash=r.request_hash or "", created_at=now, updated_at=now)
             for r in sorted(unique, key=lambda r: r.key) if r.key not in waiting
         ]

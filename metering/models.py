@@ -251,6 +251,9 @@ class UsageDedupKey(models.Model):
     class Meta:
         verbose_name = "usage idempotency key"
 
+    def __str__(self) -> str:
+        return self.key
+
 
 class UsageRecord(models.Model):
     """The usage ledger: every accepted usage record, append-only.
@@ -311,6 +314,9 @@ class UsageRollup(models.Model):
             # Every customer of one meter type over time (all-customers queries).
             models.Index(fields=["account", "meter_type_id", "hour"], name="metering_rollup_type_hour"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} · {self.hour:%Y-%m-%d %H:00}"
 
 
 class DataCorrection(models.Model):
