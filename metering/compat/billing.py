@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
+from django.db import transaction
 from django.db.models import Prefetch
 from django.utils.timezone import now as utc_now
 
@@ -168,3 +169,42 @@ def meter_subscriptions(*, meter_type: MeterType) -> dict[str, Any]:
 
 def _amount(value: Decimal) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
+
+
+# --- catalogue (products, prices, subscriptions): the admin's writes ----------------------------
+
+
+def _check_same_account(instance, *related) -> None:
+    for other in related:
+        if other is not None and other.account_id != instance.account_id:
+            raise ValidationFailed(f"{other._meta.verbose_name.capitalize()} belongs to another account.")
+
+
+@transaction.atomic
+def catalogue_save(*, instance: Product | Price | Subscription) -> Product | Price | Subscription:
+    """Save a product, price or subscription after its field rules and account checks."""
+    if isinstance(instance, Price):
+        _check_same_account(instance, instance.product, instance.meter_type)
+    instance.full_clean(validate_constraints=False)
+    instance.save()
+    return instance
+
+
+@transaction.atomic
+def subscription_products_set(*, subscription: Subscription, products: list[Product]) -> Subscription:
+    _check_same_account(subscription, *products)
+    subscription.products.set(products)
+    return subscription
+
+
+@transaction.atomic
+def subscriptions_set_status(*, subscriptions: list[Subscription], status: str) -> int:
+    """Pause or resume subscriptions (a paused one is left out of the meter subscription lookups)."""
+    if status not in Subscription.Status.values:
+        raise ValidationFailed.for_field("status", "status must be active or paused.")
+    return Subscription.objects.filter(pk__in=[s.pk for s in subscriptions]).update(status=status)
+
+
+@transaction.atomic
+def catalogue_delete(*, instance: Product | Price | Subscription) -> None:
+    instance.delete()

@@ -21,7 +21,8 @@ def decode(decoder: msgspec.json.Decoder, body: bytes) -> Any:
     except msgspec.ValidationError as error:
         match = _PATH.match(str(error))
         message = match.group("message") if match else str(error)
-        field = (match.group("path") or "").lstrip(".") if match else ""
+        # msgspec names a map's value "[...]": the field is the map itself.
+        field = (match.group("path") or "").replace("[...]", "").lstrip(".") if match else ""
         missing = re.match(r"Object missing required field `(\w+)`", message)
         if missing:
             field = f"{field}.{missing.group(1)}".lstrip(".") if field else missing.group(1)
