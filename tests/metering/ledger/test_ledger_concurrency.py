@@ -19,7 +19,7 @@ from tests.metering.ledger.conftest import NOW, apply, make_meter, make_type, us
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def run_together(workers: list[Callable[[], object]], timeout: float = 60) -> list[object]:
+def run_together(workers: list[Callable[[], object]], timeout: float = 180) -> list[object]:
     """Start every worker at once, each on its own thread (so its own connection), and collect results."""
     barrier = threading.Barrier(len(workers))
     results: list[object] = [None] * len(workers)

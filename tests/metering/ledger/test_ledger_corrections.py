@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -241,9 +242,8 @@ def test_the_admin_lists_filters_edits_and_reprocesses_corrections(staff, accoun
     assert sorted(c.idempotency_key for c in page.context["cl"].result_list) == ["a", "b"]
     assert staff.get(f"/admin/metering/datacorrection/{theirs.pk}/change/").status_code == 302
 
-    edited = staff.post(f"/admin/metering/datacorrection/{listed[0].pk}/change/",
-                        {"record": '{"userId": "alice", "value": 2, "meterTypeId": "%s", "timestamp": "%s"}'
-                                   % (calls.pk, NOW.isoformat())})
+    record = {"userId": "alice", "value": 2, "meterTypeId": str(calls.pk), "timestamp": NOW.isoformat()}
+    edited = staff.post(f"/admin/metering/datacorrection/{listed[0].pk}/change/", {"record": json.dumps(record)})
     assert edited.status_code == 302
     listed[0].refresh_from_db()
     assert listed[0].record["userId"] == "alice"

@@ -10,10 +10,19 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from metering.ledger import MeterOptions, Outcome, UsageInput
+from metering.ledger import MeterOptions, Outcome, UsageInput, meters_recompute, usage_dedup_keys_purge
 from metering.models import DataCorrection, Meter, ThresholdEvent, UsageDedupKey, UsageRecord, UsageRollup
 from notifications.models import NotificationEndpoint, NotificationEvent
-from tests.metering.ledger.conftest import NOW, PERIOD_END, START, apply, make_meter, make_type, usage, value_of
+from tests.metering.ledger.conftest import (
+    NOW,
+    PERIOD_END,
+    START,
+    apply,
+    make_meter,
+    make_type,
+    usage,
+    value_of,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen")]
 
@@ -367,3 +376,44 @@ def test_records_time_zone_handling_is_utc(account, calls, meter):
 
     assert UsageRecord.objects.get().timestamp == datetime(2027, 1, 10, 11, 30, tzinfo=UTC)
     assert UsageRollup.objects.get().hour == datetime(2027, 1, 10, 11, 0, tzinfo=UTC)
+
+
+# --- maintenance: the reset's catch-up, the key purge ---------------------------------------------
+
+
+def test_records_after_period_end_are_counted_into_the_next_period_when_the_meter_is_reset(account, calls, meter):
+    ended = NOW - timedelta(hours=1)
+    Meter.objects.filter(pk=meter.pk).update(period_end=ended)
+    late = apply(account, [usage(calls, value=4, at=NOW - timedelta(minutes=30), key="late")])
+    assert (late.accepted, late.results[0].counted, value_of(meter)) == (1, False, Decimal(0))
+
+    # What the reset does: a new period from the old end, then the catch-up, in one transaction.
+    Meter.objects.filter(pk=meter.pk).update(period_start=ended, period_end=PERIOD_END, value=0, record_count=0)
+    assert meters_recompute(meter_ids=[meter.pk]) == 1
+    assert (value_of(meter), meter.record_count) == (Decimal(4), 1)
+
+    apply(account, [usage(calls, value=6, key="next")])
+    meters_recompute(meter_ids=[meter.pk])
+    assert (value_of(meter), meter.record_count) == (Decimal(10), 2)
+
+
+@pytest.mark.parametrize("aggregation,expected", [("INCREMENT", 2), ("MAX", 7), ("MIN", 3)])
+def test_recompute_follows_the_aggregation(account, aggregation, expected):
+    meter = make_meter(make_type(account, aggregation=aggregation))
+    apply(account, [usage(meter.meter_type, value=7), usage(meter.meter_type, value=3)])
+    Meter.objects.filter(pk=meter.pk).update(value=None, record_count=0)
+
+    meters_recompute(meter_ids=[meter.pk])
+
+    assert (value_of(meter), meter.record_count) == (Decimal(expected), 2)
+
+
+def test_keys_older_than_the_window_are_purged_and_their_records_cannot_come_back(account, calls, meter, frozen):
+    apply(account, [usage(calls, key="old")])
+    frozen.shift(timedelta(days=37))
+    apply(account, [usage(calls, key="recent", at=NOW + timedelta(days=37))])
+
+    assert usage_dedup_keys_purge() == 1
+    assert list(UsageDedupKey.objects.values_list("key", flat=True)) == ["recent"]
+    replay = apply(account, [usage(calls, key="old")])
+    assert replay.results[0].reason == "TIMESTAMP_TOO_OLD"
