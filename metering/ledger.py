@@ -338,6 +338,7 @@ class _Fresh:
     timestamp: datetime
     dimensions: dict
     meter_id: uuid.UUID | None = None
+    meter_has_thresholds: bool = False
 
 
 @dataclass(slots=True)
@@ -362,7 +363,6 @@ class _Crossing:
     event_id: uuid.UUID | None = None
 
 
-@transaction.atomic
 def usage_apply(
     *,
     account_id: uuid.UUID,
@@ -383,6 +383,75 @@ def usage_apply(
     if source not in UsageSource.values:
         raise ValueError(f"Unknown usage source {source!r}.")
     now = now or utc_now()
+    if (len(records) == 1 and options is None and record_corrections and connection.vendor == "postgresql"
+            and not connection.in_atomic_block):
+        answered = _apply_one(account_id, records[0], source, source_ref, apply_filtering_rules, now)
+        if answered is not None:
+            return answered
+    return _apply_batch(account_id, records, source, source_ref, options, apply_filtering_rules, record_corrections,
+                        now)
+
+
+def _result(results: list[RecordResult], changed: int = 0, crossings: Sequence[_Crossing] = ()) -> UsageResult:
+    result = UsageResult(results=results)
+    for item in results:
+        if item.outcome == Outcome.ACCEPTED:
+            result.accepted += 1
+        elif item.outcome == Outcome.DUPLICATE:
+            result.duplicates += 1
+        elif item.outcome == Outcome.CORRECTION:
+            result.corrections += 1
+        else:
+            result.excluded += 1
+    result.meters_updated = changed
+    result.crossings = [
+        ThresholdCrossing(c.event_id, c.meter_id, c.threshold_index, c.name, c.limit, c.value)
+        for c in crossings if c.event_id is not None
+    ]
+    return result
+
+
+def _apply_one(account_id: uuid.UUID, record: UsageInput, source: str, source_ref: str,
+               apply_filtering_rules: bool, now: datetime) -> UsageResult | None:
+    """One record on PostgreSQL outside any transaction (the hot HTTP paths): one read, then one
+    statement that is its own transaction: dedup key, ledger row, rollup and meter update, locks
+    in the same order as a batch. Answers None (the caller runs the batch path) for anything it
+    does not cover: a refused record, a meter to create, groups, breakdowns or thresholds."""
+    backend = _PostgresBackend(account_id)
+    results: list[RecordResult | None] = [None]
+    refusals: list[_Refusal] = []
+    with decimal.localcontext(DECIMAL_CONTEXT):
+        parsed, type_ids, api_names, user_ids = _parse([record], results, refusals, now)
+        if refusals or record.group is not None:
+            return None
+        types_by_id, types_by_name, meters_by_pair = backend.resolve(type_ids, api_names, user_ids,
+                                                                     apply_filtering_rules)
+        bound = _bind_meter_types(parsed, types_by_id, types_by_name, apply_filtering_rules, results, refusals)
+        if results[0] is not None:  # excluded by a filtering rule: nothing to write
+            return _result(results)
+        if refusals or bound[0].meter_type.dimensions:
+            return None
+        fresh = bound[0]
+        if fresh.meter_type.auto_create_meters and (fresh.meter_type.id, fresh.user_id) not in meters_by_pair:
+            return None
+        accepted = _bind_meters(backend, bound, types_by_id, meters_by_pair, refusals, now)
+        if not accepted or fresh.meter_has_thresholds:
+            return None
+        inserted, counted = backend.append_and_count(fresh, source, source_ref, now)
+    if inserted:
+        results[0] = RecordResult(Outcome.ACCEPTED, fresh.key, meter_id=fresh.meter_id, counted=counted)
+        return _result(results, changed=int(counted))
+    results[0] = RecordResult(Outcome.DUPLICATE, fresh.key, meter_id=fresh.meter_id)
+    if record.request_hash:
+        held = backend.stored_hashes([fresh.key]).get(fresh.key)
+        results[0].key_reused = bool(held) and held != record.request_hash
+    return _result(results)
+
+
+@transaction.atomic
+def _apply_batch(account_id: uuid.UUID, records: Sequence[UsageInput], source: str, source_ref: str,
+                 options: MeterOptions | None, apply_filtering_rules: bool, record_corrections: bool,
+                 now: datetime) -> UsageResult:
     backend: _Backend = _PostgresBackend(account_id) if connection.vendor == "postgresql" \
         else _PortableBackend(account_id)
     results: list[RecordResult | None] = [None] * len(records)
@@ -414,22 +483,7 @@ def usage_apply(
     for refusal in refusals:
         results[refusal.index] = RecordResult(Outcome.CORRECTION, refusal.key, refusal.reason, refusal.message,
                                               correction_id=correction_ids.get(refusal.key))
-    result = UsageResult(results=results)  # type: ignore[arg-type]
-    for item in results:
-        if item.outcome == Outcome.ACCEPTED:
-            result.accepted += 1
-        elif item.outcome == Outcome.DUPLICATE:
-            result.duplicates += 1
-        elif item.outcome == Outcome.CORRECTION:
-            result.corrections += 1
-        else:
-            result.excluded += 1
-    result.meters_updated = len(changed)
-    result.crossings = [
-        ThresholdCrossing(c.event_id, c.meter_id, c.threshold_index, c.name, c.limit, c.value)
-        for c in crossings if c.event_id is not None
-    ]
-    return result
+    return _result(results, len(changed), crossings)  # type: ignore[arg-type]
 
 
 def _user_id(raw: Any) -> str:
@@ -565,18 +619,20 @@ def _bind_meters(backend: _Backend, bound: list[_Fresh], types_by_id: dict, mete
         candidates = by_pair.get((record.meter_type, record.user_id), ())
         meter_key = record.input.meter_key
         if meter_key:
-            record.meter_id = next((meter_id for meter_id, key in candidates if key == meter_key), None)
+            chosen = next((candidate for candidate in candidates if candidate[1] == meter_key), None)
         elif len(candidates) == 1:
-            record.meter_id = candidates[0][0]
-        elif candidates:
-            record.meter_id = next((meter_id for meter_id, key in candidates if key == DEFAULT_METER_KEY), None)
-            if record.meter_id is None:
+            chosen = candidates[0]
+        else:
+            chosen = next((candidate for candidate in candidates if candidate[1] == DEFAULT_METER_KEY), None)
+            if chosen is None and candidates:
                 refusals.append(_Refusal(
                     record.index, record.key, record.input.request_hash, Reason.AMBIGUOUS_METER,
                     f"{len(candidates)} meters of {record.meter_type.api_name!r} belong to this userId; "
                     "give a meterKey.", _original(record.input), record.input.node,
                 ))
                 continue
+        if chosen is not None:
+            record.meter_id, _, record.meter_has_thresholds = chosen
         if record.meter_id is None:
             refusals.append(_Refusal(
                 record.index, record.key, record.input.request_hash, Reason.NO_MATCHING_METER,
@@ -847,10 +903,10 @@ def _new_meter_rows(missing, now: datetime) -> list[tuple]:
 
 
 def _group_meters(rows: Iterable[Sequence[Any]]) -> dict:
-    """``(meter_id, meter_type_id, meter_key, user_id)`` rows by (type, user)."""
-    grouped: dict[tuple[uuid.UUID, str], list[tuple[uuid.UUID, str]]] = {}
-    for meter_id, type_id, meter_key, user_id in rows:
-        grouped.setdefault((type_id, user_id), []).append((meter_id, meter_key))
+    """``(meter_id, meter_type_id, meter_key, user_id, has_thresholds)`` rows by (type, user)."""
+    grouped: dict[tuple[uuid.UUID, str], list[tuple[uuid.UUID, str, bool]]] = {}
+    for meter_id, type_id, meter_key, user_id, has_thresholds in rows:
+        grouped.setdefault((type_id, user_id), []).append((meter_id, meter_key, bool(has_thresholds)))
     return grouped
 
 
@@ -869,7 +925,7 @@ class _PostgresBackend(_Backend):
             SELECT {_TYPE_COLUMNS}, {{rules}} AS rules FROM metering_metertype
             WHERE account_id = %(account)s AND (id = ANY(%(ids)b::uuid[]) OR api_name = ANY(%(names)b::text[]))
         )
-        SELECT t.*, m.id, m.meter_type_id, m.meter_key, m.user_id FROM t
+        SELECT t.*, m.id, m.meter_type_id, m.meter_key, m.user_id, m.thresholds <> '[]'::jsonb FROM t
         LEFT JOIN metering_meter m ON m.account_id = %(account)s AND m.user_id = ANY(%(users)b::text[])
                                       AND m.meter_type_id = t.id
     """
@@ -890,15 +946,14 @@ class _PostgresBackend(_Backend):
         ON CONFLICT DO NOTHING
     """
     FIND_METERS = """
-        SELECT id, meter_type_id, meter_key, user_id FROM metering_meter
+        SELECT id, meter_type_id, meter_key, user_id, thresholds <> '[]'::jsonb FROM metering_meter
         WHERE account_id = %s AND (meter_type_id, user_id) IN (SELECT * FROM unnest(%b::uuid[], %b::text[]))
     """
     APPEND = """
         WITH batch AS (
             SELECT r->>0 AS key, r->>1 AS request_hash, (r->>2)::uuid AS meter_type_id, (r->>3)::uuid AS meter_id,
-                   r->>4 AS user_id, (r->>5)::numeric AS value, (r->>6)::timestamptz AS ts, (r->7)::jsonb AS dimensions,
-                   ord
-            FROM json_array_elements(%(batch)s::json) WITH ORDINALITY AS b(r, ord)
+                   r->>4 AS user_id, (r->>5)::numeric AS value, (r->>6)::timestamptz AS ts, r->7 AS dimensions, ord
+            FROM jsonb_array_elements(%(batch)s::jsonb) WITH ORDINALITY AS b(r, ord)
         ), fresh AS (
             INSERT INTO metering_usagededupkey AS d (account_id, key, request_hash, created_at)
             SELECT DISTINCT ON (key) %(account)s, key, request_hash, %(now)s FROM batch ORDER BY key, ord
@@ -921,6 +976,44 @@ class _PostgresBackend(_Backend):
                 max = GREATEST(r.max, EXCLUDED.max), min = LEAST(r.min, EXCLUDED.min)
         )
         SELECT idempotency_key FROM appended
+    """
+    # One record, as its own transaction: the same writes as APPEND + LOCK_METERS + UPDATE_METERS,
+    # taking their locks in the same order (key, rollup row, meter row); the meter counts the
+    # record only if the key is new and the record's time is in the period the locked row holds.
+    APPEND_ONE = """
+        WITH fresh AS (
+            INSERT INTO metering_usagededupkey AS d (account_id, key, request_hash, created_at)
+            VALUES (%(account)s, %(key)s, %(hash)s, %(now)s)
+            ON CONFLICT DO NOTHING
+            RETURNING d.key
+        ), appended AS (
+            INSERT INTO metering_usagerecord (account_id, meter_type_id, meter_id, user_id, value, "timestamp",
+                                              dimensions, source, source_ref, idempotency_key, created_at)
+            SELECT %(account)s, %(type)s, %(meter)s, %(user)s, %(value)s, %(ts)s, %(dimensions)s::jsonb, %(source)s,
+                   %(source_ref)s, key, %(now)s
+            FROM fresh
+            RETURNING 1
+        ), rolled AS (
+            INSERT INTO metering_usagerollup AS r (account_id, meter_type_id, user_id, hour, sum, count, max, min)
+            SELECT %(account)s, %(type)s, %(user)s, date_trunc('hour', %(ts)s::timestamptz, 'UTC'), %(value)s, 1,
+                   %(value)s, %(value)s
+            FROM appended
+            ON CONFLICT (account_id, meter_type_id, user_id, hour) DO UPDATE
+            SET sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count,
+                max = GREATEST(r.max, EXCLUDED.max), min = LEAST(r.min, EXCLUDED.min)
+            RETURNING 1
+        ), counted AS (
+            UPDATE metering_meter AS m
+            SET value = CASE %(aggregation)s WHEN 'SUM' THEN coalesce(m.value, 0) + %(value)s
+                                             WHEN 'INCREMENT' THEN coalesce(m.value, 0) + 1
+                                             WHEN 'MAX' THEN GREATEST(m.value, %(value)s)
+                                             ELSE LEAST(m.value, %(value)s) END,
+                record_count = m.record_count + 1, last_ingested_at = %(now)s, updated_at = %(now)s
+            WHERE m.id = %(meter)s AND EXISTS (SELECT 1 FROM rolled)
+              AND m.period_start <= %(ts)s AND m.period_end > %(ts)s
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM counted)
     """
     HASHES = "SELECT key, request_hash FROM metering_usagededupkey WHERE account_id = %s AND key = ANY(%b::text[])"
     LOCK_METERS = f"SELECT {_METER_COLUMNS} FROM metering_meter WHERE id = ANY(%b::uuid[]) ORDER BY id FOR UPDATE"
@@ -1010,8 +1103,8 @@ class _PostgresBackend(_Backend):
                                                              [p[1] for p in pairs]]).fetchall())
 
     def append(self, records, source, source_ref, now):
-        # One JSON document (msgspec encodes it in C): binding eight arrays of this length element
-        # by element costs the client more than the statement costs the server.
+        # One JSON document (msgspec encodes it in C; jsonb is parsed once, then each field is a
+        # cheap lookup): binding eight arrays element by element costs the client more.
         batch = _ENCODER.encode([
             (r.key, r.input.request_hash, r.meter_type.id, r.meter_id, r.user_id, r.value, r.timestamp, r.dimensions)
             for r in records
@@ -1020,6 +1113,16 @@ class _PostgresBackend(_Backend):
             "account": self.account_id, "now": now, "source": source, "source_ref": source_ref or "", "batch": batch,
         }).fetchall()
         return {row[0] for row in rows}
+
+    def append_and_count(self, record: _Fresh, source: str, source_ref: str, now: datetime) -> tuple[bool, bool]:
+        """``APPEND_ONE``: (the key was new, the meter counted the record)."""
+        inserted, counted = self.execute(self.APPEND_ONE, {
+            "account": self.account_id, "key": record.key, "hash": record.input.request_hash, "now": now,
+            "type": record.meter_type.id, "meter": record.meter_id, "user": record.user_id, "value": record.value,
+            "ts": record.timestamp, "dimensions": _encode(record.dimensions) if record.dimensions else "{}",
+            "source": source, "source_ref": source_ref or "", "aggregation": record.meter_type.aggregation,
+        }).fetchone()
+        return bool(inserted), bool(counted)
 
     def stored_hashes(self, keys):
         return dict(self.execute(self.HASHES, [self.account_id, keys]).fetchall())
@@ -1099,7 +1202,7 @@ class _PortableBackend(_Backend):
         types = {row[0]: _type_info(row, rules.get(row[0])) for row in rows}
         meters = Meter.objects.filter(account_id=self.account_id, meter_type_id__in=list(types),
                                       user_id__in=list(user_ids)) \
-            .values_list("id", "meter_type_id", "meter_key", "user_id") if types else []
+            .values_list("id", "meter_type_id", "meter_key", "user_id", "thresholds") if types else []
         return types, {t.api_name: t for t in types.values()}, _group_meters(meters)
 
     def insert_missing_meters(self, missing, now):
@@ -1118,7 +1221,7 @@ class _PortableBackend(_Backend):
         wanted = set(pairs)
         rows = Meter.objects.filter(account_id=self.account_id, meter_type_id__in={p[0] for p in pairs},
                                     user_id__in={p[1] for p in pairs}) \
-            .values_list("id", "meter_type_id", "meter_key", "user_id")
+            .values_list("id", "meter_type_id", "meter_key", "user_id", "thresholds")
         return _group_meters(row for row in rows if (row[1], row[3]) in wanted)
 
     def append(self, records, source, source_ref, now):

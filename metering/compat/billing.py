@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import msgspec
 from django.db import transaction
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.utils.timezone import now as utc_now
 
 from accounts.models import Account
@@ -74,7 +74,9 @@ def meter_for_report(*, account_id: uuid.UUID, meter_id: str | None, meter_name:
         except ValueError:
             found = None
     else:
-        found = types.filter(api_name=meter_name).first() or types.filter(name=meter_name).first()
+        # One query; the apiName wins over another type's display name.
+        named = list(types.filter(Q(api_name=meter_name) | Q(name=meter_name))[:2])
+        found = next((t for t in named if t.api_name == meter_name), named[0] if named else None)
     if found is None:
         raise MeterNotFound(details=[{"field": "meterId" if meter_id else "meterName", "message": MeterNotFound.message}])
     return found
