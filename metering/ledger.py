@@ -1353,7 +1353,7 @@ def meters_recompute(*, meter_ids: Sequence[uuid.UUID]) -> int:
     def total(aggregate):
         return Subquery(records.annotate(result=aggregate).values("result")[:1])
 
-    meters = list(Meter.objects.select_for_update().filter(pk__in=list(meter_ids)).order_by("pk")
+    meters = list(Meter.objects.select_for_update(of=("self",)).filter(pk__in=list(meter_ids)).order_by("pk")
                   .select_related("meter_type")
                   .annotate(ledger_count=Coalesce(total(Count("id")), 0), ledger_sum=total(Sum("value")),
                             ledger_max=total(Max("value")), ledger_min=total(Min("value"))))

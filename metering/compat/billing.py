@@ -8,6 +8,7 @@ from the same key sent with another body (409 IDEMPOTENCY_KEY_REUSED).
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -82,6 +83,25 @@ def meter_for_report(*, account_id: uuid.UUID, meter_id: str | None, meter_name:
     return found
 
 
+# Report usage looks its meter up on every call; found meters are kept this long per process.
+# Safe: the ledger checks the type again in the transaction (an archived type's usage goes to data
+# correction), so a stale entry can only change which answer a just-archived meter gets.
+METER_CACHE_SECONDS = 5.0
+_meter_cache: dict[tuple[uuid.UUID, str | None, str | None], tuple[float, MeterType]] = {}
+
+
+def _meter_for_report_cached(account_id: uuid.UUID, meter_id: str | None, meter_name: str | None) -> MeterType:
+    key = (account_id, meter_id, meter_name)
+    cached = _meter_cache.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    meter_type = meter_for_report(account_id=account_id, meter_id=meter_id, meter_name=meter_name)
+    if len(_meter_cache) > 10_000:
+        _meter_cache.clear()
+    _meter_cache[key] = (time.monotonic() + METER_CACHE_SECONDS, meter_type)
+    return meter_type
+
+
 @dataclass(frozen=True)
 class ReportAnswer:
     status: int
@@ -94,7 +114,7 @@ def usage_report(*, account_id: uuid.UUID, idempotency_key: str, body: bytes) ->
         raise ValidationFailed.for_field("Idempotency-Key", f"At most {MAX_KEY_LENGTH} characters.")
     report: UsageReport = decode(_DECODER, body)
     check_amount(report.value, "value")
-    meter_type = meter_for_report(account_id=account_id, meter_id=report.meterId, meter_name=report.meterName)
+    meter_type = _meter_for_report_cached(account_id, report.meterId, report.meterName)
     if meter_type.status != MeterType.Status.ACTIVE:
         raise MeterArchived(details=[{"field": "meterId" if report.meterId else "meterName",
                                       "message": MeterArchived.message}])

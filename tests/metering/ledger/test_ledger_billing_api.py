@@ -205,3 +205,14 @@ def test_subscription_lookup_errors(account, other_account, reporter, catalogue)
     Account.objects.filter(pk=account.pk).update(has_billing_license=False)
     assert_error(reporter.get("/billing/meters/subscriptions?meterName=api_calls"), 403, "LICENSE.REQUIRED")
     assert_error(reporter.get(f"/billing/meters/{catalogue['storage'].pk}/subscriptions"), 403, "LICENSE.REQUIRED")
+
+
+def test_a_meter_archived_while_its_lookup_is_cached_still_counts_nothing(reporter, api_calls):
+    assert report(reporter).status_code == 202  # the meter is now in the per-process lookup cache
+    MeterType.objects.filter(pk=api_calls.pk).update(status=MeterType.Status.ARCHIVED)
+
+    response = report(reporter, key="key-2")
+
+    assert response.status_code == 202
+    assert DataCorrection.objects.get().reason == "ARCHIVED_METER_TYPE"
+    assert Meter.objects.get().value == Decimal(3)
