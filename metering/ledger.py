@@ -153,8 +153,15 @@ class RecordRefused(Exception):
         self.message = message
 
 
+_INT_LIMIT = 10**26
+
+
 def parse_value(raw: Any) -> Decimal:
     """A finite number inside numeric(38, 12), rounded to 12 decimal places."""
+    if type(raw) is int:  # the common case, first (a bool is not an int here)
+        if -_INT_LIMIT < raw < _INT_LIMIT:
+            return Decimal(raw)
+        raise RecordRefused(Reason.VALUE_OUT_OF_RANGE, "The value must be below 10^26 in magnitude.")
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         raise RecordRefused(Reason.MISSING_VALUE, "The record has no value.")
     if isinstance(raw, bool):
