@@ -295,3 +295,25 @@ METERING_FLUSH_TIME_BUDGET_SECONDS = float(os.environ.get("METERING_FLUSH_TIME_B
 # Tests only: seconds each batch keeps its transaction open before committing (to kill a worker
 # inside one). Leave at 0.
 METERING_FLUSH_BATCH_PAUSE_SECONDS = float(os.environ.get("METERING_FLUSH_BATCH_PAUSE_SECONDS", "0"))
+
+
+# --- Usage ledger and compatible APIs (metering app: metering/ledger.py, metering/compat/) ----
+# Records may be this far ahead of the server's clock (a client's clock skew); later is FUTURE_TIMESTAMP.
+# Records older than IDEMPOTENCY_WINDOW_DAYS are refused (TIMESTAMP_TOO_OLD), so a replay is
+# always caught by its idempotency key; keys older than the window are purged.
+USAGE_CLOCK_SKEW_SECONDS = int(os.environ.get("USAGE_CLOCK_SKEW_SECONDS", "300"))
+# The ledger's PostgreSQL statements are prepared once per connection. Turn off behind a
+# transaction-mode connection pooler (PgBouncer < 1.21) that cannot keep prepared statements.
+USAGE_LEDGER_PREPARED_STATEMENTS = env_bool("USAGE_LEDGER_PREPARED_STATEMENTS", True)
+# Most events one /ingest request may carry (the body limit API_MAX_BODY_BYTES applies too).
+INGEST_MAX_EVENTS = int(os.environ.get("INGEST_MAX_EVENTS", "10000"))
+# Most time buckets one /usage query may answer per group.
+USAGE_QUERY_MAX_BUCKETS = int(os.environ.get("USAGE_QUERY_MAX_BUCKETS", "10000"))
+# OpenAPI enum names of the Amberflo meter definition types (they would collide on "type").
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),
+    "MeterDefinitionTypeEnum": "metering.compat.amberflo.SHOWN_TYPES",
+    "MeterDefinitionRequestTypeEnum": "metering.compat.amberflo.DEFINITION_TYPES",
+}
+# bench/ingest.py only: serve GET /bench/minimal, a Django JSON view without database, as the ceiling.
+BENCH_MINIMAL_VIEW = env_bool("BENCH_MINIMAL_VIEW", False)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpResponseRedirect
 from django.urls import include, path
@@ -26,6 +27,11 @@ urlpatterns = [
     path("", include("parameters.api.urls")),
     path("", include("notifications.api.urls")),
 ]
+
+if settings.BENCH_MINIMAL_VIEW:  # bench/ingest.py's ceiling: a JSON view without database or auth
+    from bench.minimal_view import minimal_json
+
+    urlpatterns.append(path("bench/minimal", minimal_json, name="bench-minimal"))
 
 handler400 = "config.api.views.bad_request"
 handler403 = "config.api.views.forbidden"

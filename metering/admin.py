@@ -374,3 +374,280 @@ def metered_records_history_html(meter: Meter) -> str:
         _history_chart(records[::-1], zone), records[0].unit, rows,
         reverse("admin:metering_meteredrecord_changelist"), meter.pk, total,
     )
+
+
+# =============================================================================================
+# Usage ledger, data correction, thresholds, filtering rules and the billing catalogue (issue 4).
+# =============================================================================================
+
+import json  # noqa: E402 - this section's own imports
+
+from django.db.models import OuterRef, Subquery  # noqa: E402
+from django.utils.text import Truncator  # noqa: E402
+
+from metering import corrections  # noqa: E402
+from metering.compat import amberflo, billing  # noqa: E402
+from metering.models import (  # noqa: E402
+    DataCorrection,
+    MeterEventFilteringRule,
+    Price,
+    Product,
+    Subscription,
+    ThresholdEvent,
+    UsageRecord,
+)
+
+
+class ReadOnlyAdmin(AccountScopedAdmin):
+    """History: listed and shown, never written in the admin."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(ReadOnlyAdmin):
+    """The usage ledger (append-only). Counting every row of a large ledger is skipped."""
+
+    list_display = ["timestamp", "user_id", "meter_type_name", "value_shown", "source", "source_ref",
+                    "idempotency_key", "created_at"]
+    list_filter = ["source", "account"]
+    search_fields = ["=user_id", "=idempotency_key", "=source_ref"]
+    ordering = ["-id"]
+    show_full_result_count = False
+    list_per_page = 50
+
+    def get_queryset(self, request):
+        # The ledger keeps the type's id (no foreign key): its name is looked up per shown row.
+        name = MeterType.objects.filter(pk=OuterRef("meter_type_id")).values("name")[:1]
+        return super().get_queryset(request).annotate(meter_type_name=Subquery(name))
+
+    @admin.display(description="meter type")
+    def meter_type_name(self, record):
+        return record.meter_type_name or str(record.meter_type_id)
+
+    @admin.display(description="value", ordering="value")
+    def value_shown(self, record):
+        return _number(record.value)
+
+
+class DataCorrectionForm(forms.ModelForm):
+    class Meta:
+        model = DataCorrection
+        fields = ["record"]
+
+    def clean_record(self):
+        record = self.cleaned_data["record"]
+        if not isinstance(record, dict):
+            raise forms.ValidationError("The record must be a JSON object.")
+        return record
+
+
+@admin.register(DataCorrection)
+class DataCorrectionAdmin(AccountScopedAdmin):
+    """Refused usage: fix the record, then reprocess (or discard) it with the actions."""
+
+    form = DataCorrectionForm
+    list_display = ["created_at", "reason", "status", "source", "node", "record_preview", "attempts", "updated_at"]
+    list_filter = ["reason", "status", "source", "account"]
+    search_fields = ["=idempotency_key", "=source_ref", "message"]
+    ordering = ["-created_at"]
+    date_hierarchy = "created_at"
+    actions = ["reprocess", "discard"]
+    shown = ["reason", "message", "status", "source", "source_ref", "node", "idempotency_key", "attempts",
+             "created_at", "updated_at", "resolved_at"]
+
+    def get_fields(self, request, obj=None):
+        return ["record", *self.shown]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Only an OPEN correction's record can be edited.
+        if obj is not None and obj.status != DataCorrection.Status.OPEN:
+            return ["record", *self.shown]
+        return self.shown
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="record")
+    def record_preview(self, correction):
+        return Truncator(json.dumps(correction.record, sort_keys=True)).chars(80)
+
+    def save_model(self, request, obj, form, change):
+        try:
+            corrections.data_correction_update(correction=obj, record=form.cleaned_data["record"])
+        except ApiError as error:
+            messages.error(request, error.message)
+
+    @admin.action(description="Reprocess selected corrections")
+    def reprocess(self, request, queryset):
+        by_account: dict = {}
+        for correction in queryset:
+            by_account.setdefault(correction.account_id, []).append(correction.pk)
+        reprocessed = still_open = discarded = 0
+        for account_id, ids in by_account.items():
+            result = corrections.data_corrections_reprocess(account_id=account_id, correction_ids=ids)
+            reprocessed += result.reprocessed
+            still_open += result.still_open
+            discarded += result.discarded
+        messages.success(request, f"{reprocessed} reprocessed, {still_open} still open, {discarded} discarded.")
+
+    @admin.action(description="Discard selected corrections")
+    def discard(self, request, queryset):
+        by_account: dict = {}
+        for correction in queryset:
+            by_account.setdefault(correction.account_id, []).append(correction.pk)
+        discarded = sum(corrections.data_corrections_discard(account_id=account_id, correction_ids=ids)
+                        for account_id, ids in by_account.items())
+        messages.success(request, f"{discarded} discarded.")
+
+
+@admin.register(ThresholdEvent)
+class ThresholdEventAdmin(ReadOnlyAdmin):
+    list_display = ["crossed_at", "meter", "name", "threshold_index", "threshold_value", "value", "period_start"]
+    list_filter = ["name", "account"]
+    list_select_related = ["meter"]
+    search_fields = ["=meter__user_id", "name"]
+    ordering = ["-crossed_at"]
+
+
+class FilteringRuleForm(forms.ModelForm):
+    class Meta:
+        model = MeterEventFilteringRule
+        fields = ["meter_type", "dimension_name", "dimension_values", "action"]
+
+
+@admin.register(MeterEventFilteringRule)
+class MeterEventFilteringRuleAdmin(AccountScopedAdmin):
+    """Amberflo filtering rules, applied to /ingest events before the ledger."""
+
+    form = FilteringRuleForm
+    list_display = ["meter_type", "dimension_name", "action", "values_shown", "updated_at"]
+    list_filter = ["action", ("meter_type", admin.RelatedOnlyFieldListFilter), "account"]
+    list_select_related = ["meter_type"]
+    search_fields = ["dimension_name", "meter_type__api_name"]
+    ordering = ["meter_type__api_name", "dimension_name"]
+
+    @admin.display(description="values")
+    def values_shown(self, rule):
+        return ", ".join(rule.dimension_values)
+
+    def save_model(self, request, obj, form, change):
+        meter_type = form.cleaned_data["meter_type"]
+        saved = amberflo.filtering_rule_save(
+            account_id=meter_type.account_id, meter_api_name=meter_type.api_name,
+            dimension_name=form.cleaned_data["dimension_name"], dimension_values=form.cleaned_data["dimension_values"],
+            action=form.cleaned_data["action"], rule_id=str(obj.pk) if change else None)
+        _copy_state(saved, obj)
+
+    def delete_model(self, request, obj):
+        amberflo.filtering_rule_delete(rule=obj)
+
+    def delete_queryset(self, request, queryset):
+        for rule in queryset:
+            amberflo.filtering_rule_delete(rule=rule)
+
+
+class CatalogueAdmin(AccountScopedAdmin):
+    """Saves and deletes through the billing catalogue services."""
+
+    def save_model(self, request, obj, form, change):
+        if obj.account_id is None:
+            account = self.account_for_request(request)
+            obj.account_id = account.pk if account else None
+        billing.catalogue_save(instance=obj)
+
+    def delete_model(self, request, obj):
+        billing.catalogue_delete(instance=obj)
+
+    def delete_queryset(self, request, queryset):
+        for instance in queryset:
+            billing.catalogue_delete(instance=instance)
+
+
+class PriceInline(admin.TabularInline):
+    model = Price
+    fields = ["meter_type", "unit_amount", "currency"]
+    extra = 0
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        from accounts.admin_scoping import user_account_id
+
+        account_id = user_account_id(request)
+        if db_field.name == "meter_type" and account_id is not None:
+            kwargs["queryset"] = MeterType.objects.filter(account_id=account_id)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(Product)
+class ProductAdmin(CatalogueAdmin):
+    list_display = ["name", "description", "price_count", "created_at"]
+    list_filter = ["account"]
+    search_fields = ["name", "description"]
+    ordering = ["name"]
+    inlines = [PriceInline]
+
+    @admin.display(description="prices")
+    def price_count(self, product):
+        return product.prices.count()
+
+    def save_formset(self, request, form, formset, change):
+        prices = formset.save(commit=False)
+        for price in prices:
+            price.account_id = form.instance.account_id
+            billing.catalogue_save(instance=price)
+        for price in formset.deleted_objects:
+            billing.catalogue_delete(instance=price)
+
+
+@admin.register(Price)
+class PriceAdmin(CatalogueAdmin):
+    list_display = ["product", "meter_type", "unit_amount", "currency", "created_at"]
+    list_filter = [("meter_type", admin.RelatedOnlyFieldListFilter), "currency", "account"]
+    list_select_related = ["product", "meter_type"]
+    search_fields = ["product__name", "meter_type__name", "meter_type__api_name"]
+    ordering = ["product__name", "created_at"]
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(CatalogueAdmin):
+    list_display = ["customer_id", "status", "product_names", "created_at", "updated_at"]
+    list_filter = ["status", "account"]
+    search_fields = ["=customer_id", "products__name"]
+    ordering = ["-created_at"]
+    filter_horizontal = ["products"]
+    actions = ["pause", "resume"]
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        from accounts.admin_scoping import user_account_id
+
+        account_id = user_account_id(request)
+        if db_field.name == "products" and account_id is not None:
+            kwargs["queryset"] = Product.objects.filter(account_id=account_id)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def save_related(self, request, form, formsets, change):
+        billing.subscription_products_set(subscription=form.instance, products=list(form.cleaned_data["products"]))
+
+    @admin.display(description="products")
+    def product_names(self, subscription):
+        return ", ".join(product.name for product in subscription.products.all())
+
+    @admin.action(description="Pause selected subscriptions")
+    def pause(self, request, queryset):
+        count = billing.subscriptions_set_status(subscriptions=list(queryset), status=Subscription.Status.PAUSED)
+        messages.success(request, f"{count} subscription(s) paused.")
+
+    @admin.action(description="Resume selected subscriptions")
+    def resume(self, request, queryset):
+        count = billing.subscriptions_set_status(subscriptions=list(queryset), status=Subscription.Status.ACTIVE)
+        messages.success(request, f"{count} subscription(s) resumed.")

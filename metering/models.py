@@ -65,6 +65,13 @@ class MeterType(models.Model):
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     dimensions = models.JSONField(default=list, blank=True, validators=[validators.validate_dimensions])
+    # Usage ledger (metering/ledger.py): the compatible APIs' view of the type.
+    auto_create_meters = models.BooleanField(
+        default=False, help_text="Create a customer's meter on its first usage (types made through /meter-definition).",
+    )
+    counts_unique_customers = models.BooleanField(
+        default=False, help_text="Amberflo UNIQUE_CUSTOMERS_COUNT: usage queries count distinct customers.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -129,6 +136,10 @@ class Meter(models.Model):
     carry_last = models.JSONField(default=dict, blank=True)
     record_count = models.BigIntegerField(default=0)
     last_ingested_at = models.DateTimeField(null=True, blank=True)
+    # Timestamps of the records carry_first / carry_last came from (the ledger keeps the earliest
+    # and latest by record time); older than period_start means "from an earlier period".
+    carry_first_at = models.DateTimeField(null=True, blank=True, editable=False)
+    carry_last_at = models.DateTimeField(null=True, blank=True, editable=False)
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
     created_at = models.DateTimeField(default=utc_now, editable=False)
@@ -200,3 +211,299 @@ class MeteredRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} · {self.meter_key} · {self.period_start:%Y-%m-%d %H:%M}"
+
+
+# =============================================================================================
+# Usage ledger, data correction, thresholds, filtering rules and billing catalogue (issue 4).
+#
+# The ledger tables are written only by ``metering.ledger.usage_apply`` in set-based SQL. They
+# carry no database foreign keys on purpose: every insert would pay a key check (and take a
+# KEY SHARE lock on the account row), the ledger outlives the meters it counted into, and the
+# ledger table will be range-partitioned by month.
+# =============================================================================================
+
+
+class UsageSource(models.TextChoices):
+    """How a usage record came in."""
+
+    INGEST_API = "ingest", "Amberflo-compatible /ingest"
+    REPORT_API = "report", "Billing report usage"
+    STREAM = "stream", "Stream meter processor"
+    API = "api", "Service call"
+
+
+class UsageDedupKey(models.Model):
+    """One idempotency key per account and accepted usage record: the exactly-once guard.
+
+    Its own table (not a unique index on the ledger) because a partitioned ledger's unique keys
+    must include the partition column. ``request_hash`` tells a replay from a reused key.
+    Keys older than the idempotency window are purged (``usage_dedup_keys_purge``).
+    """
+
+    pk = models.CompositePrimaryKey("account_id", "key")
+    account = models.ForeignKey(
+        Account, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        verbose_name = "usage idempotency key"
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class UsageRecord(models.Model):
+    """The usage ledger: every accepted usage record, append-only.
+
+    ``meter_id`` is the meter the record was counted by (kept after the meter is deleted); a
+    record whose time is outside that meter's open period is in the ledger and in usage queries
+    but did not change the meter.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey(
+        Account, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    meter_type_id = models.UUIDField()
+    meter_id = models.UUIDField()
+    user_id = models.CharField("user id", max_length=320)
+    value = models.DecimalField(**AMOUNT_DIGITS)
+    timestamp = models.DateTimeField()
+    dimensions = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=20, choices=UsageSource.choices)
+    source_ref = models.CharField(max_length=100, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        verbose_name = "usage record"
+        indexes = [
+            # One customer's usage of one meter over time (usage queries, meter recomputation).
+            models.Index(fields=["account", "meter_type_id", "user_id", "timestamp"], name="metering_usage_customer_time"),
+        ]
+        # PostgreSQL also gets a BRIN index on timestamp (migration 0002).
+
+    def __str__(self) -> str:
+        return f"{self.user_id} · {self.value} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class UsageRollup(models.Model):
+    """Hourly sums of the ledger per customer and meter type, maintained with every batch.
+
+    Usage queries read these, so a month of one customer's usage is at most 744 rows.
+    """
+
+    pk = models.CompositePrimaryKey("account_id", "meter_type_id", "user_id", "hour")
+    account = models.ForeignKey(
+        Account, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    meter_type_id = models.UUIDField()
+    user_id = models.CharField("user id", max_length=320)
+    hour = models.DateTimeField(help_text="Start of the hour (UTC).")
+    sum = models.DecimalField(**AMOUNT_DIGITS)
+    count = models.BigIntegerField()
+    max = models.DecimalField(**AMOUNT_DIGITS)
+    min = models.DecimalField(**AMOUNT_DIGITS)
+
+    class Meta:
+        verbose_name = "hourly usage rollup"
+        indexes = [
+            # Every customer of one meter type over time (all-customers queries).
+            models.Index(fields=["account", "meter_type_id", "hour"], name="metering_rollup_type_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} · {self.hour:%Y-%m-%d %H:00}"
+
+
+class DataCorrection(models.Model):
+    """A usage record that could not be counted, kept with the reason until it is fixed.
+
+    ``record`` is the record as it came in (editable); reprocessing sends it through the ledger
+    again with the same idempotency key, so a record is never counted twice however often it is
+    reprocessed. One OPEN correction per idempotency key: a replay of a refused record updates it.
+    """
+
+    class Reason(models.TextChoices):
+        MISSING_USER_ID = "MISSING_USER_ID", "No userId"
+        INVALID_USER_ID = "INVALID_USER_ID", "userId too long"
+        MISSING_VALUE = "MISSING_VALUE", "No value"
+        NON_NUMERIC_VALUE = "NON_NUMERIC_VALUE", "Value is not a finite number"
+        VALUE_OUT_OF_RANGE = "VALUE_OUT_OF_RANGE", "Value too large"
+        INVALID_TIMESTAMP = "INVALID_TIMESTAMP", "Timestamp not readable"
+        FUTURE_TIMESTAMP = "FUTURE_TIMESTAMP", "Timestamp in the future"
+        TIMESTAMP_TOO_OLD = "TIMESTAMP_TOO_OLD", "Timestamp older than the idempotency window"
+        OUTSIDE_ACTIVE_WINDOW = "OUTSIDE_ACTIVE_WINDOW", "Outside the meter type's active window"
+        NO_MATCHING_METER = "NO_MATCHING_METER", "No matching meter (or meter type)"
+        AMBIGUOUS_METER = "AMBIGUOUS_METER", "Several meters match"
+        ARCHIVED_METER_TYPE = "ARCHIVED_METER_TYPE", "Meter type archived"
+        INVALID_DIMENSIONS = "INVALID_DIMENSIONS", "Dimensions are not an object"
+        INVALID_RECORD = "INVALID_RECORD", "Record is not an object"
+
+    class Status(models.TextChoices):
+        OPEN = "OPEN", "Open"
+        REPROCESSED = "REPROCESSED", "Reprocessed"
+        DISCARDED = "DISCARDED", "Discarded"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="data_corrections")
+    source = models.CharField(max_length=20, choices=UsageSource.choices)
+    source_ref = models.CharField(max_length=100, blank=True, default="")
+    node = models.CharField(max_length=100, blank=True, default="", help_text="Stream node that refused it.")
+    reason = models.CharField(max_length=30, choices=Reason.choices)
+    message = models.CharField(max_length=500, blank=True, default="")
+    record = models.JSONField(help_text="The record as it came in; edit it, then reprocess.")
+    idempotency_key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.OPEN)
+    attempts = models.PositiveIntegerField(default=1, help_text="Times the record was refused.")
+    created_at = models.DateTimeField(default=utc_now, editable=False)
+    updated_at = models.DateTimeField(default=utc_now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"], condition=Q(status="OPEN"),
+                name="%(app_label)s_%(class)s_one_open_per_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["OPEN", "REPROCESSED", "DISCARDED"]), name="%(app_label)s_%(class)s_status_known"
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "status", "reason", "created_at"], name="metering_correction_list")]
+
+    def __str__(self) -> str:
+        return f"{self.reason} · {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ThresholdEvent(models.Model):
+    """A meter crossed one of its thresholds upward: once per threshold and period."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="threshold_events")
+    meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="threshold_events")
+    threshold_index = models.PositiveSmallIntegerField(help_text="Position in the meter's thresholds, from 0.")
+    name = models.CharField(max_length=80, blank=True, default="")
+    threshold_value = models.DecimalField(**AMOUNT_DIGITS, help_text="The limit crossed (absolute).")
+    value = models.DecimalField(**AMOUNT_DIGITS, help_text="The meter's value after the crossing update.")
+    period_start = models.DateTimeField()
+    crossed_at = models.DateTimeField(default=utc_now)
+
+    class Meta:
+        ordering = ["-crossed_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter", "threshold_index", "period_start"], name="%(app_label)s_%(class)s_once_per_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or f'threshold {self.threshold_index + 1}'} · {self.crossed_at:%Y-%m-%d %H:%M}"
+
+
+class MeterEventFilteringRule(models.Model):
+    """Amberflo filtering rule: keep (INCLUDE) or drop (EXCLUDE) /ingest events by a dimension's value.
+
+    INCLUDE keeps only events whose dimension holds one of the values (an event without the
+    dimension is dropped); EXCLUDE drops events whose dimension holds one of them. Every rule of a
+    meter type must let an event through.
+    """
+
+    class Action(models.TextChoices):
+        INCLUDE = "INCLUDE", "Include"
+        EXCLUDE = "EXCLUDE", "Exclude"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="filtering_rules")
+    meter_type = models.ForeignKey(MeterType, on_delete=models.CASCADE, related_name="filtering_rules")
+    dimension_name = models.CharField(max_length=100)
+    dimension_values = models.JSONField(default=list, validators=[validators.validate_dimensions])
+    action = models.CharField(max_length=10, choices=Action.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meter_type", "dimension_name"], name="%(app_label)s_%(class)s_one_per_dimension"
+            ),
+            models.CheckConstraint(condition=Q(action__in=["INCLUDE", "EXCLUDE"]), name="%(app_label)s_%(class)s_action"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.dimension_name} in {', '.join(self.dimension_values)}"
+
+    def lets_through(self, dimensions: dict) -> bool:
+        held = dimensions.get(self.dimension_name)
+        matches = held is not None and str(held) in self.dimension_values
+        return matches if self.action == self.Action.INCLUDE else not matches
+
+
+class Product(models.Model):
+    """Billing catalogue: something sold; its prices link it to meter types."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="products")
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["account", "name"], name="%(app_label)s_%(class)s_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Price(models.Model):
+    """A product's price per unit of a meter type's usage."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="prices")
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="prices")
+    meter_type = models.ForeignKey(MeterType, on_delete=models.PROTECT, related_name="prices")
+    unit_amount = models.DecimalField(**AMOUNT_DIGITS, validators=[MinValueValidator(0)])
+    currency = models.CharField(max_length=3, default="USD")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(unit_amount__gte=0), name="%(app_label)s_%(class)s_amount_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product} · {self.unit_amount.normalize():f} {self.currency}"
+
+
+class Subscription(models.Model):
+    """A customer's subscription to products; an active one can report usage to their meters."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="subscriptions")
+    customer_id = models.CharField(max_length=320)
+    products = models.ManyToManyField(Product, related_name="subscriptions", blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=["active", "paused"]), name="%(app_label)s_%(class)s_status"),
+        ]
+        indexes = [models.Index(fields=["account", "customer_id"], name="metering_subscription_customer")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} ({self.status})"

@@ -1,0 +1,279 @@
+"""The Amberflo-compatible metering API (seed 002) over meter types and the usage ledger.
+
+A meter definition is a meter type seen through another lens: ``meterApiName`` is the type's
+``api_name``, ``displayName`` its name; ``SUM_OF_ALL_USAGE`` is a SUM type, ``MAX_IN_PERIOD`` a MAX
+type and ``UNIQUE_CUSTOMERS_COUNT`` an INCREMENT type flagged to count distinct customers in
+usage queries. Types made through ``/meter-definition`` create a customer's meter on its first
+usage. Events from ``/ingest`` go through the filtering rules, then ``usage_apply``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from typing import Annotated, Any
+
+import msgspec
+from django.conf import settings
+from django.db import transaction
+
+from config.api.errors import ValidationFailed
+from metering import services
+from metering.compat.decoding import check_amount, decode
+from metering.compat.exceptions import FilteringRuleNotFound, MeterDefinitionNotFound
+from metering.exceptions import AggregationImmutable
+from metering.ledger import Outcome, UsageInput, UsageResult, normalise_key, usage_apply
+from metering.models import MeterEventFilteringRule, MeterType, UsageSource
+
+# --- meter definitions --------------------------------------------------------------------------
+
+SUM_OF_ALL_USAGE = "SUM_OF_ALL_USAGE"
+MAX_IN_PERIOD = "MAX_IN_PERIOD"
+UNIQUE_CUSTOMERS_COUNT = "UNIQUE_CUSTOMERS_COUNT"
+# Types made through the Usage Engine API have aggregations Amberflo does not name; shown as these.
+COUNT_OF_EVENTS = "COUNT_OF_EVENTS"
+MIN_IN_PERIOD = "MIN_IN_PERIOD"
+DEFINITION_TYPES = [SUM_OF_ALL_USAGE, MAX_IN_PERIOD, UNIQUE_CUSTOMERS_COUNT]
+SHOWN_TYPES = [*DEFINITION_TYPES, COUNT_OF_EVENTS, MIN_IN_PERIOD]
+_AGGREGATION = {SUM_OF_ALL_USAGE: "SUM", MAX_IN_PERIOD: "MAX", UNIQUE_CUSTOMERS_COUNT: "INCREMENT"}
+# Defaults of a type made through /meter-definition: monthly periods in UTC.
+DEFINITION_UNIT = "units"
+DEFINITION_RESET_CRON = "0 0 1 * *"
+DEFINITION_TIMEZONE = "Etc/UTC"
+
+
+def definition_type(meter_type: MeterType) -> str:
+    if meter_type.counts_unique_customers:
+        return UNIQUE_CUSTOMERS_COUNT
+    return {"SUM": SUM_OF_ALL_USAGE, "MAX": MAX_IN_PERIOD, "INCREMENT": COUNT_OF_EVENTS,
+            "MIN": MIN_IN_PERIOD}[meter_type.aggregation]
+
+
+def meter_definition(meter_type: MeterType) -> dict[str, Any]:
+    """A meter type as seed 002's MeterDefinition."""
+    return {
+        "meterApiName": meter_type.api_name,
+        "displayName": meter_type.name,
+        "label": meter_type.api_name,
+        "type": definition_type(meter_type),
+        "meterTimeInMillis": int(meter_type.created_at.timestamp() * 1000),
+        "dimensions": list(meter_type.dimensions or []),
+    }
+
+
+def meter_definition_get(*, account_id: uuid.UUID, meter_api_name: str) -> MeterType:
+    meter_type = MeterType.objects.filter(account_id=account_id, api_name=meter_api_name).first()
+    if meter_type is None:
+        raise MeterDefinitionNotFound(details=[{"field": "meterApiName", "message": MeterDefinitionNotFound.message}])
+    return meter_type
+
+
+def _check_type(kind: str) -> None:
+    if kind not in DEFINITION_TYPES:
+        raise ValidationFailed.for_field("type", f"type must be one of: {', '.join(DEFINITION_TYPES)}.")
+
+
+@transaction.atomic
+def meter_definition_create(*, account_id: uuid.UUID, meter_api_name: str, display_name: str, kind: str,
+                            dimensions: list[str] | None = None) -> MeterType:
+    """A meter type with monthly UTC periods whose customers' meters are created on first usage."""
+    _check_type(kind)
+    meter_type = services.meter_type_create(
+        account_id=account_id, name=display_name, api_name=meter_api_name, unit=DEFINITION_UNIT,
+        aggregation=_AGGREGATION[kind], reset_cron=DEFINITION_RESET_CRON, timezone=DEFINITION_TIMEZONE,
+        dimensions=list(dimensions or []),
+    )
+    meter_type.auto_create_meters = True
+    meter_type.counts_unique_customers = kind == UNIQUE_CUSTOMERS_COUNT
+    meter_type.save(update_fields=["auto_create_meters", "counts_unique_customers"])
+    return meter_type
+
+
+@transaction.atomic
+def meter_definition_update(*, account_id: uuid.UUID, meter_api_name: str, display_name: str | None = None,
+                            kind: str | None = None, dimensions: list[str] | None = None) -> MeterType:
+    """Rename a definition or change its dimensions. Its type (aggregation) cannot change."""
+    meter_type = meter_definition_get(account_id=account_id, meter_api_name=meter_api_name)
+    if kind is not None and kind != definition_type(meter_type):
+        _check_type(kind)
+        raise AggregationImmutable(
+            "The type of a meter definition cannot be changed.",
+            details=[{"field": "type", "message": "The type of a meter definition cannot be changed."}])
+    data: dict[str, Any] = {}
+    if display_name is not None:
+        data["name"] = display_name
+    if dimensions is not None:
+        data["dimensions"] = list(dimensions)
+    return services.meter_type_update(meter_type=meter_type, data=data) if data else meter_type
+
+
+@transaction.atomic
+def meter_definition_delete(*, account_id: uuid.UUID, meter_api_name: str) -> int:
+    """Delete the definition's meter type (409 METER_TYPE_IN_USE while it has meters)."""
+    return services.meter_type_delete(
+        meter_type=meter_definition_get(account_id=account_id, meter_api_name=meter_api_name))
+
+
+# --- filtering rules ----------------------------------------------------------------------------
+
+
+def filtering_rule(rule: MeterEventFilteringRule) -> dict[str, Any]:
+    """A rule as seed 002's FilteringRule."""
+    return {
+        "meterApiName": rule.meter_type.api_name,
+        "ruleId": str(rule.pk),
+        "dimensionName": rule.dimension_name,
+        "dimensionValues": list(rule.dimension_values),
+        "action": rule.action,
+    }
+
+
+@transaction.atomic
+def filtering_rule_save(*, account_id: uuid.UUID, meter_api_name: str, dimension_name: str,
+                        dimension_values: list[str], action: str, rule_id: str | None = None) -> MeterEventFilteringRule:
+    """Create or update a rule. With ``rule_id`` that rule is updated; without, the meter's rule
+    on the same dimension is (one rule per meter and dimension), or a new one is made."""
+    meter_type = meter_definition_get(account_id=account_id, meter_api_name=meter_api_name)
+    if action not in MeterEventFilteringRule.Action.values:
+        raise ValidationFailed.for_field("action", "action must be INCLUDE or EXCLUDE.")
+    rules = MeterEventFilteringRule.objects.select_for_update().filter(account_id=account_id)
+    if rule_id:
+        try:
+            rule = rules.filter(pk=uuid.UUID(str(rule_id))).first()
+        except ValueError:
+            rule = None
+        if rule is None:
+            raise FilteringRuleNotFound(details=[{"field": "ruleId", "message": FilteringRuleNotFound.message}])
+        clash = rules.filter(meter_type=meter_type, dimension_name=dimension_name).exclude(pk=rule.pk).first()
+        if clash is not None:
+            raise ValidationFailed.for_field("dimensionName", f"Rule {clash.pk} already filters this dimension.")
+    else:
+        rule = rules.filter(meter_type=meter_type, dimension_name=dimension_name).first() or \
+            MeterEventFilteringRule(account_id=account_id)
+    rule.meter_type = meter_type
+    rule.dimension_name = dimension_name
+    rule.dimension_values = list(dimension_values)
+    rule.action = action
+    rule.full_clean(exclude=["account", "meter_type"], validate_unique=False, validate_constraints=False)
+    rule.save()
+    return rule
+
+
+@transaction.atomic
+def filtering_rule_delete(*, rule: MeterEventFilteringRule) -> None:
+    rule.delete()
+
+
+# --- ingestion ----------------------------------------------------------------------------------
+
+ApiName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+UniqueId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+DimensionName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+DimensionValue = Annotated[str, msgspec.Meta(max_length=1000)]
+# Up to year 9999 in Unix milliseconds.
+Millis = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799_999)]
+
+
+class MeterEvent(msgspec.Struct):
+    """Seed 002's MeterEvent: one event for one meter, or for several through ``values``."""
+
+    customerId: CustomerId  # noqa: N815 - the API's field names
+    meterTimeInMillis: Millis  # noqa: N815
+    meterApiName: ApiName | None = None  # noqa: N815
+    meterValue: Decimal | None = None  # noqa: N815
+    uniqueId: UniqueId | None = None  # noqa: N815
+    dimensions: Annotated[dict[DimensionName, DimensionValue], msgspec.Meta(max_length=50)] | None = None
+    values: Annotated[dict[ApiName, Decimal], msgspec.Meta(max_length=100)] | None = None
+
+
+@lru_cache(maxsize=4)
+def _decoder(max_events: int) -> msgspec.json.Decoder:
+    return msgspec.json.Decoder(MeterEvent | Annotated[list[MeterEvent], msgspec.Meta(max_length=max_events)])
+
+
+def decode_events(body: bytes) -> list[MeterEvent]:
+    """One event or an array of them; 400 with the field for anything seed 002 does not allow."""
+    decoded = decode(_decoder(settings.INGEST_MAX_EVENTS), body)
+    events = decoded if isinstance(decoded, list) else [decoded]
+    for position, event in enumerate(events):
+        prefix = f"[{position}]." if isinstance(decoded, list) else ""
+        if event.values is None and (event.meterApiName is None or event.meterValue is None):
+            field = "meterApiName" if event.meterApiName is None else "meterValue"
+            raise ValidationFailed.for_field(f"{prefix}{field}", f"{field} is required (or give values).")
+        if (event.meterApiName is None) != (event.meterValue is None):
+            raise ValidationFailed.for_field(f"{prefix}meterValue", "meterApiName and meterValue go together.")
+        check_amount(event.meterValue, f"{prefix}meterValue")
+        for name, value in (event.values or {}).items():
+            check_amount(value, f"{prefix}values.{name}")
+    return events
+
+
+def _event_record(event: MeterEvent, meter_api_name: str, value: Decimal) -> dict[str, Any]:
+    record: dict[str, Any] = {"meterApiName": meter_api_name, "customerId": event.customerId, "meterValue": value,
+                              "meterTimeInMillis": event.meterTimeInMillis}
+    if event.uniqueId is not None:
+        record["uniqueId"] = event.uniqueId
+    if event.dimensions:
+        record["dimensions"] = event.dimensions
+    return record
+
+
+def usage_input_from_event(record: dict[str, Any]) -> UsageInput:
+    """One meter's share of an event (as data correction stores it) as a ledger record."""
+    unique_id = record.get("uniqueId")
+    name = record.get("meterApiName")
+    return UsageInput(
+        user_id=record.get("customerId"), value=record.get("meterValue"), timestamp=record.get("meterTimeInMillis"),
+        meter_api_name=name, dimensions=record.get("dimensions"),
+        idempotency_key=normalise_key(f"ingest:{name}:{unique_id}") if unique_id else None, record=record,
+    )
+
+
+@dataclass(frozen=True)
+class IngestAnswer:
+    """What happened to each (event, meter) of an /ingest request."""
+
+    result: UsageResult
+    items: list[tuple[int, str, str | None]]  # (event index, meterApiName, uniqueId)
+
+    def headers(self) -> dict[str, str]:
+        result = self.result
+        return {"X-Ingest-Accepted": str(result.accepted), "X-Ingest-Duplicates": str(result.duplicates),
+                "X-Ingest-Excluded": str(result.excluded), "X-Ingest-Corrections": str(result.corrections)}
+
+    def summary(self) -> dict[str, Any]:
+        listed: dict[str, list[dict[str, Any]]] = {"duplicates": [], "excluded": [], "corrections": []}
+        for (index, name, unique_id), outcome in zip(self.items, self.result.results, strict=True):
+            item: dict[str, Any] = {"index": index, "meterApiName": name, "uniqueId": unique_id}
+            if outcome.outcome == Outcome.DUPLICATE:
+                listed["duplicates"].append(item)
+            elif outcome.outcome == Outcome.EXCLUDED:
+                listed["excluded"].append(item)
+            elif outcome.outcome == Outcome.CORRECTION:
+                listed["corrections"].append({**item, "reason": str(outcome.reason), "message": outcome.message,
+                                              "correctionId": str(outcome.correction_id) if outcome.correction_id
+                                              else None})
+        return {"status": "OK", "accepted": self.result.accepted, **listed}
+
+
+def events_ingest(*, account_id: uuid.UUID, events: list[MeterEvent]) -> IngestAnswer:
+    """Each event's meters, through the filtering rules and the ledger (uniqueId deduplicates per meter)."""
+    records: list[UsageInput] = []
+    items: list[tuple[int, str, str | None]] = []
+    for index, event in enumerate(events):
+        pairs = [(event.meterApiName, event.meterValue)] if event.meterApiName is not None else []
+        pairs.extend((event.values or {}).items())
+        for name, value in pairs:
+            records.append(UsageInput(
+                user_id=event.customerId, value=value, timestamp=event.meterTimeInMillis, meter_api_name=name,
+                dimensions=event.dimensions,
+                idempotency_key=f"ingest:{name}:{event.uniqueId}" if event.uniqueId is not None else None,
+                record=_event_record(event, name, value),
+            ))
+            items.append((index, name, event.uniqueId))
+    result = usage_apply(account_id=account_id, records=records, source=UsageSource.INGEST_API,
+                         apply_filtering_rules=True)
+    return IngestAnswer(result=result, items=items)

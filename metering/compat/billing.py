@@ -1,0 +1,232 @@
+"""The billing platform's meter endpoints (seed 004): report usage, and meter subscription lookups.
+
+A billing "meter" is a meter type: ``meterId`` is its id, ``meterName`` its apiName (or, failing
+that, its name). Reported usage goes into the same ledger as everything else, keyed by the
+request's idempotency key; the request hash stored with the key tells a replay (200 duplicate)
+from the same key sent with another body (409 IDEMPOTENCY_KEY_REUSED).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
+
+import msgspec
+from django.db import transaction
+from django.db.models import Prefetch, Q
+from django.utils.timezone import now as utc_now
+
+from accounts.models import Account
+from config.api.errors import ValidationFailed
+from config.api.serializers import format_timestamp
+from metering.compat.decoding import check_amount, decode
+from metering.compat.exceptions import (
+    IdempotencyKeyReused,
+    LicenseRequired,
+    MeterArchived,
+    MeterIdentifierRequired,
+)
+from metering.exceptions import MeterNotFound
+from metering.ledger import (
+    MAX_KEY_LENGTH,
+    Outcome,
+    RecordRefused,
+    UsageInput,
+    normalise_key,
+    parse_timestamp,
+    request_hash,
+    usage_apply,
+)
+from metering.models import MeterType, Price, Product, Subscription, UsageSource
+
+KEY_PREFIX = "report:"
+MetadataValue = str | int | float | bool
+
+
+class UsageReport(msgspec.Struct):
+    """Seed 004's report-usage body."""
+
+    value: Decimal
+    customerId: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]  # noqa: N815 - the API's names
+    meterId: Annotated[str, msgspec.Meta(max_length=100)] | None = None  # noqa: N815
+    meterName: Annotated[str, msgspec.Meta(max_length=100)] | None = None  # noqa: N815
+    timestamp: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    metadata: Annotated[dict[Annotated[str, msgspec.Meta(min_length=1, max_length=100)], MetadataValue],
+                        msgspec.Meta(max_length=50)] | None = None
+
+
+_DECODER = msgspec.json.Decoder(UsageReport)
+_RAW_DECODER = msgspec.json.Decoder()
+
+
+def meter_for_report(*, account_id: uuid.UUID, meter_id: str | None, meter_name: str | None) -> MeterType:
+    """The meter type a report (or a lookup) names: 400 when it names none, 404 when unknown."""
+    if not meter_id and not meter_name:
+        raise MeterIdentifierRequired(details=[{"field": "meterId", "message": MeterIdentifierRequired.message},
+                                               {"field": "meterName", "message": MeterIdentifierRequired.message}])
+    types = MeterType.objects.filter(account_id=account_id)
+    found = None
+    if meter_id:
+        try:
+            found = types.filter(pk=uuid.UUID(meter_id)).first()
+        except ValueError:
+            found = None
+    else:
+        # One query; the apiName wins over another type's display name.
+        named = list(types.filter(Q(api_name=meter_name) | Q(name=meter_name))[:2])
+        found = next((t for t in named if t.api_name == meter_name), named[0] if named else None)
+    if found is None:
+        raise MeterNotFound(details=[{"field": "meterId" if meter_id else "meterName", "message": MeterNotFound.message}])
+    return found
+
+
+# Report usage looks its meter up on every call; found meters are kept this long per process.
+# Safe: the ledger checks the type again in the transaction (an archived type's usage goes to data
+# correction), so a stale entry can only change which answer a just-archived meter gets.
+METER_CACHE_SECONDS = 5.0
+_meter_cache: dict[tuple[uuid.UUID, str | None, str | None], tuple[float, MeterType]] = {}
+
+
+def _meter_for_report_cached(account_id: uuid.UUID, meter_id: str | None, meter_name: str | None) -> MeterType:
+    key = (account_id, meter_id, meter_name)
+    cached = _meter_cache.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    meter_type = meter_for_report(account_id=account_id, meter_id=meter_id, meter_name=meter_name)
+    if len(_meter_cache) > 10_000:
+        _meter_cache.clear()
+    _meter_cache[key] = (time.monotonic() + METER_CACHE_SECONDS, meter_type)
+    return meter_type
+
+
+@dataclass(frozen=True)
+class ReportAnswer:
+    status: int
+    body: dict[str, Any]
+
+
+def usage_report(*, account_id: uuid.UUID, idempotency_key: str, body: bytes) -> ReportAnswer:
+    """Report one usage event: 202 queued, 200 duplicate on a replay, 409 for a reused key."""
+    if len(idempotency_key) > MAX_KEY_LENGTH:
+        raise ValidationFailed.for_field("Idempotency-Key", f"At most {MAX_KEY_LENGTH} characters.")
+    report: UsageReport = decode(_DECODER, body)
+    check_amount(report.value, "value")
+    meter_type = _meter_for_report_cached(account_id, report.meterId, report.meterName)
+    if meter_type.status != MeterType.Status.ACTIVE:
+        raise MeterArchived(details=[{"field": "meterId" if report.meterId else "meterName",
+                                      "message": MeterArchived.message}])
+    if report.timestamp is not None:
+        try:
+            parse_timestamp(report.timestamp, utc_now())
+        except RecordRefused as refused:
+            raise ValidationFailed.for_field("timestamp", refused.message)
+    # The body as sent (decoded), so a replay without a timestamp hashes the same as its original.
+    raw = _RAW_DECODER.decode(body)
+    request_id = uuid.uuid4()
+    record = UsageInput(
+        user_id=report.customerId, value=report.value, timestamp=report.timestamp, meter_type_id=meter_type.pk,
+        dimensions=report.metadata, idempotency_key=normalise_key(KEY_PREFIX + idempotency_key),
+        request_hash=request_hash(raw), record=raw,
+    )
+    outcome = usage_apply(account_id=account_id, records=[record], source=UsageSource.REPORT_API,
+                          source_ref=str(request_id)).results[0]
+    if outcome.outcome == Outcome.DUPLICATE:
+        if outcome.key_reused:
+            raise IdempotencyKeyReused(details=[{"field": "Idempotency-Key", "message": IdempotencyKeyReused.message}])
+        return ReportAnswer(200, {"status": "duplicate", "idempotencyKey": idempotency_key})
+    # Counted, or kept in data correction with its reason (found by requestId as sourceRef).
+    return ReportAnswer(202, {"status": "queued", "requestId": str(request_id)})
+
+
+def usage_input_from_report(record: dict[str, Any]) -> UsageInput:
+    """A stored report body (data correction) as a ledger record; the meter is looked up again."""
+    meter_id, meter_name = record.get("meterId"), record.get("meterName")
+    return UsageInput(user_id=record.get("customerId"), value=record.get("value"), timestamp=record.get("timestamp"),
+                      meter_type_id=meter_id or None, meter_api_name=None if meter_id else meter_name,
+                      dimensions=record.get("metadata"))
+
+
+# --- subscription lookups -------------------------------------------------------------------
+
+
+def check_license(account_id: uuid.UUID) -> None:
+    if not Account.objects.filter(pk=account_id, has_billing_license=True).exists():
+        raise LicenseRequired()
+
+
+def meter_subscriptions(*, meter_type: MeterType) -> dict[str, Any]:
+    """Active subscriptions holding a product with a price on this meter, with those products."""
+    products = Product.objects.filter(prices__meter_type=meter_type).distinct().prefetch_related(
+        Prefetch("prices", queryset=Price.objects.filter(meter_type=meter_type).order_by("created_at")))
+    subscriptions = (
+        Subscription.objects.filter(account_id=meter_type.account_id, status=Subscription.Status.ACTIVE,
+                                    products__prices__meter_type=meter_type)
+        .distinct().order_by("created_at")
+        .prefetch_related(Prefetch("products", queryset=products.order_by("name")))
+    )
+    return {
+        "meterId": str(meter_type.pk),
+        "meterName": meter_type.api_name,
+        "subscriptions": [
+            {
+                "id": str(subscription.pk),
+                "customerId": subscription.customer_id,
+                "status": subscription.status,
+                "createdAt": format_timestamp(subscription.created_at),
+                "products": [
+                    {"id": str(product.pk), "name": product.name, "prices": [
+                        {"id": str(price.pk), "unitAmount": _amount(price.unit_amount), "currency": price.currency}
+                        for price in product.prices.all()
+                    ]}
+                    for product in subscription.products.all()
+                ],
+            }
+            for subscription in subscriptions
+        ],
+    }
+
+
+def _amount(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+# --- catalogue (products, prices, subscriptions): the admin's writes ----------------------------
+
+
+def _check_same_account(instance, *related) -> None:
+    for other in related:
+        if other is not None and other.account_id != instance.account_id:
+            raise ValidationFailed(f"{other._meta.verbose_name.capitalize()} belongs to another account.")
+
+
+@transaction.atomic
+def catalogue_save(*, instance: Product | Price | Subscription) -> Product | Price | Subscription:
+    """Save a product, price or subscription after its field rules and account checks."""
+    if isinstance(instance, Price):
+        _check_same_account(instance, instance.product, instance.meter_type)
+    instance.full_clean(validate_constraints=False)
+    instance.save()
+    return instance
+
+
+@transaction.atomic
+def subscription_products_set(*, subscription: Subscription, products: list[Product]) -> Subscription:
+    _check_same_account(subscription, *products)
+    subscription.products.set(products)
+    return subscription
+
+
+@transaction.atomic
+def subscriptions_set_status(*, subscriptions: list[Subscription], status: str) -> int:
+    """Pause or resume subscriptions (a paused one is left out of the meter subscription lookups)."""
+    if status not in Subscription.Status.values:
+        raise ValidationFailed.for_field("status", "status must be active or paused.")
+    return Subscription.objects.filter(pk__in=[s.pk for s in subscriptions]).update(status=status)
+
+
+@transaction.atomic
+def catalogue_delete(*, instance: Product | Price | Subscription) -> None:
+    instance.delete()

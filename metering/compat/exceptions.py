@@ -1,0 +1,39 @@
+"""Error codes of the Amberflo- and billing-compatible APIs (seed 002, seed 004)."""
+
+from config.api.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
+
+
+class MeterDefinitionNotFound(NotFound):
+    code = "METER_DEFINITION_NOT_FOUND"
+    message = "No meter definition has this meterApiName."
+
+
+class FilteringRuleNotFound(NotFound):
+    code = "FILTERING_RULE_NOT_FOUND"
+    message = "No filtering rule has this ruleId."
+
+
+class MeterIdentifierRequired(ValidationFailed):
+    code = "METER_IDENTIFIER_REQUIRED"
+    message = "Give meterId or meterName."
+
+
+class MeterArchived(ApiError):
+    status = 400
+    code = "METER_ARCHIVED"
+    message = "The meter is archived; usage is only accepted for ACTIVE meters."
+
+
+class IdempotencyKeyRequired(ValidationFailed):
+    code = "IDEMPOTENCY_KEY_REQUIRED"
+    message = "The Idempotency-Key (or x-api-idempotency-key) header is required."
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "IDEMPOTENCY_KEY_REUSED"
+    message = "This idempotency key was used with another request body."
+
+
+class LicenseRequired(Forbidden):
+    code = "LICENSE.REQUIRED"
+    message = "Your account lacks the Metered Products or Subscription license."

@@ -1,0 +1,363 @@
+"""The compatible APIs' endpoints.
+
+``POST /ingest`` and ``POST /billing/meters/usage`` are the hot path: plain Django views (msgspec
+decoding, cached authentication, one ``usage_apply``). Their OpenAPI description comes from the
+``*Endpoint`` APIView classes attached to them (``view.cls``), which serve the same function.
+The configuration endpoints are DRF views; every write is a service call.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api.authentication import BearerOrApiKeyAuthentication
+from config.api.errors import ApiError, ValidationFailed
+from config.api.permissions import require_scopes
+from config.api.principal import principal_from_request
+from config.api.ratelimit import enforce_rate_limit
+from config.api.schema import ERROR_RESPONSES
+from metering.compat import amberflo, billing, serializers
+from metering.compat.exceptions import IdempotencyKeyRequired
+from metering.compat.usage_queries import UsageQuery, usage_query
+from metering.models import MeterEventFilteringRule, MeterType
+
+INGEST_SCOPES = ["usage-metering:ingest:usage"]
+USAGE_READ_SCOPES = ["usage-metering:read:usage"]
+REPORT_SCOPES = ["meter-report"]
+TYPE_SCOPES = {
+    "GET": ["usage-metering:read:meter_types"],
+    "POST": ["usage-metering:create:meter_types"],
+    "PUT": ["usage-metering:update:meter_types"],
+    "DELETE": ["usage-metering:delete:meter_types"],
+}
+AMBERFLO = ["Amberflo-compatible"]
+BILLING = ["Billing-compatible"]
+HOT_STATUSES = (400, 401, 403, 405, 413, 429, 500, 503)
+_JSON = "application/json"
+_OK = msgspec.json.encode("OK")
+METER_EVENT_SCHEMA = {
+    "type": "object", "required": ["customerId", "meterTimeInMillis"],
+    "description": "Seed 002's MeterEvent: meterApiName and meterValue, or values (or both).",
+    "properties": {
+        "meterApiName": {"type": "string", "maxLength": 100},
+        "customerId": {"type": "string", "minLength": 1, "maxLength": 320},
+        "meterValue": {"type": "number"},
+        "meterTimeInMillis": {"type": "integer", "format": "int64", "minimum": 0},
+        "uniqueId": {"type": "string", "maxLength": 200, "description": "Deduplicates the event, per meter."},
+        "dimensions": {"type": "object", "additionalProperties": {"type": "string"}},
+        "values": {"type": "object", "additionalProperties": {"type": "number"},
+                   "description": "meterApiName -> meterValue, for several meters at once."},
+    },
+}
+_ITEM = {"type": "object", "properties": {"index": {"type": "integer"}, "meterApiName": {"type": "string"},
+                                          "uniqueId": {"type": "string", "nullable": True}}}
+INGEST_SUMMARY_SCHEMA = {
+    "type": "object", "properties": {
+        "status": {"type": "string", "enum": ["OK"]}, "accepted": {"type": "integer"},
+        "duplicates": {"type": "array", "items": _ITEM}, "excluded": {"type": "array", "items": _ITEM},
+        "corrections": {"type": "array", "items": {**_ITEM, "properties": {
+            **_ITEM["properties"], "reason": {"type": "string"}, "message": {"type": "string"},
+            "correctionId": {"type": "string", "format": "uuid", "nullable": True}}}},
+    },
+}
+
+
+# --- hot path: plain views ----------------------------------------------------------------------
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+    message = "Method not allowed."
+
+
+def _caller(request, scopes: list[str], group: str):
+    """Who calls, allowed to, and within their rate limit (401/403/429 otherwise)."""
+    if request.method != "POST":
+        raise MethodNotAllowed(headers={"Allow": "POST"})
+    principal = principal_from_request(request, allow_api_key=True)
+    require_scopes(principal, scopes)
+    enforce_rate_limit(group, principal.client_key)
+    return principal
+
+
+@csrf_exempt
+def ingest(request) -> HttpResponse:
+    """Seed 002 ``POST /ingest``: one event or an array; answers ``"OK"`` with counts in headers."""
+    principal = _caller(request, INGEST_SCOPES, "ingest")
+    events = amberflo.decode_events(request.body)
+    answer = amberflo.events_ingest(account_id=principal.account_id, events=events)
+    if "return=representation" in request.META.get("HTTP_PREFER", ""):
+        response = HttpResponse(msgspec.json.encode(answer.summary()), content_type=_JSON)
+        response["Preference-Applied"] = "return=representation"
+    else:
+        response = HttpResponse(_OK, content_type=_JSON)
+    for name, value in answer.headers().items():
+        response[name] = value
+    return response
+
+
+@csrf_exempt
+def report_usage(request) -> HttpResponse:
+    """Seed 004 ``POST /billing/meters/usage``: 202 queued, 200 duplicate, 409 for a reused key."""
+    principal = _caller(request, REPORT_SCOPES, "billing")
+    key = (request.META.get("HTTP_IDEMPOTENCY_KEY") or request.META.get("HTTP_X_API_IDEMPOTENCY_KEY") or "").strip()
+    if not key:
+        raise IdempotencyKeyRequired(details=[{"field": "Idempotency-Key", "message": IdempotencyKeyRequired.message}])
+    answer = billing.usage_report(account_id=principal.account_id, idempotency_key=key, body=request.body)
+    return HttpResponse(msgspec.json.encode(answer.body), content_type=_JSON, status=answer.status)
+
+
+class IngestEndpoint(APIView):
+    """Describes ``ingest`` in the OpenAPI document (and serves the same function)."""
+
+    authentication_classes = [BearerOrApiKeyAuthentication]
+    permission_classes: list = []
+    throttle_classes: list = []
+
+    @extend_schema(
+        operation_id="ingestMeterEvents", tags=AMBERFLO,
+        description=(
+            "Ingest one event or an array (at most INGEST_MAX_EVENTS). `uniqueId` deduplicates per meter; "
+            "`values` reports several meters at once; the meter's filtering rules apply first (excluded events "
+            "are reported, not stored). Events that cannot be counted (unknown meter, archived, timestamp "
+            "outside the window...) go to data correction. Answers `\"OK\"` with the counts in the headers "
+            "`X-Ingest-Accepted`, `X-Ingest-Duplicates`, `X-Ingest-Excluded`, `X-Ingest-Corrections`; send "
+            "`Prefer: return=representation` for the list of duplicates, exclusions and corrections. "
+            "Scope usage-metering:ingest:usage. Rate limit: 2000/s per client, burst 50."
+        ),
+        request={"application/json": {"oneOf": [METER_EVENT_SCHEMA, {"type": "array", "items": METER_EVENT_SCHEMA}]}},
+        parameters=[OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, required=False,
+                                     description="return=representation: answer the summary object.")],
+        responses={200: OpenApiResponse(
+            {"oneOf": [{"type": "string", "enum": ["OK"]}, INGEST_SUMMARY_SCHEMA]},
+            description="Events accepted for ingestion.",
+            examples=[OpenApiExample("OK", value="OK")]), **ERROR_RESPONSES(*HOT_STATUSES)},
+    )
+    def post(self, request):
+        return ingest(request._request)
+
+
+class UsageReportEndpoint(APIView):
+    """Describes ``report_usage`` in the OpenAPI document (and serves the same function)."""
+
+    authentication_classes = [BearerOrApiKeyAuthentication]
+    permission_classes: list = []
+    throttle_classes: list = []
+
+    @extend_schema(
+        operation_id="reportUsage", tags=BILLING, request=serializers.UsageReportSerializer,
+        description=(
+            "Report a usage event to a meter (meterId or meterName). The `Idempotency-Key` (or "
+            "`x-api-idempotency-key`) header is required: a replay answers 200 duplicate and is not counted "
+            "twice; the same key with another body is 409 IDEMPOTENCY_KEY_REUSED. Archived meters are refused "
+            "(400 METER_ARCHIVED). An event that cannot be counted is kept in data correction (its sourceRef "
+            "is the requestId). Scope meter-report. Rate limit: 2000/s per client, burst 50."
+        ),
+        parameters=[
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                             description="Required unless x-api-idempotency-key is given."),
+            OpenApiParameter("x-api-idempotency-key", str, OpenApiParameter.HEADER, required=False,
+                             description="Idempotency key to deduplicate submissions."),
+        ],
+        responses={
+            202: OpenApiResponse(serializers.ReportQueuedSerializer, description="Accepted for ingestion."),
+            200: OpenApiResponse(serializers.ReportDuplicateSerializer, description="Duplicate request detected."),
+            404: ERROR_RESPONSES(404)[404], 409: ERROR_RESPONSES(409)[409], **ERROR_RESPONSES(*HOT_STATUSES),
+        },
+    )
+    def post(self, request):
+        return report_usage(request._request)
+
+
+ingest.cls = IngestEndpoint  # type: ignore[attr-defined]
+ingest.initkwargs = {}  # type: ignore[attr-defined]
+report_usage.cls = UsageReportEndpoint  # type: ignore[attr-defined]
+report_usage.initkwargs = {}  # type: ignore[attr-defined]
+
+
+# --- Amberflo configuration and queries ---------------------------------------------------------
+
+
+class AmberfloView(APIView):
+    authentication_classes = [BearerOrApiKeyAuthentication]
+
+    @property
+    def account_id(self):
+        return self.request.auth.account_id
+
+
+def _valid(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class MeterDefinitionsView(AmberfloView):
+    required_scopes = TYPE_SCOPES
+    throttle_group = "meter_types"
+
+    @extend_schema(operation_id="listMeterDefinitions", tags=AMBERFLO,
+                   description="Every meter definition (meter type) of the account. Rate limit: 20/s, burst 5.",
+                   responses={200: serializers.MeterDefinitionSerializer(many=True),
+                              **ERROR_RESPONSES(401, 403, 413, 429, 500, 503)})
+    def get(self, request):
+        types = MeterType.objects.filter(account_id=self.account_id).order_by("created_at", "pk")
+        return Response([amberflo.meter_definition(meter_type) for meter_type in types])
+
+    @extend_schema(operation_id="createMeterDefinition", tags=AMBERFLO,
+                   request=serializers.MeterDefinitionRequestSerializer,
+                   description=("Create a meter definition: a meter type with monthly UTC periods whose customers' "
+                                "meters are created on first usage. 409 when the meterApiName or displayName is "
+                                "taken. Rate limit: 20/s, burst 5."),
+                   responses={200: serializers.MeterDefinitionSerializer,
+                              **ERROR_RESPONSES(400, 401, 403, 409, 413, 429, 500, 503)})
+    def post(self, request):
+        data = _valid(serializers.MeterDefinitionRequestSerializer, request.data)
+        meter_type = amberflo.meter_definition_create(
+            account_id=self.account_id, meter_api_name=data["meterApiName"], display_name=data["displayName"],
+            kind=data["type"], dimensions=data.get("dimensions"))
+        return Response(amberflo.meter_definition(meter_type))
+
+    @extend_schema(operation_id="updateMeterDefinition", tags=AMBERFLO,
+                   request=serializers.MeterDefinitionUpdateSerializer,
+                   description=("Change the displayName or dimensions of the definition named by meterApiName. "
+                                "The type cannot change (400 AGGREGATION_IMMUTABLE). Rate limit: 20/s, burst 5."),
+                   responses={200: serializers.MeterDefinitionSerializer,
+                              **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 429, 500, 503)})
+    def put(self, request):
+        data = _valid(serializers.MeterDefinitionUpdateSerializer, request.data)
+        meter_type = amberflo.meter_definition_update(
+            account_id=self.account_id, meter_api_name=data["meterApiName"], display_name=data.get("displayName"),
+            kind=data.get("type"), dimensions=data.get("dimensions"))
+        return Response(amberflo.meter_definition(meter_type))
+
+
+class MeterDefinitionView(AmberfloView):
+    required_scopes = TYPE_SCOPES
+    throttle_group = "meter_types"
+
+    @extend_schema(operation_id="getMeterDefinitionById", tags=AMBERFLO,
+                   description="One meter definition by its meterApiName. Rate limit: 20/s, burst 5.",
+                   responses={200: serializers.MeterDefinitionSerializer,
+                              **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503)})
+    def get(self, request, meterApiName: str):  # noqa: N803 - the path's parameter name
+        return Response(amberflo.meter_definition(
+            amberflo.meter_definition_get(account_id=self.account_id, meter_api_name=meterApiName)))
+
+    @extend_schema(operation_id="deleteMeterDefinition", tags=AMBERFLO,
+                   description=("Delete a meter definition. 409 METER_TYPE_IN_USE while customers' meters exist "
+                                "(delete them through /meters first). Rate limit: 20/s, burst 5."),
+                   responses={200: OpenApiResponse({"type": "object", "properties": {"deletedCount": {
+                       "type": "integer"}}}, description="Meter definition deleted."),
+                       **ERROR_RESPONSES(401, 403, 404, 409, 413, 429, 500, 503)})
+    def delete(self, request, meterApiName: str):  # noqa: N803 - the path's parameter name
+        return Response({"deletedCount": amberflo.meter_definition_delete(account_id=self.account_id,
+                                                                          meter_api_name=meterApiName)})
+
+
+class UsageView(AmberfloView):
+    required_scopes = {"POST": USAGE_READ_SCOPES}
+    throttle_group = "usage_queries"
+
+    @extend_schema(operation_id="queryUsage", tags=AMBERFLO, request=serializers.UsageQueryRequestSerializer,
+                   description=("A meter's usage per time bucket (UTC; weeks start on Monday), optionally grouped by "
+                                "customerId and dimensions and filtered by customers and dimension values. Every "
+                                "bucket of the range is answered (0 without usage). Without dimensions the range "
+                                "is taken at hour precision (hourly rollups). Scope usage-metering:read:usage. "
+                                "Rate limit: 50/s, burst 10."),
+                   responses={200: serializers.UsageQueryResponseSerializer,
+                              **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)})
+    def post(self, request):
+        data = _valid(serializers.UsageQueryRequestSerializer, request.data)
+        query = UsageQuery(
+            meter_api_name=data["meterApiName"],
+            start=datetime.fromtimestamp(data["startTimeInSeconds"], UTC),
+            end=datetime.fromtimestamp(data["endTimeInSeconds"], UTC),
+            aggregation=data["aggregation"], interval=data["timeGroupingInterval"],
+            group_by=list(data.get("groupBy") or []),
+            customers=list(data["customerFilter"]) if data.get("customerFilter") is not None else None,
+            filters={name: list(values) for name, values in (data.get("filter") or {}).items()},
+        )
+        return Response(usage_query(account_id=self.account_id, query=query))
+
+
+class FilteringRulesView(AmberfloView):
+    required_scopes = {"GET": ["usage-metering:read:meter_types"],
+                       "POST": ["usage-metering:create:meter_types", "usage-metering:update:meter_types"]}
+    throttle_group = "meter_types"
+
+    @extend_schema(operation_id="listFilteringRules", tags=AMBERFLO,
+                   parameters=[OpenApiParameter("meterApiName", str, required=True)],
+                   description="The filtering rules of one meter. Rate limit: 20/s, burst 5.",
+                   responses={200: serializers.FilteringRuleSerializer(many=True),
+                              **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)})
+    def get(self, request):
+        name = request.query_params.get("meterApiName")
+        if not name:
+            raise ValidationFailed.for_field("meterApiName", "meterApiName is required.")
+        meter_type = amberflo.meter_definition_get(account_id=self.account_id, meter_api_name=name)
+        rules = MeterEventFilteringRule.objects.filter(meter_type=meter_type).select_related("meter_type") \
+            .order_by("created_at", "pk")
+        return Response([amberflo.filtering_rule(rule) for rule in rules])
+
+    @extend_schema(operation_id="createFilteringRule", tags=AMBERFLO, request=serializers.FilteringRuleSerializer,
+                   description=("Create or update a rule: INCLUDE keeps only events whose dimension has one of the "
+                                "values, EXCLUDE drops them. With ruleId that rule is updated; otherwise the meter's "
+                                "rule on the same dimension is, or a new one is made. Rate limit: 20/s, burst 5."),
+                   responses={200: serializers.FilteringRuleSerializer,
+                              **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)})
+    def post(self, request):
+        data = _valid(serializers.FilteringRuleSerializer, request.data)
+        rule = amberflo.filtering_rule_save(
+            account_id=self.account_id, meter_api_name=data["meterApiName"], dimension_name=data["dimensionName"],
+            dimension_values=data["dimensionValues"], action=data["action"], rule_id=data.get("ruleId"))
+        return Response(amberflo.filtering_rule(rule))
+
+
+# --- billing subscription lookups ---------------------------------------------------------------
+
+
+class MeterSubscriptionsView(AmberfloView):
+    required_scopes = {"GET": REPORT_SCOPES}
+    throttle_group = "billing"
+
+    @extend_schema(operation_id="listMeterSubscriptionsById", tags=BILLING,
+                   description=("Subscriptions (with their products) that can report usage to this meter: active "
+                                "ones holding a product whose price is linked to it. Empty when none. 404 "
+                                "METER_NOT_FOUND, 403 LICENSE.REQUIRED. Scope meter-report."),
+                   parameters=[OpenApiParameter("meterId", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+                   responses={200: serializers.MeterSubscriptionsSerializer,
+                              **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503)})
+    def get(self, request, meterId: str):  # noqa: N803 - the path's parameter name
+        billing.check_license(self.account_id)
+        meter_type = billing.meter_for_report(account_id=self.account_id, meter_id=meterId, meter_name=None)
+        return Response(billing.meter_subscriptions(meter_type=meter_type))
+
+
+class MeterSubscriptionsByNameView(AmberfloView):
+    required_scopes = {"GET": REPORT_SCOPES}
+    throttle_group = "billing"
+
+    @extend_schema(operation_id="listMeterSubscriptionsByName", tags=BILLING,
+                   parameters=[OpenApiParameter("meterName", str, required=True,
+                                                description="The meter's apiName (or name), e.g. api_calls.")],
+                   description=("As the lookup by id, for a meter named by ?meterName=. 400 "
+                                "METER_IDENTIFIER_REQUIRED without it, 404 METER_NOT_FOUND, 403 LICENSE.REQUIRED. "
+                                "Scope meter-report."),
+                   responses={200: serializers.MeterSubscriptionsSerializer,
+                              **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)})
+    def get(self, request):
+        billing.check_license(self.account_id)
+        meter_type = billing.meter_for_report(account_id=self.account_id, meter_id=None,
+                                              meter_name=request.query_params.get("meterName") or None)
+        return Response(billing.meter_subscriptions(meter_type=meter_type), status=status.HTTP_200_OK)

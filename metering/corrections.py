@@ -1,0 +1,181 @@
+"""Data correction: the usage records the ledger refused, kept with their reason until fixed.
+
+A refused record is never dropped: ``usage_apply`` stores it as an OPEN ``DataCorrection`` with
+its reason and the record as it came in. An operator (admin or API) edits the record and
+reprocesses it, which sends it through ``usage_apply`` again with its original idempotency key,
+so however often a record is reprocessed (or replayed by its sender meanwhile) it is counted
+once. A record that is still refused stays OPEN with its new reason; one that is counted (or was
+counted meanwhile) becomes REPROCESSED; one the meter type's filtering rules exclude, or that an
+operator gives up on, becomes DISCARDED.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils.module_loading import import_string
+from django.utils.timezone import now as utc_now
+
+from config.api.errors import Conflict, NotFound, ValidationFailed
+from metering.ledger import Outcome, UsageInput, usage_apply
+from metering.models import DataCorrection, UsageSource
+
+MAX_BULK = 1000
+
+
+class DataCorrectionNotFound(NotFound):
+    code = "DATA_CORRECTION_NOT_FOUND"
+    message = "Data correction not found."
+
+
+class DataCorrectionNotOpen(Conflict):
+    code = "DATA_CORRECTION_NOT_OPEN"
+    message = "Only an OPEN data correction can be changed."
+
+
+def usage_input_from_record(record: dict[str, Any]) -> UsageInput:
+    """The ledger's own record shape (service callers and streams): userId, value, timestamp,
+    meterTypeId or meterApiName, meterKey, dimensions, group."""
+    return UsageInput(
+        user_id=record.get("userId"), value=record.get("value"), timestamp=record.get("timestamp"),
+        meter_type_id=record.get("meterTypeId"), meter_api_name=record.get("meterApiName"),
+        meter_key=record.get("meterKey"), dimensions=record.get("dimensions"), group=record.get("group"),
+    )
+
+
+# How a stored record of each source is read again. Loaded lazily: the adapters live with their APIs.
+RECORD_READERS: dict[str, str] = {
+    UsageSource.INGEST_API: "metering.compat.amberflo.usage_input_from_event",
+    UsageSource.REPORT_API: "metering.compat.billing.usage_input_from_report",
+}
+
+
+def _reader(source: str) -> Callable[[dict[str, Any]], UsageInput]:
+    path = RECORD_READERS.get(source)
+    return import_string(path) if path else usage_input_from_record
+
+
+@dataclass(frozen=True)
+class ReprocessResult:
+    reprocessed: int
+    still_open: int
+    discarded: int
+    corrections: list[DataCorrection]
+
+
+def _locked(account_id: uuid.UUID, correction_ids: Sequence[uuid.UUID | str]) -> list[DataCorrection]:
+    """The account's corrections, locked in id order (so concurrent operators never deadlock).
+    Any unknown id (or another account's) is a 404 and nothing changes."""
+    ids: set[uuid.UUID] = set()
+    for raw in correction_ids:
+        try:
+            ids.add(raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw)))
+        except ValueError:
+            raise DataCorrectionNotFound(details=[{"field": "ids", "message": f"Unknown id {str(raw)[:40]!r}."}])
+    if len(ids) > MAX_BULK:
+        raise ValidationFailed.for_field("ids", f"At most {MAX_BULK} ids at once.")
+    corrections = list(DataCorrection.objects.select_for_update().filter(account_id=account_id, pk__in=ids)
+                       .order_by("id"))
+    if len(corrections) != len(ids):
+        unknown = sorted(str(i) for i in ids - {c.pk for c in corrections})
+        raise DataCorrectionNotFound(details=[{"field": "ids", "message": f"Unknown id {i}."} for i in unknown])
+    return corrections
+
+
+@transaction.atomic
+def data_correction_update(*, correction: DataCorrection, record: Any) -> DataCorrection:
+    """Replace the stored record (the fix), before reprocessing it. Only an OPEN correction."""
+    if not isinstance(record, dict):
+        raise ValidationFailed.for_field("record", "The record must be a JSON object.")
+    locked = _locked(correction.account_id, [correction.pk])[0]
+    if locked.status != DataCorrection.Status.OPEN:
+        raise DataCorrectionNotOpen()
+    locked.record = record
+    locked.updated_at = utc_now()
+    locked.save(update_fields=["record", "updated_at"])
+    return locked
+
+
+@transaction.atomic
+def data_corrections_reprocess(*, account_id: uuid.UUID, correction_ids: Sequence[uuid.UUID | str]) -> ReprocessResult:
+    """Send the OPEN corrections' records through the ledger again (corrections not OPEN are left
+    as they are). One ``usage_apply`` per source, then one update of the corrections."""
+    corrections = _locked(account_id, correction_ids)
+    now = utc_now()
+    open_ones = [c for c in corrections if c.status == DataCorrection.Status.OPEN]
+    by_source: dict[tuple[str, str], list[DataCorrection]] = {}
+    for correction in open_ones:
+        by_source.setdefault((correction.source, correction.source_ref), []).append(correction)
+    for (source, source_ref), group in by_source.items():
+        readable: list[DataCorrection] = []
+        inputs: list[UsageInput] = []
+        for correction in group:
+            if not isinstance(correction.record, dict):
+                _still_open(correction, DataCorrection.Reason.INVALID_RECORD, "The record is not a JSON object.", now)
+                continue
+            usage = _reader(source)(correction.record)
+            usage.idempotency_key = correction.idempotency_key
+            usage.request_hash = correction.request_hash
+            usage.node = correction.node
+            usage.record = correction.record
+            readable.append(correction)
+            inputs.append(usage)
+        if not inputs:
+            continue
+        result = usage_apply(account_id=account_id, records=inputs, source=source, source_ref=source_ref,
+                             apply_filtering_rules=source == UsageSource.INGEST_API, record_corrections=False,
+                             now=now)
+        for correction, outcome in zip(readable, result.results, strict=True):
+            if outcome.outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
+                _resolve(correction, DataCorrection.Status.REPROCESSED,
+                         "Counted." if outcome.outcome == Outcome.ACCEPTED else "Already counted.", now)
+            elif outcome.outcome == Outcome.EXCLUDED:
+                _resolve(correction, DataCorrection.Status.DISCARDED, "Excluded by a filtering rule.", now)
+            else:
+                _still_open(correction, outcome.reason, outcome.message, now)
+    DataCorrection.objects.bulk_update(
+        open_ones, ["status", "reason", "message", "attempts", "updated_at", "resolved_at"])
+    return ReprocessResult(
+        reprocessed=sum(c.status == DataCorrection.Status.REPROCESSED for c in open_ones),
+        still_open=sum(c.status == DataCorrection.Status.OPEN for c in open_ones),
+        discarded=sum(c.status == DataCorrection.Status.DISCARDED for c in open_ones),
+        corrections=corrections,
+    )
+
+
+def _resolve(correction: DataCorrection, status: str, message: str, now) -> None:
+    correction.status = status
+    correction.message = message
+    correction.updated_at = now
+    correction.resolved_at = now
+
+
+def _still_open(correction: DataCorrection, reason: str, message: str, now) -> None:
+    correction.reason = reason
+    correction.message = message[:500]
+    correction.attempts += 1
+    correction.updated_at = now
+
+
+@transaction.atomic
+def data_correction_reprocess(*, correction: DataCorrection) -> DataCorrection:
+    """Reprocess one correction (409 unless it is OPEN). Returns it with its new status."""
+    locked = _locked(correction.account_id, [correction.pk])[0]
+    if locked.status != DataCorrection.Status.OPEN:
+        raise DataCorrectionNotOpen()
+    return data_corrections_reprocess(account_id=locked.account_id, correction_ids=[locked.pk]).corrections[0]
+
+
+@transaction.atomic
+def data_corrections_discard(*, account_id: uuid.UUID, correction_ids: Sequence[uuid.UUID | str]) -> int:
+    """Give up on OPEN corrections (kept, marked DISCARDED). Returns how many were discarded."""
+    now = utc_now()
+    open_ones = [c for c in _locked(account_id, correction_ids) if c.status == DataCorrection.Status.OPEN]
+    for correction in open_ones:
+        _resolve(correction, DataCorrection.Status.DISCARDED, "Discarded by an operator.", now)
+    DataCorrection.objects.bulk_update(open_ones, ["status", "message", "updated_at", "resolved_at"])
+    return len(open_ones)
