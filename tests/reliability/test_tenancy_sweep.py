@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -27,96 +26,16 @@ from django.test import Client
 
 from accounts import services as account_services
 from accounts.models import Account
-from notifications import services as notification_services
-from notifications.models import EventType
 from parameters import services as parameter_services
 from streams import services as stream_services
-from streams.engine import services as engine_services
 from tests.conftest import client_for
-from tests.metering.factories import make_meter, make_meter_type, meter_type_body
+from tests.metering.factories import make_meter_type, meter_type_body
+from tests.reliability.resources import FACTORIES, resource_url
 from tests.streams.engine.conftest import chain
 
 pytestmark = pytest.mark.django_db
 
 METHODS = ("get", "post", "put", "patch", "delete")
-ACTOR = {"type": "client", "id": "tenancy-sweep"}
-
-
-@dataclass
-class Resource:
-    """What a factory made in an account: the path parameters that address it, the query a call
-    needs besides them, and every identifier that must never show up in another account's answers."""
-
-    path: dict[str, str]
-    query: dict[str, list[str]] = field(default_factory=dict)
-    identifiers: set[str] = field(default_factory=set)
-
-
-# --- Factories: one per resource path of the schema ----------------------------------------------
-
-
-def _unique() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-def _meter_type(account: Account) -> Resource:
-    meter_type = make_meter_type(account, name=f"Tenancy {_unique()}", external_ref=f"ref-{_unique()}")
-    return Resource(path={"id": str(meter_type.pk)}, identifiers={str(meter_type.pk)})
-
-
-def _meter(account: Account) -> Resource:
-    meter_type = make_meter_type(account, name=f"Metered {_unique()}")
-    meter = make_meter(meter_type, user_id=f"user-{_unique()}@example.com")
-    return Resource(path={"id": str(meter.pk)}, identifiers={str(meter.pk), str(meter_type.pk)})
-
-
-def _notification_endpoint(account: Account) -> Resource:
-    # A public IP literal: registered without DNS, never called by these tests.
-    endpoint, _secret = notification_services.notification_endpoint_create(
-        account=account, url=f"https://93.184.215.14/hooks/{_unique()}", event_types=EventType.values)
-    return Resource(path={"id": str(endpoint.pk)}, identifiers={str(endpoint.pk)})
-
-
-def _parameter(account: Account) -> Resource:
-    name = f"tenancy/{_unique()}/api-key"
-    parameter_services.parameter_create(account=account, name=name, type="standard", value="tenant-value")
-    return Resource(path={"name": name}, identifiers={name})
-
-
-def _stream(account: Account) -> Resource:
-    solution = stream_services.solution_create(account=account, name=f"Solution {_unique()}")
-    config = chain(("count", "meter", {"meterKey": f"key-{_unique()}"}), name=f"Stream {_unique()}")
-    config["tag"] = "v1"
-    stream = stream_services.stream_import(account=account, solution_id=str(solution.pk), stream_config=config,
-                                           actor=ACTOR).stream
-    return Resource(path={"id": str(stream.pk)}, identifiers={str(stream.pk), str(solution.pk)})
-
-
-def _aggregation_session(account: Account) -> Resource:
-    store_id = str(uuid.uuid4())
-    solution = stream_services.solution_create(account=account, name=f"Sessions {_unique()}")
-    config = chain(("sessions", "scriptAggregator", {
-        "storeId": store_id, "keyFields": ["chargerId"], "timeoutSeconds": 3600,
-        "script": "{'kwh': (has(session.kwh) ? session.kwh : 0.0) + record.kwh}"}), name=f"Sessions {_unique()}")
-    stream = stream_services.stream_import(account=account, solution_id=str(solution.pk), stream_config=config,
-                                           actor=ACTOR).stream
-    engine_services.stream_run_execute(stream_id=stream.pk, records=[{"chargerId": "c1", "kwh": 2.5}])
-    return Resource(path={"id": store_id}, query={"fieldValues": ["c1"]}, identifiers={store_id, str(stream.pk)})
-
-
-FACTORIES: dict[str, Callable[[Account], Resource]] = {
-    "/meter-types/{id}": _meter_type,
-    "/meters/{id}": _meter,
-    "/meters/{id}/records": _meter,
-    "/notification-endpoints/{id}": _notification_endpoint,
-    "/notification-endpoints/{id}/deliveries": _notification_endpoint,
-    "/parameters/{name}": _parameter,
-    "/streams/{id}": _stream,
-    "/streams/{id}/export": _stream,
-    "/streams/{id}/versions": _stream,
-    "/streams/{id}/preview": _stream,
-    "/aggregation/stores/{id}/sessions/lookup": _aggregation_session,
-}
 
 
 # --- Bodies: every operation that takes one ------------------------------------------------------
@@ -204,13 +123,6 @@ def _assert_json_error(response, status: int) -> dict:
     return body
 
 
-def _url(template: str, resource: Resource) -> str:
-    url = template
-    for name, value in resource.path.items():
-        url = url.replace("{" + name + "}", value)
-    return url
-
-
 def _call(client, method: str, url: str, body: dict | None = None, query: dict | None = None):
     if query:
         url += "?" + "&".join(f"{name}={value}" for name, values in query.items() for value in values)
@@ -269,7 +181,7 @@ def test_another_accounts_resources_are_404_for_every_method_and_change_nothing(
         if "{" not in template:
             continue
         resource = world["theirs"][template]
-        url = _url(template, resource)
+        url = resource_url(template, resource)
         for method in sorted(methods, key=("get", "post", "patch", "put", "delete").index):
             body = BODIES[(method, template)](world["mine"], world["their_refs"]) \
                 if (method, template) in BODIES else None
@@ -295,7 +207,7 @@ def test_the_owner_reaches_every_resource_with_every_method(world):
         for method in sorted(methods, key=("get", "post", "patch", "put", "delete").index):
             mine = {**world["mine"]}
             body = BODIES[(method, template)](mine, world["their_refs"]) if (method, template) in BODIES else None
-            response = _call(world["a"], method, _url(template, resource), body, resource.query)
+            response = _call(world["a"], method, resource_url(template, resource), body, resource.query)
             assert response.status_code < 400, (method, template, response.content[:300])
 
 
@@ -359,7 +271,7 @@ def test_unknown_body_fields_are_refused_or_ignored_never_stored(world):
     b_account = Account.objects.get(pk=world["b_id"])
     for (method, template), make_body in BODIES.items():
         # A write to a resource goes to B's own one, made now with the same factory.
-        url = _url(template, FACTORIES[template](b_account)) if template in FACTORIES else template
+        url = resource_url(template, FACTORIES[template](b_account)) if template in FACTORIES else template
         body = make_body(world["mine"], world["their_refs"])
         for name, value in INJECTED.items():
             injected = {**body, name: str(world["a_id"]) if value is None else value}
