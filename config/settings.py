@@ -208,7 +208,9 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Usage metering API",
-    "DESCRIPTION": "Usage Engine CE compatible REST API, Amberflo-compatible metering API and billing report-usage API.",
+    "DESCRIPTION": "Usage Engine CE compatible REST API, Amberflo-compatible metering API and billing report-usage API."
+                   " Every answer is JSON; every error is {code, message, details}. Strings may not hold a null"
+                   " character or a lone surrogate, in a path, a query or a body: 400 (PostgreSQL cannot store them).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

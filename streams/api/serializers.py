@@ -65,17 +65,22 @@ NODE_GROUP_SCHEMA = {
 }
 
 
-@extend_schema_field({"type": "array", "items": NODE_SCHEMA, "maxItems": MAX_NODES})
+NODES_SCHEMA = {"type": "array", "items": NODE_SCHEMA, "maxItems": MAX_NODES}
+EDGES_SCHEMA = {"type": "array", "items": EDGE_SCHEMA, "maxItems": MAX_EDGES, "nullable": True}
+NODE_GROUPS_SCHEMA = {"type": "array", "items": NODE_GROUP_SCHEMA, "maxItems": MAX_NODES, "nullable": True}
+
+
+@extend_schema_field(NODES_SCHEMA)
 class NodesField(serializers.JSONField):
     pass
 
 
-@extend_schema_field({"type": "array", "items": EDGE_SCHEMA, "maxItems": MAX_EDGES, "nullable": True})
+@extend_schema_field(EDGES_SCHEMA)
 class EdgesField(serializers.JSONField):
     pass
 
 
-@extend_schema_field({"type": "array", "items": NODE_GROUP_SCHEMA, "maxItems": MAX_NODES, "nullable": True})
+@extend_schema_field(NODE_GROUPS_SCHEMA)
 class NodeGroupsField(serializers.JSONField):
     pass
 
@@ -145,9 +150,58 @@ class StreamSerializer(serializers.Serializer):
 STREAM_FIELDS = tuple(StreamSerializer().fields)
 
 
+def _without_required(schema):
+    """A JSON Schema where no property is required, at any depth (what a ``fields`` projection answers)."""
+    if isinstance(schema, dict):
+        return {key: _without_required(value) for key, value in schema.items() if key != "required"}
+    if isinstance(schema, list):
+        return [_without_required(item) for item in schema]
+    return schema
+
+
+@extend_schema_field(_without_required(NODES_SCHEMA))
+class NodesProjectionField(NodesField):
+    pass
+
+
+@extend_schema_field(_without_required(EDGES_SCHEMA))
+class EdgesProjectionField(EdgesField):
+    pass
+
+
+@extend_schema_field(_without_required(NODE_GROUPS_SCHEMA))
+class NodeGroupsProjectionField(NodeGroupsField):
+    pass
+
+
+class ActorProjectionSerializer(ActorSerializer):
+    def get_fields(self):
+        fields = super().get_fields()
+        for field_ in fields.values():
+            field_.required = False
+        return fields
+
+
+class StreamProjectionSerializer(StreamSerializer):
+    """A stream as GET answers it: every field, or with ``fields`` only those asked for (and, in
+    nested objects, only the nested fields asked for), so the schema requires none of them."""
+
+    createdBy = ActorProjectionSerializer(source="created_by")
+    edges = EdgesProjectionField()
+    nodeGroups = NodeGroupsProjectionField(source="node_groups")
+    nodes = NodesProjectionField()
+    updatedBy = ActorProjectionSerializer(source="updated_by")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for field_ in fields.values():
+            field_.required = False
+        return fields
+
+
 class StreamListSerializer(serializers.Serializer):
     nextCursor = serializers.CharField(required=False, help_text="Absent on the last page.")
-    streams = StreamSerializer(many=True)
+    streams = StreamProjectionSerializer(many=True)
 
 
 class StreamVersionListSerializer(serializers.Serializer):

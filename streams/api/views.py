@@ -25,6 +25,7 @@ from streams.api.serializers import (
     StreamListSerializer,
     StreamPreviewResponseSerializer,
     StreamPreviewSerializer,
+    StreamProjectionSerializer,
     StreamSerializer,
     StreamVersionListSerializer,
     fields_parse,
@@ -116,7 +117,7 @@ class StreamViewSet(AccountScopedViewSet):
         operation_id="streams_retrieve",
         summary="Get stream",
         parameters=[ID_PARAMETER, FIELDS_PARAMETER, TAG_PARAMETER],
-        responses={200: StreamSerializer, **_errors(404)},
+        responses={200: StreamProjectionSerializer, **_errors(404)},
     )
     def retrieve(self, request, *args, **kwargs):
         fields = fields_parse(request.query_params.get("fields"))
