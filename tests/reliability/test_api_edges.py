@@ -164,3 +164,15 @@ def test_the_schema_describes_what_the_api_answers_and_takes(client):
     assert paths["/streams"]["get"]["responses"]["503"]["headers"]["Retry-After"]["required"] is True
     assert {paths["/parameters"]["get"]["operationId"], paths["/parameters/{name}"]["get"]["operationId"]} == {
         "parameters_list", "parameters_retrieve"}
+    # GET /streams?fields=cas answers {"cas": 1} per stream: the projected stream requires no field.
+    projected = components["StreamProjection"]
+    assert "required" not in projected and "required" not in projected["properties"]["nodes"]["items"]
+    assert components["Stream"]["required"][:3] == ["annotation", "cas", "createdAt"]
+
+
+def test_a_projected_stream_answers_only_the_fields_asked_for(api, account):
+    solution = stream_services.solution_create(account=account, name="Projection")
+    stream_services.stream_import(account=account, solution_id=str(solution.pk), stream_config=chain(name="P"),
+                                  actor={"type": "client", "id": "edges"})
+    assert api.get("/streams?fields=cas,nodes.name").json() == {
+        "streams": [{"cas": 1, "nodes": [{"name": "In"}]}]}
