@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,21 +32,29 @@ class ResourceRef:
         return Q(resource_type=self.resource_type, resource_id=self.resource_id)
 
 
+# One reference: <resourceType>:<resourceId>, the id without spaces, control characters or commas.
+RESOURCE_REF = rf"(?:{'|'.join(ResourceType.values)}):[^\x00-\x20\x7f,]+"
+# One ``resourceRefs`` value: references separated by commas (or none), as the schema says it.
+RESOURCE_REFS_PATTERN = rf"^(?:{RESOURCE_REF}(?:,{RESOURCE_REF})*)?$"
+_RESOURCE_REF_RE = re.compile(RESOURCE_REF)
+
+
 def resource_refs_parse(values: Iterable[str]) -> list[ResourceRef]:
-    """``["onlineCollector:8a76…", "meterKey:*"]`` (repeated parameters, or comma-separated)."""
+    """``["onlineCollector:8a76…", "meterKey:*"]`` (repeated parameters, or comma-separated).
+    An empty value (``?resourceRefs=``) filters nothing."""
     refs: list[ResourceRef] = []
     for value in values:
+        if value == "":
+            continue
         for item in value.split(","):
-            if not item.strip():
-                continue  # ``?resourceRefs=`` filters nothing
-            resource_type, separator, resource_id = item.strip().partition(":")
-            if not separator or resource_type not in ResourceType.values or not resource_id.strip():
+            if not _RESOURCE_REF_RE.fullmatch(item):
                 raise ValidationFailed.for_field(
                     "resourceRefs",
-                    f"'{item.strip()}' is not <resourceType>:<resourceId> with resourceType one of "
-                    f"{', '.join(ResourceType.values)} (resourceId * for any).",
+                    f"'{item}' is not <resourceType>:<resourceId> with resourceType one of "
+                    f"{', '.join(ResourceType.values)} (resourceId * for any; no spaces).",
                 )
-            refs.append(ResourceRef(resource_type, resource_id.strip()))
+            resource_type, _, resource_id = item.partition(":")
+            refs.append(ResourceRef(resource_type, resource_id))
     return refs
 
 

@@ -18,7 +18,7 @@ from config.api.schema import ERROR_RESPONSES
 class TokenRequestSerializer(serializers.Serializer):
     client_id = serializers.CharField()
     client_secret = serializers.CharField()
-    grant_type = serializers.CharField()
+    grant_type = serializers.ChoiceField(choices=["client_credentials"])
     audience = serializers.CharField(required=False)
     scope = serializers.CharField(required=False)
 

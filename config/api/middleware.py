@@ -10,6 +10,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
 from config.api.errors import PayloadTooLarge, error_response, exception_to_response
+from config.api.parsers import NULL_CHARACTER_MESSAGE
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,11 @@ class ApiErrorMiddleware:
                 # The body is not read; tell the client the connection will not be reused.
                 response["Connection"] = "close"
                 return response
+            null_characters = _null_character_fields(request)
+            if null_characters:
+                # PostgreSQL cannot compare or store "\x00": refuse it here rather than as a 500 in a query.
+                return error_response(400, "VALIDATION_ERROR", NULL_CHARACTER_MESSAGE,
+                                      [{"field": name, "message": NULL_CHARACTER_MESSAGE} for name in null_characters])
         response = self.get_response(request)
         if api and response.status_code >= 400 and not _is_json(response):
             response = error_response(response.status_code, headers=_kept_headers(response))
@@ -54,6 +60,15 @@ class ApiErrorMiddleware:
             logger.exception("unhandled error on %s", request.path, exc_info=exception)
             response = error_response(500)
         return response
+
+
+def _null_character_fields(request: HttpRequest) -> list[str]:
+    """The path (``"path"``) and query parameters whose decoded text holds a null character."""
+    fields = ["path"] if "\x00" in request.path else []
+    if "%00" in request.META.get("QUERY_STRING", ""):
+        fields += [name or "query" for name, values in request.GET.lists()
+                   if "\x00" in name or any("\x00" in value for value in values)]
+    return fields
 
 
 def _is_json(response: HttpResponse) -> bool:

@@ -11,20 +11,21 @@ from config.api.principal import Principal
 
 def required_scopes_for(view, request) -> tuple[str, ...]:
     """``view.required_scopes`` maps a viewset action (or HTTP method) to the accepted scopes."""
+    method = request.method.upper()
+    if method == "OPTIONS":
+        return ()  # the resource's methods (config.api.metadata): a valid token, no scope
     getter = getattr(view, "get_required_scopes", None)
     if getter is not None:
         return tuple(getter(request))
     mapping = getattr(view, "required_scopes", None) or {}
     action = getattr(view, "action", None)
     action_map = getattr(view, "action_map", None)
-    if action_map is not None and action is None:
-        if request.method.upper() == "OPTIONS":
-            return ()
-        # Not a method this route answers: let DRF say 405 rather than 403.
+    if (action_map is not None and action is None) or (action_map is None and not hasattr(view, method.lower())):
+        # Not a method this route answers: 405 (with Allow), not 403 for a scope nobody could hold.
         raise MethodNotAllowed(request.method)
     scopes = mapping.get(action) if action else None
     if scopes is None:
-        scopes = mapping.get(request.method.upper(), mapping.get("*"))
+        scopes = mapping.get(method, mapping.get("*"))
     if scopes is None:
         raise InsufficientScope("This endpoint declares no scope; access is refused.")
     return tuple(scopes)

@@ -1,9 +1,23 @@
-"""OpenAPI helpers: the shared error body and per-status error responses."""
+"""OpenAPI helpers: the shared error body, per-status error responses and the API's own AutoSchema.
+
+``ApiAutoSchema`` (``DEFAULT_SCHEMA_CLASS``) documents, on every operation, the statuses the shared
+conventions of ``config/api`` can answer whatever the view does (401/403 from authentication and
+scopes, 404 for an id in the path, 400/415 for query parameters and bodies, 413 from the body limit,
+429 from rate limits, 500/503), so a view declares only its own (409, 404 of a lookup…) and a new
+endpoint cannot forget one.
+"""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import is_list_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
+
+from config.api.pagination import MAX_LIMIT, MAX_SKIP
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -26,6 +40,7 @@ _DESCRIPTIONS = {
     405: "Method not allowed.",
     409: "Conflict.",
     413: "Request body too large.",
+    415: "Unsupported media type: send Content-Type: application/json.",
     429: "Too many requests (Retry-After and RateLimit-* headers).",
     500: "Unexpected internal error.",
     503: "A dependency is unavailable (Retry-After).",
@@ -38,3 +53,102 @@ def ERROR_RESPONSES(*statuses: int) -> dict[int, OpenApiResponse]:  # noqa: N802
 
 # The statuses every authenticated endpoint can answer besides its own.
 COMMON_STATUSES = (400, 401, 403, 413, 429, 500, 503)
+
+# Headers the shared conventions put on an answer (``config.api.ratelimit``, ``config.api.errors``).
+_RETRY_AFTER = {
+    "description": "Seconds to wait before retrying.",
+    "required": True,
+    "schema": {"type": "string", "pattern": r"^[0-9]+$"},
+}
+_RESPONSE_HEADERS = {
+    "429": {
+        "Retry-After": _RETRY_AFTER,
+        "RateLimit-Limit": {"description": "The bucket's burst.", "schema": {"type": "string"}},
+        "RateLimit-Remaining": {"description": "Requests left in the bucket.", "schema": {"type": "string"}},
+        "RateLimit-Reset": {"description": "Seconds until a request is allowed.", "schema": {"type": "string"}},
+    },
+    "503": {"Retry-After": _RETRY_AFTER},
+}
+
+
+def implied_error_statuses(operation: dict[str, Any]) -> set[int]:
+    """The statuses ``config/api`` can answer for this operation, whatever its view does."""
+    statuses = {413, 429, 500, 503}  # body limit (middleware), rate limits, unexpected error, dependency down
+    if any(requirement for requirement in operation.get("security") or []):
+        statuses |= {401, 403}  # no or bad credentials; missing scope, X-Account-Id mismatch
+    locations = {parameter.get("in") for parameter in operation.get("parameters") or []}
+    if "path" in locations:
+        statuses.add(404)  # unknown, malformed or another account's id
+    if "query" in locations or "header" in locations:
+        statuses.add(400)
+    if operation.get("requestBody"):
+        statuses |= {400, 415}  # malformed or invalid body; a Content-Type no parser takes
+    return statuses
+
+
+class ApiAutoSchema(AutoSchema):
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request":
+            from config.api.serializers import StrictSerializerMixin
+
+            if isinstance(serializer, StrictSerializerMixin) or getattr(serializer, "refuses_unknown_fields", False):
+                schema["additionalProperties"] = False  # unknown fields are a 400, never stored
+            one_of_required = getattr(serializer, "requires_one_of", None)
+            if one_of_required:
+                schema["anyOf"] = [{"required": [name]} for name in one_of_required]
+        return schema
+
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        schema, required = super()._get_request_for_media_type(serializer, direction)
+        # A body that must name one of several optional fields cannot be left out either.
+        return schema, required or bool(getattr(serializer, "requires_one_of", None))
+
+    def _is_list_view(self, serializer=None) -> bool:
+        # AccountScopedViewSet.list answers ``{list_key: [...]}``, an object: never wrap it in an array.
+        from config.api.viewsets import AccountScopedViewSet
+
+        if isinstance(self.view, AccountScopedViewSet) and not is_list_serializer(serializer):
+            return False
+        return super()._is_list_view(serializer)
+
+    def get_operation_id(self) -> str:
+        operation_id = super().get_operation_id()
+        # _is_list_view is False for our wrapped lists, which would name list and retrieve alike.
+        if getattr(self.view, "action", None) == "list" and operation_id.endswith("_retrieve"):
+            operation_id = operation_id.removesuffix("_retrieve") + "_list"
+        return operation_id
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        if operation is None:
+            return None
+        responses = operation["responses"]
+        for status in sorted(implied_error_statuses(operation)):
+            code = str(status)
+            if code not in responses:
+                responses[code] = self._get_response_for_code(
+                    OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[status]), code)
+        for code, headers in _RESPONSE_HEADERS.items():
+            if code in responses:
+                responses[code].setdefault("headers", {}).update(headers)
+        operation["responses"] = dict(sorted(responses.items()))
+        return operation
+
+
+def page_parameters(sort_fields: dict[str, str] | None = None, default_sort: str | None = None,
+                    ) -> list[OpenApiParameter]:
+    """``limit``/``skip`` (and ``sortBy``/``sortOrder``) exactly as ``config.api.pagination`` checks them."""
+    parameters = [
+        OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                         description=f"Items to return, 1 to {MAX_LIMIT} (default 20)."),
+        OpenApiParameter("skip", {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
+                         description="Items to skip (default 0)."),
+    ]
+    if sort_fields is not None:
+        parameters += [
+            OpenApiParameter("sortBy", OpenApiTypes.STR, enum=sorted(sort_fields),
+                             description=f"Sort field (default {default_sort})."),
+            OpenApiParameter("sortOrder", OpenApiTypes.STR, enum=["ASC", "DESC"], description="Default ASC."),
+        ]
+    return parameters

@@ -46,6 +46,10 @@ class ApiModelSerializer(serializers.ModelSerializer):
 class StrictSerializerMixin:
     """Rejects unknown body fields (``accountId``, counters…) instead of ignoring them silently."""
 
+    # The schema says it too (``additionalProperties: false``, config.api.schema.ApiAutoSchema).
+    # Field names of which a body must hold at least one (the schema's ``anyOf`` of ``required``).
+    requires_one_of: tuple[str, ...] = ()
+
     def to_internal_value(self, data):
         if isinstance(data, dict):
             known = {name for name, field in self.fields.items() if not field.read_only}

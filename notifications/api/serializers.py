@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api.serializers import ApiModelSerializer, StrictSerializerMixin, TimestampField
@@ -28,11 +29,16 @@ class NotificationEndpointCreatedSerializer(NotificationEndpointSerializer):
         read_only_fields = fields
 
 
+@extend_schema_field({"type": "string", "maxLength": 2048, "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://\S+$"})
+class UrlField(serializers.CharField):
+    """Checked by ``notifications.outbound.validate_target_url`` (scheme, host, public addresses)."""
+
+
 class NotificationEndpointWriteSerializer(StrictSerializerMixin, serializers.Serializer):
     """Body of POST (url required) and PATCH (every field optional) /notification-endpoints.
     Unknown fields are refused."""
 
-    url = serializers.CharField(max_length=2048, help_text="http(s) URL on a public address.")
+    url = UrlField(max_length=2048, help_text="http(s) URL on a public address.")
     eventTypes = serializers.ListField(  # noqa: N815
         child=serializers.ChoiceField(choices=EventType.choices), source="event_types", min_length=1,
         max_length=len(EventType.choices) * 2, required=False,

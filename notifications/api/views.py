@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from accounts.models import Account
 from config.api.errors import ValidationFailed
 from config.api.pagination import paginate, sort_queryset
-from config.api.schema import ERROR_RESPONSES
+from config.api.schema import ERROR_RESPONSES, page_parameters
 from config.api.viewsets import AccountScopedViewSet
 from notifications import selectors, services
 from notifications.api.serializers import (
@@ -25,17 +25,14 @@ READ = ["usage-metering:read:notifications"]
 WRITE = ["usage-metering:write:notifications"]
 TAGS = ["Notifications"]
 RATE = "Rate limit: 20/s per client, burst 10."
-PAGING = [
-    OpenApiParameter("limit", int, description="1 to 100, default 20."),
-    OpenApiParameter("skip", int, description="Items to skip, default 0."),
-    OpenApiParameter("sortOrder", str, enum=["ASC", "DESC"]),
-]
+ENDPOINT_SORT = {"createdAt": "created_at", "updatedAt": "updated_at", "url": "url"}
+DELIVERY_SORT = {"createdAt": "created_at", "updatedAt": "updated_at"}
 
 
 @extend_schema_view(
     list=extend_schema(
         operation_id="listNotificationEndpoints", tags=TAGS,
-        parameters=[*PAGING, OpenApiParameter("sortBy", str, enum=["createdAt", "updatedAt", "url"])],
+        parameters=page_parameters(ENDPOINT_SORT, "createdAt"),
         responses={200: inline_serializer("NotificationEndpointList", {
             "notificationEndpoints": NotificationEndpointSerializer(many=True)}),
             **ERROR_RESPONSES(400, 401, 403, 413, 429, 500, 503)},
@@ -66,7 +63,7 @@ PAGING = [
     ),
     deliveries=extend_schema(
         operation_id="listNotificationDeliveries", tags=TAGS,
-        parameters=[*PAGING, OpenApiParameter("sortBy", str, enum=["createdAt", "updatedAt"]),
+        parameters=[*page_parameters(DELIVERY_SORT, "createdAt"),
                     OpenApiParameter("status", str, enum=Delivery.Status.values)],
         responses={200: inline_serializer("NotificationDeliveryList", {"deliveries": DeliverySerializer(many=True)}),
                    **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)},
@@ -77,7 +74,7 @@ class NotificationEndpointViewSet(AccountScopedViewSet):
     queryset = NotificationEndpoint.objects.all()
     serializer_class = NotificationEndpointSerializer
     list_key = "notificationEndpoints"
-    sort_fields = {"createdAt": "created_at", "updatedAt": "updated_at", "url": "url"}
+    sort_fields = ENDPOINT_SORT
     not_found_code = "NOTIFICATION_ENDPOINT_NOT_FOUND"
     not_found_message = "Notification endpoint not found."
     required_scopes = {"list": READ, "retrieve": READ, "deliveries": READ,
@@ -120,6 +117,6 @@ class NotificationEndpointViewSet(AccountScopedViewSet):
                 raise ValidationFailed.for_field("status", f"status must be one of: {', '.join(Delivery.Status.values)}.")
             queryset = queryset.filter(status=wanted)
         queryset = sort_queryset(queryset, request.query_params,
-                                 fields={"createdAt": "created_at", "updatedAt": "updated_at"}, default="createdAt")
+                                 fields=DELIVERY_SORT, default="createdAt")
         page = paginate(queryset, request.query_params)
         return Response({"deliveries": DeliverySerializer(page, many=True).data})

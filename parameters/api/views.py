@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from config.api.schema import ERROR_RESPONSES, ErrorSerializer
+from config.api.schema import ERROR_RESPONSES, ApiAutoSchema, ErrorSerializer, page_parameters
 from config.api.viewsets import AccountScopedViewSet
 from parameters import services
 from parameters.api.serializers import (
@@ -23,7 +22,7 @@ from parameters.api.serializers import (
 from parameters.models import Parameter
 
 
-class DeleteWithBodySchema(AutoSchema):
+class DeleteWithBodySchema(ApiAutoSchema):
     """drf-spectacular documents request bodies for PUT/PATCH/POST only; DELETE /parameters has one."""
 
     def _get_request_body(self, direction="request"):
@@ -40,12 +39,9 @@ NAME_PATH_PARAMETER = OpenApiParameter(
     "name", OpenApiTypes.STR, OpenApiParameter.PATH,
     description="The parameter's full name; it may contain slashes (credentials/payment-gateway/api-key).",
 )
+SORT_FIELDS = {"name": "name", "description": "description", "updatedAt": "updated_at"}
 LIST_PARAMETERS = [
-    OpenApiParameter("limit", OpenApiTypes.INT, description="1-100 (default 20)."),
-    OpenApiParameter("skip", OpenApiTypes.INT, description="How many parameters to skip (default 0)."),
-    OpenApiParameter("sortBy", OpenApiTypes.STR, enum=["name", "description", "updatedAt"],
-                     description="Sort field (default name)."),
-    OpenApiParameter("sortOrder", OpenApiTypes.STR, enum=["ASC", "DESC"], description="Default ASC."),
+    *page_parameters(SORT_FIELDS, "name"),
     OpenApiParameter("name", OpenApiTypes.STR, description="Full or partial name (case-insensitive)."),
 ]
 
@@ -57,7 +53,7 @@ class ParameterViewSet(AccountScopedViewSet):
     serializer_class = ParameterSerializer
     schema = DeleteWithBodySchema()
     list_key = "parameters"
-    sort_fields = {"name": "name", "description": "description", "updatedAt": "updated_at"}
+    sort_fields = SORT_FIELDS
     default_sort = "name"
     lookup_field = "name"
     lookup_value_is_uuid = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -9,48 +10,93 @@ from rest_framework import serializers
 
 from config.api.errors import ValidationFailed
 from config.api.serializers import StrictSerializerMixin, TimestampField
+from streams.config import (
+    DESCRIPTION_MAX_LENGTH,
+    MAX_EDGES,
+    MAX_NODES,
+    NAME_MAX_LENGTH,
+    NODE_ID_PATTERN,
+    PROCESSING_TYPES,
+    SUPPORTED_SCHEMA_VERSIONS,
+    TAG_PATTERN,
+)
 from streams.nodes import NODE_TYPES
 
 # --- Documentation shapes of the JSON parts (nodes, edges, groups) --------------------------------
 
 
-class NodeDocSerializer(serializers.Serializer):
-    id = serializers.CharField(help_text="Unique in the stream; edges refer to it.")
-    name = serializers.CharField()
-    type = serializers.ChoiceField(choices=list(NODE_TYPES))
-    config = serializers.DictField(help_text="The node type's settings; see docs/streams.md.")
-    description = serializers.CharField(required=False)
-    position = serializers.DictField(required=False, help_text="{x, y} for drawing.")
+# Raw JSON Schema, so the schema says exactly what ``streams.config.stream_config_parse`` checks (a
+# node's ``config`` depends on its type and is checked by ``streams.nodes``: see docs/streams.md).
+_ID_SCHEMA = {"type": "string", "pattern": NODE_ID_PATTERN.pattern}
+NODE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "name", "type"],
+    "properties": {
+        "id": {**_ID_SCHEMA, "description": "Unique in the stream; edges refer to it."},
+        "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"\S"},
+        "type": {"type": "string", "enum": list(NODE_TYPES)},
+        "config": {"type": "object", "additionalProperties": True,
+                   "description": "The node type's settings (see docs/streams.md); checked for the type."},
+        "description": {"type": "string"},
+        "position": {"type": "object", "nullable": True, "additionalProperties": False,
+                     "properties": {"x": {"type": "number"}, "y": {"type": "number"}},
+                     "description": "{x, y} for drawing."},
+    },
+}
+EDGE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["source", "target"],
+    "properties": {
+        "source": {"type": "string", "description": "Node id records come from."},
+        "target": {"type": "string", "description": "Node id records go to."},
+    },
+}
+NODE_GROUP_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id"],
+    "properties": {
+        "id": _ID_SCHEMA,
+        "name": {"type": "string", "maxLength": 100},
+        "nodeIds": {"type": "array", "items": {"type": "string"}},
+    },
+}
 
 
-class EdgeDocSerializer(serializers.Serializer):
-    source = serializers.CharField(help_text="Node id records come from.")
-    target = serializers.CharField(help_text="Node id records go to.")
+NODES_SCHEMA = {"type": "array", "items": NODE_SCHEMA, "maxItems": MAX_NODES}
+EDGES_SCHEMA = {"type": "array", "items": EDGE_SCHEMA, "maxItems": MAX_EDGES, "nullable": True}
+NODE_GROUPS_SCHEMA = {"type": "array", "items": NODE_GROUP_SCHEMA, "maxItems": MAX_NODES, "nullable": True}
 
 
-class NodeGroupDocSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    name = serializers.CharField(required=False)
-    nodeIds = serializers.ListField(child=serializers.CharField())
-
-
-@extend_schema_field(NodeDocSerializer(many=True))
+@extend_schema_field(NODES_SCHEMA)
 class NodesField(serializers.JSONField):
     pass
 
 
-@extend_schema_field(EdgeDocSerializer(many=True))
+@extend_schema_field(EDGES_SCHEMA)
 class EdgesField(serializers.JSONField):
     pass
 
 
-@extend_schema_field(NodeGroupDocSerializer(many=True))
+@extend_schema_field(NODE_GROUPS_SCHEMA)
 class NodeGroupsField(serializers.JSONField):
     pass
 
 
-@extend_schema_field({"type": "object", "additionalProperties": True})
+@extend_schema_field({"type": "object", "additionalProperties": True, "nullable": True})
 class ObjectField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": NAME_MAX_LENGTH, "pattern": r"\S"})
+class StreamNameField(serializers.CharField):
+    pass
+
+
+@extend_schema_field({"type": "string", "pattern": TAG_PATTERN.pattern, "nullable": True})
+class TagField(serializers.CharField):
     pass
 
 
@@ -66,16 +112,18 @@ class ActorSerializer(serializers.Serializer):
 class StreamConfigSerializer(serializers.Serializer):
     """What an export answers and an import takes as ``streamConfig``."""
 
+    refuses_unknown_fields = True  # stream_config_parse refuses unknown keys (the schema says so)
+
     annotation = ObjectField(required=False, help_text="Free-form metadata (notes, layout).")
-    description = serializers.CharField(required=False, allow_blank=True, max_length=1024)
+    description = serializers.CharField(required=False, allow_blank=True, allow_null=True,
+                                        max_length=DESCRIPTION_MAX_LENGTH)
     edges = EdgesField(required=False)
-    name = serializers.CharField(max_length=200)
+    name = StreamNameField(max_length=NAME_MAX_LENGTH)
     nodeGroups = NodeGroupsField(required=False)
     nodes = NodesField()
-    processingType = serializers.ChoiceField(choices=["batch", "realtime"], required=False, default="batch")
-    schemaVersion = serializers.IntegerField(required=False, default=1)
-    tag = serializers.CharField(required=False, allow_null=True,
-                                help_text="When set, the import also saves a version with this tag.")
+    processingType = serializers.ChoiceField(choices=list(PROCESSING_TYPES), required=False, default="batch")
+    schemaVersion = serializers.ChoiceField(choices=list(SUPPORTED_SCHEMA_VERSIONS), required=False, default=1)
+    tag = TagField(required=False, allow_null=True, help_text="When set, the import also saves a version with this tag.")
 
 
 class StreamSerializer(serializers.Serializer):
@@ -102,9 +150,58 @@ class StreamSerializer(serializers.Serializer):
 STREAM_FIELDS = tuple(StreamSerializer().fields)
 
 
+def _without_required(schema):
+    """A JSON Schema where no property is required, at any depth (what a ``fields`` projection answers)."""
+    if isinstance(schema, dict):
+        return {key: _without_required(value) for key, value in schema.items() if key != "required"}
+    if isinstance(schema, list):
+        return [_without_required(item) for item in schema]
+    return schema
+
+
+@extend_schema_field(_without_required(NODES_SCHEMA))
+class NodesProjectionField(NodesField):
+    pass
+
+
+@extend_schema_field(_without_required(EDGES_SCHEMA))
+class EdgesProjectionField(EdgesField):
+    pass
+
+
+@extend_schema_field(_without_required(NODE_GROUPS_SCHEMA))
+class NodeGroupsProjectionField(NodeGroupsField):
+    pass
+
+
+class ActorProjectionSerializer(ActorSerializer):
+    def get_fields(self):
+        fields = super().get_fields()
+        for field_ in fields.values():
+            field_.required = False
+        return fields
+
+
+class StreamProjectionSerializer(StreamSerializer):
+    """A stream as GET answers it: every field, or with ``fields`` only those asked for (and, in
+    nested objects, only the nested fields asked for), so the schema requires none of them."""
+
+    createdBy = ActorProjectionSerializer(source="created_by")
+    edges = EdgesProjectionField()
+    nodeGroups = NodeGroupsProjectionField(source="node_groups")
+    nodes = NodesProjectionField()
+    updatedBy = ActorProjectionSerializer(source="updated_by")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for field_ in fields.values():
+            field_.required = False
+        return fields
+
+
 class StreamListSerializer(serializers.Serializer):
     nextCursor = serializers.CharField(required=False, help_text="Absent on the last page.")
-    streams = StreamSerializer(many=True)
+    streams = StreamProjectionSerializer(many=True)
 
 
 class StreamVersionListSerializer(serializers.Serializer):
@@ -146,21 +243,29 @@ class StreamImportResponseSerializer(serializers.Serializer):
 
 WHOLE = None  # in a fields tree: the field is asked for whole
 
+# A nested field name (a node config key, an annotation key…): letters, digits, "_" and "-".
+FIELD_NAME = r"[A-Za-z0-9_-]+"
+_FIELD_PATH = rf"(?:{'|'.join(STREAM_FIELDS)})(?:\.{FIELD_NAME})*"
+# The whole ``fields`` parameter, for the schema; ``fields_parse`` checks the same, item by item.
+FIELDS_PATTERN = rf"^(?:{_FIELD_PATH}(?:,{_FIELD_PATH})*)?$"
+_FIELD_NAME_RE = re.compile(FIELD_NAME)
+
 
 def fields_parse(raw: str | None) -> dict | None:
-    """``"name,nodes.name"`` → ``{"name": WHOLE, "nodes": {"name": WHOLE}}``; ``None``: every field.
+    """``"name,nodes.name"`` → ``{"name": WHOLE, "nodes": {"name": WHOLE}}``; ``None`` or ``""``: every field.
 
-    A field asked for whole (``nodes``) wins over its parts (``nodes.name``).
+    A field asked for whole (``nodes``) wins over its parts (``nodes.name``). Items are separated
+    by commas without spaces, as ``FIELDS_PATTERN`` says.
     """
-    if raw is None or not raw.strip():
+    if raw is None or raw == "":
         return None
     tree: dict = {}
     for item in raw.split(","):
-        path = item.strip().split(".")
-        if path == [""]:
-            continue
-        if any(not part for part in path):
-            raise ValidationFailed.for_field("fields", f"'{item.strip()}' is not a field path.")
+        path = item.split(".")
+        if any(not _FIELD_NAME_RE.fullmatch(part) for part in path):
+            raise ValidationFailed.for_field(
+                "fields", f"'{item}' is not a field path: names of letters, digits, _ or - joined by dots, "
+                          "items separated by commas without spaces.")
         if path[0] not in STREAM_FIELDS:
             raise ValidationFailed.for_field("fields", f"Unknown field '{path[0]}'; one of: {', '.join(STREAM_FIELDS)}.")
         node = tree
@@ -170,7 +275,7 @@ def fields_parse(raw: str | None) -> dict | None:
             node = node.setdefault(part, {})
         else:
             node[path[-1]] = WHOLE
-    return tree or None
+    return tree
 
 
 def project(value: Any, tree: dict | None) -> Any:

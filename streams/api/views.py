@@ -12,11 +12,12 @@ from rest_framework.views import APIView
 
 from accounts.models import Account
 from config.api.errors import ValidationFailed
-from config.api.pagination import MAX_LIMIT, page_from
-from config.api.schema import COMMON_STATUSES, ERROR_RESPONSES
+from config.api.pagination import page_from
+from config.api.schema import COMMON_STATUSES, ERROR_RESPONSES, page_parameters
 from config.api.viewsets import AccountScopedViewSet
 from streams import selectors, services
 from streams.api.serializers import (
+    FIELDS_PATTERN,
     SessionSerializer,
     StreamConfigSerializer,
     StreamImportResponseSerializer,
@@ -24,6 +25,7 @@ from streams.api.serializers import (
     StreamListSerializer,
     StreamPreviewResponseSerializer,
     StreamPreviewSerializer,
+    StreamProjectionSerializer,
     StreamSerializer,
     StreamVersionListSerializer,
     fields_parse,
@@ -34,23 +36,28 @@ from streams.engine import selectors as engine_selectors
 from streams.engine import services as engine_services
 from streams.models import Stream
 
+# TAG_PATTERN (streams.config) for the schema: "" is accepted as "no tag" too.
+TAG_SCHEMA_PATTERN = r"^(?:[A-Za-z0-9][A-Za-z0-9._+-]{0,99})?$"
 READ = ["stream-management:read:streams"]
 WRITE = ["stream-management:write:streams"]
 
 ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The stream's id.")
 TAG_PARAMETER = OpenApiParameter(
-    "tag", str, description="A version tag (e.g. v1.0.1); without it, the latest (autosaved) configuration."
+    "tag", {"type": "string", "pattern": TAG_SCHEMA_PATTERN},
+    description="A version tag (e.g. v1.0.1); without it, the latest (autosaved) configuration. "
+                "An unknown tag is 404.",
 )
 FIELDS_PARAMETER = OpenApiParameter(
-    "fields", str,
+    "fields", {"type": "string", "pattern": FIELDS_PATTERN},
     description="Comma-separated fields to include, dot notation for nested ones (e.g. name,nodes.name).",
 )
 RESOURCE_REFS_PARAMETER = OpenApiParameter(
-    "resourceRefs", str, many=True, explode=True,
+    "resourceRefs", {"type": "array", "items": {"type": "string", "pattern": selectors.RESOURCE_REFS_PATTERN}},
+    explode=True,
     description="<resourceType>:<resourceId>, repeated (OR-ed); types meterKey, onlineCollector, "
                 "scriptAggregationStore, dataAggregationStore; resourceId * for any (e.g. meterKey:*).",
 )
-LIMIT_PARAMETER = OpenApiParameter("limit", int, description=f"1 to {MAX_LIMIT} (default 20).")
+LIMIT_PARAMETER, SKIP_PARAMETER = page_parameters()
 
 
 def _errors(*statuses: int) -> dict:
@@ -80,7 +87,8 @@ class StreamViewSet(AccountScopedViewSet):
             FIELDS_PARAMETER,
             OpenApiParameter("name", str, description="Exact, case-sensitive stream name."),
             RESOURCE_REFS_PARAMETER,
-            OpenApiParameter("cursor", str, description="The nextCursor of the previous page."),
+            OpenApiParameter("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"},
+                             description="The nextCursor of the previous page (opaque)."),
             LIMIT_PARAMETER,
         ],
         responses={200: StreamListSerializer, **_errors()},
@@ -89,7 +97,7 @@ class StreamViewSet(AccountScopedViewSet):
         params = request.query_params
         fields = fields_parse(params.get("fields"))
         solution_id = None
-        if params.get("solutionId"):
+        if "solutionId" in params:
             try:
                 solution_id = uuid.UUID(params["solutionId"])
             except ValueError:
@@ -109,7 +117,7 @@ class StreamViewSet(AccountScopedViewSet):
         operation_id="streams_retrieve",
         summary="Get stream",
         parameters=[ID_PARAMETER, FIELDS_PARAMETER, TAG_PARAMETER],
-        responses={200: StreamSerializer, **_errors(404)},
+        responses={200: StreamProjectionSerializer, **_errors(404)},
     )
     def retrieve(self, request, *args, **kwargs):
         fields = fields_parse(request.query_params.get("fields"))
@@ -133,7 +141,7 @@ class StreamViewSet(AccountScopedViewSet):
         description="The stream's tagged versions, newest first.",
         parameters=[
             ID_PARAMETER,
-            OpenApiParameter("skip", int, description="Versions to skip."),
+            SKIP_PARAMETER,
             LIMIT_PARAMETER,
             RESOURCE_REFS_PARAMETER,
         ],

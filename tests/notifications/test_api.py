@@ -234,9 +234,10 @@ def test_openapi_documents_every_operation_and_status(client):
     paths = schema["paths"]
     expected = {
         ("/notification-endpoints", "get"): {"200", "400", "401", "403", "413", "429", "500", "503"},
-        ("/notification-endpoints", "post"): {"201", "400", "401", "403", "409", "413", "429", "500", "503"},
+        ("/notification-endpoints", "post"): {"201", "400", "401", "403", "409", "413", "415", "429", "500", "503"},
         ("/notification-endpoints/{id}", "get"): {"200", "401", "403", "404", "413", "429", "500", "503"},
-        ("/notification-endpoints/{id}", "patch"): {"200", "400", "401", "403", "404", "413", "429", "500", "503"},
+        ("/notification-endpoints/{id}", "patch"):
+            {"200", "400", "401", "403", "404", "413", "415", "429", "500", "503"},
         ("/notification-endpoints/{id}", "delete"): {"204", "401", "403", "404", "413", "429", "500", "503"},
         ("/notification-endpoints/{id}/deliveries", "get"):
             {"200", "400", "401", "403", "404", "413", "429", "500", "503"},

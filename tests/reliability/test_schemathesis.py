@@ -1,0 +1,200 @@
+"""Schemathesis against the service's own OpenAPI schema: every operation, every check, stateful too.
+
+The schema is loaded from ``/openapi.json`` through the WSGI application (``config.wsgi``), so a
+new endpoint is tested the moment it is in the schema: nothing here lists endpoints. Every request
+carries a bearer token holding every scope. Every built-in check runs (the registry is asked, so a
+check a later schemathesis adds runs too), in the examples, coverage and fuzzing phases and in the
+stateful phase (links inferred from the schema: create → get/patch/delete…).
+
+Two explicit, small tables are the only way to relax anything:
+
+- ``EXCLUDED_OPERATIONS``: operations of apps still being changed elsewhere, with the reason. An
+  exclusion of an operation that no longer exists fails the run, so the table cannot go stale.
+- ``SEMANTIC_400``: for a schema-valid request the API may answer 400 only when every error detail
+  names a field whose rule JSON Schema cannot express (a URL whose host must resolve to public
+  addresses, an opaque cursor, a stream graph without cycles…), or is a null character, which the
+  API refuses everywhere (its description says so once). Any other 400 to schema-valid data fails
+  ``positive_data_acceptance`` as usual.
+
+Bounded: a fixed seed, ``derandomize``, a few examples per operation; the file runs in well under
+two minutes on two shared cores. Rate limits stay off (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from contextlib import contextmanager
+
+import pytest
+import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, transaction
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.openapi.checks import RejectedPositiveData
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from accounts import services as account_services
+from config.wsgi import application
+from tests.conftest import issue_token, make_access
+from tests.reliability.resources import FACTORIES
+
+SEED = 20260701
+MAX_EXAMPLES = 25  # per operation, in the fuzzing phase (examples and coverage phases add their own)
+STATEFUL_EXAMPLES = 30
+STATEFUL_STEPS = 8
+
+# "METHOD /path" → why it is not tested yet. Only for apps not merged or being changed right now; each
+# entry names the failure it has (docs/reliability.md lists them with the request and the answer).
+METERING_WIP = "metering is being changed in another branch; "
+EXCLUDED_OPERATIONS: dict[str, str] = {
+    "GET /meter-types": METERING_WIP + "limit/skip documented without their bounds (limit=0 is a 400)",
+    "POST /meter-types": METERING_WIP + "timezone, resetSchedule.cron, activeFrom/To rules not in the schema",
+    "GET /meters": METERING_WIP + "limit/skip bounds; meterTypeId= (empty) accepted although a uuid",
+    "POST /meters": METERING_WIP + "meterTypeId and externalRef both accepted by the schema, refused together",
+}
+
+# "METHOD /path" → {regular expression a 400's detail field must match in full: the rule JSON Schema cannot say}.
+URL_RULE = "the host must resolve, and only to public addresses (DNS, at registration)"
+SEMANTIC_400: dict[str, dict[str, str]] = {
+    "POST /notification-endpoints": {"url": URL_RULE},
+    "PATCH /notification-endpoints/{id}": {"url": URL_RULE},
+    "GET /streams": {"cursor": "a nextCursor this endpoint returned (its content is opaque)"},
+    "PATCH /parameters/{name}": {"type": "the type cannot change: only the parameter's current type is accepted"},
+    "POST /streams/import": {
+        r"nodes\[\d+\]\.config(\..*)?": "a node's config is checked for its type (CEL compiles, fields exist…)",
+        r"nodes\[\d+\]\.id": "node ids are unique in the stream",
+        r"edges\[\d+\](\.source|\.target)?": "edges join existing nodes, once, inputs and outputs at the ends",
+        "edges": "the edges form no cycle",
+        r"nodeGroups\[\d+\]\.(id|nodeIds\[\d+\])": "group ids are unique; groups name existing nodes",
+    },
+}
+# A convention of every endpoint, said once in the API description (SPECTACULAR_SETTINGS) rather than
+# on every string: a null character is refused (400) wherever it is sent; PostgreSQL cannot store it.
+NULL_CHARACTER_MESSAGE = "Null characters are not allowed."
+
+load_all_checks()
+ALL_CHECKS = [check for check in CHECKS.get_all() if check is not positive_data_acceptance]
+EXAMPLES: Counter[str] = Counter()
+
+
+def _semantic_fields_only(case, response) -> bool:
+    """A 400 whose every detail is a rule of ``SEMANTIC_400`` for this operation, or a null character."""
+    allowed = SEMANTIC_400.get(f"{case.method.upper()} {case.path}", {})
+    if response.status_code != 400:
+        return False
+    try:
+        details = json.loads(response.content)["details"]
+    except (ValueError, KeyError, TypeError):
+        return False
+
+    def is_allowed(detail: dict) -> bool:
+        return detail["message"] == NULL_CHARACTER_MESSAGE or any(
+            re.fullmatch(pattern, detail["field"]) for pattern in allowed)
+
+    return bool(details) and all(is_allowed(detail) for detail in details)
+
+
+def positive_data_acceptance_beyond_json_schema(ctx, response, case):
+    """``positive_data_acceptance``, except for 400s that only name the fields of ``SEMANTIC_400``."""
+    try:
+        return positive_data_acceptance(ctx, response, case)
+    except RejectedPositiveData:
+        if _semantic_fields_only(case, response):
+            return None
+        raise
+
+
+CHECKS_TO_RUN = [*ALL_CHECKS, positive_data_acceptance_beyond_json_schema]
+
+
+def _config(bearer: dict[str, str]) -> schemathesis.Config:
+    return schemathesis.Config.from_dict({
+        "seed": SEED,
+        "headers": bearer,
+        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True},
+        "phases": {"stateful": {"max-steps": STATEFUL_STEPS}},
+    })
+
+
+@pytest.fixture
+def bearer(transactional_db) -> dict[str, str]:
+    """A token with every scope, for an account that holds one of every resource (so lists answer
+    real ids, which schemathesis reuses in the paths of later requests)."""
+    account = account_services.account_get_or_create(name="schemathesis")
+    for factory in dict.fromkeys(FACTORIES.values()):
+        factory(account)
+    access, secret = make_access(account, name="schemathesis")
+    return {"Authorization": f"Bearer {issue_token(access, secret)}"}
+
+
+def _is_excluded(ctx) -> bool:
+    return f"{ctx.operation.method.upper()} {ctx.operation.path}" in EXCLUDED_OPERATIONS
+
+
+@pytest.fixture
+def api_schema(bearer):
+    """The schema as /openapi.json serves it; every request carries ``bearer`` (schemathesis's config headers)."""
+    return schemathesis.openapi.from_wsgi("/openapi.json", application, config=_config(bearer))
+
+
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(func=_is_excluded)
+
+
+@schema.parametrize()
+@settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+def test_every_operation_passes_every_check(case):
+    response = case.call_and_validate(checks=CHECKS_TO_RUN)
+    EXAMPLES[f"{case.method.upper()} {case.path} {response.status_code}"] += 1
+
+
+@contextmanager
+def connection_kept_across_requests():
+    """Django closes a connection left in a transaction when a request starts or finishes (the WSGI
+    handler's close_old_connections); its test client turns that off, as this does, so that each
+    scenario can run inside one transaction the test rolls back."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+def test_stateful_sequences_pass_every_check(api_schema):
+    base = api_schema.exclude(func=_is_excluded).as_state_machine()
+
+    class Workflow(base):
+        """Each scenario starts from the same database: Hypothesis replays scenarios while it
+        explores, and a scenario that saw other rows (a list one item longer, a limit reached)
+        would draw differently the second time."""
+
+        def setup(self):
+            self.scenario = transaction.atomic()
+            self.scenario.__enter__()
+
+        def teardown(self):
+            transaction.set_rollback(True)
+            self.scenario.__exit__(None, None, None)
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            EXAMPLES[f"stateful: {case.method.upper()} {case.path} {response.status_code}"] += 1
+            case.validate_response(response, checks=CHECKS_TO_RUN, transport_kwargs=kwargs or None,
+                                   recorder=self.recorder)
+
+    with connection_kept_across_requests():
+        Workflow.run(settings=settings(max_examples=STATEFUL_EXAMPLES, stateful_step_count=STATEFUL_STEPS,
+                                       derandomize=True, deadline=None, database=None,
+                                       suppress_health_check=list(HealthCheck)))
+
+
+def test_exclusions_name_operations_that_exist(api_schema):
+    """An exclusion must point at a real operation, so it is removed when the endpoint changes."""
+    operations = {f"{method.upper()} {path}" for path, methods in api_schema.raw_schema["paths"].items()
+                  for method in methods if method in {"get", "post", "put", "patch", "delete"}}
+    assert set(EXCLUDED_OPERATIONS) <= operations
+    assert set(SEMANTIC_400) <= operations

@@ -1,0 +1,296 @@
+"""Tenancy sweep: another account's ids are 404 and change nothing, on every endpoint and method.
+
+The endpoints come from the service's own OpenAPI schema, so a new endpoint is swept the moment it
+exists. Account A gets one of every resource (``FACTORIES``, keyed by the schema's path); account B,
+holding every scope, then calls every method of every path that names a resource, with A's id or
+name: each call must be a JSON 404, and A's rows (every row of every model that belongs to an
+account) must be exactly as before. A path without a factory, or a body-taking operation without
+an entry in ``BODIES``, fails the sweep: the next endpoint cannot slip through untested.
+
+Also: B's lists (every GET without a path parameter, with A's ids in its uuid query parameters
+too) never show A's ids; and create/update bodies carrying fields the API does not take
+(``accountId``, ``id``, ``value``, ``cas``, ``numberOfMeters``, ``createdAt``…) are refused (400) or
+ignored, never stored: B's new or changed rows belong to B and hold none of the injected values.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.test import Client
+
+from accounts import services as account_services
+from accounts.models import Account
+from parameters import services as parameter_services
+from streams import services as stream_services
+from tests.conftest import client_for
+from tests.metering.factories import make_meter_type, meter_type_body
+from tests.reliability.resources import FACTORIES, resource_url
+from tests.streams.engine.conftest import chain
+
+pytestmark = pytest.mark.django_db
+
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+# --- Bodies: every operation that takes one ------------------------------------------------------
+# (method, path) → body(B's own resources, A's resources) that would succeed for B's own data, so that
+# a 404 can only come from the other account's id. None: the operation has no body to give.
+
+BODIES: dict[tuple[str, str], Callable[[dict, dict], dict]] = {
+    ("post", "/oauth/token"): lambda mine, theirs: mine["token_request"],
+    ("post", "/meter-types"): lambda mine, theirs: meter_type_body(name="New type", externalRef="new-ref"),
+    ("patch", "/meter-types/{id}"): lambda mine, theirs: {"description": "changed"},
+    ("post", "/meters"): lambda mine, theirs: {"meterTypeId": mine["meter_type_id"], "meterKey": "k-new",
+                                               "userId": "someone@example.com"},
+    ("patch", "/meters/{id}"): lambda mine, theirs: {"customFields": {"changed": True}},
+    ("post", "/notification-endpoints"): lambda mine, theirs: {"url": "https://93.184.215.14/new"},
+    ("patch", "/notification-endpoints/{id}"): lambda mine, theirs: {"description": "changed"},
+    ("post", "/parameters"): lambda mine, theirs: {"name": "injected/name", "type": "standard", "value": "v"},
+    ("delete", "/parameters"): lambda mine, theirs: {"parameters": [mine["parameter"]]},
+    ("patch", "/parameters/{name}"): lambda mine, theirs: {"value": "changed"},
+    ("post", "/streams/import"): lambda mine, theirs: {
+        "solutionId": mine["solution_id"], "streamConfig": chain(name="Injected stream")},
+    ("post", "/streams/{id}/preview"): lambda mine, theirs: {"records": [{"chargerId": "c1", "kwh": 1.0}]},
+}
+
+# Operations whose body names another resource: B naming A's resource there is a 404 too (or, for a
+# bulk delete by name, "not found" in the answer), and changes nothing.
+FOREIGN_REFERENCES: dict[tuple[str, str], tuple[Callable[[dict, dict], dict], Callable[[Any], None]]] = {}
+
+
+def _expect_404(response) -> None:
+    _assert_json_error(response, 404)
+
+
+def _expect_name_not_found(response) -> None:
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["deletedCount"] == 0 and body["deletedParameters"] == [], body
+    assert len(body["invalidParameters"]) == 1, body
+
+
+FOREIGN_REFERENCES.update({
+    ("post", "/meters"): (lambda mine, theirs: {"meterTypeId": theirs["meter_type_id"], "meterKey": "k",
+                                                "userId": "u"}, _expect_404),
+    ("post", "/streams/import"): (lambda mine, theirs: {"solutionId": theirs["solution_id"],
+                                                        "streamConfig": chain(name="Into theirs")}, _expect_404),
+    ("delete", "/parameters"): (lambda mine, theirs: {"parameters": [theirs["parameter"]]}, _expect_name_not_found),
+})
+
+
+# --- Helpers ----------------------------------------------------------------------------------------
+
+
+def _account_field(model) -> str | None:
+    for model_field in model._meta.concrete_fields:
+        if model_field.is_relation and model_field.related_model is Account:
+            return model_field.attname
+    return None
+
+
+ACCOUNT_MODELS = [(model, _account_field(model)) for model in apps.get_models() if _account_field(model)]
+
+
+def account_rows(account_id: uuid.UUID) -> dict[tuple[str, Any], dict]:
+    """Every row of every model that belongs to the account, by (model, primary key)."""
+    rows = {}
+    for model, account_field in ACCOUNT_MODELS:
+        for row in model.objects.filter(**{account_field: account_id}).values():
+            rows[(model._meta.label, row[model._meta.pk.attname])] = row
+    return rows
+
+
+def all_account_rows() -> dict[tuple[str, Any], tuple[Any, dict]]:
+    """Every row of every account, as (owner account id, row)."""
+    rows = {}
+    for model, account_field in ACCOUNT_MODELS:
+        for row in model.objects.values():
+            rows[(model._meta.label, row[model._meta.pk.attname])] = (row[account_field], row)
+    return rows
+
+
+def _assert_json_error(response, status: int) -> dict:
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"code", "message", "details"}, body
+    return body
+
+
+def _call(client, method: str, url: str, body: dict | None = None, query: dict | None = None):
+    if query:
+        url += "?" + "&".join(f"{name}={value}" for name, values in query.items() for value in values)
+    if body is None:
+        return getattr(client, method)(url)
+    return getattr(client, method)(url, data=json.dumps(body), content_type="application/json")
+
+
+def _operations() -> dict[str, dict[str, dict]]:
+    schema = Client().get("/openapi.json").json()
+    return {path: {method: operation for method, operation in item.items() if method in METHODS}
+            for path, item in schema["paths"].items()}
+
+
+@pytest.fixture
+def world(account, other_account):
+    """A (``account``) owns one of every resource; B (``other_account``) has its own to write with."""
+    theirs = {template: factory(account) for template, factory in FACTORIES.items()}
+    parameter_services.parameter_create(account=other_account, name="mine/param", type="standard", value="v")
+    my_type = make_meter_type(other_account, name="Mine")
+    my_solution = stream_services.solution_create(account=other_account, name="Mine")
+    access, secret = account_services.application_access_create(account=other_account, name="token", scopes=["all"])
+    mine = {"meter_type_id": str(my_type.pk), "solution_id": str(my_solution.pk), "parameter": "mine/param",
+            "token_request": {"grant_type": "client_credentials", "client_id": access.client_id,
+                              "client_secret": secret}}
+    their_refs = {"meter_type_id": theirs["/meters/{id}"].identifiers - {theirs["/meters/{id}"].path["id"]},
+                  "solution_id": None, "parameter": theirs["/parameters/{name}"].path["name"]}
+    their_refs["meter_type_id"] = next(iter(their_refs["meter_type_id"]))
+    stream_resource = theirs["/streams/{id}"]
+    their_refs["solution_id"] = next(iter(stream_resource.identifiers - {stream_resource.path["id"]}))
+    return {
+        "a": client_for(account, name="a"), "b": client_for(other_account, name="b"),
+        "theirs": theirs, "their_refs": their_refs, "mine": mine,
+        "a_id": account.pk, "b_id": other_account.pk,
+    }
+
+
+# --- The sweep -------------------------------------------------------------------------------------
+
+
+def test_every_resource_path_has_a_factory_and_every_body_operation_a_body():
+    operations = _operations()
+    resource_paths = {path for path in operations if "{" in path}
+    assert resource_paths - set(FACTORIES) == set(), "add a factory to FACTORIES for these paths"
+    assert set(FACTORIES) - resource_paths == set(), "these paths no longer exist: remove their factories"
+    with_body = {(method, path) for path, methods in operations.items() for method, operation in methods.items()
+                 if "requestBody" in operation}
+    assert with_body - set(BODIES) == set(), "add a valid body to BODIES for these operations"
+    assert set(BODIES) - with_body == set(), "these operations no longer take a body: remove them from BODIES"
+
+
+def test_another_accounts_resources_are_404_for_every_method_and_change_nothing(world):
+    operations = _operations()
+    swept = []
+    for template, methods in operations.items():
+        if "{" not in template:
+            continue
+        resource = world["theirs"][template]
+        url = resource_url(template, resource)
+        for method in sorted(methods, key=("get", "post", "patch", "put", "delete").index):
+            body = BODIES[(method, template)](world["mine"], world["their_refs"]) \
+                if (method, template) in BODIES else None
+            before = account_rows(world["a_id"])
+            response = _call(world["b"], method, url, body, resource.query)
+            _assert_json_error(response, 404)
+            assert account_rows(world["a_id"]) == before, f"{method.upper()} {template} changed A's rows"
+            # The 404 is tenancy, not a bad id: the owner reaches the same resource with the same call.
+            if method == "get":
+                assert _call(world["a"], method, url, body, resource.query).status_code == 200, template
+            swept.append(f"{method.upper()} {template}")
+    assert len(swept) == sum(len(methods) for path, methods in operations.items() if "{" in path)
+    assert len(swept) >= 16
+
+
+def test_the_owner_reaches_every_resource_with_every_method(world):
+    """The other side of the sweep: the same calls as A are never 404 (they are what B was refused)."""
+    operations = _operations()
+    for template, methods in operations.items():
+        if "{" not in template:
+            continue
+        resource = world["theirs"][template]
+        for method in sorted(methods, key=("get", "post", "patch", "put", "delete").index):
+            mine = {**world["mine"]}
+            body = BODIES[(method, template)](mine, world["their_refs"]) if (method, template) in BODIES else None
+            response = _call(world["a"], method, resource_url(template, resource), body, resource.query)
+            assert response.status_code < 400, (method, template, response.content[:300])
+
+
+def test_bodies_naming_another_accounts_resources_are_refused_and_change_nothing(world):
+    for (method, path), (make_body, expect) in FOREIGN_REFERENCES.items():
+        before = account_rows(world["a_id"])
+        response = _call(world["b"], method, path, make_body(world["mine"], world["their_refs"]))
+        expect(response)
+        assert account_rows(world["a_id"]) == before, f"{method.upper()} {path} changed A's rows"
+
+
+def test_lists_never_show_another_accounts_ids(world):
+    operations = _operations()
+    identifiers = set().union(*(resource.identifiers for resource in world["theirs"].values()))
+    lists = [(path, operation) for path, methods in operations.items() if "{" not in path
+             for method, operation in methods.items() if method == "get"]
+    assert len(lists) >= 5
+    for path, operation in lists:
+        mine = world["b"].get(path)
+        assert mine.status_code == 200, (path, mine.content[:300])
+        leaked = {identifier for identifier in identifiers if identifier in mine.content.decode()}
+        assert leaked == set(), f"GET {path} as B shows A's {leaked}"
+        # The owner does see them there: the check above could fail.
+        owners = world["a"].get(path).content.decode()
+        assert any(identifier in owners for identifier in identifiers), f"GET {path} lists none of A's resources"
+        # Filters by id: A's ids as B's filter values find nothing of A's.
+        uuid_filters = [parameter["name"] for parameter in operation.get("parameters", [])
+                        if parameter["in"] == "query" and parameter["schema"].get("format") == "uuid"]
+        for name in uuid_filters:
+            for identifier in identifiers:
+                filtered = world["b"].get(path, {name: identifier})
+                assert filtered.status_code in (200, 400, 404), (path, name, filtered.content[:300])
+                leaked = {other for other in identifiers if other in filtered.content.decode()}
+                assert leaked == set(), f"GET {path}?{name}=… as B shows A's {leaked}"
+
+
+SENTINEL_ID = "00000000-0000-4000-8000-00000000beef"
+SENTINEL_NUMBER = 987654321
+SENTINEL_TIME = "2001-02-03T04:05:06.000Z"
+SENTINEL_TEXT = "sentinel-injected"
+INJECTED = {
+    "id": SENTINEL_ID, "accountId": None, "account": None, "account_id": None,
+    "value": SENTINEL_NUMBER, "counters": {"value": SENTINEL_NUMBER}, "recordCount": SENTINEL_NUMBER,
+    "numberOfMeters": SENTINEL_NUMBER, "cas": SENTINEL_NUMBER, "createdAt": SENTINEL_TIME, "updatedAt": SENTINEL_TIME,
+    "periodStart": SENTINEL_TIME, "createdBy": {"type": "user", "id": SENTINEL_TEXT}, "secret": SENTINEL_TEXT,
+    "encryptedValue": SENTINEL_TEXT, "meterMetaData": {"recordCount": SENTINEL_NUMBER},
+}
+
+
+def _holds_a_sentinel(row: dict) -> list[str]:
+    found = []
+    for name, value in row.items():
+        text = str(value)
+        if SENTINEL_ID in text or str(SENTINEL_NUMBER) in text or SENTINEL_TEXT in text or text.startswith("2001-02-03"):
+            found.append(name)
+    return found
+
+
+def test_unknown_body_fields_are_refused_or_ignored_never_stored(world):
+    outcomes: dict[tuple[str, str, str], int] = {}
+    b_account = Account.objects.get(pk=world["b_id"])
+    for (method, template), make_body in BODIES.items():
+        # A write to a resource goes to B's own one, made now with the same factory.
+        url = resource_url(template, FACTORIES[template](b_account)) if template in FACTORIES else template
+        body = make_body(world["mine"], world["their_refs"])
+        for name, value in INJECTED.items():
+            injected = {**body, name: str(world["a_id"]) if value is None else value}
+            before = all_account_rows()
+            response = _call(world["b"], method, url, injected)
+            after = all_account_rows()
+            assert response.status_code < 500, (method, template, name, response.content[:300])
+            for (label, pk), (owner, row) in after.items():
+                if before.get((label, pk)) == (owner, row):
+                    continue
+                assert owner == world["b_id"], f"{method.upper()} {template} with {name!r} wrote A's {label}"
+                assert _holds_a_sentinel(row) == [], f"{method.upper()} {template} stored {name!r}: {label} {row}"
+                assert str(pk) != SENTINEL_ID, f"{method.upper()} {template} took the id it was sent"
+            outcomes[(method.upper(), template, name)] = response.status_code
+        # The same body without the unknown field is accepted: the 400s above were for that field.
+        plain = _call(world["b"], method, url, body)
+        assert plain.status_code < 400, (method, template, plain.content[:300])
+    assert len(outcomes) == len(BODIES) * len(INJECTED)
+    # Configuration bodies refuse what they do not take; only the OAuth token request ignores it
+    # (RFC 6749: a server ignores parameters it does not recognise), and it stores nothing of it.
+    accepted = sorted({(method, path) for (method, path, _name), status in outcomes.items() if status < 400})
+    assert accepted == [("POST", "/oauth/token")], accepted
