@@ -169,14 +169,18 @@ def collector_purge(*, collector_id: uuid.UUID | str, chunk_size: int = PURGE_CH
             CollectedBatch.objects.filter(pk__in=pks).delete()
     else:
         return False
-    with transaction.atomic():
-        collector = Collector.objects.select_for_update().filter(pk=collector_id,
-                                                                 status=Collector.Status.DELETING).first()
-        if collector is None:
-            return True
-        if CollectedBatch.objects.filter(collector_id=collector_id).exists():
-            return False  # a request that started before DELETING committed slipped one in
-        collector.delete()
+    active_collectors.forget(collector_id)
+    try:
+        with transaction.atomic():
+            collector = Collector.objects.select_for_update().filter(
+                pk=collector_id, status=Collector.Status.DELETING).first()
+            if collector is None:
+                return True
+            if CollectedBatch.objects.filter(collector_id=collector_id).exists():
+                return False  # a web process that still had it cached as ACTIVE slipped one in
+            collector.delete()
+    except IntegrityError:
+        return False  # the same, committed while this ran: the foreign key kept the collector
     return True
 
 

@@ -2,8 +2,9 @@
 
 It does the least work that keeps the promise: authenticate (cached in-process), check the scope,
 take a rate-limit token, decode the body once with msgspec (the ``data`` value is kept as the raw
-JSON text, never parsed per event), then one INSERT that also checks the collector, and answer.
-DRF is used only to document it (``SendDataSchemaView``), never on the request path.
+JSON text, never parsed per event), check the collector (cached in-process), one INSERT in
+autocommit, and answer. DRF is used only to document it (``SendDataSchemaView``), never on the
+request path.
 """
 
 from __future__ import annotations
