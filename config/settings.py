@@ -322,4 +322,3 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "MeterDefinitionRequestTypeEnum": "metering.compat.amberflo.DEFINITION_TYPES",
 }
 # bench/ingest.py only: serve GET /bench/minimal, a Django JSON view without database, as the ceiling.
-BENCH_MINIMAL_VIEW = env_bool("BENCH_MINIMAL_VIEW", False)

@@ -1,9 +1,8 @@
-from django.conf import settings
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from collection.api.ingest import send_data
-from collection.api.views import CollectorViewSet, bench_minimal
+from collection.api.views import CollectorViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("online-collection/collectors", CollectorViewSet, basename="collector")
@@ -12,5 +11,3 @@ urlpatterns: list = [
     path("online-collection/collectors/<str:id>/data", send_data, name="collector-send-data"),
     *router.urls,
 ]
-if settings.BENCH_MINIMAL_VIEW:
-    urlpatterns.append(path("bench/minimal", bench_minimal, name="bench-minimal"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.http import JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
@@ -111,8 +110,3 @@ class CollectorViewSet(AccountScopedViewSet):
         deleted = services.collector_delete(collector=self.get_object())
         return Response({"deletedCount": deleted})
 
-
-def bench_minimal(request):
-    """The stack's ceiling for bench/send_data.py: the same middleware and server, no work at all.
-    Routed only when settings.BENCH_MINIMAL_VIEW is on."""
-    return JsonResponse({"ok": True})
