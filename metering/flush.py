@@ -280,22 +280,47 @@ def _reset_meters(meters: list[_Claimed], new_ends: dict[uuid.UUID, datetime], n
         cursor.execute(sql, [stamp, *params])
 
 
+def _count_late_records(meters: list[_Claimed]) -> None:
+    """Usage that reached the ledger after a meter's period ended but before this reset (its time
+    in the new period) was counted by no meter: fold it into the new period now, in this
+    transaction. One indexed read finds such meters; only those are recomputed."""
+    from metering.ledger import meters_recompute
+    from metering.models import UsageRecord
+
+    earliest = min(meter.period_end for meter in meters)
+    late = list(
+        UsageRecord.objects.filter(meter_id__in=[meter.id for meter in meters], timestamp__gte=earliest)
+        .values_list("meter_id", flat=True).distinct()
+    )
+    if late:
+        meters_recompute(meter_ids=late)
+
+
+def _cascade_is_leaf(relation) -> bool:
+    """A CASCADE relation whose rows nothing else points to can be deleted with one statement."""
+    return relation.on_delete is models.CASCADE and not relation.related_model._meta.related_objects
+
+
 def _delete_meters(meter_ids: list[uuid.UUID]) -> None:
     """One DELETE for the batch's delete-on-reset meters; their records keep ``source_meter_id``.
 
-    Relations that only SET_NULL (the metered records) are cleared with one UPDATE each. A
-    relation with any other ``on_delete`` goes through the ORM's collector, which honours it but
-    deletes in chunks of 100 meters.
+    Relations that SET_NULL (the metered records) are cleared with one UPDATE each, leaf CASCADE
+    relations (threshold events) deleted with one DELETE each. Any other ``on_delete`` goes through
+    the ORM's collector, which honours it but deletes in chunks of 100 meters.
     """
     relations = Meter._meta.related_objects
-    if not all(getattr(relation, "on_delete", None) is models.SET_NULL for relation in relations):
+    if not all(relation.on_delete is models.SET_NULL or _cascade_is_leaf(relation) for relation in relations):
         Meter.objects.filter(pk__in=meter_ids).delete()
         return
     with connection.cursor() as cursor:
         for relation in relations:
             match, params = _ids_match(relation.field.column, meter_ids)
-            cursor.execute(f"UPDATE {relation.related_model._meta.db_table} "  # noqa: S608
-                           f"SET {relation.field.column} = NULL WHERE {match}", params)
+            if relation.on_delete is models.SET_NULL:
+                cursor.execute(f"UPDATE {relation.related_model._meta.db_table} "  # noqa: S608
+                               f"SET {relation.field.column} = NULL WHERE {match}", params)
+            else:
+                cursor.execute(f"DELETE FROM {relation.related_model._meta.db_table} WHERE {match}",  # noqa: S608
+                               params)
         match, params = _ids_match("id", meter_ids)
         cursor.execute(f"DELETE FROM {Meter._meta.db_table} WHERE {match}", params)  # noqa: S608
 
@@ -346,6 +371,7 @@ def meters_flush_batch(*, now: datetime | None = None, batch_size: int = 500) ->
     kept = [meter for meter in meters if not meter.delete_on_reset]
     if kept:
         _reset_meters(kept, new_ends, now)
+        _count_late_records(kept)
     if deleted:
         _delete_meters(deleted)
 

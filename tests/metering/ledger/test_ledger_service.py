@@ -417,3 +417,21 @@ def test_keys_older_than_the_window_are_purged_and_their_records_cannot_come_bac
     assert list(UsageDedupKey.objects.values_list("key", flat=True)) == ["recent"]
     replay = apply(account, [usage(calls, key="old")])
     assert replay.results[0].reason == "TIMESTAMP_TOO_OLD"
+
+
+def test_the_reset_folds_usage_that_arrived_after_period_end_into_the_new_period(account, calls, meter):
+    from metering.flush import meters_flush_due
+    from metering.models import MeteredRecord
+
+    ended = NOW - timedelta(hours=1)
+    apply(account, [usage(calls, value=5, at=ended - timedelta(minutes=10), key="in-period")])
+    Meter.objects.filter(pk=meter.pk).update(period_end=ended)
+    late = apply(account, [usage(calls, value=4, at=NOW - timedelta(minutes=30), key="late")])
+    assert late.results[0].counted is False
+
+    assert meters_flush_due(now=NOW) == 1
+
+    record = MeteredRecord.objects.get(source_meter_id=meter.pk)
+    meter.refresh_from_db()
+    assert (record.value, record.period_end) == (Decimal(5), ended)
+    assert (meter.period_start, meter.value, meter.record_count) == (ended, Decimal(4), 1)
