@@ -64,3 +64,17 @@ class AccountScopedAdmin(admin.ModelAdmin):
         if obj is not None and getattr(obj, "account_id", None):
             return obj.account
         return account_for_user(request.user)
+
+
+class ReadOnlyAccountScopedAdmin(AccountScopedAdmin):
+    """History and logs (ledger rows, collected batches, runs): listed and shown, never written
+    in the admin; state changes only through admin actions that call services."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html, format_html_join
 
-from accounts.admin_scoping import AccountScopedAdmin, user_account_id
+from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin, user_account_id
 from collection import selectors, services
 from collection.models import CollectedBatch, Collector, ConsumerOffset
 from config.api.errors import ApiError
@@ -160,19 +160,8 @@ def _preview(payload: str) -> str:
     return payload if len(payload) <= PAYLOAD_PREVIEW_CHARS else payload[:PAYLOAD_PREVIEW_CHARS] + "…"
 
 
-class ReadOnlyAdmin(AccountScopedAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(CollectedBatch)
-class CollectedBatchAdmin(ReadOnlyAdmin):
+class CollectedBatchAdmin(ReadOnlyAccountScopedAdmin):
     list_display = ["sequence", "ingestion_id", "collector", "size_bytes", "idempotency_key", "received_at"]
     list_filter = [CollectorFilter, "received_at"]
     search_fields = ["=ingestion_id", "=idempotency_key"]
@@ -184,7 +173,7 @@ class CollectedBatchAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ConsumerOffset)
-class ConsumerOffsetAdmin(ReadOnlyAdmin):
+class ConsumerOffsetAdmin(ReadOnlyAccountScopedAdmin):
     account_field = "collector__account"
     list_display = ["consumer", "collector", "last_sequence", "updated_at"]
     list_filter = [CollectorFilter]

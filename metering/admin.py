@@ -18,7 +18,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import now as utc_now
 
-from accounts.admin_scoping import AccountScopedAdmin
+from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin
 from config.api.errors import ApiError
 from metering import periods, services
 from metering.models import Meter, MeteredRecord, MeterType
@@ -296,7 +296,7 @@ class MeterAdmin(AccountScopedAdmin):
 
 
 @admin.register(MeteredRecord)
-class MeteredRecordAdmin(AccountScopedAdmin):
+class MeteredRecordAdmin(ReadOnlyAccountScopedAdmin):
     """Flushed periods: history, never edited."""
 
     list_display = ["user_id", "meter_key", "meter_type_name", "period_start", "period_end", "value", "unit"]
@@ -304,15 +304,6 @@ class MeteredRecordAdmin(AccountScopedAdmin):
     search_fields = ["user_id", "meter_key", "meter_type_name"]
     ordering = ["-period_end"]
     date_hierarchy = "period_end"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # --- Flushed history on the meter's page (flush and reset, metering/flush.py) -------------------
@@ -398,21 +389,8 @@ from metering.models import (  # noqa: E402
 )
 
 
-class ReadOnlyAdmin(AccountScopedAdmin):
-    """History: listed and shown, never written in the admin."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(UsageRecord)
-class UsageRecordAdmin(ReadOnlyAdmin):
+class UsageRecordAdmin(ReadOnlyAccountScopedAdmin):
     """The usage ledger (append-only). Counting every row of a large ledger is skipped."""
 
     list_display = ["timestamp", "user_id", "meter_type_name", "value_shown", "source", "source_ref",
@@ -512,7 +490,7 @@ class DataCorrectionAdmin(AccountScopedAdmin):
 
 
 @admin.register(ThresholdEvent)
-class ThresholdEventAdmin(ReadOnlyAdmin):
+class ThresholdEventAdmin(ReadOnlyAccountScopedAdmin):
     list_display = ["crossed_at", "meter", "name", "threshold_index", "threshold_value", "value", "period_start"]
     list_filter = ["name", "account"]
     list_select_related = ["meter"]

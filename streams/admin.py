@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import slugify
 
-from accounts.admin_scoping import AccountScopedAdmin, user_account_id
+from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin, user_account_id
 from config.api.errors import ApiError
 from streams import selectors, services
 from streams.engine import services as engine_services
@@ -285,21 +285,8 @@ def _json_block(value) -> str:
                        json.dumps(value, indent=2, ensure_ascii=False))
 
 
-class EngineReadOnlyAdmin(AccountScopedAdmin):
-    """The engine writes these rows; the admin shows them (and changes state only by actions)."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(StreamRun)
-class StreamRunAdmin(EngineReadOnlyAdmin):
+class StreamRunAdmin(ReadOnlyAccountScopedAdmin):
     list_display = ["started_at", "stream", "trigger", "status", "records_in", "records_out", "records_rejected",
                     "duration"]
     list_filter = ["status", "trigger", ("stream", admin.RelatedOnlyFieldListFilter), "account"]
@@ -332,7 +319,7 @@ class StreamRunAdmin(EngineReadOnlyAdmin):
 
 
 @admin.register(AggregationStore)
-class AggregationStoreAdmin(EngineReadOnlyAdmin):
+class AggregationStoreAdmin(ReadOnlyAccountScopedAdmin):
     list_display = ["store_id", "kind", "key_fields_label", "stream", "node_id", "sessions_link"]
     list_filter = ["kind", "account"]
     search_fields = ["store_id", "stream__name", "node_id"]
@@ -352,7 +339,7 @@ class AggregationStoreAdmin(EngineReadOnlyAdmin):
 
 
 @admin.register(AggregationSession)
-class AggregationSessionAdmin(EngineReadOnlyAdmin):
+class AggregationSessionAdmin(ReadOnlyAccountScopedAdmin):
     list_display = ["field_values_label", "store", "stream", "node_id", "record_count", "updated_at", "timeout_at"]
     list_filter = [("store", admin.RelatedOnlyFieldListFilter), ("stream", admin.RelatedOnlyFieldListFilter),
                    "account"]
@@ -390,7 +377,7 @@ class AggregationSessionAdmin(EngineReadOnlyAdmin):
 
 
 @admin.register(InspectRecord)
-class InspectRecordAdmin(EngineReadOnlyAdmin):
+class InspectRecordAdmin(ReadOnlyAccountScopedAdmin):
     list_display = ["created_at", "stream", "node_id", "record_summary"]
     list_filter = [("stream", admin.RelatedOnlyFieldListFilter), "node_id", "account"]
     search_fields = ["node_id", "stream__name"]
