@@ -1,6 +1,6 @@
 """The collection app's error codes."""
 
-from config.api.errors import ApiError, Conflict, NotFound, ValidationFailed
+from config.api.errors import ApiError, Conflict, NotFound
 
 
 class CollectorNotFound(NotFound):
@@ -21,21 +21,6 @@ class CollectorLimitReached(Conflict):
 class CollectorNotActive(Conflict):
     code = "COLLECTOR_NOT_ACTIVE"
     message = "The collector is not active yet; retry when its status is ACTIVE."
-
-
-class IdempotencyKeyReused(Conflict):
-    code = "IDEMPOTENCY_KEY_REUSED"
-    message = "This Idempotency-Key was already used with a different request body."
-
-
-class IdempotencyKeyInUse(Conflict):
-    code = "IDEMPOTENCY_KEY_IN_USE"
-    message = "A request with this Idempotency-Key is still being processed; retry shortly."
-
-
-class MalformedJson(ValidationFailed):
-    code = "MALFORMED_JSON"
-    message = "The request body is not valid JSON."
 
 
 class ConsumerNotRegistered(ApiError):

@@ -24,8 +24,6 @@ from collection.exceptions import (
     CollectorNotActive,
     CollectorNotFound,
     ConsumerNotRegistered,
-    IdempotencyKeyInUse,
-    IdempotencyKeyReused,
     OffsetConflict,
 )
 from collection.models import NAME_PATTERN, CollectedBatch, Collector, ConsumerOffset
@@ -35,7 +33,7 @@ from collection.selectors import (
     collector_lock_key,
     log_watermark,
 )
-from config.api.errors import ApiError, NotFound, ValidationFailed
+from config.api.errors import ApiError, IdempotencyKeyInUse, IdempotencyKeyReused, NotFound, ValidationFailed
 
 logger = logging.getLogger(__name__)
 

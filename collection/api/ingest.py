@@ -22,8 +22,9 @@ from rest_framework.views import APIView
 
 from collection import services
 from collection.api.serializers import SendDataRequestSerializer, SendDataResponseSerializer
-from collection.exceptions import CollectorNotFound, MalformedJson
+from collection.exceptions import CollectorNotFound
 from config.api.errors import ApiError, ValidationFailed, error_response
+from config.api.parsers import MalformedJson
 from config.api.permissions import require_scopes
 from config.api.principal import principal_from_request
 from config.api.ratelimit import enforce_rate_limit

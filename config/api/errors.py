@@ -84,6 +84,18 @@ class Conflict(ApiError):
     message = "Conflict."
 
 
+class IdempotencyKeyReused(Conflict):
+    """The same idempotency key (per account) came back with a different request body."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+    message = "This idempotency key was already used with a different request body."
+
+
+class IdempotencyKeyInUse(Conflict):
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    message = "A request with this idempotency key is still being processed; retry shortly."
+
+
 class Forbidden(ApiError):
     status = 403
     code = "FORBIDDEN"

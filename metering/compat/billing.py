@@ -20,11 +20,10 @@ from django.db.models import Prefetch, Q
 from django.utils.timezone import now as utc_now
 
 from accounts.models import Account
-from config.api.errors import ValidationFailed
+from config.api.errors import IdempotencyKeyReused, ValidationFailed
 from config.api.serializers import format_timestamp
 from metering.compat.decoding import check_amount, decode
 from metering.compat.exceptions import (
-    IdempotencyKeyReused,
     LicenseRequired,
     MeterArchived,
     MeterIdentifierRequired,

@@ -1,6 +1,6 @@
 """Error codes of the Amberflo- and billing-compatible APIs (seed 002, seed 004)."""
 
-from config.api.errors import ApiError, Conflict, Forbidden, NotFound, ValidationFailed
+from config.api.errors import ApiError, Forbidden, NotFound, ValidationFailed
 
 
 class MeterDefinitionNotFound(NotFound):
@@ -27,11 +27,6 @@ class MeterArchived(ApiError):
 class IdempotencyKeyRequired(ValidationFailed):
     code = "IDEMPOTENCY_KEY_REQUIRED"
     message = "The Idempotency-Key (or x-api-idempotency-key) header is required."
-
-
-class IdempotencyKeyReused(Conflict):
-    code = "IDEMPOTENCY_KEY_REUSED"
-    message = "This idempotency key was used with another request body."
 
 
 class LicenseRequired(Forbidden):
