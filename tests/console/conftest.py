@@ -12,22 +12,36 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from accounts import services as account_services
 from metering import services as metering_services
+from metering.ledger import UsageInput, usage_apply
 from metering.models import Meter, MeteredRecord, MeterType
 
 # Every app whose objects the dashboard shows.
 OPERATOR_APPS = ("accounts", "metering", "streams", "parameters", "notifications", "console")
 
 
-def make_type(account, **overrides: Any) -> MeterType:
+def make_type(account, *, since: datetime | None = None, **overrides: Any) -> MeterType:
+    """``since``: made (and active) from then, so the ledger accepts usage records from then on."""
     values = {"name": "API calls", "unit": "requests", "aggregation": "SUM", "reset_cron": "0 0 * * *",
               "timezone": "Etc/UTC", "capacity": Decimal(1000)}
     values.update(overrides)
-    return metering_services.meter_type_create(account_id=account.pk, **values)
+    if since is None:
+        return metering_services.meter_type_create(account_id=account.pk, **values)
+    with time_machine.travel(since, tick=False):
+        return metering_services.meter_type_create(account_id=account.pk, **values)
+
+
+def ingest(meter_type: MeterType, *records: tuple[str, datetime, int | str]) -> None:
+    """Usage records (customer, time, value) through the usage ledger, as the APIs send them."""
+    batch = [UsageInput(user_id=user, value=value, timestamp=at, meter_type_id=meter_type.pk)
+             for user, at, value in records]
+    result = usage_apply(account_id=meter_type.account_id, records=batch, source="api")
+    assert [item.outcome for item in result.results] == ["ACCEPTED"] * len(records)
 
 
 def make_meter(meter_type: MeterType, user_id: str = "ann@example.com", meter_key: str = "gateway") -> Meter:
