@@ -1,8 +1,7 @@
 """Builders for the console's tests.
 
-Meter types and meters are made through the metering services. A meter's value and its flushed
-periods are written as rows here: the usage ledger (which sets values) and the flush (which writes
-metered records) are built in other branches, and the console only reads what they leave.
+Meter types and meters are made through the metering services, usage through the usage ledger
+(``ingest``). ``set_value`` writes a meter's value directly, for the near-capacity panel.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from django.contrib.auth.models import Permission
 from accounts import services as account_services
 from metering import services as metering_services
 from metering.ledger import UsageInput, usage_apply
-from metering.models import Meter, MeteredRecord, MeterType
+from metering.models import Meter, MeterType
 
 # Every app whose objects the dashboard shows.
 OPERATOR_APPS = ("accounts", "metering", "streams", "parameters", "notifications", "console")
@@ -54,17 +53,6 @@ def set_value(meter: Meter, value: Decimal | int | None) -> Meter:
     Meter.objects.filter(pk=meter.pk).update(value=None if value is None else Decimal(value))
     meter.refresh_from_db()
     return meter
-
-
-def flushed(meter: Meter, *, start: datetime, end: datetime, value: Decimal | int | None) -> MeteredRecord:
-    """A flushed period as the flush writes it (not on this branch yet)."""
-    meter_type = meter.meter_type
-    return MeteredRecord.objects.create(
-        account_id=meter.account_id, meter=meter, source_meter_id=meter.pk, user_id=meter.user_id,
-        meter_type_id=meter_type.pk, meter_type_name=meter_type.name, timezone=meter_type.timezone,
-        meter_key=meter.meter_key, value=None if value is None else Decimal(value), unit=meter_type.unit,
-        period_start=start, period_end=end,
-    )
 
 
 def staff_of(account, username: str, apps: tuple[str, ...] = OPERATOR_APPS):
