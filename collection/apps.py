@@ -3,3 +3,8 @@ from django.apps import AppConfig
 
 class CollectionConfig(AppConfig):
     name = "collection"
+
+    def ready(self) -> None:
+        from collection import gauges
+
+        gauges.register()

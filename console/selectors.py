@@ -1,9 +1,7 @@
 """Reads for the dashboard and the console's pages. Every function reads for one account.
 
-``usage_by_meter_type_per_day`` is the dashboard's only source of usage figures. Until the usage
-ledger's hourly rollups land it derives daily figures from what exists now: flushed periods
-(``MeteredRecord``) and the meters' current values. Pointing it at the rollups changes this
-function only; its callers and its result stay as they are.
+``usage_by_meter_type_per_day`` is the dashboard's only source of usage figures; it reads the
+usage ledger's hourly rollups, so its cost depends on the window, not on the number of records.
 """
 
 from __future__ import annotations
@@ -22,13 +20,9 @@ from django.utils.timezone import now as utc_now
 
 from console.charts import format_exact
 from metering import selectors as metering_selectors
-from metering.models import Meter, MeteredRecord, MeterType
+from metering.models import Meter, MeterType, UsageRollup
 from notifications.models import Delivery, EventType, NotificationEvent
 from streams.models import Solution, Stream
-
-# The last instant of a period that ends at ``period_end`` (periods are half-open: [start, end)).
-_JUST_BEFORE = timedelta(microseconds=1)
-
 
 # --- Usage per meter type and day -----------------------------------------------------------
 
@@ -66,10 +60,6 @@ class _DailyValues:
         self.first = self.today - timedelta(days=days - 1)
         self.values: list[Decimal | None] = [None] * days
 
-    def day_of_period_end(self, period_end: datetime) -> date:
-        """The local date of a period's last instant: a period ending at midnight belongs to the day before."""
-        return (period_end - _JUST_BEFORE).astimezone(self.zone).date()
-
     def add(self, day: date, row: dict[str, Any]) -> None:
         index = (day - self.first).days
         if not 0 <= index < len(self.values):
@@ -98,30 +88,18 @@ class _DailyValues:
         )
 
 
-def _grouped_values(queryset: QuerySet) -> QuerySet:
-    """Rows of (meter type, period end) with the sum, highest and lowest value of their meters."""
-    return (
-        queryset.values("meter_type_id", "period_end")
-        .order_by()
-        .annotate(total=Sum("value"), highest=Max("value"), lowest=Min("value"))
-    )
-
-
 def usage_by_meter_type_per_day(account_id: uuid.UUID, days: int, *,
                                 now: datetime | None = None) -> list[MeterTypeDailyUsage]:
     """Each of the account's meter types (by name) with its usage on each of the last ``days`` days.
 
-    Derived, for now, from what the metering app keeps (two grouped queries, whatever the number
-    of meters):
-
-    - a flushed period (``MeteredRecord``) counts on the day its last instant falls on in the
-      meter type's timezone (a daily period on its day; a monthly one on the month's last day);
-    - a meter's open period counts its value so far on today (or, while its flush is overdue, on
-      the day its period ended).
-
-    So a day holds the usage of the periods that ended on it: exact per day for daily (or shorter)
-    reset schedules, per period for longer ones. Meter types deleted since are left out. The usage
-    ledger's hourly rollups will replace both sources here, with the same result shape.
+    Read from the usage ledger's hourly rollups (``UsageRollup``) in two queries whatever the
+    number of customers or records: the meter types, then the rollups of their window summed per
+    type and hour. Each hour counts on the calendar day its start falls on in the meter type's
+    timezone (for timezones off UTC by a fraction of an hour, such as Asia/Kolkata, the hour's
+    start decides). A day combines its hours as the type's aggregation combines records: SUM adds
+    values, INCREMENT counts records, MAX keeps the highest, MIN the lowest. The figures are the
+    records' own times, independent of reset schedules and flushes. Meter types deleted since are
+    left out.
     """
     if days < 1:
         raise ValueError("days must be at least 1.")
@@ -130,19 +108,18 @@ def usage_by_meter_type_per_day(account_id: uuid.UUID, days: int, *,
     by_type = {meter_type.pk: _DailyValues(meter_type, days, now) for meter_type in meter_types}
     if not by_type:
         return []
-    # A generous UTC bound (timezones reach 14 h either side); each row is placed exactly below.
-    flushed = MeteredRecord.objects.filter(
-        account_id=account_id, meter_type_id__in=list(by_type), period_end__gt=now - timedelta(days=days + 1),
+    # A generous UTC bound (timezones reach 14 h either side); each hour is placed exactly below.
+    hourly = (
+        UsageRollup.objects.filter(account_id=account_id, meter_type_id__in=list(by_type),
+                                   hour__gt=now - timedelta(days=days + 1), hour__lte=now)
+        .values("meter_type_id", "hour").order_by()
+        .annotate(total=Sum("sum"), records=Sum("count"), highest=Max("max"), lowest=Min("min"))
     )
-    for row in _grouped_values(flushed):
+    for row in hourly:
         daily = by_type[row["meter_type_id"]]
-        daily.add(daily.day_of_period_end(row["period_end"]), row)
-    for row in _grouped_values(Meter.objects.filter(account_id=account_id)):
-        daily = by_type.get(row["meter_type_id"])
-        if daily is None:
-            continue
-        is_open = row["period_end"] > now
-        daily.add(daily.today if is_open else daily.day_of_period_end(row["period_end"]), row)
+        if daily.meter_type.aggregation == MeterType.Aggregation.INCREMENT:
+            row["total"] = Decimal(row["records"])
+        daily.add(row["hour"].astimezone(daily.zone).date(), row)
     return [daily.result() for daily in by_type.values()]
 
 

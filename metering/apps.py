@@ -3,3 +3,8 @@ from django.apps import AppConfig
 
 class MeteringConfig(AppConfig):
     name = "metering"
+
+    def ready(self) -> None:
+        from metering import gauges
+
+        gauges.register()

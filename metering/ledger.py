@@ -49,6 +49,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils.timezone import now as utc_now
 
+from config.metrics import USAGE_RECORDS
 from metering import periods
 from metering.models import DataCorrection, MeterType, UsageSource
 
@@ -394,9 +395,18 @@ def usage_apply(
             and not connection.in_atomic_block):
         answered = _apply_one(account_id, records[0], source, source_ref, apply_filtering_rules, now)
         if answered is not None:
-            return answered
-    return _apply_batch(account_id, records, source, source_ref, options, apply_filtering_rules, record_corrections,
-                        now)
+            return _counted(source, answered)
+    return _counted(source, _apply_batch(account_id, records, source, source_ref, options, apply_filtering_rules,
+                                         record_corrections, now))
+
+
+def _counted(source: str, result: UsageResult) -> UsageResult:
+    """Adds the batch's outcomes to ``usage_records_total{source, outcome}`` (GET /metrics)."""
+    for outcome, number in (("accepted", result.accepted), ("duplicate", result.duplicates),
+                            ("correction", result.corrections), ("excluded", result.excluded)):
+        if number:
+            USAGE_RECORDS.labels(source, outcome).inc(number)
+    return result
 
 
 def _result(results: list[RecordResult], changed: int = 0, crossings: Sequence[_Crossing] = ()) -> UsageResult:

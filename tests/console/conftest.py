@@ -1,8 +1,7 @@
 """Builders for the console's tests.
 
-Meter types and meters are made through the metering services. A meter's value and its flushed
-periods are written as rows here: the usage ledger (which sets values) and the flush (which writes
-metered records) are built in other branches, and the console only reads what they leave.
+Meter types and meters are made through the metering services, usage through the usage ledger
+(``ingest``). ``set_value`` writes a meter's value directly, for the near-capacity panel.
 """
 
 from __future__ import annotations
@@ -12,22 +11,36 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from accounts import services as account_services
 from metering import services as metering_services
-from metering.models import Meter, MeteredRecord, MeterType
+from metering.ledger import UsageInput, usage_apply
+from metering.models import Meter, MeterType
 
 # Every app whose objects the dashboard shows.
 OPERATOR_APPS = ("accounts", "metering", "streams", "parameters", "notifications", "console")
 
 
-def make_type(account, **overrides: Any) -> MeterType:
+def make_type(account, *, since: datetime | None = None, **overrides: Any) -> MeterType:
+    """``since``: made (and active) from then, so the ledger accepts usage records from then on."""
     values = {"name": "API calls", "unit": "requests", "aggregation": "SUM", "reset_cron": "0 0 * * *",
               "timezone": "Etc/UTC", "capacity": Decimal(1000)}
     values.update(overrides)
-    return metering_services.meter_type_create(account_id=account.pk, **values)
+    if since is None:
+        return metering_services.meter_type_create(account_id=account.pk, **values)
+    with time_machine.travel(since, tick=False):
+        return metering_services.meter_type_create(account_id=account.pk, **values)
+
+
+def ingest(meter_type: MeterType, *records: tuple[str, datetime, int | str]) -> None:
+    """Usage records (customer, time, value) through the usage ledger, as the APIs send them."""
+    batch = [UsageInput(user_id=user, value=value, timestamp=at, meter_type_id=meter_type.pk)
+             for user, at, value in records]
+    result = usage_apply(account_id=meter_type.account_id, records=batch, source="api")
+    assert [item.outcome for item in result.results] == ["ACCEPTED"] * len(records)
 
 
 def make_meter(meter_type: MeterType, user_id: str = "ann@example.com", meter_key: str = "gateway") -> Meter:
@@ -40,17 +53,6 @@ def set_value(meter: Meter, value: Decimal | int | None) -> Meter:
     Meter.objects.filter(pk=meter.pk).update(value=None if value is None else Decimal(value))
     meter.refresh_from_db()
     return meter
-
-
-def flushed(meter: Meter, *, start: datetime, end: datetime, value: Decimal | int | None) -> MeteredRecord:
-    """A flushed period as the flush writes it (not on this branch yet)."""
-    meter_type = meter.meter_type
-    return MeteredRecord.objects.create(
-        account_id=meter.account_id, meter=meter, source_meter_id=meter.pk, user_id=meter.user_id,
-        meter_type_id=meter_type.pk, meter_type_name=meter_type.name, timezone=meter_type.timezone,
-        meter_key=meter.meter_key, value=None if value is None else Decimal(value), unit=meter_type.unit,
-        period_start=start, period_end=end,
-    )
 
 
 def staff_of(account, username: str, apps: tuple[str, ...] = OPERATOR_APPS):

@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from accounts import services as account_services
 from console import panels
 from streams import services as stream_services
-from tests.console.conftest import flushed, make_meter, make_type, set_value, staff_of
+from tests.console.conftest import ingest, make_meter, make_type, set_value, staff_of
 from tests.streams.conftest import ACTOR, example
 
 pytestmark = pytest.mark.django_db
@@ -41,11 +41,14 @@ def panel(page: str, key: str) -> str:
 
 @pytest.fixture
 def acme_data(account):
-    calls = make_type(account, name="Acme calls", capacity=Decimal(1000))
+    calls = make_type(account, name="Acme calls", capacity=Decimal(1000), since=datetime(2027, 1, 1, tzinfo=UTC))
     make_type(account, name="Acme storage", unit="GB", aggregation="MAX", capacity=None)
-    near = set_value(make_meter(calls, "ann@acme.example"), 900)
-    set_value(make_meter(calls, "joe@acme.example"), 100)
-    flushed(near, start=datetime(2027, 1, 8, tzinfo=UTC), end=datetime(2027, 1, 9, tzinfo=UTC), value=40)
+    near = make_meter(calls, "ann@acme.example")
+    joe = make_meter(calls, "joe@acme.example")
+    ingest(calls, (near.user_id, datetime(2027, 1, 8, 5, tzinfo=UTC), 40),
+           (near.user_id, datetime(2027, 1, 10, 9, tzinfo=UTC), 900), (joe.user_id, NOW, 100))
+    set_value(near, 900)
+    set_value(joe, 100)
     solution = stream_services.solution_create(account=account, name="Production")
     stream_services.stream_import(account=account, solution_id=str(solution.pk),
                                   stream_config=example("api-calls-metering"), actor=ACTOR)
@@ -76,7 +79,7 @@ def test_staff_see_their_accounts_panels_and_nothing_of_another_account(staff_cl
     assert re.findall(r'data-user-id="([^"]+)"', near) == ["ann@acme.example"]
     assert "900 / 1000 requests" in near and "90.0 %" in near
     usage = panel(page, "usage")
-    # Today's bar holds the open periods (900 + 100); 8 January the flushed day.
+    # Today's bar holds today's records (900 + 100); 8 January that day's record.
     assert re.findall(r'data-label="01-10" data-value="([^"]+)"', usage) == ["1000"]
     assert re.findall(r'data-label="01-08" data-value="([^"]+)"', usage) == ["40"]
     assert "total 1040 requests" in usage and "no usage recorded" in usage
@@ -174,7 +177,9 @@ def test_a_registered_panel_appears_in_its_order_and_keys_are_unique(staff_clien
 def test_at_most_twelve_usage_charts_those_with_usage_first(staff_client, account):
     for index in range(13):
         make_type(account, name=f"Type {index:02d}")
-    set_value(make_meter(make_type(account, name="Zulu"), "ann"), 5)
+    zulu = make_type(account, name="Zulu")
+    make_meter(zulu, "ann")
+    ingest(zulu, ("ann", NOW, 5))
 
     usage = panel(staff_client.get("/admin/").content.decode(), "usage")
 

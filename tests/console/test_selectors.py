@@ -11,12 +11,13 @@ from console import selectors
 from notifications import services as notification_services
 from notifications.models import Delivery, EventType
 from streams import services as stream_services
-from tests.console.conftest import flushed, make_meter, make_type, set_value
+from tests.console.conftest import ingest, make_meter, make_type, set_value
 from tests.streams.conftest import ACTOR, example
 
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
+SINCE = datetime(2026, 1, 1, tzinfo=UTC)  # the usage tests' meter types exist from then
 
 
 @pytest.fixture(autouse=True)
@@ -36,18 +37,16 @@ def by_day(usage) -> dict[date, Decimal]:
 # --- usage_by_meter_type_per_day ------------------------------------------------------------
 
 
-def test_a_day_holds_the_periods_that_ended_on_it_in_the_types_timezone_and_today_the_open_values(account):
-    calls = make_type(account, name="Calls", timezone="Europe/Stockholm")  # daily at local midnight
-    ann, bob = make_meter(calls, "ann"), make_meter(calls, "bob")
+def test_a_day_sums_the_hours_that_start_on_it_in_the_types_timezone(account):
+    calls = make_type(account, since=SINCE, name="Calls", timezone="Europe/Stockholm")
+    make_meter(calls, "ann")
+    make_meter(calls, "bob")
     # 8 January in Stockholm (CET, UTC+1) is 7 Jan 23:00 -> 8 Jan 23:00 UTC.
-    flushed(ann, start=utc(2027, 1, 7, 23), end=utc(2027, 1, 8, 23), value=5)
-    flushed(bob, start=utc(2027, 1, 7, 23), end=utc(2027, 1, 8, 23), value=7)
-    flushed(ann, start=utc(2027, 1, 8, 23), end=utc(2027, 1, 9, 23), value=2)
-    # The window's first day is 12 December; the period of 11 December is outside it.
-    flushed(ann, start=utc(2026, 12, 10, 23), end=utc(2026, 12, 11, 23), value=100)
-    flushed(ann, start=utc(2026, 12, 11, 23), end=utc(2026, 12, 12, 23), value=1)
-    set_value(ann, 3)
-    set_value(bob, 4)
+    ingest(calls, ("ann", utc(2027, 1, 7, 23, 0), 5), ("bob", utc(2027, 1, 8, 22, 59), 7),
+           ("ann", utc(2027, 1, 8, 23, 30), 2),            # 9 January in Stockholm
+           ("ann", utc(2026, 12, 11, 22, 59), 100),        # 11 December: before the window
+           ("ann", utc(2026, 12, 11, 23, 0), 1),           # 12 December: the window's first day
+           ("ann", utc(2027, 1, 10, 11, 0), 3), ("bob", utc(2027, 1, 10, 11, 59), 4))
 
     [usage] = selectors.usage_by_meter_type_per_day(account.pk, 30)
 
@@ -59,73 +58,63 @@ def test_a_day_holds_the_periods_that_ended_on_it_in_the_types_timezone_and_toda
     assert usage.has_usage
 
 
-def test_a_monthly_period_counts_on_its_last_day(account):
-    storage = make_type(account, name="Storage", reset_cron="0 0 1 * *", timezone="Etc/UTC")
-    meter = make_meter(storage)
-    flushed(meter, start=utc(2026, 12, 1), end=utc(2027, 1, 1), value=Decimal("1.5"))
+def test_decimal_values_are_summed_exactly(account):
+    storage = make_type(account, since=SINCE, name="Storage", reset_cron="0 0 1 * *", timezone="Etc/UTC")
+    make_meter(storage)
+    ingest(storage, ("ann@example.com", utc(2026, 12, 31, 23), "1.1"), ("ann@example.com", utc(2026, 12, 31, 23), "0.4"))
 
     [usage] = selectors.usage_by_meter_type_per_day(account.pk, 30)
 
-    assert by_day(usage) == {date(2026, 12, 31): Decimal("1.5"), date(2027, 1, 10): 0}
+    assert by_day(usage) == {date(2026, 12, 31): Decimal("1.5")}
 
 
 def test_days_end_today_in_the_types_timezone_even_when_utc_is_a_day_ahead(account):
-    late = make_type(account, name="West coast", timezone="America/Los_Angeles")
-    meter = make_meter(late)
-    set_value(meter, 9)
+    late = make_type(account, since=SINCE, name="West coast", timezone="America/Los_Angeles")
+    make_meter(late)
+    ingest(late, ("ann@example.com", utc(2027, 1, 10, 2), 9), ("ann@example.com", utc(2027, 1, 3, 7), 1),
+           ("ann@example.com", utc(2027, 1, 3, 8), 2))
 
     with time_machine.travel(utc(2027, 1, 10, 3), tick=False):  # 9 January, 19:00 in Los Angeles
         [usage] = selectors.usage_by_meter_type_per_day(account.pk, 7)
 
     assert (usage.days[0], usage.days[-1]) == (date(2027, 1, 3), date(2027, 1, 9))
-    assert by_day(usage) == {date(2027, 1, 9): 9}
+    assert by_day(usage) == {date(2027, 1, 3): 2, date(2027, 1, 9): 9}  # 3 Jan 07:00 UTC is 2 Jan there
 
 
-def test_max_keeps_the_highest_and_min_the_lowest_of_the_meters(account):
-    peak = make_type(account, name="Peak", aggregation="MAX")
-    low = make_type(account, name="Low", aggregation="MIN")
-    peak_meters = [make_meter(peak, user) for user in ("a", "b", "c")]
-    low_meters = [make_meter(low, user) for user in ("a", "b", "c")]
-    for meter, value in zip(peak_meters, (3, 11, None), strict=True):  # None: no record yet
-        set_value(meter, value)
-        flushed(meter, start=utc(2027, 1, 8), end=utc(2027, 1, 9), value=value if value is None else value * 2)
-    for meter, value in zip(low_meters, (3, 11, None), strict=True):
-        set_value(meter, value)
+def test_max_keeps_the_highest_min_the_lowest_and_increment_counts_records(account):
+    peak = make_type(account, since=SINCE, name="Peak", aggregation="MAX")
+    low = make_type(account, since=SINCE, name="Low", aggregation="MIN")
+    hits = make_type(account, since=SINCE, name="Hits", aggregation="INCREMENT")
+    for meter_type in (peak, low, hits):
+        for user in ("a", "b"):
+            make_meter(meter_type, user)
+        ingest(meter_type, ("a", utc(2027, 1, 8, 1), 3), ("b", utc(2027, 1, 8, 20), 11), ("a", utc(2027, 1, 8, 20), 7),
+               ("b", utc(2027, 1, 10, 9), -2))
 
-    low_usage, peak_usage = selectors.usage_by_meter_type_per_day(account.pk, 30)  # by name
+    hits_usage, low_usage, peak_usage = selectors.usage_by_meter_type_per_day(account.pk, 30)  # by name
 
-    assert by_day(peak_usage) == {date(2027, 1, 8): 22, date(2027, 1, 10): 11}
-    assert by_day(low_usage) == {date(2027, 1, 10): 3}
-
-
-def test_an_overdue_period_not_flushed_yet_counts_on_the_day_it_ended(account):
-    calls = make_type(account, name="Calls")
-    meter = make_meter(calls)
-    set_value(meter, 6)
-
-    # Past the daily reset at midnight; the meter's period (ending 11 January 00:00) is not flushed yet.
-    with time_machine.travel(utc(2027, 1, 11, 0, 5), tick=False):
-        [usage] = selectors.usage_by_meter_type_per_day(account.pk, 30)
-
-    assert by_day(usage) == {date(2027, 1, 10): 6}
-    assert usage.days[-1] == date(2027, 1, 11)
+    assert by_day(peak_usage) == {date(2027, 1, 8): 11, date(2027, 1, 10): -2}
+    assert by_day(low_usage) == {date(2027, 1, 8): 3, date(2027, 1, 10): -2}
+    assert by_day(hits_usage) == {date(2027, 1, 8): 3, date(2027, 1, 10): 1}
 
 
 def test_types_without_usage_are_listed_with_nothing_known(account):
-    make_type(account, name="Quiet", aggregation="MAX")  # no meters
+    make_type(account, since=SINCE, name="Quiet", aggregation="MAX")  # no meters
     [usage] = selectors.usage_by_meter_type_per_day(account.pk, 3)
     assert usage.values == (None, None, None)
     assert not usage.has_usage
 
 
-def test_only_the_accounts_own_usage_is_read_in_three_queries(account, other_account, django_assert_num_queries):
-    mine = make_type(account, name="Mine")
-    theirs = make_type(other_account, name="Theirs")
+def test_only_the_accounts_own_usage_is_read_in_two_queries(account, other_account, django_assert_num_queries):
+    mine = make_type(account, since=SINCE, name="Mine")
+    theirs = make_type(other_account, since=SINCE, name="Theirs")
     for index in range(5):
-        set_value(make_meter(mine, f"user{index}"), 1)
-        set_value(make_meter(theirs, f"user{index}"), 50)
+        make_meter(mine, f"user{index}")
+        make_meter(theirs, f"user{index}")
+        ingest(mine, (f"user{index}", utc(2027, 1, 10, index), 1))
+        ingest(theirs, (f"user{index}", utc(2027, 1, 10, index), 50))
 
-    with django_assert_num_queries(3):  # types, flushed periods, open periods
+    with django_assert_num_queries(2):  # types, hourly rollups
         usage = selectors.usage_by_meter_type_per_day(account.pk, 30)
 
     assert [(item.name, by_day(item)) for item in usage] == [("Mine", {date(2027, 1, 10): 5})]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import socket
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,6 +19,7 @@ from django.utils.timezone import now as utc_now
 
 from accounts.models import Account
 from metering import services as metering_services
+from metering.ledger import UsageInput, usage_apply
 from metering.models import Meter, MeteredRecord, MeterType
 from notifications import services as notification_services
 from notifications.models import EventType
@@ -31,15 +32,25 @@ STOCKHOLM = ZoneInfo("Europe/Stockholm")
 ANN_DAILY_CALLS = (120, 340, 280, 510, 460, 390, 620, 700, 655, 480)
 
 
+def _ledger_record(meter: Meter, at: datetime, value: int | Decimal) -> None:
+    """One usage record through the ledger (which the dashboard's usage charts read), at ``at``."""
+    MeterType.objects.filter(pk=meter.meter_type_id, active_from__gt=at).update(active_from=at)
+    result = usage_apply(account_id=meter.account_id, source="api", records=[UsageInput(
+        user_id=meter.user_id, value=value, timestamp=at, meter_type_id=meter.meter_type_id, meter_key=meter.meter_key)])
+    assert result.accepted == 1, result
+
+
 def set_value(meter: Meter, value: int | Decimal) -> Meter:
-    """What the usage ledger leaves on a meter."""
+    """What the usage ledger leaves on a meter: a record of ``value`` now, and the meter's value."""
+    _ledger_record(meter, utc_now(), value)
     Meter.objects.filter(pk=meter.pk).update(value=Decimal(value), record_count=int(value))
     meter.refresh_from_db()
     return meter
 
 
 def flush_daily_history(meter: Meter, values: tuple[int, ...]) -> None:
-    """Daily periods (local midnights in Stockholm) ending at today's start, as the flush writes them."""
+    """Daily periods (local midnights in Stockholm) ending at today's start, as the flush writes them,
+    and each day's usage as one ledger record at its local noon."""
     meter_type = meter.meter_type
     today = utc_now().astimezone(STOCKHOLM).replace(hour=0, minute=0, second=0, microsecond=0)
     for days_ago, value in zip(range(len(values), 0, -1), values, strict=True):
@@ -51,6 +62,7 @@ def flush_daily_history(meter: Meter, values: tuple[int, ...]) -> None:
             meter_key=meter.meter_key, value=Decimal(value), unit=meter_type.unit, period_start=start,
             period_end=end,
         )
+        _ledger_record(meter, start + timedelta(hours=12), value)
 
 
 def closed_port() -> int:
