@@ -37,3 +37,15 @@ def sweep_session_timeouts() -> int:
 def purge_dedup_keys() -> int:
     """Beat, hourly: forget deduplication keys whose window has passed."""
     return services.dedup_keys_purge()
+
+
+@shared_task(name="streams.catch_up_realtime", acks_late=True, reject_on_worker_lost=True)
+def catch_up_realtime() -> int:
+    """Beat, every 5 s: queue a run of each realtime stream behind its collectors' logs (an
+    enqueue lost after a send, or a worker that was down). Returns how many were queued."""
+    from streams.engine.wiring import realtime_streams_behind
+
+    behind = realtime_streams_behind()
+    for stream_id in behind:
+        run_stream.delay(stream_id, StreamRun.Trigger.REALTIME)
+    return len(behind)

@@ -182,6 +182,8 @@ def _run(stream: Stream, trigger: str, source) -> StreamRun | None:
         with transaction.atomic():
             entry = source.read(plan, context)
             if entry is not None:
+                context.source_position = (f"batch:{entry.first_sequence}" if entry.first_sequence is not None
+                                           else f"run:{run.pk}")
                 result = plan_execute(plan, context, inputs=entry.inputs, injected=entry.injected)
                 source.commit(entry)
                 _succeeded(run, result, entry)

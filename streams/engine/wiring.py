@@ -1,0 +1,83 @@
+"""How the stream engine connects to collection and metering without them importing streams:
+hooks registered in ``StreamsConfig.ready()``.
+
+- ``collection.services.BATCH_STORED_HOOKS``: after a collected batch commits, each realtime
+  stream reading that collector gets a ``streams.run_stream`` task (a lost enqueue is caught up
+  by ``realtime_catch_up``, run by beat every few seconds).
+- ``metering.corrections.CORRECTION_ROUTERS["stream"]``: reprocessing a stream's data
+  correction re-runs its meter node's routing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+from django.db.models import Max, OuterRef, Subquery
+
+logger = logging.getLogger(__name__)
+
+READERS_CACHE_SECONDS = 2.0
+_readers: dict[uuid.UUID, tuple[float, list[str]]] = {}
+_readers_lock = threading.Lock()
+
+
+def realtime_readers(collector_id: uuid.UUID) -> list[str]:
+    """Ids of the realtime streams reading this collector (cached in-process for 2 s: a stream
+    imported meanwhile is caught up by the sweep)."""
+    from streams.models import Stream, StreamResourceRef
+
+    now = time.monotonic()
+    with _readers_lock:
+        held = _readers.get(collector_id)
+    if held is not None and now - held[0] < READERS_CACHE_SECONDS:
+        return held[1]
+    ids = sorted(str(pk) for pk in StreamResourceRef.objects.filter(
+        resource_type="onlineCollector", resource_id=str(collector_id),
+        stream__processing_type=Stream.ProcessingType.REALTIME).values_list("stream_id", flat=True).distinct())
+    with _readers_lock:
+        if len(_readers) > 10_000:
+            _readers.clear()
+        _readers[collector_id] = (now, ids)
+    return ids
+
+
+def collector_batch_stored(collector_id: uuid.UUID) -> None:
+    """A batch committed: wake each realtime stream reading the collector."""
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from streams.tasks import run_stream
+
+    for stream_id in realtime_readers(collector_id):
+        try:
+            run_stream.delay(stream_id, "realtime")
+        except BrokerError as exc:
+            logger.warning("streams: could not enqueue the run of stream %s: %s; the sweep will", stream_id, exc)
+
+
+def realtime_streams_behind(limit: int = 1000) -> list[str]:
+    """Realtime streams whose consumer offset on some collector is behind that collector's log."""
+    from collection.models import CollectedBatch, ConsumerOffset
+    from streams.models import Stream
+
+    newest = (CollectedBatch.objects.filter(collector_id=OuterRef("collector_id")).order_by()
+              .values("collector_id").annotate(top=Max("sequence")).values("top"))
+    consumers = (ConsumerOffset.objects.filter(consumer__startswith="stream:")
+                 .annotate(top=Subquery(newest)).values_list("consumer", "last_sequence", "top"))
+    behind = {consumer.split(":", 1)[1] for consumer, last, top in consumers if top is not None and top > last}
+    if not behind:
+        return []
+    realtime = Stream.objects.filter(pk__in=sorted(behind), processing_type=Stream.ProcessingType.REALTIME)
+    return sorted(str(pk) for pk in realtime.values_list("pk", flat=True)[:limit])
+
+
+def connect() -> None:
+    from collection.services import batch_stored_hook_register
+    from metering.corrections import correction_router_register
+    from metering.models import UsageSource
+    from streams.engine.metering_seam import correction_route
+
+    batch_stored_hook_register(collector_batch_stored)
+    correction_router_register(UsageSource.STREAM, correction_route)
