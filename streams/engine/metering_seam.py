@@ -123,8 +123,10 @@ def apply_meter_records(stream: Stream, node: MeterNode, records: list[dict], ru
             unrouted[index] = (f"no meter of meterKey {meter_key} for this userId"
                                + (f" in category {category}" if category is not None else ""))
         for type_id in routed or [None]:
+            # A record's own key is stable across batches; otherwise its place in this work is.
+            where = "" if identity.startswith("id:") else position
             inputs.append(_usage_input(record, node.id, meter_key,
-                                       _key(stream.pk, node.id, position, identity, type_id or ""), type_id))
+                                       _key(stream.pk, node.id, where, identity, type_id or ""), type_id))
             owners.append((index, record))
     for index, (record, _reason) in enumerate(refused):
         original = record if isinstance(record, dict) else {"record": record}
