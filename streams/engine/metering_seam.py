@@ -130,8 +130,11 @@ def apply_meter_records(stream: Stream, node: MeterNode, records: list[dict], ru
             owners.append((index, record))
     for index, (record, _reason) in enumerate(refused):
         original = record if isinstance(record, dict) else {"record": record}
-        inputs.append(_usage_input(original, node.id, meter_key, _key(stream.pk, node.id, position, "refused", index),
-                                   None))
+        own = original.get("idempotencyKey")
+        key = _key(stream.pk, node.id, "", f"id:{own}", "refused") \
+            if isinstance(own, str | int) and not isinstance(own, bool) and own != "" \
+            else _key(stream.pk, node.id, position, "refused", index)
+        inputs.append(_usage_input(original, node.id, meter_key, key, None))
         owners.append((-1 - index, original))
     if not inputs:
         return MeterSeamResult(out=[])
