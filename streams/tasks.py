@@ -49,3 +49,19 @@ def catch_up_realtime() -> int:
     for stream_id in behind:
         run_stream.delay(stream_id, StreamRun.Trigger.REALTIME)
     return len(behind)
+
+
+@shared_task(name="streams.deliver_flushed_records", bind=True, acks_late=True, reject_on_worker_lost=True,
+             max_retries=5)
+def deliver_flushed_records(self, stream_id: str, node_id: str, records: list[dict]) -> str | None:
+    """After a flush commits: the meter node's metered records go to its downstream nodes. A
+    failed delivery is retried with backoff (at least once, like every HTTP delivery)."""
+    from streams.exceptions import StreamNotFound
+
+    try:
+        run = services.stream_run_flushed(stream_id=stream_id, node_id=node_id, records=records)
+    except StreamNotFound:
+        return None
+    if run is not None and run.status == StreamRun.Status.FAILED:
+        raise self.retry(countdown=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** self.request.retries))
+    return str(run.pk) if run is not None else None

@@ -73,11 +73,46 @@ def realtime_streams_behind(limit: int = 1000) -> list[str]:
     return sorted(str(pk) for pk in realtime.values_list("pk", flat=True)[:limit])
 
 
+def flushed_records(records) -> None:
+    """Inside the flush transaction: for each stream whose meter node (``flush: periodEnd``)
+    counted these meters, queue a delivery of the records to the node's downstream nodes once
+    the flush commits (nothing is sent for a flush that rolled back)."""
+    from django.db import transaction
+
+    from streams.models import Stream, StreamResourceRef
+
+    by_key: dict[str, list[dict]] = {}
+    for record in records:
+        by_key.setdefault(record.get("meterKey") or "", []).append(record)
+    refs = (StreamResourceRef.objects.filter(resource_type="meterKey", resource_id__in=sorted(by_key))
+            .values_list("stream_id", flat=True).distinct())
+    deliveries = []
+    for stream in Stream.objects.filter(pk__in=list(refs)).order_by("pk"):
+        for node in stream.nodes:
+            config = node.get("config") or {}
+            if node.get("type") == "meter" and config.get("meterKey") in by_key \
+                    and config.get("flush", "periodEnd") == "periodEnd":
+                chosen = [record for record in by_key[config["meterKey"]]
+                          if record.get("accountId") == str(stream.account_id)]
+                if chosen and any(edge.get("source") == node["id"] for edge in stream.edges):
+                    deliveries.append((str(stream.pk), node["id"], chosen))
+    if deliveries:
+        def send() -> None:
+            from streams.tasks import deliver_flushed_records
+
+            for stream_id, node_id, chosen in deliveries:
+                deliver_flushed_records.delay(stream_id, node_id, chosen)
+
+        transaction.on_commit(send)
+
+
 def connect() -> None:
     from collection.services import batch_stored_hook_register
     from metering.corrections import correction_router_register
+    from metering.flush import flushed_records_hook_register
     from metering.models import UsageSource
     from streams.engine.metering_seam import correction_route
 
     batch_stored_hook_register(collector_batch_stored)
+    flushed_records_hook_register(flushed_records)
     correction_router_register(UsageSource.STREAM, correction_route)

@@ -214,3 +214,36 @@ def test_batch_streams_get_a_beat_schedule_and_lose_it_when_deleted(account, sol
     assert not PeriodicTask.objects.filter(name=f"stream:{stream.pk}").exists()
     assert not ConsumerOffset.objects.filter(collector=collector).exists()
     assert StreamRun.objects.count() == 0
+
+
+def test_flushed_metered_records_go_to_the_meter_nodes_downstream_nodes_after_commit(
+        account, solution, collector, meters, monkeypatch, django_capture_on_commit_callbacks):
+    from metering.flush import meters_flush_all_due
+    from streams import tasks
+    from streams.models import InspectRecord
+
+    premium, _ = meters
+    queued = []
+    monkeypatch.setattr(tasks.deliver_flushed_records, "delay", lambda *args: queued.append(args))
+    config = stream_config(collector.pk)
+    config["nodes"].append({"id": "peek", "name": "Peek", "type": "inspect", "config": {}})
+    config["edges"].append({"source": "meter", "target": "peek"})
+    with time_machine.travel(T0 + datetime.timedelta(minutes=1), tick=False):
+        stream = make(account, solution, config)
+        send(account, collector, [{"userId": "u1", "value": 5, "plan": "pro"}])
+        engine_services.stream_run_collected(stream_id=stream.pk)
+    InspectRecord.objects.all().delete()  # what the run itself inspected
+    period_end = Meter.objects.get(meter_type=premium, user_id="u1").period_end
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        meters_flush_all_due(now=period_end + datetime.timedelta(seconds=1))
+    assert queued == []  # nothing leaves before the flush commits
+    for callback in callbacks:
+        callback()
+    assert [(stream_id, node_id, len(records)) for stream_id, node_id, records in queued] == [
+        (str(stream.pk), "meter", 4)]
+    for args in queued:
+        tasks.deliver_flushed_records.apply(args=args).get()
+    inspected = sorted((r.record["userId"], r.record["meterTypeName"], r.record["value"])
+                       for r in InspectRecord.objects.filter(stream=stream, node_id="peek"))
+    assert inspected == [("u1", "Premium calls", 5), ("u1", "Standard calls", 0),
+                         ("u2", "Premium calls", 0), ("u2", "Standard calls", 0)]
