@@ -202,6 +202,26 @@ def collectors_sweep(*, stale_after_seconds: int = 30, limit: int = 100) -> dict
 # --- the batch log ---------------------------------------------------------------------------
 
 
+# Called with the collector id after a new batch is stored, once the batch is committed (readers
+# such as realtime streams enqueue their runs). Registered by the reading apps in their
+# AppConfig.ready(); collection never imports them. A failing hook is logged, never raised: the
+# readers' catch-up sweeps pick the batch up.
+BATCH_STORED_HOOKS: list = []
+
+
+def batch_stored_hook_register(hook) -> None:
+    if hook not in BATCH_STORED_HOOKS:
+        BATCH_STORED_HOOKS.append(hook)
+
+
+def _batch_stored(collector_id: uuid.UUID) -> None:
+    for hook in list(BATCH_STORED_HOOKS):
+        try:
+            hook(collector_id)
+        except Exception:  # noqa: BLE001 - a reader's wake-up must never fail the send
+            logger.exception("collection: batch-stored hook %r failed for collector %s", hook, collector_id)
+
+
 @dataclass(frozen=True)
 class AppendResult:
     ingestion_id: uuid.UUID
@@ -275,6 +295,8 @@ def collected_batch_append(*, account_id: uuid.UUID, collector_id: uuid.UUID, pa
         active_collectors.forget(collector_id)
         raise CollectorNotFound()
     if inserted == 1:
+        if BATCH_STORED_HOOKS:
+            transaction.on_commit(lambda: _batch_stored(collector_id), using=DEFAULT_DB_ALIAS)
         return AppendResult(ingestion_id=ingestion_id, replayed=False)
     # Nothing inserted: the idempotency key is taken.
     replay = _find_replay(account_id=account_id, collector_id=collector_id, payload=payload,

@@ -54,6 +54,19 @@ RECORD_READERS: dict[str, str] = {
 }
 
 
+# Sources whose records are read again from the whole correction (its node and source_ref), e.g.
+# "stream": the stream engine re-runs its meter node's routing. Registered by the app that owns
+# the source (streams registers in its AppConfig.ready(): metering never imports streams).
+CORRECTION_ROUTERS: dict[str, Callable[[DataCorrection], UsageInput]] = {}
+
+
+def correction_router_register(source: str, router: Callable[[DataCorrection], UsageInput]) -> None:
+    """Read the corrections of ``source`` with ``router(correction)`` when they are reprocessed."""
+    if source not in UsageSource.values:
+        raise ValueError(f"Unknown usage source {source!r}.")
+    CORRECTION_ROUTERS[source] = router
+
+
 def _reader(source: str) -> Callable[[dict[str, Any]], UsageInput]:
     path = RECORD_READERS.get(source)
     return import_string(path) if path else usage_input_from_record
@@ -117,7 +130,8 @@ def data_corrections_reprocess(*, account_id: uuid.UUID, correction_ids: Sequenc
             if not isinstance(correction.record, dict):
                 _still_open(correction, DataCorrection.Reason.INVALID_RECORD, "The record is not a JSON object.", now)
                 continue
-            usage = _reader(source)(correction.record)
+            router = CORRECTION_ROUTERS.get(source)
+            usage = router(correction) if router is not None else _reader(source)(correction.record)
             usage.idempotency_key = correction.idempotency_key
             usage.request_hash = correction.request_hash
             usage.node = correction.node

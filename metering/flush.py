@@ -111,9 +111,20 @@ def flushed_records_emit(records: Sequence[dict[str, Any]]) -> None:
     the database (e.g. queue the records in the engine's own table, to be sent after commit):
     then the records reach the downstream nodes exactly when the flush commits, never for a flush
     that rolled back. It must not do network I/O or commit. Today it does nothing: the engine
-    connects to it when it exists.
+    connects to it with ``flushed_records_hook_register`` (in its AppConfig.ready()).
     """
-    return None
+    for hook in list(FLUSHED_RECORDS_HOOKS):
+        hook(records)
+
+
+# Called by ``flushed_records_emit`` inside the flush transaction (see there); registered by the
+# stream engine, which metering never imports.
+FLUSHED_RECORDS_HOOKS: list = []
+
+
+def flushed_records_hook_register(hook) -> None:
+    if hook not in FLUSHED_RECORDS_HOOKS:
+        FLUSHED_RECORDS_HOOKS.append(hook)
 
 
 def _json_number(value: Decimal | None) -> int | float | None:

@@ -156,11 +156,12 @@ class StreamAdmin(AccountScopedAdmin):
                            "cas", "created_by_label", "created_at", "updated_by_label", "updated_at"]}),
         ("Graph", {"fields": ["graph"]}),
         ("Runs", {"fields": ["recent_runs"]}),
+        ("Meter inspector", {"fields": ["meter_inspector"]}),
         ("Configuration", {"fields": ["configuration"], "classes": ["collapse"]}),
     ]
     readonly_fields = ["name", "id", "solution", "processing_type", "schema_version", "description", "tag", "cas",
                        "created_by_label", "created_at", "updated_by_label", "updated_at", "graph", "configuration",
-                       "recent_runs"]
+                       "recent_runs", "meter_inspector"]
 
     # Streams change only through an import (validated, versioned): the page is read-only.
     def has_add_permission(self, request):
@@ -202,6 +203,28 @@ class StreamAdmin(AccountScopedAdmin):
             reverse("admin:streams_inspectrecord_changelist"), obj.pk)
         return format_html("<table><thead><tr><th>started</th><th>trigger</th><th>status</th><th>in</th><th>out</th>"
                            "<th>rejected</th></tr></thead><tbody>{}</tbody></table><p>{}</p>", rows, links)
+
+    @admin.display(description="meters counted by its meter processors")
+    def meter_inspector(self, obj: Stream) -> str:
+        """Per meter node: the meters of its meterKey with their current value (first 50)."""
+        from metering.models import Meter
+
+        sections = []
+        for node in obj.nodes:
+            if node.get("type") != "meter":
+                continue
+            meter_key = (node.get("config") or {}).get("meterKey") or "default"
+            meters = (Meter.objects.filter(account_id=obj.account_id, meter_key=meter_key)
+                      .select_related("meter_type").order_by("meter_type__name", "user_id")[:50])
+            rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+                (meter.meter_type.name, meter.user_id,
+                 "" if meter.value is None else format(meter.value.normalize(), "f"), meter.record_count,
+                 meter.period_end.strftime("%Y-%m-%d %H:%M")) for meter in meters))
+            sections.append(format_html(
+                "<h4>{} ({}) · meterKey {}</h4><table><thead><tr><th>meter type</th><th>userId</th><th>value</th>"
+                "<th>records</th><th>period end</th></tr></thead><tbody>{}</tbody></table>",
+                node.get("name", ""), node.get("id", ""), meter_key, rows))
+        return format_html_join("", "{}", ((section,) for section in sections)) or "No meter processor."
 
     @admin.display(description="configuration (export)")
     def configuration(self, obj: Stream) -> str:

@@ -14,6 +14,7 @@ from accounts.models import Account
 from config.api.errors import ValidationFailed
 from config.api.principal import Principal
 from streams.config import NAME_MAX_LENGTH, StreamConfig, stream_config_parse, tag_validate
+from streams.engine import collection_seam, schedules
 from streams.engine.stores import aggregation_stores_prune, aggregation_stores_sync
 from streams.exceptions import (
     NodeDeletionNotAllowed,
@@ -217,6 +218,7 @@ def stream_import(*, account: Account, solution_id: str | uuid.UUID, stream_conf
         if tag is not None and existing.versions.filter(tag=tag).exists():
             raise StreamTagExists(details=[{"field": "tag", "message": f"Tag '{tag}' exists."}])
         config = _meter_keys(config, previous_nodes=existing.nodes, regenerate=False)
+        previous_nodes = existing.nodes
         _apply(existing, config, tag, actor)
         existing.cas += 1
         existing.save()
@@ -226,6 +228,7 @@ def stream_import(*, account: Account, solution_id: str | uuid.UUID, stream_conf
         if duplicate:
             config = dataclasses.replace(config, name=_copy_name(solution, config.name))
         config = _meter_keys(config, previous_nodes=[], regenerate=duplicate)
+        previous_nodes = []
         stream = Stream(account=account, solution=solution, cas=1, created_by=actor)
         _apply(stream, config, tag, actor)
         try:
@@ -236,6 +239,9 @@ def stream_import(*, account: Account, solution_id: str | uuid.UUID, stream_conf
         action = ImportAction.CREATED
     _save_refs(stream, config)
     aggregation_stores_sync(stream=stream, config=config)  # the session lookup's key fields
+    # The collectors it reads keep their batches for it; batch streams get their beat schedule.
+    collection_seam.consumers_sync(stream_id=stream.pk, previous_nodes=previous_nodes, nodes=stream.nodes)
+    schedules.stream_schedule_sync(stream=stream)
     if tag is not None:
         _save_version(stream, config, tag, actor)
     return StreamImportResult(action, stream, tag)
@@ -244,5 +250,8 @@ def stream_import(*, account: Account, solution_id: str | uuid.UUID, stream_conf
 @transaction.atomic
 def stream_delete(*, stream: Stream) -> None:
     account_id = stream.account_id
+    stream_id, nodes = stream.pk, stream.nodes
     stream.delete()
+    collection_seam.consumers_sync(stream_id=stream_id, previous_nodes=nodes, nodes=[])
+    schedules.stream_schedule_delete(stream_id=stream_id)
     aggregation_stores_prune(account_id=account_id)

@@ -1,25 +1,18 @@
-"""SEAM: where streams read the online collection log.
-
-AWAITING THE COLLECTION LOG. The collection app's log (collected batches, one offset per consumer)
-is being built in parallel, with two functions that run inside the caller's transaction:
-``collected_batches_read(collector_id, consumer, limit)`` and
-``consumer_offset_advance(collector_id, consumer, sequence)``. Until they exist on this branch,
-``collected_batches_read`` here finds nothing to read (so a realtime or scheduled run has no work
-and records no run) and ``consumer_offset_advance`` has nothing to advance. Once the collection
-app provides them, these two functions call them; the lead adapts the batch shape in
-``_as_batch`` if it differs.
+"""Where streams read the online collection log (``collection.selectors.collected_batches_read``,
+``collection.services.consumer_offset_advance``; both run inside the caller's transaction).
 
 A stream consumes each of its ``onlineCollector`` nodes' collectors as the consumer
-``stream:<stream id>``; the run's effects and the offset move commit together, so a failed run
-leaves the offset where it was and the retry reads the same batches.
+``stream:<stream id>``, registered when the stream is imported and unregistered when it is
+deleted (``consumers_sync``), so pruning keeps every batch a stream has not consumed. The run's
+effects and the offset move commit together, so a failed run leaves the offset where it was and
+the retry reads the same batches. Reading locks the consumer's offset row: two runs of one
+stream take turns instead of reading the same batches.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,31 +27,62 @@ def consumer_name(stream_id: uuid.UUID) -> str:
     return f"stream:{stream_id}"
 
 
-def _collection_function(name: str) -> Callable | None:
-    try:
-        module = importlib.import_module("collection.services")
-    except ImportError:
-        return None
-    return getattr(module, name, None)
-
-
 def _as_batch(batch: Any) -> CollectedBatch:
-    return CollectedBatch(sequence=int(batch.sequence), data=batch.data)
+    """``collection.models.CollectedBatch`` stores the JSON text of the request's ``data``."""
+    payload = batch.payload
+    try:
+        data = json.loads(payload) if isinstance(payload, str) else payload
+    except ValueError:
+        data = payload
+    return CollectedBatch(sequence=int(batch.sequence), data=data)
 
 
 def collected_batches_read(*, collector_id: uuid.UUID, consumer: str, limit: int) -> list[CollectedBatch]:
-    """The consumer's next batches in order, at most ``limit`` (none until collection exists)."""
-    read = _collection_function("collected_batches_read")
-    if read is None:
+    """The consumer's next batches in order, at most ``limit``; none when the consumer is not
+    registered (a collector deleted meanwhile)."""
+    from collection.exceptions import ConsumerNotRegistered
+    from collection.selectors import collected_batches_read as read
+
+    try:
+        return [_as_batch(batch) for batch in read(collector_id=collector_id, consumer=consumer, limit=limit,
+                                                   lock=True)]
+    except ConsumerNotRegistered:
         return []
-    return [_as_batch(batch) for batch in read(collector_id=collector_id, consumer=consumer, limit=limit)]
 
 
 def consumer_offset_advance(*, collector_id: uuid.UUID, consumer: str, sequence: int) -> None:
     """Mark every batch up to ``sequence`` consumed, in the caller's transaction."""
-    advance = _collection_function("consumer_offset_advance")
-    if advance is not None:
-        advance(collector_id=collector_id, consumer=consumer, sequence=sequence)
+    from collection.services import consumer_offset_advance as advance
+
+    advance(collector_id=collector_id, consumer=consumer, sequence=sequence)
+
+
+def stream_collector_ids(nodes: list[dict]) -> set[uuid.UUID]:
+    ids = set()
+    for node in nodes or []:
+        if node.get("type") == "onlineCollector":
+            try:
+                ids.add(uuid.UUID(str((node.get("config") or {}).get("collectorId"))))
+            except ValueError:
+                continue
+    return ids
+
+
+def consumers_sync(*, stream_id: uuid.UUID, previous_nodes: list[dict], nodes: list[dict]) -> None:
+    """Register the stream as a consumer of each collector its ``onlineCollector`` nodes read
+    (from the earliest retained batch), and unregister it from collectors it no longer reads."""
+    from collection.exceptions import CollectorNotFound
+    from collection.services import consumer_register, consumer_unregister
+
+    name = consumer_name(stream_id)
+    wanted = stream_collector_ids(nodes)
+    for collector_id in sorted(stream_collector_ids(previous_nodes) - wanted):
+        consumer_unregister(collector_id=collector_id, consumer=name)
+    for collector_id in sorted(wanted):
+        try:
+            consumer_register(collector_id=collector_id, consumer=name, start="earliest")
+        except CollectorNotFound:
+            continue
 
 
 def batch_records(data: Any) -> list[Any]:

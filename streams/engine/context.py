@@ -35,6 +35,9 @@ class RunContext:
     now: datetime
     dry_run: bool = False
     run: StreamRun | None = None
+    # Where the run's records come from, stable across retries of the same work ("batch:<first
+    # collected sequence>", else "run:<run id>"): the meter processor's idempotency keys use it.
+    source_position: str = ""
     _parameters: dict[str, str] = field(default_factory=dict, repr=False)
 
     def parameter(self, node_id: str, name: str) -> str:

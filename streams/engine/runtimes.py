@@ -294,12 +294,13 @@ class MeterRuntime(NodeRuntime):
                 routed.append(self.route(record))
             except ValueError as exc:
                 rejected.append((record, str(exc)))
-        if context.dry_run or not routed:
+        if context.dry_run or not (routed or rejected):
             return NodeOutput(routed, rejected, note="preview: routed only; nothing is metered" if context.dry_run
                               else "")
+        # The ledger counts the routed records and keeps the refused ones in data correction.
         result = apply_meter_records(context.stream, MeterNode(self.node_id, self.name, self.config), routed,
-                                     context.run)
-        return NodeOutput(result.out, rejected + result.rejected)
+                                     context.run, refused=rejected, position=context.source_position)
+        return NodeOutput(result.out, result.rejected)
 
 
 # --- Aggregators ---------------------------------------------------------------------------------

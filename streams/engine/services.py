@@ -182,6 +182,8 @@ def _run(stream: Stream, trigger: str, source) -> StreamRun | None:
         with transaction.atomic():
             entry = source.read(plan, context)
             if entry is not None:
+                context.source_position = (f"batch:{entry.first_sequence}" if entry.first_sequence is not None
+                                           else f"run:{run.pk}")
                 result = plan_execute(plan, context, inputs=entry.inputs, injected=entry.injected)
                 source.commit(entry)
                 _succeeded(run, result, entry)
@@ -229,6 +231,28 @@ def stream_run_collected(*, stream_id: uuid.UUID | str, trigger: str = StreamRun
     """Run the stream over its collectors' next batches (``None`` when there are none)."""
     stream = _stream(stream_id)
     return _run(stream, trigger, CollectedSource(stream, batch_limit))
+
+
+class InjectedSource:
+    """Records given as the output of one node (flushed metered records of a meter node)."""
+
+    def __init__(self, node_id: str, records: list[dict]):
+        self.node_id = node_id
+        self.records = records
+
+    def read(self, plan: StreamPlan, context: RunContext) -> Entry | None:
+        if self.node_id not in plan.nodes:
+            return Entry()  # the node was removed from the stream meanwhile: delivered nowhere
+        return Entry(injected={self.node_id: self.records})
+
+    def commit(self, entry: Entry) -> None:
+        return None
+
+
+def stream_run_flushed(*, stream_id: uuid.UUID | str, node_id: str, records: list[dict]) -> StreamRun | None:
+    """Send a meter node's flushed metered records to its downstream nodes (a ``schedule`` run)."""
+    stream = _stream(stream_id)
+    return _run(stream, StreamRun.Trigger.SCHEDULE, InjectedSource(node_id, records))
 
 
 # --- Session timeouts --------------------------------------------------------------------------------

@@ -130,3 +130,20 @@ def test_a_user_without_stream_permissions_cannot_import(client, account, soluti
     client.login(username="bob", password="pw-12345678")
     assert 'id="import-stream"' not in client.get("/admin/streams/stream/").content.decode()
     assert client.get("/admin/streams/stream/import/").status_code == 403
+
+
+def test_the_meter_inspector_lists_the_meters_of_each_meter_node_with_their_values(staff, stream, account,
+                                                                                 other_account):
+    from metering.services import meter_create, meter_type_create
+
+    meter_key = next(node["config"]["meterKey"] for node in stream.nodes if node["type"] == "meter")
+    calls = meter_type_create(account_id=account.pk, name="Inspected calls", unit="call", aggregation="SUM",
+                              reset_cron="0 0 1 * *", timezone="Etc/UTC")
+    meter_create(account_id=account.pk, meter_key=meter_key, user_id="inspected-user", meter_type_id=calls.pk)
+    foreign = meter_type_create(account_id=other_account.pk, name="Foreign calls", unit="call", aggregation="SUM",
+                                reset_cron="0 0 1 * *", timezone="Etc/UTC")
+    meter_create(account_id=other_account.pk, meter_key=meter_key, user_id="foreign-user", meter_type_id=foreign.pk)
+    page = staff.get(f"/admin/streams/stream/{stream.pk}/change/").content.decode()
+    assert f"meterKey {meter_key}" in page
+    assert "<td>Inspected calls</td><td>inspected-user</td><td>0</td><td>0</td>" in page
+    assert "foreign-user" not in page

@@ -229,7 +229,7 @@ def test_data_aggregator_groups_the_batch_and_emits_one_record_per_key(make_stre
     ]
 
 
-# --- meter (routing only: the ledger is not wired yet) ---------------------------------------------
+# --- meter (routing, in previews: the ledger is tested in test_wiring.py) ---------------------------------------------
 
 
 METER = {
@@ -253,7 +253,7 @@ def test_meter_routes_each_record_to_the_first_matching_guiding_rule(make_stream
         {"userId": "u3", "value": "2.5", "plan": "free", "zone": {"name": "z1"}},
         {"userId": 42, "value": 3, "plan": "enterprise", "timestamp": "1688169600123"},
     ]
-    routed = output(execute(stream, records), "meter")
+    routed = output(execute(stream, records, dry_run=True), "meter")
     assert [(record["userId"], record["value"], record.get("timestamp"), record["_meter"]) for record in routed] == [
         ("u1", 1, "2023-07-01T00:00:00.000Z", {"meterKey": "api-calls", "guidingRule": 0, "category": "premium",
                                                "groupsKey": "premium", "groupBy": {"region": "eu", "zone.name": None}}),
@@ -294,7 +294,7 @@ def test_meter_rejects_records_it_cannot_meter_with_the_reason(make_stream):
 
 def test_a_meter_without_guiding_rules_counts_every_valid_record(make_stream):
     stream = make_stream(chain(("meter", "meter", {"meterKey": "all"})))
-    routed = output(execute(stream, [{"userId": "u", "value": 2}]), "meter")
+    routed = output(execute(stream, [{"userId": "u", "value": 2}], dry_run=True), "meter")
     assert routed == [{"userId": "u", "value": 2, "_meter": {"meterKey": "all", "guidingRule": None, "category": None,
                                                              "groupsKey": "default", "groupBy": {}}}]
 

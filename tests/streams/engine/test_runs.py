@@ -1,6 +1,7 @@
 """Runs are recorded with their counts; a preview shows each node and persists nothing."""
 
 import datetime
+import json
 import uuid
 
 import pytest
@@ -34,9 +35,17 @@ RECORDS = [
 
 
 def test_a_run_records_counts_per_node_and_rejections(make_stream, account):
+    from metering.models import Meter
+    from metering.services import meter_create, meter_type_create
+
     stream = make_stream(PIPELINE)
     with time_machine.travel(T0, tick=False):
+        calls = meter_type_create(account_id=account.pk, name="Calls", unit="call", aggregation="SUM",
+                                  reset_cron="0 0 1 * *", timezone="Etc/UTC", active_from=T0)
+        for user_id in ("c1", "c2"):
+            meter_create(account_id=account.pk, meter_key="calls", user_id=user_id, meter_type_id=calls.pk)
         run = engine_services.stream_run_execute(stream_id=stream.pk, records=RECORDS)
+    assert sorted(Meter.objects.values_list("user_id", "value", "record_count")) == [("c1", 1, 1), ("c2", 1, 1)]
     run.refresh_from_db()
     assert (run.account_id, run.stream_id, run.stream_cas, run.trigger, run.status) == (
         account.pk, stream.pk, 1, "manual", "SUCCEEDED")
@@ -227,70 +236,67 @@ def test_preview_of_a_stream_that_cannot_run_is_400(api, make_stream):
     assert (response.status_code, response.json()["code"]) == (400, "STREAM_NOT_RUNNABLE")
 
 
-# --- The collection seam's contract (the collection log is built in parallel) ---------------------------
+# --- Runs over the real collection log -----------------------------------------------------------------
 
 
-class CollectionLogStandIn:
-    """Stands in for ``collection.services`` until the collection log is merged: the two functions
-    the seam calls, with the documented contract (batches after the consumer's offset, in order)."""
+class CollectionLog:
+    """The collector ``COLLECTOR_ID`` (ACTIVE) and its real batch log."""
 
-    def __init__(self, batches):
-        self.batches = batches  # [(collector_id, sequence, data)]
-        self.offsets: dict[tuple, int] = {}
+    def __init__(self, account):
+        from collection.models import Collector
+        from tests.streams.engine.conftest import COLLECTOR_ID
 
-    def collected_batches_read(self, *, collector_id, consumer, limit):
-        offset = self.offsets.get((collector_id, consumer), 0)
-        found = [batch for batch in self.batches if batch[0] == collector_id and batch[1] > offset][:limit]
-        return [type("Batch", (), {"sequence": sequence, "data": data}) for _, sequence, data in found]
+        self.account = account
+        self.collector = Collector.objects.create(id=uuid.UUID(COLLECTOR_ID), account=account, name="engine-log",
+                                                  status=Collector.Status.ACTIVE)
 
-    def consumer_offset_advance(self, *, collector_id, consumer, sequence):
-        self.offsets[(collector_id, consumer)] = sequence
+    def append(self, data) -> int:
+        from collection.models import CollectedBatch
+        from collection.services import collected_batch_append
+
+        result = collected_batch_append(account_id=self.account.pk, collector_id=self.collector.pk,
+                                        payload=json.dumps(data))
+        return CollectedBatch.objects.get(ingestion_id=result.ingestion_id).sequence
+
+    def offset(self, stream) -> int:
+        from collection.models import ConsumerOffset
+
+        return ConsumerOffset.objects.get(collector=self.collector, consumer=f"stream:{stream.pk}").last_sequence
 
 
 @pytest.fixture
-def collection_log(monkeypatch):
-    import sys
-    import types
-
-    def install(batches):
-        log = CollectionLogStandIn(batches)
-        module = types.ModuleType("collection.services")
-        module.collected_batches_read = log.collected_batches_read
-        module.consumer_offset_advance = log.consumer_offset_advance
-        monkeypatch.setitem(sys.modules, "collection.services", module)
-        return log
-
-    return install
+def collection_log(account):
+    return CollectionLog(account)
 
 
-def test_a_collected_run_consumes_batches_in_order_and_advances_the_offset(make_stream, collection_log):
-    from tests.streams.engine.conftest import COLLECTOR_ID
-
+def test_a_collected_run_consumes_batches_in_order_and_advances_the_offset(collection_log, make_stream):
     stream = make_stream(chain(("peek", "inspect", {})))
-    collector = uuid.UUID(COLLECTOR_ID)
-    log = collection_log([(collector, 1, {"a": 1}), (collector, 2, [{"a": 2}, {"a": 3}]),
-                          (collector, 3, '{"a": 4}\n{"a": 5}'), (uuid.uuid4(), 9, {"other": True})])
+    log = collection_log
+    first = log.append({"a": 1})
+    second = log.append([{"a": 2}, {"a": 3}])
+    third = log.append('{"a": 4}\n{"a": 5}')
+    assert log.offset(stream) == 0  # registered from the earliest batch when imported
     run = engine_services.stream_run_collected(stream_id=stream.pk, batch_limit=2)
     assert (run.trigger, run.records_in, run.source_first_sequence, run.source_last_sequence) == (
-        "realtime", 3, 1, 2)
-    assert log.offsets == {(collector, f"stream:{stream.pk}"): 2}
-    second = engine_services.stream_run_collected(stream_id=stream.pk, batch_limit=2)
-    assert (second.records_in, second.source_first_sequence, second.source_last_sequence) == (2, 3, 3)
+        "realtime", 3, first, second)
+    assert log.offset(stream) == second
+    again = engine_services.stream_run_collected(stream_id=stream.pk, batch_limit=2)
+    assert (again.records_in, again.source_first_sequence, again.source_last_sequence) == (2, third, third)
     assert engine_services.stream_run_collected(stream_id=stream.pk) is None
+    assert log.offset(stream) == third
 
 
-def test_a_failed_collected_run_leaves_the_offset_for_the_retry(make_stream, collection_log, receiver, settings):
-    from tests.streams.engine.conftest import COLLECTOR_ID
-
+def test_a_failed_collected_run_leaves_the_offset_for_the_retry(collection_log, make_stream, receiver, settings):
     settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = True
     receiver.status = 502
     stream = make_stream(chain(("out", "httpForwarder", {"url": receiver.url})))
-    log = collection_log([(uuid.UUID(COLLECTOR_ID), 1, {"a": 1})])
+    sequence = collection_log.append({"a": 1})
     failed = engine_services.stream_run_collected(stream_id=stream.pk)
-    assert (failed.status, failed.source_first_sequence, log.offsets) == ("FAILED", None, {})
+    assert (failed.status, failed.source_first_sequence, collection_log.offset(stream)) == ("FAILED", None, 0)
     receiver.status = 200
     retried = engine_services.stream_run_collected(stream_id=stream.pk)
     assert (retried.status, retried.records_out, receiver.bodies()[-1]) == ("SUCCEEDED", 1, [{"a": 1}])
+    assert collection_log.offset(stream) == sequence
 
 
 EXAMPLE_RECORDS = {

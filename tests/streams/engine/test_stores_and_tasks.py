@@ -103,7 +103,9 @@ def test_the_beat_schedules_are_registered_by_a_migration():
     migration = importlib.import_module("streams.migrations.0003_engine_beat_schedule")
     migration.register(apps, None)
     migration.register(apps, None)  # twice: still one row each
+    importlib.import_module("streams.migrations.0004_realtime_catch_up_schedule").register(apps, None)
     tasks = {task.task: (task.interval.every, task.interval.period, task.enabled)
              for task in PeriodicTask.objects.filter(task__startswith="streams.")}
     assert tasks == {"streams.sweep_session_timeouts": (30, "seconds", True),
-                     "streams.purge_dedup_keys": (1, "hours", True)}
+                     "streams.purge_dedup_keys": (1, "hours", True),
+                     "streams.catch_up_realtime": (5, "seconds", True)}

@@ -1,0 +1,118 @@
+"""How the stream engine connects to collection and metering without them importing streams:
+hooks registered in ``StreamsConfig.ready()``.
+
+- ``collection.services.BATCH_STORED_HOOKS``: after a collected batch commits, each realtime
+  stream reading that collector gets a ``streams.run_stream`` task (a lost enqueue is caught up
+  by ``realtime_catch_up``, run by beat every few seconds).
+- ``metering.corrections.CORRECTION_ROUTERS["stream"]``: reprocessing a stream's data
+  correction re-runs its meter node's routing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+from django.db.models import Max, OuterRef, Subquery
+
+logger = logging.getLogger(__name__)
+
+READERS_CACHE_SECONDS = 2.0
+_readers: dict[uuid.UUID, tuple[float, list[str]]] = {}
+_readers_lock = threading.Lock()
+
+
+def realtime_readers(collector_id: uuid.UUID) -> list[str]:
+    """Ids of the realtime streams reading this collector (cached in-process for 2 s: a stream
+    imported meanwhile is caught up by the sweep)."""
+    from streams.models import Stream, StreamResourceRef
+
+    now = time.monotonic()
+    with _readers_lock:
+        held = _readers.get(collector_id)
+    if held is not None and now - held[0] < READERS_CACHE_SECONDS:
+        return held[1]
+    ids = sorted(str(pk) for pk in StreamResourceRef.objects.filter(
+        resource_type="onlineCollector", resource_id=str(collector_id),
+        stream__processing_type=Stream.ProcessingType.REALTIME).values_list("stream_id", flat=True).distinct())
+    with _readers_lock:
+        if len(_readers) > 10_000:
+            _readers.clear()
+        _readers[collector_id] = (now, ids)
+    return ids
+
+
+def collector_batch_stored(collector_id: uuid.UUID) -> None:
+    """A batch committed: wake each realtime stream reading the collector."""
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from streams.tasks import run_stream
+
+    for stream_id in realtime_readers(collector_id):
+        try:
+            run_stream.delay(stream_id, "realtime")
+        except BrokerError as exc:
+            logger.warning("streams: could not enqueue the run of stream %s: %s; the sweep will", stream_id, exc)
+
+
+def realtime_streams_behind(limit: int = 1000) -> list[str]:
+    """Realtime streams whose consumer offset on some collector is behind that collector's log."""
+    from collection.models import CollectedBatch, ConsumerOffset
+    from streams.models import Stream
+
+    newest = (CollectedBatch.objects.filter(collector_id=OuterRef("collector_id")).order_by()
+              .values("collector_id").annotate(top=Max("sequence")).values("top"))
+    consumers = (ConsumerOffset.objects.filter(consumer__startswith="stream:")
+                 .annotate(top=Subquery(newest)).values_list("consumer", "last_sequence", "top"))
+    behind = {consumer.split(":", 1)[1] for consumer, last, top in consumers if top is not None and top > last}
+    if not behind:
+        return []
+    realtime = Stream.objects.filter(pk__in=sorted(behind), processing_type=Stream.ProcessingType.REALTIME)
+    return sorted(str(pk) for pk in realtime.values_list("pk", flat=True)[:limit])
+
+
+def flushed_records(records) -> None:
+    """Inside the flush transaction: for each stream whose meter node (``flush: periodEnd``)
+    counted these meters, queue a delivery of the records to the node's downstream nodes once
+    the flush commits (nothing is sent for a flush that rolled back)."""
+    from django.db import transaction
+
+    from streams.models import Stream, StreamResourceRef
+
+    by_key: dict[str, list[dict]] = {}
+    for record in records:
+        by_key.setdefault(record.get("meterKey") or "", []).append(record)
+    refs = (StreamResourceRef.objects.filter(resource_type="meterKey", resource_id__in=sorted(by_key))
+            .values_list("stream_id", flat=True).distinct())
+    deliveries = []
+    for stream in Stream.objects.filter(pk__in=list(refs)).order_by("pk"):
+        for node in stream.nodes:
+            config = node.get("config") or {}
+            if node.get("type") == "meter" and config.get("meterKey") in by_key \
+                    and config.get("flush", "periodEnd") == "periodEnd":
+                chosen = [record for record in by_key[config["meterKey"]]
+                          if record.get("accountId") == str(stream.account_id)]
+                if chosen and any(edge.get("source") == node["id"] for edge in stream.edges):
+                    deliveries.append((str(stream.pk), node["id"], chosen))
+    if deliveries:
+        def send() -> None:
+            from streams.tasks import deliver_flushed_records
+
+            for stream_id, node_id, chosen in deliveries:
+                deliver_flushed_records.delay(stream_id, node_id, chosen)
+
+        transaction.on_commit(send)
+
+
+def connect() -> None:
+    from collection.services import batch_stored_hook_register
+    from metering.corrections import correction_router_register
+    from metering.flush import flushed_records_hook_register
+    from metering.models import UsageSource
+    from streams.engine.metering_seam import correction_route
+
+    batch_stored_hook_register(collector_batch_stored)
+    flushed_records_hook_register(flushed_records)
+    correction_router_register(UsageSource.STREAM, correction_route)
