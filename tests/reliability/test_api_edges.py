@@ -176,3 +176,11 @@ def test_a_projected_stream_answers_only_the_fields_asked_for(api, account):
                                   actor={"type": "client", "id": "edges"})
     assert api.get("/streams?fields=cas,nodes.name").json() == {
         "streams": [{"cas": 1, "nodes": [{"name": "In"}]}]}
+
+
+def test_the_compatible_endpoints_take_a_token_or_an_api_key_not_both():
+    """Two security requirements (either one), not one naming both (which would require both headers)."""
+    schema = Client().get("/openapi.json").json()
+    for path in ("/ingest", "/usage", "/meter-definition", "/billing/meters/usage"):
+        assert schema["paths"][path]["post"]["security"] == [{"BearerToken": []}, {"ApiKey": []}], path
+    assert schema["paths"]["/meters"]["get"]["security"] == [{"BearerToken": []}]
