@@ -15,15 +15,14 @@ from collection.api.serializers import (
 )
 from collection.models import Collector
 from config.api.errors import ValidationFailed
-from config.api.schema import ERROR_RESPONSES
+from config.api.schema import ERROR_RESPONSES, page_parameters
 from config.api.viewsets import AccountScopedViewSet
 
 TAG = "Online collection management"
 WRITE_LIMIT = "Rate limit: 1 request per second per client, burst 1."
 READ_LIMIT = "Rate limit: 5 requests per minute per client, burst 5."
 LIST_PARAMETERS = [
-    OpenApiParameter("limit", OpenApiTypes.INT, description="At most 100 (default 20)."),
-    OpenApiParameter("skip", OpenApiTypes.INT, description="How many collectors to skip."),
+    *page_parameters(),  # limit/skip with the bounds config.api.pagination checks
     OpenApiParameter("sortBy", OpenApiTypes.STR, enum=["name", "status", "createdAt", "updatedAt"]),
     OpenApiParameter("sortOrder", OpenApiTypes.STR, enum=["ASC", "DESC"]),
 ]

@@ -8,7 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.api.errors import ValidationFailed
-from config.api.schema import ERROR_RESPONSES
+from config.api.schema import ERROR_RESPONSES, page_parameters
 from config.api.serializers import StrictSerializerMixin
 from config.api.viewsets import AccountScopedViewSet
 from metering import corrections
@@ -57,8 +57,7 @@ DiscardedSerializer = inline_serializer("DataCorrectionsDiscarded", {"discarded"
             OpenApiParameter("reason", str, enum=DataCorrection.Reason.values),
             OpenApiParameter("status", str, enum=DataCorrection.Status.values),
             OpenApiParameter("source", str),
-            OpenApiParameter("limit", int, description="1 to 100, default 20."),
-            OpenApiParameter("skip", int, description="Default 0."),
+            *page_parameters(),  # limit/skip with the bounds config.api.pagination checks
             OpenApiParameter("sortBy", str, enum=sorted(SORT), description="Default createdAt."),
             OpenApiParameter("sortOrder", str, enum=["ASC", "DESC"]),
         ],
