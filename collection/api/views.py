@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -32,7 +32,7 @@ LIST_PARAMETERS = [
     list=extend_schema(
         operation_id="listCollectors", tags=[TAG], summary="List collectors", parameters=LIST_PARAMETERS,
         description=f"Requires the scope `online-collection:read:collectors`. {READ_LIMIT}",
-        responses={200: OpenApiResponse(CollectorSerializer(many=True), description='{"collectors": [...]}'),
+        responses={200: inline_serializer("CollectorList", {"collectors": CollectorSerializer(many=True)}),
                    **ERROR_RESPONSES(400, 401, 403, 429, 500, 503)},
     ),
     create=extend_schema(

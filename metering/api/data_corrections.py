@@ -39,7 +39,7 @@ class DataCorrectionUpdateSerializer(StrictSerializerMixin, serializers.Serializ
 
 
 class DataCorrectionIdsSerializer(StrictSerializerMixin, serializers.Serializer):
-    ids = serializers.ListField(child=serializers.CharField(max_length=36), min_length=1,
+    ids = serializers.ListField(child=serializers.CharField(max_length=36, trim_whitespace=False), min_length=1,
                                 max_length=corrections.MAX_BULK)
 
 
@@ -105,7 +105,7 @@ class DataCorrectionViewSet(AccountScopedViewSet):
         params = self.request.query_params
         for name, choices in (("reason", DataCorrection.Reason.values), ("status", DataCorrection.Status.values)):
             value = params.get(name)
-            if value:
+            if name in params:  # an empty value is no filter value either: 400, as the enum says
                 if value not in choices:
                     raise ValidationFailed.for_field(name, f"{name} must be one of: {', '.join(choices)}.")
                 queryset = queryset.filter(**{name: value})

@@ -52,7 +52,7 @@ METER_EVENT_SCHEMA = {
         "customerId": {"type": "string", "minLength": 1, "maxLength": 320},
         "meterValue": {"type": "number"},
         "meterTimeInMillis": {"type": "integer", "format": "int64", "minimum": 0},
-        "uniqueId": {"type": "string", "maxLength": 200, "description": "Deduplicates the event, per meter."},
+        "uniqueId": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Deduplicates the event, per meter."},
         "dimensions": {"type": "object", "additionalProperties": {"type": "string"}},
         "values": {"type": "object", "additionalProperties": {"type": "number"},
                    "description": "meterApiName -> meterValue, for several meters at once."},
