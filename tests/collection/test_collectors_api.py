@@ -311,10 +311,11 @@ def test_openapi_documents_every_collector_operation_and_status(client, db):
     assert set(collection) == {"get", "post"}
     assert set(item) == {"get", "patch", "delete"}
     assert set(data) == {"post"}
-    assert set(collection["post"]["responses"]) == {"201", "400", "401", "403", "409", "413", "429", "500", "503"}
-    assert set(item["patch"]["responses"]) == {"200", "400", "401", "403", "404", "409", "413", "429", "500",
-                                               "503"}
-    assert set(data["post"]["responses"]) == {"200", "400", "401", "403", "404", "405", "409", "413", "429",
-                                              "500", "503"}
+    assert set(collection["post"]["responses"]) == {"201", "400", "401", "403", "409", "413", "415", "429", "500",
+                                                    "503"}
+    assert set(item["patch"]["responses"]) == {"200", "400", "401", "403", "404", "409", "413", "415", "429",
+                                               "500", "503"}
+    assert set(data["post"]["responses"]) == {"200", "400", "401", "403", "404", "405", "409", "413", "415",
+                                              "429", "500", "503"}
     assert data["post"]["operationId"] == "sendData"
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in data["post"]["parameters"])
