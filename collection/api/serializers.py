@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from collection.models import NAME_PATTERN, Collector
@@ -21,10 +22,24 @@ class CollectorSerializer(ApiModelSerializer):
         read_only_fields = fields
 
 
+class JsonStringField(serializers.CharField):
+    """A JSON string: a number or a boolean is a 400, not coerced to text (the schema says string)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("Must be a string.")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "object"}, {"type": "array"}]})
+class SendDataField(serializers.JSONField):
+    """The send-data payload: a string, an object or an array (null and bare numbers are refused)."""
+
+
 class CollectorWriteSerializer(StrictSerializerMixin, serializers.Serializer):
     """Create and update bodies: ``{"name": "…"}`` (1–80 characters, ``^[\\w\\s().-]+$``)."""
 
-    name = serializers.CharField(min_length=1, max_length=80,
+    name = JsonStringField(min_length=1, max_length=80,
                                  validators=[RegexValidator(NAME_PATTERN, message=NAME_MESSAGE)])
 
 
@@ -35,7 +50,9 @@ class CollectorDeletedSerializer(serializers.Serializer):
 class SendDataRequestSerializer(serializers.Serializer):
     """Documentation only: the send-data view decodes its body with msgspec."""
 
-    data = serializers.JSONField(help_text="A string, an object or an array; stored as received.")
+    refuses_unknown_fields = True  # the view's msgspec struct forbids them: additionalProperties false
+
+    data = SendDataField(help_text="A string, an object or an array; stored as received.")
 
 
 class SendDataResponseSerializer(serializers.Serializer):

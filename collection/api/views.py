@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -15,15 +15,14 @@ from collection.api.serializers import (
 )
 from collection.models import Collector
 from config.api.errors import ValidationFailed
-from config.api.schema import ERROR_RESPONSES
+from config.api.schema import ERROR_RESPONSES, page_parameters
 from config.api.viewsets import AccountScopedViewSet
 
 TAG = "Online collection management"
 WRITE_LIMIT = "Rate limit: 1 request per second per client, burst 1."
 READ_LIMIT = "Rate limit: 5 requests per minute per client, burst 5."
 LIST_PARAMETERS = [
-    OpenApiParameter("limit", OpenApiTypes.INT, description="At most 100 (default 20)."),
-    OpenApiParameter("skip", OpenApiTypes.INT, description="How many collectors to skip."),
+    *page_parameters(),  # limit/skip with the bounds config.api.pagination checks
     OpenApiParameter("sortBy", OpenApiTypes.STR, enum=["name", "status", "createdAt", "updatedAt"]),
     OpenApiParameter("sortOrder", OpenApiTypes.STR, enum=["ASC", "DESC"]),
 ]
@@ -33,7 +32,7 @@ LIST_PARAMETERS = [
     list=extend_schema(
         operation_id="listCollectors", tags=[TAG], summary="List collectors", parameters=LIST_PARAMETERS,
         description=f"Requires the scope `online-collection:read:collectors`. {READ_LIMIT}",
-        responses={200: OpenApiResponse(CollectorSerializer(many=True), description='{"collectors": [...]}'),
+        responses={200: inline_serializer("CollectorList", {"collectors": CollectorSerializer(many=True)}),
                    **ERROR_RESPONSES(400, 401, 403, 429, 500, 503)},
     ),
     create=extend_schema(

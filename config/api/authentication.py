@@ -53,8 +53,12 @@ class BearerOrApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "config.api.authentication.BearerOrApiKeyAuthentication"
     name = ["BearerToken", "ApiKey"]
 
+    def get_security_requirement(self, auto_schema):
+        # Either one (two requirements), not both together (one requirement naming both).
+        return [{"BearerToken": []}, {"ApiKey": []}]
+
     def get_security_definition(self, auto_schema):
         return [
-            {"type": "http", "scheme": "bearer"},
+            {"type": "http", "scheme": "bearer", "description": "Token from POST /oauth/token."},
             {"type": "apiKey", "in": "header", "name": "X-API-KEY"},
         ]

@@ -8,7 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.api.errors import ValidationFailed
-from config.api.schema import ERROR_RESPONSES
+from config.api.schema import ERROR_RESPONSES, page_parameters
 from config.api.serializers import StrictSerializerMixin
 from config.api.viewsets import AccountScopedViewSet
 from metering import corrections
@@ -39,7 +39,7 @@ class DataCorrectionUpdateSerializer(StrictSerializerMixin, serializers.Serializ
 
 
 class DataCorrectionIdsSerializer(StrictSerializerMixin, serializers.Serializer):
-    ids = serializers.ListField(child=serializers.CharField(max_length=36), min_length=1,
+    ids = serializers.ListField(child=serializers.CharField(max_length=36, trim_whitespace=False), min_length=1,
                                 max_length=corrections.MAX_BULK)
 
 
@@ -57,8 +57,7 @@ DiscardedSerializer = inline_serializer("DataCorrectionsDiscarded", {"discarded"
             OpenApiParameter("reason", str, enum=DataCorrection.Reason.values),
             OpenApiParameter("status", str, enum=DataCorrection.Status.values),
             OpenApiParameter("source", str),
-            OpenApiParameter("limit", int, description="1 to 100, default 20."),
-            OpenApiParameter("skip", int, description="Default 0."),
+            *page_parameters(),  # limit/skip with the bounds config.api.pagination checks
             OpenApiParameter("sortBy", str, enum=sorted(SORT), description="Default createdAt."),
             OpenApiParameter("sortOrder", str, enum=["ASC", "DESC"]),
         ],
@@ -106,7 +105,7 @@ class DataCorrectionViewSet(AccountScopedViewSet):
         params = self.request.query_params
         for name, choices in (("reason", DataCorrection.Reason.values), ("status", DataCorrection.Status.values)):
             value = params.get(name)
-            if value:
+            if name in params:  # an empty value is no filter value either: 400, as the enum says
                 if value not in choices:
                     raise ValidationFailed.for_field(name, f"{name} must be one of: {', '.join(choices)}.")
                 queryset = queryset.filter(**{name: value})

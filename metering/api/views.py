@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from config.api.errors import ValidationFailed
 from config.api.pagination import paginate, sort_queryset
-from config.api.schema import COMMON_STATUSES, ERROR_RESPONSES
+from config.api.schema import COMMON_STATUSES, ERROR_RESPONSES, page_parameters
 from config.api.viewsets import AccountScopedViewSet
 from metering import selectors, services
 from metering.api.serializers import (
@@ -25,8 +25,7 @@ from metering.exceptions import MeterNotFound, MeterTypeNotFound
 
 DeletedSerializer = inline_serializer("DeletedCount", {"deletedCount": serializers.IntegerField()})
 PAGE_PARAMETERS = [
-    OpenApiParameter("limit", int, description="Items to return, 1 to 100 (default 20)."),
-    OpenApiParameter("skip", int, description="Items to skip (default 0)."),
+    *page_parameters(),  # limit/skip with the bounds config.api.pagination checks
     OpenApiParameter("sortOrder", str, enum=["ASC", "DESC"], description="Default ASC."),
 ]
 

@@ -48,11 +48,11 @@ METER_EVENT_SCHEMA = {
     "type": "object", "required": ["customerId", "meterTimeInMillis"],
     "description": "Seed 002's MeterEvent: meterApiName and meterValue, or values (or both).",
     "properties": {
-        "meterApiName": {"type": "string", "maxLength": 100},
+        "meterApiName": {"type": "string", "minLength": 1, "maxLength": 100},
         "customerId": {"type": "string", "minLength": 1, "maxLength": 320},
         "meterValue": {"type": "number"},
         "meterTimeInMillis": {"type": "integer", "format": "int64", "minimum": 0},
-        "uniqueId": {"type": "string", "maxLength": 200, "description": "Deduplicates the event, per meter."},
+        "uniqueId": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Deduplicates the event, per meter."},
         "dimensions": {"type": "object", "additionalProperties": {"type": "string"}},
         "values": {"type": "object", "additionalProperties": {"type": "number"},
                    "description": "meterApiName -> meterValue, for several meters at once."},
@@ -297,7 +297,7 @@ class FilteringRulesView(AmberfloView):
     throttle_group = "meter_types"
 
     @extend_schema(operation_id="listFilteringRules", tags=AMBERFLO,
-                   parameters=[OpenApiParameter("meterApiName", str, required=True)],
+                   parameters=[OpenApiParameter("meterApiName", {"type": "string", "minLength": 1}, required=True)],
                    description="The filtering rules of one meter. Rate limit: 20/s, burst 5.",
                    responses={200: serializers.FilteringRuleSerializer(many=True),
                               **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)})
@@ -349,7 +349,7 @@ class MeterSubscriptionsByNameView(AmberfloView):
     throttle_group = "billing"
 
     @extend_schema(operation_id="listMeterSubscriptionsByName", tags=BILLING,
-                   parameters=[OpenApiParameter("meterName", str, required=True,
+                   parameters=[OpenApiParameter("meterName", {"type": "string", "minLength": 1}, required=True,
                                                 description="The meter's apiName (or name), e.g. api_calls.")],
                    description=("As the lookup by id, for a meter named by ?meterName=. 400 "
                                 "METER_IDENTIFIER_REQUIRED without it, 404 METER_NOT_FOUND, 403 LICENSE.REQUIRED. "

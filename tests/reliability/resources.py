@@ -7,7 +7,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.utils import timezone
+
 from accounts.models import Account
+from collection import services as collection_services
+from metering.compat import amberflo
+from metering.ledger import UsageInput, usage_apply
 from notifications import services as notification_services
 from notifications.models import EventType
 from parameters import services as parameter_services
@@ -81,6 +86,35 @@ def _aggregation_session(account: Account) -> Resource:
     return Resource(path={"id": store_id}, query={"fieldValues": ["c1"]}, identifiers={store_id, str(stream.pk)})
 
 
+def _data_correction(account: Account) -> Resource:
+    """A record without a user id: the ledger keeps it OPEN in data correction."""
+    meter_type = make_meter_type(account, name=f"Corrected {_unique()}")
+    result = usage_apply(account_id=account.pk, source="api", records=[
+        UsageInput(user_id=None, value=1, timestamp=timezone.now(), meter_type_id=meter_type.pk)])
+    correction_id = str(result.results[0].correction_id)
+    return Resource(path={"id": correction_id}, identifiers={correction_id, str(meter_type.pk)})
+
+
+def _meter_definition(account: Account) -> Resource:
+    api_name = f"tenancy-{_unique()}"
+    meter_type = amberflo.meter_definition_create(account_id=account.pk, meter_api_name=api_name,
+                                                  display_name=f"Definition {_unique()}", kind=amberflo.SUM_OF_ALL_USAGE)
+    rule = amberflo.filtering_rule_save(account_id=account.pk, meter_api_name=api_name, dimension_name="region",
+                                        dimension_values=["eu"], action="INCLUDE")
+    return Resource(path={"meterApiName": api_name}, identifiers={api_name, str(meter_type.pk), str(rule.pk)})
+
+
+def _billing_meter(account: Account) -> Resource:
+    meter_type = make_meter_type(account, name=f"Billed {_unique()}")
+    return Resource(path={"meterId": str(meter_type.pk)}, identifiers={str(meter_type.pk)})
+
+
+def _collector(account: Account) -> Resource:
+    collector = collection_services.collector_create(account_id=account.pk, name=f"Collector {_unique()}")
+    collection_services.collector_provision(collector_id=collector.pk)  # what the task does: ACTIVE, takes data
+    return Resource(path={"id": str(collector.pk)}, identifiers={str(collector.pk)})
+
+
 FACTORIES: dict[str, Callable[[Account], Resource]] = {
     "/meter-types/{id}": _meter_type,
     "/meters/{id}": _meter,
@@ -93,6 +127,12 @@ FACTORIES: dict[str, Callable[[Account], Resource]] = {
     "/streams/{id}/versions": _stream,
     "/streams/{id}/preview": _stream,
     "/aggregation/stores/{id}/sessions/lookup": _aggregation_session,
+    "/data-corrections/{id}": _data_correction,
+    "/data-corrections/{id}/reprocess": _data_correction,
+    "/meter-definition/{meterApiName}": _meter_definition,
+    "/billing/meters/{meterId}/subscriptions": _billing_meter,
+    "/online-collection/collectors/{id}": _collector,
+    "/online-collection/collectors/{id}/data": _collector,
 }
 
 

@@ -176,3 +176,26 @@ def test_a_projected_stream_answers_only_the_fields_asked_for(api, account):
                                   actor={"type": "client", "id": "edges"})
     assert api.get("/streams?fields=cas,nodes.name").json() == {
         "streams": [{"cas": 1, "nodes": [{"name": "In"}]}]}
+
+
+def test_the_compatible_endpoints_take_a_token_or_an_api_key_not_both():
+    """Two security requirements (either one), not one naming both (which would require both headers)."""
+    schema = Client().get("/openapi.json").json()
+    for path in ("/ingest", "/usage", "/meter-definition", "/billing/meters/usage"):
+        assert schema["paths"][path]["post"]["security"] == [{"BearerToken": []}, {"ApiKey": []}], path
+    assert schema["paths"]["/meters"]["get"]["security"] == [{"BearerToken": []}]
+
+
+def test_data_corrections_refuse_an_empty_enum_filter_and_take_blank_ids_as_unknown(api):
+    assert api.get("/data-corrections?status=").status_code == 400
+    assert error(api.get("/data-corrections?reason="), 400, "VALIDATION_ERROR")["details"][0]["field"] == "reason"
+    # An id of whitespace is an id nobody has (schema: any string of 1 to 36), not a blank field.
+    response = api.post("/data-corrections/discard", {"ids": ["\t\u0085"]}, format="json")
+    assert error(response, 404, "DATA_CORRECTION_NOT_FOUND")["details"][0]["field"] == "ids"
+
+
+def test_collectors_refuse_a_name_that_is_not_a_string(api):
+    body = error(api.post("/online-collection/collectors", {"name": 0}, format="json"), 400, "VALIDATION_ERROR")
+    assert body["details"][0]["field"] == "name"
+    schema = Client().get("/openapi.json").json()["components"]["schemas"]["SendDataRequestRequest"]
+    assert schema["properties"]["data"]["oneOf"] == [{"type": "string"}, {"type": "object"}, {"type": "array"}]
