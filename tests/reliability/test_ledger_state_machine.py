@@ -28,10 +28,10 @@ from hypothesis.stateful import (
 
 from accounts import services as account_services
 from accounts.models import Account
+from config.api.errors import IdempotencyKeyReused
 from metering import corrections
 from metering import services as metering_services
 from metering.compat import billing
-from metering.compat.exceptions import IdempotencyKeyReused
 from metering.flush import meters_flush_all_due
 from metering.ledger import Outcome, UsageInput, usage_apply
 from metering.models import DataCorrection, Meter, MeteredRecord, MeterType
