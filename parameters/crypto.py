@@ -78,7 +78,8 @@ def _create_key_file(path: Path) -> None:
             os.link(temporary, path)  # fails if the file exists: first writer wins
             logger.warning("generated a new parameter encryption key in %s", path)
         except FileExistsError:
-            pass
+            # Another process created the key file first: use its key (read below), not ours.
+            logger.debug("parameter key file created concurrently; using the existing one")
     finally:
         os.unlink(temporary)
 

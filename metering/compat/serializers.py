@@ -87,7 +87,7 @@ class UsageQueryRequestSerializer(StrictSerializerMixin, serializers.Serializer)
         "records": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "number"}}},
     }}}})
 class ClientMetersField(serializers.JSONField):
-    pass
+    """A JSONField whose OpenAPI shape is declared by the decorator above."""
 
 
 class UsageQueryResponseSerializer(serializers.Serializer):

@@ -62,12 +62,12 @@ class ValueField(NonBlankStringField):
 
 @extend_schema_field({"type": "string", "maxLength": DESCRIPTION_MAX_LENGTH})
 class DescriptionField(StringField):
-    pass
+    """StringField with the OpenAPI shape declared by the decorator above."""
 
 
 @extend_schema_field({"type": "string", "enum": ["standard", "sensitive"]})
 class TypeField(StringField):
-    pass
+    """StringField with the OpenAPI shape declared by the decorator above."""
 
 
 class ParameterCreateSerializer(StrictSerializerMixin, serializers.Serializer):
@@ -120,7 +120,7 @@ class ParameterListSerializer(serializers.Serializer):
 @extend_schema_field({"type": "array", "items": {"type": "string"}, "minItems": 1,
                       "maxItems": MAX_PARAMETERS_PER_ACCOUNT, "uniqueItems": True})
 class UniqueNamesField(serializers.ListField):
-    pass
+    """ListField with the OpenAPI shape declared by the decorator above."""
 
 
 class ParametersDeleteSerializer(StrictSerializerMixin, serializers.Serializer):
