@@ -1,56 +1,22 @@
 """End to end through a real Celery worker (Redis broker, PostgreSQL): commit → task → webhook."""
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from config.celery import app
 from notifications import services
 from notifications.models import Delivery
 from tests.notifications.conftest import Answer, signature_is_valid
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def worker_database_url() -> str:
-    """The URL of pytest-django's test database, for a process started outside pytest."""
-    db = connection.settings_dict
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+from tests.support.celery_worker import running_worker
 
 
 @pytest.fixture
 def worker(tmp_path):
-    """A worker process on the test database, consuming the test Redis broker (purged first)."""
-    app.control.purge()
-    env = {
-        **os.environ,
-        "DATABASE_URL": worker_database_url(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "OUTBOUND_ALLOW_PRIVATE_TARGETS": "1",
-        "WEBHOOK_BACKOFF_BASE_SECONDS": "0",
-        "WEBHOOK_BACKOFF_MAX_SECONDS": "0",
-        "VAR_DIR": str(tmp_path),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
-         "--loglevel=WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-    process.stderr.close()
+    with running_worker(tmp_path, OUTBOUND_ALLOW_PRIVATE_TARGETS="1", WEBHOOK_BACKOFF_BASE_SECONDS="0",
+                        WEBHOOK_BACKOFF_MAX_SECONDS="0") as process:
+        yield process
 
 
 @pytest.mark.django_db(transaction=True)

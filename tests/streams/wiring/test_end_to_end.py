@@ -6,19 +6,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import subprocess
-import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from collection.models import CollectedBatch, Collector, ConsumerOffset
-from config.celery import app
 from metering.flush import meters_flush_all_due
 from metering.models import DataCorrection, Meter, MeteredRecord
 from metering.services import meter_create, meter_type_create
@@ -26,37 +19,17 @@ from streams import services as stream_services
 from streams.models import StreamRun
 from tests.conftest import client_for
 from tests.streams.conftest import ACTOR
+from tests.support.celery_worker import running_worker
 
-ROOT = Path(__file__).resolve().parents[3]
 KEY = "9d0c2c6e-0000-4000-8000-00000000e2e0"
 BATCHES, PER_BATCH = 100, 100
 CUSTOMERS = [f"c{n}" for n in range(4)]
 
 
-def worker_database_url() -> str:
-    db = connection.settings_dict
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 @pytest.fixture
 def worker(tmp_path):
-    app.control.purge()
-    env = {**os.environ, "DATABASE_URL": worker_database_url(), "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-           "VAR_DIR": str(tmp_path)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
-         "--loglevel=WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-    process.stderr.close()
+    with running_worker(tmp_path) as process:
+        yield process
 
 
 def record(n: int) -> dict:
