@@ -27,3 +27,12 @@ def flush_due_meters() -> int:
     if more_remain:
         flush_due_meters.delay()
     return flushed
+
+
+@shared_task(name="metering.purge_usage_dedup_keys", ignore_result=True)
+def purge_usage_dedup_keys() -> int:
+    """Daily (beat, "metering: purge idempotency keys"): delete the ledger's idempotency keys older
+    than ``IDEMPOTENCY_WINDOW_DAYS`` (records that old are refused anyway, so none can count twice)."""
+    from metering.ledger import usage_dedup_keys_purge
+
+    return usage_dedup_keys_purge()
