@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 import time_machine
 from django.core.management import call_command
@@ -363,3 +365,27 @@ def test_migration_converts_an_empty_ledger(account):
     assert home_of("first") == partitions.partition_name(month_start(utc_now()))
     # Converting again is a no-op.
     assert partitions.ledger_table_partition() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_month_whose_lock_is_not_available_is_skipped_and_made_by_the_next_run():
+    # Another session reads DEFAULT in an open transaction: the partition run cannot lock it.
+    settings_dict = connection.settings_dict
+    other = psycopg.connect(host=settings_dict["HOST"], port=settings_dict["PORT"] or 5432,
+                            user=settings_dict["USER"], dbname=settings_dict["NAME"],
+                            password=settings_dict["PASSWORD"] or None)
+    try:
+        other.execute(f"SELECT count(*) FROM {DEFAULT_PARTITION}")  # noqa: S608 - holds ACCESS SHARE until rollback
+        started = time.monotonic()
+        report = partitions.ledger_partitions_ensure(months_ahead=0, now=T)
+        assert time.monotonic() - started < 15
+        assert report.created == []
+        assert report.skipped == [(p(2031, 3), f"lock not available within {partitions.LOCK_TIMEOUT}")]
+        assert table_state(p(2031, 3)) == "absent"
+        other.rollback()
+
+        assert partitions.ledger_partitions_ensure(months_ahead=0, now=T).created == [p(2031, 3)]
+    finally:
+        other.close()
+        with connection.cursor() as cursor:  # this test commits its DDL: leave the ledger as it was
+            cursor.execute(f"DROP TABLE IF EXISTS {p(2031, 3)}")
