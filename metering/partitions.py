@@ -188,7 +188,9 @@ def ledger_partitions_ensure(*, months_ahead: int | None = None, since: datetime
             report.skipped.append((name, f"lock not available within {LOCK_TIMEOUT}"))
             _say(progress, f"skipped {name}: lock not available within {LOCK_TIMEOUT}; the next run retries")
             continue
-        if moved is None:
+        if moved == ATTACHED_MEANWHILE:
+            continue
+        if moved == NAME_TAKEN:
             report.skipped.append((name, "a table of that name exists and is not attached"))
             _say(progress, f"skipped {name}: a table of that name exists and is not attached (a detached month)")
             continue
@@ -198,9 +200,14 @@ def ledger_partitions_ensure(*, months_ahead: int | None = None, since: datetime
     return report
 
 
-def _create_partition(cursor, month: datetime) -> int | None:
-    """One month's partition, attached; its rows moved out of DEFAULT first. Returns the rows moved
-    (``None``: the name is taken by a table that is not attached). Runs inside a transaction.
+# What _create_partition answers instead of a row count when it creates nothing.
+ATTACHED_MEANWHILE = -1  # a concurrent run made it
+NAME_TAKEN = -2  # a table of that name exists and is not attached
+
+
+def _create_partition(cursor, month: datetime) -> int:
+    """One month's partition, attached; its rows moved out of DEFAULT first. Returns the rows moved,
+    or ``ATTACHED_MEANWHILE`` / ``NAME_TAKEN``. Runs inside a transaction.
 
     Locks, in this order: the ledger in SHARE UPDATE EXCLUSIVE (concurrent runs queue here; inserts
     and reads go on), then DEFAULT in ACCESS EXCLUSIVE (no row can land there for the month while
@@ -212,7 +219,7 @@ def _create_partition(cursor, month: datetime) -> int | None:
     cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
     cursor.execute(f"LOCK TABLE {LEDGER} IN SHARE UPDATE EXCLUSIVE MODE")
     if _table_exists(cursor, name):
-        return 0 if _is_attached(cursor, name) else None
+        return ATTACHED_MEANWHILE if _is_attached(cursor, name) else NAME_TAKEN
     cursor.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE")
     cursor.execute(f"CREATE TABLE {name} (LIKE {LEDGER})")
     columns = _columns(cursor, LEDGER)
