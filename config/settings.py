@@ -315,6 +315,15 @@ USAGE_LEDGER_PREPARED_STATEMENTS = env_bool("USAGE_LEDGER_PREPARED_STATEMENTS", 
 INGEST_MAX_EVENTS = int(os.environ.get("INGEST_MAX_EVENTS", "10000"))
 # Most time buckets one /usage query may answer per group.
 USAGE_QUERY_MAX_BUCKETS = int(os.environ.get("USAGE_QUERY_MAX_BUCKETS", "10000"))
+# PostgreSQL: the ledger is range-partitioned by UTC month (metering/partitions.py). The daily beat
+# task "metering: ledger partitions" keeps partitions for the current month and this many ahead.
+LEDGER_PARTITION_MONTHS_AHEAD = int(os.environ.get("LEDGER_PARTITION_MONTHS_AHEAD", "3"))
+# Months of raw ledger kept before the current one; older monthly partitions are detached (kept as
+# tables of their own) by the same task. Empty keeps everything. The hourly rollups are never
+# removed, so usage queries still answer for detached months. LEDGER_RETENTION_DROP drops them too.
+LEDGER_RETENTION_MONTHS = int(os.environ["LEDGER_RETENTION_MONTHS"]) if os.environ.get(
+    "LEDGER_RETENTION_MONTHS", "").strip() else None
+LEDGER_RETENTION_DROP = env_bool("LEDGER_RETENTION_DROP", False)
 # OpenAPI enum names of the Amberflo meter definition types (they would collide on "type").
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),

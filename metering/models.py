@@ -219,7 +219,7 @@ class MeteredRecord(models.Model):
 # The ledger tables are written only by ``metering.ledger.usage_apply`` in set-based SQL. They
 # carry no database foreign keys on purpose: every insert would pay a key check (and take a
 # KEY SHARE lock on the account row), the ledger outlives the meters it counted into, and the
-# ledger table will be range-partitioned by month.
+# ledger table is range-partitioned by month on PostgreSQL (metering/partitions.py).
 # =============================================================================================
 
 
@@ -284,7 +284,10 @@ class UsageRecord(models.Model):
             # One customer's usage of one meter over time (usage queries, meter recomputation).
             models.Index(fields=["account", "meter_type_id", "user_id", "timestamp"], name="metering_usage_customer_time"),
         ]
-        # PostgreSQL also gets a BRIN index on timestamp (migration 0002).
+        # PostgreSQL: a BRIN index on timestamp too (migration 0003), and the table is range-
+        # partitioned by month on timestamp with primary key (id, timestamp) in the database
+        # (migration 0004, metering/partitions.py); Django keeps ``id`` as the key, which the
+        # identity sequence keeps unique.
 
     def __str__(self) -> str:
         return f"{self.user_id} · {self.value} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"

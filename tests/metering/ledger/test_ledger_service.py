@@ -426,7 +426,7 @@ def test_beat_purges_expired_keys_daily(account, calls, meter, frozen):
 
     scheduled = PeriodicTask.objects.get(name="metering: purge idempotency keys")
     assert (scheduled.task, scheduled.enabled, scheduled.crontab.hour, scheduled.crontab.minute) == (
-        "metering.purge_usage_dedup_keys", True, "3", "17")
+        "metering.purge_usage_dedup_keys", True, "3", "47")
     apply(account, [usage(calls, key="old")])
     frozen.shift(timedelta(days=37))
 

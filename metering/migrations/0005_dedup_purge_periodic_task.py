@@ -11,7 +11,7 @@ def register(apps, schema_editor):
     CrontabSchedule = apps.get_model("django_celery_beat", "CrontabSchedule")
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
     PeriodicTasks = apps.get_model("django_celery_beat", "PeriodicTasks")
-    daily = {"minute": "17", "hour": "3", "day_of_month": "*", "month_of_year": "*", "day_of_week": "*",
+    daily = {"minute": "47", "hour": "3", "day_of_month": "*", "month_of_year": "*", "day_of_week": "*",
              "timezone": "UTC"}
     crontab = CrontabSchedule.objects.filter(**daily).order_by("id").first() or CrontabSchedule.objects.create(**daily)
     PeriodicTask.objects.get_or_create(
@@ -33,7 +33,7 @@ def unregister(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("metering", "0003_ledger"),
+        ("metering", "0004_ledger_partitions"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
