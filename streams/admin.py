@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -466,11 +467,28 @@ def _json_block(value) -> str:
                        json.dumps(value, indent=2, ensure_ascii=False))
 
 
+class RunErrorsFilter(admin.SimpleListFilter):
+    """Runs with errors: failed, or succeeded with rejected records (the dashboard's panel links here)."""
+
+    title = "errors"
+    parameter_name = "errors"
+
+    def lookups(self, request, model_admin):
+        return [("any", "failed or rejected records"), ("rejected", "rejected records")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "any":
+            return queryset.filter(Q(status=StreamRun.Status.FAILED) | Q(records_rejected__gt=0))
+        if self.value() == "rejected":
+            return queryset.filter(records_rejected__gt=0)
+        return queryset
+
+
 @admin.register(StreamRun)
 class StreamRunAdmin(ReadOnlyAccountScopedAdmin):
     list_display = ["started_at", "stream", "trigger", "status", "records_in", "records_out", "records_rejected",
                     "duration"]
-    list_filter = ["status", "trigger", ("stream", admin.RelatedOnlyFieldListFilter), "account"]
+    list_filter = ["status", RunErrorsFilter, "trigger", ("stream", admin.RelatedOnlyFieldListFilter), "account"]
     search_fields = ["id", "stream__name", "error"]
     ordering = ["-started_at"]
     list_select_related = ["stream"]

@@ -23,7 +23,7 @@ from config.celery import app as celery_app
 
 PASSWORD = "pw-12345678"
 # Every app an operator works in.
-OPERATOR_APPS = ("accounts", "metering", "streams", "parameters", "notifications", "console")
+OPERATOR_APPS = ("accounts", "metering", "collection", "streams", "parameters", "notifications", "console")
 
 
 @pytest.fixture(autouse=True)
