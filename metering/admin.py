@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.http import JsonResponse
+from django.http import HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import now as utc_now
@@ -415,7 +415,19 @@ class UsageRecordAdmin(ReadOnlyAccountScopedAdmin):
         return _number(record.value)
 
 
+class PrettyJSONField(forms.JSONField):
+    """A JSON text area indented for editing by hand."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False, cls=self.encoder)
+
+
 class DataCorrectionForm(forms.ModelForm):
+    record = PrettyJSONField(widget=forms.Textarea(attrs={"rows": 12, "cols": 80, "spellcheck": "false"}),
+                             help_text="The record as it came in; fix it, then Save and reprocess.")
+
     class Meta:
         model = DataCorrection
         fields = ["record"]
@@ -432,6 +444,7 @@ class DataCorrectionAdmin(AccountScopedAdmin):
     """Refused usage: fix the record, then reprocess (or discard) it with the actions."""
 
     form = DataCorrectionForm
+    change_form_template = "admin/metering/datacorrection/change_form.html"
     list_display = ["created_at", "reason", "status", "source", "node", "record_preview", "attempts", "updated_at"]
     list_filter = ["reason", "status", "source", "account"]
     search_fields = ["=idempotency_key", "=source_ref", "message"]
@@ -465,6 +478,29 @@ class DataCorrectionAdmin(AccountScopedAdmin):
             corrections.data_correction_update(correction=obj, record=form.cleaned_data["record"])
         except ApiError as error:
             messages.error(request, error.message)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["can_reprocess"] = bool(obj is not None and obj.status == DataCorrection.Status.OPEN
+                                        and self.has_change_permission(request, obj))
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def response_change(self, request, obj):
+        """"Save and reprocess": the edited record goes through the ledger again at once; the page
+        stays open on the correction to show what happened to it."""
+        if "_reprocess" not in request.POST:
+            return super().response_change(request, obj)
+        try:
+            correction = corrections.data_correction_reprocess(correction=obj)
+        except ApiError as error:
+            messages.error(request, error.message)
+        else:
+            if correction.status == DataCorrection.Status.REPROCESSED:
+                messages.success(request, f"Reprocessed: {correction.message}")
+            elif correction.status == DataCorrection.Status.DISCARDED:
+                messages.warning(request, f"Discarded: {correction.message}")
+            else:
+                messages.error(request, f"Still refused ({correction.get_reason_display()}): {correction.message}")
+        return HttpResponseRedirect(reverse("admin:metering_datacorrection_change", args=[obj.pk]))
 
     @admin.action(description="Reprocess selected corrections")
     def reprocess(self, request, queryset):
