@@ -128,11 +128,18 @@ class ApplicationAccessAdmin(RevokeButtonMixin, AccountScopedAdmin):
     actions = ["revoke", "rotate_secret"]
     readonly_fields = ["client_id", "token_count", "tokens", "last_used_at", "created_at"]
 
-    def get_fields(self, request, obj=None):
-        fields = ["name", "scopes", "is_active"]
-        if request.user.is_superuser:
-            fields.insert(0, "account")
-        return fields + (["client_id", "last_used_at", "created_at", "tokens"] if obj else [])
+    class Media:
+        css = {"all": ["accounts/credentials.css"]}
+
+    def get_fieldsets(self, request, obj=None):
+        identity = ["account", "name"] if request.user.is_superuser else ["name"]
+        if obj is None:
+            return [(None, {"fields": [*identity, "scopes", "is_active"]})]
+        return [
+            (None, {"fields": [*identity, "client_id", "is_active", "last_used_at", "created_at"]}),
+            ("Access tokens", {"fields": ["tokens"]}),
+            ("Scopes", {"fields": ["scopes"]}),
+        ]
 
     @admin.display(description="tokens")
     def token_count(self, obj):
@@ -210,6 +217,9 @@ class ApiKeyAdmin(RevokeButtonMixin, AccountScopedAdmin):
     ordering = ["-created_at"]
     actions = ["revoke"]
     shown = ["prefix", "is_active", "last_used_at", "created_at"]
+
+    class Media:
+        css = {"all": ["accounts/credentials.css"]}
 
     def get_fields(self, request, obj=None):
         fields = ["name", "scopes"]

@@ -405,17 +405,18 @@ class StreamAdmin(AccountScopedAdmin):
         stream = self._viewable_stream(request, object_id)
         versions = list(selectors.stream_versions(stream=stream))
         form = StreamPreviewForm(request.POST or None, stream=stream, versions=versions)
-        result, previewed = None, selectors.stream_snapshot(stream)
+        result, previewed, label = None, selectors.stream_snapshot(stream), "Latest configuration"
         if request.method == "POST" and form.is_valid():
+            tag = form.cleaned_data["version"]
             try:
-                result = engine_services.stream_preview(stream=stream, records=form.cleaned_data["records"],
-                                                        tag=form.cleaned_data["version"])
-                previewed = selectors.stream_snapshot_for_tag(stream, form.cleaned_data["version"])
+                result = engine_services.stream_preview(stream=stream, records=form.cleaned_data["records"], tag=tag)
+                previewed = selectors.stream_snapshot_for_tag(stream, tag)
             except ApiError as exc:
                 form.add_error(None, exc.message)
+            label = f"Version {tag}" if tag else label
         return self._page(request, stream, "Preview", "admin/streams/stream/preview.html", form=form,
                           result=result, nodes=_previewed_nodes(result) if result else [], previewed=previewed,
-                          graph=mark_safe(stream_graph_svg(previewed.nodes, previewed.edges)))
+                          previewed_label=label, graph=mark_safe(stream_graph_svg(previewed.nodes, previewed.edges)))
 
     def export_view(self, request, object_id):
         stream = self._viewable_stream(request, object_id)

@@ -252,3 +252,4 @@ def test_the_preview_of_a_tagged_version_runs_that_version(staff, account, solut
     assert latest.context["result"].result_for("only-billable").counts()["out"] == 1
     assert older.context["result"].result_for("only-billable").counts()["out"] == 0
     assert older.context["previewed"].tag == "v1"
+    assert "<p id=\"preview-counts\">Version v1: <strong>1</strong> record in" in older.content.decode()
