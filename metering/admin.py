@@ -261,15 +261,23 @@ class MeterAdmin(AccountScopedAdmin):
     search_fields = ["user_id", "meter_key"]
     ordering = ["-created_at"]
     actions = ["delete_after_next_reset"]
-    state_fields = ["value_against_capacity", "period_in_type_timezone", "current_value", "record_count",
+    state_fields = ["value_against_capacity", "period_in_type_timezone", "record_count",
                     "last_ingested_at", "groups", "group_breakdowns", "carry_first", "carry_last", "created_at",
                     "updated_at", "metered_records_history", "threshold_events"]
 
-    def get_fields(self, request, obj=None):
+    def get_fieldsets(self, request, obj=None):
         if obj is None:
-            return ["meter_type", "meter_key", "user_id", "custom_fields"]
-        return ["meter_type", "meter_key", "user_id", "custom_fields", "capacity", "thresholds", "delete_on_reset",
-                *self.state_fields]
+            return [(None, {"fields": ["meter_type", "meter_key", "user_id", "custom_fields"]})]
+        # The current period first: what an operator opens a meter for.
+        return [
+            (None, {"fields": ["meter_type", "meter_key", "user_id"]}),
+            ("Current period", {"fields": ["value_against_capacity", "period_in_type_timezone", "record_count",
+                                           "last_ingested_at", "groups", "group_breakdowns", "carry_first",
+                                           "carry_last"]}),
+            ("History", {"fields": ["metered_records_history", "threshold_events"]}),
+            ("Settings", {"fields": ["custom_fields", "capacity", "thresholds", "delete_on_reset", "created_at",
+                                     "updated_at"]}),
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         # A meter's identity is fixed; its usage state is written by the usage ledger.
@@ -277,11 +285,7 @@ class MeterAdmin(AccountScopedAdmin):
 
     @admin.display(description="value / capacity", ordering="value")
     def value_against_capacity(self, meter):
-        return value_against_capacity_html(meter)
-
-    @admin.display(description="value")
-    def current_value(self, meter):
-        return _number(meter.value)
+        return value_against_capacity_html(meter)  # the value alone when the meter has no capacity
 
     @admin.display(description="period (meter type's timezone)", ordering="period_end")
     def period_in_type_timezone(self, meter):

@@ -78,8 +78,9 @@ def test_usage_sent_with_the_api_shows_on_the_dashboard_and_the_meter(operator, 
     page.locator("#panel-usage").scroll_into_view_if_needed()
     screenshot(page, "dashboard-after-usage")
 
-    page.click("#panel-usage figcaption >> text=API calls")  # the meter type's page
-    page.goto(f"/admin/metering/meter/{meter.pk}/change/")
+    page.click("#panel-usage figcaption >> text=API calls")  # the meter type's page lists its meters
+    expect(page.locator("#type-meters tr[data-user-id='c-1']")).to_contain_text("3 / 1000")
+    page.click("#type-meters >> text=c-1")
     expect(page.locator(".field-value_against_capacity")).to_contain_text("3 / 1000")
     expect(page.locator(".field-record_count")).to_contain_text("3")
     screenshot(page, "meter-after-usage")
