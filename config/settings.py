@@ -290,6 +290,10 @@ NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT = int(os.environ.get("NOTIFICATION_ENDPOI
 CONSOLE_NEAR_CAPACITY_PERCENT = int(os.environ.get("CONSOLE_NEAR_CAPACITY_PERCENT", "80"))
 # Days the dashboard's usage charts cover (ending today in each meter type's timezone).
 CONSOLE_USAGE_DAYS = int(os.environ.get("CONSOLE_USAGE_DAYS", "30"))
+# Minutes the collectors' intake rates cover (the current minute and those before it). The panel
+# reads that window of the collected-batch log; keep it short where collectors take thousands of
+# batches a second.
+CONSOLE_INTAKE_MINUTES = int(os.environ.get("CONSOLE_INTAKE_MINUTES", "15"))
 
 # --- Flush and reset of meters (metering app: metering/flush.py, metering/tasks.py) -----------
 # The reset sweep (beat, every minute) flushes due meters in batches of this many meters, one

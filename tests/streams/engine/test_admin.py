@@ -73,6 +73,8 @@ def test_the_stream_page_shows_recent_runs(staff, ours):
     page = staff.get(f"/admin/streams/stream/{ours.pk}/change/").content.decode()
     assert "<td>manual</td><td>SUCCEEDED</td><td>2</td><td>0</td><td>1</td>" in page
     assert f"/admin/streams/streamrun/?stream__id__exact={ours.pk}" in page
+    run = StreamRun.objects.get(stream=ours)
+    assert f'<a href="/admin/streams/streamrun/{run.pk}/change/">' in page  # each run links to its page
 
 
 def test_sessions_per_store_and_the_time_out_action(staff, ours, theirs, account):
