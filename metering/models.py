@@ -196,14 +196,19 @@ class MeteredRecord(models.Model):
     carry_last = models.JSONField(default=dict, blank=True)
     custom_fields = models.JSONField(default=dict, blank=True)
     meter_metadata = models.JSONField(default=dict, blank=True)
+    # Empty for the flush at the period's end; for a flush at the end of a stream execution (a
+    # Meter processor with ``flush: streamExecution``) the execution that flushed it.
+    execution_ref = models.CharField(max_length=255, blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=utc_now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["period_start"]
+        ordering = ["period_start", "created_at"]
         constraints = [
-            # Exactly once: one record per meter and period.
-            models.UniqueConstraint(fields=["meter", "period_start"], name="%(app_label)s_%(class)s_unique_meter_period"),
+            # Exactly once: one record per meter and period (execution_ref empty), and one per
+            # meter, period and stream execution.
+            models.UniqueConstraint(fields=["meter", "period_start", "execution_ref"],
+                                    name="%(app_label)s_%(class)s_unique_meter_period"),
         ]
         indexes = [
             models.Index(fields=["account", "source_meter_id", "period_start"], name="metering_record_source_meter"),

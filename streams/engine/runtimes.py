@@ -26,7 +26,7 @@ from streams.engine.cel import CelError, cel_compile
 from streams.engine.conditions import conditions_predicate
 from streams.engine.context import NodeFailed, RunContext
 from streams.engine.keys import KeyFieldInvalid, key_values_reader
-from streams.engine.metering_seam import MeterNode, apply_meter_records
+from streams.engine.metering_seam import MeterNode, apply_meter_records, meters_flush_after_execution
 from streams.engine.records import MISSING, PathConflict, path_getter, paths_set
 from streams.nodes import (
     PARAMETER_REFERENCE,
@@ -288,18 +288,27 @@ class MeterRuntime(NodeRuntime):
         return annotated
 
     def process(self, records, context):
-        routed, rejected = [], []
-        for record in records:
+        routed: list[dict | None] = []
+        refusals: dict[int, str] = {}
+        route = self.route
+        for index, record in enumerate(records):
             try:
-                routed.append(self.route(record))
+                routed.append(route(record))
             except ValueError as exc:
-                rejected.append((record, str(exc)))
-        if context.dry_run or not (routed or rejected):
-            return NodeOutput(routed, rejected, note="preview: routed only; nothing is metered" if context.dry_run
-                              else "")
+                routed.append(None)
+                refusals[index] = str(exc)
+        if context.dry_run or not records:
+            return NodeOutput([annotated for annotated in routed if annotated is not None],
+                              [(records[index], reason) for index, reason in refusals.items()],
+                              note="preview: routed only; nothing is metered" if context.dry_run else "")
         # The ledger counts the routed records and keeps the refused ones in data correction.
-        result = apply_meter_records(context.stream, MeterNode(self.node_id, self.name, self.config), routed,
-                                     context.run, refused=rejected, position=context.source_position)
+        node = MeterNode(self.node_id, self.name, self.config)
+        position = context.source_position or (f"run:{context.run.pk}" if context.run is not None
+                                               else f"at:{context.now.isoformat()}")
+        result = apply_meter_records(context.stream, node, records, routed, refusals, context.run, position=position)
+        if self.config.flush == "streamExecution" and result.counted_meter_ids:
+            # Flush by stream execution: the meters this run counted are flushed and reset now.
+            meters_flush_after_execution(context.stream, node, result.counted_meter_ids, position, context.now)
         return NodeOutput(result.out, result.rejected)
 
 
