@@ -455,7 +455,8 @@ def meters_flush_executed(*, meter_ids: Sequence[uuid.UUID], execution_ref: str,
             logger.warning("flush of %s: %d of %d meters already had a record for it", execution_ref,
                            len(meters) - len(written), len(meters))
         flushed = {row[2] for row in written}
-        _reset_state([meter for meter in meters if meter.id in flushed], now)
+        if flushed:
+            _reset_state([meter for meter in meters if meter.id in flushed], now)
         batch = FlushedBatch(meter_count=len(written), record_ids=[row[0] for row in written],
                              records=[_record_document(row, now) for row in written])
         notification_publish_many(notifications=[
