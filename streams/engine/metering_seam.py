@@ -81,10 +81,11 @@ class _Keys:
         self.positional = f"stream:{_digest(stream_id, node_id, position, length=24)}:"
 
     def base(self, index: int, record: Any) -> str:
-        own = _own_key(record)
-        if own is None:
-            return f"{self.positional}{index}"
-        return f"stream:{_digest(self.stream_id, self.node_id, 'id:' + own, length=32)}"
+        if type(record) is dict and "idempotencyKey" in record:
+            own = _own_key(record)
+            if own is not None:
+                return f"stream:{_digest(self.stream_id, self.node_id, 'id:' + own, length=32)}"
+        return f"{self.positional}{index}"
 
 
 def _type_suffix(type_id: uuid.UUID | None) -> str:
@@ -172,7 +173,7 @@ def apply_meter_records(stream: Stream, node: MeterNode, records: list[Any], rou
     """Count the node's input in the caller's transaction. ``records``: the node's input;
     ``routed[i]``: ``records[i]`` annotated by the node, or ``None`` when the node refused it
     (``refusals[i]``, the reason). Every refused or unroutable record goes to data correction."""
-    from metering.ledger import Outcome, usage_apply
+    from metering.ledger import Outcome, UsageInput, usage_apply
     from metering.models import UsageSource
 
     meter_key = meter_key_of(node.config)
@@ -185,25 +186,34 @@ def apply_meter_records(stream: Stream, node: MeterNode, records: list[Any], rou
     inputs: list[UsageInput] = []
     owners: list[int] = []  # the index in ``records`` of each ledger record
     reasons = dict(refusals)
+    node_id, types_of, base_of_record = node.id, routes.types, keys.base
+    add_input, add_owner = inputs.append, owners.append
+    # The hot loop of the Meter processor: one ledger record per (record, meter type), built
+    # positionally (no per-record helper calls or dictionaries beyond the record's own).
     for index, annotated in enumerate(routed):
         record = records[index]
-        base = keys.base(index, record)
+        base = base_of_record(index, record)
         if annotated is None:
-            inputs.append(_refused_input(record, node.id, meter_key, f"{base}:{NO_TYPE}"))
-            owners.append(index)
+            add_input(_refused_input(record, node_id, meter_key, f"{base}:{NO_TYPE}"))
+            add_owner(index)
             continue
-        category = annotated["_meter"]["category"]
-        types = routes.types(annotated["userId"], category)
+        meter = annotated["_meter"]
+        category = meter["category"]
+        user_id = annotated["userId"]
+        types = types_of(user_id, category)
         if not types:
             reasons[index] = _unrouted_reason(meter_key, category)
-            inputs.append(_refused_input(record, node.id, meter_key, f"{base}:{NO_TYPE}"))
-            owners.append(index)
+            add_input(_refused_input(record, node_id, meter_key, f"{base}:{NO_TYPE}"))
+            add_owner(index)
             continue
+        fields = {**annotated, **meter["groupBy"]} if grouped else annotated
         for type_id in types:
             suffix = suffixes.get(type_id) or suffixes.setdefault(type_id, _type_suffix(type_id))
-            inputs.append(_routed_input(annotated, record, node.id, meter_key, f"{base}:{suffix}", type_id,
-                                        grouped))
-            owners.append(index)
+            # UsageInput(user_id, value, timestamp, meter_type_id, meter_api_name, meter_key,
+            #            dimensions, idempotency_key, request_hash, fields, group, node, record)
+            add_input(UsageInput(user_id, annotated["value"], annotated.get("timestamp"), type_id, None, meter_key,
+                                 None, f"{base}:{suffix}", "", fields, meter["groupsKey"], node_id, record))
+            add_owner(index)
     if not inputs:
         return MeterSeamResult(out=[])
     result = usage_apply(account_id=stream.account_id, records=inputs, source=UsageSource.STREAM,

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 PREVIEW_MAX_RECORDS = 1000
 COLLECTED_BATCHES_PER_RUN = 100
+COLLECTED_BYTES_PER_RUN = 16 * 1024 * 1024  # of stored JSON: beyond the first batch, a run reads no more
 SWEEP_SESSIONS_PER_NODE = 500
 SWEEP_MAX_NODES = 100
 FLUSH_DELIVERIES_PER_RUN = 20
@@ -91,7 +92,8 @@ class CollectedSource:
             collector_id = node.config.collector_id
             if collector_id not in records_by_collector:
                 batches = collection_seam.collected_batches_read(collector_id=collector_id, consumer=consumer,
-                                                                 limit=self.batch_limit)
+                                                                 limit=self.batch_limit,
+                                                                 max_bytes=COLLECTED_BYTES_PER_RUN)
                 records_by_collector[collector_id] = [record for batch in batches
                                                       for record in collection_seam.batch_records(batch.data)]
                 if batches:
@@ -231,8 +233,13 @@ def stream_run_execute(*, stream_id: uuid.UUID | str, records: list[Any], trigge
 
 def stream_run_collected(*, stream_id: uuid.UUID | str, trigger: str = StreamRun.Trigger.REALTIME,
                          batch_limit: int = COLLECTED_BATCHES_PER_RUN) -> StreamRun | None:
-    """Run the stream over its collectors' next batches (``None`` when there are none)."""
+    """Run the stream over its collectors' next batches (``None`` when there are none: then
+    nothing is written, not even a run)."""
     stream = _stream(stream_id)
+    consumer = collection_seam.consumer_name(stream.pk)
+    if not any(collection_seam.has_unread_batches(collector_id=collector_id, consumer=consumer)
+               for collector_id in sorted(collection_seam.stream_collector_ids(stream.nodes))):
+        return None
     return _run(stream, trigger, CollectedSource(stream, batch_limit))
 
 
