@@ -29,6 +29,7 @@ from streams.graph import stream_graph_svg
 from streams.models import (
     AggregationSession,
     AggregationStore,
+    FlushDelivery,
     InspectRecord,
     Solution,
     Stream,
@@ -594,3 +595,35 @@ class InspectRecordAdmin(ReadOnlyAccountScopedAdmin):
     @admin.display(description="record")
     def record_block(self, obj: InspectRecord) -> str:
         return _json_block(obj.record)
+
+
+@admin.register(FlushDelivery)
+class FlushDeliveryAdmin(ReadOnlyAccountScopedAdmin):
+    """Flushed metered records waiting for a Meter processor's downstream nodes (the outbox);
+    a delivered row is gone. A failing one shows its attempts, error and next attempt."""
+
+    list_display = ["id", "stream", "node_id", "record_count", "created_at", "attempts", "next_attempt_at",
+                    "last_error_summary"]
+    list_filter = [("stream", admin.RelatedOnlyFieldListFilter), "node_id", "account"]
+    ordering = ["id"]
+    list_select_related = ["stream"]
+    fields = ["stream", "node_id", "record_count", "created_at", "attempts", "next_attempt_at", "last_error",
+              "records_block"]
+    readonly_fields = fields
+    actions = ["retry_now"]
+
+    @admin.display(description="last error")
+    def last_error_summary(self, obj: FlushDelivery) -> str:
+        return obj.last_error if len(obj.last_error) <= 120 else obj.last_error[:119] + "…"
+
+    @admin.display(description="records")
+    def records_block(self, obj: FlushDelivery) -> str:
+        return _json_block(obj.records)
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("streams.change_flushdelivery")
+
+    @admin.action(description="Retry now (the next sweep delivers them)", permissions=["retry"])
+    def retry_now(self, request, queryset):
+        count = engine_services.flush_deliveries_retry_now(delivery_ids=queryset.values_list("pk", flat=True))
+        messages.success(request, f"{count} delivery(ies) will be retried by the next sweep (within 10 s).")

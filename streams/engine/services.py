@@ -326,6 +326,12 @@ def stream_flush_deliver(*, stream_id: uuid.UUID | str, node_id: str,
     return run
 
 
+@transaction.atomic
+def flush_deliveries_retry_now(*, delivery_ids: Iterable[int], now: datetime | None = None) -> int:
+    """Make waiting flush deliveries due now: the next sweep delivers them (admin action)."""
+    return FlushDelivery.objects.filter(pk__in=list(delivery_ids)).update(next_attempt_at=now or timezone.now())
+
+
 def flush_deliveries_due(*, limit: int = SWEEP_MAX_NODES) -> list[tuple[str, str]]:
     """(stream id, node id) of the Meter processors with a flush delivery due now."""
     queues = (FlushDelivery.objects.filter(next_attempt_at__lte=timezone.now()).order_by()

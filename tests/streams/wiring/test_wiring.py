@@ -255,3 +255,24 @@ def test_flushed_metered_records_are_queued_with_the_flush_and_delivered_downstr
                                                                                          "rejected": 0},
                                                                               "peek": {"in": 4, "out": 4,
                                                                                        "rejected": 0}})
+
+
+def test_a_run_reads_batches_in_order_up_to_its_byte_budget_and_no_run_is_recorded_for_nothing(
+        account, solution, collector, meters, monkeypatch):
+    premium, _ = meters
+    with time_machine.travel(T0 + datetime.timedelta(minutes=1), tick=False):
+        stream = make(account, solution, stream_config(collector.pk))
+        sequences = [send(account, collector, [{"userId": "u1", "value": n, "plan": "pro"}]) for n in (1, 2, 3)]
+        size = CollectedBatch.objects.get(sequence=sequences[0]).size_bytes
+        monkeypatch.setattr(engine_services, "COLLECTED_BYTES_PER_RUN", 2 * size)
+        first = engine_services.stream_run_collected(stream_id=stream.pk)
+        second = engine_services.stream_run_collected(stream_id=stream.pk)
+        monkeypatch.setattr(engine_services, "COLLECTED_BYTES_PER_RUN", 1)  # the first batch is always read
+        assert engine_services.stream_run_collected(stream_id=stream.pk) is None
+        send(account, collector, [{"userId": "u1", "value": 4, "plan": "pro"}])
+        third = engine_services.stream_run_collected(stream_id=stream.pk)
+    assert [(run.source_first_sequence, run.source_last_sequence) for run in (first, second)] == [
+        (sequences[0], sequences[1]), (sequences[2], sequences[2])]
+    assert third.records_in == 1
+    assert StreamRun.objects.filter(stream=stream).count() == 3  # nothing was recorded for the empty call
+    assert values(premium) == [("u1", 10.0, 4), ("u2", 0.0, 0)]
