@@ -19,6 +19,10 @@ One call of ``meters_flush_batch`` is one transaction over at most ``batch_size`
    records to ``flushed_records_emit`` — all in the same transaction, so a worker that dies
    mid-batch leaves nothing half done: the batch rolls back and the next sweep takes it again.
 
+A Meter processor that flushes by stream execution calls ``meters_flush_executed`` at the end of
+each run instead (records and reset, the period kept; see there). Records are unique per (meter,
+period start, ``execution_ref``), the reference being empty for the flush at period end.
+
 Which meters are due (the claim's condition):
 
 - every meter whose ``period_end`` has passed, updated in the period or not, while the period
@@ -108,10 +112,10 @@ def flushed_records_emit(records: Sequence[dict[str, Any]]) -> None:
     Called once per batch with the records that batch wrote (dicts in the shape of
     ``GET /meters/{id}/records`` plus ``accountId``; ``meterKey`` names the Meter processor that
     counted them), **inside the flush transaction**. Whatever connects here must only write to
-    the database (e.g. queue the records in the engine's own table, to be sent after commit):
-    then the records reach the downstream nodes exactly when the flush commits, never for a flush
-    that rolled back. It must not do network I/O or commit. Today it does nothing: the engine
-    connects to it with ``flushed_records_hook_register`` (in its AppConfig.ready()).
+    the database (the stream engine writes its outbox of deliveries, sent after commit): then
+    the records reach the downstream nodes exactly when the flush commits, never for a flush
+    that rolled back. It must not do network I/O or commit. The engine connects to it with
+    ``flushed_records_hook_register`` (in its AppConfig.ready()).
     """
     for hook in list(FLUSHED_RECORDS_HOOKS):
         hook(records)

@@ -283,8 +283,11 @@ class MeterRuntime(NodeRuntime):
             annotated["timestamp"] = timestamp_normalize(record["timestamp"])
         annotation = self.unguided
         if self.rules:
-            annotation = next((rule_annotation for predicate, rule_annotation in self.rules if predicate(record)),
-                              None)
+            annotation = None
+            for predicate, rule_annotation in self.rules:
+                if predicate(record):
+                    annotation = rule_annotation
+                    break
             if annotation is None:
                 raise ValueError("no guiding rule matches the record")
         if self.group_by:
