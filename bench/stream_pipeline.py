@@ -161,16 +161,19 @@ def main() -> None:
     print(machine_note())
     from django.db.models import ProtectedError
 
-    from metering.models import MeterType
+    from metering.models import DataCorrection, MeterType, UsageDedupKey, UsageRecord, UsageRollup
 
     stream_services.stream_delete(stream=stream)
     solution.delete()
+    # The ledger's rows first: left behind, they would make every later run of a bench slower.
+    for model in (UsageRecord, UsageDedupKey, UsageRollup, DataCorrection):
+        model.objects.filter(account_id=account.pk).delete()
     Meter.objects.filter(account=account).delete()
     try:
         MeterType.objects.filter(account=account).delete()
         account.delete()
     except ProtectedError:
-        print(f"(the bench account {account.pk} is left behind: its ledger rows protect it)")
+        print(f"(the bench account {account.pk} is left behind: rows still refer to it)")
 
 
 if __name__ == "__main__":
