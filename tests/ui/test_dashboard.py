@@ -77,7 +77,8 @@ def test_changes_made_through_the_api_show_on_the_dashboard(operator, http_api):
     ann.refresh_from_db()
     given_failed_threshold_webhook(account, ann)
     given_stream(account)
-    given_intake(account, given_collector(account, "api-gateway"), minutes=14)
+    # 12 minutes of a 15-minute window: a loaded machine may take a minute or two to render the page.
+    given_intake(account, given_collector(account, "api-gateway"), minutes=12)
     given_collector(account, "batch-uploads")
     given_stream_runs_with_errors(account)
     given_data_corrections(account, Meter.objects.get(pk=ann.pk).meter_type)
@@ -93,9 +94,9 @@ def test_changes_made_through_the_api_show_on_the_dashboard(operator, http_api):
     expect(page.locator("#panel-failed_deliveries tbody tr")).to_contain_text("threshold.crossed")
     expect(page.locator("#console-stream-count")).to_have_text("2")
     gateway = page.locator("#panel-collectors tr[data-collector='api-gateway']")
-    expect(gateway.locator(".console-batches-total")).to_have_text("15")  # one a minute, this one included
+    expect(gateway.locator(".console-batches-total")).to_have_text("13")  # one a minute, this one included
     expect(page.locator("#panel-collectors tr[data-collector='batch-uploads'] .console-records-rate")).to_have_text("0")
-    expect(page.locator("#console-intake-chart g.series[data-series='api-gateway'] circle.point")).to_have_count(15)
+    expect(page.locator("#console-intake-chart g.series[data-series='api-gateway'] circle.point")).to_have_count(15)  # a point per minute of the window
     expect(page.locator("#panel-stream_runs tr[data-status='FAILED']")).to_contain_text(
         "node export: global parameter 'export/url'")
     expect(page.locator("#console-correction-count")).to_have_text("3")
