@@ -49,6 +49,8 @@ class HotPathHandler(WSGIHandler):
         request.urlconf = HOT_URLCONF
         response = super().get_response(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if not response.streaming and "Content-Length" not in response:
+            response.headers["Content-Length"] = str(len(response.content))  # as CommonMiddleware does
         return response
 
 

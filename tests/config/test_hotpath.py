@@ -65,6 +65,7 @@ def test_hot_paths_answer_the_api_conventions_through_the_lean_handler(account):
     assert json.loads(content)["code"] in {"NOT_AUTHENTICATED", "UNAUTHORIZED"}
     assert headers["Content-Type"].startswith("application/json")
     assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Length"] == str(len(content))
     # The browser-only middleware did not run on the hot path, and did on the full stack.
     assert "X-Frame-Options" not in headers
     assert call("GET", "/healthz")[1].get("X-Frame-Options") == "DENY"
