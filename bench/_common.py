@@ -85,17 +85,20 @@ def free_port() -> int:
 
 
 class Server:
-    """gunicorn with sync workers on loopback (a free port unless one is given), stopped on exit."""
+    """gunicorn on loopback (a free port unless one is given), stopped on exit. ``threads`` > 1
+    runs gthread workers (HTTP keep-alive); 1 runs sync workers (a connection per request)."""
 
-    def __init__(self, *, workers: int, env: dict[str, str], port: int = 0):
+    def __init__(self, *, workers: int, env: dict[str, str], port: int = 0, threads: int = 1):
         self.port = port or free_port()
         self.workers = workers
+        self.threads = threads
         self.env = env
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
         command = [str(BIN / "gunicorn"), "config.wsgi", "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers),
-                   "--worker-class", "sync", "--backlog", "2048", "--timeout", "30", "--log-level", "warning",
+                   "--worker-class", "gthread" if self.threads > 1 else "sync",
+                   "--threads", str(self.threads), "--keep-alive", "5", "--backlog", "2048", "--timeout", "30", "--log-level", "warning",
                    "--worker-tmp-dir", "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()]
         env = {**os.environ, **self.env, "DEBUG": "0", "LOG_LEVEL": "WARNING"}
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)

@@ -104,7 +104,7 @@ def ceiling(meter_type: MeterType) -> float:
             "m.meter_key, m.value, t.unit, m.period_start, m.period_end, m.groups, m.carry_first, m.carry_last, "
             "m.custom_fields, jsonb_build_object('recordCount', m.record_count), now(), now() "
             "FROM metering_meter m JOIN metering_metertype t ON t.id = m.meter_type_id WHERE m.meter_type_id = %s "
-            "ON CONFLICT (meter_id, period_start) DO NOTHING",
+            "ON CONFLICT (meter_id, period_start, execution_ref) DO NOTHING",
             [meter_type.pk],
         )
         cursor.execute(

@@ -102,6 +102,8 @@ def stored_batches(collector_id: str) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers (default 4)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per worker: > 1 runs gthread workers with keep-alive (default 1: sync)")
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
     parser.add_argument("--seconds", type=int, default=12, help="measured seconds of each phase, in total")
     parser.add_argument("--rounds", type=int, default=3, help="alternating slices of the two phases")
@@ -124,7 +126,8 @@ def main() -> int:
     server_env = {**env, "BENCH_MINIMAL_VIEW": "1", "RATE_LIMIT_ENABLED": "0" if args.no_rate_limit else "1"}
     print(f"machine: {machine_note()}")
     limits = "rate limits OFF" if args.no_rate_limit else f"rate limits ON ({args.clients} clients x 2000/s)"
-    print(f"server: gunicorn, {args.workers} sync workers, PostgreSQL + Redis on loopback, {limits}")
+    kind = f"gthread workers x {args.threads} threads (keep-alive)" if args.threads > 1 else "sync workers"
+    print(f"server: gunicorn, {args.workers} {kind}, PostgreSQL + Redis on loopback, {limits}")
     print(f"load: {'wrk' if have_wrk() and not args.python_client else 'python http.client'}, "
           f"{args.connections} connections, {args.seconds}s per phase in {args.rounds} alternating rounds, "
           f"{len(body)}-byte bodies")
@@ -139,7 +142,7 @@ def main() -> int:
         return result
 
     data_path = f"/online-collection/collectors/{collector_id}/data"
-    with Server(port=args.port, workers=args.workers, env=server_env) as server:
+    with Server(port=args.port, workers=args.workers, threads=args.threads, env=server_env) as server:
         if args.warmup:
             load("/bench/minimal", "GET", b"", args.warmup)
             load(data_path, "POST", body, args.warmup)

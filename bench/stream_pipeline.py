@@ -1,14 +1,19 @@
 """Records per second through collector -> filter -> meter processor, on PostgreSQL, drained by
-ONE Celery worker process (``--pool solo``).
+ONE Celery worker process (``--pool solo``), beside the usage ledger alone on the same records.
 
     DATABASE_URL=postgres://… REDIS_URL=redis://… CELERY_BROKER_URL=redis://… \\
-        .venv/bin/python bench/stream_pipeline.py [--batches 200] [--per-batch 500]
+        .venv/bin/python bench/stream_pipeline.py [--batches 200] [--per-batch 500] [--rounds 3]
 
-Pre-loads ``batches`` collected batches of ``per-batch`` records into a fresh collector (not
-timed), then sends one ``streams.run_stream`` task and times the worker draining the log: each
+Each round pre-loads ``batches`` collected batches of ``per-batch`` records into the collector
+(not timed), sends one ``streams.run_stream`` task and times the worker draining the log: each
 run reads up to 100 batches, filters, routes by two guiding rules and counts every record into
 the ledger (dedup keys, ledger rows, rollups, meter updates), advancing the offset in the same
-transaction. Bounded: gives up after 300 s. The bench's account is deleted afterwards.
+transaction. Then, as the ceiling to compare against, the same records — already decoded, routed
+and turned into ledger records, with fresh keys — go through ``metering.ledger.usage_apply``
+alone, 100 batches' worth per call and transaction as a run does, in this process: what the
+stream engine adds is the difference. The machine is shared and loaded, so compare the ratio
+(pipeline / ledger alone) of the same round. Bounded: a round gives up after 300 s. The bench's
+account is deleted afterwards.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,12 +40,45 @@ from bench._common import (  # noqa: E402
 
 KEY = "b0b0b0b0-0000-4000-8000-00000000be9c"
 CUSTOMERS = [f"c{n}" for n in range(50)]
+BATCHES_PER_RUN = 100
+
+
+def batch_records(batch: int, per_batch: int) -> list[dict]:
+    return [{"userId": CUSTOMERS[(batch + i) % len(CUSTOMERS)], "value": i % 5 + 1,
+             "plan": "pro" if i % 2 else "free", "status": 200} for i in range(per_batch)]
+
+
+def ledger_alone(account_id, types: dict[str, uuid.UUID], batches: int, per_batch: int) -> float:
+    """Seconds for ``usage_apply`` over the same records as a round, in calls of one run's size."""
+    from django.db import transaction
+
+    from metering.ledger import MeterOptions, UsageInput, usage_apply
+    from metering.models import UsageSource
+
+    tag = uuid.uuid4().hex
+    calls = []
+    for first in range(0, batches, BATCHES_PER_RUN):
+        inputs = []
+        for batch in range(first, min(batches, first + BATCHES_PER_RUN)):
+            for index, record in enumerate(batch_records(batch, per_batch)):
+                category = "premium" if record["plan"] == "pro" else "standard"
+                inputs.append(UsageInput(user_id=record["userId"], value=record["value"], meter_type_id=types[category],
+                                         meter_key=KEY, idempotency_key=f"alone:{tag}:{batch}:{index}", fields=record,
+                                         group=category, node="meter", record=record))
+        calls.append(inputs)
+    started = time.perf_counter()
+    for inputs in calls:
+        with transaction.atomic():
+            usage_apply(account_id=account_id, records=inputs, source=UsageSource.STREAM, source_ref="bench",
+                        options=MeterOptions())
+    return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--per-batch", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     env = require_postgres_and_redis()
     ensure_database(env["DATABASE_URL"])
@@ -56,10 +95,12 @@ def main() -> None:
 
     account = account_services.account_get_or_create(name=f"bench-stream-pipeline-{os.getpid()}")
     collector = Collector.objects.create(account=account, name="bench", status=Collector.Status.ACTIVE)
+    types = {}
     for category in ("premium", "standard"):
         meter_type = meter_type_create(account_id=account.pk, name=f"Bench {category}", unit="call",
                                        aggregation="SUM", reset_cron="0 0 1 * *", timezone="Etc/UTC",
                                        category=category)
+        types[category] = meter_type.pk
         for customer in CUSTOMERS:
             meter_create(account_id=account.pk, meter_key=KEY, user_id=customer, meter_type_id=meter_type.pk)
     solution = stream_services.solution_create(account=account, name="Bench")
@@ -78,49 +119,61 @@ def main() -> None:
         "edges": [{"source": "in", "target": "ok"}, {"source": "ok", "target": "meter"}],
     }).stream
     total = args.batches * args.per_batch
-    for batch in range(args.batches):
-        data = [{"userId": CUSTOMERS[(batch + i) % len(CUSTOMERS)], "value": i % 5 + 1,
-                 "plan": "pro" if i % 2 else "free", "status": 200} for i in range(args.per_batch)]
-        collected_batch_append(account_id=account.pk, collector_id=collector.pk, payload=json.dumps(data))
-    last = CollectedBatch.objects.filter(collector=collector).order_by("-sequence").values_list("sequence",
-                                                                                                flat=True)[0]
+    offset = ConsumerOffset.objects.filter(collector=collector, consumer=f"stream:{stream.pk}")
     app.control.purge()
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
          "--loglevel=WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"stream pipeline: collector -> filter -> meter processor (2 guiding rules, {2 * len(CUSTOMERS)} meters), "
+          f"PostgreSQL, 1 worker; {total} records in {args.batches} batches of {args.per_batch} per round")
+    results = []
     try:
         for _ in range(60):  # bounded: the worker answers a ping once it consumes
             if app.control.ping(timeout=0.5):
                 break
-        offset = ConsumerOffset.objects.filter(collector=collector, consumer=f"stream:{stream.pk}")
-        started = time.perf_counter()
-        app.send_task("streams.run_stream", args=[str(stream.pk), "manual"])
-        deadline = time.monotonic() + 300
-        while offset.get().last_sequence < last and time.monotonic() < deadline:
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        drained = offset.get().last_sequence == last
-        counted = sum(Meter.objects.filter(account=account).values_list("record_count", flat=True))
+        for round_number in range(1, args.rounds + 1):
+            for batch in range(args.batches):
+                collected_batch_append(account_id=account.pk, collector_id=collector.pk,
+                                       payload=json.dumps(batch_records(batch, args.per_batch)))
+            last = CollectedBatch.objects.filter(collector=collector).order_by("-sequence").values_list(
+                "sequence", flat=True)[0]
+            counted_before = sum(Meter.objects.filter(account=account).values_list("record_count", flat=True))
+            started = time.perf_counter()
+            app.send_task("streams.run_stream", args=[str(stream.pk), "manual"])
+            deadline = time.monotonic() + 300
+            while offset.get().last_sequence < last and time.monotonic() < deadline:
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - started
+            drained = offset.get().last_sequence == last
+            counted = sum(Meter.objects.filter(account=account).values_list("record_count", flat=True)) - counted_before
+            alone = ledger_alone(account.pk, types, args.batches, args.per_batch)
+            results.append((total / elapsed, total / alone))
+            print(f"round {round_number}: pipeline {total / elapsed:>9,.0f} records/s ({elapsed:.2f} s, "
+                  f"drained={drained}, counted={counted})   usage_apply alone {total / alone:>9,.0f} records/s "
+                  f"({alone:.2f} s)   ratio {alone / elapsed:.2f}")
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    print(f"stream pipeline (collector -> filter -> meter, PostgreSQL, 1 worker): {total} records in "
-          f"{args.batches} batches, drained={drained}, counted={counted}, {elapsed:.2f} s, "
-          f"{total / elapsed:,.0f} records/s")
+    best_pipeline, best_alone = max(r[0] for r in results), max(r[1] for r in results)
+    print(f"best: pipeline {best_pipeline:,.0f} records/s, usage_apply alone {best_alone:,.0f} records/s, "
+          f"ratio {best_pipeline / best_alone:.2f} (target: 20,000 records/s through the pipeline)")
     print(machine_note())
     from django.db.models import ProtectedError
 
-    from metering.models import MeterType
+    from metering.models import DataCorrection, MeterType, UsageDedupKey, UsageRecord, UsageRollup
 
     stream_services.stream_delete(stream=stream)
     solution.delete()
+    # The ledger's rows first: left behind, they would make every later run of a bench slower.
+    for model in (UsageRecord, UsageDedupKey, UsageRollup, DataCorrection):
+        model.objects.filter(account_id=account.pk).delete()
     Meter.objects.filter(account=account).delete()
     try:
         MeterType.objects.filter(account=account).delete()
         account.delete()
     except ProtectedError:
-        print(f"(the bench account {account.pk} is left behind: its ledger rows protect it)")
+        print(f"(the bench account {account.pk} is left behind: rows still refer to it)")
 
 
 if __name__ == "__main__":

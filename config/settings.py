@@ -290,6 +290,10 @@ NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT = int(os.environ.get("NOTIFICATION_ENDPOI
 CONSOLE_NEAR_CAPACITY_PERCENT = int(os.environ.get("CONSOLE_NEAR_CAPACITY_PERCENT", "80"))
 # Days the dashboard's usage charts cover (ending today in each meter type's timezone).
 CONSOLE_USAGE_DAYS = int(os.environ.get("CONSOLE_USAGE_DAYS", "30"))
+# Minutes the collectors' intake rates cover (the current minute and those before it). The panel
+# reads that window of the collected-batch log; keep it short where collectors take thousands of
+# batches a second.
+CONSOLE_INTAKE_MINUTES = int(os.environ.get("CONSOLE_INTAKE_MINUTES", "15"))
 
 # --- Flush and reset of meters (metering app: metering/flush.py, metering/tasks.py) -----------
 # The reset sweep (beat, every minute) flushes due meters in batches of this many meters, one
@@ -315,6 +319,15 @@ USAGE_LEDGER_PREPARED_STATEMENTS = env_bool("USAGE_LEDGER_PREPARED_STATEMENTS", 
 INGEST_MAX_EVENTS = int(os.environ.get("INGEST_MAX_EVENTS", "10000"))
 # Most time buckets one /usage query may answer per group.
 USAGE_QUERY_MAX_BUCKETS = int(os.environ.get("USAGE_QUERY_MAX_BUCKETS", "10000"))
+# PostgreSQL: the ledger is range-partitioned by UTC month (metering/partitions.py). The daily beat
+# task "metering: ledger partitions" keeps partitions for the current month and this many ahead.
+LEDGER_PARTITION_MONTHS_AHEAD = int(os.environ.get("LEDGER_PARTITION_MONTHS_AHEAD", "3"))
+# Months of raw ledger kept before the current one; older monthly partitions are detached (kept as
+# tables of their own) by the same task. Empty keeps everything. The hourly rollups are never
+# removed, so usage queries still answer for detached months. LEDGER_RETENTION_DROP drops them too.
+LEDGER_RETENTION_MONTHS = int(os.environ["LEDGER_RETENTION_MONTHS"]) if os.environ.get(
+    "LEDGER_RETENTION_MONTHS", "").strip() else None
+LEDGER_RETENTION_DROP = env_bool("LEDGER_RETENTION_DROP", False)
 # OpenAPI enum names of the Amberflo meter definition types (they would collide on "type").
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),

@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from accounts.models import Account
 from accounts.selectors import account_for_user
 from console import selectors
-from console.charts import bar_chart_svg, format_exact
+from console.charts import Series, bar_chart_svg, format_exact, line_chart_svg
 from console.panels import PanelRequest, register_panel
 
 # A superuser's account selector lists at most this many accounts (by name); any other account
@@ -124,8 +124,35 @@ def failed_deliveries_panel(panel: PanelRequest) -> dict[str, Any]:
     return {"deliveries": list(deliveries[:PANEL_ROWS]), "total": deliveries.count()}
 
 
+@register_panel(key="collectors", title="Collectors with their intake rate", template="console/panels/collectors.html",
+                permissions=("collection.view_collector",), order=55, wide=True)
+def collectors_panel(panel: PanelRequest) -> dict[str, Any]:
+    minutes = settings.CONSOLE_INTAKE_MINUTES
+    intake = selectors.collectors_with_intake(panel.account.pk, minutes=minutes, now=panel.now)
+    chart = None
+    if any(item.total_batches for item in intake):
+        chart = line_chart_svg(
+            labels=[minute.strftime("%H:%M") for minute in intake[0].minutes],
+            series=[Series(item.collector.name, item.records) for item in intake],
+            title="Records per minute (UTC)", unit="records", width=880, height=170)
+    return {"intake": intake, "minutes": minutes, "chart": chart}
+
+
 @register_panel(key="streams", title="Streams", template="console/panels/streams.html",
                 permissions=("streams.view_stream",), order=60)
 def streams_panel(panel: PanelRequest) -> dict[str, Any]:
     return {"counts": selectors.stream_counts(panel.account.pk),
             "recent": list(selectors.recently_updated_streams(panel.account.pk)[:5])}
+
+
+@register_panel(key="data_corrections", title="Data-correction backlog", template="console/panels/data_corrections.html",
+                permissions=("metering.view_datacorrection",), order=62)
+def data_corrections_panel(panel: PanelRequest) -> dict[str, Any]:
+    return {"backlog": selectors.correction_backlog(panel.account.pk)}
+
+
+@register_panel(key="stream_runs", title="Stream runs with errors", template="console/panels/stream_runs.html",
+                permissions=("streams.view_streamrun",), order=70, wide=True)
+def stream_runs_panel(panel: PanelRequest) -> dict[str, Any]:
+    return {"runs": list(selectors.stream_runs_with_errors(panel.account.pk)[:PANEL_ROWS]),
+            "counts": selectors.stream_run_error_counts(panel.account.pk, now=panel.now)}

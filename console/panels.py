@@ -4,10 +4,11 @@ A panel is a function that takes a ``PanelRequest`` (the request, the account sh
 returns its template's context. Registering one adds it to the dashboard of every user holding
 its permissions:
 
-    @register_panel(key="collectors", title="Collectors", template="console/panels/collectors.html",
-                    permissions=("collection.view_collector",), order=70)
-    def collectors_panel(panel: PanelRequest) -> dict:
-        return {"collectors": selectors.collectors_with_intake_rate(panel.account.pk)}
+    @register_panel(key="data_corrections", title="Data-correction backlog",
+                    template="console/panels/data_corrections.html",
+                    permissions=("metering.view_datacorrection",), order=62)
+    def data_corrections_panel(panel: PanelRequest) -> dict:
+        return {"backlog": selectors.correction_backlog(panel.account.pk)}
 
 Panels for data that does not exist yet are simply not registered: the dashboard never shows a
 placeholder. Panels render in ``order`` (then ``key``); ``wide`` panels span the whole width.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,11 +18,13 @@ from django.db.models import Case, Count, F, FloatField, Max, Min, Q, QuerySet, 
 from django.db.models.functions import Cast, NullIf
 from django.utils.timezone import now as utc_now
 
+from collection import selectors as collection_selectors
+from collection.models import Collector
 from console.charts import format_exact
 from metering import selectors as metering_selectors
-from metering.models import Meter, MeterType, UsageRollup
+from metering.models import DataCorrection, Meter, MeterType, UsageRollup
 from notifications.models import Delivery, EventType, NotificationEvent
-from streams.models import Solution, Stream
+from streams.models import Solution, Stream, StreamRun
 
 # --- Usage per meter type and day -----------------------------------------------------------
 
@@ -267,3 +269,128 @@ def stream_counts(account_id: uuid.UUID) -> StreamCounts:
 
 def recently_updated_streams(account_id: uuid.UUID) -> QuerySet[Stream]:
     return Stream.objects.filter(account_id=account_id).select_related("solution").order_by("-updated_at", "-id")
+
+
+def stream_runs_with_errors(account_id: uuid.UUID) -> QuerySet[StreamRun]:
+    """Runs that failed, or that rejected records, newest first, with their stream."""
+    return (
+        StreamRun.objects.filter(account_id=account_id)
+        .filter(Q(status=StreamRun.Status.FAILED) | Q(records_rejected__gt=0))
+        .select_related("stream").order_by("-started_at", "-id")
+    )
+
+
+@dataclass(frozen=True)
+class StreamRunErrorCounts:
+    """Runs of the last ``hours`` hours: how many failed, how many rejected records (and how many)."""
+
+    hours: int
+    failed: int
+    with_rejections: int
+    rejected_records: int
+
+
+def stream_run_error_counts(account_id: uuid.UUID, *, now: datetime, hours: int = 24) -> StreamRunErrorCounts:
+    counts = StreamRun.objects.filter(account_id=account_id, started_at__gte=now - timedelta(hours=hours)).aggregate(
+        failed=Count("id", filter=Q(status=StreamRun.Status.FAILED)),
+        with_rejections=Count("id", filter=Q(records_rejected__gt=0)),
+        rejected_records=Sum("records_rejected"),
+    )
+    return StreamRunErrorCounts(hours=hours, failed=counts["failed"], with_rejections=counts["with_rejections"],
+                                rejected_records=counts["rejected_records"] or 0)
+
+
+# --- Collectors -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CollectorIntake:
+    """One collector's intake over the window: per minute (oldest first, the current minute last and
+    still filling) and per minute on average over the time elapsed in the window."""
+
+    collector: Collector
+    minutes: tuple[datetime, ...]
+    batches: tuple[int, ...]
+    records: tuple[int, ...]
+    bytes: tuple[int, ...]
+    elapsed_minutes: float
+
+    def _rate(self, values: tuple[int, ...]) -> float:
+        return sum(values) / self.elapsed_minutes
+
+    @property
+    def batches_per_minute(self) -> float:
+        return self._rate(self.batches)
+
+    @property
+    def records_per_minute(self) -> float:
+        return self._rate(self.records)
+
+    @property
+    def bytes_per_minute(self) -> float:
+        return self._rate(self.bytes)
+
+    @property
+    def total_batches(self) -> int:
+        return sum(self.batches)
+
+
+def intake_window(minutes: int, now: datetime) -> tuple[datetime, ...]:
+    """The window's minute starts (UTC): the current minute and the ``minutes - 1`` before it."""
+    if minutes < 1:
+        raise ValueError("minutes must be at least 1.")
+    current = now.astimezone(UTC).replace(second=0, microsecond=0)
+    return tuple(current - timedelta(minutes=offset) for offset in range(minutes - 1, -1, -1))
+
+
+def collectors_with_intake(account_id: uuid.UUID, *, minutes: int, now: datetime) -> list[CollectorIntake]:
+    """Every collector of the account (by name) with its batches, records and bytes per minute over
+    the last ``minutes`` minutes, from the collected-batch log (two queries). The rates divide by
+    the time elapsed in the window (the current minute counts as far as it has gone)."""
+    window = intake_window(minutes, now)
+    elapsed = max((now - window[0]).total_seconds() / 60, 1 / 60)
+    collectors = list(Collector.objects.filter(account_id=account_id).order_by("name", "id"))
+    if not collectors:
+        return []
+    found: dict[tuple[uuid.UUID, datetime], collection_selectors.IntakeMinute] = {
+        (row.collector_id, row.minute): row
+        for row in collection_selectors.collector_intake_per_minute(account_id=account_id, since=window[0], until=now)
+    }
+    intake = []
+    for collector in collectors:
+        rows = [found.get((collector.pk, minute)) for minute in window]
+        intake.append(CollectorIntake(
+            collector=collector, minutes=window, elapsed_minutes=elapsed,
+            batches=tuple(row.batches if row else 0 for row in rows),
+            records=tuple(row.records if row else 0 for row in rows),
+            bytes=tuple(row.bytes if row else 0 for row in rows),
+        ))
+    return intake
+
+
+# --- Data correction ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorrectionBacklog:
+    """Open data corrections: how many per reason (most first), in all, and the oldest one's age."""
+
+    by_reason: list[dict[str, Any]]
+    total: int
+    oldest_at: datetime | None
+
+
+def correction_backlog(account_id: uuid.UUID) -> CorrectionBacklog:
+    """One grouped query over the account's OPEN corrections (the list index covers it)."""
+    rows = list(
+        DataCorrection.objects.filter(account_id=account_id, status=DataCorrection.Status.OPEN)
+        .values("reason").order_by().annotate(count=Count("id"), oldest=Min("created_at"))
+    )
+    labels = dict(DataCorrection.Reason.choices)
+    by_reason = sorted(
+        ({"reason": row["reason"], "label": labels.get(row["reason"], row["reason"]), "count": row["count"],
+          "oldest": row["oldest"]} for row in rows),
+        key=lambda row: (-row["count"], row["reason"]),
+    )
+    return CorrectionBacklog(by_reason=by_reason, total=sum(row["count"] for row in by_reason),
+                             oldest_at=min((row["oldest"] for row in by_reason), default=None))

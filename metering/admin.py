@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count
-from django.http import JsonResponse
+from django.db.models import Count, F
+from django.http import HttpResponseRedirect, JsonResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import now as utc_now
@@ -24,6 +24,8 @@ from metering import periods, services
 from metering.models import Meter, MeteredRecord, MeterType
 
 NEXT_RESETS_SHOWN = 5
+THRESHOLD_EVENTS_SHOWN = 10
+METERS_SHOWN = 20
 
 
 def _number(value: Decimal | None) -> str:
@@ -53,6 +55,19 @@ def _local(instant, zone_name: str) -> str:
 def next_resets(cron: str, zone_name: str) -> list[dict[str, str]]:
     fires = periods.next_fires(cron, zone_name, utc_now(), NEXT_RESETS_SHOWN)
     return [{"local": _local(fire, zone_name), "utc": fire.strftime("%Y-%m-%d %H:%M")} for fire in fires]
+
+
+def value_against_capacity_html(meter: Meter) -> str:
+    """A gauge of the value against the capacity, and both figures (the value alone without a capacity)."""
+    value, capacity = meter.value, meter.capacity
+    if capacity is None or capacity == 0 or value is None:
+        return format_html('<span class="meter-value">{}</span>', _number(value))
+    return format_html(
+        '<meter class="meter-value" min="0" max="{}" low="{}" high="{}" optimum="0" value="{}" '
+        'title="{}%"></meter> {} / {}',
+        capacity, capacity * Decimal("0.5"), capacity * Decimal("0.8"), min(value, capacity),
+        _number((value / capacity * 100).quantize(Decimal("0.1"))), _number(value), _number(capacity),
+    )
 
 
 class ServiceCheckedForm(forms.ModelForm):
@@ -112,6 +127,7 @@ class MeterTypeAdmin(AccountScopedAdmin):
         ("Active window", {"fields": ["active_from", "active_to"]}),
         ("Compatible APIs", {"fields": ["external_ref", "api_name", "status", "dimensions"]}),
         ("Record", {"fields": ["meter_count", "created_at", "updated_at"]}),
+        ("Meters", {"fields": ["meters_by_value"]}),
     ]
 
     def get_queryset(self, request):
@@ -124,7 +140,7 @@ class MeterTypeAdmin(AccountScopedAdmin):
         return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
-        readonly = ["next_resets_preview", "meter_count", "created_at", "updated_at"]
+        readonly = ["next_resets_preview", "meter_count", "created_at", "updated_at", "meters_by_value"]
         # The aggregation cannot change once the type exists, nor can the account it belongs to.
         return readonly + ["aggregation", "account"] if obj else readonly
 
@@ -145,6 +161,22 @@ class MeterTypeAdmin(AccountScopedAdmin):
     def meter_count(self, meter_type):
         count = getattr(meter_type, "number_of_meters", None)
         return meter_type.meters.count() if count is None else count
+
+    @admin.display(description="meters (highest value first)")
+    def meters_by_value(self, meter_type):
+        """The type's meters with their value against capacity (the first 20), linked to their pages."""
+        if not meter_type.pk:
+            return "–"
+        meters = list(meter_type.meters.order_by(F("value").desc(nulls_last=True), "user_id")[:METERS_SHOWN])
+        if not meters:
+            return format_html('<p id="type-meters">{}</p>', "No meters yet.")
+        rows = format_html_join("", '<tr data-user-id="{}"><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>', (
+            (meter.user_id, reverse("admin:metering_meter_change", args=[meter.pk]), meter.user_id, meter.meter_key,
+             value_against_capacity_html(meter)) for meter in meters))
+        return format_html(
+            '<table id="type-meters"><thead><tr><th>userId</th><th>meterKey</th><th>value / capacity</th></tr>'
+            '</thead><tbody>{}</tbody></table><p><a href="{}?meter_type__id__exact={}">All {} meters of this type</a></p>',
+            rows, reverse("admin:metering_meter_changelist"), meter_type.pk, self.meter_count(meter_type))
 
     @admin.display(description="next five resets")
     def next_resets_preview(self, meter_type):
@@ -229,15 +261,23 @@ class MeterAdmin(AccountScopedAdmin):
     search_fields = ["user_id", "meter_key"]
     ordering = ["-created_at"]
     actions = ["delete_after_next_reset"]
-    state_fields = ["value_against_capacity", "period_in_type_timezone", "current_value", "record_count",
+    state_fields = ["value_against_capacity", "period_in_type_timezone", "record_count",
                     "last_ingested_at", "groups", "group_breakdowns", "carry_first", "carry_last", "created_at",
-                    "updated_at", "metered_records_history"]
+                    "updated_at", "metered_records_history", "threshold_events"]
 
-    def get_fields(self, request, obj=None):
+    def get_fieldsets(self, request, obj=None):
         if obj is None:
-            return ["meter_type", "meter_key", "user_id", "custom_fields"]
-        return ["meter_type", "meter_key", "user_id", "custom_fields", "capacity", "thresholds", "delete_on_reset",
-                *self.state_fields]
+            return [(None, {"fields": ["meter_type", "meter_key", "user_id", "custom_fields"]})]
+        # The current period first: what an operator opens a meter for.
+        return [
+            (None, {"fields": ["meter_type", "meter_key", "user_id"]}),
+            ("Current period", {"fields": ["value_against_capacity", "period_in_type_timezone", "record_count",
+                                           "last_ingested_at", "groups", "group_breakdowns", "carry_first",
+                                           "carry_last"]}),
+            ("History", {"fields": ["metered_records_history", "threshold_events"]}),
+            ("Settings", {"fields": ["custom_fields", "capacity", "thresholds", "delete_on_reset", "created_at",
+                                     "updated_at"]}),
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         # A meter's identity is fixed; its usage state is written by the usage ledger.
@@ -245,19 +285,7 @@ class MeterAdmin(AccountScopedAdmin):
 
     @admin.display(description="value / capacity", ordering="value")
     def value_against_capacity(self, meter):
-        value, capacity = meter.value, meter.capacity
-        if capacity is None or capacity == 0 or value is None:
-            return format_html('<span class="meter-value">{}</span>', _number(value))
-        return format_html(
-            '<meter class="meter-value" min="0" max="{}" low="{}" high="{}" optimum="0" value="{}" '
-            'title="{}%"></meter> {} / {}',
-            capacity, capacity * Decimal("0.5"), capacity * Decimal("0.8"), min(value, capacity),
-            _number((value / capacity * 100).quantize(Decimal("0.1"))), _number(value), _number(capacity),
-        )
-
-    @admin.display(description="value")
-    def current_value(self, meter):
-        return _number(meter.value)
+        return value_against_capacity_html(meter)  # the value alone when the meter has no capacity
 
     @admin.display(description="period (meter type's timezone)", ordering="period_end")
     def period_in_type_timezone(self, meter):
@@ -267,6 +295,23 @@ class MeterAdmin(AccountScopedAdmin):
     @admin.display(description="metered records (flushed periods)")
     def metered_records_history(self, meter):
         return metered_records_history_html(meter)
+
+    @admin.display(description="threshold events")
+    def threshold_events(self, meter):
+        """The meter's last crossings (one per threshold and period), newest first."""
+        events = list(meter.threshold_events.order_by("-crossed_at", "-id")[:THRESHOLD_EVENTS_SHOWN])
+        if not events:
+            return format_html('<p id="threshold-events">{}</p>', "No threshold crossed yet.")
+        zone = meter.meter_type.timezone
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (_local(event.crossed_at, zone), event.name or f"threshold {event.threshold_index + 1}",
+             _number(event.threshold_value), _number(event.value), _local(event.period_start, zone))
+            for event in events))
+        return format_html(
+            '<table id="threshold-events"><thead><tr><th>crossed</th><th>threshold</th><th>limit</th><th>value</th>'
+            "<th>period start</th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}?meter__id__exact={}">All threshold events of this meter</a></p>',
+            rows, reverse("admin:metering_thresholdevent_changelist"), meter.pk)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -415,7 +460,19 @@ class UsageRecordAdmin(ReadOnlyAccountScopedAdmin):
         return _number(record.value)
 
 
+class PrettyJSONField(forms.JSONField):
+    """A JSON text area indented for editing by hand."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False, cls=self.encoder)
+
+
 class DataCorrectionForm(forms.ModelForm):
+    record = PrettyJSONField(widget=forms.Textarea(attrs={"rows": 12, "cols": 80, "spellcheck": "false"}),
+                             help_text="The record as it came in; fix it, then Save and reprocess.")
+
     class Meta:
         model = DataCorrection
         fields = ["record"]
@@ -432,6 +489,7 @@ class DataCorrectionAdmin(AccountScopedAdmin):
     """Refused usage: fix the record, then reprocess (or discard) it with the actions."""
 
     form = DataCorrectionForm
+    change_form_template = "admin/metering/datacorrection/change_form.html"
     list_display = ["created_at", "reason", "status", "source", "node", "record_preview", "attempts", "updated_at"]
     list_filter = ["reason", "status", "source", "account"]
     search_fields = ["=idempotency_key", "=source_ref", "message"]
@@ -466,6 +524,29 @@ class DataCorrectionAdmin(AccountScopedAdmin):
         except ApiError as error:
             messages.error(request, error.message)
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["can_reprocess"] = bool(obj is not None and obj.status == DataCorrection.Status.OPEN
+                                        and self.has_change_permission(request, obj))
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def response_change(self, request, obj):
+        """"Save and reprocess": the edited record goes through the ledger again at once; the page
+        stays open on the correction to show what happened to it."""
+        if "_reprocess" not in request.POST:
+            return super().response_change(request, obj)
+        try:
+            correction = corrections.data_correction_reprocess(correction=obj)
+        except ApiError as error:
+            messages.error(request, error.message)
+        else:
+            if correction.status == DataCorrection.Status.REPROCESSED:
+                messages.success(request, f"Reprocessed: {correction.message}")
+            elif correction.status == DataCorrection.Status.DISCARDED:
+                messages.warning(request, f"Discarded: {correction.message}")
+            else:
+                messages.error(request, f"Still refused ({correction.get_reason_display()}): {correction.message}")
+        return HttpResponseRedirect(reverse("admin:metering_datacorrection_change", args=[obj.pk]))
+
     @admin.action(description="Reprocess selected corrections")
     def reprocess(self, request, queryset):
         by_account: dict = {}
@@ -492,7 +573,7 @@ class DataCorrectionAdmin(AccountScopedAdmin):
 @admin.register(ThresholdEvent)
 class ThresholdEventAdmin(ReadOnlyAccountScopedAdmin):
     list_display = ["crossed_at", "meter", "name", "threshold_index", "threshold_value", "value", "period_start"]
-    list_filter = ["name", "account"]
+    list_filter = ["name", ("meter__meter_type", admin.RelatedOnlyFieldListFilter), "account"]
     list_select_related = ["meter"]
     search_fields = ["=meter__user_id", "name"]
     ordering = ["-crossed_at"]

@@ -7,6 +7,11 @@ so however often a record is reprocessed (or replayed by its sender meanwhile) i
 once. A record that is still refused stays OPEN with its new reason; one that is counted (or was
 counted meanwhile) becomes REPROCESSED; one the meter type's filtering rules exclude, or that an
 operator gives up on, becomes DISCARDED.
+
+A source that registered a router (``correction_router_register``: the stream engine for
+``stream``) reads its corrections itself: the router may count one record into several meters,
+with keys derived from the correction's, and with its own meter options (group-by and carry
+fields); the correction is REPROCESSED once every one of them is counted.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from django.utils.module_loading import import_string
 from django.utils.timezone import now as utc_now
 
 from config.api.errors import Conflict, NotFound, ValidationFailed
-from metering.ledger import Outcome, UsageInput, usage_apply
+from metering.ledger import MeterOptions, Outcome, UsageInput, usage_apply
 from metering.models import DataCorrection, UsageSource
 
 MAX_BULK = 1000
@@ -54,13 +59,26 @@ RECORD_READERS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class CorrectionRoute:
+    """What a source's router makes of a correction: the ledger records to apply — one per meter
+    the record counts into (each with its own idempotency key) — and the meter options they are
+    applied with; or, with no ``inputs``, why the record still cannot be counted."""
+
+    inputs: Sequence[UsageInput] = ()
+    options: MeterOptions | None = None
+    reason: str = ""
+    message: str = ""
+
+
 # Sources whose records are read again from the whole correction (its node and source_ref), e.g.
-# "stream": the stream engine re-runs its meter node's routing. Registered by the app that owns
-# the source (streams registers in its AppConfig.ready(): metering never imports streams).
-CORRECTION_ROUTERS: dict[str, Callable[[DataCorrection], UsageInput]] = {}
+# "stream": the stream engine sends the record through its meter node again. Registered by the
+# app that owns the source (streams registers in its AppConfig.ready(): metering never imports
+# streams).
+CORRECTION_ROUTERS: dict[str, Callable[[DataCorrection], CorrectionRoute]] = {}
 
 
-def correction_router_register(source: str, router: Callable[[DataCorrection], UsageInput]) -> None:
+def correction_router_register(source: str, router: Callable[[DataCorrection], CorrectionRoute]) -> None:
     """Read the corrections of ``source`` with ``router(correction)`` when they are reprocessed."""
     if source not in UsageSource.values:
         raise ValueError(f"Unknown usage source {source!r}.")
@@ -124,33 +142,34 @@ def data_corrections_reprocess(*, account_id: uuid.UUID, correction_ids: Sequenc
     for correction in open_ones:
         by_source.setdefault((correction.source, correction.source_ref), []).append(correction)
     for (source, source_ref), group in by_source.items():
-        readable: list[DataCorrection] = []
-        inputs: list[UsageInput] = []
+        # One usage_apply per set of meter options (a stream's corrections come from its nodes).
+        applied: dict[MeterOptions | None, list[tuple[DataCorrection, list[UsageInput]]]] = {}
         for correction in group:
             if not isinstance(correction.record, dict):
                 _still_open(correction, DataCorrection.Reason.INVALID_RECORD, "The record is not a JSON object.", now)
                 continue
             router = CORRECTION_ROUTERS.get(source)
-            usage = router(correction) if router is not None else _reader(source)(correction.record)
-            usage.idempotency_key = correction.idempotency_key
-            usage.request_hash = correction.request_hash
-            usage.node = correction.node
-            usage.record = correction.record
-            readable.append(correction)
-            inputs.append(usage)
-        if not inputs:
-            continue
-        result = usage_apply(account_id=account_id, records=inputs, source=source, source_ref=source_ref,
-                             apply_filtering_rules=source == UsageSource.INGEST_API, record_corrections=False,
-                             now=now)
-        for correction, outcome in zip(readable, result.results, strict=True):
-            if outcome.outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
-                _resolve(correction, DataCorrection.Status.REPROCESSED,
-                         "Counted." if outcome.outcome == Outcome.ACCEPTED else "Already counted.", now)
-            elif outcome.outcome == Outcome.EXCLUDED:
-                _resolve(correction, DataCorrection.Status.DISCARDED, "Excluded by a filtering rule.", now)
-            else:
-                _still_open(correction, outcome.reason, outcome.message, now)
+            route = router(correction) if router is not None else CorrectionRoute(
+                inputs=[_reader(source)(correction.record)])
+            if not route.inputs:
+                _still_open(correction, route.reason or DataCorrection.Reason.NO_MATCHING_METER, route.message, now)
+                continue
+            inputs = list(route.inputs)
+            for usage in inputs:
+                if router is None:
+                    usage.idempotency_key = correction.idempotency_key
+                usage.request_hash = correction.request_hash
+                usage.node = correction.node
+                usage.record = correction.record
+            applied.setdefault(route.options, []).append((correction, inputs))
+        for options, routed in applied.items():
+            result = usage_apply(account_id=account_id, records=[usage for _, inputs in routed for usage in inputs],
+                                 source=source, source_ref=source_ref, options=options,
+                                 apply_filtering_rules=source == UsageSource.INGEST_API, record_corrections=False,
+                                 now=now)
+            outcomes = iter(result.results)
+            for correction, inputs in routed:
+                _settle(correction, [next(outcomes) for _ in inputs], now)
     DataCorrection.objects.bulk_update(
         open_ones, ["status", "reason", "message", "attempts", "updated_at", "resolved_at"])
     return ReprocessResult(
@@ -159,6 +178,21 @@ def data_corrections_reprocess(*, account_id: uuid.UUID, correction_ids: Sequenc
         discarded=sum(c.status == DataCorrection.Status.DISCARDED for c in open_ones),
         corrections=corrections,
     )
+
+
+def _settle(correction: DataCorrection, outcomes: list, now) -> None:
+    """A correction's new state from the outcomes of its ledger records: counted when each was
+    counted (now or before), discarded when a filtering rule excludes it, else still open with
+    the first refusal (the records that were counted stay counted: their keys make a later
+    reprocessing count them once)."""
+    refused = next((outcome for outcome in outcomes if outcome.outcome == Outcome.CORRECTION), None)
+    if refused is not None:
+        _still_open(correction, refused.reason, refused.message, now)
+    elif any(outcome.outcome == Outcome.EXCLUDED for outcome in outcomes):
+        _resolve(correction, DataCorrection.Status.DISCARDED, "Excluded by a filtering rule.", now)
+    else:
+        counted = any(outcome.outcome == Outcome.ACCEPTED for outcome in outcomes)
+        _resolve(correction, DataCorrection.Status.REPROCESSED, "Counted." if counted else "Already counted.", now)
 
 
 def _resolve(correction: DataCorrection, status: str, message: str, now) -> None:

@@ -19,6 +19,10 @@ One call of ``meters_flush_batch`` is one transaction over at most ``batch_size`
    records to ``flushed_records_emit`` — all in the same transaction, so a worker that dies
    mid-batch leaves nothing half done: the batch rolls back and the next sweep takes it again.
 
+A Meter processor that flushes by stream execution calls ``meters_flush_executed`` at the end of
+each run instead (records and reset, the period kept; see there). Records are unique per (meter,
+period start, ``execution_ref``), the reference being empty for the flush at period end.
+
 Which meters are due (the claim's condition):
 
 - every meter whose ``period_end`` has passed, updated in the period or not, while the period
@@ -108,10 +112,10 @@ def flushed_records_emit(records: Sequence[dict[str, Any]]) -> None:
     Called once per batch with the records that batch wrote (dicts in the shape of
     ``GET /meters/{id}/records`` plus ``accountId``; ``meterKey`` names the Meter processor that
     counted them), **inside the flush transaction**. Whatever connects here must only write to
-    the database (e.g. queue the records in the engine's own table, to be sent after commit):
-    then the records reach the downstream nodes exactly when the flush commits, never for a flush
-    that rolled back. It must not do network I/O or commit. Today it does nothing: the engine
-    connects to it with ``flushed_records_hook_register`` (in its AppConfig.ready()).
+    the database (the stream engine writes its outbox of deliveries, sent after commit): then
+    the records reach the downstream nodes exactly when the flush commits, never for a flush
+    that rolled back. It must not do network I/O or commit. The engine connects to it with
+    ``flushed_records_hook_register`` (in its AppConfig.ready()).
     """
     for hook in list(FLUSHED_RECORDS_HOOKS):
         hook(records)
@@ -232,15 +236,20 @@ def _ids_match(column: str, ids: list[uuid.UUID]) -> tuple[str, list]:
     return f"{column} IN ({', '.join(['%s'] * len(ids))})", [prep(value, connection, prepared=False) for value in ids]
 
 
-def _insert_records(meters: list[_Claimed], record_ids: list[uuid.UUID], now: datetime) -> list[tuple]:
+def _insert_records(meters: list[_Claimed], record_ids: list[uuid.UUID], now: datetime,
+                    execution_ref: str = "") -> list[tuple]:
     """One INSERT … SELECT copying the claimed meters' state into their records (JSON columns
     are copied by the database, not round-tripped through Python), ON CONFLICT on the
-    (meter, period_start) constraint. Returns the rows written (``_RECORD_COLUMNS``)."""
+    (meter, period_start, execution_ref) constraint. Returns the rows written (``_RECORD_COLUMNS``).
+
+    ``execution_ref`` empty: the flush at the period's end. Otherwise the stream execution that
+    flushes (``meters_flush_executed``); ``meterMetaData.streamExecution`` names it too."""
     record_field = MeteredRecord._meta.get_field
+    extra = {"streamExecution": execution_ref} if execution_ref else {}
     source, params = _rows("v", [("meter_id", "uuid", Meter._meta.pk), ("record_id", "uuid", record_field("id")),
                                  ("metadata", "jsonb", record_field("meter_metadata"))], [
         (meter.id, record_id, {"recordCount": meter.record_count,
-                               "lastIngestedAt": format_timestamp(meter.last_ingested_at)})
+                               "lastIngestedAt": format_timestamp(meter.last_ingested_at), **extra})
         for meter, record_id in zip(meters, record_ids, strict=True)
     ])
     stamp = record_field("created_at").get_db_prep_value(now, connection, prepared=False)
@@ -248,16 +257,16 @@ def _insert_records(meters: list[_Claimed], record_ids: list[uuid.UUID], now: da
     sql = (
         f"INSERT INTO {MeteredRecord._meta.db_table} (id, account_id, meter_id, source_meter_id, user_id, "  # noqa: S608
         "meter_type_id, meter_type_name, timezone, meter_key, value, unit, period_start, period_end, groups, "
-        "carry_first, carry_last, custom_fields, meter_metadata, created_at, updated_at) "
+        "carry_first, carry_last, custom_fields, meter_metadata, execution_ref, created_at, updated_at) "
         "SELECT v.record_id, m.account_id, m.id, m.id, m.user_id, m.meter_type_id, t.name, t.timezone, m.meter_key, "
         "m.value, t.unit, m.period_start, m.period_end, m.groups, m.carry_first, m.carry_last, m.custom_fields, "
-        f"v.metadata, %s, %s FROM {source}, {Meter._meta.db_table} AS m, {MeterType._meta.db_table} AS t "
+        f"v.metadata, %s, %s, %s FROM {source}, {Meter._meta.db_table} AS m, {MeterType._meta.db_table} AS t "
         # The WHERE also settles SQLite's INSERT … SELECT … ON CONFLICT parsing ambiguity.
         "WHERE m.id = v.meter_id AND t.id = m.meter_type_id "
-        f"ON CONFLICT (meter_id, period_start) DO NOTHING RETURNING {returning}"
+        f"ON CONFLICT (meter_id, period_start, execution_ref) DO NOTHING RETURNING {returning}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [stamp, stamp, *params])
+        cursor.execute(sql, [execution_ref, stamp, stamp, *params])
         written = cursor.fetchall()
     if _is_postgresql():
         # psycopg has turned uuid, numeric and timestamptz into Python; jsonb comes as text
@@ -395,6 +404,70 @@ def meters_flush_batch(*, now: datetime | None = None, batch_size: int = 500) ->
     ])
     flushed_records_emit(batch.records)
     _pause_for_tests()
+    return batch
+
+
+def _reset_state(meters: list[_Claimed], now: datetime) -> None:
+    """One UPDATE … FROM the batch's values: reset the state and keep the period (the flush of a
+    stream execution). The carry timestamps are cleared too: the next record carries again."""
+    source, params = _rows("v", [("id", "uuid", Meter._meta.pk), ("value", "numeric", Meter._meta.get_field("value"))], [
+        (meter.id, None if meter.aggregation in (MeterType.Aggregation.MAX, MeterType.Aggregation.MIN) else Decimal(0))
+        for meter in meters
+    ])
+    table = Meter._meta.db_table
+    stamp = Meter._meta.get_field("updated_at").get_db_prep_value(now, connection, prepared=False)
+    sql = (
+        f"UPDATE {table} SET value = v.value, groups = '[]', group_breakdowns = '[]', "  # noqa: S608
+        "carry_first = '{}', carry_last = '{}', carry_first_at = NULL, carry_last_at = NULL, record_count = 0, "
+        f"updated_at = %s FROM {source} WHERE {table}.id = v.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [stamp, *params])
+
+
+def meters_flush_executed(*, meter_ids: Sequence[uuid.UUID], execution_ref: str,
+                          now: datetime | None = None) -> FlushedBatch:
+    """The flush of a Meter processor set to flush by stream execution: at the end of a run, each
+    meter it counted is written as a metered record and reset, in the caller's transaction (the
+    run's: a run that rolls back flushed nothing).
+
+    Unlike the flush at period end, the meter's period does not move: the record carries the
+    period the meter is in (``periodStart``/``periodEnd``; ``createdAt`` is the flush time), the
+    ledger keeps counting records of that period into it, and the period still ends on the
+    type's schedule (that flush then writes what no execution flushed: usually nothing, with a
+    zero value). ``meterMetaData.streamExecution`` is ``execution_ref``, unique per meter and
+    period: a second flush with the same reference writes nothing (exactly once). Meters with
+    nothing counted since their last flush are skipped; ``deleteOnReset`` applies at period end
+    only. The records are returned, not handed to ``flushed_records_emit``: the caller sends
+    them to its own downstream nodes.
+    """
+    if not execution_ref or len(execution_ref) > MeteredRecord._meta.get_field("execution_ref").max_length:
+        raise ValueError("execution_ref must be 1 to 255 characters.")
+    if not meter_ids:
+        return FlushedBatch()
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Id order, as the ledger locks meters: never a deadlock with a concurrent batch.
+        locked = Meter.objects.filter(pk__in=sorted(set(meter_ids)), record_count__gt=0).order_by("pk")
+        if connection.features.has_select_for_update:
+            locked = locked.select_for_update(no_key=True, of=("self",))
+        meters = [_Claimed(*row) for row in locked.values_list(*_CLAIMED_FIELDS)]
+        if not meters:
+            return FlushedBatch()
+        written = _insert_records(meters, [uuid.uuid4() for _ in meters], now, execution_ref=execution_ref)
+        if len(written) != len(meters):
+            logger.warning("flush of %s: %d of %d meters already had a record for it", execution_ref,
+                           len(meters) - len(written), len(meters))
+        flushed = {row[2] for row in written}
+        if flushed:
+            _reset_state([meter for meter in meters if meter.id in flushed], now)
+        batch = FlushedBatch(meter_count=len(written), record_ids=[row[0] for row in written],
+                             records=[_record_document(row, now) for row in written])
+        notification_publish_many(notifications=[
+            Notification(account_id=uuid.UUID(record["accountId"]), event_type=FLUSHED_EVENT,
+                         payload={key: value for key, value in record.items() if key != "accountId"})
+            for record in batch.records
+        ])
     return batch
 
 

@@ -196,14 +196,19 @@ class MeteredRecord(models.Model):
     carry_last = models.JSONField(default=dict, blank=True)
     custom_fields = models.JSONField(default=dict, blank=True)
     meter_metadata = models.JSONField(default=dict, blank=True)
+    # Empty for the flush at the period's end; for a flush at the end of a stream execution (a
+    # Meter processor with ``flush: streamExecution``) the execution that flushed it.
+    execution_ref = models.CharField(max_length=255, blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=utc_now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["period_start"]
+        ordering = ["period_start", "created_at"]
         constraints = [
-            # Exactly once: one record per meter and period.
-            models.UniqueConstraint(fields=["meter", "period_start"], name="%(app_label)s_%(class)s_unique_meter_period"),
+            # Exactly once: one record per meter and period (execution_ref empty), and one per
+            # meter, period and stream execution.
+            models.UniqueConstraint(fields=["meter", "period_start", "execution_ref"],
+                                    name="%(app_label)s_%(class)s_unique_meter_period"),
         ]
         indexes = [
             models.Index(fields=["account", "source_meter_id", "period_start"], name="metering_record_source_meter"),
@@ -219,7 +224,7 @@ class MeteredRecord(models.Model):
 # The ledger tables are written only by ``metering.ledger.usage_apply`` in set-based SQL. They
 # carry no database foreign keys on purpose: every insert would pay a key check (and take a
 # KEY SHARE lock on the account row), the ledger outlives the meters it counted into, and the
-# ledger table will be range-partitioned by month.
+# ledger table is range-partitioned by month on PostgreSQL (metering/partitions.py).
 # =============================================================================================
 
 
@@ -284,7 +289,10 @@ class UsageRecord(models.Model):
             # One customer's usage of one meter over time (usage queries, meter recomputation).
             models.Index(fields=["account", "meter_type_id", "user_id", "timestamp"], name="metering_usage_customer_time"),
         ]
-        # PostgreSQL also gets a BRIN index on timestamp (migration 0002).
+        # PostgreSQL: a BRIN index on timestamp too (migration 0003), and the table is range-
+        # partitioned by month on timestamp with primary key (id, timestamp) in the database
+        # (migration 0004, metering/partitions.py); Django keeps ``id`` as the key, which the
+        # identity sequence keeps unique.
 
     def __str__(self) -> str:
         return f"{self.user_id} · {self.value} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from metering import flush
+from metering import flush, partitions
 
 
 @shared_task(name="metering.flush_due_meters", ignore_result=True)
@@ -27,3 +27,22 @@ def flush_due_meters() -> int:
     if more_remain:
         flush_due_meters.delay()
     return flushed
+
+
+@shared_task(name="metering.purge_usage_dedup_keys", ignore_result=True)
+def purge_usage_dedup_keys() -> int:
+    """Daily (beat, "metering: purge idempotency keys"): delete the ledger's idempotency keys older
+    than ``IDEMPOTENCY_WINDOW_DAYS`` (records that old are refused anyway, so none can count twice)."""
+    from metering.ledger import usage_dedup_keys_purge
+
+    return usage_dedup_keys_purge()
+
+
+@shared_task(name="metering.ledger_partitions_maintain", ignore_result=True)
+def ledger_partitions_maintain() -> int:
+    """The ledger's monthly partitions (beat, "metering: ledger partitions", daily; PostgreSQL):
+    create the current month's and ``LEDGER_PARTITION_MONTHS_AHEAD`` ahead, then detach the months
+    older than ``LEDGER_RETENTION_MONTHS``. Idempotent; a month whose lock was not available is
+    retried by the next run. Returns the partitions created and detached."""
+    report = partitions.ledger_partitions_maintain()
+    return len(report.created) + len(report.detached)

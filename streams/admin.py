@@ -1,13 +1,17 @@
 """Solutions and streams in the admin. Streams change only by import (a page of its own, calling
-``services.stream_import``); a stream's page shows its graph, its configuration and its versions."""
+``services.stream_import``); a stream's page shows its graph, its configuration, its versions (any
+two compared on a page of their own, ``streams.diff``) and its last runs, and links to a preview
+form that runs sample records through it (``engine_services.stream_preview``, nothing persisted)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -18,11 +22,14 @@ from django.utils.text import slugify
 from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin, user_account_id
 from config.api.errors import ApiError
 from streams import selectors, services
+from streams.diff import stream_config_diff
 from streams.engine import services as engine_services
+from streams.engine.collection_seam import batch_records
 from streams.graph import stream_graph_svg
 from streams.models import (
     AggregationSession,
     AggregationStore,
+    FlushDelivery,
     InspectRecord,
     Solution,
     Stream,
@@ -31,6 +38,11 @@ from streams.models import (
 )
 
 MAX_UPLOAD_BYTES = 1024 * 1024
+# The latest (autosaved) configuration in the version comparison's choices (versions are named by
+# id, so no tag can clash with it).
+LATEST = "latest"
+# Records and rejections shown per node on the preview page (the counts are always complete).
+PREVIEW_RECORDS_SHOWN = 20
 
 
 @admin.register(Solution)
@@ -71,7 +83,7 @@ class StreamVersionInline(admin.TabularInline):
     model = StreamVersion
     extra = 0
     can_delete = False
-    fields = ["tag", "name", "cas", "node_count", "created_by_label", "created_at", "export_link"]
+    fields = ["tag", "name", "cas", "node_count", "created_by_label", "created_at", "export_link", "compare_link"]
     readonly_fields = fields
     ordering = ["-created_at"]
     show_change_link = False
@@ -94,6 +106,11 @@ class StreamVersionInline(admin.TabularInline):
     def export_link(self, obj: StreamVersion) -> str:
         url = reverse("admin:streams_stream_export", args=[obj.stream_id]) + f"?tag={obj.tag}"
         return format_html('<a href="{}">download JSON</a>', url)
+
+    @admin.display(description="compare")
+    def compare_link(self, obj: StreamVersion) -> str:
+        url = reverse("admin:streams_stream_compare", args=[obj.stream_id]) + f"?before={obj.pk}&after={LATEST}"
+        return format_html('<a href="{}" class="compare-version">with the latest</a>', url)
 
 
 def _actor_label(actor: dict) -> str:
@@ -139,6 +156,101 @@ class StreamImportForm(forms.Form):
         except ValueError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}")
         return cleaned
+
+
+def _version_choices(stream: Stream, versions: list[StreamVersion], *, latest_value: str) -> list[tuple[str, str]]:
+    return [(latest_value, f"latest configuration (cas {stream.cas})")] + [
+        (str(version.pk), f"{version.tag} (cas {version.cas}, saved {version.created_at:%Y-%m-%d %H:%M} UTC)")
+        for version in versions]
+
+
+class StreamCompareForm(forms.Form):
+    """Two configurations of one stream: its tagged versions and the latest configuration."""
+
+    before = forms.ChoiceField(label="Compare")
+    after = forms.ChoiceField(label="with")
+
+    def __init__(self, *args, stream: Stream, versions: list[StreamVersion], **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = _version_choices(stream, versions, latest_value=LATEST)
+        self.fields["before"].choices = self.fields["after"].choices = choices
+        self.versions = {str(version.pk): version for version in versions}
+        self.stream = stream
+
+    @staticmethod
+    def default(versions: list[StreamVersion]) -> dict[str, str]:
+        """The two newest versions; with one version, it and the latest configuration."""
+        if len(versions) >= 2:
+            return {"before": str(versions[1].pk), "after": str(versions[0].pk)}
+        return {"before": str(versions[0].pk) if versions else LATEST, "after": LATEST}
+
+    def snapshot(self, choice: str) -> selectors.StreamSnapshot:
+        return selectors.stream_snapshot(self.stream, self.versions.get(choice))
+
+    def label(self, choice: str) -> str:
+        version = self.versions.get(choice)
+        return f"{version.tag} (cas {version.cas})" if version else f"latest (cas {self.stream.cas})"
+
+
+class StreamPreviewForm(forms.Form):
+    """Sample records for a preview: a JSON array of records, one JSON object, or one per line."""
+
+    records = forms.CharField(
+        label="Sample records", widget=forms.Textarea(attrs={"rows": 12, "cols": 100, "spellcheck": "false"}),
+        help_text="A JSON array of records, one JSON object, or one JSON object per line (as a collector "
+                  f"receives them); at most {engine_services.PREVIEW_MAX_RECORDS}.")
+    version = forms.ChoiceField(label="Configuration", required=False)
+
+    def __init__(self, *args, stream: Stream, versions: list[StreamVersion], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["version"].choices = _version_choices(stream, versions, latest_value="")
+        self.tags = {str(version.pk): version.tag for version in versions}
+
+    def clean_records(self) -> list:
+        text = self.cleaned_data["records"].strip()
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = text  # one record per line; a line that is not JSON is rejected by the input node
+        records = batch_records(data)
+        if not 1 <= len(records) <= engine_services.PREVIEW_MAX_RECORDS:
+            raise forms.ValidationError(f"Give 1 to {engine_services.PREVIEW_MAX_RECORDS} records.")
+        return records
+
+    def clean_version(self) -> str | None:
+        return self.tags.get(self.cleaned_data.get("version") or "")
+
+
+@dataclass(frozen=True)
+class PreviewedNode:
+    """One node's part of a preview, as the page shows it."""
+
+    id: str
+    name: str
+    type: str
+    counts: dict[str, int]
+    note: str
+    records: list[str]
+    more_records: int
+    rejections: list[tuple[str, str]]
+    more_rejections: int
+
+
+def _previewed_nodes(result) -> list[PreviewedNode]:
+    def pretty(record) -> str:
+        return json.dumps(record, indent=2, ensure_ascii=False, default=str)
+
+    return [
+        PreviewedNode(
+            id=node.node.id, name=node.node.name or node.node.id, type=node.node.type, counts=node.counts(),
+            note=node.note, records=[pretty(record) for record in node.out[:PREVIEW_RECORDS_SHOWN]],
+            more_records=max(0, len(node.out) - PREVIEW_RECORDS_SHOWN),
+            rejections=[(pretty(rejection.record), rejection.reason)
+                        for rejection in node.rejections[:PREVIEW_RECORDS_SHOWN]],
+            more_rejections=max(0, len(node.rejections) - PREVIEW_RECORDS_SHOWN),
+        )
+        for node in result.nodes
+    ]
 
 
 @admin.register(Stream)
@@ -194,9 +306,10 @@ class StreamAdmin(AccountScopedAdmin):
     @admin.display(description="recent runs")
     def recent_runs(self, obj: Stream) -> str:
         runs = StreamRun.objects.filter(stream=obj).order_by("-started_at", "-id")[:5]
-        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (run.started_at.strftime("%Y-%m-%d %H:%M:%S"), run.trigger, run.status, run.records_in, run.records_out,
-             run.records_rejected) for run in runs))
+        rows = format_html_join(
+            "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', (
+                (reverse("admin:streams_streamrun_change", args=[run.pk]), run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                 run.trigger, run.status, run.records_in, run.records_out, run.records_rejected) for run in runs))
         links = format_html(
             '<a href="{}?stream__id__exact={}">all runs</a> · <a href="{}?stream__id__exact={}">inspected records</a>',
             reverse("admin:streams_streamrun_changelist"), obj.pk,
@@ -249,6 +362,10 @@ class StreamAdmin(AccountScopedAdmin):
             path("import/", self.admin_site.admin_view(self.import_view), name="streams_stream_import"),
             path("<uuid:object_id>/export/", self.admin_site.admin_view(self.export_view),
                  name="streams_stream_export"),
+            path("<uuid:object_id>/compare/", self.admin_site.admin_view(self.compare_view),
+                 name="streams_stream_compare"),
+            path("<uuid:object_id>/preview/", self.admin_site.admin_view(self.preview_view),
+                 name="streams_stream_preview"),
             *super().get_urls(),
         ]
 
@@ -256,10 +373,54 @@ class StreamAdmin(AccountScopedAdmin):
         extra_context = {**(extra_context or {}), "can_import": self.can_import(request)}
         return super().changelist_view(request, extra_context)
 
-    def export_view(self, request, object_id):
+    def _viewable_stream(self, request, object_id) -> Stream:
+        """The stream if it is the user's account's and they may view it; else 404 (tenancy)."""
         stream = self.get_queryset(request).filter(pk=object_id).first()
         if stream is None or not self.has_view_permission(request, stream):
             raise Http404("Stream not found.")
+        return stream
+
+    def _page(self, request, stream: Stream, title: str, template: str, **context) -> TemplateResponse:
+        return TemplateResponse(request, template, {
+            **self.admin_site.each_context(request), "title": title, "subtitle": stream.name,
+            "opts": self.model._meta, "original": stream, **context,
+        })
+
+    def compare_view(self, request, object_id):
+        """Two configurations of the stream side by side: what was added, removed and changed."""
+        stream = self._viewable_stream(request, object_id)
+        versions = list(selectors.stream_versions(stream=stream))
+        form = StreamCompareForm(request.GET if "before" in request.GET else StreamCompareForm.default(versions),
+                                 stream=stream, versions=versions)
+        diff = None
+        if form.is_valid():
+            before, after = form.cleaned_data["before"], form.cleaned_data["after"]
+            diff = stream_config_diff(form.snapshot(before).export(), form.snapshot(after).export(),
+                                      before_label=form.label(before), after_label=form.label(after))
+        return self._page(request, stream, "Compare versions", "admin/streams/stream/compare.html",
+                          form=form, diff=diff, versions=versions)
+
+    def preview_view(self, request, object_id):
+        """Run sample records through the stream and show each node's output and rejections.
+        The same service as ``POST /streams/{id}/preview``: nothing is persisted."""
+        stream = self._viewable_stream(request, object_id)
+        versions = list(selectors.stream_versions(stream=stream))
+        form = StreamPreviewForm(request.POST or None, stream=stream, versions=versions)
+        result, previewed, label = None, selectors.stream_snapshot(stream), "Latest configuration"
+        if request.method == "POST" and form.is_valid():
+            tag = form.cleaned_data["version"]
+            try:
+                result = engine_services.stream_preview(stream=stream, records=form.cleaned_data["records"], tag=tag)
+                previewed = selectors.stream_snapshot_for_tag(stream, tag)
+            except ApiError as exc:
+                form.add_error(None, exc.message)
+            label = f"Version {tag}" if tag else label
+        return self._page(request, stream, "Preview", "admin/streams/stream/preview.html", form=form,
+                          result=result, nodes=_previewed_nodes(result) if result else [], previewed=previewed,
+                          previewed_label=label, graph=mark_safe(stream_graph_svg(previewed.nodes, previewed.edges)))
+
+    def export_view(self, request, object_id):
+        stream = self._viewable_stream(request, object_id)
         try:
             snapshot = selectors.stream_snapshot_for_tag(stream, request.GET.get("tag"))
         except ApiError:
@@ -308,11 +469,28 @@ def _json_block(value) -> str:
                        json.dumps(value, indent=2, ensure_ascii=False))
 
 
+class RunErrorsFilter(admin.SimpleListFilter):
+    """Runs with errors: failed, or succeeded with rejected records (the dashboard's panel links here)."""
+
+    title = "errors"
+    parameter_name = "errors"
+
+    def lookups(self, request, model_admin):
+        return [("any", "failed or rejected records"), ("rejected", "rejected records")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "any":
+            return queryset.filter(Q(status=StreamRun.Status.FAILED) | Q(records_rejected__gt=0))
+        if self.value() == "rejected":
+            return queryset.filter(records_rejected__gt=0)
+        return queryset
+
+
 @admin.register(StreamRun)
 class StreamRunAdmin(ReadOnlyAccountScopedAdmin):
     list_display = ["started_at", "stream", "trigger", "status", "records_in", "records_out", "records_rejected",
                     "duration"]
-    list_filter = ["status", "trigger", ("stream", admin.RelatedOnlyFieldListFilter), "account"]
+    list_filter = ["status", RunErrorsFilter, "trigger", ("stream", admin.RelatedOnlyFieldListFilter), "account"]
     search_fields = ["id", "stream__name", "error"]
     ordering = ["-started_at"]
     list_select_related = ["stream"]
@@ -417,3 +595,35 @@ class InspectRecordAdmin(ReadOnlyAccountScopedAdmin):
     @admin.display(description="record")
     def record_block(self, obj: InspectRecord) -> str:
         return _json_block(obj.record)
+
+
+@admin.register(FlushDelivery)
+class FlushDeliveryAdmin(ReadOnlyAccountScopedAdmin):
+    """Flushed metered records waiting for a Meter processor's downstream nodes (the outbox);
+    a delivered row is gone. A failing one shows its attempts, error and next attempt."""
+
+    list_display = ["id", "stream", "node_id", "record_count", "created_at", "attempts", "next_attempt_at",
+                    "last_error_summary"]
+    list_filter = [("stream", admin.RelatedOnlyFieldListFilter), "node_id", "account"]
+    ordering = ["id"]
+    list_select_related = ["stream"]
+    fields = ["stream", "node_id", "record_count", "created_at", "attempts", "next_attempt_at", "last_error",
+              "records_block"]
+    readonly_fields = fields
+    actions = ["retry_now"]
+
+    @admin.display(description="last error")
+    def last_error_summary(self, obj: FlushDelivery) -> str:
+        return obj.last_error if len(obj.last_error) <= 120 else obj.last_error[:119] + "…"
+
+    @admin.display(description="records")
+    def records_block(self, obj: FlushDelivery) -> str:
+        return _json_block(obj.records)
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("streams.change_flushdelivery")
+
+    @admin.action(description="Retry now (the next sweep delivers them)", permissions=["retry"])
+    def retry_now(self, request, queryset):
+        count = engine_services.flush_deliveries_retry_now(delivery_ids=queryset.values_list("pk", flat=True))
+        messages.success(request, f"{count} delivery(ies) will be retried by the next sweep (within 10 s).")

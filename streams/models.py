@@ -169,6 +169,8 @@ class StreamRun(models.Model):
         SCHEDULE = "schedule"
         MANUAL = "manual"
         SESSION_TIMEOUT = "sessionTimeout", "session timeout"
+        # A flush's metered records delivered to a Meter processor's downstream nodes.
+        FLUSH = "flush"
         # Previews run dry and are never stored; the value names them in engine results.
         PREVIEW = "preview"
 
@@ -319,3 +321,39 @@ class InspectRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id} #{self.pk}"
+
+
+class FlushDelivery(models.Model):
+    """Metered records a flush sent to one Meter processor's downstream nodes, waiting to be
+    delivered (a durable outbox).
+
+    Written in the flush's own transaction (the period-end sweep's, or the stream execution's),
+    so a flush that commits always has its delivery, and one that rolls back has none. A worker
+    delivers the rows of one (stream, node) in ``id`` order: it runs the downstream nodes over
+    the records and deletes the rows in the same transaction, so each is delivered exactly once
+    (an ``httpForwarder`` target may still see a request twice if the transaction fails after
+    it answered). A failed delivery stays, with its error, until ``next_attempt_at``.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+")
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="flush_deliveries")
+    node_id = models.CharField(max_length=100, help_text="The Meter processor whose downstream nodes get the records.")
+    records = models.JSONField(default=list)
+    record_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        verbose_name = "flush delivery"
+        verbose_name_plural = "flush deliveries"
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["stream", "node_id", "id"], name="streams_flush_delivery_queue"),
+            models.Index(fields=["next_attempt_at"], name="streams_flush_delivery_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}: {self.record_count} records"

@@ -10,6 +10,7 @@ from streams.models import StreamRun
 
 RETRY_BASE_SECONDS = 5
 RETRY_MAX_SECONDS = 300
+MAX_DELIVERY_RUNS = 50  # then the task queues itself again, so one busy queue never holds a worker for long
 
 
 @shared_task(name="streams.run_stream", bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5)
@@ -57,17 +58,30 @@ def catch_up_realtime() -> int:
     return len(behind)
 
 
-@shared_task(name="streams.deliver_flushed_records", bind=True, acks_late=True, reject_on_worker_lost=True,
-             max_retries=5)
-def deliver_flushed_records(self, stream_id: str, node_id: str, records: list[dict]) -> str | None:
-    """After a flush commits: the meter node's metered records go to its downstream nodes. A
-    failed delivery is retried with backoff (at least once, like every HTTP delivery)."""
+@shared_task(name="streams.deliver_flushed_records", acks_late=True, reject_on_worker_lost=True)
+def deliver_flushed_records(stream_id: str, node_id: str) -> int:
+    """After a flush commits: deliver the Meter processor's waiting flush deliveries (the outbox)
+    to its downstream nodes, oldest first, until none is due. Safe to run twice: a delivery is
+    deleted with the run that delivered it. A failed run leaves its deliveries waiting with a
+    backoff; the sweep retries them. Returns the number of records delivered."""
     from streams.exceptions import StreamNotFound
 
-    try:
-        run = services.stream_run_flushed(stream_id=stream_id, node_id=node_id, records=records)
-    except StreamNotFound:
-        return None
-    if run is not None and run.status == StreamRun.Status.FAILED:
-        raise self.retry(countdown=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** self.request.retries))
-    return str(run.pk) if run is not None else None
+    delivered = 0
+    for _ in range(MAX_DELIVERY_RUNS):
+        try:
+            run = services.stream_flush_deliver(stream_id=stream_id, node_id=node_id)
+        except StreamNotFound:
+            break
+        if run is None or run.status == StreamRun.Status.FAILED:
+            break
+        delivered += run.records_in
+    else:
+        transaction.on_commit(lambda: deliver_flushed_records.delay(stream_id, node_id))
+    return delivered
+
+
+@shared_task(name="streams.sweep_flush_deliveries", acks_late=True, reject_on_worker_lost=True)
+def sweep_flush_deliveries() -> int:
+    """Beat, every 10 s: deliver every flush delivery that is due (an enqueue lost after its
+    flush committed, or a retry whose backoff has passed). Returns the records delivered."""
+    return services.flush_deliveries_sweep()

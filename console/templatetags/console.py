@@ -44,3 +44,13 @@ def percent(value: float | None) -> str:
 def bar_width(value: float | None) -> str:
     """A capacity bar's filled share, 0–100 (a capacity of 0, ``None``, is full)."""
     return "100" if value is None else f"{max(0.0, min(value, 100.0)):.0f}"
+
+
+@register.filter
+def rate(value: float | None) -> str:
+    """A per-minute rate: ``0``, ``0.4``, ``12.5``, ``1,250``."""
+    if value is None:
+        return "–"
+    if value == 0:
+        return "0"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"

@@ -16,6 +16,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 
 @dataclass(frozen=True)
 class CollectedBatch:
@@ -27,27 +29,57 @@ def consumer_name(stream_id: uuid.UUID) -> str:
     return f"stream:{stream_id}"
 
 
+def _decoded(payload: Any) -> Any:
+    """The stored JSON text as Python values, decoded once per batch (msgspec, in C); what it
+    refuses (a number beyond a double, NaN) is read by the standard library, and text that is
+    not JSON at all stays text."""
+    if not isinstance(payload, str | bytes):
+        return payload
+    try:
+        return msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        try:
+            return json.loads(payload)
+        except ValueError:
+            return payload
+
+
 def _as_batch(batch: Any) -> CollectedBatch:
     """``collection.models.CollectedBatch`` stores the JSON text of the request's ``data``."""
-    payload = batch.payload
-    try:
-        data = json.loads(payload) if isinstance(payload, str) else payload
-    except ValueError:
-        data = payload
-    return CollectedBatch(sequence=int(batch.sequence), data=data)
+    return CollectedBatch(sequence=int(batch.sequence), data=_decoded(batch.payload))
 
 
-def collected_batches_read(*, collector_id: uuid.UUID, consumer: str, limit: int) -> list[CollectedBatch]:
-    """The consumer's next batches in order, at most ``limit``; none when the consumer is not
-    registered (a collector deleted meanwhile)."""
+def collected_batches_read(*, collector_id: uuid.UUID, consumer: str, limit: int,
+                           max_bytes: int | None = None) -> list[CollectedBatch]:
+    """The consumer's next batches in order, at most ``limit`` and — beyond the first — at most
+    ``max_bytes`` of stored JSON together (a run's memory stays bounded however large the
+    batches); none when the consumer is not registered (a collector deleted meanwhile)."""
     from collection.exceptions import ConsumerNotRegistered
     from collection.selectors import collected_batches_read as read
 
     try:
-        return [_as_batch(batch) for batch in read(collector_id=collector_id, consumer=consumer, limit=limit,
-                                                   lock=True)]
+        stored = read(collector_id=collector_id, consumer=consumer, limit=limit, lock=True)
     except ConsumerNotRegistered:
         return []
+    taken, size = [], 0
+    for batch in stored:
+        size += batch.size_bytes
+        if taken and max_bytes is not None and size > max_bytes:
+            break
+        taken.append(_as_batch(batch))
+    return taken
+
+
+def has_unread_batches(*, collector_id: uuid.UUID, consumer: str) -> bool:
+    """Whether the collector's log holds a batch after the consumer's offset: a cheap read, no
+    lock, to spare a run that would find nothing (a committed batch is always seen)."""
+    from collection.models import CollectedBatch as StoredBatch
+    from collection.models import ConsumerOffset
+
+    offset = ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer).values_list(
+        "last_sequence", flat=True).first()
+    return offset is not None and StoredBatch.objects.filter(collector_id=collector_id,
+                                                              sequence__gt=offset).exists()
 
 
 def consumer_offset_advance(*, collector_id: uuid.UUID, consumer: str, sequence: int) -> None:
@@ -98,9 +130,8 @@ def batch_records(data: Any) -> list[Any]:
         for line in data.splitlines():
             if not line.strip():
                 continue
-            try:
-                value = json.loads(line)
-            except ValueError:
+            value = _decoded(line)
+            if value is line:  # not JSON: kept as text (the input node rejects it)
                 records.append(line)
                 continue
             records.extend(value if isinstance(value, list) else [value])

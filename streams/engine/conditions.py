@@ -90,14 +90,18 @@ def condition_predicate(condition: Condition) -> Predicate:
     convert = _CONVERTERS[condition.type]
     compare = _comparison(operator, condition.value)
     unreadable = operator in NEGATIVE_OPERATORS
+    # Values already of the condition's type skip the conversion (the common case, per record).
+    native = {"string": (str,), "number": (int, float), "boolean": (bool,)}[condition.type]
+    name = condition.field if "." not in condition.field else None
 
     def predicate(record: dict) -> bool:
-        value = get(record)
+        value = record.get(name) if name is not None else get(record)
         if value is MISSING or value is None:
             return unreadable
-        value = convert(value)
-        if value is NO_VALUE:
-            return unreadable
+        if type(value) not in native:
+            value = convert(value)
+            if value is NO_VALUE:
+                return unreadable
         return compare(value)
 
     return predicate

@@ -7,16 +7,24 @@ in that category: one ledger record per meter type, in the meter's ``groups`` en
 category, with ``groupBy`` / ``carryFirst`` / ``carryLast`` applied (``MeterOptions``).
 
 Idempotency: every ledger record has a deterministic key, so a retried run (which reads the same
-collected batches again) never counts twice: ``sha256(stream, node, position, identity, meter
-type)`` where position is the run's first collected batch sequence (``RunContext.source_position``)
-and identity the record's index in the node's input, or the record's own ``idempotencyKey`` field
-when it has one (then a record sent twice, in any batch, counts once).
+collected batches again) never counts twice. A record's **base key** comes from the stream, the
+node and either the record's own ``idempotencyKey`` field (then a record sent twice, in any
+batch, counts once) or its place in the work: the run's first collected batch sequence
+(``RunContext.source_position``) and the record's index in the node's input. The ledger key is
+``<base>:<meter type>`` (``<base>:-`` for a record that reaches no meter type), so reprocessing a
+correction — which keeps the base — never counts a record twice into a meter type it reached the
+first time.
 
 Refusals: records the engine refused (no userId, no value, bad timestamp, no guiding rule) and
 records the ledger refuses (no meter of the category for this user, archived type, …) become
 ``DataCorrection`` rows (source ``stream``, ``source_ref`` ``<stream id>/<run id>``, ``node`` the
-meter node id) with the ledger's reason. Reprocessing such a correction sends it through this
-node's routing again (``correction_route``, registered with metering in ``StreamsConfig.ready``).
+meter node id) with the ledger's reason. Reprocessing such a correction sends the record through
+the meter node again (``correction_route``, registered with metering in ``StreamsConfig.ready``).
+
+Flush by stream execution (``flush: streamExecution``): after the ledger counted the run's
+records, ``meters_flush_after_execution`` flushes and resets the meters they changed
+(``metering.flush.meters_flush_executed``) and queues the metered records for the node's
+downstream nodes, all in the run's transaction.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from metering.corrections import CorrectionRoute
+    from metering.ledger import MeterOptions, UsageInput
     from streams.models import Stream, StreamRun
     from streams.nodes import MeterConfig
 
@@ -40,29 +50,59 @@ class MeterNode:
 
 @dataclass
 class MeterSeamResult:
-    """``out``: what the node passes downstream; ``rejected``: ``(record, reason)`` pairs."""
+    """``out``: what the node passes downstream; ``rejected``: ``(record, reason)`` pairs;
+    ``counted_meter_ids``: the meters whose state the records changed."""
 
     out: list[dict]
-    rejected: list[tuple[dict, str]] = field(default_factory=list)
+    rejected: list[tuple[Any, str]] = field(default_factory=list)
+    counted_meter_ids: set[uuid.UUID] = field(default_factory=set)
 
 
 NO_RULE_SENTINEL = "(no meter type: the record was refused by the meter processor)"
+NO_TYPE = "-"
 
 
-def _key(*parts: object) -> str:
-    digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode("utf-8")).hexdigest()
-    return f"stream:{digest[:48]}"
+def _digest(*parts: object, length: int) -> str:
+    return hashlib.sha256("\x1f".join(str(part) for part in parts).encode("utf-8")).hexdigest()[:length]
 
 
-def _plain(record: dict) -> dict:
-    return {name: value for name, value in record.items() if name != "_meter"}
+def _own_key(record: Any) -> str | None:
+    own = record.get("idempotencyKey") if type(record) is dict else None
+    if own is None or own == "" or isinstance(own, bool) or not isinstance(own, str | int):
+        return None
+    return str(own)
+
+
+class _Keys:
+    """Base keys of one node's records in one piece of work (see the module docstring)."""
+
+    def __init__(self, stream_id: Any, node_id: str, position: str):
+        self.stream_id, self.node_id = stream_id, node_id
+        self.positional = f"stream:{_digest(stream_id, node_id, position, length=24)}:"
+
+    def base(self, index: int, record: Any) -> str:
+        if type(record) is dict and "idempotencyKey" in record:
+            own = _own_key(record)
+            if own is not None:
+                return f"stream:{_digest(self.stream_id, self.node_id, 'id:' + own, length=32)}"
+        return f"{self.positional}{index}"
+
+
+def _type_suffix(type_id: uuid.UUID | None) -> str:
+    return type_id.hex[:12] if type_id is not None else NO_TYPE
+
+
+def base_of(key: str) -> str:
+    """The base key of a ledger key (``<base>:<meter type>``); a key of the earlier single-part
+    format (``stream:<digest>``) is its own base."""
+    return key.rsplit(":", 1)[0] if key.count(":") >= 2 else key
 
 
 def meter_key_of(config: MeterConfig) -> str:
     return config.meter_key or "default"
 
 
-def _types_by_user(account_id, meter_key: str, user_ids: set[str]) -> dict[str, list[tuple[str, uuid.UUID]]]:
+def _types_by_user(account_id, meter_key: str, user_ids) -> dict[str, list[tuple[str, uuid.UUID]]]:
     """``{userId: [(category, meter type id), …]}`` of the active meters of this meterKey."""
     from metering.models import Meter, MeterType
 
@@ -75,111 +115,188 @@ def _types_by_user(account_id, meter_key: str, user_ids: set[str]) -> dict[str, 
     return found
 
 
-def _routed_types(types: list[tuple[str, uuid.UUID]], category: str | None) -> list[uuid.UUID]:
-    return [type_id for held, type_id in types if category is None or held == category]
+class _Routes:
+    """The meter types a (userId, category) is counted into, computed once per pair."""
+
+    def __init__(self, types_by_user: dict[str, list[tuple[str, uuid.UUID]]]):
+        self.types_by_user = types_by_user
+        self.cache: dict[tuple[str, str | None], list[uuid.UUID]] = {}
+
+    def types(self, user_id: str, category: str | None) -> list[uuid.UUID]:
+        pair = (user_id, category)
+        found = self.cache.get(pair)
+        if found is None:
+            found = self.cache[pair] = [type_id for held, type_id in self.types_by_user.get(user_id, ())
+                                        if category is None or held == category]
+        return found
 
 
-def _options(config: MeterConfig):
+def _unrouted_reason(meter_key: str, category: str | None) -> str:
+    return f"no meter of meterKey {meter_key} for this userId" + (
+        f" in category {category}" if category is not None else "")
+
+
+def meter_options(config: MeterConfig) -> MeterOptions:
     from metering.ledger import MeterOptions
 
     return MeterOptions(group_by=tuple(config.group_by) or None, carry_first=tuple(config.carry_first),
                         carry_last=tuple(config.carry_last))
 
 
-def _usage_input(record: dict, node_id: str, meter_key: str, key: str, meter_type_id: uuid.UUID | None):
+def _routed_input(annotated: dict, original: Any, node_id: str, meter_key: str, key: str,
+                  meter_type_id: uuid.UUID, grouped: bool) -> UsageInput:
+    """The ledger record of a routed record. ``fields`` (what carry and group-by read) is the
+    routed record itself, plus the group-by values under their paths when the node groups."""
     from metering.ledger import UsageInput
 
-    meter = record.get("_meter") or {}
-    fields = {**_plain(record), **(meter.get("groupBy") or {})}
+    meter = annotated["_meter"]
     return UsageInput(
-        user_id=record.get("userId"), value=record.get("value"), timestamp=record.get("timestamp"),
-        meter_type_id=meter_type_id, meter_api_name=None if meter_type_id else NO_RULE_SENTINEL,
-        meter_key=meter_key, idempotency_key=key, fields=fields,
-        group=meter.get("groupsKey") if meter else None, node=node_id, record=_plain(record),
+        user_id=annotated["userId"], value=annotated["value"], timestamp=annotated.get("timestamp"),
+        meter_type_id=meter_type_id, meter_key=meter_key, idempotency_key=key,
+        fields={**annotated, **meter["groupBy"]} if grouped else annotated,
+        group=meter["groupsKey"], node=node_id, record=original,
     )
 
 
-def apply_meter_records(stream: Stream, node: MeterNode, records: list[dict], run: StreamRun | None,
-                        refused: list[tuple[dict, str]] = (), position: str = "") -> MeterSeamResult:
-    """Count ``records`` (routed) and send ``refused`` (the engine's rejections) to data
-    correction, in the caller's transaction. ``out``: the records the ledger accepted (or had
-    counted already); ``rejected``: every record that went to data correction, with its reason."""
-    from metering.ledger import Outcome, usage_apply
+def _refused_input(record: Any, node_id: str, meter_key: str, key: str) -> UsageInput:
+    """A record the engine refused: the ledger gives it a reason and keeps it in data correction."""
+    from metering.ledger import UsageInput
+
+    original = record if type(record) is dict else {"record": record}
+    return UsageInput(user_id=original.get("userId"), value=original.get("value"),
+                      timestamp=original.get("timestamp"), meter_api_name=NO_RULE_SENTINEL, meter_key=meter_key,
+                      idempotency_key=key, node=node_id, record=original)
+
+
+def apply_meter_records(stream: Stream, node: MeterNode, records: list[Any], routed: list[dict | None],
+                        refusals: dict[int, str], run: StreamRun | None, position: str = "") -> MeterSeamResult:
+    """Count the node's input in the caller's transaction. ``records``: the node's input;
+    ``routed[i]``: ``records[i]`` annotated by the node, or ``None`` when the node refused it
+    (``refusals[i]``, the reason). Every refused or unroutable record goes to data correction."""
+    from metering.ledger import Outcome, UsageInput, usage_apply
     from metering.models import UsageSource
 
     meter_key = meter_key_of(node.config)
     position = position or (f"run:{run.pk}" if run is not None else "")
-    types = _types_by_user(stream.account_id, meter_key, {record["userId"] for record in records})
-    inputs = []
-    unrouted: dict[int, str] = {}
-    owners: list[tuple[int, dict]] = []  # (index in ``records`` or -1 - index in ``refused``, record)
-    for index, record in enumerate(records):
-        own = record.get("idempotencyKey")
-        identity = f"id:{own}" if isinstance(own, str | int) and not isinstance(own, bool) and own != "" \
-            else f"at:{index}"
-        category = (record.get("_meter") or {}).get("category")
-        routed = _routed_types(types.get(record["userId"], []), category)
-        if not routed:
-            unrouted[index] = (f"no meter of meterKey {meter_key} for this userId"
-                               + (f" in category {category}" if category is not None else ""))
-        for type_id in routed or [None]:
-            # A record's own key is stable across batches; otherwise its place in this work is.
-            where = "" if identity.startswith("id:") else position
-            inputs.append(_usage_input(record, node.id, meter_key,
-                                       _key(stream.pk, node.id, where, identity, type_id or ""), type_id))
-            owners.append((index, record))
-    for index, (record, _reason) in enumerate(refused):
-        original = record if isinstance(record, dict) else {"record": record}
-        own = original.get("idempotencyKey")
-        key = _key(stream.pk, node.id, "", f"id:{own}", "refused") \
-            if isinstance(own, str | int) and not isinstance(own, bool) and own != "" \
-            else _key(stream.pk, node.id, position, "refused", index)
-        inputs.append(_usage_input(original, node.id, meter_key, key, None))
-        owners.append((-1 - index, original))
+    keys = _Keys(stream.pk, node.id, position)
+    routes = _Routes(_types_by_user(stream.account_id, meter_key,
+                                    {annotated["userId"] for annotated in routed if annotated is not None}))
+    grouped = bool(node.config.group_by)
+    suffixes: dict[uuid.UUID, str] = {}
+    inputs: list[UsageInput] = []
+    owners: list[int] = []  # the index in ``records`` of each ledger record
+    reasons = dict(refusals)
+    node_id, types_of, base_of_record = node.id, routes.types, keys.base
+    add_input, add_owner = inputs.append, owners.append
+    # The hot loop of the Meter processor: one ledger record per (record, meter type), built
+    # positionally (no per-record helper calls or dictionaries beyond the record's own).
+    for index, annotated in enumerate(routed):
+        record = records[index]
+        base = base_of_record(index, record)
+        if annotated is None:
+            add_input(_refused_input(record, node_id, meter_key, f"{base}:{NO_TYPE}"))
+            add_owner(index)
+            continue
+        meter = annotated["_meter"]
+        category = meter["category"]
+        user_id = annotated["userId"]
+        types = types_of(user_id, category)
+        if not types:
+            reasons[index] = _unrouted_reason(meter_key, category)
+            add_input(_refused_input(record, node_id, meter_key, f"{base}:{NO_TYPE}"))
+            add_owner(index)
+            continue
+        fields = {**annotated, **meter["groupBy"]} if grouped else annotated
+        for type_id in types:
+            suffix = suffixes.get(type_id) or suffixes.setdefault(type_id, _type_suffix(type_id))
+            # UsageInput(user_id, value, timestamp, meter_type_id, meter_api_name, meter_key,
+            #            dimensions, idempotency_key, request_hash, fields, group, node, record)
+            add_input(UsageInput(user_id, annotated["value"], annotated.get("timestamp"), type_id, None, meter_key,
+                                 None, f"{base}:{suffix}", "", fields, meter["groupsKey"], node_id, record))
+            add_owner(index)
     if not inputs:
         return MeterSeamResult(out=[])
     result = usage_apply(account_id=stream.account_id, records=inputs, source=UsageSource.STREAM,
                          source_ref=f"{stream.pk}/{run.pk if run is not None else ''}"[:100],
-                         options=_options(node.config))
-    refused_reasons = {-1 - index: reason for index, (_record, reason) in enumerate(refused)}
-    out: dict[int, dict] = {}
-    rejected: dict[int, tuple[dict, str]] = {}
-    for (owner, record), outcome in zip(owners, result.results, strict=True):
+                         options=meter_options(node.config))
+    rejected: dict[int, str] = {}
+    counted: set[uuid.UUID] = set()
+    for owner, outcome in zip(owners, result.results, strict=True):
         if outcome.outcome == Outcome.CORRECTION:
-            reason = refused_reasons.get(owner) or unrouted.get(owner) or f"{outcome.reason}: {outcome.message}"
-            rejected.setdefault(owner, (_plain(record), reason))
-        elif owner >= 0 and outcome.outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE):
-            out.setdefault(owner, record)
-    return MeterSeamResult(out=[out[index] for index in sorted(out) if index not in rejected],
-                           rejected=[rejected[owner] for owner in sorted(rejected, key=lambda o: (o < 0, abs(o)))])
+            if owner not in rejected:
+                rejected[owner] = reasons.get(owner) or f"{outcome.reason}: {outcome.message}"
+        elif outcome.counted:
+            counted.add(outcome.meter_id)
+    return MeterSeamResult(
+        out=[annotated for index, annotated in enumerate(routed) if annotated is not None and index not in rejected],
+        rejected=[(records[index], rejected[index]) for index in sorted(rejected)],
+        counted_meter_ids=counted,
+    )
 
 
-def correction_route(correction) -> Any:
-    """Reprocessing a stream's data correction: the record goes through its meter node's routing
-    again (the stream's current configuration), keeping the correction's idempotency key. A
-    record that is still refused gets a reference no meter type has, so it stays OPEN."""
+def execution_ref(stream: Stream, node_id: str, position: str) -> str:
+    """What identifies one stream execution's flush of one node, stable across retries of the
+    same work (``position``: the run's first collected batch, else the run)."""
+    return f"{stream.pk}/{node_id}/{position}"
+
+
+def meters_flush_after_execution(stream: Stream, node: MeterNode, meter_ids: set[uuid.UUID], position: str,
+                                 now) -> int:
+    """``flush: streamExecution``: flush and reset the meters this execution counted, and queue
+    their metered records for the node's downstream nodes, in the run's transaction. Returns the
+    number of records written."""
+    from metering.flush import meters_flush_executed
+    from streams.engine.services import flushed_records_queue
+
+    batch = meters_flush_executed(meter_ids=sorted(meter_ids), execution_ref=execution_ref(stream, node.id, position),
+                                  now=now)
+    if batch.records and any(edge.get("source") == node.id for edge in stream.edges):
+        flushed_records_queue(stream=stream, node_id=node.id, records=batch.records, now=now)
+    return len(batch.records)
+
+
+def correction_route(correction) -> CorrectionRoute:
+    """Reprocessing a stream's data correction: the record goes through its meter node again —
+    the node as the stream's **current** configuration has it (its guiding rules, groupBy and
+    carry fields; a stream fixed since the record was refused applies) — and is counted into
+    every meter of the matched category, as a run would. The keys keep the correction's base
+    key, so a meter type the record reached the first time counts it once."""
+    from metering.corrections import CorrectionRoute
+    from metering.models import DataCorrection
     from streams.engine.runtimes import MeterRuntime
     from streams.models import Stream
     from streams.nodes import node_config_parse
 
     record = correction.record if isinstance(correction.record, dict) else {}
+    base = base_of(correction.idempotency_key)
     stream_id = (correction.source_ref or "").split("/", 1)[0]
     stream = Stream.objects.filter(pk=stream_id, account_id=correction.account_id).first() \
         if _is_uuid(stream_id) else None
     node = next((item for item in (stream.nodes if stream else []) if item.get("id") == correction.node
                  and item.get("type") == "meter"), None)
     if node is None:
-        return _usage_input(record, correction.node, "default", correction.idempotency_key, None)
+        return CorrectionRoute(reason=DataCorrection.Reason.NO_MATCHING_METER,
+                               message=f"The stream's meter processor {correction.node!r} no longer exists.")
     config = node_config_parse("meter", node.get("config") or {})
     runtime = MeterRuntime(node["id"], node.get("name", ""), config)
     meter_key = meter_key_of(config)
     try:
         routed = runtime.route(record)
     except ValueError:
-        return _usage_input(record, node["id"], meter_key, correction.idempotency_key, None)
-    types = _routed_types(_types_by_user(correction.account_id, meter_key, {routed["userId"]})
-                          .get(routed["userId"], []), routed["_meter"]["category"])
-    return _usage_input(routed, node["id"], meter_key, correction.idempotency_key, types[0] if types else None)
+        # The ledger names the reason (no userId, no value, …) as it did the first time.
+        return CorrectionRoute(inputs=[_refused_input(record, node["id"], meter_key, f"{base}:{NO_TYPE}")])
+    category = routed["_meter"]["category"]
+    types = _Routes(_types_by_user(correction.account_id, meter_key, {routed["userId"]})).types(routed["userId"],
+                                                                                                category)
+    if not types:
+        return CorrectionRoute(reason=DataCorrection.Reason.NO_MATCHING_METER,
+                               message=_unrouted_reason(meter_key, category) + ".")
+    grouped = bool(config.group_by)
+    return CorrectionRoute(
+        inputs=[_routed_input(routed, record, node["id"], meter_key, f"{base}:{_type_suffix(type_id)}", type_id,
+                              grouped) for type_id in types],
+        options=meter_options(config),
+    )
 
 
 def _is_uuid(text: str) -> bool:

@@ -26,7 +26,7 @@ from streams.engine.cel import CelError, cel_compile
 from streams.engine.conditions import conditions_predicate
 from streams.engine.context import NodeFailed, RunContext
 from streams.engine.keys import KeyFieldInvalid, key_values_reader
-from streams.engine.metering_seam import MeterNode, apply_meter_records
+from streams.engine.metering_seam import MeterNode, apply_meter_records, meters_flush_after_execution
 from streams.engine.records import MISSING, PathConflict, path_getter, paths_set
 from streams.nodes import (
     PARAMETER_REFERENCE,
@@ -224,6 +224,17 @@ def timestamp_normalize(value: Any) -> str:
     raise ValueError(TIMESTAMP_MESSAGE)
 
 
+def _user_id_normalize(user_id: Any) -> str:
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        user_id = str(user_id)
+    if not isinstance(user_id, str) or not user_id.strip():
+        raise ValueError("userId is required (a non-empty string)" if user_id in (None, "")
+                         else "userId must be a non-empty string")
+    if len(user_id) > 320:
+        raise ValueError("userId must be at most 320 characters")
+    return user_id
+
+
 def value_normalize(value: Any) -> int | float:
     if isinstance(value, bool):
         raise ValueError("value must be a number")
@@ -246,60 +257,70 @@ class MeterRuntime(NodeRuntime):
 
     def __init__(self, node_id, name, config):
         super().__init__(node_id, name, config)
-        self.rules = [(index, rule.category, conditions_predicate(rule.conditions, rule.condition_operator))
-                      for index, rule in enumerate(config.guiding_rules)]
+        # The ``_meter`` annotation of each rule, built once: records are never changed in place
+        # (see ``records``), so the records a rule routes share it unless the node groups.
+        self.rules = [(conditions_predicate(rule.conditions, rule.condition_operator),
+                       self._annotation(index, rule.category)) for index, rule in enumerate(config.guiding_rules)]
+        self.unguided = self._annotation(None, None)
         self.group_by = [(name, path_getter(name)) for name in config.group_by]
+
+    def _annotation(self, rule_index: int | None, category: str | None) -> dict:
+        return {"meterKey": self.config.meter_key, "guidingRule": rule_index, "category": category,
+                "groupsKey": category if category is not None else "default", "groupBy": {}}
 
     def route(self, record: dict) -> dict:
         """The annotated record, or ``ValueError`` with the reason it cannot be metered."""
+        annotated = {**record}
         user_id = record.get("userId")
-        if isinstance(user_id, int) and not isinstance(user_id, bool):
-            user_id = str(user_id)
-        if not isinstance(user_id, str) or not user_id.strip():
-            raise ValueError("userId is required (a non-empty string)" if user_id in (None, "")
-                             else "userId must be a non-empty string")
-        if len(user_id) > 320:
-            raise ValueError("userId must be at most 320 characters")
-        if "value" not in record or record["value"] is None:
-            raise ValueError("value is required")
-        value = value_normalize(record["value"])
-        annotated = {**record, "userId": user_id, "value": value}
+        if type(user_id) is not str or not user_id.strip() or len(user_id) > 320:
+            annotated["userId"] = _user_id_normalize(user_id)
+        value = record.get("value")
+        if type(value) is not int and (type(value) is not float or not math.isfinite(value)):
+            if value is None:
+                raise ValueError("value is required")
+            annotated["value"] = value_normalize(value)
         if record.get("timestamp") is not None:
             annotated["timestamp"] = timestamp_normalize(record["timestamp"])
-        rule_index, category = None, None
+        annotation = self.unguided
         if self.rules:
-            for index, rule_category, predicate in self.rules:
+            annotation = None
+            for predicate, rule_annotation in self.rules:
                 if predicate(record):
-                    rule_index, category = index, rule_category
+                    annotation = rule_annotation
                     break
-            else:
+            if annotation is None:
                 raise ValueError("no guiding rule matches the record")
-        group_values = {}
-        for name, get in self.group_by:
-            found = get(record)
-            group_values[name] = None if found is MISSING else found
-        annotated["_meter"] = {
-            "meterKey": self.config.meter_key,
-            "guidingRule": rule_index,
-            "category": category,
-            "groupsKey": category if category is not None else "default",
-            "groupBy": group_values,
-        }
+        if self.group_by:
+            group_values = {}
+            for name, get in self.group_by:
+                found = get(record)
+                group_values[name] = None if found is MISSING else found
+            annotation = {**annotation, "groupBy": group_values}
+        annotated["_meter"] = annotation
         return annotated
 
     def process(self, records, context):
-        routed, rejected = [], []
-        for record in records:
+        routed: list[dict | None] = []
+        refusals: dict[int, str] = {}
+        route = self.route
+        for index, record in enumerate(records):
             try:
-                routed.append(self.route(record))
+                routed.append(route(record))
             except ValueError as exc:
-                rejected.append((record, str(exc)))
-        if context.dry_run or not (routed or rejected):
-            return NodeOutput(routed, rejected, note="preview: routed only; nothing is metered" if context.dry_run
-                              else "")
+                routed.append(None)
+                refusals[index] = str(exc)
+        if context.dry_run or not records:
+            return NodeOutput([annotated for annotated in routed if annotated is not None],
+                              [(records[index], reason) for index, reason in refusals.items()],
+                              note="preview: routed only; nothing is metered" if context.dry_run else "")
         # The ledger counts the routed records and keeps the refused ones in data correction.
-        result = apply_meter_records(context.stream, MeterNode(self.node_id, self.name, self.config), routed,
-                                     context.run, refused=rejected, position=context.source_position)
+        node = MeterNode(self.node_id, self.name, self.config)
+        position = context.source_position or (f"run:{context.run.pk}" if context.run is not None
+                                               else f"at:{context.now.isoformat()}")
+        result = apply_meter_records(context.stream, node, records, routed, refusals, context.run, position=position)
+        if self.config.flush == "streamExecution" and result.counted_meter_ids:
+            # Flush by stream execution: the meters this run counted are flushed and reset now.
+            meters_flush_after_execution(context.stream, node, result.counted_meter_ids, position, context.now)
         return NodeOutput(result.out, result.rejected)
 
 

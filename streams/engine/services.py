@@ -14,7 +14,7 @@ import sys
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
@@ -26,15 +26,19 @@ from streams.engine.context import NodeFailed, RunContext
 from streams.engine.plan import PlanInvalid, RunResult, StreamPlan, plan_build, plan_execute
 from streams.engine.sessions import session_emitted_record
 from streams.exceptions import StreamNotFound
-from streams.models import AggregationSession, Stream, StreamRun
+from streams.models import AggregationSession, FlushDelivery, Stream, StreamRun
 from streams.selectors import stream_snapshot_for_tag
 
 logger = logging.getLogger(__name__)
 
 PREVIEW_MAX_RECORDS = 1000
 COLLECTED_BATCHES_PER_RUN = 100
+COLLECTED_BYTES_PER_RUN = 16 * 1024 * 1024  # of stored JSON: beyond the first batch, a run reads no more
 SWEEP_SESSIONS_PER_NODE = 500
 SWEEP_MAX_NODES = 100
+FLUSH_DELIVERIES_PER_RUN = 20
+FLUSH_RETRY_BASE_SECONDS = 5
+FLUSH_RETRY_MAX_SECONDS = 300
 
 
 def _stream(stream_id: uuid.UUID | str) -> Stream:
@@ -88,7 +92,8 @@ class CollectedSource:
             collector_id = node.config.collector_id
             if collector_id not in records_by_collector:
                 batches = collection_seam.collected_batches_read(collector_id=collector_id, consumer=consumer,
-                                                                 limit=self.batch_limit)
+                                                                 limit=self.batch_limit,
+                                                                 max_bytes=COLLECTED_BYTES_PER_RUN)
                 records_by_collector[collector_id] = [record for batch in batches
                                                       for record in collection_seam.batch_records(batch.data)]
                 if batches:
@@ -228,31 +233,127 @@ def stream_run_execute(*, stream_id: uuid.UUID | str, records: list[Any], trigge
 
 def stream_run_collected(*, stream_id: uuid.UUID | str, trigger: str = StreamRun.Trigger.REALTIME,
                          batch_limit: int = COLLECTED_BATCHES_PER_RUN) -> StreamRun | None:
-    """Run the stream over its collectors' next batches (``None`` when there are none)."""
+    """Run the stream over its collectors' next batches (``None`` when there are none: then
+    nothing is written, not even a run)."""
     stream = _stream(stream_id)
+    consumer = collection_seam.consumer_name(stream.pk)
+    if not any(collection_seam.has_unread_batches(collector_id=collector_id, consumer=consumer)
+               for collector_id in sorted(collection_seam.stream_collector_ids(stream.nodes))):
+        return None
     return _run(stream, trigger, CollectedSource(stream, batch_limit))
 
 
-class InjectedSource:
-    """Records given as the output of one node (flushed metered records of a meter node)."""
+class FlushDeliverySource:
+    """The next waiting flush deliveries of one Meter processor (``FlushDelivery``, the outbox
+    its flushes wrote), in ``id`` order: their records enter the graph as the node's output and
+    the rows are deleted in the run's transaction, so each is delivered once, or not at all if
+    the run fails. Only the worker holding the queue's oldest row delivers (rows locked with
+    ``SKIP LOCKED``; a worker that did not get the oldest one leaves the queue alone), so the
+    records arrive in flush order; and nothing is delivered before the oldest row is due."""
 
-    def __init__(self, node_id: str, records: list[dict]):
+    def __init__(self, stream: Stream, node_id: str, limit: int):
+        self.stream = stream
         self.node_id = node_id
-        self.records = records
+        self.limit = limit
+        self.delivery_ids: list[int] = []
 
     def read(self, plan: StreamPlan, context: RunContext) -> Entry | None:
+        queue = FlushDelivery.objects.filter(stream=self.stream, node_id=self.node_id)
+        head = queue.order_by("id").values_list("id", "next_attempt_at").first()
+        if head is None or head[1] > context.now:
+            return None
+        rows = list(queue.select_for_update(skip_locked=True).order_by("id").values_list("id", "records")
+                    [:self.limit])
+        if not rows or rows[0][0] != head[0]:
+            return None  # another worker is delivering this queue
+        self.delivery_ids = [delivery_id for delivery_id, _ in rows]
         if self.node_id not in plan.nodes:
-            return Entry()  # the node was removed from the stream meanwhile: delivered nowhere
-        return Entry(injected={self.node_id: self.records})
+            # The node was removed from the stream meanwhile: its records are delivered nowhere.
+            return Entry()
+        return Entry(injected={self.node_id: [record for _, records in rows for record in records]})
 
     def commit(self, entry: Entry) -> None:
-        return None
+        FlushDelivery.objects.filter(pk__in=self.delivery_ids).delete()
 
 
-def stream_run_flushed(*, stream_id: uuid.UUID | str, node_id: str, records: list[dict]) -> StreamRun | None:
-    """Send a meter node's flushed metered records to its downstream nodes (a ``schedule`` run)."""
+def flushed_records_queue(*, stream: Stream, node_id: str, records: list[dict],
+                          now: datetime | None = None) -> FlushDelivery:
+    """Queue a flush's metered records for the downstream nodes of the Meter processor
+    ``node_id``, in the caller's (the flush's) transaction; once it commits a worker is asked to
+    deliver them (if that request is lost, the sweep delivers them within seconds)."""
+    now = now or timezone.now()
+    delivery = FlushDelivery.objects.create(account_id=stream.account_id, stream=stream, node_id=node_id,
+                                            records=records, record_count=len(records), created_at=now,
+                                            next_attempt_at=now)
+    stream_id = str(stream.pk)
+    transaction.on_commit(lambda: _delivery_wake(stream_id, node_id))
+    return delivery
+
+
+def _delivery_wake(stream_id: str, node_id: str) -> None:
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from streams.tasks import deliver_flushed_records
+
+    try:
+        deliver_flushed_records.delay(stream_id, node_id)
+    except BrokerError as exc:
+        logger.warning("streams: could not enqueue the flush delivery of %s/%s: %s; the sweep will", stream_id,
+                       node_id, exc)
+
+
+def flush_delivery_backoff_seconds(attempts: int) -> int:
+    """5 s after the first failed attempt, doubling, at most 5 minutes."""
+    return min(FLUSH_RETRY_MAX_SECONDS, FLUSH_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+
+
+def stream_flush_deliver(*, stream_id: uuid.UUID | str, node_id: str,
+                         limit: int = FLUSH_DELIVERIES_PER_RUN) -> StreamRun | None:
+    """Deliver the oldest waiting flush deliveries of a Meter processor to its downstream nodes
+    (a ``flush`` run). ``None`` when there is nothing due (or another worker is on it). A failed
+    run leaves the deliveries waiting, with the error and the next attempt's time."""
     stream = _stream(stream_id)
-    return _run(stream, StreamRun.Trigger.SCHEDULE, InjectedSource(node_id, records))
+    source = FlushDeliverySource(stream, node_id, limit)
+    run = _run(stream, StreamRun.Trigger.FLUSH, source)
+    if run is not None and run.status == StreamRun.Status.FAILED and source.delivery_ids:
+        with transaction.atomic():
+            for delivery in FlushDelivery.objects.select_for_update().filter(pk__in=source.delivery_ids):
+                delivery.attempts += 1
+                delivery.last_error = run.error[:2000]
+                delivery.next_attempt_at = timezone.now() + timedelta(
+                    seconds=flush_delivery_backoff_seconds(delivery.attempts))
+                delivery.save(update_fields=["attempts", "last_error", "next_attempt_at"])
+    return run
+
+
+@transaction.atomic
+def flush_deliveries_retry_now(*, delivery_ids: Iterable[int], now: datetime | None = None) -> int:
+    """Make waiting flush deliveries due now: the next sweep delivers them (admin action)."""
+    return FlushDelivery.objects.filter(pk__in=list(delivery_ids)).update(next_attempt_at=now or timezone.now())
+
+
+def flush_deliveries_due(*, limit: int = SWEEP_MAX_NODES) -> list[tuple[str, str]]:
+    """(stream id, node id) of the Meter processors with a flush delivery due now."""
+    queues = (FlushDelivery.objects.filter(next_attempt_at__lte=timezone.now()).order_by()
+              .values_list("stream_id", "node_id").distinct()[:limit])
+    return sorted((str(stream_id), node_id) for stream_id, node_id in queues)
+
+
+def flush_deliveries_sweep(*, max_runs_per_node: int = 10) -> int:
+    """Deliver every due flush delivery (what an enqueue lost after its flush committed, and
+    what waits for a retry): per Meter processor, runs until its queue is empty or a run
+    fails. Returns the number of records delivered."""
+    delivered = 0
+    for stream_id, node_id in flush_deliveries_due():
+        for _ in range(max_runs_per_node):
+            try:
+                run = stream_flush_deliver(stream_id=stream_id, node_id=node_id)
+            except StreamNotFound:
+                break
+            if run is None or run.status == StreamRun.Status.FAILED:
+                break
+            delivered += run.records_in
+    return delivered
 
 
 # --- Session timeouts --------------------------------------------------------------------------------

@@ -74,11 +74,13 @@ def realtime_streams_behind(limit: int = 1000) -> list[str]:
 
 
 def flushed_records(records) -> None:
-    """Inside the flush transaction: for each stream whose meter node (``flush: periodEnd``)
-    counted these meters, queue a delivery of the records to the node's downstream nodes once
-    the flush commits (nothing is sent for a flush that rolled back)."""
-    from django.db import transaction
-
+    """Inside the period-end flush transaction: queue the records of each meterKey for the
+    downstream nodes of the meter nodes that count it (``FlushDelivery``, the durable outbox,
+    written in this same transaction: a flush that commits is delivered, one that rolls back is
+    not). A node that flushes by stream execution gets only the records that still hold
+    something no execution flushed (``recordCount`` > 0: a reprocessed correction, a late
+    record); its executions' own records were queued when they ran."""
+    from streams.engine.services import flushed_records_queue
     from streams.models import Stream, StreamResourceRef
 
     by_key: dict[str, list[dict]] = {}
@@ -86,24 +88,18 @@ def flushed_records(records) -> None:
         by_key.setdefault(record.get("meterKey") or "", []).append(record)
     refs = (StreamResourceRef.objects.filter(resource_type="meterKey", resource_id__in=sorted(by_key))
             .values_list("stream_id", flat=True).distinct())
-    deliveries = []
     for stream in Stream.objects.filter(pk__in=list(refs)).order_by("pk"):
         for node in stream.nodes:
             config = node.get("config") or {}
-            if node.get("type") == "meter" and config.get("meterKey") in by_key \
-                    and config.get("flush", "periodEnd") == "periodEnd":
-                chosen = [record for record in by_key[config["meterKey"]]
-                          if record.get("accountId") == str(stream.account_id)]
-                if chosen and any(edge.get("source") == node["id"] for edge in stream.edges):
-                    deliveries.append((str(stream.pk), node["id"], chosen))
-    if deliveries:
-        def send() -> None:
-            from streams.tasks import deliver_flushed_records
-
-            for stream_id, node_id, chosen in deliveries:
-                deliver_flushed_records.delay(stream_id, node_id, chosen)
-
-        transaction.on_commit(send)
+            if node.get("type") != "meter" or config.get("meterKey") not in by_key \
+                    or not any(edge.get("source") == node["id"] for edge in stream.edges):
+                continue
+            by_execution = config.get("flush", "periodEnd") == "streamExecution"
+            chosen = [record for record in by_key[config["meterKey"]]
+                      if record.get("accountId") == str(stream.account_id)
+                      and (not by_execution or (record.get("meterMetaData") or {}).get("recordCount"))]
+            if chosen:
+                flushed_records_queue(stream=stream, node_id=node["id"], records=chosen)
 
 
 def connect() -> None:

@@ -21,7 +21,7 @@ from metering.ledger import UsageInput, usage_apply
 from metering.models import Meter, MeterType
 
 # Every app whose objects the dashboard shows.
-OPERATOR_APPS = ("accounts", "metering", "streams", "parameters", "notifications", "console")
+OPERATOR_APPS = ("accounts", "metering", "collection", "streams", "parameters", "notifications", "console")
 
 
 def make_type(account, *, since: datetime | None = None, **overrides: Any) -> MeterType:

@@ -71,7 +71,7 @@ def test_staff_see_their_accounts_panels_and_nothing_of_another_account(staff_cl
 
     assert 'id="console-account-name">acme<' in page
     assert panel_ids(page) == ["usage", "meter_types", "near_capacity", "threshold_notifications",
-                               "failed_deliveries", "streams"]
+                               "failed_deliveries", "collectors", "streams", "data_corrections", "stream_runs"]
     types = panel(page, "meter_types")
     assert re.findall(r'data-meter-type="([^"]+)"', types) == ["Acme calls", "Acme storage"]
     assert re.findall(r'class="console-meter-count"[^>]*>(\d+)<', types) == ["2", "0"]
@@ -122,7 +122,7 @@ def test_staff_without_an_account_see_no_panels(client):
 def test_panels_follow_the_users_permissions(client, account, acme_data):
     client.force_login(staff_of(account, "meters-only", apps=("metering",)))
     page = client.get("/admin/").content.decode()
-    assert panel_ids(page) == ["usage", "meter_types", "near_capacity"]
+    assert panel_ids(page) == ["usage", "meter_types", "near_capacity", "data_corrections"]
 
 
 def test_user_text_is_escaped(staff_client, account):
@@ -141,6 +141,9 @@ def test_empty_account_panels_say_so(staff_client):
     assert "No threshold notifications." in panel(page, "threshold_notifications")
     assert "No failed webhook deliveries." in panel(page, "failed_deliveries")
     assert 'id="console-stream-count">0<' in panel(page, "streams")
+    assert "No collectors yet." in panel(page, "collectors")
+    assert "No usage record waits for a correction." in panel(page, "data_corrections")
+    assert "No stream run failed or rejected records." in panel(page, "stream_runs")
 
 
 def test_the_dashboards_queries_do_not_grow_with_the_data(staff_client, account, django_assert_max_num_queries):

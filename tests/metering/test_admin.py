@@ -209,3 +209,29 @@ def test_metered_records_are_read_only(staff, account):
     assert staff.get("/admin/metering/meteredrecord/add/").status_code == 403
     assert staff.post(f"/admin/metering/meteredrecord/{record.pk}/delete/", {"post": "yes"}).status_code == 403
     assert MeteredRecord.objects.filter(pk=record.pk).exists()
+
+
+def test_a_meter_types_page_lists_its_meters_and_a_meters_page_its_threshold_events(staff, account, other_account):
+    from metering.ledger import UsageInput, usage_apply
+
+    meter_type = make_meter_type(account)
+    ann, bob = make_meter(meter_type, user_id="ann@acme.example"), make_meter(meter_type, user_id="bob@acme.example")
+    make_meter(make_meter_type(other_account, name="Globex calls"), user_id="eve@globex.example")
+    result = usage_apply(account_id=account.pk, source="api", records=[
+        UsageInput(user_id="ann@acme.example", value=850, meter_type_id=meter_type.pk, idempotency_key="a"),
+        UsageInput(user_id="bob@acme.example", value=10, meter_type_id=meter_type.pk, idempotency_key="b")])
+    assert result.accepted == 2
+
+    type_page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
+    rows = type_page[type_page.index('<table id="type-meters">'):]
+    assert rows.index('data-user-id="ann@acme.example"') < rows.index('data-user-id="bob@acme.example"')
+    assert f'<a href="/admin/metering/meter/{ann.pk}/change/">ann@acme.example</a>' in rows
+    assert "850 / 1000" in rows and "eve@globex.example" not in type_page
+    assert f"?meter_type__id__exact={meter_type.pk}\">All 2 meters of this type</a>" in rows
+
+    meter_page = staff.get(f"/admin/metering/meter/{ann.pk}/change/").content.decode()
+    events = meter_page[meter_page.index('<table id="threshold-events">'):]
+    assert "<td>warning</td><td>800</td><td>850</td>" in events
+    assert "No threshold crossed yet." in staff.get(f"/admin/metering/meter/{bob.pk}/change/").content.decode()
+    listed = staff.get(f"/admin/metering/thresholdevent/?meter__id__exact={ann.pk}")
+    assert [event.meter_id for event in listed.context["cl"].result_list] == [ann.pk]

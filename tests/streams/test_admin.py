@@ -147,3 +147,109 @@ def test_the_meter_inspector_lists_the_meters_of_each_meter_node_with_their_valu
     assert f"meterKey {meter_key}" in page
     assert "<td>Inspected calls</td><td>inspected-user</td><td>0</td><td>0</td>" in page
     assert "foreign-user" not in page
+
+
+def test_compare_versions_shows_what_changed_between_two_versions(staff, account, solution, stream):
+    changed = example("api-calls-metering") | {"tag": "v2"}
+    changed["nodes"] = [node for node in changed["nodes"] if node["id"] != "peek"]
+    changed["edges"] = [edge for edge in changed["edges"] if edge["target"] != "peek"]
+    services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR, on_name_conflict="overwrite",
+                           allow_node_deletion=True, stream_config=changed)
+    v1, v2 = (stream.versions.get(tag=tag) for tag in ("v1", "v2"))
+
+    # By default the two newest versions.
+    response = staff.get(f"/admin/streams/stream/{stream.pk}/compare/")
+    diff = response.context["diff"]
+    assert (diff.before_label, diff.after_label) == ("v1 (cas 1)", "v2 (cas 3)")
+    assert [(node.node_id, node.status) for node in diff.nodes] == [("peek", "removed")]
+    assert diff.edges_removed == [("dedup", "peek")]
+    page = response.content.decode()
+    assert '<tr class="diff-node diff-removed" data-node-id="peek" data-status="removed">' in page
+    assert '<span class="diff-line diff-removed">-      &quot;id&quot;: &quot;peek&quot;,</span>' in page
+
+    response = staff.get(f"/admin/streams/stream/{stream.pk}/compare/?before={v2.pk}&after={v2.pk}")
+    assert response.context["diff"].is_empty
+    assert "No difference between v2 (cas 3) and v2 (cas 3)." in response.content.decode()
+    # The latest configuration is a side too; the inline's link compares a version with it.
+    assert f"/admin/streams/stream/{stream.pk}/compare/?before={v1.pk}&amp;after=latest" in staff.get(
+        f"/admin/streams/stream/{stream.pk}/change/").content.decode()
+    latest = staff.get(f"/admin/streams/stream/{stream.pk}/compare/?before={v1.pk}&after=latest").context["diff"]
+    assert latest.after_label == "latest (cas 3)"
+    assert [node.node_id for node in latest.nodes] == ["peek"]
+
+
+def test_compare_refuses_unknown_versions_and_other_accounts_streams(staff, stream, other_account):
+    response = staff.get(f"/admin/streams/stream/{stream.pk}/compare/?before=nonsense&after=latest")
+    assert response.status_code == 200 and response.context["diff"] is None
+    assert "Select a valid choice" in response.content.decode()
+    foreign_solution = services.solution_create(account=other_account, name="Globex")
+    foreign = services.stream_import(account=other_account, solution_id=foreign_solution.pk, actor=ACTOR,
+                                     stream_config=minimal_config("Globex stream") | {"tag": "g1"}).stream
+    foreign_version = foreign.versions.get()
+    assert staff.get(f"/admin/streams/stream/{foreign.pk}/compare/").status_code == 404
+    assert staff.get(f"/admin/streams/stream/{foreign.pk}/preview/").status_code == 404
+    assert staff.post(f"/admin/streams/stream/{foreign.pk}/preview/", {"records": "{}"}).status_code == 404
+    # Another stream's version is not a choice of this one.
+    mixed = staff.get(f"/admin/streams/stream/{stream.pk}/compare/?before={foreign_version.pk}&after=latest")
+    assert mixed.context["diff"] is None
+
+
+def test_the_preview_form_shows_each_nodes_output_and_rejections_and_saves_nothing(staff, stream):
+    from streams.models import InspectRecord, StreamRun
+
+    records = [
+        {"requestId": "r1", "status": 200, "internal": False, "path": "/v1/orders", "region": "eu",
+         "customer": {"id": "c-1", "plan": "pro"}},
+        {"requestId": "r2", "status": 503, "internal": False, "path": "/v1/orders", "customer": {"id": "c-1"}},
+        {"requestId": "r1", "status": 200, "internal": False, "path": "/v1/orders", "customer": {"id": "c-1"}},
+        "not a record",
+    ]
+    page = staff.get(f"/admin/streams/stream/{stream.pk}/preview/")
+    assert page.status_code == 200 and page.context["result"] is None
+    assert page.content.decode().count('<g class="node"') == 7
+
+    response = staff.post(f"/admin/streams/stream/{stream.pk}/preview/", {"records": json.dumps(records)})
+    assert response.status_code == 200
+    nodes = {node.id: node for node in response.context["nodes"]}
+    assert {node_id: node.counts for node_id, node in nodes.items()} == {
+        "collector": {"in": 4, "out": 3, "rejected": 1},
+        "only-billable": {"in": 3, "out": 2, "rejected": 0},  # a filter drops, it does not reject
+        "shape": {"in": 2, "out": 2, "rejected": 0},
+        "dedup": {"in": 2, "out": 1, "rejected": 0},
+        "meter": {"in": 1, "out": 1, "rejected": 0},
+        "billing": {"in": 1, "out": 1, "rejected": 0},
+        "peek": {"in": 1, "out": 1, "rejected": 0},
+    }
+    assert json.loads(nodes["shape"].records[0])["userId"] == "c-1"
+    assert [json.loads(record) for record in nodes["only-billable"].records] == records[:1] + records[2:3]
+    assert nodes["collector"].rejections == [('"not a record"', "a record must be a JSON object")]
+    page = response.content.decode()
+    assert '<td class="preview-reason">' in page
+    assert 'class="module preview-node" data-node-id="dedup"' in page
+    assert (StreamRun.objects.count(), InspectRecord.objects.count()) == (0, 0)
+
+    # One object per line (as a collector receives them), and the refusals of the form.
+    ndjson = "\n".join(json.dumps(record) for record in records[:2])
+    lines = staff.post(f"/admin/streams/stream/{stream.pk}/preview/", {"records": ndjson})
+    assert lines.context["result"].records_in == 2
+    assert lines.context["result"].result_for("only-billable").counts() == {"in": 2, "out": 1, "rejected": 0}
+    empty = staff.post(f"/admin/streams/stream/{stream.pk}/preview/", {"records": "[]"})
+    assert empty.context["result"] is None
+    assert "Give 1 to 1000 records." in empty.content.decode()
+
+
+def test_the_preview_of_a_tagged_version_runs_that_version(staff, account, solution, stream):
+    changed = example("api-calls-metering") | {"tag": "v2"}
+    next(node for node in changed["nodes"] if node["id"] == "only-billable")["config"]["conditions"] = [
+        {"field": "status", "type": "number", "operator": "lessThan", "value": 600}]
+    services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR, on_name_conflict="overwrite",
+                           stream_config=changed)
+    v1 = stream.versions.get(tag="v1")
+    record = {"requestId": "r9", "status": 503, "internal": True, "path": "/internal", "customer": {"id": "c-2"}}
+    latest = staff.post(f"/admin/streams/stream/{stream.pk}/preview/", {"records": json.dumps(record)})
+    older = staff.post(f"/admin/streams/stream/{stream.pk}/preview/",
+                       {"records": json.dumps(record), "version": str(v1.pk)})
+    assert latest.context["result"].result_for("only-billable").counts()["out"] == 1
+    assert older.context["result"].result_for("only-billable").counts()["out"] == 0
+    assert older.context["previewed"].tag == "v1"
+    assert "<p id=\"preview-counts\">Version v1: <strong>1</strong> record in" in older.content.decode()

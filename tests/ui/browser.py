@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -67,12 +67,16 @@ def screenshots_dir() -> Path | None:
     return Path(configured) if configured else None
 
 
-def screenshot(page: Page, name: str) -> Path | None:
-    """Save what the viewport shows as ``<dir>/<name>.png`` (the pages documented in docs/console.md)."""
+def screenshot(page: Page, name: str, *, full_page: bool = False, element: Locator | None = None) -> Path | None:
+    """Save what the viewport shows as ``<dir>/<name>.png`` (the pages documented in
+    docs/console.md): or the whole page (``full_page``), or one ``element`` of it however tall."""
     directory = screenshots_dir()
     if directory is None:
         return None
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.png"
-    page.screenshot(path=str(path), animations="disabled", caret="hide")
+    if element is not None:
+        element.screenshot(path=str(path), animations="disabled", caret="hide")
+    else:
+        page.screenshot(path=str(path), animations="disabled", caret="hide", full_page=full_page)
     return path

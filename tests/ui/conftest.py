@@ -23,7 +23,7 @@ from config.celery import app as celery_app
 
 PASSWORD = "pw-12345678"
 # Every app an operator works in.
-OPERATOR_APPS = ("accounts", "metering", "streams", "parameters", "notifications", "console")
+OPERATOR_APPS = ("accounts", "metering", "collection", "streams", "parameters", "notifications", "console")
 
 
 @pytest.fixture(autouse=True)
@@ -94,10 +94,12 @@ class Api:
         self.base_url = base_url
         self.token: str | None = None
 
-    def call(self, method: str, path: str, body: Any = None) -> ApiAnswer:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+    def call(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None) -> ApiAnswer:
+        """``headers`` are added (an ``X-API-KEY`` instead of the bearer token, say)."""
+        sent = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.token and not (headers and "X-API-KEY" in headers):
+            sent["Authorization"] = f"Bearer {self.token}"
+        headers = sent | (headers or {})
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
         try:

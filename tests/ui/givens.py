@@ -1,8 +1,8 @@
 """What an account looks like after some use, built through the services.
 
-Two things are written as rows instead, because the services that write them are built in other
-branches and the console only reads what they leave: a meter's current value (the usage ledger)
-and flushed periods (the flush).
+Two things are written as rows instead: a meter's current value is set outright after its ledger
+record (so a screenshot shows a round figure), and flushed periods are written as the flush
+leaves them (days of history without waiting for resets).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 from django.utils.timezone import now as utc_now
 
 from accounts.models import Account
+from collection import services as collection_services
+from collection.models import Collector
 from metering import services as metering_services
 from metering.ledger import UsageInput, usage_apply
 from metering.models import Meter, MeteredRecord, MeterType
@@ -25,6 +27,8 @@ from notifications import services as notification_services
 from notifications.models import EventType
 from parameters import services as parameter_services
 from streams import services as stream_services
+from streams.engine import services as engine_services
+from streams.models import Stream
 
 STREAM_EXAMPLES = Path(__file__).resolve().parent.parent / "streams" / "examples"
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -79,6 +83,61 @@ def given_stream(account: Account) -> None:
         stream_config=json.loads((STREAM_EXAMPLES / "api-calls-metering.json").read_text()))
 
 
+def metering_stream_config(collector: Collector, **overrides) -> dict:
+    """The API-calls example reading ``collector``, without its HTTP forwarder (the machine has no
+    internet, and a forwarder that cannot deliver fails the run)."""
+    config = json.loads((STREAM_EXAMPLES / "api-calls-metering.json").read_text())
+    config["nodes"] = [node for node in config["nodes"] if node["type"] != "httpForwarder"]
+    config["edges"] = [edge for edge in config["edges"] if edge["target"] != "billing"]
+    config["nodes"][0]["config"]["collectorId"] = str(collector.pk)
+    return config | overrides
+
+
+def given_collector(account: Account, name: str = "api-gateway") -> Collector:
+    collector = collection_services.collector_create(account_id=account.pk, name=name)
+    collection_services.collector_provision(collector_id=collector.pk)
+    return collector
+
+
+def given_intake(account: Account, collector: Collector, *, minutes: int = 14) -> None:
+    """A batch of 20-70 API-call events every minute of the last ``minutes``, as the gateway sends them."""
+    now = utc_now()
+    for minute in range(minutes, -1, -1):
+        events = [{"requestId": f"m{minute}-{n}", "status": 200, "internal": False, "path": "/v1/orders",
+                   "customer": {"id": "ann@acme.example"}} for n in range(20 + (minute * 37) % 50)]
+        collection_services.collected_batch_append(account_id=account.pk, collector_id=collector.pk,
+                                                   payload=json.dumps(events),
+                                                   received_at=now - timedelta(minutes=minute, seconds=5))
+
+
+def given_stream_runs_with_errors(account: Account) -> Stream:
+    """A batch stream whose forwarder needs a parameter nobody set: its runs fail; and records that are
+    not JSON objects, rejected by its input node."""
+    solution = stream_services.solution_create(account=account, name="Exports")
+    stream = stream_services.stream_import(account=account, solution_id=solution.pk, actor={"type": "user", "id": "setup"},
+                                           stream_config={
+        "name": "Usage export", "processingType": "batch",
+        "nodes": [
+            {"id": "in", "name": "Usage in", "type": "onlineCollector",
+             "config": {"collectorId": "8a76066d-ff29-417c-a18e-abde22e44310"}},
+            {"id": "export", "name": "Export", "type": "httpForwarder", "config": {"url": "{{param:export/url}}"}},
+        ],
+        "edges": [{"source": "in", "target": "export"}],
+    }).stream
+    engine_services.stream_run_execute(stream_id=stream.pk, records=[{"usage": 1}])
+    return stream
+
+
+def given_data_corrections(account: Account, meter_type: MeterType) -> None:
+    """Records the ledger refused: one without a customer, two for customers without a meter."""
+    result = usage_apply(account_id=account.pk, source="api", records=[
+        UsageInput(user_id=None, value=3, meter_type_id=meter_type.pk, idempotency_key="u-1"),
+        UsageInput(user_id="dora@acme.example", value=5, meter_type_id=meter_type.pk, idempotency_key="u-2"),
+        UsageInput(user_id="ed@acme.example", value=8, meter_type_id=meter_type.pk, idempotency_key="u-3"),
+    ])
+    assert result.corrections == 3, result
+
+
 def given_failed_threshold_webhook(account: Account, meter: Meter) -> None:
     """A threshold notification, published as the metering side will when a meter crosses a
     threshold, delivered at once (eager tasks) to a port that refuses: with one attempt allowed
@@ -96,10 +155,13 @@ def given_failed_threshold_webhook(account: Account, meter: Meter) -> None:
 class OperatorData:
     meter_type: MeterType
     near_meter: Meter
+    collector: Collector
+    failing_stream: Stream
 
 
 def given_operator_data(account: Account) -> OperatorData:
-    """Meter types with meters and usage, a stream, a sensitive parameter, a failed threshold webhook."""
+    """Meter types with meters and usage, a stream, a sensitive parameter, a failed threshold webhook,
+    a collector with a quarter of an hour of intake, failed stream runs and refused usage records."""
     calls = metering_services.meter_type_create(
         account_id=account.pk, name="API calls", unit="requests", aggregation="SUM", reset_cron="0 0 * * *",
         timezone="Europe/Stockholm", capacity=Decimal(1000),
@@ -118,4 +180,8 @@ def given_operator_data(account: Account) -> OperatorData:
     parameter_services.parameter_create(account=account, name="billing/api-key", type="sensitive",
                                         value="sk-live-acme-secret")
     given_failed_threshold_webhook(account, near)
-    return OperatorData(meter_type=calls, near_meter=near)
+    gateway = given_collector(account)
+    given_intake(account, gateway)
+    failing = given_stream_runs_with_errors(account)
+    given_data_corrections(account, calls)
+    return OperatorData(meter_type=calls, near_meter=near, collector=gateway, failing_stream=failing)

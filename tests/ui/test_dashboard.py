@@ -11,8 +11,12 @@ from tests.ui.browser import screenshot
 from tests.ui.givens import (
     ANN_DAILY_CALLS,
     flush_daily_history,
+    given_collector,
+    given_data_corrections,
     given_failed_threshold_webhook,
+    given_intake,
     given_stream,
+    given_stream_runs_with_errors,
     set_value,
 )
 
@@ -73,6 +77,11 @@ def test_changes_made_through_the_api_show_on_the_dashboard(operator, http_api):
     ann.refresh_from_db()
     given_failed_threshold_webhook(account, ann)
     given_stream(account)
+    # 12 minutes of a 15-minute window: a loaded machine may take a minute or two to render the page.
+    given_intake(account, given_collector(account, "api-gateway"), minutes=12)
+    given_collector(account, "batch-uploads")
+    given_stream_runs_with_errors(account)
+    given_data_corrections(account, Meter.objects.get(pk=ann.pk).meter_type)
 
     page.reload()
     near = page.locator("#panel-near_capacity tr[data-user-id]")
@@ -83,8 +92,18 @@ def test_changes_made_through_the_api_show_on_the_dashboard(operator, http_api):
     expect(page.locator("#panel-meter_types tr[data-meter-type='Data transfer'] .console-meter-count")).to_have_text("0")
     expect(page.locator("#panel-threshold_notifications tbody tr")).to_contain_text("warning (80 % of capacity)")
     expect(page.locator("#panel-failed_deliveries tbody tr")).to_contain_text("threshold.crossed")
-    expect(page.locator("#console-stream-count")).to_have_text("1")
-    screenshot(page, "dashboard")
+    expect(page.locator("#console-stream-count")).to_have_text("2")
+    gateway = page.locator("#panel-collectors tr[data-collector='api-gateway']")
+    expect(gateway.locator(".console-batches-total")).to_have_text("13")  # one a minute, this one included
+    expect(page.locator("#panel-collectors tr[data-collector='batch-uploads'] .console-records-rate")).to_have_text("0")
+    expect(page.locator("#console-intake-chart g.series[data-series='api-gateway'] circle.point")).to_have_count(15)  # a point per minute of the window
+    expect(page.locator("#panel-stream_runs tr[data-status='FAILED']")).to_contain_text(
+        "node export: global parameter 'export/url'")
+    expect(page.locator("#console-correction-count")).to_have_text("3")
+    assert page.locator("#panel-data_corrections tr[data-reason]").evaluate_all(
+        "rows => rows.map(row => [row.dataset.reason, row.querySelector('.console-correction-reason-count')"
+        ".textContent])") == [["NO_MATCHING_METER", "2"], ["MISSING_USER_ID", "1"]]
+    screenshot(page, "dashboard", element=page.locator("#console-dashboard"))
 
     page.click("#panel-near_capacity .console-more a")
     expect(page.locator("#result_list tbody tr")).to_have_count(1)

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from metering.models import Meter, MeterType
+from accounts import services as account_services
+from metering.models import DataCorrection, Meter, MeterType
 from parameters import services as parameter_services
+from streams.models import StreamRun
 from tests.ui.browser import screenshot
 from tests.ui.conftest import log_in, make_staff
 from tests.ui.givens import given_operator_data
@@ -144,6 +146,7 @@ def test_parameters_tree_masks_the_sensitive_value(operator):
 
 
 def test_another_accounts_staff_see_none_of_it(browser_page, account, other_account):
+    """Gil, staff of globex, sees nothing of acme on any page, and acme's pages answer him "not found"."""
     acme = given_operator_data(account)
     make_staff(other_account, "gil")
     page = browser_page
@@ -155,15 +158,35 @@ def test_another_accounts_staff_see_none_of_it(browser_page, account, other_acco
         assert name not in body
     expect(page.locator("#panel-meter_types")).to_contain_text("No meter types yet.")
     expect(page.locator("#console-stream-count")).to_have_text("0")
+    expect(page.locator("#panel-collectors")).to_contain_text("No collectors yet.")
+    expect(page.locator("#panel-stream_runs")).to_contain_text("No stream run failed or rejected records.")
+    expect(page.locator("#panel-data_corrections")).to_contain_text("No usage record waits for a correction.")
+    for name in ("api-gateway", "Usage export", "export/url"):
+        assert name not in page.locator("#console-dashboard").inner_text()
     screenshot(page, "dashboard-other-account")
 
     for changelist in ("metering/metertype", "metering/meter", "metering/meteredrecord", "streams/stream",
-                       "streams/solution", "parameters/parameter", "accounts/applicationaccess",
-                       "console/meternearcapacity", "notifications/notificationevent", "notifications/delivery"):
+                       "streams/solution", "parameters/parameter", "accounts/applicationaccess", "accounts/apikey",
+                       "console/meternearcapacity", "notifications/notificationevent", "notifications/delivery",
+                       "metering/datacorrection", "metering/usagerecord", "streams/streamrun",
+                       "collection/collector", "collection/collectedbatch"):
         page.goto(f"/admin/{changelist}/")
         expect(page.locator("#changelist-form .paginator, p.paginator").first).to_contain_text("0 ")
         assert page.locator("#result_list tbody tr").count() == 0, changelist
-    page.goto(f"/admin/metering/metertype/{acme.meter_type.pk}/change/")
-    expect(page.locator("ul.messagelist")).to_contain_text("doesn’t exist")
-    page.goto(f"/admin/metering/meter/{acme.near_meter.pk}/change/")
-    expect(page.locator("ul.messagelist")).to_contain_text("doesn’t exist")
+    correction = DataCorrection.objects.filter(account=account).first()
+    run = StreamRun.objects.get(stream=acme.failing_stream)
+    access, _ = account_services.application_access_create(account=account, name="acme-billing", scopes=["all"])
+    for foreign in (f"metering/metertype/{acme.meter_type.pk}/change/", f"metering/meter/{acme.near_meter.pk}/change/",
+                    f"metering/datacorrection/{correction.pk}/change/", f"streams/streamrun/{run.pk}/change/",
+                    f"collection/collector/{acme.collector.pk}/change/",
+                    f"accounts/applicationaccess/{access.pk}/change/"):
+        page.goto(f"/admin/{foreign}")
+        expect(page.locator("ul.messagelist")).to_contain_text("doesn’t exist")
+    stream = acme.failing_stream
+    for foreign in (f"streams/stream/{stream.pk}/compare/", f"streams/stream/{stream.pk}/preview/",
+                    f"streams/stream/{stream.pk}/export/", f"accounts/applicationaccess/{access.pk}/revoke/"):
+        assert page.goto(f"/admin/{foreign}").status == 404, foreign
+    # Nor can a form of hers be posted to act on them.
+    assert page.request.post(f"/admin/accounts/applicationaccess/{access.pk}/revoke/").status in (403, 404)
+    access.refresh_from_db()
+    assert access.is_active

@@ -274,3 +274,33 @@ def test_the_admin_lists_filters_edits_and_reprocesses_corrections(staff, accoun
     assert listed[2].status == "DISCARDED"
     # A correction that is no longer OPEN is shown, not edited.
     assert 'name="record"' not in staff.get(f"/admin/metering/datacorrection/{listed[2].pk}/change/").content.decode()
+
+
+def test_save_and_reprocess_counts_the_edited_record_at_once(staff, account, calls, listed):
+    correction = listed[0]  # no userId
+    page = staff.get(f"/admin/metering/datacorrection/{correction.pk}/change/").content.decode()
+    assert 'name="_reprocess"' in page
+    assert '\n  &quot;value&quot;: 1' in page  # the record is indented for editing by hand
+
+    fixed = dict(correction.record, userId="alice")
+    response = staff.post(f"/admin/metering/datacorrection/{correction.pk}/change/",
+                          {"record": json.dumps(fixed), "_reprocess": "Save and reprocess"})
+
+    assert (response.status_code, response["Location"]) == (302, f"/admin/metering/datacorrection/{correction.pk}/change/")
+    correction.refresh_from_db()
+    assert (correction.status, correction.record["userId"], correction.message) == ("REPROCESSED", "alice", "Counted.")
+    assert Meter.objects.get(meter_type=calls).value == Decimal(1)
+    shown = staff.get(response["Location"]).content.decode()
+    assert "Reprocessed: Counted." in shown
+    assert 'name="_reprocess"' not in shown and 'name="record"' not in shown  # done: shown, not edited
+
+
+def test_save_and_reprocess_of_a_record_still_refused_keeps_it_open_with_the_new_reason(staff, calls, listed):
+    correction = listed[0]
+    response = staff.post(f"/admin/metering/datacorrection/{correction.pk}/change/", {
+        "record": json.dumps(dict(correction.record, userId="nobody")), "_reprocess": "Save and reprocess"}, follow=True)
+
+    correction.refresh_from_db()
+    assert (correction.status, correction.reason, correction.attempts) == ("OPEN", "NO_MATCHING_METER", 2)
+    assert "Still refused (No matching meter (or meter type)): No meter of" in response.content.decode()
+    assert Meter.objects.get(meter_type=calls).value == Decimal(0)

@@ -419,6 +419,21 @@ def test_keys_older_than_the_window_are_purged_and_their_records_cannot_come_bac
     assert replay.results[0].reason == "TIMESTAMP_TOO_OLD"
 
 
+def test_beat_purges_expired_keys_daily(account, calls, meter, frozen):
+    from django_celery_beat.models import PeriodicTask
+
+    from metering.tasks import purge_usage_dedup_keys
+
+    scheduled = PeriodicTask.objects.get(name="metering: purge idempotency keys")
+    assert (scheduled.task, scheduled.enabled, scheduled.crontab.hour, scheduled.crontab.minute) == (
+        "metering.purge_usage_dedup_keys", True, "3", "47")
+    apply(account, [usage(calls, key="old")])
+    frozen.shift(timedelta(days=37))
+
+    assert purge_usage_dedup_keys.apply().get() == 1
+    assert not UsageDedupKey.objects.exists()
+
+
 def test_the_reset_folds_usage_that_arrived_after_period_end_into_the_new_period(account, calls, meter):
     from metering.flush import meters_flush_due
     from metering.models import MeteredRecord

@@ -73,6 +73,8 @@ def test_the_stream_page_shows_recent_runs(staff, ours):
     page = staff.get(f"/admin/streams/stream/{ours.pk}/change/").content.decode()
     assert "<td>manual</td><td>SUCCEEDED</td><td>2</td><td>0</td><td>1</td>" in page
     assert f"/admin/streams/streamrun/?stream__id__exact={ours.pk}" in page
+    run = StreamRun.objects.get(stream=ours)
+    assert f'<a href="/admin/streams/streamrun/{run.pk}/change/">' in page  # each run links to its page
 
 
 def test_sessions_per_store_and_the_time_out_action(staff, ours, theirs, account):
@@ -106,3 +108,21 @@ def test_engine_rows_are_read_only_in_the_admin(staff, ours):
     assert staff.get("/admin/streams/streamrun/add/").status_code == 403
     assert staff.post(f"/admin/streams/streamrun/{run.pk}/delete/", {"post": "yes"}).status_code == 403
     assert StreamRun.objects.filter(pk=run.pk).exists()
+
+
+def test_flush_deliveries_waiting_in_the_outbox_with_a_retry_now_action(staff, ours, theirs):
+    from streams.models import FlushDelivery
+
+    later = timezone.now() + datetime.timedelta(minutes=5)
+    waiting = engine_services.flushed_records_queue(stream=ours, node_id="sessions",
+                                                    records=[{"userId": "acme-u1", "value": 3}])
+    engine_services.flushed_records_queue(stream=theirs, node_id="sessions", records=[{"userId": "globex-u9"}])
+    FlushDelivery.objects.update(attempts=2, last_error="node peek: the target answered HTTP 503",
+                                 next_attempt_at=later)
+    page = staff.get("/admin/streams/flushdelivery/").content.decode()
+    assert "Orders" in page and "Globex orders" not in page and "the target answered HTTP 503" in page
+    assert "acme-u1" in staff.get(f"/admin/streams/flushdelivery/{waiting.pk}/change/").content.decode()
+    staff.post("/admin/streams/flushdelivery/", {"action": "retry_now", "_selected_action": [waiting.pk]})
+    assert FlushDelivery.objects.get(pk=waiting.pk).next_attempt_at < later
+    assert FlushDelivery.objects.get(stream=theirs).next_attempt_at == later
+    assert staff.post(f"/admin/streams/flushdelivery/{waiting.pk}/delete/", {"post": "yes"}).status_code == 403

@@ -143,9 +143,9 @@ def test_refused_records_go_to_data_correction_and_reprocessing_meters_them(acco
                                   {"userId": "u1", "value": "many", "plan": "pro"}])
         run = engine_services.stream_run_collected(stream_id=stream.pk)
         assert (run.records_out, run.records_rejected) == (0, 3)
-        assert [r["reason"] for r in run.rejections] == [
-            f"no meter of meterKey {KEY} for this userId in category premium",
-            "userId is required (a non-empty string)", "value must be a number"]
+        assert [r["reason"] for r in run.rejections] == [  # in the order the records came
+            "userId is required (a non-empty string)",
+            f"no meter of meterKey {KEY} for this userId in category premium", "value must be a number"]
         corrections = {c.record.get("userId"): c for c in DataCorrection.objects.filter(account=account)}
         assert sorted((str(k), c.reason, c.node, c.source) for k, c in corrections.items()) == [
             ("None", "MISSING_USER_ID", "meter", "stream"), ("u1", "NON_NUMERIC_VALUE", "meter", "stream"),
@@ -216,15 +216,15 @@ def test_batch_streams_get_a_beat_schedule_and_lose_it_when_deleted(account, sol
     assert StreamRun.objects.count() == 0
 
 
-def test_flushed_metered_records_go_to_the_meter_nodes_downstream_nodes_after_commit(
+def test_flushed_metered_records_are_queued_with_the_flush_and_delivered_downstream_after_commit(
         account, solution, collector, meters, monkeypatch, django_capture_on_commit_callbacks):
     from metering.flush import meters_flush_all_due
     from streams import tasks
-    from streams.models import InspectRecord
+    from streams.models import FlushDelivery, InspectRecord
 
     premium, _ = meters
-    queued = []
-    monkeypatch.setattr(tasks.deliver_flushed_records, "delay", lambda *args: queued.append(args))
+    woken = []
+    monkeypatch.setattr(tasks.deliver_flushed_records, "delay", lambda *args: woken.append(args))
     config = stream_config(collector.pk)
     config["nodes"].append({"id": "peek", "name": "Peek", "type": "inspect", "config": {}})
     config["edges"].append({"source": "meter", "target": "peek"})
@@ -236,14 +236,43 @@ def test_flushed_metered_records_go_to_the_meter_nodes_downstream_nodes_after_co
     period_end = Meter.objects.get(meter_type=premium, user_id="u1").period_end
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         meters_flush_all_due(now=period_end + datetime.timedelta(seconds=1))
-    assert queued == []  # nothing leaves before the flush commits
+    # The outbox row is written in the flush's transaction; the worker is woken after commit.
+    assert list(FlushDelivery.objects.values_list("stream_id", "node_id", "record_count")) == [
+        (stream.pk, "meter", 4)]
+    assert woken == []
     for callback in callbacks:
         callback()
-    assert [(stream_id, node_id, len(records)) for stream_id, node_id, records in queued] == [
-        (str(stream.pk), "meter", 4)]
-    for args in queued:
-        tasks.deliver_flushed_records.apply(args=args).get()
+    assert woken == [(str(stream.pk), "meter")]
+    assert tasks.deliver_flushed_records.apply(args=woken[0]).get() == 4
+    assert tasks.deliver_flushed_records.apply(args=woken[0]).get() == 0  # delivered once
     inspected = sorted((r.record["userId"], r.record["meterTypeName"], r.record["value"])
                        for r in InspectRecord.objects.filter(stream=stream, node_id="peek"))
     assert inspected == [("u1", "Premium calls", 5), ("u1", "Standard calls", 0),
                          ("u2", "Premium calls", 0), ("u2", "Standard calls", 0)]
+    assert FlushDelivery.objects.count() == 0
+    run = StreamRun.objects.get(stream=stream, trigger="flush")
+    assert (run.status, run.records_in, run.node_counts) == ("SUCCEEDED", 4, {"meter": {"in": 0, "out": 4,
+                                                                                         "rejected": 0},
+                                                                              "peek": {"in": 4, "out": 4,
+                                                                                       "rejected": 0}})
+
+
+def test_a_run_reads_batches_in_order_up_to_its_byte_budget_and_no_run_is_recorded_for_nothing(
+        account, solution, collector, meters, monkeypatch):
+    premium, _ = meters
+    with time_machine.travel(T0 + datetime.timedelta(minutes=1), tick=False):
+        stream = make(account, solution, stream_config(collector.pk))
+        sequences = [send(account, collector, [{"userId": "u1", "value": n, "plan": "pro"}]) for n in (1, 2, 3)]
+        size = CollectedBatch.objects.get(sequence=sequences[0]).size_bytes
+        monkeypatch.setattr(engine_services, "COLLECTED_BYTES_PER_RUN", 2 * size)
+        first = engine_services.stream_run_collected(stream_id=stream.pk)
+        second = engine_services.stream_run_collected(stream_id=stream.pk)
+        monkeypatch.setattr(engine_services, "COLLECTED_BYTES_PER_RUN", 1)  # the first batch is always read
+        assert engine_services.stream_run_collected(stream_id=stream.pk) is None
+        send(account, collector, [{"userId": "u1", "value": 4, "plan": "pro"}])
+        third = engine_services.stream_run_collected(stream_id=stream.pk)
+    assert [(run.source_first_sequence, run.source_last_sequence) for run in (first, second)] == [
+        (sequences[0], sequences[1]), (sequences[2], sequences[2])]
+    assert third.records_in == 1
+    assert StreamRun.objects.filter(stream=stream).count() == 3  # nothing was recorded for the empty call
+    assert values(premium) == [("u1", 10.0, 4), ("u2", 0.0, 0)]
