@@ -5,8 +5,10 @@
 
 Runs gunicorn (2 sync workers), a real Celery worker and beat (the DatabaseScheduler, whose
 every-minute reset sweep is installed by migration) on PostgreSQL and Redis. The load is a
-round-robin of: Amberflo ingest (POST /ingest), send data, report usage, a usage query
-(GET /usage) and an admin changelist page. The meter type resets every minute ("* * * * *").
+round-robin of: Amberflo ingest (POST /ingest), send data, report usage, a meter-types list
+(GET /meter-types) and an admin changelist page. Each client thread has its own token and API key,
+as separate clients would (rate limits are per client: one shared token would meet the
+meter-types limit, 20/s, once the machine is fast enough). The meter type resets every minute ("* * * * *").
 First the capacity of the mix is measured for 10 s with closed-loop clients; then the soak sends
 requests at half of it, paced. Printed: the error count (target 0; anything not 2xx or a network
 error), p50/p99 latency, requests sent, metered records written (resets happened), and the RSS
@@ -60,7 +62,7 @@ def tree_rss_mb(pid: int) -> float:
     return rss_mb(pid) + sum(rss_mb(child) for child in _children_of(pid))
 
 
-def setup() -> dict:
+def setup(clients: int) -> dict:
     from django.contrib.auth import get_user_model
 
     from accounts import services as account_services
@@ -75,9 +77,12 @@ def setup() -> dict:
         MeterType.objects.filter(account=old).delete()
         old.delete()
     account = account_services.account_get_or_create(name=ACCOUNT)
-    access, secret = account_services.application_access_create(account=account, name="soak", scopes=["all"])
-    token = account_services.access_token_issue(client_id=access.client_id, client_secret=secret).access_token
-    _, api_key = account_services.api_key_create(account=account, name="soak")
+    tokens, api_keys = [], []
+    for index in range(clients):  # tokens live an hour: long enough for any soak up to 55 minutes
+        access, secret = account_services.application_access_create(account=account, name=f"soak-{index}",
+                                                                    scopes=["all"])
+        tokens.append(account_services.access_token_issue(client_id=access.client_id, client_secret=secret).access_token)
+        api_keys.append(account_services.api_key_create(account=account, name=f"soak-{index}")[1])
     meter_type = metering_services.meter_type_create(
         account_id=account.pk, name="Soak calls", unit="calls", aggregation="SUM", reset_cron="* * * * *",
         timezone="Etc/UTC", api_name="soak-calls")
@@ -89,16 +94,18 @@ def setup() -> dict:
     user_model = get_user_model()
     user_model.objects.filter(username="soak-admin").delete()
     user_model.objects.create_superuser(username="soak-admin", password="soak-admin-pw-1")
-    return {"account": account, "token": token, "api_key": api_key, "collector": str(collector.pk),
+    return {"account": account, "tokens": tokens, "api_keys": api_keys, "collector": str(collector.pk),
             "meter_type": meter_type}
 
 
 class Client:
-    """One keep-alive-less HTTP client with a logged-in admin session."""
+    """One keep-alive-less HTTP client with its own token and API key, and a logged-in admin session."""
 
-    def __init__(self, base_url: str, context: dict):
+    def __init__(self, base_url: str, context: dict, index: int):
         self.base = base_url
         self.context = context
+        self.token = context["tokens"][index]
+        self.api_key = context["api_keys"][index]
         self.cookies = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
         self.opener.open(f"{base_url}/admin/login/", timeout=10).read()
@@ -113,10 +120,10 @@ class Client:
     def one(self) -> tuple[str, int, float]:
         self.step += 1
         user = f"user-{self.step % USERS}"
-        bearer = {"Authorization": f"Bearer {self.context['token']}", "Content-Type": "application/json"}
+        bearer = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         kind = ("ingest", "send", "report", "usage", "admin")[self.step % 5]
         if kind == "ingest":
-            method, path, headers = "POST", "/ingest", {"X-API-KEY": self.context["api_key"],
+            method, path, headers = "POST", "/ingest", {"X-API-KEY": self.api_key,
                                                         "Content-Type": "application/json"}
             body = json.dumps([{"meterApiName": "soak-calls", "customerId": user, "meterValue": 1,
                                 "meterTimeInMillis": int(time.time() * 1000), "uniqueId": uuid.uuid4().hex}])
@@ -151,8 +158,8 @@ def run_clients(base_url: str, context: dict, clients: int, seconds: float, rate
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
-    def loop() -> None:
-        client = Client(base_url, context)
+    def loop(index: int) -> None:
+        client = Client(base_url, context, index)
         interval = clients / rate if rate else 0.0
         next_at = time.monotonic()
         while time.monotonic() < deadline:
@@ -165,7 +172,7 @@ def run_clients(base_url: str, context: dict, clients: int, seconds: float, rate
                 if pause > 0:
                     time.sleep(pause)
 
-    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    threads = [threading.Thread(target=loop, args=(index,)) for index in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -194,7 +201,7 @@ def main() -> None:
     ensure_database(env["DATABASE_URL"])
     migrate(env)
     django_setup(env)
-    context = setup()
+    context = setup(args.clients)
     log_dir = Path(os.environ.get("SOAK_LOG_DIR", "/tmp"))
     from metering.models import MeteredRecord
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import decimal
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -205,11 +206,12 @@ def parse_timestamp(raw: Any, now: datetime) -> datetime:
             moment = datetime.fromisoformat(text)
         else:
             raise ValueError
+        if moment.tzinfo is None:
+            raise RecordRefused(Reason.INVALID_TIMESTAMP, "The timestamp must carry a timezone (Z or an offset).")
+        # In UTC, 0001-01-01T00:00+01:00 is before year 1 and 9999-12-31T23:59-01:00 after 9999.
+        return moment.astimezone(UTC)
     except (ValueError, OverflowError, OSError):
         raise RecordRefused(Reason.INVALID_TIMESTAMP, f"The timestamp {str(raw)[:40]!r} is not ISO 8601 or Unix milliseconds.")
-    if moment.tzinfo is None:
-        raise RecordRefused(Reason.INVALID_TIMESTAMP, "The timestamp must carry a timezone (Z or an offset).")
-    return moment.astimezone(UTC)
 
 
 def normalise_key(key: str) -> str:
@@ -247,6 +249,20 @@ def _json(value: Any) -> Any:
 
 def _encode(value: Any) -> str:
     return _ENCODER.encode(value).decode()
+
+
+# A JSON \u0000 escape (not an escaped backslash followed by "u0000").
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _storable_json(text: str) -> str:
+    """JSON text PostgreSQL's jsonb takes: a refused record keeps every field, its NUL characters
+    (records from streams may hold them) shown as U+FFFD, so that the correction can be stored."""
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
+
+
+def _storable_text(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
 
 
 def _json_text(value: Any) -> str:
@@ -528,7 +544,10 @@ def _type_reference(record: UsageInput) -> uuid.UUID | str:
         except ValueError:
             raise RecordRefused(Reason.NO_MATCHING_METER, f"No meter type has the id {str(reference)[:40]!r}.")
     if record.meter_api_name:
-        return str(record.meter_api_name)
+        name = str(record.meter_api_name)
+        if "\x00" in name:  # PostgreSQL cannot compare text holding NUL: no type has such a name
+            raise RecordRefused(Reason.NO_MATCHING_METER, "The meter name must not contain NUL characters.")
+        return name
     raise RecordRefused(Reason.NO_MATCHING_METER, "The record names no meter type.")
 
 
@@ -1172,8 +1191,9 @@ class _PostgresBackend(_Backend):
         rows = self.execute(self.CORRECTIONS, {
             "account": self.account_id, "source": source, "source_ref": source_ref or "", "now": now,
             "ids": [uuid.uuid4() for _ in unique], "nodes": [r.node or "" for r in unique],
-            "reasons": [str(r.reason) for r in unique], "messages": [r.message[:500] for r in unique],
-            "records": [_encode(r.record) for r in unique], "keys": [r.key for r in unique],
+            "reasons": [str(r.reason) for r in unique],
+            "messages": [_storable_text(r.message[:500]) for r in unique],
+            "records": [_storable_json(_encode(r.record)) for r in unique], "keys": [r.key for r in unique],
             "hashes": [r.request_hash or "" for r in unique],
         }).fetchall()
         ids = {key: correction_id for correction_id, key in rows}

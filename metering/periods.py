@@ -27,11 +27,42 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from croniter import croniter
 from croniter.croniter import CroniterError
 
+from config.api.schema import WHITESPACE_CLASS
+
 # Entries skipped before a boundary is found: only wall times already passed on a fall-back
 # night are skipped (at most one repeated interval's worth, 60 for an every-minute schedule).
 _MAX_SKIPPED_ENTRIES = 1_000
 # "R" (random) and "H" (hashed) entries would make boundaries differ between computations.
 _NONDETERMINISTIC = re.compile(r"(?<![A-Za-z])[HhRr](?![A-Za-z])")
+
+
+def _names(*names: str) -> str:
+    """Three-letter names in any case, without an inline flag (JSON Schema patterns have none)."""
+    return "|".join("".join(f"[{letter.upper()}{letter.lower()}]" for letter in name) for name in names)
+
+
+def _cron_field(value: str) -> str:
+    """A comma-separated list of ``*``, ``v`` or ``v-v``, each optionally ``/step``."""
+    item = rf"(?:\*|(?:{value})(?:-(?:{value}))?)(?:/[1-9][0-9]{{0,2}})?"
+    return rf"{item}(?:,{item})*"
+
+
+# The crontab syntax accepted, and documented as the schema's pattern: five fields (minute 0-59,
+# hour 0-23, day of month 1-31 or L for the last day, month 1-12 or JAN-DEC, day of week 0-7 or
+# SUN-SAT, with 0 and 7 both Sunday), separated by whitespace. croniter reads more (H, R, W, #, ?,
+# out-of-range steps); a schedule is refused unless it has this shape, so the schema says exactly
+# what is accepted. The only other refusal is a schedule that never fires (30 February).
+_MONTHS = _names("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_WEEKDAYS = _names("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+_SPACE = f"[{WHITESPACE_CLASS}]"
+CRON_PATTERN = f"^{_SPACE}*" + f"{_SPACE}+".join([
+    _cron_field(r"[0-5]?[0-9]"),
+    _cron_field(r"[01]?[0-9]|2[0-3]"),
+    rf"(?:L|{_cron_field(r'0?[1-9]|[12][0-9]|3[01]')})",
+    _cron_field(rf"0?[1-9]|1[0-2]|{_MONTHS}"),
+    _cron_field(rf"[0-7]|{_WEEKDAYS}"),
+]) + f"{_SPACE}*$"
+_CRON = re.compile(CRON_PATTERN.removesuffix("$") + r"\Z")
 
 
 class InvalidSchedule(ValueError):
@@ -48,8 +79,10 @@ def validate_cron(cron: str) -> str:
     normalised = " ".join(fields)
     if _NONDETERMINISTIC.search(normalised):
         raise InvalidSchedule("Random (R) and hashed (H) cron entries are not supported.")
-    if not croniter.is_valid(normalised):
-        raise InvalidSchedule(f"'{normalised}' is not a valid cron expression.")
+    if not _CRON.match(cron) or not croniter.is_valid(normalised):
+        raise InvalidSchedule(
+            f"'{normalised}' is not a valid cron expression: each field is *, a value or a range (a-b), "
+            "optionally /step, or a comma-separated list of them; names for months and days of the week.")
     try:
         # A valid-looking expression may never fire (30 February): it must have a next time.
         croniter(normalised, datetime(2000, 1, 1)).get_next(datetime)
@@ -59,13 +92,14 @@ def validate_cron(cron: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _timezone_names() -> frozenset[str]:
+def timezone_names() -> frozenset[str]:
+    """The IANA names a meter type may use (the installed tz database)."""
     return frozenset(available_timezones())
 
 
 def validate_timezone(name: str) -> ZoneInfo:
     """An IANA timezone name (``Europe/Stockholm``, ``Etc/UTC``); raise ``InvalidSchedule`` otherwise."""
-    if not isinstance(name, str) or name not in _timezone_names():
+    if not isinstance(name, str) or name not in timezone_names():
         raise InvalidSchedule(f"'{name}' is not an IANA timezone name.")
     try:
         return ZoneInfo(name)

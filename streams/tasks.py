@@ -18,8 +18,14 @@ def run_stream(self, stream_id: str, trigger: str = StreamRun.Trigger.REALTIME) 
     """Run a stream over its collectors' next batches. Safe to run twice: a batch is consumed
     only together with the run's effects. After a run that consumed batches, the next run is
     queued until one finds nothing new. A failed run consumed nothing; it is retried with
-    backoff (and the next collected batch triggers it again anyway)."""
-    run = services.stream_run_collected(stream_id=stream_id, trigger=trigger)
+    backoff (and the next collected batch triggers it again anyway). A stream deleted since the
+    task was queued has nothing left to run."""
+    from streams.exceptions import StreamNotFound
+
+    try:
+        run = services.stream_run_collected(stream_id=stream_id, trigger=trigger)
+    except StreamNotFound:
+        return None
     if run is None:
         return None
     if run.status == StreamRun.Status.FAILED:

@@ -28,10 +28,12 @@ from config.api.parsers import MalformedJson
 from config.api.permissions import require_scopes
 from config.api.principal import principal_from_request
 from config.api.ratelimit import enforce_rate_limit
-from config.api.schema import ERROR_RESPONSES
+from config.api.schema import ERROR_RESPONSES, NOT_BLANK_PATTERN
 
 SEND_DATA_SCOPES = ("online-collection:ingest:collectors",)
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
+                          "pattern": NOT_BLANK_PATTERN}
 
 
 class SendDataBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -162,8 +164,8 @@ class SendDataSchemaView(APIView):
         ),
         parameters=[
             OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The collector's id."),
-            OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-                             description="1–255 characters, unique per account."),
+            OpenApiParameter("Idempotency-Key", IDEMPOTENCY_KEY_SCHEMA, OpenApiParameter.HEADER, required=False,
+                             description="1–255 characters (not all spaces), unique per account."),
         ],
         request=SendDataRequestSerializer,
         responses={

@@ -22,15 +22,6 @@ class CollectorSerializer(ApiModelSerializer):
         read_only_fields = fields
 
 
-class JsonStringField(serializers.CharField):
-    """A JSON string: a number or a boolean is a 400, not coerced to text (the schema says string)."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            raise serializers.ValidationError("Must be a string.")
-        return super().to_internal_value(data)
-
-
 @extend_schema_field({"oneOf": [{"type": "string"}, {"type": "object"}, {"type": "array"}]})
 class SendDataField(serializers.JSONField):
     """The send-data payload: a string, an object or an array (null and bare numbers are refused)."""
@@ -39,7 +30,9 @@ class SendDataField(serializers.JSONField):
 class CollectorWriteSerializer(StrictSerializerMixin, serializers.Serializer):
     """Create and update bodies: ``{"name": "…"}`` (1–80 characters, ``^[\\w\\s().-]+$``)."""
 
-    name = JsonStringField(min_length=1, max_length=80,
+    patch_is_partial = False  # PATCH takes the whole body too: name is required (config.api.schema)
+
+    name = serializers.CharField(min_length=1, max_length=80,
                                  validators=[RegexValidator(NAME_PATTERN, message=NAME_MESSAGE)])
 
 

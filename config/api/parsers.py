@@ -58,7 +58,7 @@ def _path(parent: str, key: str | int) -> str:
     return f"{parent}.{key}" if parent else key
 
 
-def _check_structure(value: Any) -> None:
+def check_structure(value: Any) -> None:
     """Depth and string contents, iteratively (a recursive walk would overflow on deep input).
     A field path (``records[3].name``) is built only for containers and for an error."""
     stack: list[tuple[Any, int, str, str | int | None]] = [(value, 1, "", None)]
@@ -95,7 +95,7 @@ def decode_json(body: bytes | str) -> Any:
         raise MalformedJson(f"JSON nesting deeper than {MAX_JSON_DEPTH} levels.", code="JSON_TOO_DEEP")
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJson(f"The request body is not valid JSON: {exc}"[:300])
-    _check_structure(value)
+    check_structure(value)
     return value
 
 

@@ -100,7 +100,13 @@ def _lookup_api_key(raw_key: str) -> Principal | None:
 
 
 def principal_from_request(request: HttpRequest, *, allow_api_key: bool = False) -> Principal:
-    """Resolve the caller or raise 401/403. Used by DRF authentication and by plain hot-path views."""
+    """Resolve the caller or raise 401/403. Used by DRF authentication and by plain hot-path views.
+
+    Where an endpoint takes an ``X-API-KEY`` as well as a bearer token, every credential sent is
+    checked: an unknown key is 401 even next to a valid token (a client must not believe a key
+    works because its token carried the call). Both together must belong to one account; the
+    token then names the caller (its scopes apply).
+    """
     header = request.META.get("HTTP_AUTHORIZATION", "")
     principal: Principal | None = None
     if header:
@@ -110,10 +116,15 @@ def principal_from_request(request: HttpRequest, *, allow_api_key: bool = False)
         principal = _lookup_token(credential.strip())
         if principal is None:
             raise Unauthorized("The access token is unknown, revoked or expired.", code="INVALID_TOKEN")
-    elif allow_api_key and request.META.get("HTTP_X_API_KEY"):
-        principal = _lookup_api_key(request.META["HTTP_X_API_KEY"].strip())
-        if principal is None:
+    api_key = request.META.get("HTTP_X_API_KEY") if allow_api_key else None
+    if api_key is not None:
+        key_principal = _lookup_api_key(api_key.strip()) if api_key.strip() else None
+        if key_principal is None:
             raise Unauthorized("The API key is unknown or revoked.", code="INVALID_API_KEY")
+        if principal is not None and principal.account_id != key_principal.account_id:
+            raise Unauthorized("The access token and the API key belong to different accounts.",
+                               code="CREDENTIALS_MISMATCH")
+        principal = principal or key_principal
     if principal is None:
         raise Unauthorized("Authentication credentials were not provided.")
     _check_identity_headers(request, principal)

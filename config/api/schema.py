@@ -9,8 +9,10 @@ endpoint cannot forget one.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from drf_spectacular.drainage import has_override
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import is_list_serializer
 from drf_spectacular.types import OpenApiTypes
@@ -86,6 +88,25 @@ def implied_error_statuses(operation: dict[str, Any]) -> set[int]:
     return statuses
 
 
+# The characters Python calls whitespace (``str.isspace``: what ``strip()`` and ``split()`` remove), as
+# the body of a pattern's character class. Spelled out because ``\s`` differs between Python and the
+# ECMA-262 patterns of JSON Schema (\x1c-\x1f and \x85 are whitespace only to Python, \ufeff only to ECMA).
+WHITESPACE_CLASS = r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# What a trimmed text field refuses as blank, said as JSON Schema: at least one non-space character.
+NOT_BLANK_PATTERN = f"[^{WHITESPACE_CLASS}]"
+
+
+def _refuse_blank(field: serializers.Field, schema: dict[str, Any]) -> None:
+    """A text field DRF trims before refusing a blank value ("  ") needs a non-space: say so."""
+    if not (isinstance(field, serializers.CharField) and field.trim_whitespace and not field.allow_blank
+            and schema.get("type") == "string" and "enum" not in schema and not has_override(field, "field")):
+        return
+    if "pattern" in schema:
+        schema.setdefault("allOf", []).append({"pattern": NOT_BLANK_PATTERN})
+    else:
+        schema["pattern"] = NOT_BLANK_PATTERN
+
+
 class ApiAutoSchema(AutoSchema):
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)
@@ -97,12 +118,32 @@ class ApiAutoSchema(AutoSchema):
             one_of_required = getattr(serializer, "requires_one_of", None)
             if one_of_required:
                 schema["anyOf"] = [{"required": [name]} for name in one_of_required]
+            exactly_one_required = getattr(serializer, "requires_exactly_one_of", None)
+            if exactly_one_required:
+                schema["oneOf"] = [{"required": [name]} for name in exactly_one_required]
+            for name, field in serializer.fields.items():
+                field_schema = schema.get("properties", {}).get(name)
+                if field_schema is not None:
+                    _refuse_blank(field, field_schema)
+                    if isinstance(field, serializers.ListField) and "items" in field_schema:
+                        _refuse_blank(field.child, field_schema["items"])
         return schema
+
+    def resolve_serializer(self, serializer, direction, bypass_extensions=False):
+        # drf-spectacular documents every PATCH body as partial (no field required); a serializer
+        # that its view validates whole (``patch_is_partial = False``) is documented as it is checked.
+        if getattr(serializer, "partial", False) and getattr(serializer, "patch_is_partial", True) is False:
+            serializer = copy.copy(serializer)
+            serializer.partial = False
+        return super().resolve_serializer(serializer, direction, bypass_extensions)
 
     def _get_request_for_media_type(self, serializer, direction="request"):
         schema, required = super()._get_request_for_media_type(serializer, direction)
+        if isinstance(serializer, dict):
+            return schema, True  # a body given as a JSON Schema is what a hot-path view decodes: never optional
         # A body that must name one of several optional fields cannot be left out either.
-        return schema, required or bool(getattr(serializer, "requires_one_of", None))
+        return schema, required or bool(getattr(serializer, "requires_one_of", None)
+                                        or getattr(serializer, "requires_exactly_one_of", None))
 
     def _is_list_view(self, serializer=None) -> bool:
         # AccountScopedViewSet.list answers ``{list_key: [...]}``, an object: never wrap it in an array.

@@ -35,6 +35,8 @@ class DataCorrectionSerializer(CamelCaseModelSerializer):
 
 
 class DataCorrectionUpdateSerializer(StrictSerializerMixin, serializers.Serializer):
+    patch_is_partial = False  # PATCH replaces the record: it is required (config.api.schema)
+
     record = ObjectField(help_text="The corrected record (same shape as the source sent it).")
 
 

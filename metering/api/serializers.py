@@ -10,11 +10,15 @@ import re
 from decimal import Decimal
 
 from django.db import models
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.api.schema import NOT_BLANK_PATTERN
 from config.api.serializers import ApiModelSerializer, StrictSerializerMixin, format_timestamp
+from metering import periods
 from metering.models import Meter, MeteredRecord, MeterType
+from metering.validators import MAX_DIMENSION_LENGTH, MAX_DIMENSIONS, validate_dimensions
 
 
 class NumberField(serializers.DecimalField):
@@ -27,7 +31,7 @@ class NumberField(serializers.DecimalField):
         return int(value) if value == value.to_integral_value() else float(value)
 
 
-_THRESHOLD_NAME = {"type": "string", "maxLength": 80}
+_THRESHOLD_NAME = {"type": "string", "minLength": 1, "maxLength": 80, "pattern": NOT_BLANK_PATTERN}
 
 
 @extend_schema_field({
@@ -43,9 +47,29 @@ class ThresholdsField(serializers.JSONField):
     """A JSONField whose OpenAPI shape is declared by the decorator above."""
 
 
-@extend_schema_field({"type": "array", "items": {"type": "string"}})
-class StringListField(serializers.JSONField):
-    """A JSONField whose OpenAPI shape is declared by the decorator above."""
+DIMENSIONS_SCHEMA = {
+    "type": "array", "maxItems": MAX_DIMENSIONS, "uniqueItems": True,
+    "items": {"type": "string", "minLength": 1, "maxLength": MAX_DIMENSION_LENGTH, "pattern": NOT_BLANK_PATTERN},
+}
+
+
+@extend_schema_field(DIMENSIONS_SCHEMA)
+class DimensionsField(serializers.JSONField):
+    """Dimension names as ``validate_dimensions`` checks them (distinct, not blank), said in the schema."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("validators", [validate_dimensions])
+        super().__init__(**kwargs)
+
+
+@extend_schema_field({**DIMENSIONS_SCHEMA, "minItems": 1})
+class NonEmptyDimensionsField(DimensionsField):
+    """DimensionsField holding at least one name."""
+
+    def to_internal_value(self, data):
+        if data == []:
+            raise serializers.ValidationError("Give at least one value.")
+        return super().to_internal_value(data)
 
 
 @extend_schema_field({"type": "array", "items": {"type": "object", "additionalProperties": True}})
@@ -58,11 +82,30 @@ class ObjectField(serializers.JSONField):
     """A JSONField whose OpenAPI shape is declared by the decorator above."""
 
 
-# JSON columns and the shape the OpenAPI document gives them (validation stays on the model).
-JSON_SHAPES = {
-    "thresholds": ThresholdsField, "dimensions": StringListField, "groups": ObjectListField,
+class TimezoneField(serializers.CharField):
+    """An IANA timezone name; documented as the enum of the names ``validate_timezone`` accepts."""
+
+
+class TimezoneFieldSchema(OpenApiSerializerFieldExtension):
+    """The enum is built when the schema is, not at import (it reads the installed tz database)."""
+
+    target_class = TimezoneField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "string", "enum": sorted(periods.timezone_names())}
+
+
+@extend_schema_field({"type": "string", "maxLength": 100, "pattern": periods.CRON_PATTERN})
+class CronField(serializers.CharField):
+    """A reset schedule: ``periods.validate_cron`` (through the model) checks what the pattern says,
+    and that the schedule fires at all."""
+
+
+# Model fields whose OpenAPI shape the field class above declares (validation stays on the model).
+FIELD_SHAPES = {
+    "thresholds": ThresholdsField, "dimensions": DimensionsField, "groups": ObjectListField,
     "group_breakdowns": ObjectListField, "custom_fields": ObjectField, "carry_first": ObjectField,
-    "carry_last": ObjectField, "meter_metadata": ObjectField,
+    "carry_last": ObjectField, "meter_metadata": ObjectField, "timezone": TimezoneField,
 }
 
 
@@ -74,7 +117,7 @@ class CamelCaseModelSerializer(ApiModelSerializer):
     def build_field(self, field_name, info, model_class, nested_depth):
         model_field = re.sub(r"(?<!^)(?=[A-Z])", "_", field_name).lower()
         field_class, kwargs = super().build_field(model_field, info, model_class, nested_depth)
-        field_class = JSON_SHAPES.get(model_field, field_class)
+        field_class = FIELD_SHAPES.get(model_field, field_class)
         if model_field != field_name:
             kwargs["source"] = model_field
         return field_class, kwargs
@@ -85,7 +128,7 @@ class AggregationSerializer(StrictSerializerMixin, serializers.Serializer):
 
 
 class ResetScheduleSerializer(StrictSerializerMixin, serializers.Serializer):
-    cron = serializers.CharField(source="reset_cron", max_length=100)
+    cron = CronField(source="reset_cron", max_length=100)
 
 
 class MeterTypeSerializer(StrictSerializerMixin, CamelCaseModelSerializer):
@@ -141,6 +184,8 @@ class MeterSerializer(CamelCaseModelSerializer):
 
 class MeterCreateSerializer(StrictSerializerMixin, CamelCaseModelSerializer):
     """Seed 000's create body: ``meterTypeId`` or the type's ``externalRef``, plus meterKey and userId."""
+
+    requires_exactly_one_of = ("meterTypeId", "externalRef")  # services.meter_create refuses both and neither
 
     meterTypeId = serializers.CharField(source="meter_type_id", max_length=36, required=False)  # noqa: N815
     externalRef = serializers.CharField(  # noqa: N815

@@ -167,7 +167,7 @@ class MeterViewSet(AccountScopedViewSet):
 
     def filter_list(self, queryset):
         params = self.request.query_params
-        if params.get("meterTypeId"):
+        if "meterTypeId" in params:  # an empty value is not a uuid either: 400, as the schema says
             try:
                 queryset = queryset.filter(meter_type_id=uuid.UUID(params["meterTypeId"]))
             except ValueError:

@@ -21,7 +21,7 @@ from django.db import transaction
 
 from config.api.errors import ValidationFailed
 from metering import services
-from metering.compat.decoding import check_amount, decode
+from metering.compat.decoding import decode, decode_amount
 from metering.compat.exceptions import FilteringRuleNotFound, MeterDefinitionNotFound
 from metering.exceptions import AggregationImmutable
 from metering.ledger import Outcome, UsageInput, UsageResult, normalise_key, usage_apply
@@ -97,7 +97,6 @@ def meter_definition_update(*, account_id: uuid.UUID, meter_api_name: str, displ
     """Rename a definition or change its dimensions. Its type (aggregation) cannot change."""
     meter_type = meter_definition_get(account_id=account_id, meter_api_name=meter_api_name)
     if kind is not None and kind != definition_type(meter_type):
-        _check_type(kind)
         raise AggregationImmutable(
             "The type of a meter definition cannot be changed.",
             details=[{"field": "type", "message": "The type of a meter definition cannot be changed."}])
@@ -171,22 +170,31 @@ def filtering_rule_delete(*, rule: MeterEventFilteringRule) -> None:
 ApiName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
 UniqueId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-DimensionName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 DimensionValue = Annotated[str, msgspec.Meta(max_length=1000)]
+MAX_DIMENSIONS = 50  # per event
+MAX_VALUES = 100  # meters per event
 # Up to year 9999 in Unix milliseconds.
 Millis = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799_999)]
 
 
 class MeterEvent(msgspec.Struct):
-    """Seed 002's MeterEvent: one event for one meter, or for several through ``values``."""
+    """Seed 002's MeterEvent: one event for one meter, or for several through ``values``.
+
+    A field left out is None; an explicit null is refused, as the schema says (msgspec checks a sent
+    value against the annotation, never against the default). Amounts arrive as ``msgspec.Raw``
+    (so that a string is refused, not read as a number) and ``decode_events`` puts their Decimal
+    in their place.
+    """
 
     customerId: CustomerId  # noqa: N815 - the API's field names
     meterTimeInMillis: Millis  # noqa: N815
-    meterApiName: ApiName | None = None  # noqa: N815
-    meterValue: Decimal | None = None  # noqa: N815
-    uniqueId: UniqueId | None = None  # noqa: N815
-    dimensions: Annotated[dict[DimensionName, DimensionValue], msgspec.Meta(max_length=50)] | None = None
-    values: Annotated[dict[ApiName, Decimal], msgspec.Meta(max_length=100)] | None = None
+    meterApiName: ApiName = None  # type: ignore[assignment]  # noqa: N815
+    meterValue: msgspec.Raw = None  # type: ignore[assignment]  # noqa: N815 - a Decimal after decode_events
+    uniqueId: UniqueId = None  # type: ignore[assignment]  # noqa: N815
+    # Names (keys) are not bounded here: OpenAPI 3.0 cannot say a bound on keys, and the body limit
+    # bounds them. An unknown meter name in values goes to data correction.
+    dimensions: Annotated[dict[str, DimensionValue], msgspec.Meta(max_length=MAX_DIMENSIONS)] = None  # type: ignore[assignment]
+    values: Annotated[dict[str, msgspec.Raw], msgspec.Meta(max_length=MAX_VALUES)] = None  # type: ignore[assignment]
 
 
 @lru_cache(maxsize=4)
@@ -205,9 +213,10 @@ def decode_events(body: bytes) -> list[MeterEvent]:
             raise ValidationFailed.for_field(f"{prefix}{field}", f"{field} is required (or give values).")
         if (event.meterApiName is None) != (event.meterValue is None):
             raise ValidationFailed.for_field(f"{prefix}meterValue", "meterApiName and meterValue go together.")
-        check_amount(event.meterValue, f"{prefix}meterValue")
-        for name, value in (event.values or {}).items():
-            check_amount(value, f"{prefix}values.{name}")
+        if event.meterValue is not None:
+            event.meterValue = decode_amount(event.meterValue, f"{prefix}meterValue")
+        if event.values is not None:
+            event.values = {name: decode_amount(value, f"{prefix}values.{name}") for name, value in event.values.items()}
     return events
 
 

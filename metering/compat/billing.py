@@ -22,7 +22,7 @@ from django.utils.timezone import now as utc_now
 from accounts.models import Account
 from config.api.errors import IdempotencyKeyReused, ValidationFailed
 from config.api.serializers import format_timestamp
-from metering.compat.decoding import check_amount, decode
+from metering.compat.decoding import decode, decode_amount
 from metering.compat.exceptions import (
     LicenseRequired,
     MeterArchived,
@@ -45,16 +45,23 @@ KEY_PREFIX = "report:"
 MetadataValue = str | int | float | bool
 
 
-class UsageReport(msgspec.Struct):
-    """Seed 004's report-usage body."""
+MAX_NAME_LENGTH = 100  # meterName
+MAX_METADATA = 50
+MAX_TIMESTAMP_LENGTH = 64
 
-    value: Decimal
+
+class UsageReport(msgspec.Struct):
+    """Seed 004's report-usage body. A field left out is None; an explicit null is refused, as the
+    schema says (msgspec checks a sent value against the annotation, never the default). The value
+    arrives as ``msgspec.Raw`` so that a string is refused (``decode_amount``)."""
+
+    value: msgspec.Raw
     customerId: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]  # noqa: N815 - the API's names
-    meterId: Annotated[str, msgspec.Meta(max_length=100)] | None = None  # noqa: N815
-    meterName: Annotated[str, msgspec.Meta(max_length=100)] | None = None  # noqa: N815
-    timestamp: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    metadata: Annotated[dict[Annotated[str, msgspec.Meta(min_length=1, max_length=100)], MetadataValue],
-                        msgspec.Meta(max_length=50)] | None = None
+    meterId: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = None  # type: ignore[assignment]  # noqa: N815
+    meterName: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH)] = None  # type: ignore[assignment]  # noqa: N815
+    timestamp: Annotated[str, msgspec.Meta(max_length=MAX_TIMESTAMP_LENGTH)] = None  # type: ignore[assignment]
+    # Its names are not bounded here: OpenAPI 3.0 cannot say a bound on keys (the body limit bounds them).
+    metadata: Annotated[dict[str, MetadataValue], msgspec.Meta(max_length=MAX_METADATA)] = None  # type: ignore[assignment]
 
 
 _DECODER = msgspec.json.Decoder(UsageReport)
@@ -112,7 +119,7 @@ def usage_report(*, account_id: uuid.UUID, idempotency_key: str, body: bytes) ->
     if len(idempotency_key) > MAX_KEY_LENGTH:
         raise ValidationFailed.for_field("Idempotency-Key", f"At most {MAX_KEY_LENGTH} characters.")
     report: UsageReport = decode(_DECODER, body)
-    check_amount(report.value, "value")
+    value = decode_amount(report.value, "value")
     meter_type = _meter_for_report_cached(account_id, report.meterId, report.meterName)
     if meter_type.status != MeterType.Status.ACTIVE:
         raise MeterArchived(details=[{"field": "meterId" if report.meterId else "meterName",
@@ -126,7 +133,7 @@ def usage_report(*, account_id: uuid.UUID, idempotency_key: str, body: bytes) ->
     raw = _RAW_DECODER.decode(body)
     request_id = uuid.uuid4()
     record = UsageInput(
-        user_id=report.customerId, value=report.value, timestamp=report.timestamp, meter_type_id=meter_type.pk,
+        user_id=report.customerId, value=value, timestamp=report.timestamp, meter_type_id=meter_type.pk,
         dimensions=report.metadata, idempotency_key=normalise_key(KEY_PREFIX + idempotency_key),
         request_hash=request_hash(raw), record=raw,
     )

@@ -9,15 +9,24 @@ from typing import Any
 import msgspec
 
 from config.api.errors import ApiError, ValidationFailed
+from config.api.parsers import check_structure
 from metering.ledger import VALUE_LIMIT
 
 _PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 
 def decode(decoder: msgspec.json.Decoder, body: bytes) -> Any:
-    """Decode ``body`` or raise the API's 400: MALFORMED_JSON, or VALIDATION_ERROR with the field."""
+    """Decode ``body`` or raise the API's 400: MALFORMED_JSON, or VALIDATION_ERROR with the field.
+
+    A null character (``\\u0000``, the only way JSON can carry one) is refused wherever it is, as on
+    every endpoint: PostgreSQL can store it in neither text nor jsonb, not even in data correction.
+    msgspec refuses lone surrogates itself. The walk runs only for bodies holding the escape.
+    """
     try:
-        return decoder.decode(body)
+        decoded = decoder.decode(body)
+        if b"\\u0000" in body:
+            check_structure(msgspec.json.decode(body))
+        return decoded
     except msgspec.ValidationError as error:
         match = _PATH.match(str(error))
         message = match.group("message") if match else str(error)
@@ -32,7 +41,21 @@ def decode(decoder: msgspec.json.Decoder, body: bytes) -> Any:
         raise ApiError(f"The body is not valid JSON: {error}", code="MALFORMED_JSON", status=400)
 
 
-def check_amount(value: Decimal | None, field: str) -> None:
-    """A usage amount must be a finite number below 10^26 in magnitude (numeric(38, 12))."""
-    if value is not None and (not value.is_finite() or abs(value) >= VALUE_LIMIT):
-        raise ValidationFailed.for_field(field, "Must be a finite number below 10^26 in magnitude.")
+# The first byte of a JSON number (msgspec has checked the JSON is well formed).
+_NUMBER_START = frozenset(b"-0123456789")
+AMOUNT_MESSAGE = "Must be a finite number below 10^26 in magnitude."
+
+
+def decode_amount(raw: msgspec.Raw, field: str) -> Decimal:
+    """A usage amount, exact: a JSON number below 10^26 in magnitude (numeric(38, 12)).
+
+    Amounts are decoded as ``msgspec.Raw`` because msgspec would turn a string ("12", "NaN") into a
+    Decimal too, and the schema says number: a string, null or anything else is a 400.
+    """
+    text = bytes(raw)
+    if text[0] not in _NUMBER_START:
+        raise ValidationFailed.for_field(field, "Must be a number.")
+    value = Decimal(text.decode("ascii"))
+    if abs(value) >= VALUE_LIMIT:
+        raise ValidationFailed.for_field(field, AMOUNT_MESSAGE)
+    return value

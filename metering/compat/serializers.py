@@ -5,12 +5,19 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.api.schema import NOT_BLANK_PATTERN
 from config.api.serializers import StrictSerializerMixin
+from metering.api.serializers import DimensionsField, NonEmptyDimensionsField
+from metering.compat import billing
 from metering.compat.amberflo import DEFINITION_TYPES, SHOWN_TYPES
 from metering.compat.usage_queries import AGGREGATIONS, INTERVALS
-from metering.models import MeterEventFilteringRule
+from metering.ledger import VALUE_LIMIT
+from metering.models import MeterEventFilteringRule, MeterType
+from metering.validators import validate_api_name, validate_meter_type_name
 
-API_NAME_LENGTH = 100
+VALUE_LIMIT_INT = int(VALUE_LIMIT)
+API_NAME_LENGTH = MeterType._meta.get_field("api_name").max_length
+DISPLAY_NAME_LENGTH = MeterType._meta.get_field("name").max_length
 DIMENSION_LENGTH = 100
 
 
@@ -25,14 +32,18 @@ class MeterDefinitionSerializer(serializers.Serializer):
     dimensions = serializers.ListField(child=serializers.CharField())
 
 
-class MeterDefinitionRequestSerializer(StrictSerializerMixin, serializers.Serializer):
-    """Seed 002's MeterDefinitionRequest."""
+def _display_name(**kwargs) -> serializers.CharField:
+    """The meter type's name, with its rules (a definition is a meter type)."""
+    return serializers.CharField(max_length=DISPLAY_NAME_LENGTH, validators=[validate_meter_type_name], **kwargs)
 
-    meterApiName = serializers.CharField(max_length=API_NAME_LENGTH)  # noqa: N815
-    displayName = serializers.CharField(max_length=80)  # noqa: N815
+
+class MeterDefinitionRequestSerializer(StrictSerializerMixin, serializers.Serializer):
+    """Seed 002's MeterDefinitionRequest; the names follow the meter type's rules."""
+
+    meterApiName = serializers.CharField(max_length=API_NAME_LENGTH, validators=[validate_api_name])  # noqa: N815
+    displayName = _display_name()  # noqa: N815
     type = serializers.ChoiceField(choices=DEFINITION_TYPES)
-    dimensions = serializers.ListField(child=serializers.CharField(max_length=DIMENSION_LENGTH), required=False,
-                                       max_length=20)
+    dimensions = DimensionsField(required=False)
 
 
 class MeterDefinitionUpdateSerializer(StrictSerializerMixin, serializers.Serializer):
@@ -40,24 +51,32 @@ class MeterDefinitionUpdateSerializer(StrictSerializerMixin, serializers.Seriali
     the type must stay; label and meterTimeInMillis are read-only and ignored."""
 
     meterApiName = serializers.CharField(max_length=API_NAME_LENGTH)  # noqa: N815
-    displayName = serializers.CharField(max_length=80, required=False)  # noqa: N815
+    displayName = _display_name(required=False)  # noqa: N815
     type = serializers.ChoiceField(choices=SHOWN_TYPES, required=False)
-    dimensions = serializers.ListField(child=serializers.CharField(max_length=DIMENSION_LENGTH), required=False,
-                                       max_length=20)
+    dimensions = DimensionsField(required=False)
     label = serializers.CharField(required=False)
     meterTimeInMillis = serializers.IntegerField(required=False)  # noqa: N815
 
 
-@extend_schema_field({"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}})
+FILTER_DIMENSIONS = 20
+FILTER_VALUES = 1000
+FILTER_VALUE_LENGTH = 1000
+
+
+@extend_schema_field({"type": "object", "maxProperties": FILTER_DIMENSIONS, "additionalProperties": {
+    "type": "array", "maxItems": FILTER_VALUES,
+    "items": {"type": "string", "minLength": 1, "maxLength": FILTER_VALUE_LENGTH, "pattern": NOT_BLANK_PATTERN}}})
 class DimensionFilterField(serializers.DictField):
+    """``{dimension: [values]}``: values are trimmed and may not be blank."""
+
     def __init__(self, **kwargs):
-        super().__init__(child=serializers.ListField(child=serializers.CharField(max_length=1000), max_length=1000),
-                         **kwargs)
+        super().__init__(child=serializers.ListField(child=serializers.CharField(max_length=FILTER_VALUE_LENGTH),
+                                                     max_length=FILTER_VALUES), **kwargs)
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        if len(value) > 20:
-            raise serializers.ValidationError("At most 20 dimensions.")
+        if len(value) > FILTER_DIMENSIONS:
+            raise serializers.ValidationError(f"At most {FILTER_DIMENSIONS} dimensions.")
         return value
 
 
@@ -102,20 +121,45 @@ class FilteringRuleSerializer(StrictSerializerMixin, serializers.Serializer):
     meterApiName = serializers.CharField(max_length=API_NAME_LENGTH)  # noqa: N815
     ruleId = serializers.CharField(max_length=36, required=False, help_text="Give it to update that rule.")  # noqa: N815
     dimensionName = serializers.CharField(max_length=DIMENSION_LENGTH)  # noqa: N815
-    dimensionValues = serializers.ListField(child=serializers.CharField(max_length=DIMENSION_LENGTH),  # noqa: N815
-                                            min_length=1, max_length=20)
+    dimensionValues = NonEmptyDimensionsField()  # noqa: N815
     action = serializers.ChoiceField(choices=MeterEventFilteringRule.Action.values)
 
 
-class UsageReportSerializer(serializers.Serializer):
-    """Seed 004's report-usage body (documentation: the endpoint decodes it with msgspec)."""
+# A usage amount as ``decoding.decode_amount`` takes it: a JSON number below 10^26 in magnitude.
+AMOUNT_SCHEMA = {"type": "number", "maximum": VALUE_LIMIT_INT, "exclusiveMaximum": True,
+                 "minimum": -VALUE_LIMIT_INT, "exclusiveMinimum": True}
 
-    value = serializers.FloatField()
-    customerId = serializers.CharField()  # noqa: N815
+
+@extend_schema_field(AMOUNT_SCHEMA)
+class AmountField(serializers.FloatField):
+    """Documents an amount (AMOUNT_SCHEMA)."""
+
+
+def name_map_schema(values: dict, max_properties: int) -> dict:
+    """An object of names to ``values``, as the msgspec structs check it."""
+    return {"type": "object", "maxProperties": max_properties, "additionalProperties": values}
+
+
+@extend_schema_field(name_map_schema({"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
+                                     billing.MAX_METADATA))
+class MetadataField(serializers.DictField):
+    """Documents the report's metadata: names to strings, numbers or booleans."""
+
+
+class UsageReportSerializer(serializers.Serializer):
+    """Seed 004's report-usage body (documentation: ``billing.UsageReport`` decodes it with msgspec,
+    which trims nothing: hence ``trim_whitespace=False``). A field may be left out but not null;
+    unknown fields are ignored."""
+
+    requires_one_of = ("meterId", "meterName")
+
+    value = AmountField()
+    customerId = serializers.CharField(max_length=320, trim_whitespace=False)  # noqa: N815
     meterId = serializers.UUIDField(required=False, help_text="Give meterId or meterName.")  # noqa: N815
-    meterName = serializers.CharField(required=False, help_text="Give meterId or meterName.")  # noqa: N815
-    timestamp = serializers.DateTimeField(required=False, help_text="ISO 8601; defaults to now.")
-    metadata = serializers.DictField(required=False, help_text="Values: string, number or boolean.")
+    meterName = serializers.CharField(required=False, max_length=billing.MAX_NAME_LENGTH,  # noqa: N815
+                                      trim_whitespace=False, help_text="Give meterId or meterName.")
+    timestamp = serializers.DateTimeField(required=False, help_text="ISO 8601 with a timezone; defaults to now.")
+    metadata = MetadataField(required=False, help_text="Names to strings, numbers or booleans.")
 
 
 class ReportQueuedSerializer(serializers.Serializer):

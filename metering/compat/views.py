@@ -24,10 +24,11 @@ from config.api.errors import ApiError, ValidationFailed
 from config.api.permissions import require_scopes
 from config.api.principal import principal_from_request
 from config.api.ratelimit import enforce_rate_limit
-from config.api.schema import ERROR_RESPONSES
+from config.api.schema import ERROR_RESPONSES, NOT_BLANK_PATTERN
 from metering.compat import amberflo, billing, serializers
 from metering.compat.exceptions import IdempotencyKeyRequired
 from metering.compat.usage_queries import UsageQuery, usage_query
+from metering.ledger import MAX_KEY_LENGTH
 from metering.models import MeterEventFilteringRule, MeterType
 
 INGEST_SCOPES = ["usage-metering:ingest:usage"]
@@ -43,20 +44,27 @@ AMBERFLO = ["Amberflo-compatible"]
 BILLING = ["Billing-compatible"]
 HOT_STATUSES = (400, 401, 403, 405, 413, 429, 500, 503)
 _JSON = "application/json"
+# The idempotency key headers as report_usage checks them (trimmed, then 1 to MAX_KEY_LENGTH characters).
+IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": NOT_BLANK_PATTERN}
 _OK = msgspec.json.encode("OK")
+_NAME = {"type": "string", "minLength": 1, "maxLength": 100}
 METER_EVENT_SCHEMA = {
     "type": "object", "required": ["customerId", "meterTimeInMillis"],
-    "description": "Seed 002's MeterEvent: meterApiName and meterValue, or values (or both).",
+    "description": ("Seed 002's MeterEvent: meterApiName with meterValue, or values, or both. A field may be "
+                    "left out but not null; unknown fields are ignored."),
     "properties": {
-        "meterApiName": {"type": "string", "minLength": 1, "maxLength": 100},
+        "meterApiName": _NAME,
         "customerId": {"type": "string", "minLength": 1, "maxLength": 320},
-        "meterValue": {"type": "number"},
-        "meterTimeInMillis": {"type": "integer", "format": "int64", "minimum": 0},
+        "meterValue": serializers.AMOUNT_SCHEMA,
+        "meterTimeInMillis": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 253_402_300_799_999},
         "uniqueId": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Deduplicates the event, per meter."},
-        "dimensions": {"type": "object", "additionalProperties": {"type": "string"}},
-        "values": {"type": "object", "additionalProperties": {"type": "number"},
+        "dimensions": serializers.name_map_schema({"type": "string", "maxLength": 1000}, amberflo.MAX_DIMENSIONS),
+        "values": {**serializers.name_map_schema(serializers.AMOUNT_SCHEMA, amberflo.MAX_VALUES),
                    "description": "meterApiName -> meterValue, for several meters at once."},
     },
+    # meterApiName and meterValue together (values optional), or values alone.
+    "anyOf": [{"required": ["meterApiName", "meterValue"]},
+              {"required": ["values"], "not": {"anyOf": [{"required": ["meterApiName"]}, {"required": ["meterValue"]}]}}],
 }
 _ITEM = {"type": "object", "properties": {"index": {"type": "integer"}, "meterApiName": {"type": "string"},
                                           "uniqueId": {"type": "string", "nullable": True}}}
@@ -164,10 +172,10 @@ class UsageReportEndpoint(APIView):
             "is the requestId). Scope meter-report. Rate limit: 2000/s per client, burst 50."
         ),
         parameters=[
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-                             description="Required unless x-api-idempotency-key is given."),
-            OpenApiParameter("x-api-idempotency-key", str, OpenApiParameter.HEADER, required=False,
-                             description="Idempotency key to deduplicate submissions."),
+            OpenApiParameter("Idempotency-Key", IDEMPOTENCY_KEY_SCHEMA, OpenApiParameter.HEADER, required=False,
+                             description="Required unless x-api-idempotency-key is given. 1-255 characters."),
+            OpenApiParameter("x-api-idempotency-key", IDEMPOTENCY_KEY_SCHEMA, OpenApiParameter.HEADER,
+                             required=False, description="Idempotency key to deduplicate submissions."),
         ],
         responses={
             202: OpenApiResponse(serializers.ReportQueuedSerializer, description="Accepted for ingestion."),

@@ -6,13 +6,23 @@ back on 2026-10-25 (03:00 CEST -> 02:00 CET, 01:00 UTC). America/New_York spring
 01:00 EST, 06:00 UTC).
 """
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from croniter import croniter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from metering.periods import InvalidSchedule, next_fires, next_period_end, validate_cron, validate_timezone
+from metering.periods import (
+    CRON_PATTERN,
+    InvalidSchedule,
+    next_fires,
+    next_period_end,
+    validate_cron,
+    validate_timezone,
+)
 
 MONTHLY, DAILY, HOURLY, QUARTER_HOURLY = "0 0 1 * *", "0 0 * * *", "0 * * * *", "*/15 * * * *"
 
@@ -183,6 +193,27 @@ def test_cron_whitespace_is_normalised():
 def test_invalid_cron(cron, reason):
     with pytest.raises(InvalidSchedule, match=reason):
         validate_cron(cron)
+
+
+@pytest.mark.parametrize("cron", ["0 0 L * *", "0 0 * * 1#2", "0 0 15W * *", "0 0 ? * *", "0 0 * * 5L",
+                                  "10-5/1000 * * * *", "0 0 1 13 *", "0 0 1 * 8"])
+def test_cron_croniter_reads_but_the_documented_syntax_does_not_have_is_refused(cron):
+    refused = cron != "0 0 L * *"
+    assert bool(re.fullmatch(CRON_PATTERN, cron)) is not refused
+    if refused:
+        with pytest.raises(InvalidSchedule, match="not a valid"):
+            validate_cron(cron)
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(st.from_regex(CRON_PATTERN, fullmatch=True))
+def test_every_cron_the_schema_pattern_allows_is_accepted_unless_it_never_fires(cron):
+    # The pattern is the schema's (resetSchedule.cron): a schedule of that shape is refused only
+    # when it never fires, the one rule a pattern cannot say.
+    try:
+        assert validate_cron(cron) == " ".join(cron.split())
+    except InvalidSchedule as refused:
+        assert str(refused).endswith("never fires.")
 
 
 @pytest.mark.parametrize("name", ["Etc/UTC", "UTC", "Europe/Stockholm", "America/New_York"])

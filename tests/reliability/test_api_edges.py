@@ -9,11 +9,18 @@ an unsupported method on a plain APIView was a 403; ``Accept: text/html`` was a 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.test import Client
 
+from accounts import services as account_services
 from config.api.pagination import MAX_SKIP
+from config.api.schema import NOT_BLANK_PATTERN, WHITESPACE_CLASS
+from metering import periods
+from metering import services as metering_services
+from metering.ledger import UsageInput, usage_apply
+from metering.models import DataCorrection
 from parameters.models import Parameter
 from streams import services as stream_services
 from streams.models import Stream
@@ -199,3 +206,150 @@ def test_collectors_refuse_a_name_that_is_not_a_string(api):
     assert body["details"][0]["field"] == "name"
     schema = Client().get("/openapi.json").json()["components"]["schemas"]["SendDataRequestRequest"]
     assert schema["properties"]["data"]["oneOf"] == [{"type": "string"}, {"type": "object"}, {"type": "array"}]
+
+
+# --- the operations that were excluded from the fuzzer, each made to agree with its schema -------------
+
+
+def _components() -> dict:
+    return Client().get("/openapi.json").json()["components"]["schemas"]
+
+
+def test_an_invalid_api_key_is_refused_even_next_to_a_valid_token(api, account, other_account):
+    _, key = account_services.api_key_create(account=account, name="edges")
+    _, theirs = account_services.api_key_create(account=other_account, name="theirs")
+
+    error(api.get("/meter-definition", HTTP_X_API_KEY="mk_unknown"), 401, "INVALID_API_KEY")
+    error(api.get("/meter-definition/x", HTTP_X_API_KEY=""), 401, "INVALID_API_KEY")
+    error(api.post("/ingest", [], format="json", HTTP_X_API_KEY="mk_unknown"), 401, "INVALID_API_KEY")
+    error(api.get("/meter-definition", HTTP_X_API_KEY=theirs), 401, "CREDENTIALS_MISMATCH")
+    assert api.get("/meter-definition", HTTP_X_API_KEY=key).status_code == 200
+    # Endpoints that take no API key ignore the header, as their schema says.
+    assert api.get("/meter-types", HTTP_X_API_KEY="mk_unknown").status_code == 200
+
+
+def test_strict_bodies_refuse_values_of_another_json_type(api, account):
+    define_body = {"meterApiName": "calls", "displayName": "Calls", "type": "SUM_OF_ALL_USAGE"}
+    assert api.post("/meter-definition", define_body, format="json").status_code == 200
+    for change, field in (({"label": 0}, "label"), ({"meterTimeInMillis": "5"}, "meterTimeInMillis"),
+                          ({"displayName": 5}, "displayName"), ({"dimensions": [1]}, "dimensions")):
+        response = api.put("/meter-definition", {"meterApiName": "calls", **change}, format="json")
+        assert error(response, 400, "VALIDATION_ERROR")["details"][0]["field"] == field, change
+    meter_type = {"name": "Strict", "unit": "u", "aggregation": {"type": "SUM"}, "resetSchedule": {"cron": "0 0 1 * *"},
+                  "timezone": "Etc/UTC"}
+    for change, field in (({"capacity": "100"}, "capacity"), ({"unit": 7}, "unit"),
+                          ({"resetSchedule": {"cron": 5}}, "resetSchedule.cron")):
+        response = api.post("/meter-types", {**meter_type, **change}, format="json")
+        assert error(response, 400, "VALIDATION_ERROR")["details"] == [
+            {"field": field, "message": "Must be a number." if field == "capacity" else "Must be a string."}]
+    assert api.post("/meter-types", {**meter_type, "capacity": 100}, format="json").status_code == 201
+
+
+def test_meter_definition_dimensions_are_distinct_and_say_so(api):
+    body = {"meterApiName": "calls", "displayName": "Calls", "type": "SUM_OF_ALL_USAGE", "dimensions": ["0", "0"]}
+    assert error(api.post("/meter-definition", body, format="json"), 400, "VALIDATION_ERROR")["details"] == [
+        {"field": "dimensions", "message": "Dimensions must be distinct."}]
+    dimensions = _components()["MeterDefinitionRequestRequest"]["properties"]["dimensions"]
+    assert (dimensions["uniqueItems"], dimensions["maxItems"], dimensions["items"]["maxLength"]) == (True, 20, 100)
+
+
+def test_a_meter_definition_type_cannot_change_to_any_other_type(api):
+    api.post("/meter-definition", {"meterApiName": "calls", "displayName": "Calls", "type": "SUM_OF_ALL_USAGE"},
+             format="json")
+    for kind in ("MIN_IN_PERIOD", "MAX_IN_PERIOD"):
+        response = api.put("/meter-definition", {"meterApiName": "calls", "type": kind}, format="json")
+        error(response, 400, "AGGREGATION_IMMUTABLE")
+
+
+def test_meter_type_timezone_and_cron_are_documented_as_checked(api):
+    components = _components()
+    assert "Europe/Stockholm" in components["TimezoneEnum"]["enum"]
+    cron = components["ResetScheduleRequest"]["properties"]["cron"]
+    assert cron["pattern"] == periods.CRON_PATTERN
+    body = {"name": "Sched", "unit": "u", "aggregation": {"type": "SUM"}, "timezone": "Etc/UTC"}
+    for refused in ("0 0 L W *", "0 0 * * 1#2", "0 0 ? * *", "0 0 1-32 * *", "10-5/0 * * * *"):
+        response = api.post("/meter-types", {**body, "resetSchedule": {"cron": refused}}, format="json")
+        assert error(response, 400, "VALIDATION_ERROR")["details"][0]["field"] == "resetSchedule.cron", refused
+        assert not re.fullmatch(cron["pattern"], refused)
+
+
+def test_list_meters_refuses_an_empty_meter_type_id(api):
+    assert error(api.get("/meters?meterTypeId="), 400, "VALIDATION_ERROR")["details"][0]["field"] == "meterTypeId"
+
+
+def test_create_meter_documents_meter_type_id_or_external_ref_not_both():
+    assert _components()["MeterCreateRequest"]["oneOf"] == [{"required": ["meterTypeId"]},
+                                                            {"required": ["externalRef"]}]
+
+
+def test_patch_bodies_validated_whole_are_documented_with_their_required_fields(api, account):
+    paths = Client().get("/openapi.json").json()["paths"]
+    for path, component, field in (("/data-corrections/{id}", "DataCorrectionUpdateRequest", "record"),
+                                   ("/online-collection/collectors/{id}", "CollectorWriteRequest", "name")):
+        request = paths[path]["patch"]["requestBody"]
+        assert request["required"] is True
+        assert request["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{component}"}
+        assert _components()[component]["required"] == [field]
+    refused = usage_apply(account_id=account.pk, source="api",
+                          records=[UsageInput(user_id=None, value=1, meter_api_name="nothing")])
+    correction = refused.results[0].correction_id
+    assert error(api.patch(f"/data-corrections/{correction}", {}, format="json"), 400,
+                 "VALIDATION_ERROR")["details"][0]["field"] == "record"
+
+
+def test_usage_filter_values_may_not_be_blank_and_say_so(api):
+    body = {"meterApiName": "x", "startTimeInSeconds": 0, "endTimeInSeconds": 3600, "aggregation": "SUM",
+            "timeGroupingInterval": "HOUR", "filter": {"region": [" "]}}
+    assert error(api.post("/usage", body, format="json"), 400, "VALIDATION_ERROR")["details"][0]["field"] == \
+        "filter.region"
+    values = _components()["UsageQueryRequestRequest"]["properties"]["filter"]["additionalProperties"]
+    assert values["items"] == {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": NOT_BLANK_PATTERN}
+
+
+def test_report_usage_takes_exactly_a_bounded_number_and_no_nulls(account):
+    reporter = client_for(account, scopes=["meter-report"], name="reporter")
+    metering_services.meter_type_create(account_id=account.pk, name="M", unit="u", aggregation="SUM",
+                                        reset_cron="0 0 1 * *", timezone="Etc/UTC", api_name="m")
+
+    def report(body, key):
+        return reporter.post("/billing/meters/usage", json.dumps({"customerId": "c", "meterName": "m", **body}),
+                             content_type="application/json", HTTP_IDEMPOTENCY_KEY=key)
+
+    for body, field in (({"value": "12"}, "value"), ({"value": 1e300}, "value"), ({"value": None}, "value"),
+                        ({"value": 1, "meterName": None}, "meterName"), ({"value": 1, "metadata": None}, "metadata"),
+                        ({"value": 1, "timestamp": "0001-01-01T00:00:00+23:59"}, "timestamp")):
+        assert error(report(body, f"k-{field}"), 400, "VALIDATION_ERROR")["details"][0]["field"] == field, body
+    value = _components()["UsageReportRequest"]["properties"]["value"]
+    assert value == {"type": "number", "maximum": 10 ** 26, "exclusiveMaximum": True, "minimum": -10 ** 26,
+                     "exclusiveMinimum": True}
+    # A metadata name of any length is taken (a bound on keys is not expressible in OpenAPI 3.0).
+    assert report({"value": 1, "metadata": {"": "x"}}, "k-metadata-name").status_code == 202
+
+
+@pytest.mark.parametrize("event,field", [
+    ({"values": None}, "values"),
+    ({"meterApiName": "calls", "meterValue": "1"}, "meterValue"),
+    ({"meterApiName": "calls", "meterValue": None}, "meterValue"),
+    ({"meterApiName": None, "values": {"calls": 1}}, "meterApiName"),
+    ({"values": {"calls": "1"}}, "values.calls"),
+    ({"meterApiName": "calls", "meterValue": 1, "customerId": "a\u0000"}, "customerId"),
+    ({"values": {"ca\u0000lls": 1}}, "values.ca\u0000lls"),
+])
+def test_ingest_refuses_nulls_strings_for_numbers_and_null_characters(account, event, field):
+    ingester = client_for(account, scopes=["usage-metering:ingest:usage"], name="ingester")
+    body = {"customerId": "c", "meterTimeInMillis": 0, **event}
+    response = ingester.post("/ingest", json.dumps(body), content_type="application/json")
+    assert error(response, 400, "VALIDATION_ERROR")["details"][0]["field"] == field
+    assert not DataCorrection.objects.exists()
+
+
+def test_send_data_documents_its_idempotency_key_bounds():
+    parameters = Client().get("/openapi.json").json()["paths"]["/online-collection/collectors/{id}/data"]["post"][
+        "parameters"]
+    key = next(parameter for parameter in parameters if parameter["name"] == "Idempotency-Key")
+    assert key["schema"] == {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NOT_BLANK_PATTERN}
+
+
+def test_the_not_blank_pattern_says_what_python_strips():
+    whitespace = re.compile(f"[{WHITESPACE_CLASS}]")
+    assert all(bool(whitespace.fullmatch(chr(code))) == chr(code).isspace() for code in range(0x110000))

@@ -250,7 +250,7 @@ def test_meter_definition_errors(account, other_account, amber):
     assert_error(amber.post("/meter-definition", {**body, "meterApiName": "x", "accountId": "1"}, format="json"),
                  400, "VALIDATION_ERROR", "accountId")
     assert_error(amber.post("/meter-definition", {**body, "meterApiName": "has space"}, format="json"),
-                 400, "VALIDATION_ERROR", "apiName")
+                 400, "VALIDATION_ERROR", "meterApiName")
     assert_error(amber.put("/meter-definition", {**body, "type": "MAX_IN_PERIOD"}, format="json"),
                  400, "AGGREGATION_IMMUTABLE", "type")
     assert_error(amber.put("/meter-definition", {**body, "meterApiName": "theirs"}, format="json"),

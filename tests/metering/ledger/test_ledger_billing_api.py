@@ -136,7 +136,8 @@ def test_an_archived_meter_is_refused(reporter, api_calls):
 def test_meter_name_falls_back_to_the_display_name_and_tenancy(account, other_account, reporter, api_calls):
     assert report(reporter, meterName="API calls").status_code == 202
     theirs = make_type(other_account, name="Theirs", api_name="theirs")
-    assert_error(report(reporter, key="k2", meterId=str(theirs.pk), meterName=None), 404, "METER_NOT_FOUND")
+    by_id = {"value": 3, "customerId": "cus_1", "meterId": str(theirs.pk)}
+    assert_error(report(reporter, by_id, key="k2"), 404, "METER_NOT_FOUND")
 
 
 def test_report_scope_and_authentication(account, api_calls):

@@ -87,6 +87,21 @@ def test_the_stored_record_is_the_record_as_given(account, calls):
     assert (correction.idempotency_key, correction.node) == ("k1", "meter-1")
 
 
+@pytest.mark.parametrize("make_record,reason,field,stored", [
+    (lambda t: usage(t, user="al\x00ice"), "INVALID_USER_ID", "userId", "al\ufffdice"),
+    (lambda t: usage(None, meter_api_name="api\x00calls"), "NO_MATCHING_METER", "meterApiName", "api\ufffdcalls"),
+    (lambda t: usage(t, dimensions={"region": "e\x00u"}), "INVALID_DIMENSIONS", "dimensions", {"region": "e\ufffdu"}),
+])
+def test_a_record_holding_nul_characters_is_kept_with_them_replaced(account, calls, make_record, reason, field,
+                                                                     stored):
+    # A stream's record may hold a NUL, which PostgreSQL stores in neither text nor jsonb: the
+    # correction is stored anyway (a failing insert would stop the stream run on every retry).
+    correction = refused(account, make_record(calls))
+
+    assert (correction.reason, correction.record[field]) == (reason, stored)
+    assert "\x00" not in correction.message
+
+
 def test_a_replay_of_a_refused_record_keeps_one_open_correction(account, calls):
     first = refused(account, usage(calls, user=None, key="k1"))
     second = refused(account, usage(calls, user=None, key="k1"))

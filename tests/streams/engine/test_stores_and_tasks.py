@@ -99,6 +99,11 @@ def test_run_stream_without_collected_batches_is_a_no_op(make_stream):
     assert StreamRun.objects.count() == 0
 
 
+def test_run_stream_of_a_stream_deleted_since_it_was_queued_is_a_no_op():
+    assert run_stream.apply(args=["3b1f3c57-6a61-4d59-9a3e-111111111111", "realtime"]).get() is None
+    assert StreamRun.objects.count() == 0
+
+
 def test_the_beat_schedules_are_registered_by_a_migration():
     migration = importlib.import_module("streams.migrations.0003_engine_beat_schedule")
     migration.register(apps, None)
