@@ -203,6 +203,10 @@ COLLECTION_RETENTION_HOURS = int(os.environ.get("COLLECTION_RETENTION_HOURS", "1
 COLLECTION_COLLECTOR_CACHE_SECONDS = float(os.environ.get("COLLECTION_COLLECTOR_CACHE_SECONDS", "5"))
 # Deepest nesting of arrays/objects accepted in a send-data body.
 COLLECTION_MAX_NESTING_DEPTH = int(os.environ.get("COLLECTION_MAX_NESTING_DEPTH", "64"))
+# --- streams ---------------------------------------------------------------------------------
+# A run still RUNNING this long after it started was abandoned by a worker that died: the sweep
+# (beat, every minute) marks it FAILED. Longer than any run takes (runs read at most 16 MiB).
+STREAM_RUN_ABANDONED_SECONDS = int(os.environ.get("STREAM_RUN_ABANDONED_SECONDS", "600"))
 # Exposes GET /bench/minimal ({"ok": true}): the stack's ceiling for bench/send_data.py only.
 BENCH_MINIMAL_VIEW = env_bool("BENCH_MINIMAL_VIEW", False)
 

@@ -7,8 +7,9 @@ the admin shows on the form, and saving calls the services: the admin never writ
 from __future__ import annotations
 
 import copy
+from datetime import datetime, time, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.contrib import admin, messages
@@ -128,10 +129,15 @@ class MeterTypeAdmin(AccountScopedAdmin):
         ("Compatible APIs", {"fields": ["external_ref", "api_name", "status", "dimensions"]}),
         ("Record", {"fields": ["meter_count", "created_at", "updated_at"]}),
         ("Meters", {"fields": ["meters_by_value"]}),
+        ("Usage", {"fields": ["usage_chart"]}),
     ]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(number_of_meters=Count("meters"))
+
+    @admin.display(description="usage per day")
+    def usage_chart(self, meter_type):
+        return meter_type_usage_chart_html(meter_type) if meter_type.pk else "–"
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = copy.deepcopy(self.fieldsets)
@@ -140,7 +146,7 @@ class MeterTypeAdmin(AccountScopedAdmin):
         return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
-        readonly = ["next_resets_preview", "meter_count", "created_at", "updated_at", "meters_by_value"]
+        readonly = ["next_resets_preview", "meter_count", "created_at", "updated_at", "meters_by_value", "usage_chart"]
         # The aggregation cannot change once the type exists, nor can the account it belongs to.
         return readonly + ["aggregation", "account"] if obj else readonly
 
@@ -358,35 +364,85 @@ CHART_PERIODS = 24
 CHART_WIDTH, CHART_HEIGHT, CHART_GAP = 480, 120, 2
 
 
-def _history_chart(records: list[MeteredRecord], zone_name: str) -> str:
-    """An inline SVG bar chart of value per period, oldest on the left; an empty value (a MAX or
-    MIN meter without usage) is a gap. Each bar's tooltip names its period and value."""
-    values = [record.value for record in records if record.value is not None]
+def _bar_chart(bars: list[tuple[Decimal | None, str]], *, css_class: str, label: str) -> str:
+    """An inline SVG bar chart, first bar on the left; ``bars`` are (value, tooltip); an empty
+    value (a MAX or MIN without usage) is a gap."""
+    values = [value for value, _ in bars if value is not None]
     low, high = min([Decimal(0), *values]), max([Decimal(0), *values])
     span = (high - low) or Decimal(1)
-    width = Decimal(CHART_WIDTH) / max(len(records), 1)
+    width = Decimal(CHART_WIDTH) / max(len(bars), 1)
 
     def y(value: Decimal) -> Decimal:
         return (high - value) / span * CHART_HEIGHT
 
-    bars = []
-    for index, record in enumerate(records):
-        if record.value is None:
+    rects = []
+    for index, (value, tooltip) in enumerate(bars):
+        if value is None:
             continue
-        top, bottom = y(max(record.value, Decimal(0))), y(min(record.value, Decimal(0)))
-        bars.append((f"{index * width:.1f}", f"{top:.1f}", f"{max(width - CHART_GAP, Decimal(1)):.1f}",
-                     f"{max(bottom - top, Decimal('0.5')):.1f}",
-                     f"{_local(record.period_start, zone_name)} → {_local(record.period_end, zone_name)}: "
-                     f"{_number(record.value)} {record.unit}"))
+        top, bottom = y(max(value, Decimal(0))), y(min(value, Decimal(0)))
+        rects.append((f"{index * width:.1f}", f"{top:.1f}", f"{max(width - CHART_GAP, Decimal(1)):.1f}",
+                      f"{max(bottom - top, Decimal('0.5')):.1f}", tooltip))
     return format_html(
-        '<svg class="metered-records-chart" role="img" width="{}" height="{}" viewBox="0 0 {} {}" '
-        'aria-label="value per period, oldest first" style="background:#f8f8f8;display:block;margin-bottom:8px">'
+        '<svg class="{}" role="img" width="{}" height="{}" viewBox="0 0 {} {}" '
+        'aria-label="{}" style="background:#f8f8f8;display:block;margin-bottom:8px">'
         '{}<line x1="0" x2="{}" y1="{}" y2="{}" stroke="#999" stroke-width="1"/></svg>',
-        CHART_WIDTH, CHART_HEIGHT, CHART_WIDTH, CHART_HEIGHT,
+        css_class, CHART_WIDTH, CHART_HEIGHT, CHART_WIDTH, CHART_HEIGHT, label,
         format_html_join("", '<rect x="{}" y="{}" width="{}" height="{}" fill="#417690"><title>{}</title></rect>',
-                         bars),
+                         rects),
         CHART_WIDTH, f"{y(Decimal(0)):.1f}", f"{y(Decimal(0)):.1f}",
     )
+
+
+def _history_chart(records: list[MeteredRecord], zone_name: str) -> str:
+    """Value per period, oldest on the left; each bar's tooltip names its period and value."""
+    return _bar_chart([
+        (record.value, f"{_local(record.period_start, zone_name)} → {_local(record.period_end, zone_name)}: "
+                       f"{_number(record.value)} {record.unit}") for record in records
+    ], css_class="metered-records-chart", label="value per period, oldest first")
+
+
+USAGE_CHART_DAYS = 30
+
+
+def meter_type_usage_chart_html(meter_type: MeterType, *, days: int = USAGE_CHART_DAYS) -> str:
+    """The type's usage on each of the last ``days`` days (in its timezone), from the ledger's
+    hourly rollups: one query over at most ``24 × days`` rows per customer, never the raw ledger."""
+    from metering.models import UsageRollup
+
+    try:
+        zone = ZoneInfo(meter_type.timezone)
+    except (ValueError, ZoneInfoNotFoundError):  # the form is showing an invalid timezone being typed
+        return "–"
+    today = utc_now().astimezone(zone).date()
+    first = today - timedelta(days=days - 1)
+    start = datetime.combine(first, time.min, zone)
+    per_day: dict = {}
+    aggregation = meter_type.aggregation
+    for hour, total, count, highest, lowest in UsageRollup.objects.filter(
+            account_id=meter_type.account_id, meter_type_id=meter_type.pk, hour__gte=start).values_list(
+            "hour", "sum", "count", "max", "min"):
+        day = hour.astimezone(zone).date()
+        held = per_day.get(day)
+        if aggregation == "SUM":
+            per_day[day] = (held or 0) + total
+        elif aggregation == "INCREMENT":
+            per_day[day] = (held or 0) + count
+        elif aggregation == "MAX":
+            per_day[day] = highest if held is None else max(held, highest)
+        else:
+            per_day[day] = lowest if held is None else min(held, lowest)
+    bars = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        value = per_day.get(day)
+        shown = Decimal(0) if value is None and aggregation in ("SUM", "INCREMENT") else value
+        bars.append((None if shown is None else Decimal(shown),
+                     f"{day:%Y-%m-%d}: {'–' if shown is None else _number(Decimal(shown))} {meter_type.unit}"))
+    if not per_day:
+        return format_html('<p id="type-usage">{}</p>', f"No usage in the last {days} days.")
+    return format_html('<div id="type-usage">{}<p>{} per day, last {} days ({}), oldest on the left.</p></div>',
+                       _bar_chart(bars, css_class="meter-type-usage-chart", label=f"usage per day, last {days} days"),
+                       aggregation, days, meter_type.timezone)
 
 
 def metered_records_history_html(meter: Meter) -> str:

@@ -207,6 +207,8 @@ class StreamRun(models.Model):
         indexes = [
             models.Index(fields=["stream", "-started_at"], name="streams_run_stream_recent"),
             models.Index(fields=["account", "status"], name="streams_run_account_status"),
+            # The abandoned-runs sweep: only the few RUNNING rows are indexed.
+            models.Index(fields=["started_at"], condition=Q(status="RUNNING"), name="streams_run_running_started"),
         ]
 
     def __str__(self) -> str:

@@ -85,3 +85,9 @@ def sweep_flush_deliveries() -> int:
     """Beat, every 10 s: deliver every flush delivery that is due (an enqueue lost after its
     flush committed, or a retry whose backoff has passed). Returns the records delivered."""
     return services.flush_deliveries_sweep()
+
+
+@shared_task(name="streams.fail_abandoned_runs", acks_late=True, reject_on_worker_lost=True)
+def fail_abandoned_runs() -> int:
+    """Beat, every minute: runs left RUNNING by a worker that died are marked FAILED."""
+    return services.stream_runs_abandoned_fail()

@@ -218,6 +218,24 @@ def _run(stream: Stream, trigger: str, source) -> StreamRun | None:
     return run
 
 
+ABANDONED_ERROR = ("abandoned: the worker running it stopped (killed, out of memory or its machine lost); "
+                   "its effects were rolled back with its transaction and the run's task runs again")
+
+
+def stream_runs_abandoned_fail(*, older_than_seconds: int | None = None) -> int:
+    """Mark FAILED the runs still RUNNING long after they started: a worker that died mid-run
+    (SIGKILL, OOM) never records the end of its run. Its transaction (effects and offset) rolled
+    back, so there is nothing to undo; only the admin would go on showing it as running. A run that
+    is merely slow and finishes afterwards records its real outcome over this one."""
+    from django.conf import settings
+
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=older_than_seconds if older_than_seconds is not None
+                             else settings.STREAM_RUN_ABANDONED_SECONDS)
+    return StreamRun.objects.filter(status=StreamRun.Status.RUNNING, started_at__lt=cutoff).update(
+        status=StreamRun.Status.FAILED, finished_at=now, error=ABANDONED_ERROR)
+
+
 def stream_run_execute(*, stream_id: uuid.UUID | str, records: list[Any], trigger: str = StreamRun.Trigger.MANUAL,
                        input_node_ids: Iterable[str] | None = None) -> StreamRun:
     """Run the stream over ``records`` (fed to its input nodes, or to ``input_node_ids``) and

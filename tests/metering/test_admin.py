@@ -235,3 +235,31 @@ def test_a_meter_types_page_lists_its_meters_and_a_meters_page_its_threshold_eve
     assert "No threshold crossed yet." in staff.get(f"/admin/metering/meter/{bob.pk}/change/").content.decode()
     listed = staff.get(f"/admin/metering/thresholdevent/?meter__id__exact={ann.pk}")
     assert [event.meter_id for event in listed.context["cl"].result_list] == [ann.pk]
+
+
+def test_a_meter_types_page_charts_its_usage_per_local_day_from_the_rollups(staff, account, frozen):
+    from metering.ledger import UsageInput, usage_apply
+
+    frozen.move_to(datetime(2027, 1, 1, tzinfo=UTC))
+    meter_type = make_meter_type(account, timezone="Europe/Stockholm")
+    make_meter(meter_type, user_id="ann")
+    frozen.move_to(NOW)
+    usage_apply(account_id=account.pk, source="api", records=[
+        UsageInput(user_id="ann", value=5, timestamp="2027-01-10T12:00:00Z", meter_type_id=meter_type.pk),
+        UsageInput(user_id="ann", value=3, timestamp="2027-01-09T23:30:00Z", meter_type_id=meter_type.pk),  # 00:30 CET
+        UsageInput(user_id="ann", value=4, timestamp="2027-01-09T22:30:00Z", meter_type_id=meter_type.pk),  # 23:30 CET
+    ])
+
+    page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
+
+    assert '<svg class="meter-type-usage-chart"' in page
+    assert page.count('fill="#417690"><title>') == 30  # a bar per day, zero days included
+    assert "<title>2027-01-10: 8 requests</title>" in page
+    assert "<title>2027-01-09: 4 requests</title>" in page
+    assert "<title>2027-01-08: 0 requests</title>" in page
+
+
+def test_a_meter_type_without_usage_says_so(staff, account):
+    meter_type = make_meter_type(account)
+    page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
+    assert '<p id="type-usage">No usage in the last 30 days.</p>' in page
