@@ -99,10 +99,10 @@ def ceiling(meter_type: MeterType) -> float:
         cursor.execute(
             "INSERT INTO metering_meteredrecord (id, account_id, meter_id, source_meter_id, user_id, meter_type_id, "
             "meter_type_name, timezone, meter_key, value, unit, period_start, period_end, groups, carry_first, "
-            "carry_last, custom_fields, meter_metadata, created_at, updated_at) "
+            "carry_last, custom_fields, meter_metadata, execution_ref, created_at, updated_at) "
             "SELECT gen_random_uuid(), m.account_id, m.id, m.id, m.user_id, m.meter_type_id, t.name, t.timezone, "
             "m.meter_key, m.value, t.unit, m.period_start, m.period_end, m.groups, m.carry_first, m.carry_last, "
-            "m.custom_fields, jsonb_build_object('recordCount', m.record_count), now(), now() "
+            "m.custom_fields, jsonb_build_object('recordCount', m.record_count), '', now(), now() "
             "FROM metering_meter m JOIN metering_metertype t ON t.id = m.meter_type_id WHERE m.meter_type_id = %s "
             "ON CONFLICT (meter_id, period_start, execution_ref) DO NOTHING",
             [meter_type.pk],

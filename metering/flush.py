@@ -73,7 +73,8 @@ FLUSHED_EVENT = EventType.METER_FLUSHED.value
 # What the claim reads: no JSON, so locking 500 meters costs little Python. The record's content
 # is copied by the database and read back from what was inserted.
 _CLAIMED_FIELDS = ("id", "record_count", "last_ingested_at", "period_end", "delete_on_reset",
-                   "meter_type__reset_cron", "meter_type__timezone", "meter_type__aggregation")
+                   "meter_type__reset_cron", "meter_type__timezone", "meter_type__aggregation",
+                   "account_id", "meter_type_id", "user_id")
 # The columns a record document is made from, in this order (RETURNING, or a read on SQLite);
 # created_at and updated_at are the flush's ``now``.
 _RECORD_COLUMNS = ("id", "account_id", "source_meter_id", "user_id", "meter_type_id", "meter_type_name", "timezone",
@@ -93,6 +94,9 @@ class _Claimed:
     reset_cron: str
     timezone: str
     aggregation: str
+    account_id: uuid.UUID
+    meter_type_id: uuid.UUID
+    user_id: str
 
 
 @dataclass
@@ -303,15 +307,30 @@ def _reset_meters(meters: list[_Claimed], new_ends: dict[uuid.UUID, datetime], n
 def _count_late_records(meters: list[_Claimed]) -> None:
     """Usage that reached the ledger after a meter's period ended but before this reset (its time
     in the new period) was counted by no meter: fold it into the new period now, in this
-    transaction. One indexed read finds such meters; only those are recomputed."""
+    transaction. Only meters that have such records are recomputed; finding them is one probe per
+    meter of the ledger's (account, meter type, userId, timestamp) index, so its cost does not grow
+    with the ledger (or with the current month's partition)."""
     from metering.ledger import meters_recompute
     from metering.models import UsageRecord
 
-    earliest = min(meter.period_end for meter in meters)
-    late = list(
-        UsageRecord.objects.filter(meter_id__in=[meter.id for meter in meters], timestamp__gte=earliest)
-        .values_list("meter_id", flat=True).distinct()
-    )
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT m.id FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::timestamptz[]) "
+                f"AS m(id, account_id, meter_type_id, user_id, period_end) WHERE EXISTS ("
+                f"SELECT 1 FROM {UsageRecord._meta.db_table} r WHERE r.account_id = m.account_id "
+                f"AND r.meter_type_id = m.meter_type_id AND r.user_id = m.user_id "
+                f"AND r.timestamp >= m.period_end AND r.meter_id = m.id)",
+                [[m.id for m in meters], [m.account_id for m in meters], [m.meter_type_id for m in meters],
+                 [m.user_id for m in meters], [m.period_end for m in meters]],
+            )
+            late = [row[0] for row in cursor.fetchall()]
+    else:
+        earliest = min(meter.period_end for meter in meters)
+        late = list(
+            UsageRecord.objects.filter(meter_id__in=[meter.id for meter in meters], timestamp__gte=earliest)
+            .values_list("meter_id", flat=True).distinct()
+        )
     if late:
         meters_recompute(meter_ids=late)
 
