@@ -114,4 +114,5 @@ def test_the_beat_schedules_are_registered_by_a_migration():
     assert tasks == {"streams.sweep_session_timeouts": (30, "seconds", True),
                      "streams.purge_dedup_keys": (1, "hours", True),
                      "streams.catch_up_realtime": (5, "seconds", True),
-                     "streams.sweep_flush_deliveries": (10, "seconds", True)}
+                     "streams.sweep_flush_deliveries": (10, "seconds", True),
+                     "streams.fail_abandoned_runs": (1, "minutes", True)}
