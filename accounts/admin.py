@@ -79,10 +79,13 @@ def _show_secret(request, *, title, access=None, api_key=None, secret):
 class RevokeButtonMixin:
     """A Revoke button on a credential's page: a confirmation page (GET) that revokes on POST,
     through ``revoke_one`` (a service), then back to the credential's page. Only for a credential
-    the user may change in their own account; another account's is 404."""
+    the user may change in their own account; another account's is 404. A subclass defines
+    ``revoke_one(obj)``, calling its model's revoke service."""
 
-    def revoke_one(self, obj) -> None:
-        raise NotImplementedError
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not callable(getattr(cls, "revoke_one", None)):
+            raise TypeError(f"{cls.__name__} must define revoke_one(obj), calling a revoke service.")
 
     def get_urls(self):
         opts = self.model._meta

@@ -108,10 +108,10 @@ class Server:
                 raise RuntimeError("gunicorn exited during start-up")
             try:
                 status, _ = request("GET", f"{self.base_url}/healthz")
-                if status == 200 and self.process.poll() is None:
-                    return self
-            except OSError:
-                pass
+            except OSError:  # not listening yet
+                status = None
+            if status == 200 and self.process.poll() is None:
+                return self
             time.sleep(0.2)
         raise RuntimeError("gunicorn did not answer /healthz within 30 s")
 

@@ -72,9 +72,15 @@ def value_against_capacity_html(meter: Meter) -> str:
 
 
 class ServiceCheckedForm(forms.ModelForm):
-    """Runs a service's check on the built instance and shows its errors on the form."""
+    """Runs a service's check on the built instance and shows its errors on the form. A subclass
+    defines ``service_check()``, calling its model's check service."""
 
     admin_account_id = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not callable(getattr(cls, "service_check", None)):
+            raise TypeError(f"{cls.__name__} must define service_check(), calling a check service.")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -82,9 +88,6 @@ class ServiceCheckedForm(forms.ModelForm):
         # Show 1000, not the column's 1000.000000000000.
         if isinstance(self.initial.get("capacity"), Decimal):
             self.initial["capacity"] = _number(self.initial["capacity"])
-
-    def service_check(self) -> None:
-        raise NotImplementedError
 
     def _post_clean(self):
         super()._post_clean()

@@ -37,6 +37,7 @@ import hashlib
 import json
 import re
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -879,38 +880,47 @@ def threshold_payload(meter: _MeterState, crossing: _Crossing, now: datetime) ->
 # --- backends -----------------------------------------------------------------------------------
 
 
-class _Backend:
+class _Backend(ABC):
     """The SQL of each step. ``resolve`` and ``find_meters`` return meters as
     ``{(meter_type_id, user_id): [(meter_id, meter_key), …]}``."""
 
     account_id: uuid.UUID
 
+    @abstractmethod
     def resolve(self, type_ids, api_names, user_ids, with_rules) -> tuple[dict, dict, dict]:
-        raise NotImplementedError
+        """Implemented by each database's backend."""
 
+    @abstractmethod
     def insert_missing_meters(self, missing, now) -> None:
-        raise NotImplementedError
+        """Implemented by each database's backend."""
 
+    @abstractmethod
     def find_meters(self, pairs) -> dict:
-        raise NotImplementedError
+        """Implemented by each database's backend."""
 
+    @abstractmethod
     def append(self, records, source, source_ref, now) -> set[str]:
-        raise NotImplementedError
+        """Implemented by each database's backend."""
 
+    @abstractmethod
     def stored_hashes(self, keys) -> dict[str, str]:
-        raise NotImplementedError
+        """Implemented by each database's backend."""
 
+    @abstractmethod
     def lock_meters(self, meter_ids) -> list[_MeterState]:
-        raise NotImplementedError
+        """Implemented by each database's backend."""
 
+    @abstractmethod
     def update_meters(self, meters, now) -> None:
-        raise NotImplementedError
+        """Implemented by each database's backend."""
 
+    @abstractmethod
     def insert_threshold_events(self, crossings, now) -> set[uuid.UUID]:
-        raise NotImplementedError
+        """Implemented by each database's backend."""
 
+    @abstractmethod
     def insert_corrections(self, refusals, source, source_ref, now) -> dict[str, uuid.UUID]:
-        raise NotImplementedError
+        """Implemented by each database's backend."""
 
 
 def _type_info(row: Sequence[Any], rules: Any) -> _TypeInfo:

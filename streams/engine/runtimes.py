@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,14 +52,17 @@ class NodeOutput:
     note: str = ""  # what a preview should know about this node's output
 
 
-class NodeRuntime:
+class NodeRuntime(ABC):
+    """One node of a run plan; each node type implements ``process``."""
+
     def __init__(self, node_id: str, name: str, config: Config):
         self.node_id = node_id
         self.name = name
         self.config = config
 
+    @abstractmethod
     def process(self, records: list[Any], context: RunContext) -> NodeOutput:
-        raise NotImplementedError
+        """The node's output and rejections for ``records``."""
 
 
 class OnlineCollectorRuntime(NodeRuntime):
