@@ -9,11 +9,14 @@ and an ACTIVE collector, then in one run measures:
 
 1. the stack's ceiling: GET /bench/minimal (a minimal Django JSON view, no database; routed only
    because the bench sets BENCH_MINIMAL_VIEW=1), same server, same load;
-2. send data with 1 KB bodies: requests/s, MB/s, p50/p99 latency, statuses;
+2. two floors (skip with --no-floors): that view plus the one Redis rate-limit call send data
+   makes, and that view plus the one durable append it makes (the production statement, into a
+   second collector): what those round trips alone cost here (bench/minimal_view.py);
+3. send data with 1 KB bodies: requests/s, MB/s, p50/p99 latency, statuses;
 
 and checks that every 200 answered is a stored batch. Prints the ratio to the ceiling and the
-targets (≥ 2,000 req/s, p99 < 50 ms, ≥ 50% of the ceiling). The two phases alternate in
-``--rounds`` slices, so on a shared machine both meet the same neighbours. Bounded: each phase
+targets (≥ 2,000 req/s, p99 < 50 ms, ≥ 50% of the ceiling). The phases alternate in
+``--rounds`` slices, so on a shared machine all meet the same neighbours. Bounded: each phase
 runs ``--seconds`` in total (and, with the Python client, at most ``--max-requests`` a slice).
 """
 
@@ -55,22 +58,24 @@ def one_kilobyte_body() -> bytes:
     return raw
 
 
-def prepare(clients: int) -> tuple[str, list[str]]:
-    """An ACTIVE collector with an empty log, and one token per client (all through services)."""
+def prepare(clients: int, names: tuple[str, ...] = ("bench",)) -> tuple[list[str], list[str]]:
+    """An ACTIVE collector with an empty log per name, and one token per client (all through
+    services)."""
     from accounts import services as account_services
     from accounts.models import ApplicationAccess
     from collection import services
     from collection.models import Collector
 
     account = account_services.account_get_or_create(name="bench")
-    for old in Collector.objects.filter(account=account, name="bench").exclude(status=Collector.Status.DELETING):
+    for old in Collector.objects.filter(account=account, name__in=names).exclude(status=Collector.Status.DELETING):
         services.collector_delete(collector=old)
     for old in Collector.objects.filter(account=account, status=Collector.Status.DELETING):
         for _ in range(1000):
             if services.collector_purge(collector_id=old.pk):
                 break
-    collector = services.collector_create(account_id=account.pk, name="bench")
-    services.collector_provision(collector_id=collector.pk)
+    collectors = [services.collector_create(account_id=account.pk, name=name) for name in names]
+    for collector in collectors:
+        services.collector_provision(collector_id=collector.pk)
     tokens = []
     for n in range(clients):
         name = f"bench-client-{n}"
@@ -82,7 +87,7 @@ def prepare(clients: int) -> tuple[str, list[str]]:
             secret = account_services.application_access_rotate_secret(access=access)
         tokens.append(account_services.access_token_issue(client_id=access.client_id,
                                                           client_secret=secret).access_token)
-    return str(collector.pk), tokens
+    return [str(collector.pk) for collector in collectors], tokens
 
 
 def database_backend_pids() -> list[int]:
@@ -114,6 +119,8 @@ def main() -> int:
     parser.add_argument("--python-client", action="store_true", help="use the Python client even if wrk exists")
     parser.add_argument("--no-rate-limit", action="store_true",
                         help="serve with RATE_LIMIT_ENABLED=0 (shows what the Redis token bucket costs)")
+    parser.add_argument("--no-floors", action="store_true",
+                        help="skip the two floor phases (the minimal view plus one rate-limit call, plus one append)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args()
 
@@ -121,7 +128,8 @@ def main() -> int:
     ensure_database(env["DATABASE_URL"])
     migrate(env)
     django_setup(env)
-    collector_id, tokens = prepare(args.clients)
+    # The append floor writes to its own collector, so the send-data log counts only send data.
+    (collector_id, floor_collector_id), tokens = prepare(args.clients, ("bench", "bench-floor"))
     body = one_kilobyte_body()
     server_env = {**env, "BENCH_MINIMAL_VIEW": "1", "RATE_LIMIT_ENABLED": "0" if args.no_rate_limit else "1"}
     print(f"machine: {machine_note()}")
@@ -148,12 +156,18 @@ def main() -> int:
             load(data_path, "POST", body, args.warmup)
         before = stored_batches(collector_id)
         slice_seconds = max(1, args.seconds // args.rounds)
-        minimal_rounds, send_rounds = [], []
+        phases = {"minimal": ("/bench/minimal", "GET", b"")}
+        if not args.no_floors:
+            phases["rate_limit"] = ("/bench/minimal/rate-limit", "POST", body)
+            phases["append"] = (f"/bench/minimal/append/{floor_collector_id}", "POST", body)
+        phases["send"] = (data_path, "POST", body)
+        rounds: dict[str, list] = {name: [] for name in phases}
         for _ in range(args.rounds):
-            minimal_rounds.append(load("/bench/minimal", "GET", b"", slice_seconds))
-            send_rounds.append(load(data_path, "POST", body, slice_seconds))
+            for name, (path, method, payload) in phases.items():
+                rounds[name].append(load(path, method, payload, slice_seconds))
         stored = stored_batches(collector_id) - before
-    minimal, send = combine(minimal_rounds), combine(send_rounds)
+    results = {name: combine(slices) for name, slices in rounds.items()}
+    minimal, send = results["minimal"], results["send"]
 
     ok = send.count(200)
     ratio = send.per_second / minimal.per_second if minimal.per_second else 0.0
@@ -161,6 +175,12 @@ def main() -> int:
     print()
     print(f"minimal Django JSON view (ceiling): {minimal.per_second:8.0f} req/s   p50 {minimal.p50_ms:6.2f} ms   "
           f"p99 {minimal.p99_ms:6.2f} ms   statuses {minimal.statuses}")
+    for name, label in (("rate_limit", "minimal view + one rate-limit call:"),
+                        ("append", "minimal view + one durable append:")):
+        if name in results:
+            floor = results[name]
+            print(f"{label:<36}{floor.per_second:8.0f} req/s   p50 {floor.p50_ms:6.2f} ms   p99 {floor.p99_ms:6.2f} ms   "
+                  f"CPU {floor.cpu_us_per_request:.0f} us/request   statuses {floor.statuses}")
     print(f"send data, 1 KB bodies:             {send.per_second:8.0f} req/s   p50 {send.p50_ms:6.2f} ms   "
           f"p99 {send.p99_ms:6.2f} ms   statuses {send.statuses}   {megabytes:.2f} MB/s of payload")
     print(f"ratio to the ceiling: {ratio:.0%}   (req/s per round: minimal {minimal.extra['rounds']}, "
@@ -189,8 +209,10 @@ def main() -> int:
                           "stored": stored, "statuses": send.statuses, "workers": args.workers,
                           "connections": args.connections, "tool": send.tool,
                           "rounds": {"minimal": minimal.extra["rounds"], "send": send.extra["rounds"]},
-                          "cpu_us_per_request": {"minimal": round(minimal.cpu_us_per_request),
-                                                 "send": round(send.cpu_us_per_request)}}))
+                          "floors_rps": {name: round(results[name].per_second)
+                                         for name in ("rate_limit", "append") if name in results},
+                          "cpu_us_per_request": {name: round(result.cpu_us_per_request)
+                                                 for name, result in results.items()}}))
     return 0 if all(checks.values()) else 1
 
 

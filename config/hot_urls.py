@@ -14,9 +14,9 @@ urlpatterns = [
 ]
 
 if settings.BENCH_MINIMAL_VIEW:  # the benchmarks' ceiling, served the same way
-    from bench.minimal_view import minimal_json
+    from bench import minimal_view
 
-    urlpatterns.append(path("bench/minimal", minimal_json))
+    urlpatterns += minimal_view.urlpatterns
 
 handler400 = "config.api.views.bad_request"
 handler403 = "config.api.views.forbidden"

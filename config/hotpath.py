@@ -27,7 +27,11 @@ _HOT_PATHS = [r"ingest", r"billing/meters/usage", r"online-collection/collectors
 
 
 def hot_path_pattern() -> re.Pattern[str]:
-    paths = [*_HOT_PATHS, *(["bench/minimal"] if settings.BENCH_MINIMAL_VIEW else [])]
+    paths = list(_HOT_PATHS)
+    if settings.BENCH_MINIMAL_VIEW:
+        from bench.minimal_view import HOT_PATH_PATTERN
+
+        paths.append(HOT_PATH_PATTERN)
     return re.compile("^/(?:" + "|".join(paths) + ")$")
 
 

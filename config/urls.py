@@ -29,9 +29,9 @@ urlpatterns = [
 ]
 
 if settings.BENCH_MINIMAL_VIEW:  # bench/ingest.py's ceiling: a JSON view without database or auth
-    from bench.minimal_view import minimal_json
+    from bench import minimal_view
 
-    urlpatterns.append(path("bench/minimal", minimal_json, name="bench-minimal"))
+    urlpatterns += minimal_view.urlpatterns
 
 handler400 = "config.api.views.bad_request"
 handler403 = "config.api.views.forbidden"
