@@ -86,19 +86,24 @@ def free_port() -> int:
 
 class Server:
     """gunicorn on loopback (a free port unless one is given), stopped on exit. ``threads`` > 1
-    runs gthread workers (HTTP keep-alive); 1 runs sync workers (a connection per request)."""
+    runs gthread workers (HTTP keep-alive); 1 runs sync workers (a connection per request);
+    ``asgi`` runs ``config.asgi`` on uvicorn workers (an event loop each, keep-alive)."""
 
-    def __init__(self, *, workers: int, env: dict[str, str], port: int = 0, threads: int = 1):
+    def __init__(self, *, workers: int, env: dict[str, str], port: int = 0, threads: int = 1, asgi: bool = False):
         self.port = port or free_port()
         self.workers = workers
         self.threads = threads
+        self.asgi = asgi
         self.env = env
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
-        command = [str(BIN / "gunicorn"), "config.wsgi", "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers),
-                   "--worker-class", "gthread" if self.threads > 1 else "sync",
-                   "--threads", str(self.threads), "--keep-alive", "5", "--backlog", "2048", "--timeout", "30", "--log-level", "warning",
+        if self.asgi:
+            application, worker_class = "config.asgi:application", "uvicorn.workers.UvicornWorker"
+        else:
+            application, worker_class = "config.wsgi", "gthread" if self.threads > 1 else "sync"
+        command = [str(BIN / "gunicorn"), application, "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers),
+                   "--worker-class", worker_class, "--threads", str(self.threads), "--keep-alive", "5", "--backlog", "2048", "--timeout", "30", "--log-level", "warning",
                    "--worker-tmp-dir", "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()]
         env = {**os.environ, **self.env, "DEBUG": "0", "LOG_LEVEL": "WARNING"}
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)

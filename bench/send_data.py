@@ -23,6 +23,7 @@ runs ``--seconds`` in total (and, with the Python client, at most ``--max-reques
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -119,6 +120,9 @@ def main() -> int:
     parser.add_argument("--python-client", action="store_true", help="use the Python client even if wrk exists")
     parser.add_argument("--no-rate-limit", action="store_true",
                         help="serve with RATE_LIMIT_ENABLED=0 (shows what the Redis token bucket costs)")
+    parser.add_argument("--asgi", action="store_true",
+                        help="serve config.asgi on uvicorn workers (send data's event-loop fast path); the floors "
+                             "are skipped and a second, WSGI server (4 sync workers) serves the minimal view too")
     parser.add_argument("--no-floors", action="store_true",
                         help="skip the two floor phases (the minimal view plus one rate-limit call, plus one append)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
@@ -134,37 +138,48 @@ def main() -> int:
     server_env = {**env, "BENCH_MINIMAL_VIEW": "1", "RATE_LIMIT_ENABLED": "0" if args.no_rate_limit else "1"}
     print(f"machine: {machine_note()}")
     limits = "rate limits OFF" if args.no_rate_limit else f"rate limits ON ({args.clients} clients x 2000/s)"
-    kind = f"gthread workers x {args.threads} threads (keep-alive)" if args.threads > 1 else "sync workers"
+    if args.asgi:
+        args.no_floors = True
+        kind = "uvicorn (ASGI) workers, config.asgi (keep-alive)"
+    else:
+        kind = f"gthread workers x {args.threads} threads (keep-alive)" if args.threads > 1 else "sync workers"
     print(f"server: gunicorn, {args.workers} {kind}, PostgreSQL + Redis on loopback, {limits}")
     print(f"load: {'wrk' if have_wrk() and not args.python_client else 'python http.client'}, "
           f"{args.connections} connections, {args.seconds}s per phase in {args.rounds} alternating rounds, "
           f"{len(body)}-byte bodies")
 
-    def load(path: str, method: str, payload: bytes, seconds: int):
-        meter = CpuMeter(server_pid=server.process.pid, database_backend_pids=database_backend_pids)
+    def load(path: str, method: str, payload: bytes, seconds: int, on=None):
+        on = on or server
+        meter = CpuMeter(server_pid=on.process.pid, database_backend_pids=database_backend_pids)
         cpu_before = meter.read()
-        result = run_load(url=f"{server.base_url}{path}", method=method, body=payload, tokens=tokens,
+        result = run_load(url=f"{on.base_url}{path}", method=method, body=payload, tokens=tokens,
                           connections=args.connections, seconds=seconds, max_requests=args.max_requests,
                           force_python=args.python_client)
         result.cpu_seconds = meter.read() - cpu_before
         return result
 
     data_path = f"/online-collection/collectors/{collector_id}/data"
-    with Server(port=args.port, workers=args.workers, threads=args.threads, env=server_env) as server:
+    with contextlib.ExitStack() as servers:
+        server = servers.enter_context(
+            Server(port=args.port, workers=args.workers, threads=args.threads, env=server_env, asgi=args.asgi))
+        # Under --asgi, the minimal view is also measured on the WSGI server the default run uses.
+        wsgi = servers.enter_context(Server(workers=4, env=server_env)) if args.asgi else None
         if args.warmup:
             load("/bench/minimal", "GET", b"", args.warmup)
             load(data_path, "POST", body, args.warmup)
         before = stored_batches(collector_id)
         slice_seconds = max(1, args.seconds // args.rounds)
-        phases = {"minimal": ("/bench/minimal", "GET", b"")}
+        phases = {"minimal": ("/bench/minimal", "GET", b"", server)}
+        if wsgi is not None:
+            phases["minimal_wsgi"] = ("/bench/minimal", "GET", b"", wsgi)
         if not args.no_floors:
-            phases["rate_limit"] = ("/bench/minimal/rate-limit", "POST", body)
-            phases["append"] = (f"/bench/minimal/append/{floor_collector_id}", "POST", body)
-        phases["send"] = (data_path, "POST", body)
+            phases["rate_limit"] = ("/bench/minimal/rate-limit", "POST", body, server)
+            phases["append"] = (f"/bench/minimal/append/{floor_collector_id}", "POST", body, server)
+        phases["send"] = (data_path, "POST", body, server)
         rounds: dict[str, list] = {name: [] for name in phases}
         for _ in range(args.rounds):
-            for name, (path, method, payload) in phases.items():
-                rounds[name].append(load(path, method, payload, slice_seconds))
+            for name, (path, method, payload, on) in phases.items():
+                rounds[name].append(load(path, method, payload, slice_seconds, on))
         stored = stored_batches(collector_id) - before
     results = {name: combine(slices) for name, slices in rounds.items()}
     minimal, send = results["minimal"], results["send"]
@@ -175,6 +190,11 @@ def main() -> int:
     print()
     print(f"minimal Django JSON view (ceiling): {minimal.per_second:8.0f} req/s   p50 {minimal.p50_ms:6.2f} ms   "
           f"p99 {minimal.p99_ms:6.2f} ms   statuses {minimal.statuses}")
+    if "minimal_wsgi" in results:
+        strict = results["minimal_wsgi"]
+        print(f"minimal view, WSGI (4 sync workers): {strict.per_second:8.0f} req/s   p50 {strict.p50_ms:6.2f} ms   "
+              f"p99 {strict.p99_ms:6.2f} ms   statuses {strict.statuses}   "
+              f"(send data is {send.per_second / strict.per_second:.0%} of it)" if strict.per_second else "")
     for name, label in (("rate_limit", "minimal view + one rate-limit call:"),
                         ("append", "minimal view + one durable append:")):
         if name in results:
@@ -211,6 +231,8 @@ def main() -> int:
                           "rounds": {"minimal": minimal.extra["rounds"], "send": send.extra["rounds"]},
                           "floors_rps": {name: round(results[name].per_second)
                                          for name in ("rate_limit", "append") if name in results},
+                          "asgi": args.asgi, "minimal_wsgi_rps": round(results["minimal_wsgi"].per_second)
+                          if "minimal_wsgi" in results else None,
                           "cpu_us_per_request": {name: round(result.cpu_us_per_request)
                                                  for name, result in results.items()}}))
     return 0 if all(checks.values()) else 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -304,6 +305,73 @@ def collected_batch_append(*, account_id: uuid.UUID, collector_id: uuid.UUID, pa
     if replay is None:
         raise IdempotencyKeyInUse()  # its first request's batch vanished in between; retry
     return replay
+
+
+async def collected_batch_append_async(*, account_id: uuid.UUID, collector_id: uuid.UUID, payload: str,
+                                      size_bytes: int) -> AppendResult:
+    """``collected_batch_append`` for the ASGI fast path (``collection/api/ingest_asgi.py``): the
+    same statement on an asynchronous connection (``config.asyncdb``), in autocommit, so the batch
+    is durable when this returns.
+
+    Only for what needs no synchronous database work: the caller has found the collector cached
+    ACTIVE for the account and sends no idempotency key; every other request takes the
+    synchronous path. Database errors are psycopg's (the caller answers 503).
+    """
+    import asyncio
+
+    from config import asyncdb
+
+    ingestion_id = uuid.uuid4()
+    lock_class, lock_object = collector_lock_key(collector_id)
+    params = [str(ingestion_id), str(account_id), str(collector_id), payload, size_bytes, None, None,
+              lock_class, lock_object]
+    try:
+        async with asyncdb.pool().connection() as connection:
+            await connection.execute(_INSERT_SQL_POSTGRES_CURSOR, [params[index] for index in _CURSOR_PARAMETER_ORDER],
+                                     prepare=True)
+    except psycopg.IntegrityError:
+        # The foreign key refused it: the collector was purged after it was cached as ACTIVE.
+        active_collectors.forget(collector_id)
+        raise CollectorNotFound()
+    if BATCH_STORED_HOOKS:
+        _wake_readers_soon(asyncio.get_running_loop(), collector_id)
+    return AppendResult(ingestion_id=ingestion_id, replayed=False)
+
+
+# The event loop's pending reader wake-ups: the hooks are synchronous (they may enqueue Celery
+# tasks), so they run in the loop's executor, at most once per WAKEUP_DELAY_SECONDS for whatever
+# collectors got batches meanwhile rather than once per request (a thread hand-off per request
+# costs as much as the request); the readers' sweeps catch up if a wake-up fails.
+WAKEUP_DELAY_SECONDS = 0.05
+class _Wakeups:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.collectors: set[uuid.UUID] = set()
+        self.running = False
+
+
+_wakeups: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _wake_readers_soon(loop, collector_id: uuid.UUID) -> None:
+    wakeups = _wakeups.setdefault(loop, _Wakeups())
+    with wakeups.lock:
+        wakeups.collectors.add(collector_id)
+        if wakeups.running:
+            return
+        wakeups.running = True
+    loop.call_later(WAKEUP_DELAY_SECONDS, loop.run_in_executor, None, _wake_pending, wakeups)
+
+
+def _wake_pending(wakeups: _Wakeups) -> None:
+    while True:
+        with wakeups.lock:
+            collectors, wakeups.collectors = wakeups.collectors, set()
+            if not collectors:
+                wakeups.running = False
+                return
+        for collector_id in collectors:
+            _batch_stored(collector_id)
 
 
 def _collector_problem(*, account_id: uuid.UUID, collector_id: uuid.UUID) -> ApiError | None:

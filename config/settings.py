@@ -193,6 +193,9 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # Seconds a 503 asks the client to wait when a dependency is down.
 RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "5"))
 
+# Connections each ASGI worker process opens for the send-data fast path (config/asyncdb.py).
+ASYNC_DB_POOL_SIZE = int(os.environ.get("ASYNC_DB_POOL_SIZE", "4"))
+
 # --- collection (online collectors, send data, collected batches) ---------------------------
 # At most this many collectors per account (seed 000: five).
 COLLECTION_MAX_COLLECTORS = int(os.environ.get("COLLECTION_MAX_COLLECTORS", "5"))

@@ -86,6 +86,7 @@ class RateLimiter:
         self._script = None
         self._redis_down_until = 0.0
         self._lock = threading.Lock()
+        self._async_scripts: dict = {}
 
     def _client(self):
         if not settings.REDIS_URL or time.monotonic() < self._redis_down_until:
@@ -102,9 +103,7 @@ class RateLimiter:
         return self._redis
 
     def take(self, group: str, client: str) -> Decision:
-        rate, per_seconds, burst = settings.RATE_LIMITS[group]
-        rate_per_ms = rate / (per_seconds * 1000.0)
-        key = f"rl:{group}:{client}"
+        key, rate_per_ms, burst = self._bucket(group, client)
         allowed, remaining = None, 0.0
         redis_client = self._client()
         if redis_client is not None:
@@ -114,10 +113,54 @@ class RateLimiter:
                 result = self._script(keys=[key], args=[rate_per_ms, burst])
                 allowed, remaining = bool(int(result[0])), float(result[1])
             except redis.RedisError as exc:
-                logger.warning("rate limiter: Redis unavailable (%s); in-process buckets for %ss",
-                               exc.__class__.__name__, FALLBACK_SECONDS)
-                self._redis_down_until = time.monotonic() + FALLBACK_SECONDS
-                self._redis = None
+                self._redis_failed(exc)
+        return self._decision(key, rate_per_ms, burst, allowed, remaining)
+
+    async def take_async(self, group: str, client: str) -> Decision:
+        """``take`` for an event loop (the ASGI send-data fast path): the same script and bucket
+        through ``redis.asyncio``, one client per loop."""
+        key, rate_per_ms, burst = self._bucket(group, client)
+        allowed, remaining = None, 0.0
+        script = self._async_script()
+        if script is not None:
+            import redis
+
+            try:
+                result = await script(keys=[key], args=[rate_per_ms, burst])
+                allowed, remaining = bool(int(result[0])), float(result[1])
+            except redis.RedisError as exc:
+                self._redis_failed(exc)
+        return self._decision(key, rate_per_ms, burst, allowed, remaining)
+
+    @staticmethod
+    def _bucket(group: str, client: str) -> tuple[str, float, int]:
+        rate, per_seconds, burst = settings.RATE_LIMITS[group]
+        return f"rl:{group}:{client}", rate / (per_seconds * 1000.0), burst
+
+    def _async_script(self):
+        if not settings.REDIS_URL or time.monotonic() < self._redis_down_until:
+            return None
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        script = self._async_scripts.get(loop)
+        if script is None:
+            import redis.asyncio
+
+            for closed in [other for other in self._async_scripts if other.is_closed()]:
+                del self._async_scripts[closed]
+            client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25)
+            script = self._async_scripts[loop] = client.register_script(_LUA)
+        return script
+
+    def _redis_failed(self, exc: Exception) -> None:
+        logger.warning("rate limiter: Redis unavailable (%s); in-process buckets for %ss",
+                       exc.__class__.__name__, FALLBACK_SECONDS)
+        self._redis_down_until = time.monotonic() + FALLBACK_SECONDS
+        self._redis = None
+        self._async_scripts.clear()
+
+    def _decision(self, key: str, rate_per_ms: float, burst: int, allowed: bool | None, remaining: float) -> Decision:
         if allowed is None:
             allowed, remaining = self.local.take(key, rate_per_ms, burst)
         retry_after = 0.0 if allowed else (1 - remaining) / rate_per_ms / 1000.0
@@ -143,7 +186,17 @@ def enforce_rate_limit(group: str, client: str) -> Decision | None:
     """Raise 429 (with Retry-After and RateLimit-* headers) when the client's bucket is empty."""
     if not settings.RATE_LIMIT_ENABLED:
         return None
-    decision = limiter.take(group, client)
+    return _enforce(limiter.take(group, client))
+
+
+async def enforce_rate_limit_async(group: str, client: str) -> Decision | None:
+    """``enforce_rate_limit`` for an event loop."""
+    if not settings.RATE_LIMIT_ENABLED:
+        return None
+    return _enforce(await limiter.take_async(group, client))
+
+
+def _enforce(decision: Decision) -> Decision:
     if not decision.allowed:
         headers = decision.headers()
         headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))

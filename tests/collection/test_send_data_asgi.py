@@ -1,0 +1,182 @@
+"""Send data under ASGI (config/asgi.py, collection/api/ingest_asgi.py): the event-loop fast path
+answers as the Django view does, and hands every request it cannot settle from memory to it.
+
+The fast path writes on its own asynchronous connections, so these tests commit
+(``transaction=True``) and drive the ASGI application in process, as uvicorn would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from collection.api.ingest_asgi import application_with_fast_send_data
+from collection.models import CollectedBatch
+from collection.selectors import active_collectors
+from config import asyncdb
+from config.api.ratelimit import limiter
+from config.asgi import django_application
+from tests.collection.conftest import data_url, make_collector
+from tests.conftest import issue_token, make_access
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Recorder:
+    """Django's ASGI application, counting the requests handed to it."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    async def __call__(self, scope, receive, send):
+        self.paths.append(scope["path"])
+        await django_application(scope, receive, send)
+
+
+def call(app, path: str, body: bytes, headers: dict[str, str] | None = None, query: bytes = b""):
+    """One request through the ASGI application: (status, headers, JSON body)."""
+    headers = {"content-type": "application/json", "content-length": str(len(body)), **(headers or {})}
+    answer: dict = {"body": b""}
+
+    async def run():
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.sleep(3600)
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                answer["headers"] = {name.decode().lower(): value.decode() for name, value in message["headers"]}
+            else:
+                answer["body"] += message.get("body", b"")
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
+                 "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
+                 "headers": [(name.encode(), value.encode()) for name, value in headers.items()]}
+        try:
+            await app(scope, receive, send)
+        finally:
+            await asyncdb.pool().close()
+
+    asyncio.run(run())
+    return answer["status"], answer["headers"], json.loads(answer["body"] or b"null")
+
+
+@pytest.fixture
+def setup(account, settings):
+    settings.RATE_LIMIT_ENABLED = True
+    limiter.reset()
+    active_collectors.clear()
+    access, secret = make_access(account, scopes=["online-collection:ingest:collectors"])
+    collector = make_collector(account)
+    recorder = Recorder()
+    app = application_with_fast_send_data(recorder)
+    token = {"authorization": f"Bearer {issue_token(access, secret)}"}
+    # The first request settles nothing from memory yet: the view answers it and fills the caches.
+    status, _, _ = call(app, data_url(collector), b'{"data": {"warm": true}}', token)
+    assert status == 200 and recorder.paths == [data_url(collector)]
+    recorder.paths.clear()
+    yield app, recorder, collector, token
+    active_collectors.clear()
+    limiter.reset()
+
+
+def test_a_settled_request_is_stored_on_the_event_loop_and_answers_its_ingestion_id(setup, account):
+    app, recorder, collector, token = setup
+
+    status, headers, body = call(app, data_url(collector), b'{"data": [{"userId": "u1", "value": 3}]}', token)
+
+    assert status == 200 and recorder.paths == []  # the fast path answered
+    assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
+    batch = CollectedBatch.objects.get(ingestion_id=body["ingestionId"])
+    assert (batch.collector_id, batch.account_id, batch.payload) == (collector.pk, account.pk,
+                                                                     '[{"userId": "u1", "value": 3}]')
+    assert list(CollectedBatch.objects.filter(collector=collector).order_by("sequence")
+                .values_list("payload", flat=True)) == ['{"warm": true}', '[{"userId": "u1", "value": 3}]']
+
+
+@pytest.mark.parametrize("raw,status,code", [
+    (b"{not json", 400, "MALFORMED_JSON"),
+    (b'{"datum": 1}', 400, "VALIDATION_ERROR"),
+    (b'{"data": 1}', 400, "VALIDATION_ERROR"),
+])
+def test_a_bad_body_is_answered_on_the_event_loop_with_the_views_error(setup, raw, status, code):
+    app, recorder, collector, token = setup
+
+    answered, headers, body = call(app, data_url(collector), raw, token)
+
+    assert (answered, body["code"]) == (status, code) and set(body) == {"code", "message", "details"}
+    assert recorder.paths == []
+    assert CollectedBatch.objects.filter(collector=collector).count() == 1  # the warm-up only
+
+
+def test_the_rate_limit_holds_on_the_event_loop(setup, settings):
+    app, recorder, collector, token = setup
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "send_data": (1, 60, 1)}
+    limiter.reset()
+
+    first = call(app, data_url(collector), b'{"data": 1.5}', token)[0]
+    status, headers, body = call(app, data_url(collector), b'{"data": "2"}', token)
+
+    assert first == 400  # not a string/object/array, but it took the only token
+    assert (status, body["code"]) == (429, "TOO_MANY_REQUESTS") and int(headers["retry-after"]) >= 1
+    assert recorder.paths == []
+
+
+def test_a_token_without_the_scope_is_403_on_the_event_loop(setup, account):
+    app, recorder, collector, _ = setup
+    access, secret = make_access(account, name="reader", scopes=["online-collection:read:collectors"])
+    token = {"authorization": f"Bearer {issue_token(access, secret)}"}
+    assert call(app, data_url(collector), b'{"data": 1}', token)[0] == 403  # the view, filling the cache
+    recorder.paths.clear()
+
+    status, _, body = call(app, data_url(collector), b'{"data": {"a": 1}}', token)
+
+    assert (status, body["code"]) == (403, "INSUFFICIENT_SCOPE") and recorder.paths == []
+
+
+def test_a_collector_purged_after_it_was_cached_is_404_and_forgotten(setup, account):
+    app, recorder, _, token = setup
+    gone = uuid.uuid4()
+    active_collectors.put(gone, account.pk)
+
+    status, _, body = call(app, data_url(gone), b'{"data": {"a": 1}}', token)
+
+    assert (status, body["code"]) == (404, "COLLECTOR_NOT_FOUND") and recorder.paths == []
+    assert active_collectors.get(gone) is None
+
+
+@pytest.mark.parametrize("case", ["idempotency key", "unknown token", "another account's collector",
+                                  "query string", "over the size limit"])
+def test_what_memory_cannot_settle_goes_to_the_view(setup, case, other_account, settings):
+    app, recorder, collector, token = setup
+    path, body, headers, query = data_url(collector), b'{"data": {"a": 1}}', dict(token), b""
+    if case == "idempotency key":
+        headers["idempotency-key"] = "k-1"
+    elif case == "unknown token":
+        headers["authorization"] = "Bearer nope"
+    elif case == "another account's collector":
+        path = data_url(make_collector(other_account, "Theirs"))
+    elif case == "query string":
+        query = b"x=1"
+    else:
+        settings.API_MAX_BODY_BYTES = 10
+
+    status, _, answer = call(app, path, body, headers, query)
+
+    assert recorder.paths == [path]
+    expected = {"idempotency key": 200, "unknown token": 401, "another account's collector": 404,
+                "query string": 200, "over the size limit": 413}[case]
+    assert status == expected, answer
+    if case == "idempotency key":  # and the view's replay answers the first ingestion id
+        assert call(app, path, body, headers)[2] == answer
+        assert CollectedBatch.objects.filter(idempotency_key="k-1").count() == 1
