@@ -18,26 +18,35 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from config.api.errors import RateLimited
+from config.grouping import PerLoop
 
 logger = logging.getLogger(__name__)
 
 FALLBACK_SECONDS = 5.0
 
+# Takes a token from each of KEYS (ARGV holds each key's rate per ms and burst, in pairs; a key
+# may repeat) and returns allowed and remaining per key, flat: one key is the synchronous path's
+# call, several are the ASGI fast path's group (``config.grouping``).
 _LUA = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local data = redis.call('HMGET', KEYS[1], 't', 'ts')
-local tokens = tonumber(data[1])
-local ts = tonumber(data[2])
-if tokens == nil then tokens = burst; ts = now end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local allowed = 0
-if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
-redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
-return {allowed, tostring(tokens)}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local data = redis.call('HMGET', key, 't', 'ts')
+  local tokens = tonumber(data[1])
+  local ts = tonumber(data[2])
+  if tokens == nil then tokens = burst; ts = now end
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  local allowed = 0
+  if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
+  redis.call('HSET', key, 't', tostring(tokens), 'ts', now)
+  redis.call('PEXPIRE', key, math.ceil(burst / rate) + 1000)
+  out[2 * i - 1] = allowed
+  out[2 * i] = tostring(tokens)
+end
+return out
 """
 
 
@@ -87,6 +96,7 @@ class RateLimiter:
         self._redis_down_until = 0.0
         self._lock = threading.Lock()
         self._async_scripts: dict = {}
+        self._async_takes = PerLoop(self._take_group)
 
     def _client(self):
         if not settings.REDIS_URL or time.monotonic() < self._redis_down_until:
@@ -118,19 +128,27 @@ class RateLimiter:
 
     async def take_async(self, group: str, client: str) -> Decision:
         """``take`` for an event loop (the ASGI send-data fast path): the same script and bucket
-        through ``redis.asyncio``, one client per loop."""
+        through ``redis.asyncio``; the calls of requests waiting at once share one script call."""
         key, rate_per_ms, burst = self._bucket(group, client)
         allowed, remaining = None, 0.0
-        script = self._async_script()
-        if script is not None:
+        if self._async_script() is not None:
             import redis
 
             try:
-                result = await script(keys=[key], args=[rate_per_ms, burst])
-                allowed, remaining = bool(int(result[0])), float(result[1])
+                allowed, remaining = await self._async_takes.submit((key, rate_per_ms, burst))
             except redis.RedisError as exc:
                 self._redis_failed(exc)
         return self._decision(key, rate_per_ms, burst, allowed, remaining)
+
+    async def _take_group(self, buckets: list[tuple[str, float, int]]) -> list[tuple[bool, float]]:
+        script = self._async_script()
+        if script is None:
+            import redis
+
+            raise redis.ConnectionError("Redis is marked down")
+        flat = await script(keys=[key for key, _, _ in buckets],
+                            args=[value for _, rate, burst in buckets for value in (rate, burst)])
+        return [(bool(int(flat[2 * n])), float(flat[2 * n + 1])) for n in range(len(buckets))]
 
     @staticmethod
     def _bucket(group: str, client: str) -> tuple[str, float, int]:
