@@ -1,9 +1,9 @@
 """Send-data benchmark: POST /online-collection/collectors/{id}/data under gunicorn, 1 KB bodies.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/metering_bench REDIS_URL=redis://127.0.0.1:6379/9 \\
-        .venv/bin/python bench/send_data.py [--workers 4] [--seconds 10] [--connections 8] [--clients 4]
+        .venv/bin/python bench/send_data.py [--asgi --workers 2] [--seconds 10] [--connections 8] [--clients 4]
 
-Starts gunicorn (sync workers) on PostgreSQL and Redis on loopback, creates an account, one
+Starts gunicorn (sync workers; with --asgi, config.asgi on uvicorn workers) on PostgreSQL and Redis on loopback, creates an account, one
 Application Access per client (the seed's rate limit, 2000/s burst 5, is per client and stays ON),
 and an ACTIVE collector, then in one run measures:
 
@@ -12,7 +12,11 @@ and an ACTIVE collector, then in one run measures:
 2. two floors (skip with --no-floors): that view plus the one Redis rate-limit call send data
    makes, and that view plus the one durable append it makes (the production statement, into a
    second collector): what those round trips alone cost here (bench/minimal_view.py);
-3. send data with 1 KB bodies: requests/s, MB/s, p50/p99 latency, statuses;
+3. send data with 1 KB bodies: requests/s, MB/s, p50/p99 latency, statuses.
+
+With --asgi the floors are skipped and the minimal view is measured on two servers: the ASGI one
+(Django runs the plain view in a thread there, so it is slow) and a WSGI one with 4 sync workers;
+the ratio is taken to the faster of the two.
 
 and checks that every 200 answered is a stored batch. Prints the ratio to the ceiling and the
 targets (≥ 2,000 req/s, p99 < 50 ms, ≥ 50% of the ceiling). The phases alternate in
@@ -185,7 +189,10 @@ def main() -> int:
     minimal, send = results["minimal"], results["send"]
 
     ok = send.count(200)
-    ratio = send.per_second / minimal.per_second if minimal.per_second else 0.0
+    # Under --asgi the ceiling is the faster of the two minimal views (Django's ASGI handler runs a
+    # plain view in a thread and is far slower than WSGI; the stricter comparison is the fair one).
+    ceiling = max(minimal.per_second, results["minimal_wsgi"].per_second if "minimal_wsgi" in results else 0.0)
+    ratio = send.per_second / ceiling if ceiling else 0.0
     megabytes = ok * len(body) / send.seconds / 1e6
     print()
     print(f"minimal Django JSON view (ceiling): {minimal.per_second:8.0f} req/s   p50 {minimal.p50_ms:6.2f} ms   "
@@ -203,7 +210,7 @@ def main() -> int:
                   f"CPU {floor.cpu_us_per_request:.0f} us/request   statuses {floor.statuses}")
     print(f"send data, 1 KB bodies:             {send.per_second:8.0f} req/s   p50 {send.p50_ms:6.2f} ms   "
           f"p99 {send.p99_ms:6.2f} ms   statuses {send.statuses}   {megabytes:.2f} MB/s of payload")
-    print(f"ratio to the ceiling: {ratio:.0%}   (req/s per round: minimal {minimal.extra['rounds']}, "
+    print(f"ratio to the ceiling ({ceiling:.0f} req/s, the faster minimal view): {ratio:.0%}   (req/s per round: minimal {minimal.extra['rounds']}, "
           f"send data {send.extra['rounds']})")
     cpu_ratio = minimal.cpu_us_per_request / send.cpu_us_per_request if send.cpu_us_per_request else 0.0
     cores = os.cpu_count() or 1
@@ -217,7 +224,7 @@ def main() -> int:
     checks = {
         ">= 2,000 req/s": send.per_second >= 2000,
         "p99 < 50 ms": send.p99_ms < 50,
-        ">= 50% of the minimal view": ratio >= 0.5,
+        ">= 50% of the (faster) minimal view": ratio >= 0.5,
         "every 200 stored": stored >= ok,
         "no 429 or 5xx": all(not status.startswith(("429", "5")) for status in send.statuses),
     }

@@ -7,7 +7,8 @@ waits for all their round trips at once.
 
 The fast path takes only requests whose every check is already settled in process memory: a
 bearer token in the principal cache, a collector cached ACTIVE for that account, no
-``Idempotency-Key``, no query string, a declared ``Content-Length`` within the limit. It then
+``Idempotency-Key``, no query string, a declared ``Content-Length`` within the limit, and
+PostgreSQL (the embedded SQLite database always takes the view). It then
 runs the same steps as the Django view (``collection.api.ingest.send_data``), with the same
 helpers, in the same order: caller, scope, rate limit (``redis.asyncio``), body, append (one
 INSERT on an asynchronous connection), answer. Any other request — a cache miss, a replay, an
@@ -23,7 +24,7 @@ import uuid
 
 import psycopg
 from django.conf import settings
-from django.db import OperationalError
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 
 from collection import services
 from collection.api.ingest import SEND_DATA_SCOPES, decode_send_data
@@ -60,8 +61,8 @@ def application_with_fast_send_data(django_application):
 
 
 def _settled(headers: dict[str, str], collector: str):
-    """The cached principal and collector id when the request needs no synchronous work, else None."""
-    if "idempotency-key" in headers:
+    """The collector id and body length when the request needs no synchronous work, else None."""
+    if "idempotency-key" in headers or connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
         return None
     try:
         length = int(headers["content-length"])

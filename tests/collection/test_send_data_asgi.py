@@ -180,3 +180,20 @@ def test_what_memory_cannot_settle_goes_to_the_view(setup, case, other_account, 
     if case == "idempotency key":  # and the view's replay answers the first ingestion id
         assert call(app, path, body, headers)[2] == answer
         assert CollectedBatch.objects.filter(idempotency_key="k-1").count() == 1
+
+
+def test_the_database_down_is_503_with_retry_after_on_the_event_loop(setup, monkeypatch):
+    from django.db import connections
+
+    app, recorder, collector, token = setup
+    wrapper = type(connections["default"])
+    params = wrapper.get_connection_params
+    monkeypatch.setattr(wrapper, "get_connection_params",  # nothing listens on port 1
+                        lambda self: {**params(self), "port": 1, "connect_timeout": 1})
+
+    status, headers, body = call(app, data_url(collector), b'{"data": {"a": 1}}', token)
+
+    assert status == 503, body
+    assert body["code"] == "SERVICE_UNAVAILABLE" and recorder.paths == []
+    assert int(headers["retry-after"]) >= 1
+    assert CollectedBatch.objects.filter(collector=collector).count() == 1  # the warm-up only
