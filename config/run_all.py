@@ -24,9 +24,14 @@ def main() -> int:
     # More than 1: gthread workers with keep-alive (bench/send_data.py: ~35 % more send data per
     # second on PostgreSQL than sync workers on 2 cores).
     web_threads = os.environ.get("WEB_THREADS", "1")
+    # WEB_SERVER=asgi: config.asgi on uvicorn workers (send data's event-loop fast path; README).
+    if os.environ.get("WEB_SERVER", "wsgi") == "asgi":
+        web_app = ["config.asgi:application", "--worker-class", "uvicorn.workers.UvicornWorker"]
+    else:
+        web_app = ["config.wsgi", "--threads", web_threads]
     commands = {
-        "web": [os.path.join(BIN, "gunicorn"), "config.wsgi", "-b", f"{host}:{port}", "-w", web_workers,
-                "--threads", web_threads, "--access-logfile", "-", "--timeout", "60"],
+        "web": [os.path.join(BIN, "gunicorn"), *web_app, "-b", f"{host}:{port}", "-w", web_workers,
+                "--access-logfile", "-", "--timeout", "60"],
         "worker": [os.path.join(BIN, "celery"), "-A", "config", "worker", "-l", "info", "--pool", "solo",
                    "-Q", "celery"],
         "beat": [os.path.join(BIN, "celery"), "-A", "config", "beat", "-l", "info",
