@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from collection.api.ingest_asgi import application_with_fast_send_data
+from collection.api.ingest_asgi import _replaying, application_with_fast_send_data
 from collection.models import CollectedBatch
 from collection.selectors import active_collectors
 from config import asyncdb
@@ -42,14 +42,10 @@ def call(app, path: str, body: bytes, headers: dict[str, str] | None = None, que
     answer: dict = {"body": b""}
 
     async def run():
-        sent = False
-
-        async def receive():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
+        async def client_stays():  # what a client that waits for the answer sends next: nothing
             await asyncio.sleep(3600)
+
+        receive = _replaying(body, client_stays)  # the whole body in one message, as uvicorn hands it over
 
         async def send(message):
             if message["type"] == "http.response.start":
