@@ -24,6 +24,9 @@ class AsyncGroup:
         self._max_values = max_values
         self._pending: list[tuple[object, asyncio.Future]] = []
         self._flushing = False
+        # Round trips made and values they carried (values / groups is the mean group size).
+        self.groups = 0
+        self.values = 0
 
     async def submit(self, value):
         loop = asyncio.get_running_loop()
@@ -38,6 +41,8 @@ class AsyncGroup:
         try:
             while self._pending:
                 group, self._pending = self._pending[:self._max_values], self._pending[self._max_values:]
+                self.groups += 1
+                self.values += len(group)
                 try:
                     outcomes = await self._write([value for value, _ in group])
                     if len(outcomes) != len(group):
@@ -64,8 +69,12 @@ class PerLoop:
         self._groups: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def submit(self, value) -> Awaitable:
+        return self.group().submit(value)
+
+    def group(self) -> AsyncGroup:
+        """The running loop's group."""
         loop = asyncio.get_running_loop()
         group = self._groups.get(loop)
         if group is None:
             group = self._groups[loop] = AsyncGroup(self._write, max_values=self._max_values)
-        return group.submit(value)
+        return group

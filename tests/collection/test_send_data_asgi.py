@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from collection import services
 from collection.api.ingest_asgi import _replaying, application_with_fast_send_data
 from collection.models import CollectedBatch
 from collection.selectors import active_collectors
@@ -36,35 +37,43 @@ class Recorder:
         await django_application(scope, receive, send)
 
 
-def call(app, path: str, body: bytes, headers: dict[str, str] | None = None, query: bytes = b""):
-    """One request through the ASGI application: (status, headers, JSON body)."""
+async def request(app, path: str, body: bytes, headers: dict[str, str] | None = None, query: bytes = b""):
+    """One request through the ASGI application, as uvicorn makes it: (status, headers, JSON body)."""
     headers = {"content-type": "application/json", "content-length": str(len(body)), **(headers or {})}
     answer: dict = {"body": b""}
 
+    async def client_stays():  # what a client that waits for the answer sends next: nothing
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+            answer["headers"] = {name.decode().lower(): value.decode() for name, value in message["headers"]}
+        else:
+            answer["body"] += message.get("body", b"")
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
+             "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
+             "headers": [(name.encode(), value.encode()) for name, value in headers.items()]}
+    # The whole body in one message, as uvicorn hands a small one over.
+    await app(scope, _replaying(body, client_stays), send)
+    return answer["status"], answer["headers"], json.loads(answer["body"] or b"null")
+
+
+def in_one_loop(*requests):
+    """Run coroutines concurrently on one event loop (one ASGI worker), closing its pool after."""
     async def run():
-        async def client_stays():  # what a client that waits for the answer sends next: nothing
-            await asyncio.sleep(3600)
-
-        receive = _replaying(body, client_stays)  # the whole body in one message, as uvicorn hands it over
-
-        async def send(message):
-            if message["type"] == "http.response.start":
-                answer["status"] = message["status"]
-                answer["headers"] = {name.decode().lower(): value.decode() for name, value in message["headers"]}
-            else:
-                answer["body"] += message.get("body", b"")
-
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
-                 "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
-                 "headers": [(name.encode(), value.encode()) for name, value in headers.items()]}
         try:
-            await app(scope, receive, send)
+            return await asyncio.gather(*requests)
         finally:
             await asyncdb.pool().close()
 
-    asyncio.run(run())
-    return answer["status"], answer["headers"], json.loads(answer["body"] or b"null")
+    return asyncio.run(run())
+
+
+def call(app, path: str, body: bytes, headers: dict[str, str] | None = None, query: bytes = b""):
+    return in_one_loop(request(app, path, body, headers, query))[0]
 
 
 @pytest.fixture
@@ -193,3 +202,53 @@ def test_the_database_down_is_503_with_retry_after_on_the_event_loop(setup, monk
     assert body["code"] == "SERVICE_UNAVAILABLE" and recorder.paths == []
     assert int(headers["retry-after"]) >= 1
     assert CollectedBatch.objects.filter(collector=collector).count() == 1  # the warm-up only
+
+
+def test_concurrent_requests_share_round_trips_and_each_is_stored_once(setup, account, settings):
+    app, recorder, collector, token = setup
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "send_data": (10_000, 1, 100)}  # a burst of 24 is fine here
+    second = make_collector(account, "Second")
+    assert call(app, data_url(second), b'{"data": [0]}', token)[0] == 200  # the view, caching the collector
+    recorder.paths.clear()
+    targets = [collector if n % 2 else second for n in range(24)]
+
+    async def many():
+        answers = await asyncio.gather(*(request(app, data_url(target), b'{"data": {"n": %d}}' % n, token)
+                                         for n, target in enumerate(targets)))
+        return answers, services._async_appends.group(), limiter._async_takes.group()
+
+    (answers, appends, takes), = in_one_loop(many())
+
+    assert [status for status, _, _ in answers] == [200] * 24 and recorder.paths == []
+    ids = [body["ingestionId"] for _, _, body in answers]
+    stored = {str(batch.ingestion_id): batch for batch in CollectedBatch.objects.filter(ingestion_id__in=ids)}
+    assert len(set(ids)) == 24 and set(stored) == set(ids)
+    for n, (target, ingestion_id) in enumerate(zip(targets, ids, strict=True)):
+        assert (stored[ingestion_id].collector_id, json.loads(stored[ingestion_id].payload)) == (target.pk, {"n": n})
+    # They arrived together, so they went in fewer round trips than requests.
+    assert appends.values == 24 and appends.groups < 24
+    assert takes.values == 24 and takes.groups < 24
+
+
+def test_a_purged_collector_in_a_group_fails_only_its_own_requests(setup, account, settings):
+    app, recorder, collector, token = setup
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "send_data": (10_000, 1, 100)}
+    gone = uuid.uuid4()
+    active_collectors.put(gone, account.pk)
+    targets = [collector.pk, gone, collector.pk, gone, collector.pk]
+
+    answers = in_one_loop(*(request(app, data_url(target), b'{"data": [1]}', token) for target in targets))
+
+    assert [status for status, _, _ in answers] == [200, 404, 200, 404, 200]
+    assert CollectedBatch.objects.filter(collector=collector).count() == 1 + 3
+
+
+def test_grouped_rate_limit_calls_take_tokens_one_by_one(setup, settings):
+    app, recorder, collector, token = setup
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "send_data": (1, 3600, 5)}
+    limiter.reset()
+
+    answers = in_one_loop(*(request(app, data_url(collector), b'{"data": "x"}', token) for _ in range(12)))
+
+    assert sorted(status for status, _, _ in answers) == [200] * 5 + [429] * 7
+    assert CollectedBatch.objects.filter(collector=collector).count() == 1 + 5
