@@ -283,21 +283,25 @@ def _insert_records(meters: list[_Claimed], record_ids: list[uuid.UUID], now: da
     return list(MeteredRecord.objects.filter(pk__in=ids).values_list(*_RECORD_COLUMNS))
 
 
-def _reset_meters(meters: list[_Claimed], new_ends: dict[uuid.UUID, datetime], now: datetime) -> None:
-    """One UPDATE … FROM the batch's values: reset the state, start the new period at the old end."""
-    source, params = _rows("v", [("id", "uuid", Meter._meta.pk), ("period_end", "timestamptz",
-                                                                 Meter._meta.get_field("period_end")),
-                                 ("value", "numeric", Meter._meta.get_field("value"))], [
-        (meter.id, new_ends[meter.id],
-         None if meter.aggregation in (MeterType.Aggregation.MAX, MeterType.Aggregation.MIN) else Decimal(0))
+def _reset_meters(meters: list[_Claimed], now: datetime, new_ends: dict[uuid.UUID, datetime] | None = None) -> None:
+    """One UPDATE … FROM the batch's values: reset the state. With ``new_ends`` (the period-end
+    flush) the new period starts at the old end; without (the flush of a stream execution) the
+    period is kept and the carry timestamps are cleared too, so the next record carries again."""
+    columns = [("id", "uuid", Meter._meta.pk), ("value", "numeric", Meter._meta.get_field("value"))]
+    if new_ends is not None:
+        columns.append(("period_end", "timestamptz", Meter._meta.get_field("period_end")))
+    source, params = _rows("v", columns, [
+        (meter.id, None if meter.aggregation in (MeterType.Aggregation.MAX, MeterType.Aggregation.MIN) else Decimal(0),
+         *([new_ends[meter.id]] if new_ends is not None else []))
         for meter in meters
     ])
     table = Meter._meta.db_table
+    period = (f"period_start = {table}.period_end, period_end = v.period_end" if new_ends is not None
+              else "carry_first_at = NULL, carry_last_at = NULL")
     stamp = Meter._meta.get_field("updated_at").get_db_prep_value(now, connection, prepared=False)
     sql = (
         f"UPDATE {table} SET value = v.value, groups = '[]', group_breakdowns = '[]', "  # noqa: S608
-        "carry_first = '{}', carry_last = '{}', record_count = 0, "
-        f"period_start = {table}.period_end, period_end = v.period_end, updated_at = %s "
+        f"carry_first = '{{}}', carry_last = '{{}}', record_count = 0, {period}, updated_at = %s "
         f"FROM {source} WHERE {table}.id = v.id"
     )
     with connection.cursor() as cursor:
@@ -409,7 +413,7 @@ def meters_flush_batch(*, now: datetime | None = None, batch_size: int = 500) ->
     deleted = [meter.id for meter in meters if meter.delete_on_reset]
     kept = [meter for meter in meters if not meter.delete_on_reset]
     if kept:
-        _reset_meters(kept, new_ends, now)
+        _reset_meters(kept, now, new_ends)
         _count_late_records(kept)
     if deleted:
         _delete_meters(deleted)
@@ -424,24 +428,6 @@ def meters_flush_batch(*, now: datetime | None = None, batch_size: int = 500) ->
     flushed_records_emit(batch.records)
     _pause_for_tests()
     return batch
-
-
-def _reset_state(meters: list[_Claimed], now: datetime) -> None:
-    """One UPDATE … FROM the batch's values: reset the state and keep the period (the flush of a
-    stream execution). The carry timestamps are cleared too: the next record carries again."""
-    source, params = _rows("v", [("id", "uuid", Meter._meta.pk), ("value", "numeric", Meter._meta.get_field("value"))], [
-        (meter.id, None if meter.aggregation in (MeterType.Aggregation.MAX, MeterType.Aggregation.MIN) else Decimal(0))
-        for meter in meters
-    ])
-    table = Meter._meta.db_table
-    stamp = Meter._meta.get_field("updated_at").get_db_prep_value(now, connection, prepared=False)
-    sql = (
-        f"UPDATE {table} SET value = v.value, groups = '[]', group_breakdowns = '[]', "  # noqa: S608
-        "carry_first = '{}', carry_last = '{}', carry_first_at = NULL, carry_last_at = NULL, record_count = 0, "
-        f"updated_at = %s FROM {source} WHERE {table}.id = v.id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [stamp, *params])
 
 
 def meters_flush_executed(*, meter_ids: Sequence[uuid.UUID], execution_ref: str,
@@ -479,7 +465,7 @@ def meters_flush_executed(*, meter_ids: Sequence[uuid.UUID], execution_ref: str,
                            len(meters) - len(written), len(meters))
         flushed = {row[2] for row in written}
         if flushed:
-            _reset_state([meter for meter in meters if meter.id in flushed], now)
+            _reset_meters([meter for meter in meters if meter.id in flushed], now)
         batch = FlushedBatch(meter_count=len(written), record_ids=[row[0] for row in written],
                              records=[_record_document(row, now) for row in written])
         notification_publish_many(notifications=[

@@ -131,6 +131,15 @@ def _columns(cursor, table: str) -> str:
     return cursor.fetchone()[0]
 
 
+def _skip_when_lock_not_granted(error: OperationalError, report, progress, name: str) -> None:
+    """Record ``name`` as skipped when ``error`` is the lock timeout (the next run retries);
+    re-raise any other error."""
+    if not _lock_not_available(error):
+        raise error
+    report.skipped.append((name, f"lock not available within {LOCK_TIMEOUT}"))
+    _say(progress, f"skipped {name}: lock not available within {LOCK_TIMEOUT}; the next run retries")
+
+
 def _lock_not_available(error: OperationalError) -> bool:
     return getattr(error.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
@@ -183,10 +192,7 @@ def ledger_partitions_ensure(*, months_ahead: int | None = None, since: datetime
             with transaction.atomic(using=using), connection.cursor() as cursor:
                 moved = _create_partition(cursor, month)
         except OperationalError as error:
-            if not _lock_not_available(error):
-                raise
-            report.skipped.append((name, f"lock not available within {LOCK_TIMEOUT}"))
-            _say(progress, f"skipped {name}: lock not available within {LOCK_TIMEOUT}; the next run retries")
+            _skip_when_lock_not_granted(error, report, progress, name)
             continue
         if moved == ATTACHED_MEANWHILE:
             continue
@@ -274,10 +280,7 @@ def ledger_partitions_expire(*, retention_months: int | None = None, drop: bool 
                 if drop:
                     cursor.execute(f"DROP TABLE {name}")
         except OperationalError as error:
-            if not _lock_not_available(error):
-                raise
-            report.skipped.append((name, f"lock not available within {LOCK_TIMEOUT}"))
-            _say(progress, f"skipped {name}: lock not available within {LOCK_TIMEOUT}; the next run retries")
+            _skip_when_lock_not_granted(error, report, progress, name)
             continue
         report.detached.append(name)
         if drop:

@@ -7,8 +7,8 @@ waits for all their round trips at once.
 
 The fast path takes only requests whose every check is already settled in process memory: a
 bearer token in the principal cache, a collector cached ACTIVE for that account, no
-``Idempotency-Key``, no query string, a declared ``Content-Length`` within the limit, and
-PostgreSQL (the embedded SQLite database always takes the view). It then
+``Idempotency-Key``, no query string, a declared ``Content-Length`` within the limit (and
+PostgreSQL: with the embedded SQLite database every request takes the view). It then
 runs the same steps as the Django view (``collection.api.ingest.send_data``), with the same
 helpers, in the same order: caller, scope, rate limit (``redis.asyncio``), body, append (one
 INSERT on an asynchronous connection), answer. Any other request — a cache miss, a replay, an
@@ -47,7 +47,10 @@ class _Headers:
 
 
 def application_with_fast_send_data(django_application):
-    """The ASGI callable: send data's fast path in front of Django's ASGI application."""
+    """The ASGI callable: send data's fast path in front of Django's ASGI application (on
+    PostgreSQL; the embedded SQLite database leaves every request to Django)."""
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+        return django_application
 
     async def application(scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("query_string"):
@@ -62,7 +65,7 @@ def application_with_fast_send_data(django_application):
 
 def _settled(headers: dict[str, str], collector: str):
     """The collector id and body length when the request needs no synchronous work, else None."""
-    if "idempotency-key" in headers or connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+    if "idempotency-key" in headers:
         return None
     try:
         length = int(headers["content-length"])

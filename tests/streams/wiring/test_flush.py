@@ -18,25 +18,12 @@ from streams.engine import services as engine_services
 from streams.models import FlushDelivery, InspectRecord, StreamRun
 from streams.tasks import deliver_flushed_records, sweep_flush_deliveries
 from tests.streams.engine.conftest import Receiver
-from tests.streams.wiring.test_wiring import T0, _meters, make, meter_config, send, stream_config, values
+from tests.streams.wiring.test_wiring import T0, make, meter_config, send, stream_config, values
 from tests.support.celery_worker import ROOT, worker_database_url
 
 pytestmark = pytest.mark.django_db
 
 RUN_AT = T0 + datetime.timedelta(minutes=1)
-
-
-@pytest.fixture
-def collector(account):
-    from collection.models import Collector
-
-    return Collector.objects.create(account=account, name="flushing", status=Collector.Status.ACTIVE)
-
-
-@pytest.fixture
-def meters(account):
-    with time_machine.travel(T0, tick=False):
-        return _meters(account)
 
 
 @pytest.fixture

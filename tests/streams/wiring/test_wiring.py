@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from django_celery_beat.models import PeriodicTask
 
-from collection.models import CollectedBatch, Collector, ConsumerOffset
+from collection.models import CollectedBatch, ConsumerOffset
 from collection.services import collected_batch_append
 from metering.corrections import data_correction_reprocess
 from metering.models import DataCorrection, Meter
@@ -41,18 +41,6 @@ def stream_config(collector_id, name="Wired", processing_type="realtime", meter=
         {"id": "in", "name": "In", "type": "onlineCollector", "config": {"collectorId": str(collector_id)}},
         {"id": "meter", "name": "Meter", "type": "meter", "config": meter or meter_config()},
     ], "edges": [{"source": "in", "target": "meter"}]}
-
-
-@pytest.fixture
-def collector(account):
-    return Collector.objects.create(account=account, name="wired", status=Collector.Status.ACTIVE)
-
-
-@pytest.fixture
-def meters(account):
-    """Two meter types in different categories; users u1, u2 each have one meter of each."""
-    with time_machine.travel(T0, tick=False):
-        return _meters(account)
 
 
 def _meters(account):
