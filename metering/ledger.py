@@ -86,6 +86,8 @@ class UsageInput:
     ``fields``: what carry and group-by fields are read from (default: ``dimensions``).
     ``group``: the guiding rule / category the record matched (the meter's ``groups``).
     ``record``: the record as received, kept by data correction.
+    ``source_ref``: where the record came from (a request id), in place of ``usage_apply``'s, so
+    that one batch can carry the records of several requests.
     """
 
     user_id: Any = None
@@ -101,6 +103,7 @@ class UsageInput:
     group: str | None = None
     node: str = ""
     record: Any = None
+    source_ref: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +378,7 @@ class _Refusal:
     message: str
     record: Any
     node: str
+    source_ref: str = ""
 
 
 @dataclass(slots=True)
@@ -404,6 +408,7 @@ def usage_apply(
     ``apply_filtering_rules``: drop the records a meter type's filtering rules exclude (reported
     as EXCLUDED, not stored). ``record_corrections=False`` leaves refused records to the caller
     (data-correction reprocessing updates its own rows); they are reported either way.
+    ``source_ref``: the ledger's and data correction's reference for records without their own.
     """
     if source not in UsageSource.values:
         raise ValueError(f"Unknown usage source {source!r}.")
@@ -424,6 +429,11 @@ def _counted(source: str, result: UsageResult) -> UsageResult:
         if number:
             USAGE_RECORDS.labels(source, outcome).inc(number)
     return result
+
+
+def usage_result(results: list[RecordResult]) -> UsageResult:
+    """The counts of some records' outcomes (a part of a batch: one request's share)."""
+    return _result(results)
 
 
 def _result(results: list[RecordResult], changed: int = 0, crossings: Sequence[_Crossing] = ()) -> UsageResult:
@@ -494,6 +504,8 @@ def _apply_batch(account_id: uuid.UUID, records: Sequence[UsageInput], source: s
     crossings: list[_Crossing] = []
     with decimal.localcontext(DECIMAL_CONTEXT):
         parsed, type_ids, api_names, user_ids = _parse(records, results, refusals, now)
+        # Keys twice in the batch whose later body may differ: judged once the first is written.
+        repeats = [index for index, result in enumerate(results) if result is not None and records[index].request_hash]
         if parsed:
             # 2. Meter types (with their filtering rules) and the customers' meters, in one read.
             types_by_id, types_by_name, meters_by_pair = backend.resolve(type_ids, api_names, user_ids,
@@ -503,7 +515,7 @@ def _apply_batch(account_id: uuid.UUID, records: Sequence[UsageInput], source: s
             if accepted:
                 # 3. Dedup keys, ledger rows and hourly rollups: one statement.
                 fresh_keys = backend.append(accepted, source, source_ref, now)
-                counted = _mark_duplicates(backend, accepted, fresh_keys, results)
+                counted = _mark_duplicates(backend, accepted, fresh_keys, results, records, repeats)
                 if counted:
                     # 4. Lock the meters (id order), advance them in Python, write them at once.
                     meters = {meter.id: meter for meter in backend.lock_meters(sorted({r.meter_id for r in counted}))}
@@ -580,7 +592,7 @@ def _parse(records: Sequence[UsageInput], results: list, refusals: list[_Refusal
             reference = _type_reference(record)
         except RecordRefused as refused:
             refusals.append(_Refusal(index, key, record.request_hash, refused.reason, refused.message,
-                                     _original(record), record.node))
+                                     _original(record), record.node, record.source_ref))
             continue
         if key in seen:
             # Twice in the batch: counted once, the later one is a duplicate.
@@ -621,7 +633,8 @@ def _bind_meter_types(parsed, types_by_id, types_by_name, apply_filtering_rules,
         elif moment < meter_type.active_from or (meter_type.active_to is not None and moment >= meter_type.active_to):
             reason, message = Reason.OUTSIDE_ACTIVE_WINDOW, "The timestamp is outside the meter type's active window."
         if reason is not None:
-            refusals.append(_Refusal(index, key, record.request_hash, reason, message, _original(record), record.node))
+            refusals.append(_Refusal(index, key, record.request_hash, reason, message, _original(record), record.node,
+                                     record.source_ref))
             continue
         dimensions = record.dimensions or {}
         if apply_filtering_rules and meter_type.rules and not _lets_through(meter_type.rules, dimensions):
@@ -665,7 +678,7 @@ def _bind_meters(backend: _Backend, bound: list[_Fresh], types_by_id: dict, mete
                 refusals.append(_Refusal(
                     record.index, record.key, record.input.request_hash, Reason.AMBIGUOUS_METER,
                     f"{len(candidates)} meters of {record.meter_type.api_name!r} belong to this userId; "
-                    "give a meterKey.", _original(record.input), record.input.node,
+                    "give a meterKey.", _original(record.input), record.input.node, record.input.source_ref,
                 ))
                 continue
         if chosen is not None:
@@ -675,17 +688,20 @@ def _bind_meters(backend: _Backend, bound: list[_Fresh], types_by_id: dict, mete
                 record.index, record.key, record.input.request_hash, Reason.NO_MATCHING_METER,
                 f"No meter of {record.meter_type.api_name!r} for this userId"
                 + (f" and meterKey {meter_key!r}." if meter_key else "."), _original(record.input), record.input.node,
+                record.input.source_ref,
             ))
             continue
         accepted.append(record)
     return accepted
 
 
-def _mark_duplicates(backend: _Backend, accepted: list[_Fresh], fresh_keys: set[str], results: list) -> list[_Fresh]:
+def _mark_duplicates(backend: _Backend, accepted: list[_Fresh], fresh_keys: set[str], results: list,
+                     records: Sequence[UsageInput], repeats: list[int]) -> list[_Fresh]:
     """Results for the appended records; returns the fresh ones. A duplicate whose stored request
-    hash differs is flagged ``key_reused`` (the same key sent with another body)."""
+    hash differs is flagged ``key_reused`` (the same key sent with another body); so is a key
+    repeated in the batch (``repeats``) whose body differs from the one the key now holds."""
     counted = []
-    duplicates = []
+    duplicates = [(index, results[index].idempotency_key, records[index].request_hash) for index in repeats]
     for record in accepted:
         if record.key in fresh_keys:
             results[record.index] = RecordResult(Outcome.ACCEPTED, record.key, meter_id=record.meter_id)
@@ -693,12 +709,12 @@ def _mark_duplicates(backend: _Backend, accepted: list[_Fresh], fresh_keys: set[
         else:
             results[record.index] = RecordResult(Outcome.DUPLICATE, record.key, meter_id=record.meter_id)
             if record.input.request_hash:
-                duplicates.append(record)
+                duplicates.append((record.index, record.key, record.input.request_hash))
     if duplicates:
-        stored = backend.stored_hashes([record.key for record in duplicates])
-        for record in duplicates:
-            held = stored.get(record.key)
-            results[record.index].key_reused = bool(held) and held != record.input.request_hash
+        stored = backend.stored_hashes([key for _, key, _ in duplicates])
+        for index, key, request_hash in duplicates:
+            held = stored.get(key)
+            results[index].key_reused = bool(held) and held != request_hash
     return counted
 
 
@@ -998,7 +1014,8 @@ class _PostgresBackend(_Backend):
     APPEND = """
         WITH batch AS (
             SELECT r->>0 AS key, r->>1 AS request_hash, (r->>2)::uuid AS meter_type_id, (r->>3)::uuid AS meter_id,
-                   r->>4 AS user_id, (r->>5)::numeric AS value, (r->>6)::timestamptz AS ts, r->7 AS dimensions, ord
+                   r->>4 AS user_id, (r->>5)::numeric AS value, (r->>6)::timestamptz AS ts, r->7 AS dimensions,
+                   r->>8 AS source_ref, ord
             FROM jsonb_array_elements(%(batch)s::jsonb) WITH ORDINALITY AS b(r, ord)
         ), fresh AS (
             INSERT INTO metering_usagededupkey AS d (account_id, key, request_hash, created_at)
@@ -1009,7 +1026,7 @@ class _PostgresBackend(_Backend):
             INSERT INTO metering_usagerecord (account_id, meter_type_id, meter_id, user_id, value, "timestamp",
                                               dimensions, source, source_ref, idempotency_key, created_at)
             SELECT DISTINCT ON (b.key) %(account)s, b.meter_type_id, b.meter_id, b.user_id, b.value, b.ts,
-                   b.dimensions, %(source)s, %(source_ref)s, b.key, %(now)s
+                   b.dimensions, %(source)s, coalesce(b.source_ref, %(source_ref)s), b.key, %(now)s
             FROM batch b JOIN fresh f ON f.key = b.key ORDER BY b.key, b.ord
             RETURNING meter_type_id, user_id, value, "timestamp", idempotency_key
         ), rolled AS (
@@ -1089,11 +1106,11 @@ class _PostgresBackend(_Backend):
     CORRECTIONS = """
         INSERT INTO metering_datacorrection (id, account_id, source, source_ref, node, reason, message, record,
             idempotency_key, request_hash, status, attempts, created_at, updated_at, resolved_at)
-        SELECT c.id, %(account)s, %(source)s, %(source_ref)s, c.node, c.reason, c.message, c.record, c.key, c.hash,
-               'OPEN', 1, %(now)s, %(now)s, NULL
+        SELECT c.id, %(account)s, %(source)s, coalesce(nullif(c.source_ref, ''), %(source_ref)s), c.node, c.reason,
+               c.message, c.record, c.key, c.hash, 'OPEN', 1, %(now)s, %(now)s, NULL
         FROM unnest(%(ids)b::uuid[], %(nodes)b::text[], %(reasons)b::text[], %(messages)b::text[],
-                    %(records)b::jsonb[], %(keys)b::text[], %(hashes)b::text[])
-             AS c(id, node, reason, message, record, key, hash)
+                    %(records)b::jsonb[], %(keys)b::text[], %(hashes)b::text[], %(refs)b::text[])
+             AS c(id, node, reason, message, record, key, hash, source_ref)
         ORDER BY c.key
         ON CONFLICT (account_id, idempotency_key) WHERE status = 'OPEN' DO NOTHING
         RETURNING id, idempotency_key
@@ -1152,7 +1169,8 @@ class _PostgresBackend(_Backend):
         # One JSON document (msgspec encodes it in C; jsonb is parsed once, then each field is a
         # cheap lookup): binding eight arrays element by element costs the client more.
         batch = _ENCODER.encode([
-            (r.key, r.input.request_hash, r.meter_type.id, r.meter_id, r.user_id, r.value, r.timestamp, r.dimensions)
+            (r.key, r.input.request_hash, r.meter_type.id, r.meter_id, r.user_id, r.value, r.timestamp, r.dimensions,
+             *((r.input.source_ref,) if r.input.source_ref else ()))
             for r in records
         ]).decode()
         rows = self.execute(self.APPEND, {
@@ -1166,7 +1184,8 @@ class _PostgresBackend(_Backend):
             "account": self.account_id, "key": record.key, "hash": record.input.request_hash, "now": now,
             "type": record.meter_type.id, "meter": record.meter_id, "user": record.user_id, "value": record.value,
             "ts": record.timestamp, "dimensions": _encode(record.dimensions) if record.dimensions else "{}",
-            "source": source, "source_ref": source_ref or "", "aggregation": record.meter_type.aggregation,
+            "source": source, "source_ref": record.input.source_ref or source_ref or "",
+            "aggregation": record.meter_type.aggregation,
         }).fetchone()
         return bool(inserted), bool(counted)
 
@@ -1204,7 +1223,7 @@ class _PostgresBackend(_Backend):
             "reasons": [str(r.reason) for r in unique],
             "messages": [_storable_text(r.message[:500]) for r in unique],
             "records": [_storable_json(_encode(r.record)) for r in unique], "keys": [r.key for r in unique],
-            "hashes": [r.request_hash or "" for r in unique],
+            "hashes": [r.request_hash or "" for r in unique], "refs": [r.source_ref for r in unique],
         }).fetchall()
         ids = {key: correction_id for correction_id, key in rows}
         if len(ids) < len(unique):
@@ -1292,7 +1311,8 @@ class _PortableBackend(_Backend):
         UsageRecord.objects.bulk_create([
             UsageRecord(account_id=self.account_id, meter_type_id=r.meter_type.id, meter_id=r.meter_id,
                         user_id=r.user_id, value=r.value, timestamp=r.timestamp, dimensions=r.dimensions or {},
-                        source=source, source_ref=source_ref or "", idempotency_key=r.key, created_at=now)
+                        source=source, source_ref=r.input.source_ref or source_ref or "", idempotency_key=r.key,
+                        created_at=now)
             for r in appended
         ], batch_size=SQLITE_CHUNK)
         self._roll_up(appended)
@@ -1365,7 +1385,8 @@ class _PortableBackend(_Backend):
                                                      idempotency_key__in=[r.key for r in unique])
                        .values_list("idempotency_key", "id"))
         created = [
-            DataCorrection(account_id=self.account_id, source=source, source_ref=source_ref or "", node=r.node or "",
+            DataCorrection(account_id=self.account_id, source=source, source_ref=r.source_ref or source_ref or "",
+                           node=r.node or "",
                            reason=r.reason, message=r.message[:500], record=json.loads(_encode(r.record)), idempotency_key=r.key,
                            request_hash=r.request_hash or "", created_at=now, updated_at=now)
             for r in sorted(unique, key=lambda r: r.key) if r.key not in waiting

@@ -241,6 +241,9 @@ def usage_input_from_event(record: dict[str, Any]) -> UsageInput:
     )
 
 
+_OK = msgspec.json.encode("OK")
+
+
 @dataclass(frozen=True)
 class IngestAnswer:
     """What happened to each (event, meter) of an /ingest request."""
@@ -252,6 +255,13 @@ class IngestAnswer:
         result = self.result
         return {"X-Ingest-Accepted": str(result.accepted), "X-Ingest-Duplicates": str(result.duplicates),
                 "X-Ingest-Excluded": str(result.excluded), "X-Ingest-Corrections": str(result.corrections)}
+
+    def reply(self, prefer: str) -> tuple[bytes, dict[str, str]]:
+        """The JSON answer (``"OK"``, or the summary for ``Prefer: return=representation``) and headers."""
+        if "return=representation" in prefer:
+            return msgspec.json.encode(self.summary()), {**self.headers(),
+                                                         "Preference-Applied": "return=representation"}
+        return _OK, self.headers()
 
     def summary(self) -> dict[str, Any]:
         listed: dict[str, list[dict[str, Any]]] = {"duplicates": [], "excluded": [], "corrections": []}
@@ -270,6 +280,14 @@ class IngestAnswer:
 
 def events_ingest(*, account_id: uuid.UUID, events: list[MeterEvent]) -> IngestAnswer:
     """Each event's meters, through the filtering rules and the ledger (uniqueId deduplicates per meter)."""
+    records, items = ingest_records(events)
+    result = usage_apply(account_id=account_id, records=records, source=UsageSource.INGEST_API,
+                         apply_filtering_rules=True)
+    return IngestAnswer(result=result, items=items)
+
+
+def ingest_records(events: list[MeterEvent]) -> tuple[list[UsageInput], list[tuple[int, str, str | None]]]:
+    """The ledger records of decoded events (one per event and meter), and what each one was."""
     records: list[UsageInput] = []
     items: list[tuple[int, str, str | None]] = []
     for index, event in enumerate(events):
@@ -283,6 +301,4 @@ def events_ingest(*, account_id: uuid.UUID, events: list[MeterEvent]) -> IngestA
                 record=_event_record(event, name, value),
             ))
             items.append((index, name, event.uniqueId))
-    result = usage_apply(account_id=account_id, records=records, source=UsageSource.INGEST_API,
-                         apply_filtering_rules=True)
-    return IngestAnswer(result=result, items=items)
+    return records, items

@@ -33,6 +33,7 @@ from metering.ledger import (
     MAX_KEY_LENGTH,
     Outcome,
     RecordRefused,
+    RecordResult,
     UsageInput,
     normalise_key,
     parse_timestamp,
@@ -97,15 +98,22 @@ _meter_cache: dict[tuple[uuid.UUID, str | None, str | None], tuple[float, MeterT
 
 
 def _meter_for_report_cached(account_id: uuid.UUID, meter_id: str | None, meter_name: str | None) -> MeterType:
-    key = (account_id, meter_id, meter_name)
-    cached = _meter_cache.get(key)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
+    cached = cached_meter_for_report(account_id, meter_id, meter_name)
+    if cached is not None:
+        return cached
     meter_type = meter_for_report(account_id=account_id, meter_id=meter_id, meter_name=meter_name)
     if len(_meter_cache) > 10_000:
         _meter_cache.clear()
-    _meter_cache[key] = (time.monotonic() + METER_CACHE_SECONDS, meter_type)
+    _meter_cache[(account_id, meter_id, meter_name)] = (time.monotonic() + METER_CACHE_SECONDS, meter_type)
     return meter_type
+
+
+def cached_meter_for_report(account_id: uuid.UUID, meter_id: str | None, meter_name: str | None) -> MeterType | None:
+    """The meter type a report names if this process found it in the last METER_CACHE_SECONDS."""
+    cached = _meter_cache.get((account_id, meter_id, meter_name))
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    return None
 
 
 @dataclass(frozen=True)
@@ -114,13 +122,33 @@ class ReportAnswer:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class PreparedReport:
+    """A checked report, as the ledger record to apply (its ``source_ref`` is the requestId)."""
+
+    record: UsageInput
+    idempotency_key: str
+
+
 def usage_report(*, account_id: uuid.UUID, idempotency_key: str, body: bytes) -> ReportAnswer:
     """Report one usage event: 202 queued, 200 duplicate on a replay, 409 for a reused key."""
+    prepared = report_prepare(account_id=account_id, idempotency_key=idempotency_key, body=body)
+    outcome = usage_apply(account_id=account_id, records=[prepared.record], source=UsageSource.REPORT_API).results[0]
+    return report_answer(prepared, outcome)
+
+
+def report_prepare(*, account_id: uuid.UUID, idempotency_key: str, body: bytes,
+                   find_meter=_meter_for_report_cached) -> PreparedReport | None:
+    """The report checked (400 for a bad body, 404 for an unknown meter, 400 for an archived one).
+    ``find_meter(account_id, meter_id, meter_name)`` may answer None (the ASGI fast path finds
+    only cached meters), and so does this then."""
     if len(idempotency_key) > MAX_KEY_LENGTH:
         raise ValidationFailed.for_field("Idempotency-Key", f"At most {MAX_KEY_LENGTH} characters.")
     report: UsageReport = decode(_DECODER, body)
     value = decode_amount(report.value, "value")
-    meter_type = _meter_for_report_cached(account_id, report.meterId, report.meterName)
+    meter_type = find_meter(account_id, report.meterId, report.meterName)
+    if meter_type is None:
+        return None
     if meter_type.status != MeterType.Status.ACTIVE:
         raise MeterArchived(details=[{"field": "meterId" if report.meterId else "meterName",
                                       "message": MeterArchived.message}])
@@ -131,20 +159,21 @@ def usage_report(*, account_id: uuid.UUID, idempotency_key: str, body: bytes) ->
             raise ValidationFailed.for_field("timestamp", refused.message)
     # The body as sent (decoded), so a replay without a timestamp hashes the same as its original.
     raw = _RAW_DECODER.decode(body)
-    request_id = uuid.uuid4()
-    record = UsageInput(
+    return PreparedReport(UsageInput(
         user_id=report.customerId, value=value, timestamp=report.timestamp, meter_type_id=meter_type.pk,
         dimensions=report.metadata, idempotency_key=normalise_key(KEY_PREFIX + idempotency_key),
-        request_hash=request_hash(raw), record=raw,
-    )
-    outcome = usage_apply(account_id=account_id, records=[record], source=UsageSource.REPORT_API,
-                          source_ref=str(request_id)).results[0]
+        request_hash=request_hash(raw), record=raw, source_ref=str(uuid.uuid4()),
+    ), idempotency_key)
+
+
+def report_answer(prepared: PreparedReport, outcome: RecordResult) -> ReportAnswer:
+    """What the ledger's outcome for a report answers: 200 duplicate, 409 reused key, else 202."""
     if outcome.outcome == Outcome.DUPLICATE:
         if outcome.key_reused:
             raise IdempotencyKeyReused(details=[{"field": "Idempotency-Key", "message": IdempotencyKeyReused.message}])
-        return ReportAnswer(200, {"status": "duplicate", "idempotencyKey": idempotency_key})
+        return ReportAnswer(200, {"status": "duplicate", "idempotencyKey": prepared.idempotency_key})
     # Counted, or kept in data correction with its reason (found by requestId as sourceRef).
-    return ReportAnswer(202, {"status": "queued", "requestId": str(request_id)})
+    return ReportAnswer(202, {"status": "queued", "requestId": prepared.record.source_ref})
 
 
 def usage_input_from_report(record: dict[str, Any]) -> UsageInput:

@@ -46,7 +46,6 @@ HOT_STATUSES = (400, 401, 403, 405, 413, 429, 500, 503)
 _JSON = "application/json"
 # The idempotency key headers as report_usage checks them (trimmed, then 1 to MAX_KEY_LENGTH characters).
 IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": NOT_BLANK_PATTERN}
-_OK = msgspec.json.encode("OK")
 _NAME = {"type": "string", "minLength": 1, "maxLength": 100}
 METER_EVENT_SCHEMA = {
     "type": "object", "required": ["customerId", "meterTimeInMillis"],
@@ -104,12 +103,9 @@ def ingest(request) -> HttpResponse:
     principal = _caller(request, INGEST_SCOPES, "ingest")
     events = amberflo.decode_events(request.body)
     answer = amberflo.events_ingest(account_id=principal.account_id, events=events)
-    if "return=representation" in request.META.get("HTTP_PREFER", ""):
-        response = HttpResponse(msgspec.json.encode(answer.summary()), content_type=_JSON)
-        response["Preference-Applied"] = "return=representation"
-    else:
-        response = HttpResponse(_OK, content_type=_JSON)
-    for name, value in answer.headers().items():
+    content, headers = answer.reply(request.META.get("HTTP_PREFER", ""))
+    response = HttpResponse(content, content_type=_JSON)
+    for name, value in headers.items():
         response[name] = value
     return response
 

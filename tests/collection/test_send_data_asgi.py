@@ -1,4 +1,4 @@
-"""Send data under ASGI (config/asgi.py, collection/api/ingest_asgi.py): the event-loop fast path
+"""Send data under ASGI (config/fastpath.py, collection/api/ingest_asgi.py): the event-loop fast path
 answers as the Django view does, and hands every request it cannot settle from memory to it.
 
 The fast path writes on its own asynchronous connections, so these tests commit
@@ -14,66 +14,16 @@ import uuid
 import pytest
 
 from collection import services
-from collection.api.ingest_asgi import _replaying, application_with_fast_send_data
+from collection.api.ingest_asgi import SEND_DATA
 from collection.models import CollectedBatch
 from collection.selectors import active_collectors
-from config import asyncdb
 from config.api.ratelimit import limiter
-from config.asgi import django_application
+from config.fastpath import application_with_fast_routes
 from tests.collection.conftest import data_url, make_collector
 from tests.conftest import issue_token, make_access
+from tests.support.asgi import Recorder, call, in_one_loop, request
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Recorder:
-    """Django's ASGI application, counting the requests handed to it."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-
-    async def __call__(self, scope, receive, send):
-        self.paths.append(scope["path"])
-        await django_application(scope, receive, send)
-
-
-async def request(app, path: str, body: bytes, headers: dict[str, str] | None = None, query: bytes = b""):
-    """One request through the ASGI application, as uvicorn makes it: (status, headers, JSON body)."""
-    headers = {"content-type": "application/json", "content-length": str(len(body)), **(headers or {})}
-    answer: dict = {"body": b""}
-
-    async def client_stays():  # what a client that waits for the answer sends next: nothing
-        await asyncio.sleep(3600)
-
-    async def send(message):
-        if message["type"] == "http.response.start":
-            answer["status"] = message["status"]
-            answer["headers"] = {name.decode().lower(): value.decode() for name, value in message["headers"]}
-        else:
-            answer["body"] += message.get("body", b"")
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
-             "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
-             "headers": [(name.encode(), value.encode()) for name, value in headers.items()]}
-    # The whole body in one message, as uvicorn hands a small one over.
-    await app(scope, _replaying(body, client_stays), send)
-    return answer["status"], answer["headers"], json.loads(answer["body"] or b"null")
-
-
-def in_one_loop(*requests):
-    """Run coroutines concurrently on one event loop (one ASGI worker), closing its pool after."""
-    async def run():
-        try:
-            return await asyncio.gather(*requests)
-        finally:
-            await asyncdb.pool().close()
-
-    return asyncio.run(run())
-
-
-def call(app, path: str, body: bytes, headers: dict[str, str] | None = None, query: bytes = b""):
-    return in_one_loop(request(app, path, body, headers, query))[0]
 
 
 @pytest.fixture
@@ -84,7 +34,7 @@ def setup(account, settings):
     access, secret = make_access(account, scopes=["online-collection:ingest:collectors"])
     collector = make_collector(account)
     recorder = Recorder()
-    app = application_with_fast_send_data(recorder)
+    app = application_with_fast_routes(recorder, [SEND_DATA])
     token = {"authorization": f"Bearer {issue_token(access, secret)}"}
     # The first request settles nothing from memory yet: the view answers it and fills the caches.
     status, _, _ = call(app, data_url(collector), b'{"data": {"warm": true}}', token)

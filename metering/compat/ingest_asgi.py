@@ -1,0 +1,140 @@
+"""``POST /ingest`` and ``POST /billing/meters/usage`` under ASGI (``config/fastpath.py``).
+
+The request is decoded and checked on the event loop with the views' own helpers; its ledger
+records then join those of the requests waiting at the same moment, and one ``usage_apply`` per
+account and source writes them all (``config.grouping``): a batch of N requests costs the
+database one transaction instead of N. The ledger's answers are split back per request, so each
+one answers as the view would: a key sent twice in one batch counts once and its later request
+is the duplicate (409 for another body), exactly as if the two had come one after the other.
+
+``usage_apply`` is the synchronous service every write goes through; it runs in one thread per
+worker process (its own Django connection), one batch at a time. Handed to the view: report
+usage without an idempotency key (400 there) or naming a meter this process has not looked up
+in the last few seconds (``billing.METER_CACHE_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import msgspec
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
+
+from config.fastpath import HAND_OVER, FastRoute, header_list
+from config.grouping import PerLoop
+from metering.compat import amberflo, billing
+from metering.compat.views import INGEST_SCOPES, REPORT_SCOPES
+from metering.ledger import UsageInput, UsageResult, usage_apply, usage_result
+from metering.models import UsageSource
+
+# How often the applying thread lets Django close a connection that is too old or broken.
+CONNECTION_CHECK_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Share:
+    """One request's records."""
+
+    account_id: object
+    source: str
+    apply_filtering_rules: bool
+    records: list[UsageInput]
+
+
+class _Applier:
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._checked = 0.0
+        self.shares = PerLoop(self._write, max_values=64)
+
+    async def _write(self, shares: list[_Share]) -> list[UsageResult | Exception]:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="usage-apply")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.apply, shares)
+
+    def apply(self, shares: list[_Share]) -> list[UsageResult | Exception]:
+        """The shares of one account and source as one ``usage_apply`` (each its own transaction);
+        each share's outcome is its slice of the results, or the exception its batch raised."""
+        if time.monotonic() >= self._checked + CONNECTION_CHECK_SECONDS:
+            close_old_connections()
+            self._checked = time.monotonic()
+        batches: dict[tuple, list[int]] = {}
+        for position, share in enumerate(shares):
+            batches.setdefault((share.account_id, share.source, share.apply_filtering_rules), []).append(position)
+        outcomes: list[UsageResult | Exception] = [None] * len(shares)  # type: ignore[list-item]
+        for (account_id, source, filtering), positions in batches.items():
+            records = [record for position in positions for record in shares[position].records]
+            try:
+                results = usage_apply(account_id=account_id, records=records, source=source,
+                                      apply_filtering_rules=filtering).results
+            except Exception as exc:  # noqa: BLE001 - each request of the batch answers it
+                if isinstance(exc, (OperationalError, InterfaceError)):
+                    connection.close()  # the next batch connects again
+                for position in positions:
+                    outcomes[position] = exc
+                continue
+            start = 0
+            for position in positions:
+                end = start + len(shares[position].records)
+                outcomes[position] = usage_result(results[start:end])
+                start = end
+        return outcomes
+
+    def close(self) -> None:
+        """Close the applying thread's connection and stop it (tests; a worker just exits)."""
+        if self._executor is not None:
+            self._executor.submit(_close_connection).result()
+            self._executor.shutdown()
+            self._executor = None
+
+
+def _close_connection() -> None:
+    connection.close()  # this thread's connection (``connection.close`` would bind the caller's)
+
+
+applier = _Applier()
+
+
+def _any(headers, match, principal):
+    return True
+
+
+def _prepare_ingest(principal, headers, settled, body):
+    records, items = amberflo.ingest_records(amberflo.decode_events(body))
+    return records, items, headers.get("prefer", "")
+
+
+async def _answer_ingest(principal, prepared):
+    records, items, prefer = prepared
+    result = await applier.shares.submit(_Share(principal.account_id, UsageSource.INGEST_API, True, records))
+    content, headers = amberflo.IngestAnswer(result=result, items=items).reply(prefer)
+    return 200, content, header_list(headers)
+
+
+def _settle_report(headers, match, principal):
+    key = (headers.get("idempotency-key") or headers.get("x-api-idempotency-key") or "").strip()
+    return key or HAND_OVER
+
+
+def _prepare_report(principal, headers, key, body):
+    prepared = billing.report_prepare(account_id=principal.account_id, idempotency_key=key, body=body,
+                                      find_meter=billing.cached_meter_for_report)
+    return HAND_OVER if prepared is None else prepared
+
+
+async def _answer_report(principal, prepared):
+    result = await applier.shares.submit(_Share(principal.account_id, UsageSource.REPORT_API, False,
+                                                [prepared.record]))
+    answer = billing.report_answer(prepared, result.results[0])
+    return answer.status, msgspec.json.encode(answer.body), []
+
+
+INGEST = FastRoute(pattern=re.compile(r"^/ingest$"), route="ingest", scopes=INGEST_SCOPES, rate_group="ingest",
+                   settle=_any, prepare=_prepare_ingest, answer=_answer_ingest, allow_api_key=True)
+REPORT = FastRoute(pattern=re.compile(r"^/billing/meters/usage$"), route="billing/meters/usage",
+                   scopes=REPORT_SCOPES, rate_group="billing", settle=_settle_report, prepare=_prepare_report,
+                   answer=_answer_report, allow_api_key=True)
