@@ -3,6 +3,9 @@
 The load generator is ``wrk`` when it is installed (``apt-get install wrk``; a C client that
 leaves the CPU to the server) and otherwise a multi-process Python client with keep-alive
 ``http.client`` connections. Both are bounded in time; the Python one also in request count.
+Both can send extra headers and carry the tokens in another header (``X-API-KEY``), and vary each
+request: ``@UNIQUE@`` in the body or a header value becomes a string unique to the request,
+``@SLOT@`` the request's number modulo ``slots``; without them a request is prepared once.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import multiprocessing
 import os
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -228,29 +232,78 @@ class LoadResult:
         return self.statuses.get(str(status), 0)
 
 
+# Placeholders a body or an extra header value may hold; any of them makes every request built
+# anew (with neither, the request is prepared once per thread, as before).
+UNIQUE = "@UNIQUE@"  # a string no other request of the run carries (run prefix, thread, counter)
+SLOT = "@SLOT@"  # the request's number modulo ``slots`` (spreads requests over a few ids)
+
+
+def _token_value(token_header: str, token: str) -> str:
+    """``Authorization`` carries ``Bearer <token>``; any other header (``X-API-KEY``) the token as is."""
+    return f"Bearer {token}" if token_header.lower() == "authorization" else token
+
+
+def _is_dynamic(body: bytes, headers: dict[str, str]) -> bool:
+    texts = [body.decode() if body else "", *headers.values()]
+    return any(UNIQUE in text or SLOT in text for text in texts)
+
+
 _WRK_SCRIPT = """
 local tokens = %(tokens)s
 local body = %(body)s
 local path = %(path)s
 local method = %(method)s
+local extra = %(headers)s
+local token_header = %(token_header)s
+local bearer = %(bearer)s
+local dynamic = %(dynamic)s
+local run = %(run)s
+local slots = %(slots)d
+local thread_count = %(threads)d
 local created = 0
 local threads = {}
 
 function setup(thread)
   created = created + 1
-  thread:set("token", tokens[(created - 1) %% #tokens + 1])
+  thread:set("index", created)
   table.insert(threads, thread)
+end
+
+local function headers_for(token)
+  local headers = {["Content-Type"] = "application/json"}
+  for name, value in pairs(extra) do headers[name] = value end
+  if token ~= "" then headers[token_header] = (bearer and "Bearer " or "") .. token end
+  return headers
+end
+
+local function expand(text, unique, slot)
+  return (text:gsub("@UNIQUE@", unique):gsub("@SLOT@", slot))
 end
 
 function init(args)
   codes = {}
-  local headers = {["Content-Type"] = "application/json"}
-  if token ~= "" then headers["Authorization"] = "Bearer " .. token end
-  prepared = wrk.format(method, path, headers, body)
+  -- This thread's tokens: every thread_count-th one from its index (a thread rotates through
+  -- them request by request); with fewer tokens than threads, threads share them.
+  mine = {}
+  for i = index, #tokens, thread_count do table.insert(mine, tokens[i]) end
+  if #mine == 0 then mine = {tokens[(index - 1) %% #tokens + 1]} end
+  if not dynamic and #mine == 1 then
+    prepared = wrk.format(method, path, headers_for(mine[1]), body)
+  end
+  prefix = run .. "-" .. index .. "-"
+  counter = 0
 end
 
 function request()
-  return prepared
+  if prepared then return prepared end
+  counter = counter + 1
+  local unique, slot = prefix .. counter, tostring(counter %% slots)
+  local headers = headers_for(mine[counter %% #mine + 1])
+  if dynamic then
+    for name, value in pairs(headers) do headers[name] = expand(value, unique, slot) end
+    return wrk.format(method, path, headers, body and expand(body, unique, slot))
+  end
+  return wrk.format(method, path, headers, body)
 end
 
 function response(status, headers, response_body)
@@ -286,13 +339,25 @@ def have_wrk() -> bool:
 
 
 def run_wrk(*, url: str, method: str, body: bytes, tokens: list[str], threads: int, connections: int,
-            seconds: int) -> LoadResult:
+            seconds: int, headers: dict[str, str] | None = None, token_header: str = "Authorization",
+            slots: int = 1) -> LoadResult:
+    """wrk for ``seconds``. Each thread sends its tokens (every ``threads``-th, rotating per request)
+    in ``token_header``; ``headers`` are sent too. See ``UNIQUE`` and ``SLOT`` for varying requests."""
     parts = urllib.parse.urlsplit(url)
+    headers = headers or {}
     script = _WRK_SCRIPT % {
         "tokens": "{" + ", ".join(_lua_string(token) for token in tokens) + "}",
         "body": _lua_string(body) if body else "nil",
         "path": _lua_string(parts.path),
         "method": _lua_string(method),
+        "headers": "{" + ", ".join(f"[ {_lua_string(name)} ] = {_lua_string(value)}"
+                                   for name, value in headers.items()) + "}",
+        "token_header": _lua_string(token_header),
+        "bearer": "true" if token_header.lower() == "authorization" else "false",
+        "dynamic": "true" if _is_dynamic(body, headers) else "false",
+        "run": _lua_string(secrets.token_hex(6)),
+        "slots": max(1, slots),
+        "threads": threads,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
@@ -314,22 +379,31 @@ def run_wrk(*, url: str, method: str, body: bytes, tokens: list[str], threads: i
 
 
 def _python_worker(url: str, method: str, body: bytes, token: str, connections: int, deadline: float,
-                   max_requests: int, queue) -> None:
+                   max_requests: int, queue, headers: dict[str, str] | None = None,
+                   token_header: str = "Authorization", slots: int = 1, unique_prefix: str = "") -> None:
     parts = urllib.parse.urlsplit(url)
-    headers = {"Content-Type": "application/json"}
+    base = {"Content-Type": "application/json", **(headers or {})}
     if token:
-        headers["Authorization"] = f"Bearer {token}"
+        base[token_header] = _token_value(token_header, token)
+    dynamic = _is_dynamic(body, base)
+    request_headers, request_body = base, body or None
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     errors = 0
+    counter = 0
     pool = [http.client.HTTPConnection(parts.hostname, parts.port, timeout=5) for _ in range(connections)]
     index = 0
     while time.monotonic() < deadline and len(latencies) < max_requests:
         connection = pool[index % connections]
         index += 1
+        if dynamic:
+            counter += 1
+            unique, slot = f"{unique_prefix}{counter}", str(counter % max(1, slots))
+            request_headers = {name: value.replace(UNIQUE, unique).replace(SLOT, slot) for name, value in base.items()}
+            request_body = body.replace(UNIQUE.encode(), unique.encode()).replace(SLOT.encode(), slot.encode()) or None
         started = time.perf_counter()
         try:
-            connection.request(method, parts.path, body=body or None, headers=headers)
+            connection.request(method, parts.path, body=request_body, headers=request_headers)
             response = connection.getresponse()
             response.read()
             if response.getheader("Connection", "").lower() == "close":
@@ -344,14 +418,18 @@ def _python_worker(url: str, method: str, body: bytes, token: str, connections: 
 
 
 def run_python_clients(*, url: str, method: str, body: bytes, tokens: list[str], processes: int, seconds: int,
-                       max_requests: int) -> LoadResult:
+                       max_requests: int, headers: dict[str, str] | None = None,
+                       token_header: str = "Authorization", slots: int = 1) -> LoadResult:
     """Fallback when wrk is absent: ``processes`` client processes, each with its own token."""
     queue: multiprocessing.Queue = multiprocessing.Queue()
     started = time.monotonic()
     deadline = started + seconds
+    run = secrets.token_hex(6)
     workers = [
         multiprocessing.Process(target=_python_worker, args=(url, method, body, tokens[i % len(tokens)], 1,
-                                                             deadline, max_requests // processes, queue))
+                                                             deadline, max_requests // processes, queue),
+                                kwargs={"headers": headers, "token_header": token_header, "slots": slots,
+                                        "unique_prefix": f"{run}-{i}-"})
         for i in range(processes)
     ]
     for worker in workers:
@@ -397,9 +475,17 @@ def percentile(sorted_values: list[float], pct: float) -> float:
 
 
 def run_load(*, url: str, method: str, body: bytes, tokens: list[str], connections: int, seconds: int,
-             max_requests: int, force_python: bool = False) -> LoadResult:
+             max_requests: int, force_python: bool = False, threads: int | None = None,
+             headers: dict[str, str] | None = None, token_header: str = "Authorization",
+             slots: int = 1) -> LoadResult:
+    """wrk (``threads`` threads, default one per token) or the Python clients (one process per
+    connection, each with one token). ``headers`` are sent with every request; ``token_header``
+    carries the tokens (``Authorization: Bearer …`` by default; an empty token sends none). A body or
+    header value holding ``UNIQUE`` or ``SLOT`` is rewritten per request (see those constants)."""
     if have_wrk() and not force_python:
-        return run_wrk(url=url, method=method, body=body, tokens=tokens, threads=len(tokens),
-                       connections=connections, seconds=seconds)
+        return run_wrk(url=url, method=method, body=body, tokens=tokens, threads=threads or len(tokens),
+                       connections=connections, seconds=seconds, headers=headers, token_header=token_header,
+                       slots=slots)
     return run_python_clients(url=url, method=method, body=body, tokens=tokens, processes=connections,
-                              seconds=seconds, max_requests=max_requests)
+                              seconds=seconds, max_requests=max_requests, headers=headers,
+                              token_header=token_header, slots=slots)

@@ -1,14 +1,25 @@
 """Ingestion benchmark of the usage ledger (bounded; prints its figures beside their ceilings).
 
     DATABASE_URL=postgres://… REDIS_URL=redis://… CELERY_BROKER_URL=redis://… \\
-        .venv/bin/python bench/ingest.py [--seconds 8] [--customers 100] [--skip-http]
+        .venv/bin/python bench/ingest.py [--seconds 8] [--customers 100] [--skip-batches] [--skip-http]
+            [--rounds 3] [--connections 16] [--clients 8] [--workers 4] [--no-asgi] [--asgi-workers 2]
 
 (a) Batches of 1,000 events through ``usage_apply`` (dedup, ledger, rollups, meters) in one and
     in two processes, beside the same SQL under pgbench (-c 1 and -c 2) in the same run: the
     batch's append statement alone, and the batch's whole statement sequence in one transaction.
-(b) Single-event requests/s for ``POST /ingest`` and ``POST /billing/meters/usage`` under gunicorn
-    (sync workers) with a multi-process loopback load generator, beside a minimal Django JSON
-    view's rate in the same run; and the web workers' peak RSS.
+(b) Single-event requests under gunicorn, load from ``wrk`` (keep-alive; the Python client of
+    bench/_common.py when wrk is absent or with --python-client): ``POST /ingest`` and
+    ``POST /billing/meters/usage`` beside the minimal Django JSON view ``GET /bench/minimal``
+    (routed with BENCH_MINIMAL_VIEW=1), on a WSGI server (``--workers`` sync workers) and, unless
+    --no-asgi, an ASGI one (config.asgi on ``--asgi-workers`` uvicorn workers). Every request is
+    unique (its own ``uniqueId`` / ``Idempotency-Key``), the events spread over ``--customers``
+    customers, and the calls carry ``--clients`` API keys (``X-API-KEY``; the rate limit, 2000/s
+    burst 50, is a bucket per key and stays ON; wrk runs at most 4 threads, each rotating through
+    its keys). The phases alternate in ``--rounds`` slices, so on a shared machine all meet the
+    same neighbours. Prints req/s, p50/p99, CPU per request, statuses (429s apart), each endpoint
+    as a share of the faster minimal view, the targets (each endpoint >= 1,500 req/s on the
+    better server), the web workers' peak RSS, and checks that every accepted answer (200 from
+    /ingest, 202 from report usage) is a ledger row: accepted, stored, lost.
 
 Each run uses a new account, so it never counts into earlier runs' meters. PostgreSQL only.
 """
@@ -16,13 +27,12 @@ Each run uses a new account, so it never counts into earlier runs' meters. Postg
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
 import random
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+from bench import _common  # noqa: E402 - the bench runs as a script from the project root
 
 BATCH = 1000
 DUPLICATE_SHARE = 0.05  # each batch replays this share of the previous batch's keys
@@ -167,68 +179,9 @@ def bench_batches(seconds: float, pgbench_seconds: int, customer_count: int) -> 
 
 # --- (b) single-event HTTP requests ---------------------------------------------------------------
 
-
-def _request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close",
-             *(f"{name}: {value}" for name, value in headers.items())]
-    if body:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-def _load(port: int, kind: str, api_key: str, seconds: float, worker: int, connections: int) -> dict[int, int]:
-    """One load-generator process: ``connections`` sockets in flight, a new one per request
-    (gunicorn's sync workers close after each answer). Returns answers by status."""
-    import selectors
-
-    statuses: dict[int, int] = {}
-    counter = 0
-
-    def next_request() -> bytes:
-        nonlocal counter
-        counter += 1
-        customer = f"customer-{counter % 100}"
-        if kind == "minimal":
-            return _request("GET", "/bench/minimal", {})
-        unique = f"{worker}-{counter}-{uuid.uuid4().hex[:8]}"
-        if kind == "ingest":
-            body = json.dumps({"meterApiName": "bench-calls", "customerId": customer, "meterValue": 1,
-                               "meterTimeInMillis": int(time.time() * 1000), "uniqueId": unique}).encode()
-            return _request("POST", "/ingest", {"X-API-KEY": api_key}, body)
-        body = json.dumps({"value": 1, "customerId": customer, "meterName": "bench-calls"}).encode()
-        return _request("POST", "/billing/meters/usage", {"X-API-KEY": api_key, "Idempotency-Key": unique}, body)
-
-    selector = selectors.DefaultSelector()
-
-    def start() -> None:
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.sendall(next_request())
-        selector.register(sock, selectors.EVENT_READ, bytearray())
-
-    deadline = time.perf_counter() + seconds
-    for _ in range(connections):
-        start()
-    while time.perf_counter() < deadline:
-        for key, _ in selector.select(timeout=1):
-            chunk = key.fileobj.recv(65536)
-            if chunk:
-                key.data.extend(chunk)
-                continue
-            selector.unregister(key.fileobj)
-            key.fileobj.close()
-            status = int(bytes(key.data[9:12]) or 0)
-            statuses[status] = statuses.get(status, 0) + 1
-            if time.perf_counter() < deadline:
-                start()
-    for key in list(selector.get_map().values()):
-        key.fileobj.close()
-    return statuses
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+SERVER_LABELS = {"wsgi": "WSGI", "asgi": "ASGI"}
+ENDPOINT_LABELS = {"minimal": "GET /bench/minimal", "ingest": "POST /ingest", "report": "POST /billing/meters/usage"}
+TARGET_RPS = 1500
 
 
 def _peak_rss_kib(pid: int) -> int:
@@ -240,64 +193,6 @@ def _peak_rss_kib(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
-def bench_http(seconds: float, workers: int, load_processes: int, connections: int) -> None:
-    from accounts.services import account_get_or_create, api_key_create
-    from metering.compat import amberflo
-
-    account = account_get_or_create(name=f"bench-http-{uuid.uuid4().hex[:8]}")
-    amberflo.meter_definition_create(account_id=account.pk, meter_api_name="bench-calls",
-                                     display_name="Bench calls", kind=amberflo.SUM_OF_ALL_USAGE)
-    _, api_key = api_key_create(account=account, name="bench",
-                                scopes=["usage-metering:ingest:usage", "meter-report"])
-    port = _free_port()
-    environment = {**os.environ, "BENCH_MINIMAL_VIEW": "1", "DEBUG": "false", "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi", "--workers", str(workers),
-         "--worker-class", "sync", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
-        cwd=ROOT, env=environment, start_new_session=True)
-    try:
-        # Ready when every worker has booted (imported Django) and answers.
-        for _ in range(300):
-            time.sleep(0.2)
-            if len(_children(server.pid)) < workers:
-                continue
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            except OSError:
-                continue
-            break
-        time.sleep(2)
-        context = multiprocessing.get_context("spawn")
-        print(f"(b) single-event requests, gunicorn {workers} sync workers, load: {load_processes} processes x "
-              f"{connections} connections, {seconds:.0f} s each")
-        rates = {}
-        for kind in ("minimal", "ingest", "report", "minimal"):
-            # Warm-up: every worker booted and connected, statements prepared, credentials cached.
-            with context.Pool(load_processes) as pool:
-                pool.starmap(_load, [(port, kind, api_key, 2.0, n, connections) for n in range(load_processes)])
-            with context.Pool(load_processes) as pool:
-                results = pool.starmap(_load, [(port, kind, api_key, seconds, n, connections)
-                                               for n in range(load_processes)])
-            statuses: dict[int, int] = {}
-            for result in results:
-                for status, count in result.items():
-                    statuses[status] = statuses.get(status, 0) + count
-            ok = sum(count for status, count in statuses.items() if 200 <= status < 300)
-            rates.setdefault(kind, []).append(ok / seconds)
-            other = {status: count for status, count in statuses.items() if not 200 <= status < 300}
-            print(f"    {kind:8} {ok / seconds:>8,.0f} req/s (2xx)" + (f"  other answers: {other}" if other else ""))
-        peak = {pid: _peak_rss_kib(pid) for pid in _children(server.pid)}
-        print(f"    minimal view (mean of the runs before and after): {sum(rates['minimal']) / 2:,.0f} req/s")
-        print(f"    /ingest: {rates['ingest'][0] / (sum(rates['minimal']) / 2):.0%} of it; "
-              f"/billing/meters/usage: {rates['report'][0] / (sum(rates['minimal']) / 2):.0%}")
-        print(f"    web workers' peak RSS: max {max(peak.values(), default=0) / 1024:.0f} MiB per worker, "
-              f"{sum(peak.values()) / 1024:.0f} MiB for {len(peak)} workers "
-              f"(master {_peak_rss_kib(server.pid) / 1024:.0f} MiB)")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-
-
 def _children(pid: int) -> list[int]:
     try:
         return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -305,14 +200,149 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _database_backend_pids() -> list[int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _stored(account_id) -> dict[str, int]:
+    """Ledger rows of the bench account by source."""
+    from django.db.models import Count
+
+    from metering.models import UsageRecord
+
+    rows = UsageRecord.objects.filter(account_id=account_id).values("source").annotate(rows=Count("id"))
+    return {row["source"]: row["rows"] for row in rows}
+
+
+def _ok(name: str, result) -> int:
+    """The answers that mean "stored": 200 for /ingest and the minimal view, 202 for report usage."""
+    return result.count(202 if name == "report" else 200)
+
+
+def bench_http(options: argparse.Namespace) -> None:
+    from accounts.services import account_get_or_create, api_key_create
+    from metering.compat import amberflo
+    from metering.models import UsageSource
+
+    account = account_get_or_create(name=f"bench-http-{uuid.uuid4().hex[:8]}")
+    amberflo.meter_definition_create(account_id=account.pk, meter_api_name="bench-calls",
+                                     display_name="Bench calls", kind=amberflo.SUM_OF_ALL_USAGE)
+    # One API key per client: the rate limit (2000/s, burst 50) is a bucket per key.
+    api_keys = [api_key_create(account=account, name=f"bench-{n}",
+                               scopes=["usage-metering:ingest:usage", "meter-report"])[1]
+                for n in range(options.clients)]
+    threads = max(1, min(4, options.clients, options.connections))  # wrk threads; each rotates its keys
+    # One timestamp for the run (inside the meters' open period); customers spread over the meters.
+    customer = "bench-customer-" + _common.SLOT
+    ingest_body = json.dumps({"meterApiName": "bench-calls", "customerId": customer, "meterValue": 1,
+                              "meterTimeInMillis": int(time.time() * 1000), "uniqueId": _common.UNIQUE},
+                             separators=(",", ":")).encode()
+    report_body = json.dumps({"value": 1, "customerId": customer, "meterName": "bench-calls"},
+                             separators=(",", ":")).encode()
+    endpoints = {  # name: (method, path, body, extra headers)
+        "minimal": ("GET", "/bench/minimal", b"", None),
+        "ingest": ("POST", "/ingest", ingest_body, None),
+        "report": ("POST", "/billing/meters/usage", report_body, {"Idempotency-Key": _common.UNIQUE}),
+    }
+    server_env = {"BENCH_MINIMAL_VIEW": "1", "RATE_LIMIT_ENABLED": "1"}
+    slice_seconds = max(1, round(options.seconds / options.rounds))
+    tool = "wrk" if _common.have_wrk() and not options.python_client else "python http.client"
+    clients = (f"wrk -t{threads} -c{options.connections} (keep-alive)" if tool == "wrk"
+               else f"python http.client, {options.connections} processes (keep-alive)")
+    print(f"(b) single-event requests, load: {clients}; {options.clients} API keys (X-API-KEY, rate limit "
+          f"2000/s burst 50 each, ON); {options.customers} customers; unique uniqueId / Idempotency-Key per "
+          f"request; {slice_seconds * options.rounds} s per phase in {options.rounds} alternating "
+          f"round{'s' if options.rounds > 1 else ''}")
+    print(f"    WSGI: gunicorn {options.workers} sync workers (config.wsgi, a connection per request)")
+    if options.asgi:
+        print(f"    ASGI: gunicorn {options.asgi_workers} uvicorn workers (config.asgi, keep-alive)")
+    print(f"    machine: {_common.machine_note()}")
+
+    def load(server: _common.Server, name: str, seconds: int):
+        method, path, body, headers = endpoints[name]
+        meter = _common.CpuMeter(server_pid=server.process.pid, database_backend_pids=_database_backend_pids)
+        cpu_before = meter.read()
+        result = _common.run_load(
+            url=f"{server.base_url}{path}", method=method, body=body,
+            tokens=[""] if name == "minimal" else api_keys, token_header="X-API-KEY", headers=headers,
+            slots=options.customers, threads=threads, connections=options.connections, seconds=seconds,
+            max_requests=options.max_requests, force_python=options.python_client)
+        result.cpu_seconds = meter.read() - cpu_before
+        return result
+
+    with contextlib.ExitStack() as stack:
+        servers = {"wsgi": stack.enter_context(_common.Server(workers=options.workers, env=server_env))}
+        if options.asgi:
+            servers["asgi"] = stack.enter_context(
+                _common.Server(workers=options.asgi_workers, env=server_env, asgi=True))
+        if options.warmup:  # every worker connected, statements prepared, keys and meters cached
+            for server in servers.values():
+                for name in endpoints:
+                    load(server, name, options.warmup)
+        before = _stored(account.pk)
+        slices: dict[tuple[str, str], list] = {(kind, name): [] for kind in servers for name in endpoints}
+        for _ in range(options.rounds):
+            for (kind, name), results in slices.items():
+                results.append(load(servers[kind], name, slice_seconds))
+        after = _stored(account.pk)
+        peak = {kind: ([_peak_rss_kib(pid) for pid in _children(server.process.pid)],
+                       _peak_rss_kib(server.process.pid)) for kind, server in servers.items()}
+    results = {phase: _common.combine(parts) for phase, parts in slices.items()}
+
+    ceiling_kind = max(servers, key=lambda kind: results[(kind, "minimal")].per_second)
+    ceiling = results[(ceiling_kind, "minimal")].per_second
+    print(f"    {'':5}{'':27}{'req/s':>8}{'2xx/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'CPU us':>8}{'429':>7}"
+          f"{'of min':>8}  statuses; 2xx/s per round")
+    for (kind, name), result in results.items():
+        ok_rate = _ok(name, result) / result.seconds if result.seconds else 0.0
+        rounds = [round(_ok(name, part) / part.seconds) if part.seconds else 0 for part in slices[(kind, name)]]
+        print(f"    {SERVER_LABELS[kind]:5}{ENDPOINT_LABELS[name]:27}{result.per_second:>8,.0f}{ok_rate:>8,.0f}"
+              f"{result.p50_ms:>8.2f}{result.p99_ms:>8.2f}{result.cpu_us_per_request:>8.0f}{result.count(429):>7}"
+              f"{ok_rate / ceiling if ceiling else 0:>8.0%}  {result.statuses}"
+              + (f" socket errors {result.socket_errors}" if result.socket_errors else "") + f"; {rounds}")
+    print(f"    (of min: 2xx/s as a share of the faster minimal view, {SERVER_LABELS[ceiling_kind]} "
+          f"{ceiling:,.0f} req/s; CPU us: server + database + redis + load generator per request)")
+    throttled = {f"{SERVER_LABELS[kind]} {ENDPOINT_LABELS[name]}": result.count(429)
+                 for (kind, name), result in results.items() if result.count(429)}
+    print(f"    429 answers: {throttled or 'none'}")
+
+    checks = []
+    for name, source in (("ingest", UsageSource.INGEST_API), ("report", UsageSource.REPORT_API)):
+        accepted = sum(_ok(name, results[(kind, name)]) for kind in servers)
+        stored = after.get(source, 0) - before.get(source, 0)
+        # Requests still in flight when a slice ends are stored but not counted: stored >= accepted.
+        print(f"    {ENDPOINT_LABELS[name]}: accepted {accepted}, stored {stored}, lost {max(0, accepted - stored)}")
+        best = max(servers, key=lambda kind: _ok(name, results[(kind, name)]) / (results[(kind, name)].seconds or 1))
+        rate = _ok(name, results[(best, name)]) / (results[(best, name)].seconds or 1)
+        label = f"WSGI, {options.workers} sync workers" if best == "wsgi" else f"ASGI, {options.asgi_workers} uvicorn workers"
+        checks.append(f"{ENDPOINT_LABELS[name].split()[1]} >= {TARGET_RPS:,} req/s "
+                      f"{'OK' if rate >= TARGET_RPS else 'MISSED'} ({rate:,.0f} 2xx/s, {label})")
+    for kind, (workers, master) in peak.items():
+        print(f"    {SERVER_LABELS[kind]} web workers' peak RSS: max {max(workers, default=0) / 1024:.0f} MiB per worker, "
+              f"{sum(workers) / 1024:.0f} MiB for {len(workers)} workers (master {master / 1024:.0f} MiB)")
+    print("    targets: " + "; ".join(checks))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=8, help="per measurement (default 8)")
+    parser.add_argument("--seconds", type=float, default=8,
+                        help="(a) per measurement; (b) per phase, in total over the rounds (default 8)")
     parser.add_argument("--pgbench-seconds", type=int, default=10)
-    parser.add_argument("--customers", type=int, default=100, help="customers (meters) per batch run")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
-    parser.add_argument("--load-processes", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=8, help="in flight per load process")
+    parser.add_argument("--customers", type=int, default=100, help="customers (meters) the events spread over")
+    parser.add_argument("--rounds", type=int, default=3, help="(b) alternating slices of the phases (default 3)")
+    parser.add_argument("--warmup", type=int, default=2, help="(b) seconds of warm-up per phase (default 2)")
+    parser.add_argument("--connections", type=int, default=16, help="(b) concurrent connections (default 16)")
+    parser.add_argument("--clients", type=int, default=8, help="(b) API keys, i.e. rate-limit buckets (default 8)")
+    parser.add_argument("--workers", type=int, default=4, help="(b) gunicorn sync workers of the WSGI server")
+    parser.add_argument("--asgi", action=argparse.BooleanOptionalAction, default=True,
+                        help="(b) also measure an ASGI server (config.asgi on uvicorn workers; default on)")
+    parser.add_argument("--asgi-workers", type=int, default=2, help="(b) uvicorn workers of the ASGI server")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="(b) cap per slice (Python client)")
+    parser.add_argument("--python-client", action="store_true", help="(b) the Python client even if wrk exists")
     parser.add_argument("--skip-batches", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
     options = parser.parse_args()
@@ -327,7 +357,7 @@ def main() -> None:
         bench_batches(options.seconds, options.pgbench_seconds, options.customers)
     if not options.skip_http:
         connection.close()
-        bench_http(options.seconds, options.workers, options.load_processes, options.connections)
+        bench_http(options)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
