@@ -7,9 +7,7 @@ README "How it scales".
 """
 
 import os
-import sys
 
-from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -20,5 +18,4 @@ from collection.api.ingest_asgi import SEND_DATA  # noqa: E402
 from config.fastpath import application_with_fast_routes  # noqa: E402
 from metering.compat.ingest_asgi import INGEST, REPORT  # noqa: E402
 
-sys.setswitchinterval(settings.ASGI_SWITCH_INTERVAL)
 application = application_with_fast_routes(django_application, [SEND_DATA, INGEST, REPORT])

@@ -195,11 +195,6 @@ RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "5"))
 
 # Connections each ASGI worker process opens for the send-data fast path (config/asyncdb.py).
 ASYNC_DB_POOL_SIZE = int(os.environ.get("ASYNC_DB_POOL_SIZE", "4"))
-# Seconds a thread of an ASGI worker may hold the GIL while another waits for it (Python's default
-# is 0.005). The usage applier's thread (``metering/compat/ingest_asgi.py``) needs the GIL back
-# after each database round trip while the event loop is busy: at 5 ms a batch of six round trips
-# waits longer for the GIL than for PostgreSQL.
-ASGI_SWITCH_INTERVAL = float(os.environ.get("ASGI_SWITCH_INTERVAL", "0.0005"))
 
 # --- collection (online collectors, send data, collected batches) ---------------------------
 # At most this many collectors per account (seed 000: five).
