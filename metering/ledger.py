@@ -413,9 +413,9 @@ def usage_apply(
     if source not in UsageSource.values:
         raise ValueError(f"Unknown usage source {source!r}.")
     now = now or utc_now()
-    if (len(records) == 1 and options is None and record_corrections and connection.vendor == "postgresql"
+    if (records and options is None and record_corrections and connection.vendor == "postgresql"
             and not connection.in_atomic_block):
-        answered = _apply_one(account_id, records[0], source, source_ref, apply_filtering_rules, now)
+        answered = _apply_simple(account_id, records, source, source_ref, apply_filtering_rules, now)
         if answered is not None:
             return _counted(source, answered)
     return _counted(source, _apply_batch(account_id, records, source, source_ref, options, apply_filtering_rules,
@@ -455,41 +455,39 @@ def _result(results: list[RecordResult], changed: int = 0, crossings: Sequence[_
     return result
 
 
-def _apply_one(account_id: uuid.UUID, record: UsageInput, source: str, source_ref: str,
-               apply_filtering_rules: bool, now: datetime) -> UsageResult | None:
-    """One record on PostgreSQL outside any transaction (the hot HTTP paths): one read, then one
-    statement that is its own transaction: dedup key, ledger row, rollup and meter update, locks
-    in the same order as a batch. Answers None (the caller runs the batch path) for anything it
-    does not cover: a refused record, a meter to create, groups, breakdowns or thresholds."""
+def _apply_simple(account_id: uuid.UUID, records: Sequence[UsageInput], source: str, source_ref: str,
+                  apply_filtering_rules: bool, now: datetime) -> UsageResult | None:
+    """A batch on PostgreSQL outside any transaction (the hot paths): one read, then one statement
+    that is its own transaction (``APPEND_COUNT``): dedup keys, ledger rows, rollups and meter
+    updates, locks in the same order as ``_apply_batch``. Answers None (the caller runs the batch
+    path) for anything it does not cover: a refused record, a meter to create, groups, breakdowns
+    or thresholds."""
     backend = _PostgresBackend(account_id)
-    results: list[RecordResult | None] = [None]
+    results: list[RecordResult | None] = [None] * len(records)
     refusals: list[_Refusal] = []
     with decimal.localcontext(DECIMAL_CONTEXT):
-        parsed, type_ids, api_names, user_ids = _parse([record], results, refusals, now)
-        if refusals or record.group is not None:
+        parsed, type_ids, api_names, user_ids = _parse(records, results, refusals, now)
+        if refusals or any(record.group is not None for record in records):
             return None
-        types_by_id, types_by_name, meters_by_pair = backend.resolve(type_ids, api_names, user_ids,
-                                                                     apply_filtering_rules)
-        bound = _bind_meter_types(parsed, types_by_id, types_by_name, apply_filtering_rules, results, refusals)
-        if results[0] is not None:  # excluded by a filtering rule: nothing to write
-            return _result(results)
-        if refusals or bound[0].meter_type.dimensions:
-            return None
-        fresh = bound[0]
-        if fresh.meter_type.auto_create_meters and (fresh.meter_type.id, fresh.user_id) not in meters_by_pair:
-            return None
-        accepted = _bind_meters(backend, bound, types_by_id, meters_by_pair, refusals, now)
-        if not accepted or fresh.meter_has_thresholds:
-            return None
-        inserted, counted = backend.append_and_count(fresh, source, source_ref, now)
-    if inserted:
-        results[0] = RecordResult(Outcome.ACCEPTED, fresh.key, meter_id=fresh.meter_id, counted=counted)
-        return _result(results, changed=int(counted))
-    results[0] = RecordResult(Outcome.DUPLICATE, fresh.key, meter_id=fresh.meter_id)
-    if record.request_hash:
-        held = backend.stored_hashes([fresh.key]).get(fresh.key)
-        results[0].key_reused = bool(held) and held != record.request_hash
-    return _result(results)
+        repeats = [index for index, result in enumerate(results) if result is not None and records[index].request_hash]
+        if parsed:
+            types_by_id, types_by_name, meters_by_pair = backend.resolve(type_ids, api_names, user_ids,
+                                                                         apply_filtering_rules)
+            bound = _bind_meter_types(parsed, types_by_id, types_by_name, apply_filtering_rules, results, refusals)
+            if refusals or any(fresh.meter_type.dimensions for fresh in bound) or any(
+                    fresh.meter_type.auto_create_meters and (fresh.meter_type.id, fresh.user_id) not in meters_by_pair
+                    for fresh in bound):
+                return None
+            accepted = _bind_meters(backend, bound, types_by_id, meters_by_pair, refusals, now)
+            if refusals or any(fresh.meter_has_thresholds for fresh in accepted):
+                return None
+            if accepted:
+                fresh_keys = backend.append_and_count(accepted, source, source_ref, now)
+                counted = _mark_duplicates(backend, accepted, set(fresh_keys), results, records, repeats)
+                for record in counted:
+                    results[record.index].counted = fresh_keys[record.key]
+                return _result(results, changed=len({r.meter_id for r in counted if fresh_keys[r.key]}))
+    return _result(results)  # type: ignore[arg-type]
 
 
 @transaction.atomic
@@ -1011,7 +1009,8 @@ class _PostgresBackend(_Backend):
         SELECT id, meter_type_id, meter_key, user_id, thresholds <> '[]'::jsonb FROM metering_meter
         WHERE account_id = %s AND (meter_type_id, user_id) IN (SELECT * FROM unnest(%b::uuid[], %b::text[]))
     """
-    APPEND = """
+    # The batch's dedup keys, ledger rows and hourly rollups (locks in that order: key, rollup row).
+    _APPEND_HEAD = """
         WITH batch AS (
             SELECT r->>0 AS key, r->>1 AS request_hash, (r->>2)::uuid AS meter_type_id, (r->>3)::uuid AS meter_id,
                    r->>4 AS user_id, (r->>5)::numeric AS value, (r->>6)::timestamptz AS ts, r->7 AS dimensions,
@@ -1028,7 +1027,7 @@ class _PostgresBackend(_Backend):
             SELECT DISTINCT ON (b.key) %(account)s, b.meter_type_id, b.meter_id, b.user_id, b.value, b.ts,
                    b.dimensions, %(source)s, coalesce(b.source_ref, %(source_ref)s), b.key, %(now)s
             FROM batch b JOIN fresh f ON f.key = b.key ORDER BY b.key, b.ord
-            RETURNING meter_type_id, user_id, value, "timestamp", idempotency_key
+            RETURNING meter_type_id, meter_id, user_id, value, "timestamp", idempotency_key
         ), rolled AS (
             INSERT INTO metering_usagerollup AS r (account_id, meter_type_id, user_id, hour, sum, count, max, min)
             SELECT %(account)s, meter_type_id, user_id, date_trunc('hour', "timestamp", 'UTC'), sum(value), count(*),
@@ -1037,46 +1036,41 @@ class _PostgresBackend(_Backend):
             ON CONFLICT (account_id, meter_type_id, user_id, hour) DO UPDATE
             SET sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count,
                 max = GREATEST(r.max, EXCLUDED.max), min = LEAST(r.min, EXCLUDED.min)
-        )
+            RETURNING 1
+        )"""
+    APPEND = _APPEND_HEAD + """
         SELECT idempotency_key FROM appended
     """
-    # One record, as its own transaction: the same writes as APPEND + LOCK_METERS + UPDATE_METERS,
-    # taking their locks in the same order (key, rollup row, meter row); the meter counts the
-    # record only if the key is new and the record's time is in the period the locked row holds.
-    APPEND_ONE = """
-        WITH fresh AS (
-            INSERT INTO metering_usagededupkey AS d (account_id, key, request_hash, created_at)
-            VALUES (%(account)s, %(key)s, %(hash)s, %(now)s)
-            ON CONFLICT DO NOTHING
-            RETURNING d.key
-        ), appended AS (
-            INSERT INTO metering_usagerecord (account_id, meter_type_id, meter_id, user_id, value, "timestamp",
-                                              dimensions, source, source_ref, idempotency_key, created_at)
-            SELECT %(account)s, %(type)s, %(meter)s, %(user)s, %(value)s, %(ts)s, %(dimensions)s::jsonb, %(source)s,
-                   %(source_ref)s, key, %(now)s
-            FROM fresh
-            RETURNING 1
-        ), rolled AS (
-            INSERT INTO metering_usagerollup AS r (account_id, meter_type_id, user_id, hour, sum, count, max, min)
-            SELECT %(account)s, %(type)s, %(user)s, date_trunc('hour', %(ts)s::timestamptz, 'UTC'), %(value)s, 1,
-                   %(value)s, %(value)s
-            FROM appended
-            ON CONFLICT (account_id, meter_type_id, user_id, hour) DO UPDATE
-            SET sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count,
-                max = GREATEST(r.max, EXCLUDED.max), min = LEAST(r.min, EXCLUDED.min)
-            RETURNING 1
+    # APPEND and the meters' update in one statement, for batches whose meters need nothing
+    # computed in Python (no groups, breakdowns, carry or thresholds): the same writes as APPEND +
+    # LOCK_METERS + UPDATE_METERS in the same lock order (keys, rollup rows, then the meters in id
+    # order, once every rollup is written: ``count(*)`` reads all of ``rolled``). A meter counts the
+    # records whose time is in the period its locked row holds. Answers each fresh key and whether
+    # its meter counted it.
+    APPEND_COUNT = _APPEND_HEAD + """, locked AS MATERIALIZED (
+            SELECT m.id, m.period_start, m.period_end FROM metering_meter m
+            WHERE m.id = ANY(%(meters)s::uuid[]) AND m.id IN (SELECT meter_id FROM appended)
+              AND (SELECT count(*) FROM rolled) >= 0
+            ORDER BY m.id FOR UPDATE
+        ), totals AS (
+            SELECT a.meter_id, t.aggregation, sum(a.value) AS total, count(*) AS n, max(a.value) AS high,
+                   min(a.value) AS low
+            FROM appended a
+            JOIN locked l ON l.id = a.meter_id AND a."timestamp" >= l.period_start AND a."timestamp" < l.period_end
+            JOIN metering_metertype t ON t.id = a.meter_type_id
+            GROUP BY a.meter_id, t.aggregation
         ), counted AS (
             UPDATE metering_meter AS m
-            SET value = CASE %(aggregation)s WHEN 'SUM' THEN coalesce(m.value, 0) + %(value)s
-                                             WHEN 'INCREMENT' THEN coalesce(m.value, 0) + 1
-                                             WHEN 'MAX' THEN GREATEST(m.value, %(value)s)
-                                             ELSE LEAST(m.value, %(value)s) END,
-                record_count = m.record_count + 1, last_ingested_at = %(now)s, updated_at = %(now)s
-            WHERE m.id = %(meter)s AND EXISTS (SELECT 1 FROM rolled)
-              AND m.period_start <= %(ts)s AND m.period_end > %(ts)s
+            SET value = CASE u.aggregation WHEN 'SUM' THEN coalesce(m.value, 0) + u.total
+                                           WHEN 'INCREMENT' THEN coalesce(m.value, 0) + u.n
+                                           WHEN 'MAX' THEN GREATEST(m.value, u.high)
+                                           ELSE LEAST(m.value, u.low) END,
+                record_count = m.record_count + u.n, last_ingested_at = %(now)s, updated_at = %(now)s
+            FROM totals u WHERE m.id = u.meter_id
             RETURNING 1
         )
-        SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM counted)
+        SELECT a.idempotency_key, l.id IS NOT NULL FROM appended a
+        LEFT JOIN locked l ON l.id = a.meter_id AND a."timestamp" >= l.period_start AND a."timestamp" < l.period_end
     """
     HASHES = "SELECT key, request_hash FROM metering_usagededupkey WHERE account_id = %s AND key = ANY(%b::text[])"
     LOCK_METERS = f"SELECT {_METER_COLUMNS} FROM metering_meter WHERE id = ANY(%b::uuid[]) ORDER BY id FOR UPDATE"
@@ -1166,6 +1160,15 @@ class _PostgresBackend(_Backend):
                                                              [p[1] for p in pairs]]).fetchall())
 
     def append(self, records, source, source_ref, now):
+        return {row[0] for row in self.execute(self.APPEND, self._batch(records, source, source_ref, now)).fetchall()}
+
+    def append_and_count(self, records: list[_Fresh], source: str, source_ref: str, now: datetime) -> dict[str, bool]:
+        """``APPEND_COUNT``: the fresh keys, each with whether its meter counted the record."""
+        parameters = {**self._batch(records, source, source_ref, now), "meters": list({r.meter_id for r in records})}
+        rows = self.execute(self.APPEND_COUNT, parameters).fetchall()
+        return {key: counted for key, counted in rows}
+
+    def _batch(self, records: list[_Fresh], source: str, source_ref: str, now: datetime) -> dict[str, Any]:
         # One JSON document (msgspec encodes it in C; jsonb is parsed once, then each field is a
         # cheap lookup): binding eight arrays element by element costs the client more.
         batch = _ENCODER.encode([
@@ -1173,21 +1176,7 @@ class _PostgresBackend(_Backend):
              *((r.input.source_ref,) if r.input.source_ref else ()))
             for r in records
         ]).decode()
-        rows = self.execute(self.APPEND, {
-            "account": self.account_id, "now": now, "source": source, "source_ref": source_ref or "", "batch": batch,
-        }).fetchall()
-        return {row[0] for row in rows}
-
-    def append_and_count(self, record: _Fresh, source: str, source_ref: str, now: datetime) -> tuple[bool, bool]:
-        """``APPEND_ONE``: (the key was new, the meter counted the record)."""
-        inserted, counted = self.execute(self.APPEND_ONE, {
-            "account": self.account_id, "key": record.key, "hash": record.input.request_hash, "now": now,
-            "type": record.meter_type.id, "meter": record.meter_id, "user": record.user_id, "value": record.value,
-            "ts": record.timestamp, "dimensions": _encode(record.dimensions) if record.dimensions else "{}",
-            "source": source, "source_ref": record.input.source_ref or source_ref or "",
-            "aggregation": record.meter_type.aggregation,
-        }).fetchone()
-        return bool(inserted), bool(counted)
+        return {"account": self.account_id, "now": now, "source": source, "source_ref": source_ref or "", "batch": batch}
 
     def stored_hashes(self, keys):
         return dict(self.execute(self.HASHES, [self.account_id, keys]).fetchall())

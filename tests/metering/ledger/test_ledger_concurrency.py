@@ -14,7 +14,7 @@ from django.db import connection
 from metering.ledger import Outcome
 from metering.models import Meter, ThresholdEvent, UsageDedupKey, UsageRecord, UsageRollup
 from notifications.models import NotificationEndpoint, NotificationEvent
-from tests.metering.ledger.conftest import NOW, apply, make_meter, make_type, usage
+from tests.metering.ledger.conftest import NOW, apply, make_meter, make_type, usage, value_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,6 +90,23 @@ def test_overlapping_batches_in_opposite_orders_never_deadlock_and_count_each_ke
     assert Meter.objects.count() == 12
     assert sorted(Meter.objects.values_list("value", flat=True)) == [Decimal(10)] * 12
     assert UsageDedupKey.objects.count() == UsageRecord.objects.count() == 120
+
+
+def test_batches_over_existing_meters_in_opposite_orders_never_deadlock(account):
+    """The one-statement path (every meter exists): its meter locks are taken in id order too."""
+    meter_type = make_type(account)
+    meters = [make_meter(meter_type, user_id=f"user{n}") for n in range(12)]
+    records = [(f"key{n}", f"user{n % 12}") for n in range(120)]
+
+    def batch(seed: int):
+        shuffled = random.Random(seed).sample(records, len(records))
+        return lambda: apply(account, [usage(meter_type, user=user, value=1, key=key) for key, user in shuffled])
+
+    results = run_together([batch(seed) for seed in range(6)])
+
+    assert sum(result.accepted for result in results) == 120
+    assert sorted(value_of(meter) for meter in meters) == [Decimal(10)] * 12
+    assert sum(Meter.objects.filter(pk__in=[m.pk for m in meters]).values_list("record_count", flat=True)) == 120
 
 
 def test_a_hundred_concurrent_ingests_crossing_a_threshold_record_one_event_and_one_notification(account):

@@ -1,5 +1,5 @@
-"""One record outside a transaction (the hot HTTP paths): one read and one self-committing statement,
-with the same results as the batch path; anything else falls back to the batch path."""
+"""Records outside a transaction (the hot paths): one read and one self-committing statement
+(``APPEND_COUNT``), with the same results as the batch path; anything else falls back to it."""
 
 from __future__ import annotations
 
@@ -33,6 +33,10 @@ def frozen():
 
 
 def statements(account, record) -> tuple[list[str], object]:
+    return batch_statements(account, [record])
+
+
+def batch_statements(account, records) -> tuple[list[str], object]:
     executed: list[str] = []
 
     def count(execute, sql, params, many, context):
@@ -40,7 +44,7 @@ def statements(account, record) -> tuple[list[str], object]:
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(count):
-        result = apply(account, [record])
+        result = apply(account, records)
     return executed, result
 
 
@@ -114,3 +118,54 @@ def test_what_the_single_statement_does_not_cover_goes_through_the_batch_path(ac
     assert Meter.objects.get(pk=plain.pk).groups == [{"key": "gold", "value": 1, "recordCount": 1}]
     assert DataCorrection.objects.get().reason == "MISSING_USER_ID"
     assert grouped == ["WITH", "WITH", "SELECT", "UPDATE"]
+
+
+def test_a_batch_is_one_read_and_one_statement_across_meters_and_aggregations(account, settings):
+    settings.USAGE_CLOCK_SKEW_SECONDS = 60 * 60 * 24 * 30
+    summed = make_meter(make_type(account, name="Summed", api_name="summed"))
+    highest = make_meter(make_type(account, name="Highest", api_name="highest", aggregation="MAX"), user_id="bob")
+    make_meter(summed.meter_type, user_id="bob")
+    records = [usage(summed.meter_type, value=2, key="a"), usage(summed.meter_type, value=3, key="b"),
+               usage(highest.meter_type, user="bob", value=7, key="c"),
+               usage(highest.meter_type, user="bob", value=4, key="d"),
+               usage(summed.meter_type, value=2, key="a"),  # twice in the batch
+               usage(summed.meter_type, user="bob", value=1, key="e", at=PERIOD_END + timedelta(hours=1))]
+
+    executed, result = batch_statements(account, records)
+
+    assert executed == ["WITH", "WITH"]
+    assert [item.outcome for item in result.results] == [Outcome.ACCEPTED] * 4 + [Outcome.DUPLICATE, Outcome.ACCEPTED]
+    assert [item.counted for item in result.results] == [True, True, True, True, False, False]  # e: next period
+    assert (result.accepted, result.duplicates, result.meters_updated) == (5, 1, 2)
+    summed.refresh_from_db()
+    highest.refresh_from_db()
+    assert (summed.value, summed.record_count, highest.value, highest.record_count) == (Decimal(5), 2, Decimal(7), 2)
+    assert UsageRecord.objects.count() == 5
+    assert value_of(Meter.objects.get(meter_type=summed.meter_type, user_id="bob")) == Decimal(0)
+
+
+def test_a_key_repeated_in_a_batch_with_another_body_is_flagged(account):
+    meter = make_meter(make_type(account))
+    first = UsageInput(user_id="alice", value=1, meter_type_id=meter.meter_type_id, idempotency_key="k",
+                       request_hash="a")
+    same = UsageInput(user_id="alice", value=1, meter_type_id=meter.meter_type_id, idempotency_key="k",
+                      request_hash="a")
+    other = UsageInput(user_id="alice", value=2, meter_type_id=meter.meter_type_id, idempotency_key="k",
+                       request_hash="b")
+
+    result = apply(account, [first, same, other])
+
+    assert [(item.outcome, item.key_reused) for item in result.results] == [
+        (Outcome.ACCEPTED, False), (Outcome.DUPLICATE, False), (Outcome.DUPLICATE, True)]
+    assert value_of(meter) == Decimal(1)
+
+
+def test_records_keep_their_own_source_ref_in_one_batch(account):
+    meter = make_meter(make_type(account))
+    records = [usage(meter.meter_type, key="a", source_ref="request-a"), usage(meter.meter_type, key="b"),
+               usage(meter.meter_type, user=None, key="c", source_ref="request-c")]
+
+    apply(account, records, source_ref="batch")
+
+    assert dict(UsageRecord.objects.values_list("idempotency_key", "source_ref")) == {"a": "request-a", "b": "batch"}
+    assert DataCorrection.objects.get().source_ref == "request-c"
