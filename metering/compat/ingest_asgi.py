@@ -67,22 +67,32 @@ class _Applier:
             batches.setdefault((share.account_id, share.source, share.apply_filtering_rules), []).append(position)
         outcomes: list[UsageResult | Exception] = [None] * len(shares)  # type: ignore[list-item]
         for (account_id, source, filtering), positions in batches.items():
-            records = [record for position in positions for record in shares[position].records]
-            try:
-                results = usage_apply(account_id=account_id, records=records, source=source,
-                                      apply_filtering_rules=filtering).results
-            except Exception as exc:  # noqa: BLE001 - each request of the batch answers it
-                if isinstance(exc, (OperationalError, InterfaceError)):
-                    connection.close()  # the next batch connects again
-                for position in positions:
-                    outcomes[position] = exc
-                continue
-            start = 0
-            for position in positions:
-                end = start + len(shares[position].records)
-                outcomes[position] = usage_result(results[start:end])
-                start = end
+            self._apply_batch(shares, positions, account_id, source, filtering, outcomes)
         return outcomes
+
+    def _apply_batch(self, shares: list[_Share], positions: list[int], account_id, source: str, filtering: bool,
+                     outcomes: list) -> None:
+        records = [record for position in positions for record in shares[position].records]
+        try:
+            results = usage_apply(account_id=account_id, records=records, source=source,
+                                  apply_filtering_rules=filtering).results
+        except (OperationalError, InterfaceError) as exc:  # the database: every request of the batch says so
+            connection.close()  # the next batch connects again
+            for position in positions:
+                outcomes[position] = exc
+            return
+        except Exception as exc:  # noqa: BLE001 - one request's records: the others must not fail with it
+            if len(positions) == 1:
+                outcomes[positions[0]] = exc
+                return
+            for position in positions:  # each request on its own: only the culprit fails (counted once either way)
+                self._apply_batch(shares, [position], account_id, source, filtering, outcomes)
+            return
+        start = 0
+        for position in positions:
+            end = start + len(shares[position].records)
+            outcomes[position] = usage_result(results[start:end])
+            start = end
 
     def close(self) -> None:
         """Close the applying thread's connection and stop it (tests; a worker just exits)."""

@@ -18,7 +18,7 @@ from accounts import services as account_services
 from config.api.ratelimit import limiter
 from config.fastpath import application_with_fast_routes
 from metering import services
-from metering.compat import billing
+from metering.compat import billing, ingest_asgi
 from metering.compat.ingest_asgi import INGEST, REPORT, applier
 from metering.models import DataCorrection, Meter, UsageRecord
 from tests.support.asgi import Recorder, call, in_one_loop, request
@@ -197,6 +197,24 @@ def test_the_rate_limit_holds_on_the_event_loop(setup, settings):
 
     assert (first, status, body["code"], recorder.paths) == (200, 429, "TOO_MANY_REQUESTS", [])
     assert int(headers["retry-after"]) >= 1
+
+
+def test_a_request_that_breaks_its_batch_fails_alone(setup, monkeypatch):
+    app, _, meter, key = setup
+    real = ingest_asgi.usage_apply
+
+    def fragile(**kwargs):
+        if any(record.user_id == "boom" for record in kwargs["records"]):
+            raise ValueError("boom")
+        return real(**kwargs)
+
+    monkeypatch.setattr(ingest_asgi, "usage_apply", fragile)
+    answers = in_one_loop(*(request(app, "/ingest", json.dumps(event(f"f{n}", 1)).encode(), key) for n in range(4)),
+                          request(app, "/ingest", json.dumps(event("f-boom", 1, customer="boom")).encode(), key))
+
+    assert [status for status, _, _ in answers] == [200, 200, 200, 200, 500]
+    assert answers[4][2]["code"] == "INTERNAL_ERROR"
+    assert value_of(meter) == Decimal(4)
 
 
 def test_the_database_down_is_503_with_retry_after_on_the_event_loop(setup, monkeypatch):
