@@ -24,7 +24,7 @@ def main() -> int:
     # More than 1: gthread workers with keep-alive (bench/send_data.py: ~35 % more send data per
     # second on PostgreSQL than sync workers on 2 cores).
     web_threads = os.environ.get("WEB_THREADS", "1")
-    # WEB_SERVER=asgi: config.asgi on uvicorn workers (send data's event-loop fast path; README).
+    # WEB_SERVER=asgi: config.asgi on uvicorn workers (the hot endpoints' event-loop fast paths; README).
     if os.environ.get("WEB_SERVER", "wsgi") == "asgi":
         web_app = ["config.asgi:application", "--worker-class", "uvicorn.workers.UvicornWorker"]
     else:
