@@ -127,7 +127,7 @@ class RateLimiter:
         return self._decision(key, rate_per_ms, burst, allowed, remaining)
 
     async def take_async(self, group: str, client: str) -> Decision:
-        """``take`` for an event loop (the ASGI send-data fast path): the same script and bucket
+        """``take`` for an event loop (the ASGI fast paths, ``config/fastpath.py``): the same script and bucket
         through ``redis.asyncio``; the calls of requests waiting at once share one script call."""
         key, rate_per_ms, burst = self._bucket(group, client)
         allowed, remaining = None, 0.0
