@@ -163,7 +163,7 @@ def _process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
-def _children_of(parent: int) -> list[int]:
+def children_of(parent: int) -> list[int]:
     children = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -173,6 +173,15 @@ def _children_of(parent: int) -> list[int]:
             except (FileNotFoundError, ProcessLookupError, IndexError):
                 continue
     return children
+
+
+def database_backend_pids() -> list[int]:
+    """The PostgreSQL backends serving the bench database (but this process's own)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return [row[0] for row in cursor.fetchall()]
 
 
 def _pids_named(name: str) -> list[int]:
@@ -198,7 +207,7 @@ class CpuMeter:
         self.database_backend_pids = database_backend_pids
 
     def read(self) -> float:
-        pids = [self.server_pid, *_children_of(self.server_pid), *self.database_backend_pids(),
+        pids = [self.server_pid, *children_of(self.server_pid), *self.database_backend_pids(),
                 *_pids_named("redis-server")]
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         return sum(_process_cpu_seconds(pid) for pid in pids) + children.ru_utime + children.ru_stime

@@ -211,21 +211,6 @@ def _peak_rss_kib(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _database_backend_pids() -> list[int]:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-        return [row[0] for row in cursor.fetchall()]
-
-
 def _stored(account_id) -> dict[str, int]:
     """Ledger rows of the bench account by source."""
     from django.db.models import Count
@@ -282,7 +267,7 @@ def bench_http(options: argparse.Namespace) -> None:
 
     def load(server: _common.Server, name: str, seconds: int):
         method, path, body, headers = endpoints[name]
-        meter = _common.CpuMeter(server_pid=server.process.pid, database_backend_pids=_database_backend_pids)
+        meter = _common.CpuMeter(server_pid=server.process.pid, database_backend_pids=_common.database_backend_pids)
         cpu_before = meter.read()
         result = _common.run_load(
             url=f"{server.base_url}{path}", method=method, body=body,
@@ -307,7 +292,7 @@ def bench_http(options: argparse.Namespace) -> None:
             for (kind, name), results in slices.items():
                 results.append(load(servers[kind], name, slice_seconds))
         after = _stored(account.pk)
-        peak = {kind: ([_peak_rss_kib(pid) for pid in _children(server.process.pid)],
+        peak = {kind: ([_peak_rss_kib(pid) for pid in _common.children_of(server.process.pid)],
                        _peak_rss_kib(server.process.pid)) for kind, server in servers.items()}
     results = {phase: _common.combine(parts) for phase, parts in slices.items()}
 

@@ -39,6 +39,7 @@ from bench._common import (  # noqa: E402 - the bench runs as a script from the 
     CpuMeter,
     Server,
     combine,
+    database_backend_pids,
     django_setup,
     ensure_database,
     have_wrk,
@@ -93,14 +94,6 @@ def prepare(clients: int, names: tuple[str, ...] = ("bench",)) -> tuple[list[str
         tokens.append(account_services.access_token_issue(client_id=access.client_id,
                                                           client_secret=secret).access_token)
     return [str(collector.pk) for collector in collectors], tokens
-
-
-def database_backend_pids() -> list[int]:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-        return [row[0] for row in cursor.fetchall()]
 
 
 def stored_batches(collector_id: str) -> int:

@@ -39,7 +39,7 @@ from bench._common import (  # noqa: E402
     BIN,
     ROOT,
     Server,
-    _children_of,
+    children_of,
     django_setup,
     ensure_database,
     migrate,
@@ -59,7 +59,7 @@ def rss_mb(pid: int) -> float:
 
 
 def tree_rss_mb(pid: int) -> float:
-    return rss_mb(pid) + sum(rss_mb(child) for child in _children_of(pid))
+    return rss_mb(pid) + sum(rss_mb(child) for child in children_of(pid))
 
 
 def setup(clients: int) -> dict:

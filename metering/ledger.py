@@ -38,7 +38,7 @@ import json
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -469,7 +469,6 @@ def _apply_simple(account_id: uuid.UUID, records: Sequence[UsageInput], source: 
         parsed, type_ids, api_names, user_ids = _parse(records, results, refusals, now)
         if refusals or any(record.group is not None for record in records):
             return None
-        repeats = [index for index, result in enumerate(results) if result is not None and records[index].request_hash]
         if parsed:
             types_by_id, types_by_name, meters_by_pair = backend.resolve(type_ids, api_names, user_ids,
                                                                          apply_filtering_rules)
@@ -483,7 +482,7 @@ def _apply_simple(account_id: uuid.UUID, records: Sequence[UsageInput], source: 
                 return None
             if accepted:
                 fresh_keys = backend.append_and_count(accepted, source, source_ref, now)
-                counted = _mark_duplicates(backend, accepted, set(fresh_keys), results, records, repeats)
+                counted = _mark_duplicates(backend, accepted, fresh_keys, results, records)
                 for record in counted:
                     results[record.index].counted = fresh_keys[record.key]
                 return _result(results, changed=len({r.meter_id for r in counted if fresh_keys[r.key]}))
@@ -502,8 +501,6 @@ def _apply_batch(account_id: uuid.UUID, records: Sequence[UsageInput], source: s
     crossings: list[_Crossing] = []
     with decimal.localcontext(DECIMAL_CONTEXT):
         parsed, type_ids, api_names, user_ids = _parse(records, results, refusals, now)
-        # Keys twice in the batch whose later body may differ: judged once the first is written.
-        repeats = [index for index, result in enumerate(results) if result is not None and records[index].request_hash]
         if parsed:
             # 2. Meter types (with their filtering rules) and the customers' meters, in one read.
             types_by_id, types_by_name, meters_by_pair = backend.resolve(type_ids, api_names, user_ids,
@@ -513,7 +510,7 @@ def _apply_batch(account_id: uuid.UUID, records: Sequence[UsageInput], source: s
             if accepted:
                 # 3. Dedup keys, ledger rows and hourly rollups: one statement.
                 fresh_keys = backend.append(accepted, source, source_ref, now)
-                counted = _mark_duplicates(backend, accepted, fresh_keys, results, records, repeats)
+                counted = _mark_duplicates(backend, accepted, fresh_keys, results, records)
                 if counted:
                     # 4. Lock the meters (id order), advance them in Python, write them at once.
                     meters = {meter.id: meter for meter in backend.lock_meters(sorted({r.meter_id for r in counted}))}
@@ -693,13 +690,15 @@ def _bind_meters(backend: _Backend, bound: list[_Fresh], types_by_id: dict, mete
     return accepted
 
 
-def _mark_duplicates(backend: _Backend, accepted: list[_Fresh], fresh_keys: set[str], results: list,
-                     records: Sequence[UsageInput], repeats: list[int]) -> list[_Fresh]:
+def _mark_duplicates(backend: _Backend, accepted: list[_Fresh], fresh_keys: Collection[str], results: list,
+                     records: Sequence[UsageInput]) -> list[_Fresh]:
     """Results for the appended records; returns the fresh ones. A duplicate whose stored request
     hash differs is flagged ``key_reused`` (the same key sent with another body); so is a key
-    repeated in the batch (``repeats``) whose body differs from the one the key now holds."""
+    repeated in the batch (a duplicate ``_parse`` marked) whose body differs from the one the key
+    now holds, judged once the first is written, as if the two had come one after the other."""
     counted = []
-    duplicates = [(index, results[index].idempotency_key, records[index].request_hash) for index in repeats]
+    duplicates = [(index, result.idempotency_key, records[index].request_hash) for index, result in enumerate(results)
+                  if result is not None and result.outcome == Outcome.DUPLICATE and records[index].request_hash]
     for record in accepted:
         if record.key in fresh_keys:
             results[record.index] = RecordResult(Outcome.ACCEPTED, record.key, meter_id=record.meter_id)
