@@ -60,8 +60,9 @@ class AccountUserAdmin(UserAdmin):
 
 
 class ApplicationAccessForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(choices=[(s, s) for s in ALL_SCOPES], widget=forms.CheckboxSelectMultiple,
-                                       initial=ALL_SCOPES)
+    scopes = forms.MultipleChoiceField(
+        choices=[(s, s) for s in ALL_SCOPES], widget=forms.CheckboxSelectMultiple, initial=ALL_SCOPES
+    )
 
     class Meta:
         model = ApplicationAccess
@@ -69,11 +70,19 @@ class ApplicationAccessForm(forms.ModelForm):
 
 
 def _show_secret(request, *, title, access=None, api_key=None, secret):
-    return TemplateResponse(request, "admin/accounts/secret_once.html", {
-        "title": title, "access": access, "api_key": api_key, "secret": secret,
-        "opts": (ApplicationAccess if access else ApiKey)._meta,
-        "site_header": admin.site.site_header, "has_permission": True,
-    })
+    return TemplateResponse(
+        request,
+        "admin/accounts/secret_once.html",
+        {
+            "title": title,
+            "access": access,
+            "api_key": api_key,
+            "secret": secret,
+            "opts": (ApplicationAccess if access else ApiKey)._meta,
+            "site_header": admin.site.site_header,
+            "has_permission": True,
+        },
+    )
 
 
 class RevokeButtonMixin:
@@ -89,8 +98,14 @@ class RevokeButtonMixin:
 
     def get_urls(self):
         opts = self.model._meta
-        return [path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view),
-                     name=f"{opts.app_label}_{opts.model_name}_revoke"), *super().get_urls()]
+        return [
+            path(
+                "<path:object_id>/revoke/",
+                self.admin_site.admin_view(self.revoke_view),
+                name=f"{opts.app_label}_{opts.model_name}_revoke",
+            ),
+            *super().get_urls(),
+        ]
 
     def revoke_view(self, request, object_id):
         obj = self.get_object(request, object_id)  # the user's own account only
@@ -102,18 +117,29 @@ class RevokeButtonMixin:
         if request.method == "POST":
             self.revoke_one(obj)
             self.log_change(request, obj, "Revoked.")
-            messages.success(request, f"“{obj.name}” is revoked: the API refuses its credentials from now on.")
+            messages.success(
+                request, f"“{obj.name}” is revoked: the API refuses its credentials from now on."
+            )
             return HttpResponseRedirect(change_url)
-        return TemplateResponse(request, "admin/accounts/revoke_confirm.html", {
-            **self.admin_site.each_context(request), "title": f"Revoke {obj._meta.verbose_name}?", "object": obj,
-            "opts": obj._meta, "change_url": change_url,
-        })
+        return TemplateResponse(
+            request,
+            "admin/accounts/revoke_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Revoke {obj._meta.verbose_name}?",
+                "object": obj,
+                "opts": obj._meta,
+                "change_url": change_url,
+            },
+        )
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and obj.is_active and self.has_change_permission(request, obj):
             opts = obj._meta
             context["revoke_url"] = reverse(f"admin:{opts.app_label}_{opts.model_name}_revoke", args=[obj.pk])
-        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+        return super().render_change_form(
+            request, context, add=add, change=change, form_url=form_url, obj=obj
+        )
 
 
 TOKENS_SHOWN = 20
@@ -153,26 +179,46 @@ class ApplicationAccessAdmin(RevokeButtonMixin, AccountScopedAdmin):
         """The tokens issued and not purged yet (their values are stored hashed, so never shown)."""
         tokens = list(obj.application.accesstoken_set.order_by("-created")[:TOKENS_SHOWN])
         if not tokens:
-            return format_html('<p id="access-tokens" class="help">{}</p>', "No token: none issued, or revoked.")
+            return format_html(
+                '<p id="access-tokens" class="help">{}</p>', "No token: none issued, or revoked."
+            )
         now = timezone.now()
-        rows = format_html_join("", '<tr class="access-token" data-state="{}"><td>{}</td><td>{}</td><td>{}</td>'
-                                    "<td><code>{}</code></td></tr>", (
-            ("active" if token.expires > now else "expired", token.created.strftime("%Y-%m-%d %H:%M:%S"),
-             token.expires.strftime("%Y-%m-%d %H:%M:%S"), "active" if token.expires > now else "expired",
-             token.scope if len(token.scope) <= 120 else token.scope[:119] + "…") for token in tokens))
+        rows = format_html_join(
+            "",
+            '<tr class="access-token" data-state="{}"><td>{}</td><td>{}</td><td>{}</td>'
+            "<td><code>{}</code></td></tr>",
+            (
+                (
+                    "active" if token.expires > now else "expired",
+                    token.created.strftime("%Y-%m-%d %H:%M:%S"),
+                    token.expires.strftime("%Y-%m-%d %H:%M:%S"),
+                    "active" if token.expires > now else "expired",
+                    token.scope if len(token.scope) <= 120 else token.scope[:119] + "…",
+                )
+                for token in tokens
+            ),
+        )
         total = obj.application.accesstoken_set.count()
-        more = format_html("<p>{} older token(s) not shown.</p>", total - len(tokens)) if total > len(tokens) else ""
+        more = (
+            format_html("<p>{} older token(s) not shown.</p>", total - len(tokens))
+            if total > len(tokens)
+            else ""
+        )
         return format_html(
             '<table id="access-tokens"><thead><tr><th>issued (UTC)</th><th>expires (UTC)</th><th>state</th>'
-            "<th>scope</th></tr></thead><tbody>{}</tbody></table>{}", rows, more)
+            "<th>scope</th></tr></thead><tbody>{}</tbody></table>{}",
+            rows,
+            more,
+        )
 
     def revoke_one(self, obj) -> None:
         services.application_access_revoke(access=obj)
 
     def save_model(self, request, obj, form, change):
         if change:
-            services.application_access_update(access=obj, scopes=form.cleaned_data["scopes"],
-                                               is_active=form.cleaned_data["is_active"])
+            services.application_access_update(
+                access=obj, scopes=form.cleaned_data["scopes"], is_active=form.cleaned_data["is_active"]
+            )
             return
         account = form.cleaned_data.get("account") or self.account_for_request(request)
         access, secret = services.application_access_create(
@@ -202,8 +248,9 @@ class ApplicationAccessAdmin(RevokeButtonMixin, AccountScopedAdmin):
 
 
 class ApiKeyForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(choices=[(s, s) for s in ALL_SCOPES], widget=forms.CheckboxSelectMultiple,
-                                       initial=ALL_SCOPES)
+    scopes = forms.MultipleChoiceField(
+        choices=[(s, s) for s in ALL_SCOPES], widget=forms.CheckboxSelectMultiple, initial=ALL_SCOPES
+    )
 
     class Meta:
         model = ApiKey
@@ -241,8 +288,9 @@ class ApiKeyAdmin(RevokeButtonMixin, AccountScopedAdmin):
         if change:
             return
         account = form.cleaned_data.get("account") or self.account_for_request(request)
-        key, raw = services.api_key_create(account=account, name=form.cleaned_data["name"],
-                                           scopes=form.cleaned_data["scopes"])
+        key, raw = services.api_key_create(
+            account=account, name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"]
+        )
         obj.pk = key.pk
         request._new_api_key = (key, raw)
 

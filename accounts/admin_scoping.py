@@ -28,8 +28,13 @@ class AccountScopedAdmin(admin.ModelAdmin):
         account_id = user_account_id(request)
         if account_id is None:
             return queryset
-        return queryset.filter(**{f"{self.account_field}_id" if "__" not in self.account_field
-                                  else f"{self.account_field}": account_id})
+        return queryset.filter(
+            **{
+                f"{self.account_field}_id"
+                if "__" not in self.account_field
+                else f"{self.account_field}": account_id
+            }
+        )
 
     def get_exclude(self, request, obj=None):
         exclude = list(super().get_exclude(request, obj) or [])
@@ -49,12 +54,18 @@ class AccountScopedAdmin(admin.ModelAdmin):
             model = db_field.remote_field.model
             if model.__name__ == "Account":
                 kwargs["queryset"] = model.objects.filter(pk=account_id)
-            elif any(f.name == "account" for f in model._meta.get_fields() if isinstance(f, models.ForeignKey)):
+            elif any(
+                f.name == "account" for f in model._meta.get_fields() if isinstance(f, models.ForeignKey)
+            ):
                 kwargs["queryset"] = model.objects.filter(account_id=account_id)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
-        if not change and "__" not in self.account_field and not getattr(obj, f"{self.account_field}_id", None):
+        if (
+            not change
+            and "__" not in self.account_field
+            and not getattr(obj, f"{self.account_field}_id", None)
+        ):
             account = account_for_user(request.user)
             if account is not None:
                 setattr(obj, self.account_field, account)

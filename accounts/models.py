@@ -29,7 +29,9 @@ class Account(models.Model):
 class AccountUser(models.Model):
     """Links an admin user to the account whose objects they see and edit."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_link")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_link"
+    )
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="users")
 
     def __str__(self) -> str:
@@ -42,7 +44,9 @@ class ApplicationAccess(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="application_accesses")
     name = models.CharField(max_length=100)
-    application = models.OneToOneField(Application, on_delete=models.CASCADE, related_name="application_access")
+    application = models.OneToOneField(
+        Application, on_delete=models.CASCADE, related_name="application_access"
+    )
     scopes = models.JSONField(default=list)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -39,8 +39,9 @@ def principal_for_api_key_checksum(key_checksum: str) -> Principal | None:
     from accounts.services import credential_mark_used
 
     credential_mark_used(api_key_id=key.pk)
-    return make_principal(account_id=key.account_id, api_key_id=key.pk, client_key=f"apikey:{key.pk}",
-                          scopes=list(key.scopes))
+    return make_principal(
+        account_id=key.account_id, api_key_id=key.pk, client_key=f"apikey:{key.pk}", scopes=list(key.scopes)
+    )
 
 
 def account_for_user(user):

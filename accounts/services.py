@@ -50,12 +50,17 @@ def _validate_scopes(scopes: list[str]) -> list[str]:
 
 
 @transaction.atomic
-def application_access_create(*, account: Account, name: str, scopes: list[str]) -> tuple[ApplicationAccess, str]:
+def application_access_create(
+    *, account: Account, name: str, scopes: list[str]
+) -> tuple[ApplicationAccess, str]:
     """Create an OAuth client for the account. Returns the client secret: the only time it exists in clear."""
     scopes = _validate_scopes(scopes)
     if ApplicationAccess.objects.filter(account=account, name=name).exists():
-        raise ValidationFailed.for_field("name", "An Application Access with this name exists in the account.",
-                                         code="APPLICATION_ACCESS_EXISTS")
+        raise ValidationFailed.for_field(
+            "name",
+            "An Application Access with this name exists in the account.",
+            code="APPLICATION_ACCESS_EXISTS",
+        )
     secret = secrets.token_urlsafe(48)
     application = Application.objects.create(
         name=f"{account.name}: {name}",
@@ -65,7 +70,9 @@ def application_access_create(*, account: Account, name: str, scopes: list[str])
         hash_client_secret=True,
         skip_authorization=True,
     )
-    access = ApplicationAccess.objects.create(account=account, name=name, application=application, scopes=scopes)
+    access = ApplicationAccess.objects.create(
+        account=account, name=name, application=application, scopes=scopes
+    )
     return access, secret
 
 
@@ -78,8 +85,9 @@ def application_access_rotate_secret(*, access: ApplicationAccess) -> str:
 
 
 @transaction.atomic
-def application_access_update(*, access: ApplicationAccess, scopes: list[str] | None = None,
-                              is_active: bool | None = None) -> ApplicationAccess:
+def application_access_update(
+    *, access: ApplicationAccess, scopes: list[str] | None = None, is_active: bool | None = None
+) -> ApplicationAccess:
     if scopes is not None:
         access.scopes = _validate_scopes(scopes)
     if is_active is not None:
@@ -138,7 +146,10 @@ def access_tokens_purge_expired() -> int:
 def api_key_create(*, account: Account, name: str, scopes: list[str] | None = None) -> tuple[ApiKey, str]:
     raw = "mk_" + secrets.token_urlsafe(32)
     key = ApiKey.objects.create(
-        account=account, name=name, prefix=raw[:10], key_checksum=checksum(raw),
+        account=account,
+        name=name,
+        prefix=raw[:10],
+        key_checksum=checksum(raw),
         scopes=_validate_scopes(scopes or ["all"]),
     )
     return key, raw

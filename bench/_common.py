@@ -39,7 +39,9 @@ def require_postgres_and_redis() -> dict[str, str]:
     database_url = os.environ.get("DATABASE_URL", "")
     redis_url = os.environ.get("REDIS_URL", "")
     if not database_url.startswith(("postgres://", "postgresql://")) or not redis_url.startswith("redis://"):
-        sys.exit("Set DATABASE_URL=postgres://… and REDIS_URL=redis://… (the bench measures the production path).")
+        sys.exit(
+            "Set DATABASE_URL=postgres://… and REDIS_URL=redis://… (the bench measures the production path)."
+        )
     return {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -61,8 +63,12 @@ def ensure_database(database_url: str) -> None:
 
 
 def migrate(env: dict[str, str]) -> None:
-    subprocess.run([str(BIN / "python"), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
-                   env={**os.environ, **env}, check=True)
+    subprocess.run(
+        [str(BIN / "python"), "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+    )
 
 
 def django_setup(env: dict[str, str]) -> None:
@@ -93,7 +99,9 @@ class Server:
     runs gthread workers (HTTP keep-alive); 1 runs sync workers (a connection per request);
     ``asgi`` runs ``config.asgi`` on uvicorn workers (an event loop each, keep-alive)."""
 
-    def __init__(self, *, workers: int, env: dict[str, str], port: int = 0, threads: int = 1, asgi: bool = False):
+    def __init__(
+        self, *, workers: int, env: dict[str, str], port: int = 0, threads: int = 1, asgi: bool = False
+    ):
         self.port = port or free_port()
         self.workers = workers
         self.threads = threads
@@ -106,9 +114,28 @@ class Server:
             application, worker_class = "config.asgi:application", "uvicorn.workers.UvicornWorker"
         else:
             application, worker_class = "config.wsgi", "gthread" if self.threads > 1 else "sync"
-        command = [str(BIN / "gunicorn"), application, "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers),
-                   "--worker-class", worker_class, "--threads", str(self.threads), "--keep-alive", "5", "--backlog", "2048", "--timeout", "30", "--log-level", "warning",
-                   "--worker-tmp-dir", "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()]
+        command = [
+            str(BIN / "gunicorn"),
+            application,
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "-w",
+            str(self.workers),
+            "--worker-class",
+            worker_class,
+            "--threads",
+            str(self.threads),
+            "--keep-alive",
+            "5",
+            "--backlog",
+            "2048",
+            "--timeout",
+            "30",
+            "--log-level",
+            "warning",
+            "--worker-tmp-dir",
+            "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(),
+        ]
         env = {**os.environ, **self.env, "DEBUG": "0", "LOG_LEVEL": "WARNING"}
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
         deadline = time.monotonic() + 30
@@ -138,8 +165,13 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def request(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-            timeout: float = 5.0) -> tuple[int, bytes]:
+def request(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
+) -> tuple[int, bytes]:
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
@@ -180,7 +212,9 @@ def database_backend_pids() -> list[int]:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -207,8 +241,12 @@ class CpuMeter:
         self.database_backend_pids = database_backend_pids
 
     def read(self) -> float:
-        pids = [self.server_pid, *children_of(self.server_pid), *self.database_backend_pids(),
-                *_pids_named("redis-server")]
+        pids = [
+            self.server_pid,
+            *children_of(self.server_pid),
+            *self.database_backend_pids(),
+            *_pids_named("redis-server"),
+        ]
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         return sum(_process_cpu_seconds(pid) for pid in pids) + children.ru_utime + children.ru_stime
 
@@ -347,9 +385,19 @@ def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(*, url: str, method: str, body: bytes, tokens: list[str], threads: int, connections: int,
-            seconds: int, headers: dict[str, str] | None = None, token_header: str = "Authorization",
-            slots: int = 1) -> LoadResult:
+def run_wrk(
+    *,
+    url: str,
+    method: str,
+    body: bytes,
+    tokens: list[str],
+    threads: int,
+    connections: int,
+    seconds: int,
+    headers: dict[str, str] | None = None,
+    token_header: str = "Authorization",
+    slots: int = 1,
+) -> LoadResult:
     """wrk for ``seconds``. Each thread sends its tokens (every ``threads``-th, rotating per request)
     in ``token_header``; ``headers`` are sent too. See ``UNIQUE`` and ``SLOT`` for varying requests."""
     parts = urllib.parse.urlsplit(url)
@@ -359,8 +407,9 @@ def run_wrk(*, url: str, method: str, body: bytes, tokens: list[str], threads: i
         "body": _lua_string(body) if body else "nil",
         "path": _lua_string(parts.path),
         "method": _lua_string(method),
-        "headers": "{" + ", ".join(f"[ {_lua_string(name)} ] = {_lua_string(value)}"
-                                   for name, value in headers.items()) + "}",
+        "headers": "{"
+        + ", ".join(f"[ {_lua_string(name)} ] = {_lua_string(value)}" for name, value in headers.items())
+        + "}",
         "token_header": _lua_string(token_header),
         "bearer": "true" if token_header.lower() == "authorization" else "false",
         "dynamic": "true" if _is_dynamic(body, headers) else "false",
@@ -373,23 +422,54 @@ def run_wrk(*, url: str, method: str, body: bytes, tokens: list[str], threads: i
         script_path = handle.name
     try:
         completed = subprocess.run(
-            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
-             "-s", script_path, f"{parts.scheme}://{parts.netloc}"],
-            capture_output=True, text=True, timeout=seconds + 60, check=True,
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{seconds}s",
+                "--timeout",
+                "5s",
+                "-s",
+                script_path,
+                f"{parts.scheme}://{parts.netloc}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
         )
     finally:
         os.unlink(script_path)
     line = next(line for line in completed.stdout.splitlines() if line.startswith("WRK-RESULT "))
     data = json.loads(line.removeprefix("WRK-RESULT "))
-    return LoadResult(tool=f"wrk -t{threads} -c{connections} -d{seconds}s", requests=data["requests"],
-                      seconds=data["duration_us"] / 1e6, statuses=data["statuses"],
-                      p50_ms=data["p50_us"] / 1000, p99_ms=data["p99_us"] / 1000,
-                      socket_errors=data["socket_errors"])
+    return LoadResult(
+        tool=f"wrk -t{threads} -c{connections} -d{seconds}s",
+        requests=data["requests"],
+        seconds=data["duration_us"] / 1e6,
+        statuses=data["statuses"],
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        socket_errors=data["socket_errors"],
+    )
 
 
-def _python_worker(url: str, method: str, body: bytes, token: str, connections: int, deadline: float,
-                   max_requests: int, queue, headers: dict[str, str] | None = None,
-                   token_header: str = "Authorization", slots: int = 1, unique_prefix: str = "") -> None:
+def _python_worker(
+    url: str,
+    method: str,
+    body: bytes,
+    token: str,
+    connections: int,
+    deadline: float,
+    max_requests: int,
+    queue,
+    headers: dict[str, str] | None = None,
+    token_header: str = "Authorization",
+    slots: int = 1,
+    unique_prefix: str = "",
+) -> None:
     parts = urllib.parse.urlsplit(url)
     base = {"Content-Type": "application/json", **(headers or {})}
     if token:
@@ -408,8 +488,12 @@ def _python_worker(url: str, method: str, body: bytes, token: str, connections: 
         if dynamic:
             counter += 1
             unique, slot = f"{unique_prefix}{counter}", str(counter % max(1, slots))
-            request_headers = {name: value.replace(UNIQUE, unique).replace(SLOT, slot) for name, value in base.items()}
-            request_body = body.replace(UNIQUE.encode(), unique.encode()).replace(SLOT.encode(), slot.encode()) or None
+            request_headers = {
+                name: value.replace(UNIQUE, unique).replace(SLOT, slot) for name, value in base.items()
+            }
+            request_body = (
+                body.replace(UNIQUE.encode(), unique.encode()).replace(SLOT.encode(), slot.encode()) or None
+            )
         started = time.perf_counter()
         try:
             connection.request(method, parts.path, body=request_body, headers=request_headers)
@@ -426,19 +510,35 @@ def _python_worker(url: str, method: str, body: bytes, token: str, connections: 
     queue.put((latencies, statuses, errors))
 
 
-def run_python_clients(*, url: str, method: str, body: bytes, tokens: list[str], processes: int, seconds: int,
-                       max_requests: int, headers: dict[str, str] | None = None,
-                       token_header: str = "Authorization", slots: int = 1) -> LoadResult:
+def run_python_clients(
+    *,
+    url: str,
+    method: str,
+    body: bytes,
+    tokens: list[str],
+    processes: int,
+    seconds: int,
+    max_requests: int,
+    headers: dict[str, str] | None = None,
+    token_header: str = "Authorization",
+    slots: int = 1,
+) -> LoadResult:
     """Fallback when wrk is absent: ``processes`` client processes, each with its own token."""
     queue: multiprocessing.Queue = multiprocessing.Queue()
     started = time.monotonic()
     deadline = started + seconds
     run = secrets.token_hex(6)
     workers = [
-        multiprocessing.Process(target=_python_worker, args=(url, method, body, tokens[i % len(tokens)], 1,
-                                                             deadline, max_requests // processes, queue),
-                                kwargs={"headers": headers, "token_header": token_header, "slots": slots,
-                                        "unique_prefix": f"{run}-{i}-"})
+        multiprocessing.Process(
+            target=_python_worker,
+            args=(url, method, body, tokens[i % len(tokens)], 1, deadline, max_requests // processes, queue),
+            kwargs={
+                "headers": headers,
+                "token_header": token_header,
+                "slots": slots,
+                "unique_prefix": f"{run}-{i}-",
+            },
+        )
         for i in range(processes)
     ]
     for worker in workers:
@@ -456,9 +556,15 @@ def run_python_clients(*, url: str, method: str, body: bytes, tokens: list[str],
     for worker in workers:
         worker.join(timeout=10)
     latencies.sort()
-    return LoadResult(tool=f"python http.client x{processes}", requests=len(latencies), seconds=elapsed,
-                      statuses=statuses, p50_ms=percentile(latencies, 50) * 1000,
-                      p99_ms=percentile(latencies, 99) * 1000, socket_errors=errors)
+    return LoadResult(
+        tool=f"python http.client x{processes}",
+        requests=len(latencies),
+        seconds=elapsed,
+        statuses=statuses,
+        p50_ms=percentile(latencies, 50) * 1000,
+        p99_ms=percentile(latencies, 99) * 1000,
+        socket_errors=errors,
+    )
 
 
 def combine(results: list[LoadResult]) -> LoadResult:
@@ -469,11 +575,17 @@ def combine(results: list[LoadResult]) -> LoadResult:
         for status, count in result.statuses.items():
             statuses[status] = statuses.get(status, 0) + count
     p50s = sorted(result.p50_ms for result in results)
-    return LoadResult(tool=results[0].tool, requests=sum(r.requests for r in results),
-                      seconds=sum(r.seconds for r in results), statuses=statuses, p50_ms=p50s[len(p50s) // 2],
-                      p99_ms=max(r.p99_ms for r in results), socket_errors=sum(r.socket_errors for r in results),
-                      extra={"rounds": [round(r.per_second) for r in results]},
-                      cpu_seconds=sum(r.cpu_seconds for r in results))
+    return LoadResult(
+        tool=results[0].tool,
+        requests=sum(r.requests for r in results),
+        seconds=sum(r.seconds for r in results),
+        statuses=statuses,
+        p50_ms=p50s[len(p50s) // 2],
+        p99_ms=max(r.p99_ms for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+        extra={"rounds": [round(r.per_second) for r in results]},
+        cpu_seconds=sum(r.cpu_seconds for r in results),
+    )
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:
@@ -483,18 +595,47 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[index]
 
 
-def run_load(*, url: str, method: str, body: bytes, tokens: list[str], connections: int, seconds: int,
-             max_requests: int, force_python: bool = False, threads: int | None = None,
-             headers: dict[str, str] | None = None, token_header: str = "Authorization",
-             slots: int = 1) -> LoadResult:
+def run_load(
+    *,
+    url: str,
+    method: str,
+    body: bytes,
+    tokens: list[str],
+    connections: int,
+    seconds: int,
+    max_requests: int,
+    force_python: bool = False,
+    threads: int | None = None,
+    headers: dict[str, str] | None = None,
+    token_header: str = "Authorization",
+    slots: int = 1,
+) -> LoadResult:
     """wrk (``threads`` threads, default one per token) or the Python clients (one process per
     connection, each with one token). ``headers`` are sent with every request; ``token_header``
     carries the tokens (``Authorization: Bearer …`` by default; an empty token sends none). A body or
     header value holding ``UNIQUE`` or ``SLOT`` is rewritten per request (see those constants)."""
     if have_wrk() and not force_python:
-        return run_wrk(url=url, method=method, body=body, tokens=tokens, threads=threads or len(tokens),
-                       connections=connections, seconds=seconds, headers=headers, token_header=token_header,
-                       slots=slots)
-    return run_python_clients(url=url, method=method, body=body, tokens=tokens, processes=connections,
-                              seconds=seconds, max_requests=max_requests, headers=headers,
-                              token_header=token_header, slots=slots)
+        return run_wrk(
+            url=url,
+            method=method,
+            body=body,
+            tokens=tokens,
+            threads=threads or len(tokens),
+            connections=connections,
+            seconds=seconds,
+            headers=headers,
+            token_header=token_header,
+            slots=slots,
+        )
+    return run_python_clients(
+        url=url,
+        method=method,
+        body=body,
+        tokens=tokens,
+        processes=connections,
+        seconds=seconds,
+        max_requests=max_requests,
+        headers=headers,
+        token_header=token_header,
+        slots=slots,
+    )

@@ -40,8 +40,12 @@ def minimal_append(request, collector):
     account_id = _accounts.get(collector_id)
     if account_id is None:
         account_id = _accounts[collector_id] = collector_account_and_status(collector_id=collector_id)[0]
-    result = services.collected_batch_append(account_id=account_id, collector_id=collector_id, payload=request.body)
-    return HttpResponse(b'{"ingestionId":"%s"}' % str(result.ingestion_id).encode(), content_type="application/json")
+    result = services.collected_batch_append(
+        account_id=account_id, collector_id=collector_id, payload=request.body
+    )
+    return HttpResponse(
+        b'{"ingestionId":"%s"}' % str(result.ingestion_id).encode(), content_type="application/json"
+    )
 
 
 _accounts: dict = {}

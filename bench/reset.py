@@ -51,8 +51,15 @@ def run_worker(batch_size: int) -> None:
     while more:  # bounded by the due meters: every batch moves them out of the due set
         flushed, more = flush.meters_flush_all_due(batch_size=batch_size, max_batches=1_000)
         total += flushed
-    print(json.dumps({"flushed": total, "seconds": time.perf_counter() - started,
-                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "flushed": total,
+                "seconds": time.perf_counter() - started,
+                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def clean() -> None:
@@ -71,8 +78,14 @@ def prepare(meters: int) -> MeterType:
     clean()
     account = Account.objects.create(name=BENCH_ACCOUNT)
     meter_type = MeterType.objects.create(
-        account=account, name="Bench calls", unit="calls", aggregation="SUM", reset_cron="0 0 1 * *",
-        timezone="Europe/Stockholm", active_from="2020-01-01T00:00:00Z", api_name="bench-calls",
+        account=account,
+        name="Bench calls",
+        unit="calls",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Europe/Stockholm",
+        active_from="2020-01-01T00:00:00Z",
+        api_name="bench-calls",
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -122,16 +135,21 @@ def run(workers: int, meters: int, batch_size: int) -> dict:
     meter_type = prepare(meters)
     started = time.perf_counter()
     processes = [
-        subprocess.Popen([sys.executable, __file__, "worker", "--batch-size", str(batch_size)],
-                         stdout=subprocess.PIPE, cwd=ROOT)
+        subprocess.Popen(
+            [sys.executable, __file__, "worker", "--batch-size", str(batch_size)],
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+        )
         for _ in range(workers)
     ]
     results = [json.loads(process.communicate(timeout=600)[0]) for process in processes]
     elapsed = time.perf_counter() - started
     records = MeteredRecord.objects.filter(meter_type_id=meter_type.pk)
-    exactly_once = (records.count() == meters
-                    and records.values("source_meter_id").distinct().count() == meters
-                    and not Meter.objects.filter(meter_type=meter_type, record_count__gt=0).exists())
+    exactly_once = (
+        records.count() == meters
+        and records.values("source_meter_id").distinct().count() == meters
+        and not Meter.objects.filter(meter_type=meter_type, record_count__gt=0).exists()
+    )
     return {"workers": workers, "seconds": elapsed, "per_worker": results, "exactly_once": exactly_once}
 
 
@@ -151,16 +169,20 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     try:
         ceiling_seconds = ceiling(prepare(args.meters))
-        print(f"ceiling: the same SQL as two set-wide statements, no Python: {ceiling_seconds:.2f} s "
-              f"({args.meters / ceiling_seconds:,.0f} meters/s)")
+        print(
+            f"ceiling: the same SQL as two set-wide statements, no Python: {ceiling_seconds:.2f} s "
+            f"({args.meters / ceiling_seconds:,.0f} meters/s)"
+        )
         for workers in (1, 2):
             result = run(workers, args.meters, args.batch_size)
             rss = ", ".join(f"{worker['max_rss_mb']:.0f} MB" for worker in result["per_worker"])
             split = " + ".join(f"{worker['flushed']:,}" for worker in result["per_worker"])
-            print(f"{workers} worker(s): {args.meters:,} meters reset in {result['seconds']:.2f} s "
-                  f"({args.meters / result['seconds']:,.0f} meters/s; {result['seconds'] / ceiling_seconds:.1f}x "
-                  f"the ceiling), batches of {args.batch_size}, split {split}, peak RSS per worker {rss}, "
-                  f"exactly once: {result['exactly_once']}")
+            print(
+                f"{workers} worker(s): {args.meters:,} meters reset in {result['seconds']:.2f} s "
+                f"({args.meters / result['seconds']:,.0f} meters/s; {result['seconds'] / ceiling_seconds:.1f}x "
+                f"the ceiling), batches of {args.batch_size}, split {split}, peak RSS per worker {rss}, "
+                f"exactly once: {result['exactly_once']}"
+            )
     finally:
         clean()
     return 0

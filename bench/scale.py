@@ -75,8 +75,14 @@ def load(rows: int, customers: int, end: datetime) -> dict[str, float]:
     drop()
     account = Account.objects.create(name=BENCH_ACCOUNT)
     meter_type = MeterType.objects.create(
-        account=account, name="Scale calls", unit="calls", aggregation="SUM", reset_cron="0 0 1 * *",
-        timezone="UTC", active_from="2020-01-01T00:00:00Z", api_name=API_NAME,
+        account=account,
+        name="Scale calls",
+        unit="calls",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="UTC",
+        active_from="2020-01-01T00:00:00Z",
+        api_name=API_NAME,
     )
     per_customer = rows // customers
     start = end - timedelta(days=DAYS)
@@ -98,11 +104,18 @@ def load(rows: int, customers: int, end: datetime) -> dict[str, float]:
             "(i %% 10) + 1, "
             "%(start)s::timestamptz + ((((i %% %(per)s) * %(days)s) / %(per)s) * interval '1 day') "
             "  + ((9 + (i %% %(per)s) %% 4) * interval '1 hour') + (((i * 7) %% 3600) * interval '1 second'), "
-            "(ARRAY['{\"region\": \"eu\"}', '{\"region\": \"us\"}', '{\"region\": \"apac\"}'])[1 + i %% 3]::jsonb, "
+            '(ARRAY[\'{"region": "eu"}\', \'{"region": "us"}\', \'{"region": "apac"}\'])[1 + i %% 3]::jsonb, '
             "'api', '', 'scale-' || i, now() "
             "FROM generate_series(0, %(last)s) AS i",
-            {"account": account.pk, "type": meter_type.pk, "meter": meter_type.pk, "per": per_customer,
-             "start": start, "days": DAYS, "last": per_customer * customers - 1},
+            {
+                "account": account.pk,
+                "type": meter_type.pk,
+                "meter": meter_type.pk,
+                "per": per_customer,
+                "start": start,
+                "days": DAYS,
+                "last": per_customer * customers - 1,
+            },
         )
         timings["ledger"] = time.perf_counter() - started
         started = time.perf_counter()
@@ -138,7 +151,11 @@ def explain(sql: str) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + sql)
         lines = [row[0] for row in cursor.fetchall()]
-    return [line for line in lines if any(word in line for word in ("Scan", "Aggregate", "Append", "Sort", "Cond"))]
+    return [
+        line
+        for line in lines
+        if any(word in line for word in ("Scan", "Aggregate", "Append", "Sort", "Cond"))
+    ]
 
 
 def main() -> int:
@@ -162,34 +179,62 @@ def main() -> int:
     if args.reload or present != expected:
         timings = load(args.rows, args.customers, end)
         account = Account.objects.get(name=BENCH_ACCOUNT)
-        print(f"loaded {expected:,} ledger rows in {timings['ledger']:.1f} s "
-              f"({expected / timings['ledger']:,.0f} rows/s, INSERT … SELECT generate_series), "
-              f"rollups in {timings['rollups']:.1f} s (INSERT … SELECT … GROUP BY hour), "
-              f"ANALYZE {timings['analyze']:.1f} s")
+        print(
+            f"loaded {expected:,} ledger rows in {timings['ledger']:.1f} s "
+            f"({expected / timings['ledger']:,.0f} rows/s, INSERT … SELECT generate_series), "
+            f"rollups in {timings['rollups']:.1f} s (INSERT … SELECT … GROUP BY hour), "
+            f"ANALYZE {timings['analyze']:.1f} s"
+        )
     else:
         print(f"reusing {present:,} ledger rows already loaded (--reload to load again)")
     rollups = UsageRollup.objects.filter(account=account).count()
     print(f"ledger rows: {expected:,}; rollup rows: {rollups:,}; customers: {args.customers:,}; days: {DAYS}")
     months = sorted(month for month in ledger_partitions().values() if month is not None)
-    print(f"ledger: range-partitioned by month, {len(months)} monthly partitions "
-          f"({months[0]:%Y-%m} to {months[-1]:%Y-%m}) and DEFAULT" if months else "ledger: not partitioned")
+    print(
+        f"ledger: range-partitioned by month, {len(months)} monthly partitions "
+        f"({months[0]:%Y-%m} to {months[-1]:%Y-%m}) and DEFAULT"
+        if months
+        else "ledger: not partitioned"
+    )
 
     month_end = end.replace(hour=0)
     month_start = month_end - timedelta(days=30)
     queries = [
-        ("one customer, one month by day (target < 50 ms)", UsageQuery(
-            meter_api_name=API_NAME, start=month_start, end=month_end, aggregation="SUM", interval="DAY",
-            customers=["customer000042"])),
-        ("all customers, one month by day (target < 1 s)", UsageQuery(
-            meter_api_name=API_NAME, start=month_start, end=month_end, aggregation="SUM", interval="DAY")),
-        ("all customers, one month by day, grouped by dimension region", UsageQuery(
-            meter_api_name=API_NAME, start=month_start, end=month_end, aggregation="SUM", interval="DAY",
-            group_by=["region"])),
+        (
+            "one customer, one month by day (target < 50 ms)",
+            UsageQuery(
+                meter_api_name=API_NAME,
+                start=month_start,
+                end=month_end,
+                aggregation="SUM",
+                interval="DAY",
+                customers=["customer000042"],
+            ),
+        ),
+        (
+            "all customers, one month by day (target < 1 s)",
+            UsageQuery(
+                meter_api_name=API_NAME, start=month_start, end=month_end, aggregation="SUM", interval="DAY"
+            ),
+        ),
+        (
+            "all customers, one month by day, grouped by dimension region",
+            UsageQuery(
+                meter_api_name=API_NAME,
+                start=month_start,
+                end=month_end,
+                aggregation="SUM",
+                interval="DAY",
+                group_by=["region"],
+            ),
+        ),
     ]
     for label, query in queries:
         durations, sql = timed(account.pk, query)
-        print(f"\n{label}: best {min(durations) * 1000:,.1f} ms, median {statistics.median(durations) * 1000:,.1f} ms "
-              f"({REPEATS} runs, through usage_query)")
+        print(
+            f"\n{label}: best {min(durations) * 1000:,.1f} ms, median {statistics.median(durations) * 1000:,.1f} ms "
+            f"({REPEATS} runs, through usage_query)"
+        )
         data_sql = [statement for statement in sql if "metering_usage" in statement]
         for line in explain(data_sql[-1]) if data_sql else []:
             print("   " + line)

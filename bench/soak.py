@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import (  # noqa: E402
+from bench._common import (
     BIN,
     ROOT,
     Server,
@@ -79,23 +79,38 @@ def setup(clients: int) -> dict:
     account = account_services.account_get_or_create(name=ACCOUNT)
     tokens, api_keys = [], []
     for index in range(clients):  # tokens live an hour: long enough for any soak up to 55 minutes
-        access, secret = account_services.application_access_create(account=account, name=f"soak-{index}",
-                                                                    scopes=["all"])
-        tokens.append(account_services.access_token_issue(client_id=access.client_id, client_secret=secret).access_token)
+        access, secret = account_services.application_access_create(
+            account=account, name=f"soak-{index}", scopes=["all"]
+        )
+        tokens.append(
+            account_services.access_token_issue(client_id=access.client_id, client_secret=secret).access_token
+        )
         api_keys.append(account_services.api_key_create(account=account, name=f"soak-{index}")[1])
     meter_type = metering_services.meter_type_create(
-        account_id=account.pk, name="Soak calls", unit="calls", aggregation="SUM", reset_cron="* * * * *",
-        timezone="Etc/UTC", api_name="soak-calls")
+        account_id=account.pk,
+        name="Soak calls",
+        unit="calls",
+        aggregation="SUM",
+        reset_cron="* * * * *",
+        timezone="Etc/UTC",
+        api_name="soak-calls",
+    )
     for index in range(USERS):
-        metering_services.meter_create(account_id=account.pk, meter_type_id=meter_type.pk, meter_key="default",
-                                       user_id=f"user-{index}")
+        metering_services.meter_create(
+            account_id=account.pk, meter_type_id=meter_type.pk, meter_key="default", user_id=f"user-{index}"
+        )
     collector = collection_services.collector_create(account_id=account.pk, name="soak")
     collection_services.collector_provision(collector_id=collector.pk)
     user_model = get_user_model()
     user_model.objects.filter(username="soak-admin").delete()
     user_model.objects.create_superuser(username="soak-admin", password="soak-admin-pw-1")
-    return {"account": account, "tokens": tokens, "api_keys": api_keys, "collector": str(collector.pk),
-            "meter_type": meter_type}
+    return {
+        "account": account,
+        "tokens": tokens,
+        "api_keys": api_keys,
+        "collector": str(collector.pk),
+        "meter_type": meter_type,
+    }
 
 
 class Client:
@@ -110,9 +125,17 @@ class Client:
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
         self.opener.open(f"{base_url}/admin/login/", timeout=10).read()
         csrf = next(cookie.value for cookie in self.cookies if cookie.name == "csrftoken")
-        form = urllib.parse.urlencode({"username": "soak-admin", "password": "soak-admin-pw-1",
-                                       "csrfmiddlewaretoken": csrf, "next": "/admin/"}).encode()
-        login = urllib.request.Request(f"{base_url}/admin/login/", data=form, headers={"Referer": f"{base_url}/admin/"})
+        form = urllib.parse.urlencode(
+            {
+                "username": "soak-admin",
+                "password": "soak-admin-pw-1",
+                "csrfmiddlewaretoken": csrf,
+                "next": "/admin/",
+            }
+        ).encode()
+        login = urllib.request.Request(
+            f"{base_url}/admin/login/", data=form, headers={"Referer": f"{base_url}/admin/"}
+        )
         self.opener.open(login, timeout=10).read()
         self.session_cookie = "; ".join(f"{cookie.name}={cookie.value}" for cookie in self.cookies)
         self.step = 0
@@ -123,20 +146,45 @@ class Client:
         bearer = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         kind = ("ingest", "send", "report", "usage", "admin")[self.step % 5]
         if kind == "ingest":
-            method, path, headers = "POST", "/ingest", {"X-API-KEY": self.api_key,
-                                                        "Content-Type": "application/json"}
-            body = json.dumps([{"meterApiName": "soak-calls", "customerId": user, "meterValue": 1,
-                                "meterTimeInMillis": int(time.time() * 1000), "uniqueId": uuid.uuid4().hex}])
+            method, path, headers = (
+                "POST",
+                "/ingest",
+                {"X-API-KEY": self.api_key, "Content-Type": "application/json"},
+            )
+            body = json.dumps(
+                [
+                    {
+                        "meterApiName": "soak-calls",
+                        "customerId": user,
+                        "meterValue": 1,
+                        "meterTimeInMillis": int(time.time() * 1000),
+                        "uniqueId": uuid.uuid4().hex,
+                    }
+                ]
+            )
         elif kind == "send":
-            method, path, headers = "POST", f"/online-collection/collectors/{self.context['collector']}/data", bearer
+            method, path, headers = (
+                "POST",
+                f"/online-collection/collectors/{self.context['collector']}/data",
+                bearer,
+            )
             body = json.dumps({"data": {"user": user, "n": self.step}})
         elif kind == "report":
-            method, path, headers = "POST", "/billing/meters/usage", {**bearer, "Idempotency-Key": uuid.uuid4().hex}
+            method, path, headers = (
+                "POST",
+                "/billing/meters/usage",
+                {**bearer, "Idempotency-Key": uuid.uuid4().hex},
+            )
             body = json.dumps({"value": 1, "customerId": user, "meterName": "soak-calls"})
         elif kind == "usage":
             method, path, headers, body = "GET", "/meter-types?limit=10", bearer, None
         else:
-            method, path, headers, body = "GET", "/admin/metering/meter/", {"Cookie": self.session_cookie}, None
+            method, path, headers, body = (
+                "GET",
+                "/admin/metering/meter/",
+                {"Cookie": self.session_cookie},
+                None,
+            )
         parts = urllib.parse.urlsplit(self.base)
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
         started = time.perf_counter()
@@ -187,12 +235,15 @@ def celery(kind: str, env: dict, log_dir: Path) -> subprocess.Popen:
     else:
         command += ["--schedule", str(log_dir / "beat-schedule")]
     log = (log_dir / f"{kind}.log").open("ab")
-    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log,
-                            start_new_session=True)
+    return subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=log, start_new_session=True
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args()
@@ -211,7 +262,9 @@ def main() -> None:
             capacity_results = run_clients(server.base_url, context, args.clients, 10.0, None)
             capacity = len(capacity_results) / 10.0
             rate = capacity / 2
-            print(f"capacity (closed loop, {args.clients} clients, 10 s): {capacity:.1f} req/s; soak at {rate:.1f}")
+            print(
+                f"capacity (closed loop, {args.clients} clients, 10 s): {capacity:.1f} req/s; soak at {rate:.1f}"
+            )
             time.sleep(2)
             web_start, worker_start = tree_rss_mb(server.process.pid), rss_mb(processes[0].pid)
             results = run_clients(server.base_url, context, args.clients, args.minutes * 60, rate)
@@ -233,12 +286,20 @@ def main() -> None:
     for kind, _, _ in results:
         by_kind[kind] = by_kind.get(kind, 0) + 1
     flushed = MeteredRecord.objects.filter(account=context["account"]).count()
-    print(f"requests: {len(results)} in {args.minutes:g} min ({len(results) / (args.minutes * 60):.1f}/s) {by_kind}")
+    print(
+        f"requests: {len(results)} in {args.minutes:g} min ({len(results) / (args.minutes * 60):.1f}/s) {by_kind}"
+    )
     print(f"errors: {len(errors)} {sorted(set(errors))[:10]}")
-    print(f"latency p50 {percentile(latencies, 50) * 1000:.1f} ms, p99 {percentile(latencies, 99) * 1000:.1f} ms")
+    print(
+        f"latency p50 {percentile(latencies, 50) * 1000:.1f} ms, p99 {percentile(latencies, 99) * 1000:.1f} ms"
+    )
     print(f"metered records written by the every-minute resets: {flushed}")
-    print(f"web RSS (master + workers): {web_start:.1f} MB -> {web_end:.1f} MB ({(web_end / web_start - 1) * 100:+.1f} %)")
-    print(f"worker RSS: {worker_start:.1f} MB -> {worker_end:.1f} MB ({(worker_end / worker_start - 1) * 100:+.1f} %)")
+    print(
+        f"web RSS (master + workers): {web_start:.1f} MB -> {web_end:.1f} MB ({(web_end / web_start - 1) * 100:+.1f} %)"
+    )
+    print(
+        f"worker RSS: {worker_start:.1f} MB -> {worker_end:.1f} MB ({(worker_end / worker_start - 1) * 100:+.1f} %)"
+    )
 
 
 if __name__ == "__main__":

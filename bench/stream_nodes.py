@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -31,26 +31,46 @@ from streams.engine.context import RunContext  # noqa: E402
 from streams.engine.plan import plan_build, plan_execute  # noqa: E402
 from streams.models import Stream  # noqa: E402
 
-FILTER = {"operator": "AND", "conditions": [
-    {"field": "status", "type": "number", "operator": "lessThan", "value": 500},
-    {"field": "internal", "type": "boolean", "operator": "equals", "value": False},
-    {"field": "path", "type": "string", "operator": "startsWith", "value": "/v1/"},
-]}
-MAP = {"fields": {"userId": "record.customer.id", "value": "1",
-                  "plan": "has(record.customer.plan) ? record.customer.plan : 'free'"}}
+FILTER = {
+    "operator": "AND",
+    "conditions": [
+        {"field": "status", "type": "number", "operator": "lessThan", "value": 500},
+        {"field": "internal", "type": "boolean", "operator": "equals", "value": False},
+        {"field": "path", "type": "string", "operator": "startsWith", "value": "/v1/"},
+    ],
+}
+MAP = {
+    "fields": {
+        "userId": "record.customer.id",
+        "value": "1",
+        "plan": "has(record.customer.plan) ? record.customer.plan : 'free'",
+    }
+}
 
 
 def nodes(*chain):
-    listed = [{"id": "in", "name": "In", "type": "onlineCollector", "config": {"collectorId": str(uuid.uuid4())}}]
-    listed += [{"id": node_id, "name": node_id, "type": node_type, "config": config} for node_id, node_type, config in chain]
+    listed = [
+        {"id": "in", "name": "In", "type": "onlineCollector", "config": {"collectorId": str(uuid.uuid4())}}
+    ]
+    listed += [
+        {"id": node_id, "name": node_id, "type": node_type, "config": config}
+        for node_id, node_type, config in chain
+    ]
     edges = [{"source": a["id"], "target": b["id"]} for a, b in zip(listed, listed[1:], strict=False)]
     return listed, edges
 
 
 def records(count: int) -> list[dict]:
-    return [{"requestId": f"r{i}", "status": 200 if i % 10 else 503, "internal": i % 17 == 0,
-             "path": "/v1/items" if i % 5 else "/v2/items",
-             "customer": {"id": f"c{i % 1000}", **({"plan": "pro"} if i % 3 else {})}} for i in range(count)]
+    return [
+        {
+            "requestId": f"r{i}",
+            "status": 200 if i % 10 else 503,
+            "internal": i % 17 == 0,
+            "path": "/v1/items" if i % 5 else "/v2/items",
+            "customer": {"id": f"c{i % 1000}", **({"plan": "pro"} if i % 3 else {})},
+        }
+        for i in range(count)
+    ]
 
 
 def engine_rate(chain, batch, repeat) -> tuple[float, int]:
@@ -74,7 +94,9 @@ def handwritten_rate(batch, repeat) -> tuple[float, int]:
         result = [
             {**r, "userId": r["customer"]["id"], "value": 1, "plan": r["customer"].get("plan", "free")}
             for r in batch
-            if type(r) is dict and r.get("status") < 500 and r.get("internal") is False
+            if type(r) is dict
+            and r.get("status") < 500
+            and r.get("internal") is False
             and r.get("path", "").startswith("/v1/")
         ]
         best = min(best, time.perf_counter() - started)
@@ -92,8 +114,10 @@ def main() -> None:
     rows = [
         ("collector -> filter", engine_rate([("filter", "filter", FILTER)], batch, args.repeat)),
         ("collector -> map", engine_rate([("map", "map", MAP)], batch, args.repeat)),
-        ("collector -> filter -> map", engine_rate([("filter", "filter", FILTER), ("map", "map", MAP)], batch,
-                                                   args.repeat)),
+        (
+            "collector -> filter -> map",
+            engine_rate([("filter", "filter", FILTER), ("map", "map", MAP)], batch, args.repeat),
+        ),
         ("ceiling: hand-written filter+map", handwritten_rate(batch, args.repeat)),
     ]
     for label, (rate, out) in rows:

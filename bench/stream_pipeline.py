@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import (  # noqa: E402
+from bench._common import (
     ROOT,
     django_setup,
     ensure_database,
@@ -44,8 +44,15 @@ BATCHES_PER_RUN = 100
 
 
 def batch_records(batch: int, per_batch: int) -> list[dict]:
-    return [{"userId": CUSTOMERS[(batch + i) % len(CUSTOMERS)], "value": i % 5 + 1,
-             "plan": "pro" if i % 2 else "free", "status": 200} for i in range(per_batch)]
+    return [
+        {
+            "userId": CUSTOMERS[(batch + i) % len(CUSTOMERS)],
+            "value": i % 5 + 1,
+            "plan": "pro" if i % 2 else "free",
+            "status": 200,
+        }
+        for i in range(per_batch)
+    ]
 
 
 def ledger_alone(account_id, types: dict[str, uuid.UUID], batches: int, per_batch: int) -> float:
@@ -62,15 +69,30 @@ def ledger_alone(account_id, types: dict[str, uuid.UUID], batches: int, per_batc
         for batch in range(first, min(batches, first + BATCHES_PER_RUN)):
             for index, record in enumerate(batch_records(batch, per_batch)):
                 category = "premium" if record["plan"] == "pro" else "standard"
-                inputs.append(UsageInput(user_id=record["userId"], value=record["value"], meter_type_id=types[category],
-                                         meter_key=KEY, idempotency_key=f"alone:{tag}:{batch}:{index}", fields=record,
-                                         group=category, node="meter", record=record))
+                inputs.append(
+                    UsageInput(
+                        user_id=record["userId"],
+                        value=record["value"],
+                        meter_type_id=types[category],
+                        meter_key=KEY,
+                        idempotency_key=f"alone:{tag}:{batch}:{index}",
+                        fields=record,
+                        group=category,
+                        node="meter",
+                        record=record,
+                    )
+                )
         calls.append(inputs)
     started = time.perf_counter()
     for inputs in calls:
         with transaction.atomic():
-            usage_apply(account_id=account_id, records=inputs, source=UsageSource.STREAM, source_ref="bench",
-                        options=MeterOptions())
+            usage_apply(
+                account_id=account_id,
+                records=inputs,
+                source=UsageSource.STREAM,
+                source_ref="bench",
+                options=MeterOptions(),
+            )
     return time.perf_counter() - started
 
 
@@ -97,36 +119,91 @@ def main() -> None:
     collector = Collector.objects.create(account=account, name="bench", status=Collector.Status.ACTIVE)
     types = {}
     for category in ("premium", "standard"):
-        meter_type = meter_type_create(account_id=account.pk, name=f"Bench {category}", unit="call",
-                                       aggregation="SUM", reset_cron="0 0 1 * *", timezone="Etc/UTC",
-                                       category=category)
+        meter_type = meter_type_create(
+            account_id=account.pk,
+            name=f"Bench {category}",
+            unit="call",
+            aggregation="SUM",
+            reset_cron="0 0 1 * *",
+            timezone="Etc/UTC",
+            category=category,
+        )
         types[category] = meter_type.pk
         for customer in CUSTOMERS:
             meter_create(account_id=account.pk, meter_key=KEY, user_id=customer, meter_type_id=meter_type.pk)
     solution = stream_services.solution_create(account=account, name="Bench")
-    stream = stream_services.stream_import(account=account, solution_id=solution.pk, actor={"type": "bench"},
-                                           stream_config={
-        "name": "Bench pipeline", "processingType": "batch",
-        "nodes": [
-            {"id": "in", "name": "In", "type": "onlineCollector", "config": {"collectorId": str(collector.pk)}},
-            {"id": "ok", "name": "OK", "type": "filter", "config": {"conditions": [
-                {"field": "status", "type": "number", "operator": "lessThan", "value": 500}]}},
-            {"id": "meter", "name": "Meter", "type": "meter", "config": {"meterKey": KEY, "guidingRules": [
-                {"category": "premium", "conditions": [
-                    {"field": "plan", "type": "string", "operator": "equals", "value": "pro"}]},
-                {"category": "standard", "conditions": []}]}},
-        ],
-        "edges": [{"source": "in", "target": "ok"}, {"source": "ok", "target": "meter"}],
-    }).stream
+    stream = stream_services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor={"type": "bench"},
+        stream_config={
+            "name": "Bench pipeline",
+            "processingType": "batch",
+            "nodes": [
+                {
+                    "id": "in",
+                    "name": "In",
+                    "type": "onlineCollector",
+                    "config": {"collectorId": str(collector.pk)},
+                },
+                {
+                    "id": "ok",
+                    "name": "OK",
+                    "type": "filter",
+                    "config": {
+                        "conditions": [
+                            {"field": "status", "type": "number", "operator": "lessThan", "value": 500}
+                        ]
+                    },
+                },
+                {
+                    "id": "meter",
+                    "name": "Meter",
+                    "type": "meter",
+                    "config": {
+                        "meterKey": KEY,
+                        "guidingRules": [
+                            {
+                                "category": "premium",
+                                "conditions": [
+                                    {"field": "plan", "type": "string", "operator": "equals", "value": "pro"}
+                                ],
+                            },
+                            {"category": "standard", "conditions": []},
+                        ],
+                    },
+                },
+            ],
+            "edges": [{"source": "in", "target": "ok"}, {"source": "ok", "target": "meter"}],
+        },
+    ).stream
     total = args.batches * args.per_batch
     offset = ConsumerOffset.objects.filter(collector=collector, consumer=f"stream:{stream.pk}")
     app.control.purge()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
-         "--loglevel=WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    print(f"stream pipeline: collector -> filter -> meter processor (2 guiding rules, {2 * len(CUSTOMERS)} meters), "
-          f"PostgreSQL, 1 worker; {total} records in {args.batches} batches of {args.per_batch} per round")
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "--loglevel=WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    print(
+        f"stream pipeline: collector -> filter -> meter processor (2 guiding rules, {2 * len(CUSTOMERS)} meters), "
+        f"PostgreSQL, 1 worker; {total} records in {args.batches} batches of {args.per_batch} per round"
+    )
     results = []
     try:
         for _ in range(60):  # bounded: the worker answers a ping once it consumes
@@ -134,10 +211,16 @@ def main() -> None:
                 break
         for round_number in range(1, args.rounds + 1):
             for batch in range(args.batches):
-                collected_batch_append(account_id=account.pk, collector_id=collector.pk,
-                                       payload=json.dumps(batch_records(batch, args.per_batch)))
-            last = CollectedBatch.objects.filter(collector=collector).order_by("-sequence").values_list(
-                "sequence", flat=True)[0]
+                collected_batch_append(
+                    account_id=account.pk,
+                    collector_id=collector.pk,
+                    payload=json.dumps(batch_records(batch, args.per_batch)),
+                )
+            last = (
+                CollectedBatch.objects.filter(collector=collector)
+                .order_by("-sequence")
+                .values_list("sequence", flat=True)[0]
+            )
             counted_before = sum(Meter.objects.filter(account=account).values_list("record_count", flat=True))
             started = time.perf_counter()
             app.send_task("streams.run_stream", args=[str(stream.pk), "manual"])
@@ -146,18 +229,25 @@ def main() -> None:
                 time.sleep(0.02)
             elapsed = time.perf_counter() - started
             drained = offset.get().last_sequence == last
-            counted = sum(Meter.objects.filter(account=account).values_list("record_count", flat=True)) - counted_before
+            counted = (
+                sum(Meter.objects.filter(account=account).values_list("record_count", flat=True))
+                - counted_before
+            )
             alone = ledger_alone(account.pk, types, args.batches, args.per_batch)
             results.append((total / elapsed, total / alone))
-            print(f"round {round_number}: pipeline {total / elapsed:>9,.0f} records/s ({elapsed:.2f} s, "
-                  f"drained={drained}, counted={counted})   usage_apply alone {total / alone:>9,.0f} records/s "
-                  f"({alone:.2f} s)   ratio {alone / elapsed:.2f}")
+            print(
+                f"round {round_number}: pipeline {total / elapsed:>9,.0f} records/s ({elapsed:.2f} s, "
+                f"drained={drained}, counted={counted})   usage_apply alone {total / alone:>9,.0f} records/s "
+                f"({alone:.2f} s)   ratio {alone / elapsed:.2f}"
+            )
     finally:
         worker.terminate()
         worker.wait(timeout=30)
     best_pipeline, best_alone = max(r[0] for r in results), max(r[1] for r in results)
-    print(f"best: pipeline {best_pipeline:,.0f} records/s, usage_apply alone {best_alone:,.0f} records/s, "
-          f"ratio {best_pipeline / best_alone:.2f} (target: 20,000 records/s through the pipeline)")
+    print(
+        f"best: pipeline {best_pipeline:,.0f} records/s, usage_apply alone {best_alone:,.0f} records/s, "
+        f"ratio {best_pipeline / best_alone:.2f} (target: 20,000 records/s through the pipeline)"
+    )
     print(machine_note())
     from django.db.models import ProtectedError
 

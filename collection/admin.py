@@ -49,8 +49,11 @@ class CollectorForm(forms.ModelForm):
         account_id = account.pk if account else (self.instance.account_id or self.default_account_id)
         if cleaned.get("name") and account_id:
             try:
-                services.collector_validate(account_id=account_id, name=cleaned["name"],
-                                            collector=None if self.instance._state.adding else self.instance)
+                services.collector_validate(
+                    account_id=account_id,
+                    name=cleaned["name"],
+                    collector=None if self.instance._state.adding else self.instance,
+                )
             except ApiError as exc:
                 raise forms.ValidationError(exc.message, code=exc.code)
         return cleaned
@@ -59,14 +62,30 @@ class CollectorForm(forms.ModelForm):
 @admin.register(Collector)
 class CollectorAdmin(AccountScopedAdmin):
     form = CollectorForm
-    list_display = ["name", "account", "status", "batches_received", "bytes_received", "last_batch_at",
-                    "created_at"]
+    list_display = [
+        "name",
+        "account",
+        "status",
+        "batches_received",
+        "bytes_received",
+        "last_batch_at",
+        "created_at",
+    ]
     list_filter = ["status", "account"]
     search_fields = ["name", "=id"]
     ordering = ["name"]
     actions = ["provision", "delete_collectors"]
-    readonly_fields = ["id", "status", "batches_received", "bytes_received", "last_batch_at", "created_at",
-                       "updated_at", "consumers", "recent_payloads"]
+    readonly_fields = [
+        "id",
+        "status",
+        "batches_received",
+        "bytes_received",
+        "last_batch_at",
+        "created_at",
+        "updated_at",
+        "consumers",
+        "recent_payloads",
+    ]
 
     def get_queryset(self, request):
         return selectors.collectors_with_statistics(super().get_queryset(request))
@@ -76,8 +95,11 @@ class CollectorAdmin(AccountScopedAdmin):
         if request.user.is_superuser and obj is None:
             fields.insert(0, "account")
         if obj is not None:
-            fields = ["account", *fields, *self.readonly_fields] if request.user.is_superuser else [
-                *fields, *self.readonly_fields]
+            fields = (
+                ["account", *fields, *self.readonly_fields]
+                if request.user.is_superuser
+                else [*fields, *self.readonly_fields]
+            )
         return fields
 
     def get_readonly_fields(self, request, obj=None):
@@ -108,14 +130,23 @@ class CollectorAdmin(AccountScopedAdmin):
         if not offsets:
             return "No registered consumers."
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((offset.consumer, offset.last_sequence,
-              selectors.consumer_lag(collector_id=obj.pk, consumer=offset.consumer), offset.updated_at)
-             for offset in offsets),
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    offset.consumer,
+                    offset.last_sequence,
+                    selectors.consumer_lag(collector_id=obj.pk, consumer=offset.consumer),
+                    offset.updated_at,
+                )
+                for offset in offsets
+            ),
         )
         return format_html(
             "<table><thead><tr><th>consumer</th><th>last sequence</th><th>unconsumed</th><th>updated</th>"
-            "</tr></thead><tbody>{}</tbody></table>", rows)
+            "</tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="recent payloads")
     def recent_payloads(self, obj):
@@ -123,13 +154,24 @@ class CollectorAdmin(AccountScopedAdmin):
         if not batches:
             return "No batches received yet."
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            ((batch.sequence, batch.received_at, batch.ingestion_id, filesizeformat(batch.size_bytes),
-              _preview(batch.payload)) for batch in batches),
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            (
+                (
+                    batch.sequence,
+                    batch.received_at,
+                    batch.ingestion_id,
+                    filesizeformat(batch.size_bytes),
+                    _preview(batch.payload),
+                )
+                for batch in batches
+            ),
         )
         return format_html(
             "<table><thead><tr><th>sequence</th><th>received</th><th>ingestion id</th><th>size</th>"
-            "<th>payload</th></tr></thead><tbody>{}</tbody></table>", rows)
+            "<th>payload</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -138,8 +180,9 @@ class CollectorAdmin(AccountScopedAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            saved = services.collector_update(collector=Collector.objects.get(pk=obj.pk),
-                                              name=form.cleaned_data["name"])
+            saved = services.collector_update(
+                collector=Collector.objects.get(pk=obj.pk), name=form.cleaned_data["name"]
+            )
         else:
             account = form.cleaned_data.get("account") or self.account_for_request(request)
             saved = services.collector_create(account_id=account.pk, name=form.cleaned_data["name"])
@@ -153,7 +196,9 @@ class CollectorAdmin(AccountScopedAdmin):
     @admin.action(description="Delete (stop accepting data, purge stored batches)")
     def delete_collectors(self, request, queryset):
         done = sum(services.collector_delete(collector=collector) for collector in queryset)
-        messages.success(request, f"Deleting {done} collector(s); their batches are purged in the background.")
+        messages.success(
+            request, f"Deleting {done} collector(s); their batches are purged in the background."
+        )
 
 
 def _preview(payload: str) -> str:
@@ -168,7 +213,15 @@ class CollectedBatchAdmin(ReadOnlyAccountScopedAdmin):
     ordering = ["-sequence"]
     list_select_related = ["collector"]
     show_full_result_count = False
-    fields = ["sequence", "ingestion_id", "collector", "size_bytes", "idempotency_key", "received_at", "payload"]
+    fields = [
+        "sequence",
+        "ingestion_id",
+        "collector",
+        "size_bytes",
+        "idempotency_key",
+        "received_at",
+        "payload",
+    ]
     readonly_fields = fields
 
 

@@ -114,7 +114,9 @@ class ConsumerOffset(models.Model):
     class Meta:
         ordering = ["collector_id", "consumer"]
         constraints = [
-            models.UniqueConstraint(fields=["collector", "consumer"], name="%(app_label)s_%(class)s_unique_consumer"),
+            models.UniqueConstraint(
+                fields=["collector", "consumer"], name="%(app_label)s_%(class)s_unique_consumer"
+            ),
         ]
 
     def __str__(self) -> str:

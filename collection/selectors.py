@@ -37,12 +37,16 @@ class _ActiveCollectorCache:
         with self._lock:
             if len(self._entries) > 10_000:
                 self._entries.clear()
-            self._entries[collector_id] = (time.monotonic() + settings.COLLECTION_COLLECTOR_CACHE_SECONDS, account_id)
+            self._entries[collector_id] = (
+                time.monotonic() + settings.COLLECTION_COLLECTOR_CACHE_SECONDS,
+                account_id,
+            )
 
     def forget(self, collector_id: uuid.UUID | str) -> None:
         with self._lock:
-            self._entries.pop(collector_id if isinstance(collector_id, uuid.UUID) else uuid.UUID(str(collector_id)),
-                              None)
+            self._entries.pop(
+                collector_id if isinstance(collector_id, uuid.UUID) else uuid.UUID(str(collector_id)), None
+            )
 
     def clear(self) -> None:
         with self._lock:
@@ -78,8 +82,11 @@ def log_watermark(*, collector_id: uuid.UUID | str) -> int:
     """
     if connection.vendor != "postgresql":
         return (
-            CollectedBatch.objects.filter(collector_id=collector_id).order_by("-sequence")
-            .values_list("sequence", flat=True).first() or 0
+            CollectedBatch.objects.filter(collector_id=collector_id)
+            .order_by("-sequence")
+            .values_list("sequence", flat=True)
+            .first()
+            or 0
         )
     key = collector_lock_key(collector_id)
     collector_param = collector_id if isinstance(collector_id, uuid.UUID) else uuid.UUID(str(collector_id))
@@ -99,8 +106,9 @@ def log_watermark(*, collector_id: uuid.UUID | str) -> int:
             raise
 
 
-def collected_batches_read(*, collector_id: uuid.UUID | str, consumer: str, limit: int = 100,
-                           lock: bool = False) -> list[CollectedBatch]:
+def collected_batches_read(
+    *, collector_id: uuid.UUID | str, consumer: str, limit: int = 100, lock: bool = False
+) -> list[CollectedBatch]:
     """The next batches after ``consumer``'s offset, in sequence order, at most ``limit``.
 
     With ``lock=True`` (inside the caller's transaction) the consumer's offset row is locked, so
@@ -119,8 +127,9 @@ def collected_batches_read(*, collector_id: uuid.UUID | str, consumer: str, limi
     if watermark <= offset:
         return []
     return list(
-        CollectedBatch.objects.filter(collector_id=collector_id, sequence__gt=offset, sequence__lte=watermark)
-        .order_by("sequence")[: max(1, int(limit))]
+        CollectedBatch.objects.filter(
+            collector_id=collector_id, sequence__gt=offset, sequence__lte=watermark
+        ).order_by("sequence")[: max(1, int(limit))]
     )
 
 
@@ -128,7 +137,8 @@ def consumer_lag(*, collector_id: uuid.UUID | str, consumer: str) -> int:
     """How many stored batches ``consumer`` has not consumed yet."""
     offset = (
         ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer)
-        .values_list("last_sequence", flat=True).first()
+        .values_list("last_sequence", flat=True)
+        .first()
     )
     if offset is None:
         raise ConsumerNotRegistered()
@@ -208,7 +218,9 @@ class IntakeMinute:
     bytes: int
 
 
-def collector_intake_per_minute(*, account_id: uuid.UUID, since: datetime, until: datetime) -> list[IntakeMinute]:
+def collector_intake_per_minute(
+    *, account_id: uuid.UUID, since: datetime, until: datetime
+) -> list[IntakeMinute]:
     """The account's collected batches received from ``since`` to ``until`` (both included) per
     collector and minute, in one query (the log's BRIN index on ``received_at`` bounds the scan to the window). Minutes without a
     batch are not listed. Pruning keeps every batch younger than ``COLLECTION_RETENTION_HOURS``, so a
@@ -216,8 +228,17 @@ def collector_intake_per_minute(*, account_id: uuid.UUID, since: datetime, until
     rows = (
         CollectedBatch.objects.filter(account_id=account_id, received_at__gte=since, received_at__lte=until)
         .annotate(minute=TruncMinute("received_at", tzinfo=UTC))
-        .values("collector_id", "minute").order_by()
+        .values("collector_id", "minute")
+        .order_by()
         .annotate(batches=Count("pk"), records=Sum(BatchRecordCount()), size=Sum("size_bytes"))
     )
-    return [IntakeMinute(collector_id=row["collector_id"], minute=row["minute"], batches=row["batches"],
-                         records=row["records"] or 0, bytes=row["size"] or 0) for row in rows]
+    return [
+        IntakeMinute(
+            collector_id=row["collector_id"],
+            minute=row["minute"],
+            batches=row["batches"],
+            records=row["records"] or 0,
+            bytes=row["size"] or 0,
+        )
+        for row in rows
+    ]

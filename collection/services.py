@@ -68,7 +68,9 @@ def _enqueue(task_name: str, *args: str) -> None:
     try:
         getattr(tasks, task_name).delay(*args)
     except BrokerError as exc:
-        logger.warning("collection: could not enqueue %s(%s): %s; the sweep will run it", task_name, args, exc)
+        logger.warning(
+            "collection: could not enqueue %s(%s): %s; the sweep will run it", task_name, args, exc
+        )
 
 
 def collector_validate(*, account_id: uuid.UUID, name: str, collector: Collector | None = None) -> str:
@@ -84,7 +86,9 @@ def collector_validate(*, account_id: uuid.UUID, name: str, collector: Collector
     if collector is not None:
         taken = taken.exclude(pk=collector.pk)
     if taken.exists():
-        raise CollectorNameExists(details=[{"field": "name", "message": "Already used by another collector."}])
+        raise CollectorNameExists(
+            details=[{"field": "name", "message": "Already used by another collector."}]
+        )
     return name
 
 
@@ -102,7 +106,9 @@ def collector_create(*, account_id: uuid.UUID, name: str) -> Collector:
         with transaction.atomic():
             collector = Collector.objects.create(account_id=account_id, name=name)
     except IntegrityError:  # a concurrent rename took the name
-        raise CollectorNameExists(details=[{"field": "name", "message": "Already used by another collector."}])
+        raise CollectorNameExists(
+            details=[{"field": "name", "message": "Already used by another collector."}]
+        )
     collector_id = str(collector.pk)
     transaction.on_commit(lambda: _enqueue("collector_provision", collector_id))
     return collector
@@ -119,7 +125,9 @@ def collector_update(*, collector: Collector, name: str) -> Collector:
         with transaction.atomic():
             collector.save(update_fields=["name", "updated_at"])
     except IntegrityError:
-        raise CollectorNameExists(details=[{"field": "name", "message": "Already used by another collector."}])
+        raise CollectorNameExists(
+            details=[{"field": "name", "message": "Already used by another collector."}]
+        )
     return collector
 
 
@@ -150,8 +158,9 @@ def collector_provision(*, collector_id: uuid.UUID | str) -> bool:
     )
 
 
-def collector_purge(*, collector_id: uuid.UUID | str, chunk_size: int = PURGE_CHUNK_SIZE,
-                    max_chunks: int = 200) -> bool:
+def collector_purge(
+    *, collector_id: uuid.UUID | str, chunk_size: int = PURGE_CHUNK_SIZE, max_chunks: int = 200
+) -> bool:
     """Delete a DELETING collector's batches in bounded chunks, then the collector and its offsets.
 
     Returns True once the collector is gone (or was never there), False if batches remain after
@@ -174,8 +183,11 @@ def collector_purge(*, collector_id: uuid.UUID | str, chunk_size: int = PURGE_CH
     active_collectors.forget(collector_id)
     try:
         with transaction.atomic():
-            collector = Collector.objects.select_for_update().filter(
-                pk=collector_id, status=Collector.Status.DELETING).first()
+            collector = (
+                Collector.objects.select_for_update()
+                .filter(pk=collector_id, status=Collector.Status.DELETING)
+                .first()
+            )
             if collector is None:
                 return True
             if CollectedBatch.objects.filter(collector_id=collector_id).exists():
@@ -192,12 +204,14 @@ def collectors_sweep(*, stale_after_seconds: int = 30, limit: int = 100) -> dict
     stale = timezone.now() - timedelta(seconds=stale_after_seconds)
     creating = list(
         Collector.objects.filter(status=Collector.Status.CREATING, updated_at__lt=stale)
-        .order_by("updated_at").values_list("pk", flat=True)[:limit]
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[:limit]
     )
     provisioned = sum(collector_provision(collector_id=pk) for pk in creating)
     deleting = list(
         Collector.objects.filter(status=Collector.Status.DELETING, updated_at__lt=stale)
-        .order_by("updated_at").values_list("pk", flat=True)[:limit]
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[:limit]
     )
     purged = sum(collector_purge(collector_id=pk) for pk in deleting)
     return {"provisioned": provisioned, "purged": purged}
@@ -222,7 +236,7 @@ def _batch_stored(collector_id: uuid.UUID) -> None:
     for hook in list(BATCH_STORED_HOOKS):
         try:
             hook(collector_id)
-        except Exception:  # noqa: BLE001 - a reader's wake-up must never fail the send
+        except Exception:
             logger.exception("collection: batch-stored hook %r failed for collector %s", hook, collector_id)
 
 
@@ -246,19 +260,23 @@ def _append_sql(rows: int, placeholder: str = "$") -> str:
     taken are skipped.
     """
     kinds = ("uuid", "uuid", "uuid", "text", "integer", "varchar", "timestamptz", "integer", "integer")
-    rows_values = [[f"{'%s' if placeholder == '%s' else f'${9 * row + n + 1}'}::{kind}" for n, kind in enumerate(kinds)]
-                   for row in range(rows)]
+    rows_values = [
+        [f"{'%s' if placeholder == '%s' else f'${9 * row + n + 1}'}::{kind}" for n, kind in enumerate(kinds)]
+        for row in range(rows)
+    ]
     insert = """INSERT INTO collection_collectedbatch
     (ingestion_id, account_id, collector_id, payload, size_bytes, idempotency_key, received_at)"""
     skip_taken_keys = "ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
     if rows == 1:
-        (key, account, collector, payload, size, idempotency_key, received, lock_class, lock_object), = rows_values
+        ((key, account, collector, payload, size, idempotency_key, received, lock_class, lock_object),) = (
+            rows_values
+        )
         return f"""
 {insert}
 SELECT {key}, {account}, {collector}, {payload}, {size}, {idempotency_key}, COALESCE({received}, now())
 FROM (SELECT pg_advisory_xact_lock_shared({lock_class}, {lock_object})) AS barrier
 {skip_taken_keys}
-"""
+"""  # noqa: S608
     values = ", ".join("(" + ", ".join(row) + ")" for row in rows_values)
     return f"""
 WITH batch (ingestion_id, account_id, collector_id, payload, size_bytes, idempotency_key, received_at,
@@ -272,7 +290,7 @@ SELECT batch.ingestion_id, batch.account_id, batch.collector_id, batch.payload, 
        batch.idempotency_key, COALESCE(batch.received_at, now())
 FROM batch, barrier
 {skip_taken_keys}
-"""
+"""  # noqa: S608
 
 
 # SQLite serialises writers and needs no barrier.
@@ -287,9 +305,15 @@ _APPEND_STATEMENT = b"collection_batch_append"
 _prepared_on: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def collected_batch_append(*, account_id: uuid.UUID, collector_id: uuid.UUID, payload: str | bytes,
-                           size_bytes: int | None = None, idempotency_key: str | None = None,
-                           received_at: datetime | None = None) -> AppendResult:
+def collected_batch_append(
+    *,
+    account_id: uuid.UUID,
+    collector_id: uuid.UUID,
+    payload: str | bytes,
+    size_bytes: int | None = None,
+    idempotency_key: str | None = None,
+    received_at: datetime | None = None,
+) -> AppendResult:
     """The send-data hot path: check the collector (the caller's, ACTIVE; cached in-process) and
     store the batch with one INSERT.
 
@@ -306,8 +330,12 @@ def collected_batch_append(*, account_id: uuid.UUID, collector_id: uuid.UUID, pa
     if active_collectors.get(collector_id) != account_id:
         problem = _collector_problem(account_id=account_id, collector_id=collector_id)
         if problem is not None:
-            replay = _find_replay(account_id=account_id, collector_id=collector_id, payload=payload,
-                                  idempotency_key=idempotency_key)
+            replay = _find_replay(
+                account_id=account_id,
+                collector_id=collector_id,
+                payload=payload,
+                idempotency_key=idempotency_key,
+            )
             if replay is not None:
                 return replay
             raise problem
@@ -316,13 +344,29 @@ def collected_batch_append(*, account_id: uuid.UUID, collector_id: uuid.UUID, pa
     try:
         if db.vendor == "postgresql":
             lock_class, lock_object = collector_lock_key(collector_id)
-            params = [str(ingestion_id), str(account_id), str(collector_id), payload, size_bytes, idempotency_key,
-                      received_at.isoformat() if received_at else None, lock_class, lock_object]
+            params = [
+                str(ingestion_id),
+                str(account_id),
+                str(collector_id),
+                payload,
+                size_bytes,
+                idempotency_key,
+                received_at.isoformat() if received_at else None,
+                lock_class,
+                lock_object,
+            ]
             inserted = _execute_append_postgres(db, params)
         else:
             received = received_at or timezone.now()
-            params = [ingestion_id.hex, account_id.hex, collector_id.hex, payload, size_bytes, idempotency_key,
-                      CollectedBatch._meta.get_field("received_at").get_db_prep_value(received, db)]
+            params = [
+                ingestion_id.hex,
+                account_id.hex,
+                collector_id.hex,
+                payload,
+                size_bytes,
+                idempotency_key,
+                CollectedBatch._meta.get_field("received_at").get_db_prep_value(received, db),
+            ]
             with db.cursor() as cursor:
                 cursor.execute(_INSERT_SQL_OTHER, params)
                 inserted = cursor.rowcount
@@ -335,15 +379,17 @@ def collected_batch_append(*, account_id: uuid.UUID, collector_id: uuid.UUID, pa
             transaction.on_commit(lambda: _batch_stored(collector_id), using=DEFAULT_DB_ALIAS)
         return AppendResult(ingestion_id=ingestion_id, replayed=False)
     # Nothing inserted: the idempotency key is taken.
-    replay = _find_replay(account_id=account_id, collector_id=collector_id, payload=payload,
-                          idempotency_key=idempotency_key)
+    replay = _find_replay(
+        account_id=account_id, collector_id=collector_id, payload=payload, idempotency_key=idempotency_key
+    )
     if replay is None:
         raise IdempotencyKeyInUse()  # its first request's batch vanished in between; retry
     return replay
 
 
-async def collected_batch_append_async(*, account_id: uuid.UUID, collector_id: uuid.UUID, payload: str,
-                                      size_bytes: int) -> AppendResult:
+async def collected_batch_append_async(
+    *, account_id: uuid.UUID, collector_id: uuid.UUID, payload: str, size_bytes: int
+) -> AppendResult:
     """``collected_batch_append`` for the ASGI fast path (``collection/api/ingest_asgi.py``): the
     same statement on an asynchronous connection (``config.asyncdb``), in autocommit, so the batch
     is durable when this returns.
@@ -354,8 +400,17 @@ async def collected_batch_append_async(*, account_id: uuid.UUID, collector_id: u
     """
     ingestion_id = uuid.uuid4()
     lock_class, lock_object = collector_lock_key(collector_id)
-    row = (str(ingestion_id), str(account_id), str(collector_id), payload, size_bytes, None, None,
-           lock_class, lock_object)
+    row = (
+        str(ingestion_id),
+        str(account_id),
+        str(collector_id),
+        payload,
+        size_bytes,
+        None,
+        None,
+        lock_class,
+        lock_object,
+    )
     try:
         await _async_appends.submit(row)
     except psycopg.IntegrityError:
@@ -376,8 +431,9 @@ async def _append_group(rows: list[tuple]) -> list:
 
     async def insert(chunk: list[tuple]) -> None:
         async with asyncdb.pool().connection() as connection:
-            await connection.execute(_append_sql(len(chunk), "%s"), [value for row in chunk for value in row],
-                                     prepare=True)
+            await connection.execute(
+                _append_sql(len(chunk), "%s"), [value for row in chunk for value in row], prepare=True
+            )
 
     try:
         await insert(rows)
@@ -403,6 +459,8 @@ _async_appends = PerLoop(_append_group)
 # collectors got batches meanwhile rather than once per request (a thread hand-off per request
 # costs as much as the request); the readers' sweeps catch up if a wake-up fails.
 WAKEUP_DELAY_SECONDS = 0.05
+
+
 class _Wakeups:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -445,22 +503,25 @@ def _collector_problem(*, account_id: uuid.UUID, collector_id: uuid.UUID) -> Api
     return None
 
 
-def _find_replay(*, account_id: uuid.UUID, collector_id: uuid.UUID, payload: str,
-                 idempotency_key: str | None) -> AppendResult | None:
+def _find_replay(
+    *, account_id: uuid.UUID, collector_id: uuid.UUID, payload: str, idempotency_key: str | None
+) -> AppendResult | None:
     """The first answer when this request repeats an earlier one with the same key, None when the
     key is unused, 409 IDEMPOTENCY_KEY_REUSED when it was used for another request."""
     if idempotency_key is None:
         return None
     first = (
         CollectedBatch.objects.filter(account_id=account_id, idempotency_key=idempotency_key)
-        .values("ingestion_id", "collector_id", "payload").first()
+        .values("ingestion_id", "collector_id", "payload")
+        .first()
     )
     if first is None:
         return None
     if first["collector_id"] == collector_id and _same_json(first["payload"], payload):
         return AppendResult(ingestion_id=first["ingestion_id"], replayed=True)
-    raise IdempotencyKeyReused(details=[{"field": "Idempotency-Key",
-                                         "message": "Already used with a different request."}])
+    raise IdempotencyKeyReused(
+        details=[{"field": "Idempotency-Key", "message": "Already used with a different request."}]
+    )
 
 
 def _execute_append_postgres(db, params: list) -> int:
@@ -495,7 +556,9 @@ def _check_result(pgconn, result) -> None:
     if result.status == psycopg.pq.ExecStatus.COMMAND_OK:
         return
     if pgconn.status != psycopg.pq.ConnStatus.OK:
-        raise psycopg.OperationalError(result.get_error_message("utf-8") or "The database connection was lost.")
+        raise psycopg.OperationalError(
+            result.get_error_message("utf-8") or "The database connection was lost."
+        )
     raise psycopg.errors.error_from_result(result, encoding="utf-8")
 
 
@@ -512,7 +575,9 @@ def _same_json(stored: str, received: str) -> bool:
 
 
 @transaction.atomic
-def consumer_register(*, collector_id: uuid.UUID | str, consumer: str, start: str = "earliest") -> ConsumerOffset:
+def consumer_register(
+    *, collector_id: uuid.UUID | str, consumer: str, start: str = "earliest"
+) -> ConsumerOffset:
     """Register a reader of a collector's log. ``start="earliest"`` reads every retained batch,
     ``"latest"`` only batches stored after registration. Registering again changes nothing."""
     if start not in ("earliest", "latest"):
@@ -527,7 +592,9 @@ def consumer_register(*, collector_id: uuid.UUID | str, consumer: str, start: st
     sequence = log_watermark(collector_id=collector_id) if start == "latest" else 0
     try:
         with transaction.atomic():
-            return ConsumerOffset.objects.create(collector_id=collector_id, consumer=consumer, last_sequence=sequence)
+            return ConsumerOffset.objects.create(
+                collector_id=collector_id, consumer=consumer, last_sequence=sequence
+            )
     except IntegrityError:  # registered concurrently
         return ConsumerOffset.objects.get(collector_id=collector_id, consumer=consumer)
 
@@ -550,10 +617,9 @@ def consumer_offset_advance(*, collector_id: uuid.UUID | str, consumer: str, seq
         raise TransactionManagementError("consumer_offset_advance must run inside the caller's transaction.")
     if not CollectedBatch.objects.filter(collector_id=collector_id, sequence=sequence).exists():
         raise NotFound(f"Batch {sequence} is not in this collector's log.", code="BATCH_NOT_FOUND")
-    moved = (
-        ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer, last_sequence__lt=sequence)
-        .update(last_sequence=sequence, updated_at=timezone.now())
-    )
+    moved = ConsumerOffset.objects.filter(
+        collector_id=collector_id, consumer=consumer, last_sequence__lt=sequence
+    ).update(last_sequence=sequence, updated_at=timezone.now())
     if not moved:
         if not ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer).exists():
             raise ConsumerNotRegistered()
@@ -564,8 +630,9 @@ def consumer_offset_advance(*, collector_id: uuid.UUID | str, consumer: str, seq
 # --- pruning ---------------------------------------------------------------------------------
 
 
-def collected_batches_prune(*, now: datetime | None = None, chunk_size: int = PRUNE_CHUNK_SIZE,
-                            max_chunks: int = 100) -> int:
+def collected_batches_prune(
+    *, now: datetime | None = None, chunk_size: int = PRUNE_CHUNK_SIZE, max_chunks: int = 100
+) -> int:
     """Delete batches older than COLLECTION_RETENTION_HOURS that every registered consumer of
     their collector has passed. A batch with an Idempotency-Key is also kept for the idempotency
     window, so a late replay is still recognised. Deleted counts move to the collector's lifetime
@@ -582,7 +649,9 @@ def collected_batches_prune(*, now: datetime | None = None, chunk_size: int = PR
         )
         slowest = (
             ConsumerOffset.objects.filter(collector_id=collector_id)
-            .order_by("last_sequence").values_list("last_sequence", flat=True).first()
+            .order_by("last_sequence")
+            .values_list("last_sequence", flat=True)
+            .first()
         )
         if slowest is not None:
             prunable = prunable.filter(sequence__lte=slowest)

@@ -15,7 +15,17 @@ import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
-_PARAMETERS = ("dbname", "user", "password", "host", "port", "connect_timeout", "options", "sslmode", "client_encoding")
+_PARAMETERS = (
+    "dbname",
+    "user",
+    "password",
+    "host",
+    "port",
+    "connect_timeout",
+    "options",
+    "sslmode",
+    "client_encoding",
+)
 
 
 class AsyncPool:
@@ -45,7 +55,8 @@ class AsyncPool:
         try:
             parameters = connections[DEFAULT_DB_ALIAS].get_connection_params()
             return await psycopg.AsyncConnection.connect(
-                autocommit=True, **{name: value for name, value in parameters.items() if name in _PARAMETERS})
+                autocommit=True, **{name: value for name, value in parameters.items() if name in _PARAMETERS}
+            )
         except BaseException:
             async with self._available:
                 self._open -= 1

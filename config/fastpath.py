@@ -128,7 +128,9 @@ async def _serve(route: FastRoute, match: re.Match, scope, receive, send, django
         await django_application(scope, _replaying(body, receive), send)
         return
     try:
-        principal = principal_from_request(_Headers(headers), allow_api_key=route.allow_api_key)  # identity headers
+        principal = principal_from_request(
+            _Headers(headers), allow_api_key=route.allow_api_key
+        )  # identity headers
         require_scopes(principal, route.scopes)
         try:
             prepared = route.prepare(principal, headers, settled, body)
@@ -142,19 +144,29 @@ async def _serve(route: FastRoute, match: re.Match, scope, receive, send, django
             raise prepared
         status, content, extra = await route.answer(principal, prepared)
     except ApiError as exc:
-        status, content, extra = _error(error_response(exc.status, exc.code, exc.message, exc.details, exc.headers))
+        status, content, extra = _error(
+            error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        )
     except psycopg.OperationalError as exc:
         status, content, extra = _error(exception_to_response(OperationalError(str(exc))))
-    except Exception as exc:  # noqa: BLE001 - the JSON error body, as the view's handler answers
+    except Exception as exc:
         response = exception_to_response(exc)
         if response is None:
             logger.exception("unhandled error in %s", route.route)
             response = error_response(500)
         status, content, extra = _error(response)
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(content)).encode("ascii")),
-        (b"x-content-type-options", b"nosniff"), *extra,
-    ]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(content)).encode("ascii")),
+                (b"x-content-type-options", b"nosniff"),
+                *extra,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": content})
     REQUESTS.labels("POST", route.route, str(status)).inc()
     LATENCY.labels(route.route).observe(time.perf_counter() - started)
@@ -165,8 +177,13 @@ def header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 def _error(response) -> Answer:
-    extra = header_list({name: value for name, value in response.items()
-                         if name.lower() not in ("content-type", "content-length")})
+    extra = header_list(
+        {
+            name: value
+            for name, value in response.items()
+            if name.lower() not in ("content-type", "content-length")
+        }
+    )
     return response.status_code, response.content, extra
 
 

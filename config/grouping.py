@@ -40,14 +40,14 @@ class AsyncGroup:
     async def _flush(self) -> None:
         try:
             while self._pending:
-                group, self._pending = self._pending[:self._max_values], self._pending[self._max_values:]
+                group, self._pending = self._pending[: self._max_values], self._pending[self._max_values :]
                 self.groups += 1
                 self.values += len(group)
                 try:
                     outcomes = await self._write([value for value, _ in group])
                     if len(outcomes) != len(group):
                         raise RuntimeError(f"{len(outcomes)} outcomes for {len(group)} values")
-                except Exception as exc:  # noqa: BLE001 - handed to every caller of the group
+                except Exception as exc:
                     outcomes = [exc] * len(group)
                 for (_, done), outcome in zip(group, outcomes, strict=True):
                     if done.done():  # its caller was cancelled

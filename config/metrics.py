@@ -27,7 +27,9 @@ logger = logging.getLogger(__name__)
 
 REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 LATENCY = Histogram(
-    "http_request_duration_seconds", "HTTP request latency", ["route"],
+    "http_request_duration_seconds",
+    "HTTP request latency",
+    ["route"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 USAGE_RECORDS = Counter("usage_records_total", "Usage records by outcome", ["source", "outcome"])
@@ -36,7 +38,9 @@ WEBHOOK_ATTEMPTS = Counter("webhook_attempts_total", "Webhook delivery attempts"
 _gauges: dict[str, tuple[str, Callable[[], list[tuple[dict[str, str], float]]]]] = {}
 
 
-def register_gauge(name: str, documentation: str, sample: Callable[[], list[tuple[dict[str, str], float]]]) -> None:
+def register_gauge(
+    name: str, documentation: str, sample: Callable[[], list[tuple[dict[str, str], float]]]
+) -> None:
     """``sample()`` returns ``[(labels, value), …]``; it runs on every scrape (keep it one query)."""
     _gauges[name] = (documentation, sample)
 
@@ -46,7 +50,7 @@ class _ScrapeTimeGauges:
         for name, (documentation, sample) in _gauges.items():
             try:
                 samples = sample()
-            except Exception:  # noqa: BLE001 - one failing gauge must not break the scrape
+            except Exception:
                 logger.warning("metrics: gauge %s failed", name, exc_info=True)
                 continue
             label_names = sorted(samples[0][0]) if samples else []
@@ -59,8 +63,12 @@ class _ScrapeTimeGauges:
 def metrics_view(request):
     token = getattr(settings, "METRICS_TOKEN", "")
     if token and request.META.get("HTTP_AUTHORIZATION", "") != f"Bearer {token}":
-        return error_response(401, "UNAUTHORIZED", "A metrics token is required.",
-                              headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        return error_response(
+            401,
+            "UNAUTHORIZED",
+            "A metrics token is required.",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

@@ -30,12 +30,40 @@ def main() -> int:
     else:
         web_app = ["config.wsgi", "--threads", web_threads]
     commands = {
-        "web": [os.path.join(BIN, "gunicorn"), *web_app, "-b", f"{host}:{port}", "-w", web_workers,
-                "--access-logfile", "-", "--timeout", "60"],
-        "worker": [os.path.join(BIN, "celery"), "-A", "config", "worker", "-l", "info", "--pool", "solo",
-                   "-Q", "celery"],
-        "beat": [os.path.join(BIN, "celery"), "-A", "config", "beat", "-l", "info",
-                 "-S", "django_celery_beat.schedulers:DatabaseScheduler"],
+        "web": [
+            os.path.join(BIN, "gunicorn"),
+            *web_app,
+            "-b",
+            f"{host}:{port}",
+            "-w",
+            web_workers,
+            "--access-logfile",
+            "-",
+            "--timeout",
+            "60",
+        ],
+        "worker": [
+            os.path.join(BIN, "celery"),
+            "-A",
+            "config",
+            "worker",
+            "-l",
+            "info",
+            "--pool",
+            "solo",
+            "-Q",
+            "celery",
+        ],
+        "beat": [
+            os.path.join(BIN, "celery"),
+            "-A",
+            "config",
+            "beat",
+            "-l",
+            "info",
+            "-S",
+            "django_celery_beat.schedulers:DatabaseScheduler",
+        ],
     }
     # Web processes share one metrics directory so /metrics aggregates every gunicorn worker.
     metrics_dir = os.path.join(os.environ.get("VAR_DIR", "var"), "metrics")

@@ -130,7 +130,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_timeout": 2, "socket_connect_timeout": 2}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 3600,
+        "socket_timeout": 2,
+        "socket_connect_timeout": 2,
+    }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -231,8 +235,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Usage metering API",
     "DESCRIPTION": "Usage Engine CE compatible REST API, Amberflo-compatible metering API and billing report-usage API."
-                   " Every answer is JSON; every error is {code, message, details}. Strings may not hold a null"
-                   " character or a lone surrogate, in a path, a query or a body: 400 (PostgreSQL cannot store them).",
+    " Every answer is JSON; every error is {code, message, details}. Strings may not hold a null"
+    " character or a lone surrogate, in a path, a query or a body: 400 (PostgreSQL cannot store them).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -332,8 +336,11 @@ LEDGER_PARTITION_MONTHS_AHEAD = int(os.environ.get("LEDGER_PARTITION_MONTHS_AHEA
 # Months of raw ledger kept before the current one; older monthly partitions are detached (kept as
 # tables of their own) by the same task. Empty keeps everything. The hourly rollups are never
 # removed, so usage queries still answer for detached months. LEDGER_RETENTION_DROP drops them too.
-LEDGER_RETENTION_MONTHS = int(os.environ["LEDGER_RETENTION_MONTHS"]) if os.environ.get(
-    "LEDGER_RETENTION_MONTHS", "").strip() else None
+LEDGER_RETENTION_MONTHS = (
+    int(os.environ["LEDGER_RETENTION_MONTHS"])
+    if os.environ.get("LEDGER_RETENTION_MONTHS", "").strip()
+    else None
+)
 LEDGER_RETENTION_DROP = env_bool("LEDGER_RETENTION_DROP", False)
 # OpenAPI enum names of the Amberflo meter definition types (they would collide on "type").
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {

@@ -72,8 +72,9 @@ class MeterNearCapacityAdmin(AccountScopedAdmin):
 
     @admin.display(description="meter (user id)", ordering="user_id")
     def meter(self, meter):
-        return format_html('<a href="{}">{}</a>', reverse("admin:metering_meter_change", args=[meter.pk]),
-                           meter.user_id)
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:metering_meter_change", args=[meter.pk]), meter.user_id
+        )
 
     @admin.display(description="value / capacity", ordering="percent_of_capacity")
     def value_against_capacity(self, meter):
@@ -82,6 +83,11 @@ class MeterNearCapacityAdmin(AccountScopedAdmin):
         return format_html(
             '<span class="console-bar{}"><span style="width: {}%"></span></span> {} / {} {} '
             '<strong class="console-percent{}">{}</strong>',
-            css, bar_width(meter.percent_of_capacity), number(meter.value), number(meter.capacity),
-            meter.meter_type.unit, css, percent(meter.percent_of_capacity),
+            css,
+            bar_width(meter.percent_of_capacity),
+            number(meter.value),
+            number(meter.capacity),
+            meter.meter_type.unit,
+            css,
+            percent(meter.percent_of_capacity),
         )

@@ -157,8 +157,16 @@ def _check_lengths(labels: Sequence[str], values: Sequence, what: str) -> None:
         raise ValueError(f"{what} has {len(values)} values for {len(labels)} labels.")
 
 
-def bar_chart_svg(*, labels: Sequence[str], values: Sequence[Number | None], title: str, unit: str = "",
-                  width: int = 640, height: int = 200, css_class: str = "chart bar-chart") -> SafeString:
+def bar_chart_svg(
+    *,
+    labels: Sequence[str],
+    values: Sequence[Number | None],
+    title: str,
+    unit: str = "",
+    width: int = 640,
+    height: int = 200,
+    css_class: str = "chart bar-chart",
+) -> SafeString:
     """One bar per label. ``None`` draws no bar (nothing known), unlike 0 (known to be zero).
 
     Each bar carries ``data-label`` and ``data-value`` (the exact value) and a tooltip
@@ -191,8 +199,16 @@ def bar_chart_svg(*, labels: Sequence[str], values: Sequence[Number | None], tit
     return mark_safe("".join(parts))  # noqa: S308 - every text above went through escape()
 
 
-def line_chart_svg(*, labels: Sequence[str], series: Sequence[Series], title: str, unit: str = "",
-                   width: int = 640, height: int = 200, css_class: str = "chart line-chart") -> SafeString:
+def line_chart_svg(
+    *,
+    labels: Sequence[str],
+    series: Sequence[Series],
+    title: str,
+    unit: str = "",
+    width: int = 640,
+    height: int = 200,
+    css_class: str = "chart line-chart",
+) -> SafeString:
     """One line per series over the labels, with a point at every known value and a legend.
 
     A ``None`` breaks the line (nothing known there) instead of drawing it down to zero.
@@ -221,8 +237,10 @@ def line_chart_svg(*, labels: Sequence[str], series: Sequence[Series], title: st
             segment.append(f"{_f(x_of(index))},{_f(frame.y(float(value)))}")
         for points in segments:
             if len(points) > 1:
-                parts.append(f'<polyline class="line" points="{" ".join(points)}" fill="none" stroke="{colour}" '
-                             'stroke-width="2"/>')
+                parts.append(
+                    f'<polyline class="line" points="{" ".join(points)}" fill="none" stroke="{colour}" '
+                    'stroke-width="2"/>'
+                )
         for index, value in enumerate(line.values):
             if value is None:
                 continue

@@ -75,8 +75,14 @@ def _usage_summary(usage: selectors.MeterTypeDailyUsage) -> str:
     return f"total {format_exact(sum(known))} {usage.unit}"
 
 
-@register_panel(key="usage", title="Usage per meter type", template="console/panels/usage.html",
-                permissions=("metering.view_metertype",), order=10, wide=True)
+@register_panel(
+    key="usage",
+    title="Usage per meter type",
+    template="console/panels/usage.html",
+    permissions=("metering.view_metertype",),
+    order=10,
+    wide=True,
+)
 def usage_panel(panel: PanelRequest) -> dict[str, Any]:
     days = settings.CONSOLE_USAGE_DAYS
     usage = selectors.usage_by_meter_type_per_day(panel.account.pk, days, now=panel.now)
@@ -85,47 +91,86 @@ def usage_panel(panel: PanelRequest) -> dict[str, Any]:
         {
             "usage": item,
             "summary": _usage_summary(item),
-            "svg": bar_chart_svg(labels=[day.strftime("%m-%d") for day in item.days], values=item.values,
-                                 title=item.name, unit=item.unit, width=290, height=150),
+            "svg": bar_chart_svg(
+                labels=[day.strftime("%m-%d") for day in item.days],
+                values=item.values,
+                title=item.name,
+                unit=item.unit,
+                width=290,
+                height=150,
+            ),
         }
         for item in ordered[:USAGE_CHARTS_SHOWN]
     ]
-    return {"charts": charts, "days": days, "more": max(0, len(usage) - USAGE_CHARTS_SHOWN),
-            "meter_type_count": len(usage)}
+    return {
+        "charts": charts,
+        "days": days,
+        "more": max(0, len(usage) - USAGE_CHARTS_SHOWN),
+        "meter_type_count": len(usage),
+    }
 
 
-@register_panel(key="meter_types", title="Meter types", template="console/panels/meter_types.html",
-                permissions=("metering.view_metertype",), order=20)
+@register_panel(
+    key="meter_types",
+    title="Meter types",
+    template="console/panels/meter_types.html",
+    permissions=("metering.view_metertype",),
+    order=20,
+)
 def meter_types_panel(panel: PanelRequest) -> dict[str, Any]:
     meter_types = selectors.meter_types_with_counts(panel.account.pk)
     return {"meter_types": list(meter_types[:PANEL_ROWS]), "total": meter_types.count()}
 
 
-@register_panel(key="near_capacity", title="Meters near or over capacity",
-                template="console/panels/near_capacity.html", permissions=("metering.view_meter",), order=30)
+@register_panel(
+    key="near_capacity",
+    title="Meters near or over capacity",
+    template="console/panels/near_capacity.html",
+    permissions=("metering.view_meter",),
+    order=30,
+)
 def near_capacity_panel(panel: PanelRequest) -> dict[str, Any]:
     meters = selectors.meters_near_capacity(panel.account.pk)
-    return {"meters": list(meters[:PANEL_ROWS]), "total": meters.count(),
-            "percent": selectors.near_capacity_percent()}
+    return {
+        "meters": list(meters[:PANEL_ROWS]),
+        "total": meters.count(),
+        "percent": selectors.near_capacity_percent(),
+    }
 
 
-@register_panel(key="threshold_notifications", title="Recent threshold notifications",
-                template="console/panels/threshold_notifications.html",
-                permissions=("notifications.view_notificationevent",), order=40, wide=True)
+@register_panel(
+    key="threshold_notifications",
+    title="Recent threshold notifications",
+    template="console/panels/threshold_notifications.html",
+    permissions=("notifications.view_notificationevent",),
+    order=40,
+    wide=True,
+)
 def threshold_notifications_panel(panel: PanelRequest) -> dict[str, Any]:
     return {"notifications": selectors.recent_threshold_notifications(panel.account.pk, limit=PANEL_ROWS)}
 
 
-@register_panel(key="failed_deliveries", title="Failed webhook deliveries",
-                template="console/panels/failed_deliveries.html", permissions=("notifications.view_delivery",),
-                order=50, wide=True)
+@register_panel(
+    key="failed_deliveries",
+    title="Failed webhook deliveries",
+    template="console/panels/failed_deliveries.html",
+    permissions=("notifications.view_delivery",),
+    order=50,
+    wide=True,
+)
 def failed_deliveries_panel(panel: PanelRequest) -> dict[str, Any]:
     deliveries = selectors.failed_deliveries(panel.account.pk)
     return {"deliveries": list(deliveries[:PANEL_ROWS]), "total": deliveries.count()}
 
 
-@register_panel(key="collectors", title="Collectors with their intake rate", template="console/panels/collectors.html",
-                permissions=("collection.view_collector",), order=55, wide=True)
+@register_panel(
+    key="collectors",
+    title="Collectors with their intake rate",
+    template="console/panels/collectors.html",
+    permissions=("collection.view_collector",),
+    order=55,
+    wide=True,
+)
 def collectors_panel(panel: PanelRequest) -> dict[str, Any]:
     minutes = settings.CONSOLE_INTAKE_MINUTES
     intake = selectors.collectors_with_intake(panel.account.pk, minutes=minutes, now=panel.now)
@@ -134,25 +179,49 @@ def collectors_panel(panel: PanelRequest) -> dict[str, Any]:
         chart = line_chart_svg(
             labels=[minute.strftime("%H:%M") for minute in intake[0].minutes],
             series=[Series(item.collector.name, item.records) for item in intake],
-            title="Records per minute (UTC)", unit="records", width=880, height=170)
+            title="Records per minute (UTC)",
+            unit="records",
+            width=880,
+            height=170,
+        )
     return {"intake": intake, "minutes": minutes, "chart": chart}
 
 
-@register_panel(key="streams", title="Streams", template="console/panels/streams.html",
-                permissions=("streams.view_stream",), order=60)
+@register_panel(
+    key="streams",
+    title="Streams",
+    template="console/panels/streams.html",
+    permissions=("streams.view_stream",),
+    order=60,
+)
 def streams_panel(panel: PanelRequest) -> dict[str, Any]:
-    return {"counts": selectors.stream_counts(panel.account.pk),
-            "recent": list(selectors.recently_updated_streams(panel.account.pk)[:5])}
+    return {
+        "counts": selectors.stream_counts(panel.account.pk),
+        "recent": list(selectors.recently_updated_streams(panel.account.pk)[:5]),
+    }
 
 
-@register_panel(key="data_corrections", title="Data-correction backlog", template="console/panels/data_corrections.html",
-                permissions=("metering.view_datacorrection",), order=62)
+@register_panel(
+    key="data_corrections",
+    title="Data-correction backlog",
+    template="console/panels/data_corrections.html",
+    permissions=("metering.view_datacorrection",),
+    order=62,
+)
 def data_corrections_panel(panel: PanelRequest) -> dict[str, Any]:
     return {"backlog": selectors.correction_backlog(panel.account.pk)}
 
 
-@register_panel(key="stream_runs", title="Stream runs with errors", template="console/panels/stream_runs.html",
-                permissions=("streams.view_streamrun",), order=70, wide=True)
+@register_panel(
+    key="stream_runs",
+    title="Stream runs with errors",
+    template="console/panels/stream_runs.html",
+    permissions=("streams.view_streamrun",),
+    order=70,
+    wide=True,
+)
 def stream_runs_panel(panel: PanelRequest) -> dict[str, Any]:
-    return {"runs": list(selectors.stream_runs_with_errors(panel.account.pk)[:PANEL_ROWS]),
-            "counts": selectors.stream_run_error_counts(panel.account.pk, now=panel.now)}
+    return {
+        "runs": list(selectors.stream_runs_with_errors(panel.account.pk)[:PANEL_ROWS]),
+        "counts": selectors.stream_run_error_counts(panel.account.pk, now=panel.now),
+    }

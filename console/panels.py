@@ -63,15 +63,29 @@ class RenderedPanel:
 _registry: dict[str, Panel] = {}
 
 
-def register_panel(*, key: str, title: str, template: str, permissions: tuple[str, ...] = (), order: int = 100,
-                   wide: bool = False) -> Callable[[PanelBuilder], PanelBuilder]:
+def register_panel(
+    *,
+    key: str,
+    title: str,
+    template: str,
+    permissions: tuple[str, ...] = (),
+    order: int = 100,
+    wide: bool = False,
+) -> Callable[[PanelBuilder], PanelBuilder]:
     """Decorator: add the function as a panel. A key can be registered once."""
 
     def decorator(build: PanelBuilder) -> PanelBuilder:
         if key in _registry:
             raise ImproperlyConfigured(f"A dashboard panel with the key {key!r} is registered already.")
-        _registry[key] = Panel(key=key, title=title, template=template, build=build,
-                               permissions=tuple(permissions), order=order, wide=wide)
+        _registry[key] = Panel(
+            key=key,
+            title=title,
+            template=template,
+            build=build,
+            permissions=tuple(permissions),
+            order=order,
+            wide=wide,
+        )
         return build
 
     return decorator
@@ -95,6 +109,12 @@ def render_panels(*, request: HttpRequest, account: Account, now: datetime) -> l
     rendered = []
     for panel in panels_for_user(request.user):
         context = {"panel": panel, "account": account, "now": now, **panel.build(panel_request)}
-        rendered.append(RenderedPanel(key=panel.key, title=panel.title, wide=panel.wide,
-                                      html=render_to_string(panel.template, context, request=request)))
+        rendered.append(
+            RenderedPanel(
+                key=panel.key,
+                title=panel.title,
+                wide=panel.wide,
+                html=render_to_string(panel.template, context, request=request),
+            )
+        )
     return rendered

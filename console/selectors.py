@@ -83,15 +83,19 @@ class _DailyValues:
     def result(self) -> MeterTypeDailyUsage:
         meter_type = self.meter_type
         return MeterTypeDailyUsage(
-            meter_type_id=meter_type.pk, name=meter_type.name, unit=meter_type.unit,
-            aggregation=meter_type.aggregation, timezone=meter_type.timezone,
+            meter_type_id=meter_type.pk,
+            name=meter_type.name,
+            unit=meter_type.unit,
+            aggregation=meter_type.aggregation,
+            timezone=meter_type.timezone,
             days=tuple(self.first + timedelta(days=offset) for offset in range(len(self.values))),
             values=tuple(self.values),
         )
 
 
-def usage_by_meter_type_per_day(account_id: uuid.UUID, days: int, *,
-                                now: datetime | None = None) -> list[MeterTypeDailyUsage]:
+def usage_by_meter_type_per_day(
+    account_id: uuid.UUID, days: int, *, now: datetime | None = None
+) -> list[MeterTypeDailyUsage]:
     """Each of the account's meter types (by name) with its usage on each of the last ``days`` days.
 
     Read from the usage ledger's hourly rollups (``UsageRollup``) in two queries whatever the
@@ -112,9 +116,14 @@ def usage_by_meter_type_per_day(account_id: uuid.UUID, days: int, *,
         return []
     # A generous UTC bound (timezones reach 14 h either side); each hour is placed exactly below.
     hourly = (
-        UsageRollup.objects.filter(account_id=account_id, meter_type_id__in=list(by_type),
-                                   hour__gt=now - timedelta(days=days + 1), hour__lte=now)
-        .values("meter_type_id", "hour").order_by()
+        UsageRollup.objects.filter(
+            account_id=account_id,
+            meter_type_id__in=list(by_type),
+            hour__gt=now - timedelta(days=days + 1),
+            hour__lte=now,
+        )
+        .values("meter_type_id", "hour")
+        .order_by()
         .annotate(total=Sum("sum"), records=Sum("count"), highest=Max("max"), lowest=Min("min"))
     )
     for row in hourly:
@@ -144,17 +153,21 @@ def near_capacity(meters: QuerySet[Meter], *, percent: int | None = None) -> Que
     return (
         meters.alias(value_times_100=F("value") * 100)
         .filter(Q(capacity__gt=0, value_times_100__gte=F("capacity") * percent) | Q(capacity=0, value__gt=0))
-        .annotate(percent_of_capacity=Case(
-            When(capacity=0, then=Value(None, output_field=FloatField())),
-            default=Cast(F("value"), FloatField()) * 100 / NullIf(Cast(F("capacity"), FloatField()), 0.0),
-            output_field=FloatField(),
-        ))
+        .annotate(
+            percent_of_capacity=Case(
+                When(capacity=0, then=Value(None, output_field=FloatField())),
+                default=Cast(F("value"), FloatField()) * 100 / NullIf(Cast(F("capacity"), FloatField()), 0.0),
+                output_field=FloatField(),
+            )
+        )
         .order_by(F("percent_of_capacity").desc(nulls_first=True), "-value", "user_id", "id")
     )
 
 
 def meters_near_capacity(account_id: uuid.UUID, *, percent: int | None = None) -> QuerySet[Meter]:
-    return near_capacity(Meter.objects.filter(account_id=account_id).select_related("meter_type"), percent=percent)
+    return near_capacity(
+        Meter.objects.filter(account_id=account_id).select_related("meter_type"), percent=percent
+    )
 
 
 # --- Meter types ----------------------------------------------------------------------------
@@ -162,7 +175,11 @@ def meters_near_capacity(account_id: uuid.UUID, *, percent: int | None = None) -
 
 def meter_types_with_counts(account_id: uuid.UUID) -> QuerySet[MeterType]:
     """The account's meter types by name, each with ``number_of_meters``."""
-    return metering_selectors.meter_types_with_meter_counts().filter(account_id=account_id).order_by("name", "id")
+    return (
+        metering_selectors.meter_types_with_meter_counts()
+        .filter(account_id=account_id)
+        .order_by("name", "id")
+    )
 
 
 # --- Notifications --------------------------------------------------------------------------
@@ -229,10 +246,13 @@ def recent_threshold_notifications(account_id: uuid.UUID, *, limit: int = 10) ->
     meters_by_id = {meter.pk: meter for meter in meters} if meter_ids else {}
     return [
         ThresholdNotification(
-            event=event, meter=meters_by_id.get(_uuid_or_none(payload.get("meterId"))),
+            event=event,
+            meter=meters_by_id.get(_uuid_or_none(payload.get("meterId"))),
             threshold=_threshold_label(payload.get("threshold")),
             value=_payload_value(payload.get("value")),
-            succeeded=event.succeeded, pending=event.pending, failed=event.failed,
+            succeeded=event.succeeded,
+            pending=event.pending,
+            failed=event.failed,
         )
         for event, payload in zip(events, payloads, strict=True)
     ]
@@ -268,7 +288,9 @@ def stream_counts(account_id: uuid.UUID) -> StreamCounts:
 
 
 def recently_updated_streams(account_id: uuid.UUID) -> QuerySet[Stream]:
-    return Stream.objects.filter(account_id=account_id).select_related("solution").order_by("-updated_at", "-id")
+    return (
+        Stream.objects.filter(account_id=account_id).select_related("solution").order_by("-updated_at", "-id")
+    )
 
 
 def stream_runs_with_errors(account_id: uuid.UUID) -> QuerySet[StreamRun]:
@@ -276,7 +298,8 @@ def stream_runs_with_errors(account_id: uuid.UUID) -> QuerySet[StreamRun]:
     return (
         StreamRun.objects.filter(account_id=account_id)
         .filter(Q(status=StreamRun.Status.FAILED) | Q(records_rejected__gt=0))
-        .select_related("stream").order_by("-started_at", "-id")
+        .select_related("stream")
+        .order_by("-started_at", "-id")
     )
 
 
@@ -291,13 +314,19 @@ class StreamRunErrorCounts:
 
 
 def stream_run_error_counts(account_id: uuid.UUID, *, now: datetime, hours: int = 24) -> StreamRunErrorCounts:
-    counts = StreamRun.objects.filter(account_id=account_id, started_at__gte=now - timedelta(hours=hours)).aggregate(
+    counts = StreamRun.objects.filter(
+        account_id=account_id, started_at__gte=now - timedelta(hours=hours)
+    ).aggregate(
         failed=Count("id", filter=Q(status=StreamRun.Status.FAILED)),
         with_rejections=Count("id", filter=Q(records_rejected__gt=0)),
         rejected_records=Sum("records_rejected"),
     )
-    return StreamRunErrorCounts(hours=hours, failed=counts["failed"], with_rejections=counts["with_rejections"],
-                                rejected_records=counts["rejected_records"] or 0)
+    return StreamRunErrorCounts(
+        hours=hours,
+        failed=counts["failed"],
+        with_rejections=counts["with_rejections"],
+        rejected_records=counts["rejected_records"] or 0,
+    )
 
 
 # --- Collectors -----------------------------------------------------------------------------
@@ -354,17 +383,23 @@ def collectors_with_intake(account_id: uuid.UUID, *, minutes: int, now: datetime
         return []
     found: dict[tuple[uuid.UUID, datetime], collection_selectors.IntakeMinute] = {
         (row.collector_id, row.minute): row
-        for row in collection_selectors.collector_intake_per_minute(account_id=account_id, since=window[0], until=now)
+        for row in collection_selectors.collector_intake_per_minute(
+            account_id=account_id, since=window[0], until=now
+        )
     }
     intake = []
     for collector in collectors:
         rows = [found.get((collector.pk, minute)) for minute in window]
-        intake.append(CollectorIntake(
-            collector=collector, minutes=window, elapsed_minutes=elapsed,
-            batches=tuple(row.batches if row else 0 for row in rows),
-            records=tuple(row.records if row else 0 for row in rows),
-            bytes=tuple(row.bytes if row else 0 for row in rows),
-        ))
+        intake.append(
+            CollectorIntake(
+                collector=collector,
+                minutes=window,
+                elapsed_minutes=elapsed,
+                batches=tuple(row.batches if row else 0 for row in rows),
+                records=tuple(row.records if row else 0 for row in rows),
+                bytes=tuple(row.bytes if row else 0 for row in rows),
+            )
+        )
     return intake
 
 
@@ -384,13 +419,25 @@ def correction_backlog(account_id: uuid.UUID) -> CorrectionBacklog:
     """One grouped query over the account's OPEN corrections (the list index covers it)."""
     rows = list(
         DataCorrection.objects.filter(account_id=account_id, status=DataCorrection.Status.OPEN)
-        .values("reason").order_by().annotate(count=Count("id"), oldest=Min("created_at"))
+        .values("reason")
+        .order_by()
+        .annotate(count=Count("id"), oldest=Min("created_at"))
     )
     labels = dict(DataCorrection.Reason.choices)
     by_reason = sorted(
-        ({"reason": row["reason"], "label": labels.get(row["reason"], row["reason"]), "count": row["count"],
-          "oldest": row["oldest"]} for row in rows),
+        (
+            {
+                "reason": row["reason"],
+                "label": labels.get(row["reason"], row["reason"]),
+                "count": row["count"],
+                "oldest": row["oldest"],
+            }
+            for row in rows
+        ),
         key=lambda row: (-row["count"], row["reason"]),
     )
-    return CorrectionBacklog(by_reason=by_reason, total=sum(row["count"] for row in by_reason),
-                             oldest_at=min((row["oldest"] for row in by_reason), default=None))
+    return CorrectionBacklog(
+        by_reason=by_reason,
+        total=sum(row["count"] for row in by_reason),
+        oldest_at=min((row["oldest"] for row in by_reason), default=None),
+    )

@@ -66,8 +66,13 @@ def value_against_capacity_html(meter: Meter) -> str:
     return format_html(
         '<meter class="meter-value" min="0" max="{}" low="{}" high="{}" optimum="0" value="{}" '
         'title="{}%"></meter> {} / {}',
-        capacity, capacity * Decimal("0.5"), capacity * Decimal("0.8"), min(value, capacity),
-        _number((value / capacity * 100).quantize(Decimal("0.1"))), _number(value), _number(capacity),
+        capacity,
+        capacity * Decimal("0.5"),
+        capacity * Decimal("0.8"),
+        min(value, capacity),
+        _number((value / capacity * 100).quantize(Decimal("0.1"))),
+        _number(value),
+        _number(capacity),
     )
 
 
@@ -84,7 +89,9 @@ class ServiceCheckedForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.previous = copy.copy(self.instance) if self.instance.pk and not self.instance._state.adding else None
+        self.previous = (
+            copy.copy(self.instance) if self.instance.pk and not self.instance._state.adding else None
+        )
         # Show 1000, not the column's 1000.000000000000.
         if isinstance(self.initial.get("capacity"), Decimal):
             self.initial["capacity"] = _number(self.initial["capacity"])
@@ -103,8 +110,22 @@ class MeterTypeForm(ServiceCheckedForm):
     class Meta:
         model = MeterType
         fields = [
-            "account", "name", "description", "external_ref", "category", "unit", "aggregation", "capacity",
-            "thresholds", "reset_cron", "timezone", "active_from", "active_to", "api_name", "status", "dimensions",
+            "account",
+            "name",
+            "description",
+            "external_ref",
+            "category",
+            "unit",
+            "aggregation",
+            "capacity",
+            "thresholds",
+            "reset_cron",
+            "timezone",
+            "active_from",
+            "active_to",
+            "api_name",
+            "status",
+            "dimensions",
         ]
 
     def service_check(self) -> None:
@@ -116,17 +137,31 @@ class MeterTypeForm(ServiceCheckedForm):
 @admin.register(MeterType)
 class MeterTypeAdmin(AccountScopedAdmin):
     form = MeterTypeForm
-    list_display = ["name", "category", "aggregation", "unit", "reset_cron", "timezone", "meter_count", "status",
-                    "created_at"]
+    list_display = [
+        "name",
+        "category",
+        "aggregation",
+        "unit",
+        "reset_cron",
+        "timezone",
+        "meter_count",
+        "status",
+        "created_at",
+    ]
     list_filter = ["category", "aggregation", "status", "account"]
     search_fields = ["name", "external_ref", "api_name", "description", "category"]
     ordering = ["name"]
     actions = ["archive", "reactivate"]
     fieldsets = [
         (None, {"fields": ["account", "name", "description", "category", "unit", "aggregation"]}),
-        ("Reset schedule", {"fields": ["reset_cron", "timezone", "next_resets_preview"],
-                            "description": "Period boundaries are computed in the type's timezone; a change "
-                                           "applies to each meter from its next period."}),
+        (
+            "Reset schedule",
+            {
+                "fields": ["reset_cron", "timezone", "next_resets_preview"],
+                "description": "Period boundaries are computed in the type's timezone; a change "
+                "applies to each meter from its next period.",
+            },
+        ),
         ("Capacity and thresholds", {"fields": ["capacity", "thresholds"]}),
         ("Active window", {"fields": ["active_from", "active_to"]}),
         ("Compatible APIs", {"fields": ["external_ref", "api_name", "status", "dimensions"]}),
@@ -149,7 +184,14 @@ class MeterTypeAdmin(AccountScopedAdmin):
         return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
-        readonly = ["next_resets_preview", "meter_count", "created_at", "updated_at", "meters_by_value", "usage_chart"]
+        readonly = [
+            "next_resets_preview",
+            "meter_count",
+            "created_at",
+            "updated_at",
+            "meters_by_value",
+            "usage_chart",
+        ]
         # The aggregation cannot change once the type exists, nor can the account it belongs to.
         return readonly + ["aggregation", "account"] if obj else readonly
 
@@ -179,13 +221,28 @@ class MeterTypeAdmin(AccountScopedAdmin):
         meters = list(meter_type.meters.order_by(F("value").desc(nulls_last=True), "user_id")[:METERS_SHOWN])
         if not meters:
             return format_html('<p id="type-meters">{}</p>', "No meters yet.")
-        rows = format_html_join("", '<tr data-user-id="{}"><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>', (
-            (meter.user_id, reverse("admin:metering_meter_change", args=[meter.pk]), meter.user_id, meter.meter_key,
-             value_against_capacity_html(meter)) for meter in meters))
+        rows = format_html_join(
+            "",
+            '<tr data-user-id="{}"><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    meter.user_id,
+                    reverse("admin:metering_meter_change", args=[meter.pk]),
+                    meter.user_id,
+                    meter.meter_key,
+                    value_against_capacity_html(meter),
+                )
+                for meter in meters
+            ),
+        )
         return format_html(
             '<table id="type-meters"><thead><tr><th>userId</th><th>meterKey</th><th>value / capacity</th></tr>'
             '</thead><tbody>{}</tbody></table><p><a href="{}?meter_type__id__exact={}">All {} meters of this type</a></p>',
-            rows, reverse("admin:metering_meter_changelist"), meter_type.pk, self.meter_count(meter_type))
+            rows,
+            reverse("admin:metering_meter_changelist"),
+            meter_type.pk,
+            self.meter_count(meter_type),
+        )
 
     @admin.display(description="next five resets")
     def next_resets_preview(self, meter_type):
@@ -196,11 +253,16 @@ class MeterTypeAdmin(AccountScopedAdmin):
                 return format_html('<ul id="next-resets"><li>{}</li></ul>', str(error))
             items = format_html_join("", "<li>{} ({} UTC)</li>", ((f["local"], f["utc"]) for f in fires))
             return format_html('<ul id="next-resets">{}</ul>', items)
-        return format_html('<ul id="next-resets"><li>{}</li></ul>', "Shown as you type a schedule and timezone.")
+        return format_html(
+            '<ul id="next-resets"><li>{}</li></ul>', "Shown as you type a schedule and timezone."
+        )
 
     def get_urls(self):
-        preview = path("schedule-preview/", self.admin_site.admin_view(self.schedule_preview),
-                       name="metering_metertype_schedule_preview")
+        preview = path(
+            "schedule-preview/",
+            self.admin_site.admin_view(self.schedule_preview),
+            name="metering_metertype_schedule_preview",
+        )
         return [preview, *super().get_urls()]
 
     def schedule_preview(self, request):
@@ -208,14 +270,19 @@ class MeterTypeAdmin(AccountScopedAdmin):
         if not self.has_view_or_change_permission(request):
             return JsonResponse({"error": "Not allowed."}, status=403)
         try:
-            return JsonResponse({"fires": next_resets(request.GET.get("cron", ""), request.GET.get("timezone", ""))})
+            return JsonResponse(
+                {"fires": next_resets(request.GET.get("cron", ""), request.GET.get("timezone", ""))}
+            )
         except periods.InvalidSchedule as error:
             return JsonResponse({"error": str(error)})
 
     def save_model(self, request, obj, form, change):
         if change:
-            data = {name: form.cleaned_data[name] for name in form.changed_data
-                    if name in services.METER_TYPE_UPDATABLE}
+            data = {
+                name: form.cleaned_data[name]
+                for name in form.changed_data
+                if name in services.METER_TYPE_UPDATABLE
+            }
             saved = services.meter_type_update(meter_type=obj, data=data)
         else:
             values = {name: form.cleaned_data[name] for name in form.cleaned_data if name != "account"}
@@ -249,7 +316,15 @@ class MeterTypeAdmin(AccountScopedAdmin):
 class MeterForm(ServiceCheckedForm):
     class Meta:
         model = Meter
-        fields = ["meter_type", "meter_key", "user_id", "custom_fields", "capacity", "thresholds", "delete_on_reset"]
+        fields = [
+            "meter_type",
+            "meter_key",
+            "user_id",
+            "custom_fields",
+            "capacity",
+            "thresholds",
+            "delete_on_reset",
+        ]
 
     def service_check(self) -> None:
         if self.previous is None:
@@ -263,16 +338,34 @@ class MeterForm(ServiceCheckedForm):
 @admin.register(Meter)
 class MeterAdmin(AccountScopedAdmin):
     form = MeterForm
-    list_display = ["user_id", "meter_key", "meter_type", "value_against_capacity", "period_in_type_timezone",
-                    "delete_on_reset", "updated_at"]
+    list_display = [
+        "user_id",
+        "meter_key",
+        "meter_type",
+        "value_against_capacity",
+        "period_in_type_timezone",
+        "delete_on_reset",
+        "updated_at",
+    ]
     list_filter = [("meter_type", admin.RelatedOnlyFieldListFilter), "delete_on_reset", "account"]
     list_select_related = ["meter_type"]
     search_fields = ["user_id", "meter_key"]
     ordering = ["-created_at"]
     actions = ["delete_after_next_reset"]
-    state_fields = ["value_against_capacity", "period_in_type_timezone", "record_count",
-                    "last_ingested_at", "groups", "group_breakdowns", "carry_first", "carry_last", "created_at",
-                    "updated_at", "metered_records_history", "threshold_events"]
+    state_fields = [
+        "value_against_capacity",
+        "period_in_type_timezone",
+        "record_count",
+        "last_ingested_at",
+        "groups",
+        "group_breakdowns",
+        "carry_first",
+        "carry_last",
+        "created_at",
+        "updated_at",
+        "metered_records_history",
+        "threshold_events",
+    ]
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
@@ -280,12 +373,35 @@ class MeterAdmin(AccountScopedAdmin):
         # The current period first: what an operator opens a meter for.
         return [
             (None, {"fields": ["meter_type", "meter_key", "user_id"]}),
-            ("Current period", {"fields": ["value_against_capacity", "period_in_type_timezone", "record_count",
-                                           "last_ingested_at", "groups", "group_breakdowns", "carry_first",
-                                           "carry_last"]}),
+            (
+                "Current period",
+                {
+                    "fields": [
+                        "value_against_capacity",
+                        "period_in_type_timezone",
+                        "record_count",
+                        "last_ingested_at",
+                        "groups",
+                        "group_breakdowns",
+                        "carry_first",
+                        "carry_last",
+                    ]
+                },
+            ),
             ("History", {"fields": ["metered_records_history", "threshold_events"]}),
-            ("Settings", {"fields": ["custom_fields", "capacity", "thresholds", "delete_on_reset", "created_at",
-                                     "updated_at"]}),
+            (
+                "Settings",
+                {
+                    "fields": [
+                        "custom_fields",
+                        "capacity",
+                        "thresholds",
+                        "delete_on_reset",
+                        "created_at",
+                        "updated_at",
+                    ]
+                },
+            ),
         ]
 
     def get_readonly_fields(self, request, obj=None):
@@ -312,25 +428,44 @@ class MeterAdmin(AccountScopedAdmin):
         if not events:
             return format_html('<p id="threshold-events">{}</p>', "No threshold crossed yet.")
         zone = meter.meter_type.timezone
-        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-            (_local(event.crossed_at, zone), event.name or f"threshold {event.threshold_index + 1}",
-             _number(event.threshold_value), _number(event.value), _local(event.period_start, zone))
-            for event in events))
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    _local(event.crossed_at, zone),
+                    event.name or f"threshold {event.threshold_index + 1}",
+                    _number(event.threshold_value),
+                    _number(event.value),
+                    _local(event.period_start, zone),
+                )
+                for event in events
+            ),
+        )
         return format_html(
             '<table id="threshold-events"><thead><tr><th>crossed</th><th>threshold</th><th>limit</th><th>value</th>'
             "<th>period start</th></tr></thead><tbody>{}</tbody></table>"
             '<p><a href="{}?meter__id__exact={}">All threshold events of this meter</a></p>',
-            rows, reverse("admin:metering_thresholdevent_changelist"), meter.pk)
+            rows,
+            reverse("admin:metering_thresholdevent_changelist"),
+            meter.pk,
+        )
 
     def save_model(self, request, obj, form, change):
         if change:
-            data = {name: form.cleaned_data[name] for name in form.changed_data if name in services.METER_UPDATABLE}
+            data = {
+                name: form.cleaned_data[name]
+                for name in form.changed_data
+                if name in services.METER_UPDATABLE
+            }
             saved = services.meter_update(meter=obj, data=data)
         else:
             meter_type = form.cleaned_data["meter_type"]
             saved = services.meter_create(
-                account_id=meter_type.account_id, meter_type_id=meter_type.pk,
-                meter_key=form.cleaned_data["meter_key"], user_id=form.cleaned_data["user_id"],
+                account_id=meter_type.account_id,
+                meter_type_id=meter_type.pk,
+                meter_key=form.cleaned_data["meter_key"],
+                user_id=form.cleaned_data["user_id"],
                 custom_fields=form.cleaned_data.get("custom_fields") or {},
             )
         _copy_state(saved, obj)
@@ -383,25 +518,48 @@ def _bar_chart(bars: list[tuple[Decimal | None, str]], *, css_class: str, label:
         if value is None:
             continue
         top, bottom = y(max(value, Decimal(0))), y(min(value, Decimal(0)))
-        rects.append((f"{index * width:.1f}", f"{top:.1f}", f"{max(width - CHART_GAP, Decimal(1)):.1f}",
-                      f"{max(bottom - top, Decimal('0.5')):.1f}", tooltip))
+        rects.append(
+            (
+                f"{index * width:.1f}",
+                f"{top:.1f}",
+                f"{max(width - CHART_GAP, Decimal(1)):.1f}",
+                f"{max(bottom - top, Decimal('0.5')):.1f}",
+                tooltip,
+            )
+        )
     return format_html(
         '<svg class="{}" role="img" width="{}" height="{}" viewBox="0 0 {} {}" '
         'aria-label="{}" style="background:#f8f8f8;display:block;margin-bottom:8px">'
         '{}<line x1="0" x2="{}" y1="{}" y2="{}" stroke="#999" stroke-width="1"/></svg>',
-        css_class, CHART_WIDTH, CHART_HEIGHT, CHART_WIDTH, CHART_HEIGHT, label,
-        format_html_join("", '<rect x="{}" y="{}" width="{}" height="{}" fill="#417690"><title>{}</title></rect>',
-                         rects),
-        CHART_WIDTH, f"{y(Decimal(0)):.1f}", f"{y(Decimal(0)):.1f}",
+        css_class,
+        CHART_WIDTH,
+        CHART_HEIGHT,
+        CHART_WIDTH,
+        CHART_HEIGHT,
+        label,
+        format_html_join(
+            "", '<rect x="{}" y="{}" width="{}" height="{}" fill="#417690"><title>{}</title></rect>', rects
+        ),
+        CHART_WIDTH,
+        f"{y(Decimal(0)):.1f}",
+        f"{y(Decimal(0)):.1f}",
     )
 
 
 def _history_chart(records: list[MeteredRecord], zone_name: str) -> str:
     """Value per period, oldest on the left; each bar's tooltip names its period and value."""
-    return _bar_chart([
-        (record.value, f"{_local(record.period_start, zone_name)} → {_local(record.period_end, zone_name)}: "
-                       f"{_number(record.value)} {record.unit}") for record in records
-    ], css_class="metered-records-chart", label="value per period, oldest first")
+    return _bar_chart(
+        [
+            (
+                record.value,
+                f"{_local(record.period_start, zone_name)} → {_local(record.period_end, zone_name)}: "
+                f"{_number(record.value)} {record.unit}",
+            )
+            for record in records
+        ],
+        css_class="metered-records-chart",
+        label="value per period, oldest first",
+    )
 
 
 USAGE_CHART_DAYS = 30
@@ -422,8 +580,8 @@ def meter_type_usage_chart_html(meter_type: MeterType, *, days: int = USAGE_CHAR
     per_day: dict = {}
     aggregation = meter_type.aggregation
     for hour, total, count, highest, lowest in UsageRollup.objects.filter(
-            account_id=meter_type.account_id, meter_type_id=meter_type.pk, hour__gte=start).values_list(
-            "hour", "sum", "count", "max", "min"):
+        account_id=meter_type.account_id, meter_type_id=meter_type.pk, hour__gte=start
+    ).values_list("hour", "sum", "count", "max", "min"):
         day = hour.astimezone(zone).date()
         held = per_day.get(day)
         if aggregation == "SUM":
@@ -439,35 +597,59 @@ def meter_type_usage_chart_html(meter_type: MeterType, *, days: int = USAGE_CHAR
         day = first + timedelta(days=offset)
         value = per_day.get(day)
         shown = Decimal(0) if value is None and aggregation in ("SUM", "INCREMENT") else value
-        bars.append((None if shown is None else Decimal(shown),
-                     f"{day:%Y-%m-%d}: {'–' if shown is None else _number(Decimal(shown))} {meter_type.unit}"))
+        bars.append(
+            (
+                None if shown is None else Decimal(shown),
+                f"{day:%Y-%m-%d}: {'–' if shown is None else _number(Decimal(shown))} {meter_type.unit}",
+            )
+        )
     if not per_day:
         return format_html('<p id="type-usage">{}</p>', f"No usage in the last {days} days.")
-    return format_html('<div id="type-usage">{}<p>{} per day, last {} days ({}), oldest on the left.</p></div>',
-                       _bar_chart(bars, css_class="meter-type-usage-chart", label=f"usage per day, last {days} days"),
-                       aggregation, days, meter_type.timezone)
+    return format_html(
+        '<div id="type-usage">{}<p>{} per day, last {} days ({}), oldest on the left.</p></div>',
+        _bar_chart(bars, css_class="meter-type-usage-chart", label=f"usage per day, last {days} days"),
+        aggregation,
+        days,
+        meter_type.timezone,
+    )
 
 
 def metered_records_history_html(meter: Meter) -> str:
     """The meter's last periods: a chart of value per period and a table, newest first, with a
     link to all its records (they outlive the meter, see the Metered records list)."""
-    records = list(MeteredRecord.objects.filter(account_id=meter.account_id, source_meter_id=meter.pk)
-                   .order_by("-period_start")[:CHART_PERIODS])
+    records = list(
+        MeteredRecord.objects.filter(account_id=meter.account_id, source_meter_id=meter.pk).order_by(
+            "-period_start"
+        )[:CHART_PERIODS]
+    )
     if not records:
         return format_html('<p class="metered-records-empty">{}</p>', "No period flushed yet.")
     zone = meter.meter_type.timezone
-    rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-        (_local(record.period_start, zone), _local(record.period_end, zone), _number(record.value),
-         record.meter_metadata.get("recordCount", "–")) for record in records[:HISTORY_ROWS]
-    ))
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                _local(record.period_start, zone),
+                _local(record.period_end, zone),
+                _number(record.value),
+                record.meter_metadata.get("recordCount", "–"),
+            )
+            for record in records[:HISTORY_ROWS]
+        ),
+    )
     total = MeteredRecord.objects.filter(account_id=meter.account_id, source_meter_id=meter.pk).count()
     return format_html(
         '<div class="metered-records-history">{}'
-        '<table><thead><tr><th>period start</th><th>period end</th><th>value ({})</th><th>records</th></tr>'
-        '</thead><tbody>{}</tbody></table>'
+        "<table><thead><tr><th>period start</th><th>period end</th><th>value ({})</th><th>records</th></tr>"
+        "</thead><tbody>{}</tbody></table>"
         '<p><a href="{}?source_meter_id={}">All {} metered records of this meter</a></p></div>',
-        _history_chart(records[::-1], zone), records[0].unit, rows,
-        reverse("admin:metering_meteredrecord_changelist"), meter.pk, total,
+        _history_chart(records[::-1], zone),
+        records[0].unit,
+        rows,
+        reverse("admin:metering_meteredrecord_changelist"),
+        meter.pk,
+        total,
     )
 
 
@@ -497,8 +679,16 @@ from metering.models import (  # noqa: E402
 class UsageRecordAdmin(ReadOnlyAccountScopedAdmin):
     """The usage ledger (append-only). Counting every row of a large ledger is skipped."""
 
-    list_display = ["timestamp", "user_id", "meter_type_name", "value_shown", "source", "source_ref",
-                    "idempotency_key", "created_at"]
+    list_display = [
+        "timestamp",
+        "user_id",
+        "meter_type_name",
+        "value_shown",
+        "source",
+        "source_ref",
+        "idempotency_key",
+        "created_at",
+    ]
     list_filter = ["source", "account"]
     search_fields = ["=user_id", "=idempotency_key", "=source_ref"]
     ordering = ["-id"]
@@ -529,8 +719,10 @@ class PrettyJSONField(forms.JSONField):
 
 
 class DataCorrectionForm(forms.ModelForm):
-    record = PrettyJSONField(widget=forms.Textarea(attrs={"rows": 12, "cols": 80, "spellcheck": "false"}),
-                             help_text="The record as it came in; fix it, then Save and reprocess.")
+    record = PrettyJSONField(
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 80, "spellcheck": "false"}),
+        help_text="The record as it came in; fix it, then Save and reprocess.",
+    )
 
     class Meta:
         model = DataCorrection
@@ -549,14 +741,34 @@ class DataCorrectionAdmin(AccountScopedAdmin):
 
     form = DataCorrectionForm
     change_form_template = "admin/metering/datacorrection/change_form.html"
-    list_display = ["created_at", "reason", "status", "source", "node", "record_preview", "attempts", "updated_at"]
+    list_display = [
+        "created_at",
+        "reason",
+        "status",
+        "source",
+        "node",
+        "record_preview",
+        "attempts",
+        "updated_at",
+    ]
     list_filter = ["reason", "status", "source", "account"]
     search_fields = ["=idempotency_key", "=source_ref", "message"]
     ordering = ["-created_at"]
     date_hierarchy = "created_at"
     actions = ["reprocess", "discard"]
-    shown = ["reason", "message", "status", "source", "source_ref", "node", "idempotency_key", "attempts",
-             "created_at", "updated_at", "resolved_at"]
+    shown = [
+        "reason",
+        "message",
+        "status",
+        "source",
+        "source_ref",
+        "node",
+        "idempotency_key",
+        "attempts",
+        "created_at",
+        "updated_at",
+        "resolved_at",
+    ]
 
     def get_fields(self, request, obj=None):
         return ["record", *self.shown]
@@ -584,12 +796,17 @@ class DataCorrectionAdmin(AccountScopedAdmin):
             messages.error(request, error.message)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        context["can_reprocess"] = bool(obj is not None and obj.status == DataCorrection.Status.OPEN
-                                        and self.has_change_permission(request, obj))
-        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+        context["can_reprocess"] = bool(
+            obj is not None
+            and obj.status == DataCorrection.Status.OPEN
+            and self.has_change_permission(request, obj)
+        )
+        return super().render_change_form(
+            request, context, add=add, change=change, form_url=form_url, obj=obj
+        )
 
     def response_change(self, request, obj):
-        """"Save and reprocess": the edited record goes through the ledger again at once; the page
+        """ "Save and reprocess": the edited record goes through the ledger again at once; the page
         stays open on the correction to show what happened to it."""
         if "_reprocess" not in request.POST:
             return super().response_change(request, obj)
@@ -603,7 +820,9 @@ class DataCorrectionAdmin(AccountScopedAdmin):
             elif correction.status == DataCorrection.Status.DISCARDED:
                 messages.warning(request, f"Discarded: {correction.message}")
             else:
-                messages.error(request, f"Still refused ({correction.get_reason_display()}): {correction.message}")
+                messages.error(
+                    request, f"Still refused ({correction.get_reason_display()}): {correction.message}"
+                )
         return HttpResponseRedirect(reverse("admin:metering_datacorrection_change", args=[obj.pk]))
 
     @admin.action(description="Reprocess selected corrections")
@@ -617,21 +836,33 @@ class DataCorrectionAdmin(AccountScopedAdmin):
             reprocessed += result.reprocessed
             still_open += result.still_open
             discarded += result.discarded
-        messages.success(request, f"{reprocessed} reprocessed, {still_open} still open, {discarded} discarded.")
+        messages.success(
+            request, f"{reprocessed} reprocessed, {still_open} still open, {discarded} discarded."
+        )
 
     @admin.action(description="Discard selected corrections")
     def discard(self, request, queryset):
         by_account: dict = {}
         for correction in queryset:
             by_account.setdefault(correction.account_id, []).append(correction.pk)
-        discarded = sum(corrections.data_corrections_discard(account_id=account_id, correction_ids=ids)
-                        for account_id, ids in by_account.items())
+        discarded = sum(
+            corrections.data_corrections_discard(account_id=account_id, correction_ids=ids)
+            for account_id, ids in by_account.items()
+        )
         messages.success(request, f"{discarded} discarded.")
 
 
 @admin.register(ThresholdEvent)
 class ThresholdEventAdmin(ReadOnlyAccountScopedAdmin):
-    list_display = ["crossed_at", "meter", "name", "threshold_index", "threshold_value", "value", "period_start"]
+    list_display = [
+        "crossed_at",
+        "meter",
+        "name",
+        "threshold_index",
+        "threshold_value",
+        "value",
+        "period_start",
+    ]
     list_filter = ["name", ("meter__meter_type", admin.RelatedOnlyFieldListFilter), "account"]
     list_select_related = ["meter"]
     search_fields = ["=meter__user_id", "name"]
@@ -662,9 +893,13 @@ class MeterEventFilteringRuleAdmin(AccountScopedAdmin):
     def save_model(self, request, obj, form, change):
         meter_type = form.cleaned_data["meter_type"]
         saved = amberflo.filtering_rule_save(
-            account_id=meter_type.account_id, meter_api_name=meter_type.api_name,
-            dimension_name=form.cleaned_data["dimension_name"], dimension_values=form.cleaned_data["dimension_values"],
-            action=form.cleaned_data["action"], rule_id=str(obj.pk) if change else None)
+            account_id=meter_type.account_id,
+            meter_api_name=meter_type.api_name,
+            dimension_name=form.cleaned_data["dimension_name"],
+            dimension_values=form.cleaned_data["dimension_values"],
+            action=form.cleaned_data["action"],
+            rule_id=str(obj.pk) if change else None,
+        )
         _copy_state(saved, obj)
 
     def delete_model(self, request, obj):
@@ -754,7 +989,9 @@ class SubscriptionAdmin(CatalogueAdmin):
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def save_related(self, request, form, formsets, change):
-        billing.subscription_products_set(subscription=form.instance, products=list(form.cleaned_data["products"]))
+        billing.subscription_products_set(
+            subscription=form.instance, products=list(form.cleaned_data["products"])
+        )
 
     @admin.display(description="products")
     def product_names(self, subscription):
@@ -762,10 +999,14 @@ class SubscriptionAdmin(CatalogueAdmin):
 
     @admin.action(description="Pause selected subscriptions")
     def pause(self, request, queryset):
-        count = billing.subscriptions_set_status(subscriptions=list(queryset), status=Subscription.Status.PAUSED)
+        count = billing.subscriptions_set_status(
+            subscriptions=list(queryset), status=Subscription.Status.PAUSED
+        )
         messages.success(request, f"{count} subscription(s) paused.")
 
     @admin.action(description="Resume selected subscriptions")
     def resume(self, request, queryset):
-        count = billing.subscriptions_set_status(subscriptions=list(queryset), status=Subscription.Status.ACTIVE)
+        count = billing.subscriptions_set_status(
+            subscriptions=list(queryset), status=Subscription.Status.ACTIVE
+        )
         messages.success(request, f"{count} subscription(s) resumed.")

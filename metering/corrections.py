@@ -46,9 +46,14 @@ def usage_input_from_record(record: dict[str, Any]) -> UsageInput:
     """The ledger's own record shape (service callers and streams): userId, value, timestamp,
     meterTypeId or meterApiName, meterKey, dimensions, group."""
     return UsageInput(
-        user_id=record.get("userId"), value=record.get("value"), timestamp=record.get("timestamp"),
-        meter_type_id=record.get("meterTypeId"), meter_api_name=record.get("meterApiName"),
-        meter_key=record.get("meterKey"), dimensions=record.get("dimensions"), group=record.get("group"),
+        user_id=record.get("userId"),
+        value=record.get("value"),
+        timestamp=record.get("timestamp"),
+        meter_type_id=record.get("meterTypeId"),
+        meter_api_name=record.get("meterApiName"),
+        meter_key=record.get("meterKey"),
+        dimensions=record.get("dimensions"),
+        group=record.get("group"),
     )
 
 
@@ -106,14 +111,19 @@ def _locked(account_id: uuid.UUID, correction_ids: Sequence[uuid.UUID | str]) ->
         try:
             ids.add(raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw)))
         except ValueError:
-            raise DataCorrectionNotFound(details=[{"field": "ids", "message": f"Unknown id {str(raw)[:40]!r}."}])
+            raise DataCorrectionNotFound(
+                details=[{"field": "ids", "message": f"Unknown id {str(raw)[:40]!r}."}]
+            )
     if len(ids) > MAX_BULK:
         raise ValidationFailed.for_field("ids", f"At most {MAX_BULK} ids at once.")
-    corrections = list(DataCorrection.objects.select_for_update().filter(account_id=account_id, pk__in=ids)
-                       .order_by("id"))
+    corrections = list(
+        DataCorrection.objects.select_for_update().filter(account_id=account_id, pk__in=ids).order_by("id")
+    )
     if len(corrections) != len(ids):
         unknown = sorted(str(i) for i in ids - {c.pk for c in corrections})
-        raise DataCorrectionNotFound(details=[{"field": "ids", "message": f"Unknown id {i}."} for i in unknown])
+        raise DataCorrectionNotFound(
+            details=[{"field": "ids", "message": f"Unknown id {i}."} for i in unknown]
+        )
     return corrections
 
 
@@ -132,7 +142,9 @@ def data_correction_update(*, correction: DataCorrection, record: Any) -> DataCo
 
 
 @transaction.atomic
-def data_corrections_reprocess(*, account_id: uuid.UUID, correction_ids: Sequence[uuid.UUID | str]) -> ReprocessResult:
+def data_corrections_reprocess(
+    *, account_id: uuid.UUID, correction_ids: Sequence[uuid.UUID | str]
+) -> ReprocessResult:
     """Send the OPEN corrections' records through the ledger again (corrections not OPEN are left
     as they are). One ``usage_apply`` per source, then one update of the corrections."""
     corrections = _locked(account_id, correction_ids)
@@ -146,13 +158,20 @@ def data_corrections_reprocess(*, account_id: uuid.UUID, correction_ids: Sequenc
         applied: dict[MeterOptions | None, list[tuple[DataCorrection, list[UsageInput]]]] = {}
         for correction in group:
             if not isinstance(correction.record, dict):
-                _still_open(correction, DataCorrection.Reason.INVALID_RECORD, "The record is not a JSON object.", now)
+                _still_open(
+                    correction, DataCorrection.Reason.INVALID_RECORD, "The record is not a JSON object.", now
+                )
                 continue
             router = CORRECTION_ROUTERS.get(source)
-            route = router(correction) if router is not None else CorrectionRoute(
-                inputs=[_reader(source)(correction.record)])
+            route = (
+                router(correction)
+                if router is not None
+                else CorrectionRoute(inputs=[_reader(source)(correction.record)])
+            )
             if not route.inputs:
-                _still_open(correction, route.reason or DataCorrection.Reason.NO_MATCHING_METER, route.message, now)
+                _still_open(
+                    correction, route.reason or DataCorrection.Reason.NO_MATCHING_METER, route.message, now
+                )
                 continue
             inputs = list(route.inputs)
             for usage in inputs:
@@ -163,15 +182,22 @@ def data_corrections_reprocess(*, account_id: uuid.UUID, correction_ids: Sequenc
                 usage.record = correction.record
             applied.setdefault(route.options, []).append((correction, inputs))
         for options, routed in applied.items():
-            result = usage_apply(account_id=account_id, records=[usage for _, inputs in routed for usage in inputs],
-                                 source=source, source_ref=source_ref, options=options,
-                                 apply_filtering_rules=source == UsageSource.INGEST_API, record_corrections=False,
-                                 now=now)
+            result = usage_apply(
+                account_id=account_id,
+                records=[usage for _, inputs in routed for usage in inputs],
+                source=source,
+                source_ref=source_ref,
+                options=options,
+                apply_filtering_rules=source == UsageSource.INGEST_API,
+                record_corrections=False,
+                now=now,
+            )
             outcomes = iter(result.results)
             for correction, inputs in routed:
                 _settle(correction, [next(outcomes) for _ in inputs], now)
     DataCorrection.objects.bulk_update(
-        open_ones, ["status", "reason", "message", "attempts", "updated_at", "resolved_at"])
+        open_ones, ["status", "reason", "message", "attempts", "updated_at", "resolved_at"]
+    )
     return ReprocessResult(
         reprocessed=sum(c.status == DataCorrection.Status.REPROCESSED for c in open_ones),
         still_open=sum(c.status == DataCorrection.Status.OPEN for c in open_ones),
@@ -192,7 +218,9 @@ def _settle(correction: DataCorrection, outcomes: list, now) -> None:
         _resolve(correction, DataCorrection.Status.DISCARDED, "Excluded by a filtering rule.", now)
     else:
         counted = any(outcome.outcome == Outcome.ACCEPTED for outcome in outcomes)
-        _resolve(correction, DataCorrection.Status.REPROCESSED, "Counted." if counted else "Already counted.", now)
+        _resolve(
+            correction, DataCorrection.Status.REPROCESSED, "Counted." if counted else "Already counted.", now
+        )
 
 
 def _resolve(correction: DataCorrection, status: str, message: str, now) -> None:

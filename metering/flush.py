@@ -72,14 +72,40 @@ FLUSHED_EVENT = EventType.METER_FLUSHED.value
 
 # What the claim reads: no JSON, so locking 500 meters costs little Python. The record's content
 # is copied by the database and read back from what was inserted.
-_CLAIMED_FIELDS = ("id", "record_count", "last_ingested_at", "period_end", "delete_on_reset",
-                   "meter_type__reset_cron", "meter_type__timezone", "meter_type__aggregation",
-                   "account_id", "meter_type_id", "user_id")
+_CLAIMED_FIELDS = (
+    "id",
+    "record_count",
+    "last_ingested_at",
+    "period_end",
+    "delete_on_reset",
+    "meter_type__reset_cron",
+    "meter_type__timezone",
+    "meter_type__aggregation",
+    "account_id",
+    "meter_type_id",
+    "user_id",
+)
 # The columns a record document is made from, in this order (RETURNING, or a read on SQLite);
 # created_at and updated_at are the flush's ``now``.
-_RECORD_COLUMNS = ("id", "account_id", "source_meter_id", "user_id", "meter_type_id", "meter_type_name", "timezone",
-                   "meter_key", "value", "unit", "period_start", "period_end", "groups", "carry_first",
-                   "carry_last", "custom_fields", "meter_metadata")
+_RECORD_COLUMNS = (
+    "id",
+    "account_id",
+    "source_meter_id",
+    "user_id",
+    "meter_type_id",
+    "meter_type_name",
+    "timezone",
+    "meter_key",
+    "value",
+    "unit",
+    "period_start",
+    "period_end",
+    "groups",
+    "carry_first",
+    "carry_last",
+    "custom_fields",
+    "meter_metadata",
+)
 
 
 @dataclass(frozen=True)
@@ -145,8 +171,25 @@ def _json_number(value: Decimal | None) -> int | float | None:
 def _record_document(row: Sequence[Any], now: datetime) -> dict[str, Any]:
     """One metered record (a row of ``_RECORD_COLUMNS``, written at ``now``) with the field names
     of DESIGN.md and ``GET /meters/{id}/records``, plus ``accountId``."""
-    (record_id, account_id, meter_id, user_id, meter_type_id, meter_type_name, zone, meter_key, value, unit,
-     period_start, period_end, groups, carry_first, carry_last, custom_fields, meter_metadata) = row
+    (
+        record_id,
+        account_id,
+        meter_id,
+        user_id,
+        meter_type_id,
+        meter_type_name,
+        zone,
+        meter_key,
+        value,
+        unit,
+        period_start,
+        period_end,
+        groups,
+        carry_first,
+        carry_last,
+        custom_fields,
+        meter_metadata,
+    ) = row
     stamp = format_timestamp(now)
     return {
         "accountId": str(account_id),
@@ -223,25 +266,33 @@ def _rows(name: str, columns: Sequence[tuple[str, str, models.Field]], rows: lis
     if _is_postgresql():
         arrays = ", ".join(f"%s::{sql_type}[]" for _, sql_type, _ in columns)
         names = ", ".join(column for column, _, _ in columns)
-        params = [[json.dumps(value) for value in values] if sql_type == "jsonb" else list(values)
-                  for values, (_, sql_type, _) in zip(zip(*rows, strict=True), columns, strict=True)]
+        params = [
+            [json.dumps(value) for value in values] if sql_type == "jsonb" else list(values)
+            for values, (_, sql_type, _) in zip(zip(*rows, strict=True), columns, strict=True)
+        ]
         return f"unnest({arrays}) AS {name}({names})", params
     placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
     names = ", ".join(f"column{index + 1} AS {column}" for index, (column, _, _) in enumerate(columns))
-    params = [model_field.get_db_prep_value(value, connection, prepared=False)
-              for row in rows for value, (_, _, model_field) in zip(row, columns, strict=True)]
-    return f"(SELECT {names} FROM (VALUES {placeholders})) AS {name}", params
+    params = [
+        model_field.get_db_prep_value(value, connection, prepared=False)
+        for row in rows
+        for value, (_, _, model_field) in zip(row, columns, strict=True)
+    ]
+    return f"(SELECT {names} FROM (VALUES {placeholders})) AS {name}", params  # noqa: S608
 
 
 def _ids_match(column: str, ids: list[uuid.UUID]) -> tuple[str, list]:
     if _is_postgresql():
         return f"{column} = ANY(%s::uuid[])", [ids]
     prep = Meter._meta.pk.get_db_prep_value
-    return f"{column} IN ({', '.join(['%s'] * len(ids))})", [prep(value, connection, prepared=False) for value in ids]
+    return f"{column} IN ({', '.join(['%s'] * len(ids))})", [
+        prep(value, connection, prepared=False) for value in ids
+    ]
 
 
-def _insert_records(meters: list[_Claimed], record_ids: list[uuid.UUID], now: datetime,
-                    execution_ref: str = "") -> list[tuple]:
+def _insert_records(
+    meters: list[_Claimed], record_ids: list[uuid.UUID], now: datetime, execution_ref: str = ""
+) -> list[tuple]:
     """One INSERT … SELECT copying the claimed meters' state into their records (JSON columns
     are copied by the database, not round-tripped through Python), ON CONFLICT on the
     (meter, period_start, execution_ref) constraint. Returns the rows written (``_RECORD_COLUMNS``).
@@ -250,12 +301,26 @@ def _insert_records(meters: list[_Claimed], record_ids: list[uuid.UUID], now: da
     flushes (``meters_flush_executed``); ``meterMetaData.streamExecution`` names it too."""
     record_field = MeteredRecord._meta.get_field
     extra = {"streamExecution": execution_ref} if execution_ref else {}
-    source, params = _rows("v", [("meter_id", "uuid", Meter._meta.pk), ("record_id", "uuid", record_field("id")),
-                                 ("metadata", "jsonb", record_field("meter_metadata"))], [
-        (meter.id, record_id, {"recordCount": meter.record_count,
-                               "lastIngestedAt": format_timestamp(meter.last_ingested_at), **extra})
-        for meter, record_id in zip(meters, record_ids, strict=True)
-    ])
+    source, params = _rows(
+        "v",
+        [
+            ("meter_id", "uuid", Meter._meta.pk),
+            ("record_id", "uuid", record_field("id")),
+            ("metadata", "jsonb", record_field("meter_metadata")),
+        ],
+        [
+            (
+                meter.id,
+                record_id,
+                {
+                    "recordCount": meter.record_count,
+                    "lastIngestedAt": format_timestamp(meter.last_ingested_at),
+                    **extra,
+                },
+            )
+            for meter, record_id in zip(meters, record_ids, strict=True)
+        ],
+    )
     stamp = record_field("created_at").get_db_prep_value(now, connection, prepared=False)
     returning = ", ".join(_RECORD_COLUMNS) if _is_postgresql() else "id"
     sql = (
@@ -275,29 +340,48 @@ def _insert_records(meters: list[_Claimed], record_ids: list[uuid.UUID], now: da
     if _is_postgresql():
         # psycopg has turned uuid, numeric and timestamptz into Python; jsonb comes as text
         # (Django's connection leaves decoding to JSONField), so the JSON columns are decoded here.
-        json_columns = {index for index, column in enumerate(_RECORD_COLUMNS)
-                        if isinstance(MeteredRecord._meta.get_field(column), models.JSONField)}
-        return [tuple(json.loads(value) if index in json_columns else value for index, value in enumerate(row))
-                for row in written]
+        json_columns = {
+            index
+            for index, column in enumerate(_RECORD_COLUMNS)
+            if isinstance(MeteredRecord._meta.get_field(column), models.JSONField)
+        }
+        return [
+            tuple(json.loads(value) if index in json_columns else value for index, value in enumerate(row))
+            for row in written
+        ]
     ids = [uuid.UUID(value) if isinstance(value, str) else value for (value,) in written]
     return list(MeteredRecord.objects.filter(pk__in=ids).values_list(*_RECORD_COLUMNS))
 
 
-def _reset_meters(meters: list[_Claimed], now: datetime, new_ends: dict[uuid.UUID, datetime] | None = None) -> None:
+def _reset_meters(
+    meters: list[_Claimed], now: datetime, new_ends: dict[uuid.UUID, datetime] | None = None
+) -> None:
     """One UPDATE … FROM the batch's values: reset the state. With ``new_ends`` (the period-end
     flush) the new period starts at the old end; without (the flush of a stream execution) the
     period is kept and the carry timestamps are cleared too, so the next record carries again."""
     columns = [("id", "uuid", Meter._meta.pk), ("value", "numeric", Meter._meta.get_field("value"))]
     if new_ends is not None:
         columns.append(("period_end", "timestamptz", Meter._meta.get_field("period_end")))
-    source, params = _rows("v", columns, [
-        (meter.id, None if meter.aggregation in (MeterType.Aggregation.MAX, MeterType.Aggregation.MIN) else Decimal(0),
-         *([new_ends[meter.id]] if new_ends is not None else []))
-        for meter in meters
-    ])
+    source, params = _rows(
+        "v",
+        columns,
+        [
+            (
+                meter.id,
+                None
+                if meter.aggregation in (MeterType.Aggregation.MAX, MeterType.Aggregation.MIN)
+                else Decimal(0),
+                *([new_ends[meter.id]] if new_ends is not None else []),
+            )
+            for meter in meters
+        ],
+    )
     table = Meter._meta.db_table
-    period = (f"period_start = {table}.period_end, period_end = v.period_end" if new_ends is not None
-              else "carry_first_at = NULL, carry_last_at = NULL")
+    period = (
+        f"period_start = {table}.period_end, period_end = v.period_end"
+        if new_ends is not None
+        else "carry_first_at = NULL, carry_last_at = NULL"
+    )
     stamp = Meter._meta.get_field("updated_at").get_db_prep_value(now, connection, prepared=False)
     sql = (
         f"UPDATE {table} SET value = v.value, groups = '[]', group_breakdowns = '[]', "  # noqa: S608
@@ -320,20 +404,26 @@ def _count_late_records(meters: list[_Claimed]) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT m.id FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::timestamptz[]) "
+                f"SELECT m.id FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::timestamptz[]) "  # noqa: S608
                 f"AS m(id, account_id, meter_type_id, user_id, period_end) WHERE EXISTS ("
                 f"SELECT 1 FROM {UsageRecord._meta.db_table} r WHERE r.account_id = m.account_id "
                 f"AND r.meter_type_id = m.meter_type_id AND r.user_id = m.user_id "
                 f"AND r.timestamp >= m.period_end AND r.meter_id = m.id)",
-                [[m.id for m in meters], [m.account_id for m in meters], [m.meter_type_id for m in meters],
-                 [m.user_id for m in meters], [m.period_end for m in meters]],
+                [
+                    [m.id for m in meters],
+                    [m.account_id for m in meters],
+                    [m.meter_type_id for m in meters],
+                    [m.user_id for m in meters],
+                    [m.period_end for m in meters],
+                ],
             )
             late = [row[0] for row in cursor.fetchall()]
     else:
         earliest = min(meter.period_end for meter in meters)
         late = list(
             UsageRecord.objects.filter(meter_id__in=[meter.id for meter in meters], timestamp__gte=earliest)
-            .values_list("meter_id", flat=True).distinct()
+            .values_list("meter_id", flat=True)
+            .distinct()
         )
     if late:
         meters_recompute(meter_ids=late)
@@ -359,11 +449,16 @@ def _delete_meters(meter_ids: list[uuid.UUID]) -> None:
         for relation in relations:
             match, params = _ids_match(relation.field.column, meter_ids)
             if relation.on_delete is models.SET_NULL:
-                cursor.execute(f"UPDATE {relation.related_model._meta.db_table} "  # noqa: S608
-                               f"SET {relation.field.column} = NULL WHERE {match}", params)
+                cursor.execute(
+                    f"UPDATE {relation.related_model._meta.db_table} "  # noqa: S608
+                    f"SET {relation.field.column} = NULL WHERE {match}",
+                    params,
+                )
             else:
-                cursor.execute(f"DELETE FROM {relation.related_model._meta.db_table} WHERE {match}",  # noqa: S608
-                               params)
+                cursor.execute(
+                    f"DELETE FROM {relation.related_model._meta.db_table} WHERE {match}",  # noqa: S608
+                    params,
+                )
         match, params = _ids_match("id", meter_ids)
         cursor.execute(f"DELETE FROM {Meter._meta.db_table} WHERE {match}", params)  # noqa: S608
 
@@ -408,8 +503,11 @@ def meters_flush_batch(*, now: datetime | None = None, batch_size: int = 500) ->
     if len(written) != len(meters):
         # Only possible if something else wrote a record for the same meter and period without
         # moving the period: that record stands (exactly once), and the period is closed here.
-        logger.warning("flush: %d of %d meters already had a record for their period",
-                       len(meters) - len(written), len(meters))
+        logger.warning(
+            "flush: %d of %d meters already had a record for their period",
+            len(meters) - len(written),
+            len(meters),
+        )
     deleted = [meter.id for meter in meters if meter.delete_on_reset]
     kept = [meter for meter in meters if not meter.delete_on_reset]
     if kept:
@@ -418,20 +516,30 @@ def meters_flush_batch(*, now: datetime | None = None, batch_size: int = 500) ->
     if deleted:
         _delete_meters(deleted)
 
-    batch = FlushedBatch(meter_count=len(meters), deleted_meter_ids=deleted,
-                         record_ids=[row[0] for row in written], records=[_record_document(row, now) for row in written])
-    notification_publish_many(notifications=[
-        Notification(account_id=uuid.UUID(record["accountId"]), event_type=FLUSHED_EVENT,
-                     payload={key: value for key, value in record.items() if key != "accountId"})
-        for record in batch.records
-    ])
+    batch = FlushedBatch(
+        meter_count=len(meters),
+        deleted_meter_ids=deleted,
+        record_ids=[row[0] for row in written],
+        records=[_record_document(row, now) for row in written],
+    )
+    notification_publish_many(
+        notifications=[
+            Notification(
+                account_id=uuid.UUID(record["accountId"]),
+                event_type=FLUSHED_EVENT,
+                payload={key: value for key, value in record.items() if key != "accountId"},
+            )
+            for record in batch.records
+        ]
+    )
     flushed_records_emit(batch.records)
     _pause_for_tests()
     return batch
 
 
-def meters_flush_executed(*, meter_ids: Sequence[uuid.UUID], execution_ref: str,
-                          now: datetime | None = None) -> FlushedBatch:
+def meters_flush_executed(
+    *, meter_ids: Sequence[uuid.UUID], execution_ref: str, now: datetime | None = None
+) -> FlushedBatch:
     """The flush of a Meter processor set to flush by stream execution: at the end of a run, each
     meter it counted is written as a metered record and reset, in the caller's transaction (the
     run's: a run that rolls back flushed nothing).
@@ -461,18 +569,30 @@ def meters_flush_executed(*, meter_ids: Sequence[uuid.UUID], execution_ref: str,
             return FlushedBatch()
         written = _insert_records(meters, [uuid.uuid4() for _ in meters], now, execution_ref=execution_ref)
         if len(written) != len(meters):
-            logger.warning("flush of %s: %d of %d meters already had a record for it", execution_ref,
-                           len(meters) - len(written), len(meters))
+            logger.warning(
+                "flush of %s: %d of %d meters already had a record for it",
+                execution_ref,
+                len(meters) - len(written),
+                len(meters),
+            )
         flushed = {row[2] for row in written}
         if flushed:
             _reset_meters([meter for meter in meters if meter.id in flushed], now)
-        batch = FlushedBatch(meter_count=len(written), record_ids=[row[0] for row in written],
-                             records=[_record_document(row, now) for row in written])
-        notification_publish_many(notifications=[
-            Notification(account_id=uuid.UUID(record["accountId"]), event_type=FLUSHED_EVENT,
-                         payload={key: value for key, value in record.items() if key != "accountId"})
-            for record in batch.records
-        ])
+        batch = FlushedBatch(
+            meter_count=len(written),
+            record_ids=[row[0] for row in written],
+            records=[_record_document(row, now) for row in written],
+        )
+        notification_publish_many(
+            notifications=[
+                Notification(
+                    account_id=uuid.UUID(record["accountId"]),
+                    event_type=FLUSHED_EVENT,
+                    payload={key: value for key, value in record.items() if key != "accountId"},
+                )
+                for record in batch.records
+            ]
+        )
     return batch
 
 
@@ -482,8 +602,13 @@ def meters_flush_due(*, now: datetime | None = None, batch_size: int = 500) -> i
     return meters_flush_batch(now=now, batch_size=batch_size).meter_count
 
 
-def meters_flush_all_due(*, now: datetime | None = None, batch_size: int = 500, max_batches: int = 1_000,
-                         time_budget_seconds: float | None = None) -> tuple[int, bool]:
+def meters_flush_all_due(
+    *,
+    now: datetime | None = None,
+    batch_size: int = 500,
+    max_batches: int = 1_000,
+    time_budget_seconds: float | None = None,
+) -> tuple[int, bool]:
     """Batches until no due meter is left, ``max_batches`` were run or the time budget is spent.
 
     Returns (meters reset, whether more may remain). Each batch is its own transaction, so work
@@ -499,4 +624,3 @@ def meters_flush_all_due(*, now: datetime | None = None, batch_size: int = 500, 
         if time_budget_seconds is not None and time.monotonic() - started >= time_budget_seconds:
             break
     return total, True
-

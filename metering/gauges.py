@@ -35,7 +35,11 @@ def ledger_partitions_ahead() -> list[tuple[dict[str, str], float]]:
 def register() -> None:
     from config.metrics import register_gauge
 
-    register_gauge("metering_flush_lag_seconds", "Seconds since the oldest due meter's period ended", flush_lag)
-    register_gauge("metering_ledger_partitions_ahead_months",
-                   "Months after the current one with a ledger partition (-1: the current month has none)",
-                   ledger_partitions_ahead)
+    register_gauge(
+        "metering_flush_lag_seconds", "Seconds since the oldest due meter's period ended", flush_lag
+    )
+    register_gauge(
+        "metering_ledger_partitions_ahead_months",
+        "Months after the current one with a ledger partition (-1: the current month has none)",
+        ledger_partitions_ahead,
+    )

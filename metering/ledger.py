@@ -177,14 +177,18 @@ def parse_value(raw: Any) -> Decimal:
     elif isinstance(raw, int):
         number = Decimal(raw)
     elif isinstance(raw, float):
-        number = Decimal(repr(raw)) if raw == raw and raw not in (float("inf"), float("-inf")) else Decimal("NaN")
+        number = (
+            Decimal(repr(raw)) if raw == raw and raw not in (float("inf"), float("-inf")) else Decimal("NaN")
+        )
     elif isinstance(raw, str):
         try:
             number = Decimal(raw.strip())
         except decimal.InvalidOperation:
             raise RecordRefused(Reason.NON_NUMERIC_VALUE, f"The value {raw[:40]!r} is not a number.")
     else:
-        raise RecordRefused(Reason.NON_NUMERIC_VALUE, f"The value must be a number, not {type(raw).__name__}.")
+        raise RecordRefused(
+            Reason.NON_NUMERIC_VALUE, f"The value must be a number, not {type(raw).__name__}."
+        )
     if not number.is_finite():
         raise RecordRefused(Reason.NON_NUMERIC_VALUE, "The value must be a finite number.")
     if abs(number) >= VALUE_LIMIT:
@@ -211,11 +215,15 @@ def parse_timestamp(raw: Any, now: datetime) -> datetime:
         else:
             raise ValueError
         if moment.tzinfo is None:
-            raise RecordRefused(Reason.INVALID_TIMESTAMP, "The timestamp must carry a timezone (Z or an offset).")
+            raise RecordRefused(
+                Reason.INVALID_TIMESTAMP, "The timestamp must carry a timezone (Z or an offset)."
+            )
         # In UTC, 0001-01-01T00:00+01:00 is before year 1 and 9999-12-31T23:59-01:00 after 9999.
         return moment.astimezone(UTC)
     except (ValueError, OverflowError, OSError):
-        raise RecordRefused(Reason.INVALID_TIMESTAMP, f"The timestamp {str(raw)[:40]!r} is not ISO 8601 or Unix milliseconds.")
+        raise RecordRefused(
+            Reason.INVALID_TIMESTAMP, f"The timestamp {str(raw)[:40]!r} is not ISO 8601 or Unix milliseconds."
+        )
 
 
 def normalise_key(key: str) -> str:
@@ -413,19 +421,32 @@ def usage_apply(
     if source not in UsageSource.values:
         raise ValueError(f"Unknown usage source {source!r}.")
     now = now or utc_now()
-    if (records and options is None and record_corrections and connection.vendor == "postgresql"
-            and not connection.in_atomic_block):
+    if (
+        records
+        and options is None
+        and record_corrections
+        and connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+    ):
         answered = _apply_simple(account_id, records, source, source_ref, apply_filtering_rules, now)
         if answered is not None:
             return _counted(source, answered)
-    return _counted(source, _apply_batch(account_id, records, source, source_ref, options, apply_filtering_rules,
-                                         record_corrections, now))
+    return _counted(
+        source,
+        _apply_batch(
+            account_id, records, source, source_ref, options, apply_filtering_rules, record_corrections, now
+        ),
+    )
 
 
 def _counted(source: str, result: UsageResult) -> UsageResult:
     """Adds the batch's outcomes to ``usage_records_total{source, outcome}`` (GET /metrics)."""
-    for outcome, number in (("accepted", result.accepted), ("duplicate", result.duplicates),
-                            ("correction", result.corrections), ("excluded", result.excluded)):
+    for outcome, number in (
+        ("accepted", result.accepted),
+        ("duplicate", result.duplicates),
+        ("correction", result.corrections),
+        ("excluded", result.excluded),
+    ):
         if number:
             USAGE_RECORDS.labels(source, outcome).inc(number)
     return result
@@ -436,7 +457,9 @@ def usage_result(results: list[RecordResult]) -> UsageResult:
     return _result(results)
 
 
-def _result(results: list[RecordResult], changed: int = 0, crossings: Sequence[_Crossing] = ()) -> UsageResult:
+def _result(
+    results: list[RecordResult], changed: int = 0, crossings: Sequence[_Crossing] = ()
+) -> UsageResult:
     result = UsageResult(results=results)
     for item in results:
         if item.outcome == Outcome.ACCEPTED:
@@ -450,13 +473,20 @@ def _result(results: list[RecordResult], changed: int = 0, crossings: Sequence[_
     result.meters_updated = changed
     result.crossings = [
         ThresholdCrossing(c.event_id, c.meter_id, c.threshold_index, c.name, c.limit, c.value)
-        for c in crossings if c.event_id is not None
+        for c in crossings
+        if c.event_id is not None
     ]
     return result
 
 
-def _apply_simple(account_id: uuid.UUID, records: Sequence[UsageInput], source: str, source_ref: str,
-                  apply_filtering_rules: bool, now: datetime) -> UsageResult | None:
+def _apply_simple(
+    account_id: uuid.UUID,
+    records: Sequence[UsageInput],
+    source: str,
+    source_ref: str,
+    apply_filtering_rules: bool,
+    now: datetime,
+) -> UsageResult | None:
     """A batch on PostgreSQL outside any transaction (the hot paths): one read, then one statement
     that is its own transaction (``APPEND_COUNT``): dedup keys, ledger rows, rollups and meter
     updates, locks in the same order as ``_apply_batch``. Answers None (the caller runs the batch
@@ -470,12 +500,21 @@ def _apply_simple(account_id: uuid.UUID, records: Sequence[UsageInput], source: 
         if refusals or any(record.group is not None for record in records):
             return None
         if parsed:
-            types_by_id, types_by_name, meters_by_pair = backend.resolve(type_ids, api_names, user_ids,
-                                                                         apply_filtering_rules)
-            bound = _bind_meter_types(parsed, types_by_id, types_by_name, apply_filtering_rules, results, refusals)
-            if refusals or any(fresh.meter_type.dimensions for fresh in bound) or any(
-                    fresh.meter_type.auto_create_meters and (fresh.meter_type.id, fresh.user_id) not in meters_by_pair
-                    for fresh in bound):
+            types_by_id, types_by_name, meters_by_pair = backend.resolve(
+                type_ids, api_names, user_ids, apply_filtering_rules
+            )
+            bound = _bind_meter_types(
+                parsed, types_by_id, types_by_name, apply_filtering_rules, results, refusals
+            )
+            if (
+                refusals
+                or any(fresh.meter_type.dimensions for fresh in bound)
+                or any(
+                    fresh.meter_type.auto_create_meters
+                    and (fresh.meter_type.id, fresh.user_id) not in meters_by_pair
+                    for fresh in bound
+                )
+            ):
                 return None
             accepted = _bind_meters(backend, bound, types_by_id, meters_by_pair, refusals, now)
             if refusals or any(fresh.meter_has_thresholds for fresh in accepted):
@@ -490,11 +529,19 @@ def _apply_simple(account_id: uuid.UUID, records: Sequence[UsageInput], source: 
 
 
 @transaction.atomic
-def _apply_batch(account_id: uuid.UUID, records: Sequence[UsageInput], source: str, source_ref: str,
-                 options: MeterOptions | None, apply_filtering_rules: bool, record_corrections: bool,
-                 now: datetime) -> UsageResult:
-    backend: _Backend = _PostgresBackend(account_id) if connection.vendor == "postgresql" \
-        else _PortableBackend(account_id)
+def _apply_batch(
+    account_id: uuid.UUID,
+    records: Sequence[UsageInput],
+    source: str,
+    source_ref: str,
+    options: MeterOptions | None,
+    apply_filtering_rules: bool,
+    record_corrections: bool,
+    now: datetime,
+) -> UsageResult:
+    backend: _Backend = (
+        _PostgresBackend(account_id) if connection.vendor == "postgresql" else _PortableBackend(account_id)
+    )
     results: list[RecordResult | None] = [None] * len(records)
     refusals: list[_Refusal] = []
     changed: list[_MeterState] = []
@@ -503,9 +550,12 @@ def _apply_batch(account_id: uuid.UUID, records: Sequence[UsageInput], source: s
         parsed, type_ids, api_names, user_ids = _parse(records, results, refusals, now)
         if parsed:
             # 2. Meter types (with their filtering rules) and the customers' meters, in one read.
-            types_by_id, types_by_name, meters_by_pair = backend.resolve(type_ids, api_names, user_ids,
-                                                                         apply_filtering_rules)
-            bound = _bind_meter_types(parsed, types_by_id, types_by_name, apply_filtering_rules, results, refusals)
+            types_by_id, types_by_name, meters_by_pair = backend.resolve(
+                type_ids, api_names, user_ids, apply_filtering_rules
+            )
+            bound = _bind_meter_types(
+                parsed, types_by_id, types_by_name, apply_filtering_rules, results, refusals
+            )
             accepted = _bind_meters(backend, bound, types_by_id, meters_by_pair, refusals, now)
             if accepted:
                 # 3. Dedup keys, ledger rows and hourly rollups: one statement.
@@ -513,17 +563,28 @@ def _apply_batch(account_id: uuid.UUID, records: Sequence[UsageInput], source: s
                 counted = _mark_duplicates(backend, accepted, fresh_keys, results, records)
                 if counted:
                     # 4. Lock the meters (id order), advance them in Python, write them at once.
-                    meters = {meter.id: meter for meter in backend.lock_meters(sorted({r.meter_id for r in counted}))}
+                    meters = {
+                        meter.id: meter
+                        for meter in backend.lock_meters(sorted({r.meter_id for r in counted}))
+                    }
                     changed, crossings = _advance_meters(meters, counted, options, results)
                     if changed:
                         backend.update_meters(changed, now)
                     if crossings:
                         _record_crossings(backend, crossings, meters, now)
-    correction_ids = backend.insert_corrections(refusals, source, source_ref, now) \
-        if refusals and record_corrections else {}
+    correction_ids = (
+        backend.insert_corrections(refusals, source, source_ref, now)
+        if refusals and record_corrections
+        else {}
+    )
     for refusal in refusals:
-        results[refusal.index] = RecordResult(Outcome.CORRECTION, refusal.key, refusal.reason, refusal.message,
-                                              correction_id=correction_ids.get(refusal.key))
+        results[refusal.index] = RecordResult(
+            Outcome.CORRECTION,
+            refusal.key,
+            refusal.reason,
+            refusal.message,
+            correction_id=correction_ids.get(refusal.key),
+        )
     return _result(results, len(changed), crossings)  # type: ignore[arg-type]
 
 
@@ -550,7 +611,9 @@ def _type_reference(record: UsageInput) -> uuid.UUID | str:
         try:
             return uuid.UUID(str(reference))
         except ValueError:
-            raise RecordRefused(Reason.NO_MATCHING_METER, f"No meter type has the id {str(reference)[:40]!r}.")
+            raise RecordRefused(
+                Reason.NO_MATCHING_METER, f"No meter type has the id {str(reference)[:40]!r}."
+            )
     if record.meter_api_name:
         name = str(record.meter_api_name)
         if "\x00" in name:  # PostgreSQL cannot compare text holding NUL: no type has such a name
@@ -569,25 +632,47 @@ def _parse(records: Sequence[UsageInput], results: list, refusals: list[_Refusal
     api_names: set[str] = set()
     user_ids: set[str] = set()
     for index, record in enumerate(records):
-        key = normalise_key(str(record.idempotency_key)) if record.idempotency_key else f"gen:{uuid.uuid4().hex}"
+        key = (
+            normalise_key(str(record.idempotency_key))
+            if record.idempotency_key
+            else f"gen:{uuid.uuid4().hex}"
+        )
         try:
             user_id = _user_id(record.user_id)
             value = parse_value(record.value)
             moment = parse_timestamp(record.timestamp, now)
             if moment > latest:
-                raise RecordRefused(Reason.FUTURE_TIMESTAMP,
-                               f"The timestamp is more than {settings.USAGE_CLOCK_SKEW_SECONDS} s in the future.")
+                raise RecordRefused(
+                    Reason.FUTURE_TIMESTAMP,
+                    f"The timestamp is more than {settings.USAGE_CLOCK_SKEW_SECONDS} s in the future.",
+                )
             if moment < oldest:
-                raise RecordRefused(Reason.TIMESTAMP_TOO_OLD,
-                               f"The timestamp is older than the {settings.IDEMPOTENCY_WINDOW_DAYS}-day "
-                               "idempotency window.")
+                raise RecordRefused(
+                    Reason.TIMESTAMP_TOO_OLD,
+                    f"The timestamp is older than the {settings.IDEMPOTENCY_WINDOW_DAYS}-day "
+                    "idempotency window.",
+                )
             dimensions = record.dimensions
-            if dimensions is not None and (not isinstance(dimensions, dict) or "\\u0000" in _encode(dimensions)):
-                raise RecordRefused(Reason.INVALID_DIMENSIONS, "dimensions must be an object without NUL characters.")
+            if dimensions is not None and (
+                not isinstance(dimensions, dict) or "\\u0000" in _encode(dimensions)
+            ):
+                raise RecordRefused(
+                    Reason.INVALID_DIMENSIONS, "dimensions must be an object without NUL characters."
+                )
             reference = _type_reference(record)
         except RecordRefused as refused:
-            refusals.append(_Refusal(index, key, record.request_hash, refused.reason, refused.message,
-                                     _original(record), record.node, record.source_ref))
+            refusals.append(
+                _Refusal(
+                    index,
+                    key,
+                    record.request_hash,
+                    refused.reason,
+                    refused.message,
+                    _original(record),
+                    record.node,
+                    record.source_ref,
+                )
+            )
             continue
         if key in seen:
             # Twice in the batch: counted once, the later one is a duplicate.
@@ -608,28 +693,57 @@ def _original(record: UsageInput) -> Any:
     if record.record is not None:
         return record.record
     original = {
-        "userId": record.user_id, "value": record.value, "timestamp": record.timestamp,
-        "meterTypeId": record.meter_type_id, "meterApiName": record.meter_api_name, "meterKey": record.meter_key,
-        "dimensions": record.dimensions, "group": record.group,
+        "userId": record.user_id,
+        "value": record.value,
+        "timestamp": record.timestamp,
+        "meterTypeId": record.meter_type_id,
+        "meterApiName": record.meter_api_name,
+        "meterKey": record.meter_key,
+        "dimensions": record.dimensions,
+        "group": record.group,
     }
-    return json.loads(json.dumps({key: value for key, value in original.items() if value is not None}, default=str))
+    return json.loads(
+        json.dumps({key: value for key, value in original.items() if value is not None}, default=str)
+    )
 
 
-def _bind_meter_types(parsed, types_by_id, types_by_name, apply_filtering_rules, results, refusals) -> list[_Fresh]:
+def _bind_meter_types(
+    parsed, types_by_id, types_by_name, apply_filtering_rules, results, refusals
+) -> list[_Fresh]:
     """The meter type of each record exists, is active, and holds the record's time in its window."""
     bound: list[_Fresh] = []
     for index, record, key, user_id, value, moment, reference in parsed:
-        meter_type = types_by_id.get(reference) if isinstance(reference, uuid.UUID) else types_by_name.get(reference)
+        meter_type = (
+            types_by_id.get(reference) if isinstance(reference, uuid.UUID) else types_by_name.get(reference)
+        )
         reason = message = None
         if meter_type is None:
             reason, message = Reason.NO_MATCHING_METER, f"No meter type {str(reference)!r} in the account."
         elif meter_type.status != ACTIVE:
-            reason, message = Reason.ARCHIVED_METER_TYPE, f"The meter type {meter_type.api_name!r} is archived."
-        elif moment < meter_type.active_from or (meter_type.active_to is not None and moment >= meter_type.active_to):
-            reason, message = Reason.OUTSIDE_ACTIVE_WINDOW, "The timestamp is outside the meter type's active window."
+            reason, message = (
+                Reason.ARCHIVED_METER_TYPE,
+                f"The meter type {meter_type.api_name!r} is archived.",
+            )
+        elif moment < meter_type.active_from or (
+            meter_type.active_to is not None and moment >= meter_type.active_to
+        ):
+            reason, message = (
+                Reason.OUTSIDE_ACTIVE_WINDOW,
+                "The timestamp is outside the meter type's active window.",
+            )
         if reason is not None:
-            refusals.append(_Refusal(index, key, record.request_hash, reason, message, _original(record), record.node,
-                                     record.source_ref))
+            refusals.append(
+                _Refusal(
+                    index,
+                    key,
+                    record.request_hash,
+                    reason,
+                    message,
+                    _original(record),
+                    record.node,
+                    record.source_ref,
+                )
+            )
             continue
         dimensions = record.dimensions or {}
         if apply_filtering_rules and meter_type.rules and not _lets_through(meter_type.rules, dimensions):
@@ -648,17 +762,32 @@ def _lets_through(rules: list, dimensions: dict) -> bool:
     return True
 
 
-def _bind_meters(backend: _Backend, bound: list[_Fresh], types_by_id: dict, meters_by_pair: dict,
-                 refusals: list[_Refusal], now: datetime) -> list[_Fresh]:
+def _bind_meters(
+    backend: _Backend,
+    bound: list[_Fresh],
+    types_by_id: dict,
+    meters_by_pair: dict,
+    refusals: list[_Refusal],
+    now: datetime,
+) -> list[_Fresh]:
     """Give each record its meter, creating the missing meters of auto-create types first.
     Records without a meter go to data correction. Returns the records that have one."""
-    by_pair = {(types_by_id[type_id], user_id): meters for (type_id, user_id), meters in meters_by_pair.items()}
-    missing = {(record.meter_type, record.user_id) for record in bound
-               if record.meter_type.auto_create_meters and (record.meter_type, record.user_id) not in by_pair}
+    by_pair = {
+        (types_by_id[type_id], user_id): meters for (type_id, user_id), meters in meters_by_pair.items()
+    }
+    missing = {
+        (record.meter_type, record.user_id)
+        for record in bound
+        if record.meter_type.auto_create_meters and (record.meter_type, record.user_id) not in by_pair
+    }
     if missing:
-        backend.insert_missing_meters([(meter_type.id, user_id, meter_type) for meter_type, user_id in missing], now)
+        backend.insert_missing_meters(
+            [(meter_type.id, user_id, meter_type) for meter_type, user_id in missing], now
+        )
         found = backend.find_meters([(meter_type.id, user_id) for meter_type, user_id in missing])
-        by_pair.update({(types_by_id[type_id], user_id): meters for (type_id, user_id), meters in found.items()})
+        by_pair.update(
+            {(types_by_id[type_id], user_id): meters for (type_id, user_id), meters in found.items()}
+        )
     accepted = []
     for record in bound:
         candidates = by_pair.get((record.meter_type, record.user_id), ())
@@ -670,35 +799,58 @@ def _bind_meters(backend: _Backend, bound: list[_Fresh], types_by_id: dict, mete
         else:
             chosen = next((candidate for candidate in candidates if candidate[1] == DEFAULT_METER_KEY), None)
             if chosen is None and candidates:
-                refusals.append(_Refusal(
-                    record.index, record.key, record.input.request_hash, Reason.AMBIGUOUS_METER,
-                    f"{len(candidates)} meters of {record.meter_type.api_name!r} belong to this userId; "
-                    "give a meterKey.", _original(record.input), record.input.node, record.input.source_ref,
-                ))
+                refusals.append(
+                    _Refusal(
+                        record.index,
+                        record.key,
+                        record.input.request_hash,
+                        Reason.AMBIGUOUS_METER,
+                        f"{len(candidates)} meters of {record.meter_type.api_name!r} belong to this userId; "
+                        "give a meterKey.",
+                        _original(record.input),
+                        record.input.node,
+                        record.input.source_ref,
+                    )
+                )
                 continue
         if chosen is not None:
             record.meter_id, _, record.meter_has_thresholds = chosen
         if record.meter_id is None:
-            refusals.append(_Refusal(
-                record.index, record.key, record.input.request_hash, Reason.NO_MATCHING_METER,
-                f"No meter of {record.meter_type.api_name!r} for this userId"
-                + (f" and meterKey {meter_key!r}." if meter_key else "."), _original(record.input), record.input.node,
-                record.input.source_ref,
-            ))
+            refusals.append(
+                _Refusal(
+                    record.index,
+                    record.key,
+                    record.input.request_hash,
+                    Reason.NO_MATCHING_METER,
+                    f"No meter of {record.meter_type.api_name!r} for this userId"
+                    + (f" and meterKey {meter_key!r}." if meter_key else "."),
+                    _original(record.input),
+                    record.input.node,
+                    record.input.source_ref,
+                )
+            )
             continue
         accepted.append(record)
     return accepted
 
 
-def _mark_duplicates(backend: _Backend, accepted: list[_Fresh], fresh_keys: Collection[str], results: list,
-                     records: Sequence[UsageInput]) -> list[_Fresh]:
+def _mark_duplicates(
+    backend: _Backend,
+    accepted: list[_Fresh],
+    fresh_keys: Collection[str],
+    results: list,
+    records: Sequence[UsageInput],
+) -> list[_Fresh]:
     """Results for the appended records; returns the fresh ones. A duplicate whose stored request
     hash differs is flagged ``key_reused`` (the same key sent with another body); so is a key
     repeated in the batch (a duplicate ``_parse`` marked) whose body differs from the one the key
     now holds, judged once the first is written, as if the two had come one after the other."""
     counted = []
-    duplicates = [(index, result.idempotency_key, records[index].request_hash) for index, result in enumerate(results)
-                  if result is not None and result.outcome == Outcome.DUPLICATE and records[index].request_hash]
+    duplicates = [
+        (index, result.idempotency_key, records[index].request_hash)
+        for index, result in enumerate(results)
+        if result is not None and result.outcome == Outcome.DUPLICATE and records[index].request_hash
+    ]
     for record in accepted:
         if record.key in fresh_keys:
             results[record.index] = RecordResult(Outcome.ACCEPTED, record.key, meter_id=record.meter_id)
@@ -718,8 +870,9 @@ def _mark_duplicates(backend: _Backend, accepted: list[_Fresh], fresh_keys: Coll
 # --- meter state ------------------------------------------------------------------------------
 
 
-def _advance_meters(meters: dict[uuid.UUID, _MeterState], counted: list[_Fresh], options: MeterOptions | None,
-                    results: list) -> tuple[list[_MeterState], list[_Crossing]]:
+def _advance_meters(
+    meters: dict[uuid.UUID, _MeterState], counted: list[_Fresh], options: MeterOptions | None, results: list
+) -> tuple[list[_MeterState], list[_Crossing]]:
     """Each meter's new state from the fresh records of its open period (read under its lock)."""
     by_meter: dict[uuid.UUID, list[_Fresh]] = {}
     for record in counted:
@@ -773,7 +926,11 @@ def _advance_groups(meter: _MeterState, meter_type: _TypeInfo, fresh: list[_Fres
         position = positions.get(key)
         held = groups[position] if position is not None else {"key": key, "value": None, "recordCount": 0}
         value = _aggregate(meter_type.aggregation, _decimal(held.get("value")), records)
-        updated = {"key": key, "value": _number(value), "recordCount": int(held.get("recordCount") or 0) + len(records)}
+        updated = {
+            "key": key,
+            "value": _number(value),
+            "recordCount": int(held.get("recordCount") or 0) + len(records),
+        }
         if position is None:
             groups.append(updated)
         else:
@@ -781,10 +938,13 @@ def _advance_groups(meter: _MeterState, meter_type: _TypeInfo, fresh: list[_Fres
     meter.groups = groups
 
 
-def _advance_breakdowns(meter: _MeterState, meter_type: _TypeInfo, fresh: list[_Fresh],
-                        options: MeterOptions | None) -> None:
+def _advance_breakdowns(
+    meter: _MeterState, meter_type: _TypeInfo, fresh: list[_Fresh], options: MeterOptions | None
+) -> None:
     """``groupBreakdowns``: the meter's value per combination of the group-by fields' values."""
-    group_by = options.group_by if options is not None and options.group_by is not None else meter_type.dimensions
+    group_by = (
+        options.group_by if options is not None and options.group_by is not None else meter_type.dimensions
+    )
     if not group_by:
         return
     by_values: dict[str, tuple[dict, list[_Fresh]]] = {}
@@ -793,14 +953,23 @@ def _advance_breakdowns(meter: _MeterState, meter_type: _TypeInfo, fresh: list[_
         values = {name: fields.get(name) for name in group_by}
         by_values.setdefault(_encode(values), (values, []))[1].append(record)
     breakdowns = list(_json(meter.group_breakdowns) or [])
-    positions = {_encode({name: (item.get("fields") or {}).get(name) for name in group_by}): position
-                 for position, item in enumerate(breakdowns)}
+    positions = {
+        _encode({name: (item.get("fields") or {}).get(name) for name in group_by}): position
+        for position, item in enumerate(breakdowns)
+    }
     for encoded, (values, records) in by_values.items():
         position = positions.get(encoded)
-        held = breakdowns[position] if position is not None else {"fields": values, "value": None, "recordCount": 0}
+        held = (
+            breakdowns[position]
+            if position is not None
+            else {"fields": values, "value": None, "recordCount": 0}
+        )
         value = _aggregate(meter_type.aggregation, _decimal(held.get("value")), records)
-        updated = {"fields": values, "value": _number(value),
-                   "recordCount": int(held.get("recordCount") or 0) + len(records)}
+        updated = {
+            "fields": values,
+            "value": _number(value),
+            "recordCount": int(held.get("recordCount") or 0) + len(records),
+        }
         if position is None:
             breakdowns.append(updated)
             positions[encoded] = len(breakdowns) - 1
@@ -815,13 +984,19 @@ def _advance_carry(meter: _MeterState, fresh: list[_Fresh], options: MeterOption
         return
     if options.carry_first:
         first = min(fresh, key=lambda record: record.timestamp)  # the first sent wins a tie
-        held_at = meter.carry_first_at if meter.carry_first_at and meter.carry_first_at >= meter.period_start else None
+        held_at = (
+            meter.carry_first_at
+            if meter.carry_first_at and meter.carry_first_at >= meter.period_start
+            else None
+        )
         if held_at is None or first.timestamp < held_at:
             meter.carry_first = {name: _fields(first).get(name) for name in options.carry_first}
             meter.carry_first_at = first.timestamp
     if options.carry_last:
         last = max(reversed(fresh), key=lambda record: record.timestamp)  # the last sent wins a tie
-        held_at = meter.carry_last_at if meter.carry_last_at and meter.carry_last_at >= meter.period_start else None
+        held_at = (
+            meter.carry_last_at if meter.carry_last_at and meter.carry_last_at >= meter.period_start else None
+        )
         if held_at is None or last.timestamp >= held_at:
             meter.carry_last = {name: _fields(last).get(name) for name in options.carry_last}
             meter.carry_last_at = last.timestamp
@@ -846,7 +1021,9 @@ def _crossed(meter: _MeterState, before: Decimal | None) -> list[_Crossing]:
     for position, threshold in enumerate(thresholds):
         limit = threshold_limit(threshold, _decimal(meter.capacity))
         if limit is not None and (before is None or before < limit) and after >= limit:
-            crossings.append(_Crossing(meter.id, position, threshold.get("name") or "", limit, after, meter.period_start))
+            crossings.append(
+                _Crossing(meter.id, position, threshold.get("name") or "", limit, after, meter.period_start)
+            )
     return crossings
 
 
@@ -862,10 +1039,13 @@ def _record_crossings(backend: _Backend, crossings: list[_Crossing], meters: dic
         if crossing.event_id not in inserted:
             crossing.event_id = None
             continue
-        notifications.append(Notification(
-            account_id=backend.account_id, event_type="threshold.crossed",
-            payload=threshold_payload(meters[crossing.meter_id], crossing, now),
-        ))
+        notifications.append(
+            Notification(
+                account_id=backend.account_id,
+                event_type="threshold.crossed",
+                payload=threshold_payload(meters[crossing.meter_id], crossing, now),
+            )
+        )
     if notifications:
         notification_publish_many(notifications=notifications)
 
@@ -938,11 +1118,22 @@ class _Backend(ABC):
 
 def _type_info(row: Sequence[Any], rules: Any) -> _TypeInfo:
     return _TypeInfo(
-        id=row[0], api_name=row[1], aggregation=row[2], status=row[3], active_from=row[4], active_to=row[5],
-        reset_cron=row[6], timezone=row[7], capacity=row[8], thresholds=_json(row[9]) or [],
-        dimensions=_json(row[10]) or [], auto_create_meters=bool(row[11]),
-        rules=[(name, action, [str(value) for value in (_json(values) or [])])
-               for name, action, values in (_json(rules) or [])],
+        id=row[0],
+        api_name=row[1],
+        aggregation=row[2],
+        status=row[3],
+        active_from=row[4],
+        active_to=row[5],
+        reset_cron=row[6],
+        timezone=row[7],
+        capacity=row[8],
+        thresholds=_json(row[9]) or [],
+        dimensions=_json(row[10]) or [],
+        auto_create_meters=bool(row[11]),
+        rules=[
+            (name, action, [str(value) for value in (_json(values) or [])])
+            for name, action, values in (_json(rules) or [])
+        ],
     )
 
 
@@ -956,8 +1147,18 @@ def _new_meter_rows(missing, now: datetime) -> list[tuple]:
         if start >= end:
             continue
         empty = None if meter_type.aggregation in (MAX, MIN) else Decimal(0)
-        rows.append((uuid.uuid4(), type_id, user_id, meter_type.capacity, _encode(meter_type.thresholds), empty,
-                     start, end))
+        rows.append(
+            (
+                uuid.uuid4(),
+                type_id,
+                user_id,
+                meter_type.capacity,
+                _encode(meter_type.thresholds),
+                empty,
+                start,
+                end,
+            )
+        )
     return rows
 
 
@@ -969,10 +1170,14 @@ def _group_meters(rows: Iterable[Sequence[Any]]) -> dict:
     return grouped
 
 
-_METER_COLUMNS = ("id, meter_type_id, meter_key, user_id, value, groups, group_breakdowns, carry_first, carry_last, "
-                  "carry_first_at, carry_last_at, record_count, period_start, period_end, capacity, thresholds")
-_TYPE_COLUMNS = ("id, api_name, aggregation, status, active_from, active_to, reset_cron, timezone, capacity, "
-                 "thresholds, dimensions, auto_create_meters")
+_METER_COLUMNS = (
+    "id, meter_type_id, meter_key, user_id, value, groups, group_breakdowns, carry_first, carry_last, "
+    "carry_first_at, carry_last_at, record_count, period_start, period_end, capacity, thresholds"
+)
+_TYPE_COLUMNS = (
+    "id, api_name, aggregation, status, active_from, active_to, reset_cron, timezone, capacity, "
+    "thresholds, dimensions, auto_create_meters"
+)
 
 
 class _PostgresBackend(_Backend):
@@ -987,9 +1192,11 @@ class _PostgresBackend(_Backend):
         SELECT t.*, m.id, m.meter_type_id, m.meter_key, m.user_id, m.thresholds <> '[]'::jsonb FROM t
         LEFT JOIN metering_meter m ON m.account_id = %(account)s AND m.user_id = ANY(%(users)b::text[])
                                       AND m.meter_type_id = t.id
-    """
-    RULES = ("(SELECT json_agg(json_build_array(r.dimension_name, r.action, r.dimension_values) ORDER BY r.created_at) "
-             "FROM metering_metereventfilteringrule r WHERE r.meter_type_id = metering_metertype.id)")
+    """  # noqa: S608
+    RULES = (
+        "(SELECT json_agg(json_build_array(r.dimension_name, r.action, r.dimension_values) ORDER BY r.created_at) "
+        "FROM metering_metereventfilteringrule r WHERE r.meter_type_id = metering_metertype.id)"
+    )
     INSERT_METERS = """
         INSERT INTO metering_meter (id, account_id, meter_type_id, meter_key, user_id, custom_fields, capacity,
             thresholds, delete_on_reset, value, groups, group_breakdowns, carry_first, carry_last, record_count,
@@ -1037,16 +1244,21 @@ class _PostgresBackend(_Backend):
                 max = GREATEST(r.max, EXCLUDED.max), min = LEAST(r.min, EXCLUDED.min)
             RETURNING 1
         )"""
-    APPEND = _APPEND_HEAD + """
+    APPEND = (
+        _APPEND_HEAD  # noqa: S608
+        + """
         SELECT idempotency_key FROM appended
     """
+    )
     # APPEND and the meters' update in one statement, for batches whose meters need nothing
     # computed in Python (no groups, breakdowns, carry or thresholds): the same writes as APPEND +
     # LOCK_METERS + UPDATE_METERS in the same lock order (keys, rollup rows, then the meters in id
     # order, once every rollup is written: ``count(*)`` reads all of ``rolled``). A meter counts the
     # records whose time is in the period its locked row holds. Answers each fresh key and whether
     # its meter counted it.
-    APPEND_COUNT = _APPEND_HEAD + """, locked AS MATERIALIZED (
+    APPEND_COUNT = (
+        _APPEND_HEAD  # noqa: S608
+        + """, locked AS MATERIALIZED (
             SELECT m.id, m.period_start, m.period_end FROM metering_meter m
             WHERE m.id = ANY(%(meters)s::uuid[]) AND m.id IN (SELECT meter_id FROM appended)
               AND (SELECT count(*) FROM rolled) >= 0
@@ -1071,8 +1283,13 @@ class _PostgresBackend(_Backend):
         SELECT a.idempotency_key, l.id IS NOT NULL FROM appended a
         LEFT JOIN locked l ON l.id = a.meter_id AND a."timestamp" >= l.period_start AND a."timestamp" < l.period_end
     """
-    HASHES = "SELECT key, request_hash FROM metering_usagededupkey WHERE account_id = %s AND key = ANY(%b::text[])"
-    LOCK_METERS = f"SELECT {_METER_COLUMNS} FROM metering_meter WHERE id = ANY(%b::uuid[]) ORDER BY id FOR UPDATE"
+    )
+    HASHES = (
+        "SELECT key, request_hash FROM metering_usagededupkey WHERE account_id = %s AND key = ANY(%b::text[])"
+    )
+    LOCK_METERS = (
+        f"SELECT {_METER_COLUMNS} FROM metering_meter WHERE id = ANY(%b::uuid[]) ORDER BY id FOR UPDATE"  # noqa: S608
+    )
     UPDATE_METERS = """
         UPDATE metering_meter AS m
         SET value = u.value, groups = u.groups, group_breakdowns = u.group_breakdowns, carry_first = u.carry_first,
@@ -1108,8 +1325,10 @@ class _PostgresBackend(_Backend):
         ON CONFLICT (account_id, idempotency_key) WHERE status = 'OPEN' DO NOTHING
         RETURNING id, idempotency_key
     """
-    OPEN_CORRECTIONS = ("SELECT id, idempotency_key FROM metering_datacorrection WHERE account_id = %s "
-                        "AND idempotency_key = ANY(%b::text[]) AND status = 'OPEN'")
+    OPEN_CORRECTIONS = (
+        "SELECT id, idempotency_key FROM metering_datacorrection WHERE account_id = %s "
+        "AND idempotency_key = ANY(%b::text[]) AND status = 'OPEN'"
+    )
 
     def __init__(self, account_id: uuid.UUID):
         from psycopg import Cursor
@@ -1135,47 +1354,97 @@ class _PostgresBackend(_Backend):
 
     def resolve(self, type_ids, api_names, user_ids, with_rules):
         sql = self.RESOLVE.format(rules=self.RULES if with_rules else "NULL::json")
-        rows = self.execute(sql, {"account": self.account_id, "ids": list(type_ids), "names": list(api_names),
-                                  "users": list(user_ids)}).fetchall()
+        rows = self.execute(
+            sql,
+            {
+                "account": self.account_id,
+                "ids": list(type_ids),
+                "names": list(api_names),
+                "users": list(user_ids),
+            },
+        ).fetchall()
         types: dict[uuid.UUID, _TypeInfo] = {}
         for row in rows:
             if row[0] not in types:
                 types[row[0]] = _type_info(row[:12], row[12])
-        return types, {t.api_name: t for t in types.values()}, _group_meters(row[13:] for row in rows if row[13])
+        return (
+            types,
+            {t.api_name: t for t in types.values()},
+            _group_meters(row[13:] for row in rows if row[13]),
+        )
 
     def insert_missing_meters(self, missing, now):
         rows = _new_meter_rows(missing, now)
         if not rows:
             return
         columns = [list(column) for column in zip(*rows, strict=True)]
-        self.execute(self.INSERT_METERS, {
-            "account": self.account_id, "meter_key": DEFAULT_METER_KEY, "now": now, "ids": columns[0],
-            "types": columns[1], "users": columns[2], "capacities": columns[3], "thresholds": columns[4],
-            "values": columns[5], "starts": columns[6], "ends": columns[7],
-        })
+        self.execute(
+            self.INSERT_METERS,
+            {
+                "account": self.account_id,
+                "meter_key": DEFAULT_METER_KEY,
+                "now": now,
+                "ids": columns[0],
+                "types": columns[1],
+                "users": columns[2],
+                "capacities": columns[3],
+                "thresholds": columns[4],
+                "values": columns[5],
+                "starts": columns[6],
+                "ends": columns[7],
+            },
+        )
 
     def find_meters(self, pairs):
-        return _group_meters(self.execute(self.FIND_METERS, [self.account_id, [p[0] for p in pairs],
-                                                             [p[1] for p in pairs]]).fetchall())
+        return _group_meters(
+            self.execute(
+                self.FIND_METERS, [self.account_id, [p[0] for p in pairs], [p[1] for p in pairs]]
+            ).fetchall()
+        )
 
     def append(self, records, source, source_ref, now):
-        return {row[0] for row in self.execute(self.APPEND, self._batch(records, source, source_ref, now)).fetchall()}
+        return {
+            row[0]
+            for row in self.execute(self.APPEND, self._batch(records, source, source_ref, now)).fetchall()
+        }
 
-    def append_and_count(self, records: list[_Fresh], source: str, source_ref: str, now: datetime) -> dict[str, bool]:
+    def append_and_count(
+        self, records: list[_Fresh], source: str, source_ref: str, now: datetime
+    ) -> dict[str, bool]:
         """``APPEND_COUNT``: the fresh keys, each with whether its meter counted the record."""
-        parameters = {**self._batch(records, source, source_ref, now), "meters": list({r.meter_id for r in records})}
+        parameters = {
+            **self._batch(records, source, source_ref, now),
+            "meters": list({r.meter_id for r in records}),
+        }
         rows = self.execute(self.APPEND_COUNT, parameters).fetchall()
         return {key: counted for key, counted in rows}
 
     def _batch(self, records: list[_Fresh], source: str, source_ref: str, now: datetime) -> dict[str, Any]:
         # One JSON document (msgspec encodes it in C; jsonb is parsed once, then each field is a
         # cheap lookup): binding eight arrays element by element costs the client more.
-        batch = _ENCODER.encode([
-            (r.key, r.input.request_hash, r.meter_type.id, r.meter_id, r.user_id, r.value, r.timestamp, r.dimensions,
-             *((r.input.source_ref,) if r.input.source_ref else ()))
-            for r in records
-        ]).decode()
-        return {"account": self.account_id, "now": now, "source": source, "source_ref": source_ref or "", "batch": batch}
+        batch = _ENCODER.encode(
+            [
+                (
+                    r.key,
+                    r.input.request_hash,
+                    r.meter_type.id,
+                    r.meter_id,
+                    r.user_id,
+                    r.value,
+                    r.timestamp,
+                    r.dimensions,
+                    *((r.input.source_ref,) if r.input.source_ref else ()),
+                )
+                for r in records
+            ]
+        ).decode()
+        return {
+            "account": self.account_id,
+            "now": now,
+            "source": source,
+            "source_ref": source_ref or "",
+            "batch": batch,
+        }
 
     def stored_hashes(self, keys):
         return dict(self.execute(self.HASHES, [self.account_id, keys]).fetchall())
@@ -1184,41 +1453,70 @@ class _PostgresBackend(_Backend):
         return [_MeterState(*row) for row in self.execute(self.LOCK_METERS, [meter_ids]).fetchall()]
 
     def update_meters(self, meters, now):
-        self.execute(self.UPDATE_METERS, {
-            "now": now, "ids": [m.id for m in meters], "values": [m.value for m in meters],
-            "groups": [_json_text(m.groups) for m in meters],
-            "breakdowns": [_json_text(m.group_breakdowns) for m in meters],
-            "carry_first": [_json_text(m.carry_first) for m in meters],
-            "carry_last": [_json_text(m.carry_last) for m in meters],
-            "carry_first_at": [m.carry_first_at for m in meters], "carry_last_at": [m.carry_last_at for m in meters],
-            "counts": [m.record_count for m in meters],
-        })
+        self.execute(
+            self.UPDATE_METERS,
+            {
+                "now": now,
+                "ids": [m.id for m in meters],
+                "values": [m.value for m in meters],
+                "groups": [_json_text(m.groups) for m in meters],
+                "breakdowns": [_json_text(m.group_breakdowns) for m in meters],
+                "carry_first": [_json_text(m.carry_first) for m in meters],
+                "carry_last": [_json_text(m.carry_last) for m in meters],
+                "carry_first_at": [m.carry_first_at for m in meters],
+                "carry_last_at": [m.carry_last_at for m in meters],
+                "counts": [m.record_count for m in meters],
+            },
+        )
 
     def insert_threshold_events(self, crossings, now):
-        rows = self.execute(self.THRESHOLD_EVENTS, {
-            "account": self.account_id, "now": now, "ids": [c.event_id for c in crossings],
-            "meters": [c.meter_id for c in crossings], "positions": [c.threshold_index for c in crossings],
-            "names": [c.name for c in crossings], "limits": [c.limit for c in crossings],
-            "values": [c.value for c in crossings], "starts": [c.period_start for c in crossings],
-        }).fetchall()
+        rows = self.execute(
+            self.THRESHOLD_EVENTS,
+            {
+                "account": self.account_id,
+                "now": now,
+                "ids": [c.event_id for c in crossings],
+                "meters": [c.meter_id for c in crossings],
+                "positions": [c.threshold_index for c in crossings],
+                "names": [c.name for c in crossings],
+                "limits": [c.limit for c in crossings],
+                "values": [c.value for c in crossings],
+                "starts": [c.period_start for c in crossings],
+            },
+        ).fetchall()
         return {row[0] for row in rows}
 
     def insert_corrections(self, refusals, source, source_ref, now):
         unique = list({refusal.key: refusal for refusal in reversed(refusals)}.values())
-        rows = self.execute(self.CORRECTIONS, {
-            "account": self.account_id, "source": source, "source_ref": source_ref or "", "now": now,
-            "ids": [uuid.uuid4() for _ in unique], "nodes": [r.node or "" for r in unique],
-            "reasons": [str(r.reason) for r in unique],
-            "messages": [_storable_text(r.message[:500]) for r in unique],
-            "records": [_storable_json(_encode(r.record)) for r in unique], "keys": [r.key for r in unique],
-            "hashes": [r.request_hash or "" for r in unique], "refs": [r.source_ref for r in unique],
-        }).fetchall()
+        rows = self.execute(
+            self.CORRECTIONS,
+            {
+                "account": self.account_id,
+                "source": source,
+                "source_ref": source_ref or "",
+                "now": now,
+                "ids": [uuid.uuid4() for _ in unique],
+                "nodes": [r.node or "" for r in unique],
+                "reasons": [str(r.reason) for r in unique],
+                "messages": [_storable_text(r.message[:500]) for r in unique],
+                "records": [_storable_json(_encode(r.record)) for r in unique],
+                "keys": [r.key for r in unique],
+                "hashes": [r.request_hash or "" for r in unique],
+                "refs": [r.source_ref for r in unique],
+            },
+        ).fetchall()
         ids = {key: correction_id for correction_id, key in rows}
         if len(ids) < len(unique):
             # A replay of a record already waiting in data correction: the open correction stands.
             waiting = [r.key for r in unique if r.key not in ids]
-            ids.update({key: correction_id for correction_id, key in
-                        self.execute(self.OPEN_CORRECTIONS, [self.account_id, waiting]).fetchall()})
+            ids.update(
+                {
+                    key: correction_id
+                    for correction_id, key in self.execute(
+                        self.OPEN_CORRECTIONS, [self.account_id, waiting]
+                    ).fetchall()
+                }
+            )
         return ids
 
 
@@ -1244,38 +1542,64 @@ class _PortableBackend(_Backend):
 
         from metering.models import Meter, MeterEventFilteringRule
 
-        rows = list(MeterType.objects.filter(account_id=self.account_id)
-                    .filter(Q(pk__in=type_ids) | Q(api_name__in=api_names))
-                    .values_list(*[column.strip() for column in _TYPE_COLUMNS.split(",")]))
+        rows = list(
+            MeterType.objects.filter(account_id=self.account_id)
+            .filter(Q(pk__in=type_ids) | Q(api_name__in=api_names))
+            .values_list(*[column.strip() for column in _TYPE_COLUMNS.split(",")])
+        )
         rules: dict[uuid.UUID, list] = {}
         if with_rules and rows:
-            for rule in MeterEventFilteringRule.objects.filter(meter_type_id__in=[row[0] for row in rows]) \
-                    .order_by("created_at"):
-                rules.setdefault(rule.meter_type_id, []).append([rule.dimension_name, rule.action,
-                                                                 rule.dimension_values])
+            for rule in MeterEventFilteringRule.objects.filter(
+                meter_type_id__in=[row[0] for row in rows]
+            ).order_by("created_at"):
+                rules.setdefault(rule.meter_type_id, []).append(
+                    [rule.dimension_name, rule.action, rule.dimension_values]
+                )
         types = {row[0]: _type_info(row, rules.get(row[0])) for row in rows}
-        meters = Meter.objects.filter(account_id=self.account_id, meter_type_id__in=list(types),
-                                      user_id__in=list(user_ids)) \
-            .values_list("id", "meter_type_id", "meter_key", "user_id", "thresholds") if types else []
+        meters = (
+            Meter.objects.filter(
+                account_id=self.account_id, meter_type_id__in=list(types), user_id__in=list(user_ids)
+            ).values_list("id", "meter_type_id", "meter_key", "user_id", "thresholds")
+            if types
+            else []
+        )
         return types, {t.api_name: t for t in types.values()}, _group_meters(meters)
 
     def insert_missing_meters(self, missing, now):
         from metering.models import Meter
 
-        Meter.objects.bulk_create([
-            Meter(id=meter_id, account_id=self.account_id, meter_type_id=type_id, meter_key=DEFAULT_METER_KEY,
-                  user_id=user_id, capacity=capacity, thresholds=json.loads(thresholds), value=value,
-                  period_start=start, period_end=end, created_at=now, updated_at=now)
-            for meter_id, type_id, user_id, capacity, thresholds, value, start, end in _new_meter_rows(missing, now)
-        ], ignore_conflicts=True)
+        Meter.objects.bulk_create(
+            [
+                Meter(
+                    id=meter_id,
+                    account_id=self.account_id,
+                    meter_type_id=type_id,
+                    meter_key=DEFAULT_METER_KEY,
+                    user_id=user_id,
+                    capacity=capacity,
+                    thresholds=json.loads(thresholds),
+                    value=value,
+                    period_start=start,
+                    period_end=end,
+                    created_at=now,
+                    updated_at=now,
+                )
+                for meter_id, type_id, user_id, capacity, thresholds, value, start, end in _new_meter_rows(
+                    missing, now
+                )
+            ],
+            ignore_conflicts=True,
+        )
 
     def find_meters(self, pairs):
         from metering.models import Meter
 
         wanted = set(pairs)
-        rows = Meter.objects.filter(account_id=self.account_id, meter_type_id__in={p[0] for p in pairs},
-                                    user_id__in={p[1] for p in pairs}) \
-            .values_list("id", "meter_type_id", "meter_key", "user_id", "thresholds")
+        rows = Meter.objects.filter(
+            account_id=self.account_id,
+            meter_type_id__in={p[0] for p in pairs},
+            user_id__in={p[1] for p in pairs},
+        ).values_list("id", "meter_type_id", "meter_key", "user_id", "thresholds")
         return _group_meters(row for row in rows if (row[1], row[3]) in wanted)
 
     def append(self, records, source, source_ref, now):
@@ -1285,24 +1609,41 @@ class _PortableBackend(_Backend):
         ordered = sorted(records, key=lambda record: record.key)
         with connection.cursor() as cursor:
             for start in range(0, len(ordered), SQLITE_CHUNK):
-                chunk = ordered[start:start + SQLITE_CHUNK]
+                chunk = ordered[start : start + SQLITE_CHUNK]
                 params: list[Any] = []
                 for record in chunk:
-                    params += [self._uuid(self.account_id), record.key, record.input.request_hash,
-                               self._datetime(now)]
+                    params += [
+                        self._uuid(self.account_id),
+                        record.key,
+                        record.input.request_hash,
+                        self._datetime(now),
+                    ]
                 cursor.execute(
                     "INSERT INTO metering_usagededupkey (account_id, key, request_hash, created_at) "  # noqa: S608
                     f"VALUES {', '.join(['(%s, %s, %s, %s)'] * len(chunk))} ON CONFLICT DO NOTHING RETURNING key",
-                    params)
+                    params,
+                )
                 fresh.update(row[0] for row in cursor.fetchall())
         appended = [record for record in records if record.key in fresh]
-        UsageRecord.objects.bulk_create([
-            UsageRecord(account_id=self.account_id, meter_type_id=r.meter_type.id, meter_id=r.meter_id,
-                        user_id=r.user_id, value=r.value, timestamp=r.timestamp, dimensions=r.dimensions or {},
-                        source=source, source_ref=r.input.source_ref or source_ref or "", idempotency_key=r.key,
-                        created_at=now)
-            for r in appended
-        ], batch_size=SQLITE_CHUNK)
+        UsageRecord.objects.bulk_create(
+            [
+                UsageRecord(
+                    account_id=self.account_id,
+                    meter_type_id=r.meter_type.id,
+                    meter_id=r.meter_id,
+                    user_id=r.user_id,
+                    value=r.value,
+                    timestamp=r.timestamp,
+                    dimensions=r.dimensions or {},
+                    source=source,
+                    source_ref=r.input.source_ref or source_ref or "",
+                    idempotency_key=r.key,
+                    created_at=now,
+                )
+                for r in appended
+            ],
+            batch_size=SQLITE_CHUNK,
+        )
         self._roll_up(appended)
         return fresh
 
@@ -1312,9 +1653,16 @@ class _PortableBackend(_Backend):
             hour = record.timestamp.replace(minute=0, second=0, microsecond=0)
             hours.setdefault((record.meter_type.id, record.user_id, hour), []).append(record.value)
         rows = [
-            [self._uuid(self.account_id), self._uuid(type_id), user_id, self._datetime(hour),
-             self._decimal(sum(values, Decimal(0))), len(values), self._decimal(max(values)),
-             self._decimal(min(values))]
+            [
+                self._uuid(self.account_id),
+                self._uuid(type_id),
+                user_id,
+                self._datetime(hour),
+                self._decimal(sum(values, Decimal(0))),
+                len(values),
+                self._decimal(max(values)),
+                self._decimal(min(values)),
+            ]
             for (type_id, user_id, hour), values in sorted(hours.items())
         ]
         with connection.cursor() as cursor:
@@ -1330,26 +1678,55 @@ class _PortableBackend(_Backend):
     def stored_hashes(self, keys):
         from metering.models import UsageDedupKey
 
-        return dict(UsageDedupKey.objects.filter(account_id=self.account_id, key__in=keys)
-                    .values_list("key", "request_hash"))
+        return dict(
+            UsageDedupKey.objects.filter(account_id=self.account_id, key__in=keys).values_list(
+                "key", "request_hash"
+            )
+        )
 
     def lock_meters(self, meter_ids):
         from metering.models import Meter
 
-        rows = Meter.objects.filter(pk__in=meter_ids).order_by("id") \
+        rows = (
+            Meter.objects.filter(pk__in=meter_ids)
+            .order_by("id")
             .values_list(*[column.strip() for column in _METER_COLUMNS.split(",")])
+        )
         return [_MeterState(*row) for row in rows]
 
     def update_meters(self, meters, now):
         from metering.models import Meter
 
-        Meter.objects.bulk_update([
-            Meter(id=m.id, value=m.value, groups=_json(m.groups), group_breakdowns=_json(m.group_breakdowns),
-                  carry_first=_json(m.carry_first), carry_last=_json(m.carry_last), carry_first_at=m.carry_first_at,
-                  carry_last_at=m.carry_last_at, record_count=m.record_count, last_ingested_at=now, updated_at=now)
-            for m in meters
-        ], ["value", "groups", "group_breakdowns", "carry_first", "carry_last", "carry_first_at", "carry_last_at",
-            "record_count", "last_ingested_at", "updated_at"])
+        Meter.objects.bulk_update(
+            [
+                Meter(
+                    id=m.id,
+                    value=m.value,
+                    groups=_json(m.groups),
+                    group_breakdowns=_json(m.group_breakdowns),
+                    carry_first=_json(m.carry_first),
+                    carry_last=_json(m.carry_last),
+                    carry_first_at=m.carry_first_at,
+                    carry_last_at=m.carry_last_at,
+                    record_count=m.record_count,
+                    last_ingested_at=now,
+                    updated_at=now,
+                )
+                for m in meters
+            ],
+            [
+                "value",
+                "groups",
+                "group_breakdowns",
+                "carry_first",
+                "carry_last",
+                "carry_first_at",
+                "carry_last_at",
+                "record_count",
+                "last_ingested_at",
+                "updated_at",
+            ],
+        )
 
     def insert_threshold_events(self, crossings, now):
         inserted = set()
@@ -1359,9 +1736,17 @@ class _PortableBackend(_Backend):
                     "INSERT INTO metering_thresholdevent (id, account_id, meter_id, threshold_index, name, "
                     "threshold_value, value, period_start, crossed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (meter_id, threshold_index, period_start) DO NOTHING RETURNING id",
-                    [self._uuid(crossing.event_id), self._uuid(self.account_id), self._uuid(crossing.meter_id),
-                     crossing.threshold_index, crossing.name, self._decimal(crossing.limit),
-                     self._decimal(crossing.value), self._datetime(crossing.period_start), self._datetime(now)],
+                    [
+                        self._uuid(crossing.event_id),
+                        self._uuid(self.account_id),
+                        self._uuid(crossing.meter_id),
+                        crossing.threshold_index,
+                        crossing.name,
+                        self._decimal(crossing.limit),
+                        self._decimal(crossing.value),
+                        self._datetime(crossing.period_start),
+                        self._datetime(now),
+                    ],
                 )
                 if cursor.fetchall():
                     inserted.add(crossing.event_id)
@@ -1369,15 +1754,29 @@ class _PortableBackend(_Backend):
 
     def insert_corrections(self, refusals, source, source_ref, now):
         unique = list({refusal.key: refusal for refusal in reversed(refusals)}.values())
-        waiting = dict(DataCorrection.objects.filter(account_id=self.account_id, status=DataCorrection.Status.OPEN,
-                                                     idempotency_key__in=[r.key for r in unique])
-                       .values_list("idempotency_key", "id"))
+        waiting = dict(
+            DataCorrection.objects.filter(
+                account_id=self.account_id,
+                status=DataCorrection.Status.OPEN,
+                idempotency_key__in=[r.key for r in unique],
+            ).values_list("idempotency_key", "id")
+        )
         created = [
-            DataCorrection(account_id=self.account_id, source=source, source_ref=r.source_ref or source_ref or "",
-                           node=r.node or "",
-                           reason=r.reason, message=r.message[:500], record=json.loads(_encode(r.record)), idempotency_key=r.key,
-                           request_hash=r.request_hash or "", created_at=now, updated_at=now)
-            for r in sorted(unique, key=lambda r: r.key) if r.key not in waiting
+            DataCorrection(
+                account_id=self.account_id,
+                source=source,
+                source_ref=r.source_ref or source_ref or "",
+                node=r.node or "",
+                reason=r.reason,
+                message=r.message[:500],
+                record=json.loads(_encode(r.record)),
+                idempotency_key=r.key,
+                request_hash=r.request_hash or "",
+                created_at=now,
+                updated_at=now,
+            )
+            for r in sorted(unique, key=lambda r: r.key)
+            if r.key not in waiting
         ]
         DataCorrection.objects.bulk_create(created)
         return {**waiting, **{correction.idempotency_key: correction.id for correction in created}}
@@ -1401,18 +1800,34 @@ def meters_recompute(*, meter_ids: Sequence[uuid.UUID]) -> int:
 
     from metering.models import Meter, UsageRecord
 
-    records = UsageRecord.objects.filter(
-        account_id=OuterRef("account_id"), meter_type_id=OuterRef("meter_type_id"), user_id=OuterRef("user_id"),
-        meter_id=OuterRef("pk"), timestamp__gte=OuterRef("period_start"), timestamp__lt=OuterRef("period_end"),
-    ).order_by().values("meter_id")
+    records = (
+        UsageRecord.objects.filter(
+            account_id=OuterRef("account_id"),
+            meter_type_id=OuterRef("meter_type_id"),
+            user_id=OuterRef("user_id"),
+            meter_id=OuterRef("pk"),
+            timestamp__gte=OuterRef("period_start"),
+            timestamp__lt=OuterRef("period_end"),
+        )
+        .order_by()
+        .values("meter_id")
+    )
 
     def total(aggregate):
         return Subquery(records.annotate(result=aggregate).values("result")[:1])
 
-    meters = list(Meter.objects.select_for_update(of=("self",)).filter(pk__in=list(meter_ids)).order_by("pk")
-                  .select_related("meter_type")
-                  .annotate(ledger_count=Coalesce(total(Count("id")), 0), ledger_sum=total(Sum("value")),
-                            ledger_max=total(Max("value")), ledger_min=total(Min("value"))))
+    meters = list(
+        Meter.objects.select_for_update(of=("self",))
+        .filter(pk__in=list(meter_ids))
+        .order_by("pk")
+        .select_related("meter_type")
+        .annotate(
+            ledger_count=Coalesce(total(Count("id")), 0),
+            ledger_sum=total(Sum("value")),
+            ledger_max=total(Max("value")),
+            ledger_min=total(Min("value")),
+        )
+    )
     for meter in meters:
         aggregation = meter.meter_type.aggregation
         if aggregation == SUM:
@@ -1426,7 +1841,9 @@ def meters_recompute(*, meter_ids: Sequence[uuid.UUID]) -> int:
     return len(meters)
 
 
-def usage_dedup_keys_purge(*, now: datetime | None = None, batch_size: int = 10_000, max_batches: int = 1_000) -> int:
+def usage_dedup_keys_purge(
+    *, now: datetime | None = None, batch_size: int = 10_000, max_batches: int = 1_000
+) -> int:
     """Delete idempotency keys older than the window (plus the clock skew and a day of margin).
 
     Safe: a record older than the window is refused (TIMESTAMP_TOO_OLD) before its key is looked
@@ -1436,18 +1853,24 @@ def usage_dedup_keys_purge(*, now: datetime | None = None, batch_size: int = 10_
     from metering.models import UsageDedupKey
 
     now = now or utc_now()
-    cutoff = now - timedelta(days=settings.IDEMPOTENCY_WINDOW_DAYS + 1,
-                             seconds=settings.USAGE_CLOCK_SKEW_SECONDS)
+    cutoff = now - timedelta(
+        days=settings.IDEMPOTENCY_WINDOW_DAYS + 1, seconds=settings.USAGE_CLOCK_SKEW_SECONDS
+    )
     deleted = 0
     for _ in range(max_batches):
         with transaction.atomic():
-            keys = list(UsageDedupKey.objects.filter(created_at__lt=cutoff).values_list("account_id", "key")
-                        [:batch_size])
+            keys = list(
+                UsageDedupKey.objects.filter(created_at__lt=cutoff).values_list("account_id", "key")[
+                    :batch_size
+                ]
+            )
             if not keys:
                 break
             by_account: dict[uuid.UUID, list[str]] = {}
             for account_id, key in keys:
                 by_account.setdefault(account_id, []).append(key)
             for account_id, account_keys in by_account.items():
-                deleted += UsageDedupKey.objects.filter(account_id=account_id, key__in=account_keys).delete()[0]
+                deleted += UsageDedupKey.objects.filter(account_id=account_id, key__in=account_keys).delete()[
+                    0
+                ]
     return deleted

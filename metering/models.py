@@ -52,25 +52,35 @@ class MeterType(models.Model):
     capacity = models.DecimalField(**AMOUNT_DIGITS, null=True, blank=True, validators=[MinValueValidator(0)])
     thresholds = models.JSONField(default=list, blank=True, validators=[validators.validate_thresholds])
     reset_cron = models.CharField(
-        "reset schedule (cron)", max_length=100, validators=[validators.validate_cron],
+        "reset schedule (cron)",
+        max_length=100,
+        validators=[validators.validate_cron],
         help_text="5-field crontab in the type's timezone, e.g. '0 0 1 * *' (monthly).",
     )
-    timezone = models.CharField(max_length=64, validators=[validators.validate_timezone],
-                                help_text="IANA timezone name, e.g. Europe/Stockholm or Etc/UTC.")
+    timezone = models.CharField(
+        max_length=64,
+        validators=[validators.validate_timezone],
+        help_text="IANA timezone name, e.g. Europe/Stockholm or Etc/UTC.",
+    )
     active_from = models.DateTimeField(blank=True, help_text="Empty means from now.")
     active_to = models.DateTimeField(null=True, blank=True, help_text="Empty means indefinitely.")
     api_name = models.CharField(
-        "API name", max_length=100, blank=True, validators=[validators.validate_api_name],
+        "API name",
+        max_length=100,
+        blank=True,
+        validators=[validators.validate_api_name],
         help_text="Slug the compatible APIs use (meterApiName); defaults to one made from the name.",
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     dimensions = models.JSONField(default=list, blank=True, validators=[validators.validate_dimensions])
     # Usage ledger (metering/ledger.py): the compatible APIs' view of the type.
     auto_create_meters = models.BooleanField(
-        default=False, help_text="Create a customer's meter on its first usage (types made through /meter-definition).",
+        default=False,
+        help_text="Create a customer's meter on its first usage (types made through /meter-definition).",
     )
     counts_unique_customers = models.BooleanField(
-        default=False, help_text="Amberflo UNIQUE_CUSTOMERS_COUNT: usage queries count distinct customers.",
+        default=False,
+        help_text="Amberflo UNIQUE_CUSTOMERS_COUNT: usage queries count distinct customers.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -82,7 +92,9 @@ class MeterType(models.Model):
             models.UniqueConstraint(
                 fields=["account", "external_ref"], name="%(app_label)s_%(class)s_unique_external_ref"
             ),
-            models.UniqueConstraint(fields=["account", "api_name"], name="%(app_label)s_%(class)s_unique_api_name"),
+            models.UniqueConstraint(
+                fields=["account", "api_name"], name="%(app_label)s_%(class)s_unique_api_name"
+            ),
             models.CheckConstraint(
                 condition=Q(capacity__isnull=True) | Q(capacity__gte=0),
                 name="%(app_label)s_%(class)s_capacity_not_negative",
@@ -121,13 +133,26 @@ class Meter(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="meters")
     meter_type = models.ForeignKey(MeterType, on_delete=models.PROTECT, related_name="meters")
-    meter_key = models.CharField(max_length=36, help_text="The Meter processor that counts this meter's usage.")
-    user_id = models.CharField("user id", max_length=320, help_text="The customer: e-mail, user name, MSISDN…")
+    meter_key = models.CharField(
+        max_length=36, help_text="The Meter processor that counts this meter's usage."
+    )
+    user_id = models.CharField(
+        "user id", max_length=320, help_text="The customer: e-mail, user name, MSISDN…"
+    )
     custom_fields = models.JSONField(default=dict, blank=True, validators=[validators.validate_json_object])
-    capacity = models.DecimalField(**AMOUNT_DIGITS, null=True, blank=True, validators=[MinValueValidator(0)],
-                                   help_text="Copied from the meter type at creation.")
-    thresholds = models.JSONField(default=list, blank=True, validators=[validators.validate_thresholds],
-                                  help_text="Copied from the meter type at creation.")
+    capacity = models.DecimalField(
+        **AMOUNT_DIGITS,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Copied from the meter type at creation.",
+    )
+    thresholds = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validators.validate_thresholds],
+        help_text="Copied from the meter type at creation.",
+    )
     delete_on_reset = models.BooleanField(default=False, help_text="Delete the meter after its next flush.")
     value = models.DecimalField(**AMOUNT_DIGITS, null=True, blank=True)
     groups = models.JSONField(default=list, blank=True)
@@ -149,16 +174,20 @@ class Meter(models.Model):
         ordering = ["created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["meter_type", "meter_key", "user_id"], name="%(app_label)s_%(class)s_unique_type_key_user"
+                fields=["meter_type", "meter_key", "user_id"],
+                name="%(app_label)s_%(class)s_unique_type_key_user",
             ),
             models.CheckConstraint(
                 condition=Q(capacity__isnull=True) | Q(capacity__gte=0),
                 name="%(app_label)s_%(class)s_capacity_not_negative",
             ),
             models.CheckConstraint(
-                condition=Q(period_end__gt=models.F("period_start")), name="%(app_label)s_%(class)s_period_order"
+                condition=Q(period_end__gt=models.F("period_start")),
+                name="%(app_label)s_%(class)s_period_order",
             ),
-            models.CheckConstraint(condition=Q(record_count__gte=0), name="%(app_label)s_%(class)s_record_count"),
+            models.CheckConstraint(
+                condition=Q(record_count__gte=0), name="%(app_label)s_%(class)s_record_count"
+            ),
         ]
         indexes = [
             # The reset sweep claims meters whose period has ended.
@@ -207,11 +236,15 @@ class MeteredRecord(models.Model):
         constraints = [
             # Exactly once: one record per meter and period (execution_ref empty), and one per
             # meter, period and stream execution.
-            models.UniqueConstraint(fields=["meter", "period_start", "execution_ref"],
-                                    name="%(app_label)s_%(class)s_unique_meter_period"),
+            models.UniqueConstraint(
+                fields=["meter", "period_start", "execution_ref"],
+                name="%(app_label)s_%(class)s_unique_meter_period",
+            ),
         ]
         indexes = [
-            models.Index(fields=["account", "source_meter_id", "period_start"], name="metering_record_source_meter"),
+            models.Index(
+                fields=["account", "source_meter_id", "period_start"], name="metering_record_source_meter"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -287,7 +320,10 @@ class UsageRecord(models.Model):
         verbose_name = "usage record"
         indexes = [
             # One customer's usage of one meter over time (usage queries, meter recomputation).
-            models.Index(fields=["account", "meter_type_id", "user_id", "timestamp"], name="metering_usage_customer_time"),
+            models.Index(
+                fields=["account", "meter_type_id", "user_id", "timestamp"],
+                name="metering_usage_customer_time",
+            ),
         ]
         # PostgreSQL: a BRIN index on timestamp too (migration 0003), and the table is range-
         # partitioned by month on timestamp with primary key (id, timestamp) in the database
@@ -376,14 +412,20 @@ class DataCorrection(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["account", "idempotency_key"], condition=Q(status="OPEN"),
+                fields=["account", "idempotency_key"],
+                condition=Q(status="OPEN"),
                 name="%(app_label)s_%(class)s_one_open_per_key",
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["OPEN", "REPROCESSED", "DISCARDED"]), name="%(app_label)s_%(class)s_status_known"
+                condition=Q(status__in=["OPEN", "REPROCESSED", "DISCARDED"]),
+                name="%(app_label)s_%(class)s_status_known",
             ),
         ]
-        indexes = [models.Index(fields=["account", "status", "reason", "created_at"], name="metering_correction_list")]
+        indexes = [
+            models.Index(
+                fields=["account", "status", "reason", "created_at"], name="metering_correction_list"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.reason} · {self.created_at:%Y-%m-%d %H:%M:%S}"
@@ -395,7 +437,9 @@ class ThresholdEvent(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="threshold_events")
     meter = models.ForeignKey(Meter, on_delete=models.CASCADE, related_name="threshold_events")
-    threshold_index = models.PositiveSmallIntegerField(help_text="Position in the meter's thresholds, from 0.")
+    threshold_index = models.PositiveSmallIntegerField(
+        help_text="Position in the meter's thresholds, from 0."
+    )
     name = models.CharField(max_length=80, blank=True, default="")
     threshold_value = models.DecimalField(**AMOUNT_DIGITS, help_text="The limit crossed (absolute).")
     value = models.DecimalField(**AMOUNT_DIGITS, help_text="The meter's value after the crossing update.")
@@ -406,7 +450,8 @@ class ThresholdEvent(models.Model):
         ordering = ["-crossed_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["meter", "threshold_index", "period_start"], name="%(app_label)s_%(class)s_once_per_period"
+                fields=["meter", "threshold_index", "period_start"],
+                name="%(app_label)s_%(class)s_once_per_period",
             ),
         ]
 
@@ -441,7 +486,9 @@ class MeterEventFilteringRule(models.Model):
             models.UniqueConstraint(
                 fields=["meter_type", "dimension_name"], name="%(app_label)s_%(class)s_one_per_dimension"
             ),
-            models.CheckConstraint(condition=Q(action__in=["INCLUDE", "EXCLUDE"]), name="%(app_label)s_%(class)s_action"),
+            models.CheckConstraint(
+                condition=Q(action__in=["INCLUDE", "EXCLUDE"]), name="%(app_label)s_%(class)s_action"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -464,7 +511,9 @@ class Product(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["account", "name"], name="%(app_label)s_%(class)s_unique_name")]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="%(app_label)s_%(class)s_unique_name")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -484,7 +533,9 @@ class Price(models.Model):
     class Meta:
         ordering = ["created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(unit_amount__gte=0), name="%(app_label)s_%(class)s_amount_not_negative"),
+            models.CheckConstraint(
+                condition=Q(unit_amount__gte=0), name="%(app_label)s_%(class)s_amount_not_negative"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -509,7 +560,9 @@ class Subscription(models.Model):
     class Meta:
         ordering = ["created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(status__in=["active", "paused"]), name="%(app_label)s_%(class)s_status"),
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "paused"]), name="%(app_label)s_%(class)s_status"
+            ),
         ]
         indexes = [models.Index(fields=["account", "customer_id"], name="metering_subscription_customer")]
 

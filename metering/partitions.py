@@ -108,7 +108,9 @@ def ledger_partitions(*, using: str = DEFAULT_DB_ALIAS) -> dict[str, datetime | 
     with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = to_regclass(%s)", [LEDGER])
+            "WHERE i.inhparent = to_regclass(%s)",
+            [LEDGER],
+        )
         names = [row[0] for row in cursor.fetchall()]
     months = {name: partition_month(name) for name in names}
     return dict(sorted(months.items(), key=lambda item: (item[1] is not None, item[1] or EPOCH)))
@@ -120,14 +122,20 @@ def _table_exists(cursor, name: str) -> bool:
 
 
 def _is_attached(cursor, name: str) -> bool:
-    cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = to_regclass(%s) "
-                   "AND inhrelid = to_regclass(%s))", [LEDGER, name])
+    cursor.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhparent = to_regclass(%s) "
+        "AND inhrelid = to_regclass(%s))",
+        [LEDGER, name],
+    )
     return cursor.fetchone()[0]
 
 
 def _columns(cursor, table: str) -> str:
-    cursor.execute("SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute "
-                   "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped", [table])
+    cursor.execute(
+        "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute "
+        "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+        [table],
+    )
     return cursor.fetchone()[0]
 
 
@@ -152,9 +160,14 @@ def _say(progress: Progress, message: str) -> None:
 # --- creating partitions ahead ---------------------------------------------------------------------
 
 
-def ledger_partitions_ensure(*, months_ahead: int | None = None, since: datetime | None = None,
-                             now: datetime | None = None, using: str = DEFAULT_DB_ALIAS,
-                             progress: Progress = None) -> PartitionsReport:
+def ledger_partitions_ensure(
+    *,
+    months_ahead: int | None = None,
+    since: datetime | None = None,
+    now: datetime | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+    progress: Progress = None,
+) -> PartitionsReport:
     """Create the monthly partitions from ``since``'s month (default: the current month) to
     ``months_ahead`` months after the current one (default ``LEDGER_PARTITION_MONTHS_AHEAD``), and
     one for every month with rows in DEFAULT; recreate DEFAULT if it is missing. Idempotent.
@@ -198,11 +211,17 @@ def ledger_partitions_ensure(*, months_ahead: int | None = None, since: datetime
             continue
         if moved == NAME_TAKEN:
             report.skipped.append((name, "a table of that name exists and is not attached"))
-            _say(progress, f"skipped {name}: a table of that name exists and is not attached (a detached month)")
+            _say(
+                progress,
+                f"skipped {name}: a table of that name exists and is not attached (a detached month)",
+            )
             continue
         report.created.append(name)
         report.moved_rows += moved
-        _say(progress, f"created {name}" + (f", moved {moved} row(s) out of {DEFAULT_PARTITION}" if moved else ""))
+        _say(
+            progress,
+            f"created {name}" + (f", moved {moved} row(s) out of {DEFAULT_PARTITION}" if moved else ""),
+        )
     return report
 
 
@@ -230,8 +249,9 @@ def _create_partition(cursor, month: datetime) -> int:
     cursor.execute(f"CREATE TABLE {name} (LIKE {LEDGER})")
     columns = _columns(cursor, LEDGER)
     cursor.execute(
-        f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE \"timestamp\" >= {start} "  # noqa: S608
-        f"AND \"timestamp\" < {end} RETURNING {columns}) INSERT INTO {name} ({columns}) SELECT {columns} FROM moved")
+        f'WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE "timestamp" >= {start} '  # noqa: S608
+        f'AND "timestamp" < {end} RETURNING {columns}) INSERT INTO {name} ({columns}) SELECT {columns} FROM moved'
+    )
     moved = cursor.rowcount
     cursor.execute(f"ALTER TABLE {LEDGER} ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})")
     return moved
@@ -246,14 +266,20 @@ def retention_cutoff(*, retention_months: int, now: datetime) -> datetime:
     allow), so a detached month never gets new rows."""
     if retention_months < 1:
         raise ValueError("The ledger's retention must be at least 1 month.")
-    oldest_accepted = now - timedelta(days=settings.IDEMPOTENCY_WINDOW_DAYS,
-                                      seconds=settings.USAGE_CLOCK_SKEW_SECONDS)
+    oldest_accepted = now - timedelta(
+        days=settings.IDEMPOTENCY_WINDOW_DAYS, seconds=settings.USAGE_CLOCK_SKEW_SECONDS
+    )
     return min(add_months(month_start(now), -retention_months), month_start(oldest_accepted))
 
 
-def ledger_partitions_expire(*, retention_months: int | None = None, drop: bool | None = None,
-                             now: datetime | None = None, using: str = DEFAULT_DB_ALIAS,
-                             progress: Progress = None) -> PartitionsReport:
+def ledger_partitions_expire(
+    *,
+    retention_months: int | None = None,
+    drop: bool | None = None,
+    now: datetime | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+    progress: Progress = None,
+) -> PartitionsReport:
     """Detach the monthly partitions older than the retention (``retention_months``, default
     ``LEDGER_RETENTION_MONTHS``; ``None`` keeps everything) and, with ``drop`` (default
     ``LEDGER_RETENTION_DROP``), drop them. A detached partition stays as a plain table of its own
@@ -294,8 +320,13 @@ def ledger_partitions_maintain(*, now: datetime | None = None, progress: Progres
     now = now or utc_now()
     created = ledger_partitions_ensure(now=now, progress=progress)
     expired = ledger_partitions_expire(now=now, progress=progress)
-    return PartitionsReport(created=created.created, moved_rows=created.moved_rows, detached=expired.detached,
-                            dropped=expired.dropped, skipped=created.skipped + expired.skipped)
+    return PartitionsReport(
+        created=created.created,
+        moved_rows=created.moved_rows,
+        detached=expired.detached,
+        dropped=expired.dropped,
+        skipped=created.skipped + expired.skipped,
+    )
 
 
 # --- converting the table (migration 0004) ---------------------------------------------------------
@@ -306,7 +337,9 @@ def _plain_indexes(cursor, table: str) -> list[tuple[str, str]]:
     cursor.execute(
         "SELECT i.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
         "WHERE x.indrelid = to_regclass(%s) AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
-        "WHERE c.conindid = x.indexrelid) ORDER BY i.relname", [table])
+        "WHERE c.conindid = x.indexrelid) ORDER BY i.relname",
+        [table],
+    )
     # A partitioned table's index reads "ON ONLY table": on a plain table (and to recreate it on a
     # partitioned one, cascading to every partition) it is "ON table".
     return [(name, definition.replace(" ON ONLY ", " ON ", 1)) for name, definition in cursor.fetchall()]
@@ -318,7 +351,9 @@ def _swap_table(cursor, *, partitioned: bool) -> int:
     old = f"{LEDGER}_old"
     cursor.execute(f"LOCK TABLE {LEDGER} IN EXCLUSIVE MODE")  # reads go on while the rows are copied
     indexes = _plain_indexes(cursor, LEDGER)
-    cursor.execute("SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'p'", [LEDGER])
+    cursor.execute(
+        "SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(%s) AND contype = 'p'", [LEDGER]
+    )
     primary_key = cursor.fetchone()[0]
     cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [LEDGER])
     sequence = cursor.fetchone()[0]
@@ -332,10 +367,11 @@ def _swap_table(cursor, *, partitioned: bool) -> int:
     cursor.execute(
         f"CREATE TABLE {LEDGER} (LIKE {old} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS "
         "INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING COMMENTS)"
-        + (' PARTITION BY RANGE ("timestamp")' if partitioned else ""))
+        + (' PARTITION BY RANGE ("timestamp")' if partitioned else "")
+    )
     if partitioned:
         cursor.execute(f"CREATE TABLE {DEFAULT_PARTITION} PARTITION OF {LEDGER} DEFAULT")
-        cursor.execute(f"SELECT min(\"timestamp\"), max(\"timestamp\") FROM {old}")  # noqa: S608
+        cursor.execute(f'SELECT min("timestamp"), max("timestamp") FROM {old}')  # noqa: S608
         oldest, newest = cursor.fetchone()
         # Every month of the existing rows gets its partition before the copy, so the rows are
         # written once, straight into their month; then the current month and the ones ahead.
@@ -347,7 +383,9 @@ def _swap_table(cursor, *, partitioned: bool) -> int:
     copied = cursor.rowcount
     cursor.execute(f"SELECT max(id) FROM {old}")  # noqa: S608
     used = max(cursor.fetchone()[0] or 0, last_value if is_called else last_value - 1)
-    cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, %s)", [LEDGER, max(used, 1), used >= 1])
+    cursor.execute(
+        "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s, %s)", [LEDGER, max(used, 1), used >= 1]
+    )
     cursor.execute(f"DROP TABLE {old}")
     # Indexes after the copy: one build per partition instead of row-by-row maintenance.
     key = 'id, "timestamp"' if partitioned else "id"

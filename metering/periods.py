@@ -55,13 +55,19 @@ def _cron_field(value: str) -> str:
 _MONTHS = _names("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _WEEKDAYS = _names("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 _SPACE = f"[{WHITESPACE_CLASS}]"
-CRON_PATTERN = f"^{_SPACE}*" + f"{_SPACE}+".join([
-    _cron_field(r"[0-5]?[0-9]"),
-    _cron_field(r"[01]?[0-9]|2[0-3]"),
-    rf"(?:L|{_cron_field(r'0?[1-9]|[12][0-9]|3[01]')})",
-    _cron_field(rf"0?[1-9]|1[0-2]|{_MONTHS}"),
-    _cron_field(rf"[0-7]|{_WEEKDAYS}"),
-]) + f"{_SPACE}*$"
+CRON_PATTERN = (
+    f"^{_SPACE}*"
+    + f"{_SPACE}+".join(
+        [
+            _cron_field(r"[0-5]?[0-9]"),
+            _cron_field(r"[01]?[0-9]|2[0-3]"),
+            rf"(?:L|{_cron_field(r'0?[1-9]|[12][0-9]|3[01]')})",
+            _cron_field(rf"0?[1-9]|1[0-2]|{_MONTHS}"),
+            _cron_field(rf"[0-7]|{_WEEKDAYS}"),
+        ]
+    )
+    + f"{_SPACE}*$"
+)
 _CRON = re.compile(CRON_PATTERN.removesuffix("$") + r"\Z")
 
 
@@ -75,14 +81,17 @@ def validate_cron(cron: str) -> str:
         raise InvalidSchedule("The cron expression must be a string.")
     fields = cron.split()
     if len(fields) != 5:
-        raise InvalidSchedule("The cron expression must have 5 fields: minute hour day-of-month month day-of-week.")
+        raise InvalidSchedule(
+            "The cron expression must have 5 fields: minute hour day-of-month month day-of-week."
+        )
     normalised = " ".join(fields)
     if _NONDETERMINISTIC.search(normalised):
         raise InvalidSchedule("Random (R) and hashed (H) cron entries are not supported.")
     if not _CRON.match(cron) or not croniter.is_valid(normalised):
         raise InvalidSchedule(
             f"'{normalised}' is not a valid cron expression: each field is *, a value or a range (a-b), "
-            "optionally /step, or a comma-separated list of them; names for months and days of the week.")
+            "optionally /step, or a comma-separated list of them; names for months and days of the week."
+        )
     try:
         # A valid-looking expression may never fire (30 February): it must have a next time.
         croniter(normalised, datetime(2000, 1, 1)).get_next(datetime)
@@ -119,9 +128,7 @@ def boundary_of(wall: datetime, zone: ZoneInfo) -> datetime:
         # The wall time exists; fold=0 is its first occurrence when it occurs twice.
         return first.astimezone(UTC)
     # A spring-forward gap: the two folds map to instants either side of the transition.
-    earlier, later = sorted(
-        (first.astimezone(UTC), wall.replace(tzinfo=zone, fold=1).astimezone(UTC))
-    )
+    earlier, later = sorted((first.astimezone(UTC), wall.replace(tzinfo=zone, fold=1).astimezone(UTC)))
     # The transition is the first instant whose wall time is past ``wall``: bisect on seconds
     # (offsets change on whole seconds; gaps are at most a few hours, so ~14 steps).
     low, high = 0, int((later - earlier).total_seconds())

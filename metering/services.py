@@ -39,14 +39,33 @@ from metering.validators import thresholds_use_capacity
 # request's transit time and its clock's skew, so a minute of slack is allowed.
 PAST_TOLERANCE = timedelta(seconds=60)
 
-METER_TYPE_UPDATABLE = frozenset({
-    "name", "description", "external_ref", "category", "unit", "aggregation", "capacity", "thresholds",
-    "reset_cron", "timezone", "active_from", "active_to", "api_name", "status", "dimensions",
-})
+METER_TYPE_UPDATABLE = frozenset(
+    {
+        "name",
+        "description",
+        "external_ref",
+        "category",
+        "unit",
+        "aggregation",
+        "capacity",
+        "thresholds",
+        "reset_cron",
+        "timezone",
+        "active_from",
+        "active_to",
+        "api_name",
+        "status",
+        "dimensions",
+    }
+)
 METER_UPDATABLE = frozenset({"capacity", "custom_fields", "delete_on_reset", "thresholds"})
 
 # Model field -> the field's name in the API's error details, where camelCase is not enough.
-_API_FIELD_NAMES = {"aggregation": "aggregation.type", "reset_cron": "resetSchedule.cron", "meter_type": "meterTypeId"}
+_API_FIELD_NAMES = {
+    "aggregation": "aggregation.type",
+    "reset_cron": "resetSchedule.cron",
+    "meter_type": "meterTypeId",
+}
 
 
 def api_field_name(model_field: str) -> str:
@@ -101,14 +120,20 @@ def _check_meter_type_unique(meter_type: MeterType) -> None:
             details=[{"field": "externalRef", "message": f"'{meter_type.external_ref}' is taken."}]
         )
     if meter_type.api_name and others.filter(api_name=meter_type.api_name).exists():
-        raise MeterTypeApiNameExists(details=[{"field": "apiName", "message": f"'{meter_type.api_name}' is taken."}])
+        raise MeterTypeApiNameExists(
+            details=[{"field": "apiName", "message": f"'{meter_type.api_name}' is taken."}]
+        )
 
 
-def _check_not_in_past(instance: models.Model, previous: models.Model | None, field: str, now: datetime) -> None:
+def _check_not_in_past(
+    instance: models.Model, previous: models.Model | None, field: str, now: datetime
+) -> None:
     value = getattr(instance, field)
     unchanged = previous is not None and getattr(previous, field) == value
     if value is not None and not unchanged and value < now - PAST_TOLERANCE:
-        raise ValidationFailed.for_field(api_field_name(field), f"{api_field_name(field)} cannot be in the past.")
+        raise ValidationFailed.for_field(
+            api_field_name(field), f"{api_field_name(field)} cannot be in the past."
+        )
 
 
 def _check_thresholds_have_capacity(instance: MeterType | Meter) -> None:
@@ -116,8 +141,9 @@ def _check_thresholds_have_capacity(instance: MeterType | Meter) -> None:
         raise ValidationFailed.for_field("thresholds", "capacityPercentage thresholds need a capacity.")
 
 
-def meter_type_check(*, meter_type: MeterType, previous: MeterType | None = None,
-                     now: datetime | None = None) -> None:
+def meter_type_check(
+    *, meter_type: MeterType, previous: MeterType | None = None, now: datetime | None = None
+) -> None:
     """Every rule a meter type must meet before it is saved; ``previous`` is its stored state.
 
     Raises ``ValidationFailed`` (400), ``AggregationImmutable`` (400) or a 409 for a taken name,
@@ -127,7 +153,9 @@ def meter_type_check(*, meter_type: MeterType, previous: MeterType | None = None
     now = now or utc_now()
     _field_rules(meter_type, exclude=["account"])
     if previous is not None and meter_type.aggregation != previous.aggregation:
-        raise AggregationImmutable(details=[{"field": "aggregation.type", "message": AggregationImmutable.message}])
+        raise AggregationImmutable(
+            details=[{"field": "aggregation.type", "message": AggregationImmutable.message}]
+        )
     _check_not_in_past(meter_type, previous, "active_from", now)
     _check_not_in_past(meter_type, previous, "active_to", now)
     active_from = meter_type.active_from or now
@@ -189,10 +217,22 @@ def meter_type_create(
     """Create a meter type. ``active_from`` defaults to now, ``category`` to DEFAULT, ``api_name`` to a slug."""
     now = utc_now()
     meter_type = MeterType(
-        account_id=account_id, name=name, unit=unit, aggregation=aggregation, reset_cron=reset_cron,
-        timezone=timezone, description=description or "", external_ref=external_ref, category=category,
-        capacity=capacity, thresholds=thresholds, active_from=active_from, active_to=active_to,
-        api_name=api_name or "", status=status, dimensions=dimensions,
+        account_id=account_id,
+        name=name,
+        unit=unit,
+        aggregation=aggregation,
+        reset_cron=reset_cron,
+        timezone=timezone,
+        description=description or "",
+        external_ref=external_ref,
+        category=category,
+        capacity=capacity,
+        thresholds=thresholds,
+        active_from=active_from,
+        active_to=active_to,
+        api_name=api_name or "",
+        status=status,
+        dimensions=dimensions,
     )
     _normalise_meter_type(meter_type, now)
     meter_type_check(meter_type=meter_type, now=now)
@@ -245,13 +285,22 @@ def meter_type_delete(*, meter_type: MeterType) -> int:
 # --- Meters -----------------------------------------------------------------------------------
 
 
-def _meter_type_for_new_meter(account_id: uuid.UUID, meter_type_id: Any, external_ref: str | None) -> MeterType:
+def _meter_type_for_new_meter(
+    account_id: uuid.UUID, meter_type_id: Any, external_ref: str | None
+) -> MeterType:
     if (meter_type_id is None) == (external_ref is None):
-        message = "Give either meterTypeId or externalRef." if meter_type_id is None else (
-            "Give meterTypeId or externalRef, not both."
+        message = (
+            "Give either meterTypeId or externalRef."
+            if meter_type_id is None
+            else ("Give meterTypeId or externalRef, not both.")
         )
-        raise ValidationFailed(message, details=[{"field": "meterTypeId", "message": message},
-                                                 {"field": "externalRef", "message": message}])
+        raise ValidationFailed(
+            message,
+            details=[
+                {"field": "meterTypeId", "message": message},
+                {"field": "externalRef", "message": message},
+            ],
+        )
     # Locked so that a concurrent delete of the type waits for this meter (and then refuses).
     types = MeterType.objects.select_for_update().filter(account_id=account_id)
     if external_ref is not None:
@@ -264,7 +313,9 @@ def _meter_type_for_new_meter(account_id: uuid.UUID, meter_type_id: Any, externa
             found = None
         field = "meterTypeId"
     if found is None:
-        raise MeterTypeNotFound(details=[{"field": field, "message": "No meter type with this id in the account."}])
+        raise MeterTypeNotFound(
+            details=[{"field": field, "message": "No meter type with this id in the account."}]
+        )
     return found
 
 
@@ -347,4 +398,3 @@ def meter_delete(*, meter: Meter) -> int:
     """Delete a meter. Its flushed records stay (their ``meter`` becomes empty). Returns 1, or 0 if gone."""
     _, deleted = Meter.objects.filter(pk=meter.pk).delete()
     return deleted.get(Meter._meta.label, 0)
-

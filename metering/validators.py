@@ -62,10 +62,14 @@ def validate_thresholds(value: Any) -> None:
             raise ValidationError(f"{prefix} must be an object.", code="invalid_thresholds")
         unknown = sorted(set(threshold) - {"name", "value", "capacityPercentage"})
         if unknown:
-            raise ValidationError(f"{prefix} has unknown fields: {', '.join(unknown)}.", code="invalid_thresholds")
+            raise ValidationError(
+                f"{prefix} has unknown fields: {', '.join(unknown)}.", code="invalid_thresholds"
+            )
         kinds = [key for key in ("value", "capacityPercentage") if key in threshold]
         if len(kinds) != 1:
-            raise ValidationError(f"{prefix} must have exactly one of value or capacityPercentage.", code="invalid_thresholds")
+            raise ValidationError(
+                f"{prefix} must have exactly one of value or capacityPercentage.", code="invalid_thresholds"
+            )
         amount = threshold[kinds[0]]
         if not _is_number(amount) or amount < 0:
             raise ValidationError(f"{prefix}: {kinds[0]} must be a number >= 0.", code="invalid_thresholds")
@@ -77,7 +81,9 @@ def validate_thresholds(value: Any) -> None:
                     code="invalid_thresholds",
                 )
             if name in names:
-                raise ValidationError(f"{prefix}: the name '{name}' is used twice.", code="invalid_thresholds")
+                raise ValidationError(
+                    f"{prefix}: the name '{name}' is used twice.", code="invalid_thresholds"
+                )
             names.add(name)
 
 

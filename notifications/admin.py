@@ -17,8 +17,9 @@ from notifications.models import Delivery, DeliveryAttempt, EventType, Notificat
 
 
 class NotificationEndpointForm(forms.ModelForm):
-    event_types = forms.MultipleChoiceField(choices=EventType.choices, widget=forms.CheckboxSelectMultiple,
-                                            initial=EventType.values)
+    event_types = forms.MultipleChoiceField(
+        choices=EventType.choices, widget=forms.CheckboxSelectMultiple, initial=EventType.values
+    )
 
     class Meta:
         model = NotificationEndpoint
@@ -61,24 +62,39 @@ class NotificationEndpointAdmin(AccountScopedAdmin):
         values = form.cleaned_data
         if change:
             endpoint = NotificationEndpoint.objects.get(pk=obj.pk)
-            services.notification_endpoint_update(endpoint=endpoint, url=values["url"],
-                                                  event_types=values["event_types"],
-                                                  description=values["description"], is_active=values["is_active"])
+            services.notification_endpoint_update(
+                endpoint=endpoint,
+                url=values["url"],
+                event_types=values["event_types"],
+                description=values["description"],
+                is_active=values["is_active"],
+            )
             return
         account = values.get("account") or self.account_for_request(request)
         endpoint, secret = services.notification_endpoint_create(
-            account=account, url=values["url"], event_types=values["event_types"],
-            description=values["description"], is_active=values["is_active"],
+            account=account,
+            url=values["url"],
+            event_types=values["event_types"],
+            description=values["description"],
+            is_active=values["is_active"],
         )
         obj.pk = endpoint.pk
         request._new_endpoint_secret = (endpoint, secret)
 
     def response_add(self, request, obj, post_url_continue=None):
         endpoint, secret = request._new_endpoint_secret
-        return TemplateResponse(request, "admin/notifications/endpoint_secret_once.html", {
-            "title": "Notification endpoint created", "endpoint": endpoint, "secret": secret,
-            "opts": NotificationEndpoint._meta, "site_header": admin.site.site_header, "has_permission": True,
-        })
+        return TemplateResponse(
+            request,
+            "admin/notifications/endpoint_secret_once.html",
+            {
+                "title": "Notification endpoint created",
+                "endpoint": endpoint,
+                "secret": secret,
+                "opts": NotificationEndpoint._meta,
+                "site_header": admin.site.site_header,
+                "has_permission": True,
+            },
+        )
 
     def delete_model(self, request, obj):
         services.notification_endpoint_delete(endpoint=obj)
@@ -135,8 +151,16 @@ class NotificationEventAdmin(ReadOnlyAdminMixin, AccountScopedAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdminMixin, AccountScopedAdmin):
-    list_display = ["id", "event_type", "endpoint", "status", "attempt_count", "last_status_code",
-                    "next_attempt_at", "updated_at"]
+    list_display = [
+        "id",
+        "event_type",
+        "endpoint",
+        "status",
+        "attempt_count",
+        "last_status_code",
+        "next_attempt_at",
+        "updated_at",
+    ]
     list_filter = ["status", "event__event_type", "account"]
     list_select_related = ["event", "endpoint"]
     search_fields = ["event__id", "endpoint__url", "last_error"]
@@ -155,5 +179,9 @@ class DeliveryAdmin(ReadOnlyAdminMixin, AccountScopedAdmin):
             services.delivery_retry(delivery=delivery)
             retried += 1
         skipped = queryset.count() - retried
-        self.message_user(request, f"Retrying {retried} delivery(ies) now."
-                                   + (f" {skipped} not FAILED, left alone." if skipped else ""), messages.SUCCESS)
+        self.message_user(
+            request,
+            f"Retrying {retried} delivery(ies) now."
+            + (f" {skipped} not FAILED, left alone." if skipped else ""),
+            messages.SUCCESS,
+        )

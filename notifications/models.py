@@ -95,18 +95,28 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["event", "endpoint"], name="%(app_label)s_%(class)s_unique_event_endpoint"),
-            models.CheckConstraint(condition=Q(status__in=["PENDING", "SUCCEEDED", "FAILED"]),
-                                   name="%(app_label)s_%(class)s_status_valid"),
-            models.CheckConstraint(condition=Q(attempt_count__lte=models.F("max_attempts")),
-                                   name="%(app_label)s_%(class)s_attempts_within_max"),
-            models.CheckConstraint(condition=~Q(status="PENDING") | Q(next_attempt_at__isnull=False),
-                                   name="%(app_label)s_%(class)s_pending_has_due_time"),
+            models.UniqueConstraint(
+                fields=["event", "endpoint"], name="%(app_label)s_%(class)s_unique_event_endpoint"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["PENDING", "SUCCEEDED", "FAILED"]),
+                name="%(app_label)s_%(class)s_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(attempt_count__lte=models.F("max_attempts")),
+                name="%(app_label)s_%(class)s_attempts_within_max",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="PENDING") | Q(next_attempt_at__isnull=False),
+                name="%(app_label)s_%(class)s_pending_has_due_time",
+            ),
         ]
         indexes = [
             # The claim's query: due PENDING deliveries in (next_attempt_at, id) order, LIMIT 1.
             # Both columns, so many deliveries due at the same instant need no sort.
-            models.Index(fields=["next_attempt_at", "id"], condition=Q(status="PENDING"), name="notif_delivery_due"),
+            models.Index(
+                fields=["next_attempt_at", "id"], condition=Q(status="PENDING"), name="notif_delivery_due"
+            ),
             models.Index(fields=["endpoint", "-created_at"], name="notif_delivery_endpoint"),
         ]
 
@@ -132,7 +142,9 @@ class DeliveryAttempt(models.Model):
     class Meta:
         ordering = ["delivery", "number"]
         constraints = [
-            models.UniqueConstraint(fields=["delivery", "number"], name="%(app_label)s_%(class)s_unique_number"),
+            models.UniqueConstraint(
+                fields=["delivery", "number"], name="%(app_label)s_%(class)s_unique_number"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -101,7 +101,9 @@ class OutboundRequestFailed(Exception):
 def resolve_host(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to (the one place that asks DNS, the outside world)."""
     addresses: list[str] = []
-    for _family, _type, _proto, _canonical, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+    for _family, _type, _proto, _canonical, sockaddr in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    ):
         if sockaddr[0] not in addresses:
             addresses.append(sockaddr[0])
     return addresses
@@ -135,7 +137,9 @@ def address_is_public(address: IPAddress) -> bool:
         or address.is_multicast
         or address.is_reserved
     )
-    if flagged or any(address in network for network in _BLOCKED_NETWORKS if network.version == address.version):
+    if flagged or any(
+        address in network for network in _BLOCKED_NETWORKS if network.version == address.version
+    ):
         return False
     return address.is_global
 
@@ -188,7 +192,9 @@ def validate_target_url(url: str, *, resolve: bool = True) -> Target:
     literal = _ip_literal(host)
     if literal is not None:
         if not allow_private and not address_is_public(literal):
-            raise TargetNotAllowed(f"{literal} is not a public address; webhook and forwarder targets must be public.")
+            raise TargetNotAllowed(
+                f"{literal} is not a public address; webhook and forwarder targets must be public."
+            )
         addresses: tuple[str, ...] = (str(literal),)
     elif resolve or not allow_private:
         try:
@@ -199,11 +205,15 @@ def validate_target_url(url: str, *, resolve: bool = True) -> Target:
             raise TargetNotAllowed("The URL's host name does not resolve.")
         # Every address must be public, or a second A record would let a request reach inside.
         if not allow_private and not all(_resolved_is_public(address) for address in resolved):
-            raise TargetNotAllowed("The URL's host name resolves to a non-public address; targets must be public.")
+            raise TargetNotAllowed(
+                "The URL's host name resolves to a non-public address; targets must be public."
+            )
         addresses = tuple(resolved)
     else:
         addresses = ()
-    return Target(url=url, scheme=scheme, host=host, port=port, request_target=request_target, addresses=addresses)
+    return Target(
+        url=url, scheme=scheme, host=host, port=port, request_target=request_target, addresses=addresses
+    )
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -214,7 +224,9 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self.pinned_address = address
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self.pinned_address, self.port), self.timeout, self.source_address)
+        self.sock = socket.create_connection(
+            (self.pinned_address, self.port), self.timeout, self.source_address
+        )
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
@@ -265,8 +277,16 @@ def _describe(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text}"[:500]
 
 
-def send(method: str, url: str, *, body: bytes, headers: Mapping[str, str], timeout: float,
-         ssl_context: ssl.SSLContext | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES) -> OutboundResponse:
+def send(
+    method: str,
+    url: str,
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+    max_response_bytes: int = MAX_RESPONSE_BYTES,
+) -> OutboundResponse:
     """Send one request to a checked address. Answers any HTTP status (3xx included, never followed).
 
     Raises ``TargetNotAllowed`` if the URL is refused now, ``OutboundRequestFailed`` if no HTTP
@@ -283,11 +303,16 @@ def send(method: str, url: str, *, body: bytes, headers: Mapping[str, str], time
                 break
             if target.scheme == "https":
                 connection: http.client.HTTPConnection = _PinnedHTTPSConnection(
-                    target.host, target.port, address=address, timeout=remaining,
+                    target.host,
+                    target.port,
+                    address=address,
+                    timeout=remaining,
                     context=ssl_context or ssl.create_default_context(),
                 )
             else:
-                connection = _PinnedHTTPConnection(target.host, target.port, address=address, timeout=remaining)
+                connection = _PinnedHTTPConnection(
+                    target.host, target.port, address=address, timeout=remaining
+                )
             deadline.watch(connection)
             try:
                 try:

@@ -63,8 +63,10 @@ def _validate_event_types(event_types: Sequence[str]) -> list[str]:
     unknown = [value for value in event_types if value not in EventType.values]
     if unknown:
         raise ValidationFailed.for_field(
-            "eventTypes", f"Unknown event type(s): {', '.join(map(str, unknown))}; "
-                          f"allowed: {', '.join(EventType.values)}.", code="UNKNOWN_EVENT_TYPE")
+            "eventTypes",
+            f"Unknown event type(s): {', '.join(map(str, unknown))}; allowed: {', '.join(EventType.values)}.",
+            code="UNKNOWN_EVENT_TYPE",
+        )
     return sorted(set(event_types))
 
 
@@ -82,30 +84,43 @@ def _validate_url(url: str) -> str:
 
 
 @transaction.atomic
-def notification_endpoint_create(*, account: Account, url: str, event_types: Sequence[str],
-                                 description: str = "", is_active: bool = True) -> tuple[NotificationEndpoint, str]:
+def notification_endpoint_create(
+    *, account: Account, url: str, event_types: Sequence[str], description: str = "", is_active: bool = True
+) -> tuple[NotificationEndpoint, str]:
     """Register a webhook endpoint. Returns the signing secret: the only time it is given out in clear."""
     event_types = _validate_event_types(event_types)
     description = _validate_description(description)
     _validate_url(url)
     # Serialise creations per account so the limit holds under concurrent requests.
     Account.objects.select_for_update().filter(pk=account.pk).first()
-    if NotificationEndpoint.objects.filter(account=account).count() >= settings.NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT:
+    if (
+        NotificationEndpoint.objects.filter(account=account).count()
+        >= settings.NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT
+    ):
         raise NotificationEndpointLimitReached(
             f"An account can have at most {settings.NOTIFICATION_ENDPOINTS_MAX_PER_ACCOUNT} notification endpoints."
         )
     secret = crypto.secret_generate()
     endpoint = NotificationEndpoint.objects.create(
-        account=account, url=url, event_types=event_types, description=description, is_active=is_active,
+        account=account,
+        url=url,
+        event_types=event_types,
+        description=description,
+        is_active=is_active,
         secret_encrypted=crypto.secret_encrypt(secret),
     )
     return endpoint, secret
 
 
 @transaction.atomic
-def notification_endpoint_update(*, endpoint: NotificationEndpoint, url: str = _UNSET,
-                                 event_types: Sequence[str] = _UNSET, description: str = _UNSET,
-                                 is_active: bool = _UNSET) -> NotificationEndpoint:
+def notification_endpoint_update(
+    *,
+    endpoint: NotificationEndpoint,
+    url: str = _UNSET,
+    event_types: Sequence[str] = _UNSET,
+    description: str = _UNSET,
+    is_active: bool = _UNSET,
+) -> NotificationEndpoint:
     """Change an endpoint. A new URL is checked like a new registration."""
     if url is not _UNSET and url != endpoint.url:
         endpoint.url = _validate_url(url)
@@ -162,7 +177,9 @@ class Notification:
     payload: dict[str, Any]
 
 
-def notification_publish(*, account_id: uuid.UUID, event_type: str, payload: dict[str, Any]) -> NotificationEvent | None:
+def notification_publish(
+    *, account_id: uuid.UUID, event_type: str, payload: dict[str, Any]
+) -> NotificationEvent | None:
     """Record one event and its deliveries in the caller's transaction; deliver after it commits.
 
     Returns ``None`` (and writes nothing) when no active endpoint of the account subscribes to
@@ -190,7 +207,8 @@ def notification_publish_many(*, notifications: Sequence[Notification]) -> list[
         return []
     subscribers: dict[uuid.UUID, list[NotificationEndpoint]] = {}
     for endpoint in NotificationEndpoint.objects.filter(
-        account_id__in={notification.account_id for notification in notifications}, is_active=True,
+        account_id__in={notification.account_id for notification in notifications},
+        is_active=True,
     ).only("id", "account_id", "event_types", "is_active"):
         subscribers.setdefault(endpoint.account_id, []).append(endpoint)
 
@@ -201,14 +219,23 @@ def notification_publish_many(*, notifications: Sequence[Notification]) -> list[
     # (id, account_id, event_id, endpoint_id): plain rows, no model instances (20,000 of them cost ~0.6 s).
     delivery_rows: list[tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID]] = []
     for notification, encoded in zip(notifications, encoded_payloads, strict=True):
-        endpoints = [e for e in subscribers.get(notification.account_id, []) if e.receives(notification.event_type)]
+        endpoints = [
+            e for e in subscribers.get(notification.account_id, []) if e.receives(notification.event_type)
+        ]
         if not endpoints:
             continue
-        event = NotificationEvent(id=uuid.uuid4(), account_id=notification.account_id,
-                                  event_type=notification.event_type, payload=notification.payload, created_at=now)
+        event = NotificationEvent(
+            id=uuid.uuid4(),
+            account_id=notification.account_id,
+            event_type=notification.event_type,
+            payload=notification.payload,
+            created_at=now,
+        )
         events.append(event)
         event_payloads.append(encoded)
-        delivery_rows.extend((uuid.uuid4(), notification.account_id, event.id, endpoint.id) for endpoint in endpoints)
+        delivery_rows.extend(
+            (uuid.uuid4(), notification.account_id, event.id, endpoint.id) for endpoint in endpoints
+        )
     if not events:
         return []
     if connection.vendor == "postgresql":
@@ -216,8 +243,14 @@ def notification_publish_many(*, notifications: Sequence[Notification]) -> list[
     else:
         NotificationEvent.objects.bulk_create(events)
         Delivery.objects.bulk_create(
-            Delivery(id=delivery_id, account_id=account_id, event_id=event_id, endpoint_id=endpoint_id,
-                     max_attempts=max_attempts, next_attempt_at=now)
+            Delivery(
+                id=delivery_id,
+                account_id=account_id,
+                event_id=event_id,
+                endpoint_id=endpoint_id,
+                max_attempts=max_attempts,
+                next_attempt_at=now,
+            )
             for delivery_id, account_id, event_id, endpoint_id in delivery_rows
         )
     # robust: a broker outage must not turn the caller's committed work into an error; the
@@ -226,9 +259,13 @@ def notification_publish_many(*, notifications: Sequence[Notification]) -> list[
     return events
 
 
-def _insert_with_unnest(events: list[NotificationEvent], event_payloads: list[str],
-                        delivery_rows: list[tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID]], max_attempts: int,
-                        now: datetime) -> None:
+def _insert_with_unnest(
+    events: list[NotificationEvent],
+    event_payloads: list[str],
+    delivery_rows: list[tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID]],
+    max_attempts: int,
+    now: datetime,
+) -> None:
     """PostgreSQL: one INSERT … SELECT FROM unnest(arrays) per table, whatever the batch size
     (bulk_create compiles every row in Python: ~6x slower for a 10,000-meter flush)."""
     event_table = NotificationEvent._meta.db_table
@@ -238,15 +275,27 @@ def _insert_with_unnest(events: list[NotificationEvent], event_payloads: list[st
             f"INSERT INTO {event_table} (id, account_id, event_type, payload, created_at) "  # noqa: S608
             "SELECT id, account_id, event_type, payload::jsonb, %s "
             "FROM unnest(%s::uuid[], %s::uuid[], %s::varchar[], %s::text[]) AS e(id, account_id, event_type, payload)",
-            [now, [e.id for e in events], [e.account_id for e in events], [e.event_type for e in events],
-             event_payloads],
+            [
+                now,
+                [e.id for e in events],
+                [e.account_id for e in events],
+                [e.event_type for e in events],
+                event_payloads,
+            ],
         )
         cursor.execute(
             f"INSERT INTO {delivery_table} (id, account_id, event_id, endpoint_id, status, attempt_count, "  # noqa: S608
             "max_attempts, next_attempt_at, last_status_code, last_error, created_at, updated_at) "
             "SELECT id, account_id, event_id, endpoint_id, %s, 0, %s, %s, NULL, '', %s, %s "
             "FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::uuid[]) AS d(id, account_id, event_id, endpoint_id)",
-            [Delivery.Status.PENDING, max_attempts, now, now, now, *map(list, zip(*delivery_rows, strict=True))],
+            [
+                Delivery.Status.PENDING,
+                max_attempts,
+                now,
+                now,
+                now,
+                *map(list, zip(*delivery_rows, strict=True)),
+            ],
         )
     for event in events:
         event._state.adding = False
@@ -266,7 +315,11 @@ def _enqueue_deliveries(delivery_ids: list[uuid.UUID]) -> None:
 def webhook_body(event: NotificationEvent) -> bytes:
     """The Standard Webhooks payload ``{"type", "timestamp", "data"}``, compact and key-sorted so
     every attempt sends the same bytes."""
-    document = {"type": event.event_type, "timestamp": format_timestamp(event.created_at), "data": event.payload}
+    document = {
+        "type": event.event_type,
+        "timestamp": format_timestamp(event.created_at),
+        "data": event.payload,
+    }
     return json.dumps(document, cls=DjangoJSONEncoder, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -283,16 +336,20 @@ def webhook_headers(*, secret: str, event: NotificationEvent, timestamp: int, bo
         "Content-Type": "application/json",
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": webhook_signature(secret=secret, webhook_id=webhook_id, timestamp=timestamp, body=body),
+        "webhook-signature": webhook_signature(
+            secret=secret, webhook_id=webhook_id, timestamp=timestamp, body=body
+        ),
     }
 
 
 def backoff_delay_seconds(*, attempt_number: int, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter: uniform(0, min(max, base · 2^(n-1))) after attempt n;
     a receiver's Retry-After is honoured as a floor (capped at the maximum)."""
-    ceiling = min(settings.WEBHOOK_BACKOFF_MAX_SECONDS,
-                  settings.WEBHOOK_BACKOFF_BASE_SECONDS * 2 ** (attempt_number - 1))
-    delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
+    ceiling = min(
+        settings.WEBHOOK_BACKOFF_MAX_SECONDS,
+        settings.WEBHOOK_BACKOFF_BASE_SECONDS * 2 ** (attempt_number - 1),
+    )
+    delay = random.uniform(0, ceiling)
     if retry_after is not None:
         delay = max(delay, min(retry_after, settings.WEBHOOK_BACKOFF_MAX_SECONDS))
     return delay
@@ -329,7 +386,8 @@ def _lease_seconds() -> float:
 
 def _fail_without_attempt(delivery: Delivery, message: str, now: datetime) -> None:
     Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.FAILED, next_attempt_at=None, last_error=message, updated_at=now)
+        status=Delivery.Status.FAILED, next_attempt_at=None, last_error=message, updated_at=now
+    )
 
 
 def _claim_next(due: QuerySet, *, due_by: datetime | None = None) -> _Claim | None:
@@ -342,8 +400,9 @@ def _claim_next(due: QuerySet, *, due_by: datetime | None = None) -> _Claim | No
     now = timezone.now()
     with transaction.atomic():
         # The row alone (no joins) so the partial index notif_delivery_due answers in index order.
-        candidates = (due.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=due_by or now)
-                      .order_by("next_attempt_at", "id"))
+        candidates = due.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=due_by or now).order_by(
+            "next_attempt_at", "id"
+        )
         if connection.features.has_select_for_update_skip_locked:
             # Two workers never wait for or take the same row; SQLite (no row locks) serialises
             # write transactions instead, and the compare-and-set below decides.
@@ -361,12 +420,19 @@ def _claim_next(due: QuerySet, *, due_by: datetime | None = None) -> _Claim | No
                 continue
             number = delivery.attempt_count + 1
             claimed = Delivery.objects.filter(
-                pk=delivery.pk, status=Delivery.Status.PENDING, attempt_count=delivery.attempt_count,
-            ).update(attempt_count=number, next_attempt_at=now + timedelta(seconds=_lease_seconds()), updated_at=now)
+                pk=delivery.pk,
+                status=Delivery.Status.PENDING,
+                attempt_count=delivery.attempt_count,
+            ).update(
+                attempt_count=number,
+                next_attempt_at=now + timedelta(seconds=_lease_seconds()),
+                updated_at=now,
+            )
             if claimed != 1:
                 return None
-            DeliveryAttempt.objects.create(delivery=delivery, number=number, attempted_at=now,
-                                           error=DeliveryAttempt.NO_OUTCOME)
+            DeliveryAttempt.objects.create(
+                delivery=delivery, number=number, attempted_at=now, error=DeliveryAttempt.NO_OUTCOME
+            )
             delivery.attempt_count = number
             return _Claim(delivery=delivery, number=number, attempted_at=now)
     return None
@@ -405,8 +471,13 @@ def _send(claim: _Claim) -> _Outcome:
     timestamp = int(claim.attempted_at.timestamp())
     headers = webhook_headers(secret=secret, event=delivery.event, timestamp=timestamp, body=body)
     try:
-        response = outbound.send("POST", delivery.endpoint.url, body=body, headers=headers,
-                                 timeout=settings.WEBHOOK_TIMEOUT_SECONDS)
+        response = outbound.send(
+            "POST",
+            delivery.endpoint.url,
+            body=body,
+            headers=headers,
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+        )
     except TargetNotAllowed as exc:
         return _Outcome(status_code=None, error=f"Target not allowed: {exc.message}", duration_ms=elapsed())
     except outbound.OutboundRequestFailed as exc:
@@ -414,18 +485,28 @@ def _send(claim: _Claim) -> _Outcome:
     if 200 <= response.status < 300:
         error = ""
     elif 300 <= response.status < 400:
-        error = (f"HTTP {response.status}: redirects are not followed "
-                 f"(Location: {response.headers.get('location', '')[:300]}); update the endpoint URL.")
+        error = (
+            f"HTTP {response.status}: redirects are not followed "
+            f"(Location: {response.headers.get('location', '')[:300]}); update the endpoint URL."
+        )
     else:
         error = f"HTTP {response.status}"
-    return _Outcome(status_code=response.status, error=error, duration_ms=response.duration_ms,
-                    retry_after=_retry_after_seconds(response.headers.get("retry-after")))
+    return _Outcome(
+        status_code=response.status,
+        error=error,
+        duration_ms=response.duration_ms,
+        retry_after=_retry_after_seconds(response.headers.get("retry-after")),
+    )
 
 
 def _complete(claim: _Claim, outcome: _Outcome) -> Delivery | None:
     now = timezone.now()
     delivery = claim.delivery
-    update: dict[str, Any] = {"last_status_code": outcome.status_code, "last_error": outcome.error, "updated_at": now}
+    update: dict[str, Any] = {
+        "last_status_code": outcome.status_code,
+        "last_error": outcome.error,
+        "updated_at": now,
+    }
     if outcome.succeeded:
         update.update(status=Delivery.Status.SUCCEEDED, next_attempt_at=None)
     elif outcome.endpoint_gone or claim.number >= delivery.max_attempts:
@@ -435,12 +516,16 @@ def _complete(claim: _Claim, outcome: _Outcome) -> Delivery | None:
         update.update(next_attempt_at=now + timedelta(seconds=delay))
     with transaction.atomic():
         DeliveryAttempt.objects.filter(delivery_id=delivery.pk, number=claim.number).update(
-            status_code=outcome.status_code, error=outcome.error, duration_ms=outcome.duration_ms)
+            status_code=outcome.status_code, error=outcome.error, duration_ms=outcome.duration_ms
+        )
         # Compare-and-set: only the holder of this attempt number moves the delivery on.
-        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING,
-                                attempt_count=claim.number).update(**update)
+        Delivery.objects.filter(
+            pk=delivery.pk, status=Delivery.Status.PENDING, attempt_count=claim.number
+        ).update(**update)
         if outcome.endpoint_gone:
-            NotificationEndpoint.objects.filter(pk=delivery.endpoint_id).update(is_active=False, updated_at=now)
+            NotificationEndpoint.objects.filter(pk=delivery.endpoint_id).update(
+                is_active=False, updated_at=now
+            )
             logger.info("notification endpoint %s answered 410 Gone: disabled", delivery.endpoint_id)
     # None when the endpoint (and so the delivery) was deleted while the request was in flight.
     return Delivery.objects.filter(pk=delivery.pk).first()
@@ -468,7 +553,9 @@ def delivery_sweep_due(*, limit: int | None = None, time_budget_seconds: float |
     was due when the sweep started is taken, so one sweep never retries a delivery it just
     failed. Concurrent sweeps take disjoint deliveries. Returns the number of attempts made."""
     limit = settings.WEBHOOK_SWEEP_BATCH_SIZE if limit is None else limit
-    budget = settings.WEBHOOK_SWEEP_TIME_BUDGET_SECONDS if time_budget_seconds is None else time_budget_seconds
+    budget = (
+        settings.WEBHOOK_SWEEP_TIME_BUDGET_SECONDS if time_budget_seconds is None else time_budget_seconds
+    )
     started = time.monotonic()
     due_by = timezone.now()
     attempted = 0
@@ -485,12 +572,15 @@ def delivery_sweep_due(*, limit: int | None = None, time_budget_seconds: float |
 def delivery_retry(*, delivery: Delivery) -> Delivery:
     """Give a FAILED delivery a fresh series of attempts, the first one now."""
     if delivery.status != Delivery.Status.FAILED:
-        raise ValidationFailed.for_field("status", "Only a FAILED delivery can be retried.",
-                                         code="DELIVERY_NOT_FAILED")
+        raise ValidationFailed.for_field(
+            "status", "Only a FAILED delivery can be retried.", code="DELIVERY_NOT_FAILED"
+        )
     now = timezone.now()
     updated = Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.FAILED).update(
-        status=Delivery.Status.PENDING, next_attempt_at=now,
-        max_attempts=delivery.attempt_count + settings.WEBHOOK_MAX_ATTEMPTS, updated_at=now,
+        status=Delivery.Status.PENDING,
+        next_attempt_at=now,
+        max_attempts=delivery.attempt_count + settings.WEBHOOK_MAX_ATTEMPTS,
+        updated_at=now,
     )
     if updated:
         transaction.on_commit(partial(_enqueue_deliveries, [delivery.pk]), robust=True)

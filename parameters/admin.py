@@ -29,8 +29,16 @@ class WriteOnlyTextarea(forms.Textarea):
     """A textarea that never renders a value back into the page, and hides characters as they are typed."""
 
     def __init__(self, attrs=None):
-        super().__init__({"rows": 3, "cols": 80, "autocomplete": "off", "spellcheck": "false",
-                          "style": "-webkit-text-security: disc; font-family: monospace", **(attrs or {})})
+        super().__init__(
+            {
+                "rows": 3,
+                "cols": 80,
+                "autocomplete": "off",
+                "spellcheck": "false",
+                "style": "-webkit-text-security: disc; font-family: monospace",
+                **(attrs or {}),
+            }
+        )
 
     def format_value(self, value):
         return None
@@ -51,10 +59,14 @@ class ParameterAdminForm(forms.ModelForm):
         field = self.fields[VALUE_FIELD]
         if self.instance._state.adding:
             field.required = True
-            field.help_text = ("1-8192 characters. A sensitive value is encrypted at rest and can never be shown "
-                               "again; a standard value is stored as plain text.")
+            field.help_text = (
+                "1-8192 characters. A sensitive value is encrypted at rest and can never be shown "
+                "again; a standard value is stored as plain text."
+            )
         elif self.instance.is_sensitive:
-            field.help_text = "Write-only: enter a new value to replace (and re-encrypt) it; leave blank to keep it."
+            field.help_text = (
+                "Write-only: enter a new value to replace (and re-encrypt) it; leave blank to keep it."
+            )
         else:
             field.widget = forms.Textarea(attrs={"rows": 3, "cols": 80})
             field.initial = self.instance.value
@@ -71,11 +83,16 @@ class ParameterAdminForm(forms.ModelForm):
                 if account is None:
                     raise forms.ValidationError("Choose the account the parameter belongs to.")
                 services.parameter_validate_new(
-                    account=account, name=cleaned.get("name") or "", type=cleaned.get("type") or "",
-                    value=new_value or "", description=cleaned.get("description") or "",
+                    account=account,
+                    name=cleaned.get("name") or "",
+                    type=cleaned.get("type") or "",
+                    value=new_value or "",
+                    description=cleaned.get("description") or "",
                 )
             else:
-                services.parameter_validate_update(description=cleaned.get("description") or "", value=new_value)
+                services.parameter_validate_update(
+                    description=cleaned.get("description") or "", value=new_value
+                )
         except ApiError as exc:
             self._add_api_error(exc)
         return cleaned
@@ -119,7 +136,9 @@ class TreeOrder(Func):
         super().__init__(F("name"))
 
     def as_sql(self, compiler, connection, **extra_context):
-        extra_context["collation"] = connection.ops.quote_name("C" if connection.vendor == "postgresql" else "BINARY")
+        extra_context["collation"] = connection.ops.quote_name(
+            "C" if connection.vendor == "postgresql" else "BINARY"
+        )
         return super().as_sql(compiler, connection, **extra_context)
 
 
@@ -169,7 +188,10 @@ class ParameterAdmin(AccountScopedAdmin):
         return format_html(
             '<span class="parameter-tree" data-depth="{}" style="padding-left: {}em">'
             '<span style="color: var(--body-quiet-color)">{}</span><strong>{}</strong></span>',
-            len(parents), 1.5 * len(parents), "".join(f"{parent}/" for parent in parents), leaf,
+            len(parents),
+            1.5 * len(parents),
+            "".join(f"{parent}/" for parent in parents),
+            leaf,
         )
 
     @admin.display(description="value")
@@ -187,12 +209,15 @@ class ParameterAdmin(AccountScopedAdmin):
     def save_model(self, request, obj, form, change):
         new_value = form.cleaned_data.get(VALUE_FIELD) or None
         if change:
-            services.parameter_update(parameter=obj, description=form.cleaned_data.get("description") or "",
-                                      value=new_value)
+            services.parameter_update(
+                parameter=obj, description=form.cleaned_data.get("description") or "", value=new_value
+            )
             return
         created = services.parameter_create(
             account=form.cleaned_data.get("account") or self.account_for_request(request),
-            name=form.cleaned_data["name"], type=form.cleaned_data["type"], value=new_value or "",
+            name=form.cleaned_data["name"],
+            type=form.cleaned_data["type"],
+            value=new_value or "",
             description=form.cleaned_data.get("description") or "",
         )
         obj.pk = created.pk

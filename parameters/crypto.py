@@ -92,7 +92,9 @@ def _multi_fernet(keys: tuple[str, ...]) -> MultiFernet:
             fernets.append(Fernet(key))
         except (ValueError, TypeError):
             # The position only: a key, even a broken one, is never logged.
-            logger.error("parameter encryption key number %d (newest first) is not a valid Fernet key", position)
+            logger.error(
+                "parameter encryption key number %d (newest first) is not a valid Fernet key", position
+            )
             raise ParameterEncryptionKeyInvalid(
                 f"Parameter encryption key number {position} (newest first) is not a valid Fernet key "
                 "(32 url-safe base64-encoded bytes)."

@@ -33,16 +33,22 @@ class ParameterEncryptionError(ApiError):
 
 class ParameterEncryptionKeyMissing(ParameterEncryptionError):
     code = "PARAMETER_ENCRYPTION_KEY_MISSING"
-    message = ("No encryption key is configured for sensitive parameters: set PARAMETER_ENCRYPTION_KEYS "
-               "(or PARAMETER_KEY_FILE for the embedded default).")
+    message = (
+        "No encryption key is configured for sensitive parameters: set PARAMETER_ENCRYPTION_KEYS "
+        "(or PARAMETER_KEY_FILE for the embedded default)."
+    )
 
 
 class ParameterEncryptionKeyInvalid(ParameterEncryptionError):
     code = "PARAMETER_ENCRYPTION_KEY_INVALID"
-    message = "A configured parameter encryption key is not a valid Fernet key (32 url-safe base64-encoded bytes)."
+    message = (
+        "A configured parameter encryption key is not a valid Fernet key (32 url-safe base64-encoded bytes)."
+    )
 
 
 class ParameterDecryptionFailed(ParameterEncryptionError):
     code = "PARAMETER_DECRYPTION_FAILED"
-    message = ("A sensitive parameter cannot be decrypted with the configured keys: PARAMETER_ENCRYPTION_KEYS "
-               "is missing the key it was encrypted with.")
+    message = (
+        "A sensitive parameter cannot be decrypted with the configured keys: PARAMETER_ENCRYPTION_KEYS "
+        "is missing the key it was encrypted with."
+    )

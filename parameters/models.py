@@ -36,7 +36,9 @@ class Parameter(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="parameters")
     name = models.CharField(max_length=NAME_MAX_LENGTH)
-    type = models.CharField(max_length=16, choices=Type.choices, help_text="Cannot be changed after creation.")
+    type = models.CharField(
+        max_length=16, choices=Type.choices, help_text="Cannot be changed after creation."
+    )
     value = models.TextField(blank=True, default="", help_text="The plaintext value of a standard parameter.")
     encrypted_value = models.TextField(
         blank=True, default="", help_text="The Fernet token of a sensitive parameter's value."
@@ -50,7 +52,8 @@ class Parameter(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["account", "name"], name="%(app_label)s_%(class)s_unique_name"),
             models.CheckConstraint(
-                condition=models.Q(type__in=["standard", "sensitive"]), name="%(app_label)s_%(class)s_type_valid"
+                condition=models.Q(type__in=["standard", "sensitive"]),
+                name="%(app_label)s_%(class)s_type_valid",
             ),
             # A sensitive parameter never holds plaintext; a standard one never holds a token.
             models.CheckConstraint(

@@ -49,8 +49,10 @@ def name_errors(name: object) -> list[str]:
     if not 1 <= len(name) <= NAME_MAX_LENGTH:
         return [f"name must be 1 to {NAME_MAX_LENGTH} characters long."]
     if not NAME_PATTERN.fullmatch(name):
-        return ["name may contain only letters, digits, underscores (_), hyphens (-), periods (.) and "
-                "forward slashes (/) between non-empty levels (pattern ^[\\w.-]+(?:/[\\w.-]+)*$)."]
+        return [
+            "name may contain only letters, digits, underscores (_), hyphens (-), periods (.) and "
+            "forward slashes (/) between non-empty levels (pattern ^[\\w.-]+(?:/[\\w.-]+)*$)."
+        ]
     if name.count("/") + 1 > NAME_MAX_LEVELS:
         return [f"name may have at most {NAME_MAX_LEVELS} levels (separated by /)."]
     return []
@@ -84,18 +86,28 @@ def description_errors(description: object) -> list[str]:
 
 
 def _raise_if_invalid(checks: dict[str, list[str]]) -> None:
-    details = [{"field": field_name, "message": message}
-               for field_name, messages in checks.items() for message in messages]
+    details = [
+        {"field": field_name, "message": message}
+        for field_name, messages in checks.items()
+        for message in messages
+    ]
     if details:
         message = details[0]["message"] if len(details) == 1 else "The request is not valid."
         raise ValidationFailed(message, details=details)
 
 
-def parameter_validate_new(*, account: Account | uuid.UUID, name: str, type: str, value: str,
-                           description: str = "") -> None:
+def parameter_validate_new(
+    *, account: Account | uuid.UUID, name: str, type: str, value: str, description: str = ""
+) -> None:
     """Every rule of a create, without writing (the admin form uses it to show errors in place)."""
-    _raise_if_invalid({"name": name_errors(name), "type": type_errors(type), "value": value_errors(value),
-                       "description": description_errors(description)})
+    _raise_if_invalid(
+        {
+            "name": name_errors(name),
+            "type": type_errors(type),
+            "value": value_errors(value),
+            "description": description_errors(description),
+        }
+    )
     existing = Parameter.objects.filter(account_id=getattr(account, "pk", account))
     if existing.filter(name=name).exists():
         raise ParameterAlreadyExists(f"A parameter named {name!r} already exists in the account.")
@@ -107,10 +119,12 @@ def parameter_validate_new(*, account: Account | uuid.UUID, name: str, type: str
 
 def parameter_validate_update(*, description: str | None = None, value: str | None = None) -> None:
     """The field rules of an update (``None`` = not changed)."""
-    _raise_if_invalid({
-        "description": description_errors(description) if description is not None else [],
-        "value": value_errors(value) if value is not None else [],
-    })
+    _raise_if_invalid(
+        {
+            "description": description_errors(description) if description is not None else [],
+            "value": value_errors(value) if value is not None else [],
+        }
+    )
 
 
 def _lock_account(account: Account | uuid.UUID) -> None:
@@ -136,16 +150,18 @@ def _store_value(parameter: Parameter, value: str) -> None:
 
 
 @transaction.atomic
-def parameter_create(*, account: Account | uuid.UUID, name: str, type: str, value: str,
-                     description: str = "") -> Parameter:
+def parameter_create(
+    *, account: Account | uuid.UUID, name: str, type: str, value: str, description: str = ""
+) -> Parameter:
     """Create a parameter. A sensitive value is encrypted before it is saved; its plaintext never is.
 
     409 ``PARAMETER_ALREADY_EXISTS`` for a taken name, 409 ``PARAMETER_LIMIT_REACHED`` past 100.
     """
     _lock_account(account)
     parameter_validate_new(account=account, name=name, type=type, value=value, description=description)
-    parameter = Parameter(account_id=getattr(account, "pk", account), name=name, type=type,
-                          description=description)
+    parameter = Parameter(
+        account_id=getattr(account, "pk", account), name=name, type=type, description=description
+    )
     _store_value(parameter, value)
     try:
         with transaction.atomic():
@@ -157,8 +173,9 @@ def parameter_create(*, account: Account | uuid.UUID, name: str, type: str, valu
 
 
 @transaction.atomic
-def parameter_update(*, parameter: Parameter, description: str | None = None, value: str | None = None,
-                     type: str | None = None) -> Parameter:
+def parameter_update(
+    *, parameter: Parameter, description: str | None = None, value: str | None = None, type: str | None = None
+) -> Parameter:
     """Change the description, the value, or both. The type cannot change (400 PARAMETER_TYPE_IMMUTABLE);
     sending the current type is accepted and changes nothing."""
     current = Parameter.objects.select_for_update().filter(pk=parameter.pk).first()
@@ -170,8 +187,10 @@ def parameter_update(*, parameter: Parameter, description: str | None = None, va
             details=[{"field": "type", "message": "The parameter type cannot be updated."}],
         )
     if description is None and value is None:
-        raise ValidationFailed("At least one field (description or value) must be provided.",
-                               details=[{"field": "", "message": "Provide description, value or both."}])
+        raise ValidationFailed(
+            "At least one field (description or value) must be provided.",
+            details=[{"field": "", "message": "Provide description, value or both."}],
+        )
     parameter_validate_update(description=description, value=value)
     if description is not None:
         current.description = description
@@ -187,8 +206,11 @@ class DeleteResult:
     invalid: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"deletedCount": len(self.deleted), "deletedParameters": self.deleted,
-                "invalidParameters": self.invalid}
+        return {
+            "deletedCount": len(self.deleted),
+            "deletedParameters": self.deleted,
+            "invalidParameters": self.invalid,
+        }
 
 
 @transaction.atomic
@@ -210,8 +232,10 @@ def parameters_delete(*, account: Account | uuid.UUID, names: list[str]) -> Dele
         .values_list("name", "pk")
     )
     Parameter.objects.filter(pk__in=found.values()).delete()
-    return DeleteResult(deleted=[name for name in names if name in found],
-                        invalid=[name for name in names if name not in found])
+    return DeleteResult(
+        deleted=[name for name in names if name in found],
+        invalid=[name for name in names if name not in found],
+    )
 
 
 def parameter_delete(*, parameter: Parameter) -> None:
@@ -225,8 +249,12 @@ class RotationProgress:
     total: int
 
 
-def parameter_keys_rotate(*, batch_size: int = ROTATE_BATCH_SIZE, parameter_ids: list[uuid.UUID] | None = None,
-                          on_progress: Callable[[RotationProgress], None] | None = None) -> int:
+def parameter_keys_rotate(
+    *,
+    batch_size: int = ROTATE_BATCH_SIZE,
+    parameter_ids: list[uuid.UUID] | None = None,
+    on_progress: Callable[[RotationProgress], None] | None = None,
+) -> int:
     """Re-encrypt every sensitive value (or those of ``parameter_ids``) under the newest key.
 
     Batches of ``batch_size`` rows, each in its own transaction with the rows locked, walked in
@@ -293,6 +321,9 @@ def parameter_resolve(*, account: Account | uuid.UUID, name: str) -> str:
     try:
         return crypto.decrypt(parameter.encrypted_value)
     except ParameterDecryptionFailed as exc:
-        logger.error("sensitive parameter %r of account %s cannot be decrypted with the configured keys",
-                     name, account_id)
+        logger.error(
+            "sensitive parameter %r of account %s cannot be decrypted with the configured keys",
+            name,
+            account_id,
+        )
         raise ParameterDecryptionFailed(f"Parameter {name!r}: {exc.message}")

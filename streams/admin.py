@@ -83,7 +83,16 @@ class StreamVersionInline(admin.TabularInline):
     model = StreamVersion
     extra = 0
     can_delete = False
-    fields = ["tag", "name", "cas", "node_count", "created_by_label", "created_at", "export_link", "compare_link"]
+    fields = [
+        "tag",
+        "name",
+        "cas",
+        "node_count",
+        "created_by_label",
+        "created_at",
+        "export_link",
+        "compare_link",
+    ]
     readonly_fields = fields
     ordering = ["-created_at"]
     show_change_link = False
@@ -109,7 +118,9 @@ class StreamVersionInline(admin.TabularInline):
 
     @admin.display(description="compare")
     def compare_link(self, obj: StreamVersion) -> str:
-        url = reverse("admin:streams_stream_compare", args=[obj.stream_id]) + f"?before={obj.pk}&after={LATEST}"
+        url = (
+            reverse("admin:streams_stream_compare", args=[obj.stream_id]) + f"?before={obj.pk}&after={LATEST}"
+        )
         return format_html('<a href="{}" class="compare-version">with the latest</a>', url)
 
 
@@ -129,12 +140,18 @@ def _export_response(snapshot: selectors.StreamSnapshot) -> HttpResponse:
 class StreamImportForm(forms.Form):
     solution = forms.ModelChoiceField(queryset=Solution.objects.none())
     file = forms.FileField(required=False, help_text="A stream configuration (JSON), e.g. from Export.")
-    config_text = forms.CharField(required=False, label="or paste the JSON",
-                                  widget=forms.Textarea(attrs={"rows": 12, "cols": 100}))
+    config_text = forms.CharField(
+        required=False, label="or paste the JSON", widget=forms.Textarea(attrs={"rows": 12, "cols": 100})
+    )
     on_name_conflict = forms.ChoiceField(
-        required=False, label="When the name exists",
-        choices=[("", "refuse the import"), ("overwrite", "overwrite the stream"),
-                 ("create-new", "create a copy named '<name> (Copy)'"), ("skip", "skip (keep the existing stream)")],
+        required=False,
+        label="When the name exists",
+        choices=[
+            ("", "refuse the import"),
+            ("overwrite", "overwrite the stream"),
+            ("create-new", "create a copy named '<name> (Copy)'"),
+            ("skip", "skip (keep the existing stream)"),
+        ],
     )
     allow_node_deletion = forms.BooleanField(required=False, help_text="Let an overwrite remove nodes.")
 
@@ -158,10 +175,13 @@ class StreamImportForm(forms.Form):
         return cleaned
 
 
-def _version_choices(stream: Stream, versions: list[StreamVersion], *, latest_value: str) -> list[tuple[str, str]]:
+def _version_choices(
+    stream: Stream, versions: list[StreamVersion], *, latest_value: str
+) -> list[tuple[str, str]]:
     return [(latest_value, f"latest configuration (cas {stream.cas})")] + [
         (str(version.pk), f"{version.tag} (cas {version.cas}, saved {version.created_at:%Y-%m-%d %H:%M} UTC)")
-        for version in versions]
+        for version in versions
+    ]
 
 
 class StreamCompareForm(forms.Form):
@@ -196,9 +216,11 @@ class StreamPreviewForm(forms.Form):
     """Sample records for a preview: a JSON array of records, one JSON object, or one per line."""
 
     records = forms.CharField(
-        label="Sample records", widget=forms.Textarea(attrs={"rows": 12, "cols": 100, "spellcheck": "false"}),
+        label="Sample records",
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 100, "spellcheck": "false"}),
         help_text="A JSON array of records, one JSON object, or one JSON object per line (as a collector "
-                  f"receives them); at most {engine_services.PREVIEW_MAX_RECORDS}.")
+        f"receives them); at most {engine_services.PREVIEW_MAX_RECORDS}.",
+    )
     version = forms.ChoiceField(label="Configuration", required=False)
 
     def __init__(self, *args, stream: Stream, versions: list[StreamVersion], **kwargs):
@@ -242,11 +264,17 @@ def _previewed_nodes(result) -> list[PreviewedNode]:
 
     return [
         PreviewedNode(
-            id=node.node.id, name=node.node.name or node.node.id, type=node.node.type, counts=node.counts(),
-            note=node.note, records=[pretty(record) for record in node.out[:PREVIEW_RECORDS_SHOWN]],
+            id=node.node.id,
+            name=node.node.name or node.node.id,
+            type=node.node.type,
+            counts=node.counts(),
+            note=node.note,
+            records=[pretty(record) for record in node.out[:PREVIEW_RECORDS_SHOWN]],
             more_records=max(0, len(node.out) - PREVIEW_RECORDS_SHOWN),
-            rejections=[(pretty(rejection.record), rejection.reason)
-                        for rejection in node.rejections[:PREVIEW_RECORDS_SHOWN]],
+            rejections=[
+                (pretty(rejection.record), rejection.reason)
+                for rejection in node.rejections[:PREVIEW_RECORDS_SHOWN]
+            ],
             more_rejections=max(0, len(node.rejections) - PREVIEW_RECORDS_SHOWN),
         )
         for node in result.nodes
@@ -264,16 +292,48 @@ class StreamAdmin(AccountScopedAdmin):
     inlines = [StreamVersionInline]
     actions = ["export_selected"]
     fieldsets = [
-        (None, {"fields": ["name", "id", "solution", "processing_type", "schema_version", "description", "tag",
-                           "cas", "created_by_label", "created_at", "updated_by_label", "updated_at"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "id",
+                    "solution",
+                    "processing_type",
+                    "schema_version",
+                    "description",
+                    "tag",
+                    "cas",
+                    "created_by_label",
+                    "created_at",
+                    "updated_by_label",
+                    "updated_at",
+                ]
+            },
+        ),
         ("Graph", {"fields": ["graph"]}),
         ("Runs", {"fields": ["recent_runs"]}),
         ("Meter inspector", {"fields": ["meter_inspector"]}),
         ("Configuration", {"fields": ["configuration"], "classes": ["collapse"]}),
     ]
-    readonly_fields = ["name", "id", "solution", "processing_type", "schema_version", "description", "tag", "cas",
-                       "created_by_label", "created_at", "updated_by_label", "updated_at", "graph", "configuration",
-                       "recent_runs", "meter_inspector"]
+    readonly_fields = [
+        "name",
+        "id",
+        "solution",
+        "processing_type",
+        "schema_version",
+        "description",
+        "tag",
+        "cas",
+        "created_by_label",
+        "created_at",
+        "updated_by_label",
+        "updated_at",
+        "graph",
+        "configuration",
+        "recent_runs",
+        "meter_inspector",
+    ]
 
     # Streams change only through an import (validated, versioned): the page is read-only.
     def has_add_permission(self, request):
@@ -300,22 +360,43 @@ class StreamAdmin(AccountScopedAdmin):
     @admin.display(description="graph")
     def graph(self, obj: Stream) -> str:
         # Built server-side from escaped labels only (streams.graph), so it is safe to inline.
-        return format_html('<div class="stream-graph-scroll" style="overflow-x: auto; max-width: 100%;">{}</div>',
-                           mark_safe(stream_graph_svg(obj.nodes, obj.edges)))
+        return format_html(
+            '<div class="stream-graph-scroll" style="overflow-x: auto; max-width: 100%;">{}</div>',
+            mark_safe(stream_graph_svg(obj.nodes, obj.edges)),  # noqa: S308
+        )
 
     @admin.display(description="recent runs")
     def recent_runs(self, obj: Stream) -> str:
         runs = StreamRun.objects.filter(stream=obj).order_by("-started_at", "-id")[:5]
         rows = format_html_join(
-            "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', (
-                (reverse("admin:streams_streamrun_change", args=[run.pk]), run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-                 run.trigger, run.status, run.records_in, run.records_out, run.records_rejected) for run in runs))
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:streams_streamrun_change", args=[run.pk]),
+                    run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    run.trigger,
+                    run.status,
+                    run.records_in,
+                    run.records_out,
+                    run.records_rejected,
+                )
+                for run in runs
+            ),
+        )
         links = format_html(
             '<a href="{}?stream__id__exact={}">all runs</a> · <a href="{}?stream__id__exact={}">inspected records</a>',
-            reverse("admin:streams_streamrun_changelist"), obj.pk,
-            reverse("admin:streams_inspectrecord_changelist"), obj.pk)
-        return format_html("<table><thead><tr><th>started</th><th>trigger</th><th>status</th><th>in</th><th>out</th>"
-                           "<th>rejected</th></tr></thead><tbody>{}</tbody></table><p>{}</p>", rows, links)
+            reverse("admin:streams_streamrun_changelist"),
+            obj.pk,
+            reverse("admin:streams_inspectrecord_changelist"),
+            obj.pk,
+        )
+        return format_html(
+            "<table><thead><tr><th>started</th><th>trigger</th><th>status</th><th>in</th><th>out</th>"
+            "<th>rejected</th></tr></thead><tbody>{}</tbody></table><p>{}</p>",
+            rows,
+            links,
+        )
 
     @admin.display(description="meters counted by its meter processors")
     def meter_inspector(self, obj: Stream) -> str:
@@ -327,16 +408,35 @@ class StreamAdmin(AccountScopedAdmin):
             if node.get("type") != "meter":
                 continue
             meter_key = (node.get("config") or {}).get("meterKey") or "default"
-            meters = (Meter.objects.filter(account_id=obj.account_id, meter_key=meter_key)
-                      .select_related("meter_type").order_by("meter_type__name", "user_id")[:50])
-            rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
-                (meter.meter_type.name, meter.user_id,
-                 "" if meter.value is None else format(meter.value.normalize(), "f"), meter.record_count,
-                 meter.period_end.strftime("%Y-%m-%d %H:%M")) for meter in meters))
-            sections.append(format_html(
-                "<h4>{} ({}) · meterKey {}</h4><table><thead><tr><th>meter type</th><th>userId</th><th>value</th>"
-                "<th>records</th><th>period end</th></tr></thead><tbody>{}</tbody></table>",
-                node.get("name", ""), node.get("id", ""), meter_key, rows))
+            meters = (
+                Meter.objects.filter(account_id=obj.account_id, meter_key=meter_key)
+                .select_related("meter_type")
+                .order_by("meter_type__name", "user_id")[:50]
+            )
+            rows = format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (
+                        meter.meter_type.name,
+                        meter.user_id,
+                        "" if meter.value is None else format(meter.value.normalize(), "f"),
+                        meter.record_count,
+                        meter.period_end.strftime("%Y-%m-%d %H:%M"),
+                    )
+                    for meter in meters
+                ),
+            )
+            sections.append(
+                format_html(
+                    "<h4>{} ({}) · meterKey {}</h4><table><thead><tr><th>meter type</th><th>userId</th><th>value</th>"
+                    "<th>records</th><th>period end</th></tr></thead><tbody>{}</tbody></table>",
+                    node.get("name", ""),
+                    node.get("id", ""),
+                    meter_key,
+                    rows,
+                )
+            )
         return format_html_join("", "{}", ((section,) for section in sections)) or "No meter processor."
 
     @admin.display(description="configuration (export)")
@@ -360,12 +460,21 @@ class StreamAdmin(AccountScopedAdmin):
     def get_urls(self):
         return [
             path("import/", self.admin_site.admin_view(self.import_view), name="streams_stream_import"),
-            path("<uuid:object_id>/export/", self.admin_site.admin_view(self.export_view),
-                 name="streams_stream_export"),
-            path("<uuid:object_id>/compare/", self.admin_site.admin_view(self.compare_view),
-                 name="streams_stream_compare"),
-            path("<uuid:object_id>/preview/", self.admin_site.admin_view(self.preview_view),
-                 name="streams_stream_preview"),
+            path(
+                "<uuid:object_id>/export/",
+                self.admin_site.admin_view(self.export_view),
+                name="streams_stream_export",
+            ),
+            path(
+                "<uuid:object_id>/compare/",
+                self.admin_site.admin_view(self.compare_view),
+                name="streams_stream_compare",
+            ),
+            path(
+                "<uuid:object_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="streams_stream_preview",
+            ),
             *super().get_urls(),
         ]
 
@@ -381,24 +490,46 @@ class StreamAdmin(AccountScopedAdmin):
         return stream
 
     def _page(self, request, stream: Stream, title: str, template: str, **context) -> TemplateResponse:
-        return TemplateResponse(request, template, {
-            **self.admin_site.each_context(request), "title": title, "subtitle": stream.name,
-            "opts": self.model._meta, "original": stream, **context,
-        })
+        return TemplateResponse(
+            request,
+            template,
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "subtitle": stream.name,
+                "opts": self.model._meta,
+                "original": stream,
+                **context,
+            },
+        )
 
     def compare_view(self, request, object_id):
         """Two configurations of the stream side by side: what was added, removed and changed."""
         stream = self._viewable_stream(request, object_id)
         versions = list(selectors.stream_versions(stream=stream))
-        form = StreamCompareForm(request.GET if "before" in request.GET else StreamCompareForm.default(versions),
-                                 stream=stream, versions=versions)
+        form = StreamCompareForm(
+            request.GET if "before" in request.GET else StreamCompareForm.default(versions),
+            stream=stream,
+            versions=versions,
+        )
         diff = None
         if form.is_valid():
             before, after = form.cleaned_data["before"], form.cleaned_data["after"]
-            diff = stream_config_diff(form.snapshot(before).export(), form.snapshot(after).export(),
-                                      before_label=form.label(before), after_label=form.label(after))
-        return self._page(request, stream, "Compare versions", "admin/streams/stream/compare.html",
-                          form=form, diff=diff, versions=versions)
+            diff = stream_config_diff(
+                form.snapshot(before).export(),
+                form.snapshot(after).export(),
+                before_label=form.label(before),
+                after_label=form.label(after),
+            )
+        return self._page(
+            request,
+            stream,
+            "Compare versions",
+            "admin/streams/stream/compare.html",
+            form=form,
+            diff=diff,
+            versions=versions,
+        )
 
     def preview_view(self, request, object_id):
         """Run sample records through the stream and show each node's output and rejections.
@@ -410,14 +541,25 @@ class StreamAdmin(AccountScopedAdmin):
         if request.method == "POST" and form.is_valid():
             tag = form.cleaned_data["version"]
             try:
-                result = engine_services.stream_preview(stream=stream, records=form.cleaned_data["records"], tag=tag)
+                result = engine_services.stream_preview(
+                    stream=stream, records=form.cleaned_data["records"], tag=tag
+                )
                 previewed = selectors.stream_snapshot_for_tag(stream, tag)
             except ApiError as exc:
                 form.add_error(None, exc.message)
             label = f"Version {tag}" if tag else label
-        return self._page(request, stream, "Preview", "admin/streams/stream/preview.html", form=form,
-                          result=result, nodes=_previewed_nodes(result) if result else [], previewed=previewed,
-                          previewed_label=label, graph=mark_safe(stream_graph_svg(previewed.nodes, previewed.edges)))
+        return self._page(
+            request,
+            stream,
+            "Preview",
+            "admin/streams/stream/preview.html",
+            form=form,
+            result=result,
+            nodes=_previewed_nodes(result) if result else [],
+            previewed=previewed,
+            previewed_label=label,
+            graph=mark_safe(stream_graph_svg(previewed.nodes, previewed.edges)),  # noqa: S308
+        )
 
     def export_view(self, request, object_id):
         stream = self._viewable_stream(request, object_id)
@@ -431,14 +573,17 @@ class StreamAdmin(AccountScopedAdmin):
         if not self.can_import(request):
             raise PermissionDenied
         account_id = user_account_id(request)
-        solutions = Solution.objects.all() if account_id is None else Solution.objects.filter(account_id=account_id)
+        solutions = (
+            Solution.objects.all() if account_id is None else Solution.objects.filter(account_id=account_id)
+        )
         form = StreamImportForm(request.POST or None, request.FILES or None, solutions=solutions)
         problems: list[dict] = []
         if request.method == "POST" and form.is_valid():
             solution = form.cleaned_data["solution"]
             try:
                 result = services.stream_import(
-                    account=solution.account, solution_id=solution.pk,
+                    account=solution.account,
+                    solution_id=solution.pk,
                     stream_config=form.cleaned_data["stream_config"],
                     on_name_conflict=form.cleaned_data["on_name_conflict"] or None,
                     allow_node_deletion=form.cleaned_data["allow_node_deletion"],
@@ -448,8 +593,11 @@ class StreamAdmin(AccountScopedAdmin):
                 form.add_error(None, exc.message)
                 problems = exc.details
             else:
-                messages.success(request, f"Stream '{result.stream.name}' {result.action.value}"
-                                          + (f", tagged {result.tag}." if result.tag else "."))
+                messages.success(
+                    request,
+                    f"Stream '{result.stream.name}' {result.action.value}"
+                    + (f", tagged {result.tag}." if result.tag else "."),
+                )
                 return HttpResponseRedirect(reverse("admin:streams_stream_change", args=[result.stream.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -465,8 +613,10 @@ class StreamAdmin(AccountScopedAdmin):
 
 
 def _json_block(value) -> str:
-    return format_html('<pre style="white-space: pre-wrap; max-width: 60em;">{}</pre>',
-                       json.dumps(value, indent=2, ensure_ascii=False))
+    return format_html(
+        '<pre style="white-space: pre-wrap; max-width: 60em;">{}</pre>',
+        json.dumps(value, indent=2, ensure_ascii=False),
+    )
 
 
 class RunErrorsFilter(admin.SimpleListFilter):
@@ -488,15 +638,44 @@ class RunErrorsFilter(admin.SimpleListFilter):
 
 @admin.register(StreamRun)
 class StreamRunAdmin(ReadOnlyAccountScopedAdmin):
-    list_display = ["started_at", "stream", "trigger", "status", "records_in", "records_out", "records_rejected",
-                    "duration"]
-    list_filter = ["status", RunErrorsFilter, "trigger", ("stream", admin.RelatedOnlyFieldListFilter), "account"]
+    list_display = [
+        "started_at",
+        "stream",
+        "trigger",
+        "status",
+        "records_in",
+        "records_out",
+        "records_rejected",
+        "duration",
+    ]
+    list_filter = [
+        "status",
+        RunErrorsFilter,
+        "trigger",
+        ("stream", admin.RelatedOnlyFieldListFilter),
+        "account",
+    ]
     search_fields = ["id", "stream__name", "error"]
     ordering = ["-started_at"]
     list_select_related = ["stream"]
-    fields = ["id", "stream", "stream_cas", "trigger", "status", "started_at", "finished_at", "duration", "records_in",
-              "records_out", "records_rejected", "per_node_counts", "error", "source_first_sequence",
-              "source_last_sequence", "rejections_kept"]
+    fields = [
+        "id",
+        "stream",
+        "stream_cas",
+        "trigger",
+        "status",
+        "started_at",
+        "finished_at",
+        "duration",
+        "records_in",
+        "records_out",
+        "records_rejected",
+        "per_node_counts",
+        "error",
+        "source_first_sequence",
+        "source_last_sequence",
+        "rejections_kept",
+    ]
     readonly_fields = fields
 
     @admin.display(description="duration (s)")
@@ -507,12 +686,25 @@ class StreamRunAdmin(ReadOnlyAccountScopedAdmin):
     def per_node_counts(self, obj: StreamRun) -> str:
         names = {node.get("id"): node.get("name") or node.get("id") for node in obj.stream.nodes}
         rows = format_html_join(
-            "", '<tr class="node-counts" data-node-id="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
-            ((node_id, node_id, names.get(node_id, "(removed)"), counts.get("in", 0), counts.get("out", 0),
-              counts.get("rejected", 0)) for node_id, counts in obj.node_counts.items()),
+            "",
+            '<tr class="node-counts" data-node-id="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    node_id,
+                    node_id,
+                    names.get(node_id, "(removed)"),
+                    counts.get("in", 0),
+                    counts.get("out", 0),
+                    counts.get("rejected", 0),
+                )
+                for node_id, counts in obj.node_counts.items()
+            ),
         )
-        return format_html("<table><thead><tr><th>node</th><th>name</th><th>in</th><th>out</th><th>rejected</th>"
-                           "</tr></thead><tbody>{}</tbody></table>", rows)
+        return format_html(
+            "<table><thead><tr><th>node</th><th>name</th><th>in</th><th>out</th><th>rejected</th>"
+            "</tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description=f"rejections (first {StreamRun.REJECTIONS_KEPT})")
     def rejections_kept(self, obj: StreamRun) -> str:
@@ -526,7 +718,16 @@ class AggregationStoreAdmin(ReadOnlyAccountScopedAdmin):
     search_fields = ["store_id", "stream__name", "node_id"]
     ordering = ["store_id"]
     list_select_related = ["stream"]
-    fields = ["store_id", "kind", "key_fields_label", "stream", "node_id", "created_at", "updated_at", "sessions_link"]
+    fields = [
+        "store_id",
+        "kind",
+        "key_fields_label",
+        "stream",
+        "node_id",
+        "created_at",
+        "updated_at",
+        "sessions_link",
+    ]
     readonly_fields = fields
 
     @admin.display(description="key fields (in order)")
@@ -541,15 +742,36 @@ class AggregationStoreAdmin(ReadOnlyAccountScopedAdmin):
 
 @admin.register(AggregationSession)
 class AggregationSessionAdmin(ReadOnlyAccountScopedAdmin):
-    list_display = ["field_values_label", "store", "stream", "node_id", "record_count", "updated_at", "timeout_at"]
-    list_filter = [("store", admin.RelatedOnlyFieldListFilter), ("stream", admin.RelatedOnlyFieldListFilter),
-                   "account"]
+    list_display = [
+        "field_values_label",
+        "store",
+        "stream",
+        "node_id",
+        "record_count",
+        "updated_at",
+        "timeout_at",
+    ]
+    list_filter = [
+        ("store", admin.RelatedOnlyFieldListFilter),
+        ("stream", admin.RelatedOnlyFieldListFilter),
+        "account",
+    ]
     search_fields = ["key", "field_values", "node_id"]
     ordering = ["timeout_at"]
     list_select_related = ["store", "stream"]
     actions = ["time_out_now"]
-    fields = ["store", "stream", "node_id", "field_values_label", "key", "data_block", "meta_block", "created_at",
-              "updated_at", "timeout_at"]
+    fields = [
+        "store",
+        "stream",
+        "node_id",
+        "field_values_label",
+        "key",
+        "data_block",
+        "meta_block",
+        "created_at",
+        "updated_at",
+        "timeout_at",
+    ]
     readonly_fields = fields
 
     @admin.display(description="field values")
@@ -602,13 +824,29 @@ class FlushDeliveryAdmin(ReadOnlyAccountScopedAdmin):
     """Flushed metered records waiting for a Meter processor's downstream nodes (the outbox);
     a delivered row is gone. A failing one shows its attempts, error and next attempt."""
 
-    list_display = ["id", "stream", "node_id", "record_count", "created_at", "attempts", "next_attempt_at",
-                    "last_error_summary"]
+    list_display = [
+        "id",
+        "stream",
+        "node_id",
+        "record_count",
+        "created_at",
+        "attempts",
+        "next_attempt_at",
+        "last_error_summary",
+    ]
     list_filter = [("stream", admin.RelatedOnlyFieldListFilter), "node_id", "account"]
     ordering = ["id"]
     list_select_related = ["stream"]
-    fields = ["stream", "node_id", "record_count", "created_at", "attempts", "next_attempt_at", "last_error",
-              "records_block"]
+    fields = [
+        "stream",
+        "node_id",
+        "record_count",
+        "created_at",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "records_block",
+    ]
     readonly_fields = fields
     actions = ["retry_now"]
 

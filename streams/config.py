@@ -30,8 +30,17 @@ NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 MAX_NODES = 500
 MAX_EDGES = 2000
 
-CONFIG_KEYS = {"name", "description", "processingType", "schemaVersion", "nodes", "edges", "nodeGroups",
-               "annotation", "tag"}
+CONFIG_KEYS = {
+    "name",
+    "description",
+    "processingType",
+    "schemaVersion",
+    "nodes",
+    "edges",
+    "nodeGroups",
+    "annotation",
+    "tag",
+}
 NODE_KEYS = {"id", "name", "type", "config", "description", "position"}
 EDGE_KEYS = {"source", "target"}
 GROUP_KEYS = {"id", "name", "nodeIds"}
@@ -72,9 +81,15 @@ class StreamConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "description": self.description, "processingType": self.processing_type,
-            "schemaVersion": self.schema_version, "nodes": self.nodes, "edges": self.edges,
-            "nodeGroups": self.node_groups, "annotation": self.annotation, "tag": self.tag,
+            "name": self.name,
+            "description": self.description,
+            "processingType": self.processing_type,
+            "schemaVersion": self.schema_version,
+            "nodes": self.nodes,
+            "edges": self.edges,
+            "nodeGroups": self.node_groups,
+            "annotation": self.annotation,
+            "tag": self.tag,
         }
 
 
@@ -96,8 +111,9 @@ class _Problems(list):
         self.append({"field": field_name, "message": message})
 
 
-def _string(problems: _Problems, raw: dict, key: str, *, required: bool, max_length: int,
-            default: str = "") -> str:
+def _string(
+    problems: _Problems, raw: dict, key: str, *, required: bool, max_length: int, default: str = ""
+) -> str:
     value = raw.get(key, None)
     if value is None:
         if required:
@@ -143,7 +159,9 @@ def stream_config_parse(raw: Any) -> StreamConfig:
     """Validate a stream configuration; raise ``InvalidStreamConfig`` listing every problem."""
     problems = _Problems()
     if not isinstance(raw, dict):
-        raise InvalidStreamConfig(details=[{"field": "", "message": "The stream configuration must be an object."}])
+        raise InvalidStreamConfig(
+            details=[{"field": "", "message": "The stream configuration must be an object."}]
+        )
     _unknown_keys(problems, "", raw, CONFIG_KEYS)
 
     name = _string(problems, raw, "name", required=True, max_length=NAME_MAX_LENGTH)
@@ -153,7 +171,9 @@ def stream_config_parse(raw: Any) -> StreamConfig:
         problems.add("processingType", "Must be batch or realtime.")
     schema_version = raw.get("schemaVersion", 1)
     if type(schema_version) is not int or schema_version not in SUPPORTED_SCHEMA_VERSIONS:
-        problems.add("schemaVersion", f"Supported schema versions: {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}.")
+        problems.add(
+            "schemaVersion", f"Supported schema versions: {', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}."
+        )
     tag = raw.get("tag")
     if tag is not None and not _tag_valid(tag):
         problems.add("tag", TAG_MESSAGE)
@@ -174,8 +194,15 @@ def stream_config_parse(raw: Any) -> StreamConfig:
     if problems:
         raise InvalidStreamConfig(details=list(problems))
     return StreamConfig(
-        name=name, description=description, processing_type=processing_type, schema_version=schema_version,
-        nodes=nodes, edges=edges, node_groups=node_groups, annotation=annotation, tag=tag,
+        name=name,
+        description=description,
+        processing_type=processing_type,
+        schema_version=schema_version,
+        nodes=nodes,
+        edges=edges,
+        node_groups=node_groups,
+        annotation=annotation,
+        tag=tag,
         node_configs=node_configs,
     )
 
@@ -201,7 +228,8 @@ def _check_nodes(problems: _Problems, nodes: list[dict]) -> tuple[dict[str, Conf
             problems.add(f"{prefix}.description", "Must be a string.")
         position = node.get("position")
         if position is not None and not (
-            isinstance(position, dict) and set(position) <= {"x", "y"}
+            isinstance(position, dict)
+            and set(position) <= {"x", "y"}
             and all(isinstance(v, int | float) and not isinstance(v, bool) for v in position.values())
         ):
             problems.add(f"{prefix}.position", "Must be an object {x, y} of numbers.")
@@ -222,13 +250,17 @@ def _check_nodes(problems: _Problems, nodes: list[dict]) -> tuple[dict[str, Conf
             configs[node_id] = config
         if isinstance(config, MeterConfig) and config.meter_key:
             if config.meter_key in meter_keys:
-                problems.add(f"{prefix}.config.meterKey",
-                             f"Meter key '{config.meter_key}' is used by nodes[{meter_keys[config.meter_key]}] too.")
+                problems.add(
+                    f"{prefix}.config.meterKey",
+                    f"Meter key '{config.meter_key}' is used by nodes[{meter_keys[config.meter_key]}] too.",
+                )
             meter_keys.setdefault(config.meter_key, index)
     return configs, roles
 
 
-def _check_edges(problems: _Problems, nodes: list[dict], edges: list[dict], roles: dict[str, NodeRole]) -> None:
+def _check_edges(
+    problems: _Problems, nodes: list[dict], edges: list[dict], roles: dict[str, NodeRole]
+) -> None:
     pairs: list[tuple[str, str]] = []
     seen: set[tuple[str, str]] = set()
     for index, edge in enumerate(edges):

@@ -60,7 +60,10 @@ class StreamDiff:
         return not (self.settings or self.nodes or self.edges_added or self.edges_removed)
 
     def counts(self) -> dict[str, int]:
-        return {status: sum(node.status == status for node in self.nodes) for status in ("added", "removed", "changed")}
+        return {
+            status: sum(node.status == status for node in self.nodes)
+            for status in ("added", "removed", "changed")
+        }
 
 
 def _json(value: Any) -> str:
@@ -89,8 +92,13 @@ def field_changes(before: Any, after: Any, *, path: str = "") -> list[FieldChang
     for leaf in [*old, *(leaf for leaf in new if leaf not in old)]:
         left, right = old.get(leaf, MISSING), new.get(leaf, MISSING)
         if left is MISSING or right is MISSING or _json(left) != _json(right):
-            changes.append(FieldChange(path=leaf, before=None if left is MISSING else _json(left),
-                                       after=None if right is MISSING else _json(right)))
+            changes.append(
+                FieldChange(
+                    path=leaf,
+                    before=None if left is MISSING else _json(left),
+                    after=None if right is MISSING else _json(right),
+                )
+            )
     return changes
 
 
@@ -99,24 +107,34 @@ def _nodes_by_id(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _edges(config: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(str(edge.get("source")), str(edge.get("target"))) for edge in config.get("edges") or []
-            if isinstance(edge, dict)]
+    return [
+        (str(edge.get("source")), str(edge.get("target")))
+        for edge in config.get("edges") or []
+        if isinstance(edge, dict)
+    ]
 
 
 def _node_change(node: dict[str, Any], status: str, changes: list[FieldChange] | None = None) -> NodeChange:
-    return NodeChange(node_id=str(node.get("id")), name=str(node.get("name") or node.get("id")),
-                      type=str(node.get("type") or ""), status=status, changes=changes or [])
+    return NodeChange(
+        node_id=str(node.get("id")),
+        name=str(node.get("name") or node.get("id")),
+        type=str(node.get("type") or ""),
+        status=status,
+        changes=changes or [],
+    )
 
 
 def _compared(config: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key != "tag"}
 
 
-def stream_config_diff(before: dict[str, Any], after: dict[str, Any], *, before_label: str,
-                       after_label: str) -> StreamDiff:
+def stream_config_diff(
+    before: dict[str, Any], after: dict[str, Any], *, before_label: str, after_label: str
+) -> StreamDiff:
     """Compare two exported configurations: ``before`` is the older side."""
-    settings = [change for name in SETTINGS
-                for change in field_changes(before.get(name), after.get(name), path=name)]
+    settings = [
+        change for name in SETTINGS for change in field_changes(before.get(name), after.get(name), path=name)
+    ]
     old_nodes, new_nodes = _nodes_by_id(before), _nodes_by_id(after)
     nodes = []
     # Nodes in the newer configuration's order, removed ones after them in the older order.
@@ -124,17 +142,24 @@ def stream_config_diff(before: dict[str, Any], after: dict[str, Any], *, before_
         if node_id not in old_nodes:
             nodes.append(_node_change(node, "added"))
             continue
-        changes = field_changes({k: v for k, v in old_nodes[node_id].items() if k != "id"},
-                                {k: v for k, v in node.items() if k != "id"})
+        changes = field_changes(
+            {k: v for k, v in old_nodes[node_id].items() if k != "id"},
+            {k: v for k, v in node.items() if k != "id"},
+        )
         if changes:
             nodes.append(_node_change(node, "changed", changes))
-    nodes.extend(_node_change(node, "removed") for node_id, node in old_nodes.items() if node_id not in new_nodes)
+    nodes.extend(
+        _node_change(node, "removed") for node_id, node in old_nodes.items() if node_id not in new_nodes
+    )
     old_edges, new_edges = _edges(before), _edges(after)
     lines = []
     for line in difflib.unified_diff(
         json.dumps(_compared(before), indent=2, sort_keys=True, ensure_ascii=False).splitlines(),
         json.dumps(_compared(after), indent=2, sort_keys=True, ensure_ascii=False).splitlines(),
-        fromfile=before_label, tofile=after_label, lineterm="", n=CONTEXT_LINES,
+        fromfile=before_label,
+        tofile=after_label,
+        lineterm="",
+        n=CONTEXT_LINES,
     ):
         if line.startswith(("---", "+++")):
             kind = "header"
@@ -144,7 +169,10 @@ def stream_config_diff(before: dict[str, Any], after: dict[str, Any], *, before_
             kind = {"+": "added", "-": "removed"}.get(line[:1], "context")
         lines.append(DiffLine(kind=kind, text=line))
     return StreamDiff(
-        before_label=before_label, after_label=after_label, settings=settings, nodes=nodes,
+        before_label=before_label,
+        after_label=after_label,
+        settings=settings,
+        nodes=nodes,
         edges_added=[edge for edge in new_edges if edge not in old_edges],
         edges_removed=[edge for edge in old_edges if edge not in new_edges],
         lines=lines,

@@ -34,12 +34,16 @@ class StreamVersionNotFound(NotFound):
 
 class StreamNameExists(Conflict):
     code = "STREAM_NAME_EXISTS"
-    message = "A stream with this name exists in the solution; choose onNameConflict overwrite, create-new or skip."
+    message = (
+        "A stream with this name exists in the solution; choose onNameConflict overwrite, create-new or skip."
+    )
 
 
 class NodeDeletionNotAllowed(Conflict):
     code = "NODE_DELETION_NOT_ALLOWED"
-    message = "The import would delete nodes of the existing stream; set allowNodeDeletion to true to allow it."
+    message = (
+        "The import would delete nodes of the existing stream; set allowNodeDeletion to true to allow it."
+    )
 
 
 class StreamTagExists(Conflict):
@@ -69,5 +73,7 @@ class AggregationSessionNotFound(NotFound):
 
 class AggregationStoreConflict(Conflict):
     code = "AGGREGATION_STORE_CONFLICT"
-    message = ("Another stream of the account uses this aggregation store with other key fields or another "
-               "aggregator type; streams share a store only when both match.")
+    message = (
+        "Another stream of the account uses this aggregation store with other key fields or another "
+        "aggregator type; streams share a store only when both match."
+    )

@@ -49,7 +49,7 @@ def find_cycle(node_ids: Sequence[str], edges: Iterable[tuple[str, str]]) -> lis
                 state[path.pop()] = 2
                 iterators.pop()
             elif state.get(following) == 1:
-                return path[path.index(following):] + [following]
+                return path[path.index(following) :] + [following]
             elif following not in state:
                 state[following] = 1
                 path.append(following)
@@ -79,14 +79,20 @@ def _short(text: str, limit: int = 24) -> str:
 def stream_graph_svg(nodes: Sequence[dict], edges: Sequence[dict]) -> str:
     """The stream as boxes (name and type) in columns by depth, with arrows along the edges."""
     node_ids = [str(node.get("id")) for node in nodes]
-    pairs = [(str(edge.get("source")), str(edge.get("target"))) for edge in edges
-             if edge.get("source") in node_ids and edge.get("target") in node_ids]
+    pairs = [
+        (str(edge.get("source")), str(edge.get("target")))
+        for edge in edges
+        if edge.get("source") in node_ids and edge.get("target") in node_ids
+    ]
     depth = layers(node_ids, pairs)
     rows: dict[int, int] = defaultdict(int)
     position: dict[str, tuple[int, int]] = {}
     for node_id in node_ids:
         column = depth[node_id]
-        position[node_id] = (MARGIN + column * (BOX_WIDTH + GAP_X), MARGIN + rows[column] * (BOX_HEIGHT + GAP_Y))
+        position[node_id] = (
+            MARGIN + column * (BOX_WIDTH + GAP_X),
+            MARGIN + rows[column] * (BOX_HEIGHT + GAP_Y),
+        )
         rows[column] += 1
     columns = max(depth.values(), default=0) + 1
     height_rows = max(rows.values(), default=1)
@@ -115,7 +121,7 @@ def stream_graph_svg(nodes: Sequence[dict], edges: Sequence[dict]) -> str:
             f'<text x="{x + 10}" y="{y + 21}" font-family="sans-serif" font-size="13" font-weight="bold" '
             f'fill="#222">{escape(_short(name))}</text>'
             f'<text x="{x + 10}" y="{y + 40}" font-family="sans-serif" font-size="11" fill="#666">'
-            f'{escape(_short(node_type))}</text></g>'
+            f"{escape(_short(node_type))}</text></g>"
         )
     parts.append("</svg>")
     return "".join(parts)

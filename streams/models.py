@@ -43,7 +43,9 @@ class Stream(models.Model):
     solution = models.ForeignKey(Solution, on_delete=models.PROTECT, related_name="streams")
     name = models.CharField(max_length=200)
     description = models.CharField(max_length=1024, blank=True, default="")
-    processing_type = models.CharField(max_length=10, choices=ProcessingType.choices, default=ProcessingType.BATCH)
+    processing_type = models.CharField(
+        max_length=10, choices=ProcessingType.choices, default=ProcessingType.BATCH
+    )
     schema_version = models.PositiveSmallIntegerField(default=1)
     nodes = models.JSONField(default=list)
     edges = models.JSONField(default=list)
@@ -59,9 +61,13 @@ class Stream(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["solution", "name"], name="%(app_label)s_%(class)s_unique_name_in_solution"),
-            models.CheckConstraint(condition=Q(processing_type__in=["batch", "realtime"]),
-                                   name="%(app_label)s_%(class)s_processing_type_valid"),
+            models.UniqueConstraint(
+                fields=["solution", "name"], name="%(app_label)s_%(class)s_unique_name_in_solution"
+            ),
+            models.CheckConstraint(
+                condition=Q(processing_type__in=["batch", "realtime"]),
+                name="%(app_label)s_%(class)s_processing_type_valid",
+            ),
             models.CheckConstraint(condition=Q(cas__gte=1), name="%(app_label)s_%(class)s_cas_positive"),
         ]
         indexes = [
@@ -122,8 +128,9 @@ class StreamResourceRef(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["stream", "resource_type", "resource_id"],
-                                    name="%(app_label)s_%(class)s_unique_ref"),
+            models.UniqueConstraint(
+                fields=["stream", "resource_type", "resource_id"], name="%(app_label)s_%(class)s_unique_ref"
+            ),
         ]
         indexes = [models.Index(fields=["resource_type", "resource_id"], name="streams_ref_lookup")]
 
@@ -140,8 +147,9 @@ class StreamVersionResourceRef(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["version", "resource_type", "resource_id"],
-                                    name="%(app_label)s_%(class)s_unique_ref"),
+            models.UniqueConstraint(
+                fields=["version", "resource_type", "resource_id"], name="%(app_label)s_%(class)s_unique_ref"
+            ),
         ]
         indexes = [models.Index(fields=["resource_type", "resource_id"], name="streams_version_ref_lookup")]
 
@@ -199,16 +207,22 @@ class StreamRun(models.Model):
     class Meta:
         ordering = ["-started_at", "-id"]
         constraints = [
-            models.CheckConstraint(condition=Q(status__in=["RUNNING", "SUCCEEDED", "FAILED"]),
-                                   name="%(app_label)s_%(class)s_status_valid"),
-            models.CheckConstraint(condition=Q(finished_at__isnull=True) | Q(finished_at__gte=models.F("started_at")),
-                                   name="%(app_label)s_%(class)s_finished_after_start"),
+            models.CheckConstraint(
+                condition=Q(status__in=["RUNNING", "SUCCEEDED", "FAILED"]),
+                name="%(app_label)s_%(class)s_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(finished_at__isnull=True) | Q(finished_at__gte=models.F("started_at")),
+                name="%(app_label)s_%(class)s_finished_after_start",
+            ),
         ]
         indexes = [
             models.Index(fields=["stream", "-started_at"], name="streams_run_stream_recent"),
             models.Index(fields=["account", "status"], name="streams_run_account_status"),
             # The abandoned-runs sweep: only the few RUNNING rows are indexed.
-            models.Index(fields=["started_at"], condition=Q(status="RUNNING"), name="streams_run_running_started"),
+            models.Index(
+                fields=["started_at"], condition=Q(status="RUNNING"), name="streams_run_running_started"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -232,12 +246,15 @@ class AggregationStore(models.Model):
         DATA = "data"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="aggregation_stores")
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.CASCADE, related_name="aggregation_stores"
+    )
     store_id = models.UUIDField(help_text="The storeId of the aggregator node.")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     key_fields = models.JSONField(default=list)
-    stream = models.ForeignKey(Stream, on_delete=models.SET_NULL, null=True, blank=True,
-                               related_name="aggregation_stores")
+    stream = models.ForeignKey(
+        Stream, on_delete=models.SET_NULL, null=True, blank=True, related_name="aggregation_stores"
+    )
     node_id = models.CharField(max_length=100)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -245,8 +262,12 @@ class AggregationStore(models.Model):
     class Meta:
         ordering = ["store_id"]
         constraints = [
-            models.UniqueConstraint(fields=["account", "store_id"], name="%(app_label)s_%(class)s_unique_store"),
-            models.CheckConstraint(condition=Q(kind__in=["script", "data"]), name="%(app_label)s_%(class)s_kind_valid"),
+            models.UniqueConstraint(
+                fields=["account", "store_id"], name="%(app_label)s_%(class)s_unique_store"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["script", "data"]), name="%(app_label)s_%(class)s_kind_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -263,7 +284,9 @@ class AggregationSession(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="aggregation_sessions")
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.CASCADE, related_name="aggregation_sessions"
+    )
     store = models.ForeignKey(AggregationStore, on_delete=models.CASCADE, related_name="sessions")
     stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="aggregation_sessions")
     node_id = models.CharField(max_length=100)
@@ -298,7 +321,9 @@ class StreamDedupKey(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["stream", "node_id", "key"], name="%(app_label)s_%(class)s_unique_key"),
+            models.UniqueConstraint(
+                fields=["stream", "node_id", "key"], name="%(app_label)s_%(class)s_unique_key"
+            ),
         ]
         indexes = [models.Index(fields=["expires_at"], name="streams_dedup_expiry")]
 
@@ -340,7 +365,9 @@ class FlushDelivery(models.Model):
     id = models.BigAutoField(primary_key=True)
     account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+")
     stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="flush_deliveries")
-    node_id = models.CharField(max_length=100, help_text="The Meter processor whose downstream nodes get the records.")
+    node_id = models.CharField(
+        max_length=100, help_text="The Meter processor whose downstream nodes get the records."
+    )
     records = models.JSONField(default=list)
     record_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField()

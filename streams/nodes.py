@@ -35,7 +35,9 @@ FieldPath = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=FI
 FieldList = Annotated[list[FieldPath], msgspec.Meta(max_length=50)]
 KeyFields = Annotated[list[FieldPath], msgspec.Meta(min_length=1, max_length=10)]
 Expression = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EXPRESSION_LENGTH)]
-MeterKey = Annotated[str, msgspec.Meta(min_length=1, max_length=METER_KEY_MAX_LENGTH, pattern=METER_KEY_PATTERN)]
+MeterKey = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=METER_KEY_MAX_LENGTH, pattern=METER_KEY_PATTERN)
+]
 Seconds = Annotated[int, msgspec.Meta(ge=1, le=366 * 24 * 3600)]
 
 # Global parameter references inside strings: ``{{param:group/name}}`` (seed 000's name syntax).
@@ -104,10 +106,34 @@ def parameter_reference_problem(text: str) -> str | None:
 # --- Conditions (filter node, meter guiding rules) -----------------------------------------------
 
 OPERATORS_BY_TYPE: dict[str, frozenset[str]] = {
-    "string": frozenset({"equals", "notEquals", "contains", "notContains", "startsWith", "endsWith",
-                         "in", "notIn", "exists", "notExists"}),
-    "number": frozenset({"equals", "notEquals", "greaterThan", "greaterThanOrEqual", "lessThan",
-                         "lessThanOrEqual", "in", "notIn", "exists", "notExists"}),
+    "string": frozenset(
+        {
+            "equals",
+            "notEquals",
+            "contains",
+            "notContains",
+            "startsWith",
+            "endsWith",
+            "in",
+            "notIn",
+            "exists",
+            "notExists",
+        }
+    ),
+    "number": frozenset(
+        {
+            "equals",
+            "notEquals",
+            "greaterThan",
+            "greaterThanOrEqual",
+            "lessThan",
+            "lessThanOrEqual",
+            "in",
+            "notIn",
+            "exists",
+            "notExists",
+        }
+    ),
     "boolean": frozenset({"equals", "notEquals", "exists", "notExists"}),
 }
 VALUELESS_OPERATORS = frozenset({"exists", "notExists"})
@@ -133,7 +159,9 @@ class Condition(Config, frozen=True):
     def check(self) -> Problems:
         operators = OPERATORS_BY_TYPE[self.type]
         if self.operator not in operators:
-            return [("operator", f"Operator must be one of {', '.join(sorted(operators))} for type {self.type}.")]
+            return [
+                ("operator", f"Operator must be one of {', '.join(sorted(operators))} for type {self.type}.")
+            ]
         if self.operator in VALUELESS_OPERATORS:
             return [] if self.value is None else [("value", f"Operator {self.operator} takes no value.")]
         if self.operator in LIST_OPERATORS:
@@ -165,6 +193,7 @@ def _check_conditions(prefix: str, conditions: list[Condition]) -> Problems:
 
 
 # --- Node configs --------------------------------------------------------------------------------
+
 
 class OnlineCollectorConfig(Config, frozen=True):
     """Input: the batches an online collector receives (``POST …/collectors/{id}/data``)."""
@@ -243,8 +272,11 @@ class MeterConfig(Config, frozen=True):
         problems: Problems = []
         for index, rule in enumerate(self.guiding_rules):
             problems += _check_conditions(f"guidingRules[{index}].conditions", rule.conditions)
-        for name, fields in (("carryFirst", self.carry_first), ("carryLast", self.carry_last),
-                             ("groupBy", self.group_by)):
+        for name, fields in (
+            ("carryFirst", self.carry_first),
+            ("carryLast", self.carry_last),
+            ("groupBy", self.group_by),
+        ):
             if len(set(fields)) != len(fields):
                 problems.append((name, "Fields must not repeat."))
         return problems
@@ -289,7 +321,9 @@ class DataAggregatorConfig(Config, frozen=True):
         targets: set[str] = set()
         for index, aggregation in enumerate(self.aggregations):
             if aggregation.function != "count" and aggregation.field is None:
-                problems.append((f"aggregations[{index}].field", f"Function {aggregation.function} needs a field."))
+                problems.append(
+                    (f"aggregations[{index}].field", f"Function {aggregation.function} needs a field.")
+                )
             if aggregation.target in targets:
                 problems.append((f"aggregations[{index}].target", "Targets must not repeat."))
             targets.add(aggregation.target)
@@ -305,7 +339,9 @@ class HttpForwarderConfig(Config, frozen=True):
 
     url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
     method: Literal["POST", "PUT"] = "POST"
-    headers: Annotated[dict[str, Annotated[str, msgspec.Meta(max_length=8192)]], msgspec.Meta(max_length=50)] = {}
+    headers: Annotated[
+        dict[str, Annotated[str, msgspec.Meta(max_length=8192)]], msgspec.Meta(max_length=50)
+    ] = {}
     timeout_seconds: Annotated[int, msgspec.Meta(ge=1, le=60)] = 10
 
     def check(self) -> Problems:
@@ -344,6 +380,7 @@ class InspectConfig(Config, frozen=True):
 
 # --- Registry ------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class NodeType:
     name: str
@@ -378,8 +415,10 @@ class NodeConfigInvalid(Exception):
         super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
 
 
-_MSGSPEC_ERROR = re.compile(r"^(?P<message>.*?)(?: - at `(?P<key>key)` in `\$(?P<keypath>[^`]*)`| - at `\$(?P<path>[^`]*)`)?$",
-                            re.DOTALL)
+_MSGSPEC_ERROR = re.compile(
+    r"^(?P<message>.*?)(?: - at `(?P<key>key)` in `\$(?P<keypath>[^`]*)`| - at `\$(?P<path>[^`]*)`)?$",
+    re.DOTALL,
+)
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
 
@@ -425,4 +464,3 @@ def node_config_parse(node_type: str, config: Any) -> Config:
     if problems:
         raise NodeConfigInvalid(problems)
     return parsed
-

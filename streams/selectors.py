@@ -67,6 +67,7 @@ def _refs_q(refs: list[ResourceRef]) -> Q:
 
 # --- Cursor pagination ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Cursor:
     created_at: datetime
@@ -74,9 +75,13 @@ class Cursor:
 
     def encode(self) -> str:
         # The shape of the seed's sample cursor, with microseconds so no two rows share a position.
-        payload = {"createdAt": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                   "id": str(self.id)}
-        return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+        payload = {
+            "createdAt": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "id": str(self.id),
+        }
+        return (
+            base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+        )
 
     @classmethod
     def decode(cls, raw: str) -> Cursor:
@@ -97,9 +102,15 @@ class StreamPage:
     next_cursor: str | None
 
 
-def stream_list(*, account_id: uuid.UUID, solution_id: uuid.UUID | None = None, name: str | None = None,
-                resource_refs: list[ResourceRef] | None = None, cursor: Cursor | None = None,
-                limit: int = 20) -> StreamPage:
+def stream_list(
+    *,
+    account_id: uuid.UUID,
+    solution_id: uuid.UUID | None = None,
+    name: str | None = None,
+    resource_refs: list[ResourceRef] | None = None,
+    cursor: Cursor | None = None,
+    limit: int = 20,
+) -> StreamPage:
     """Streams oldest first (createdAt, then id). A page starts after the cursor's position, so
     streams created while a client pages through appear at the end, never shifting a page."""
     queryset = Stream.objects.filter(account_id=account_id)
@@ -113,14 +124,19 @@ def stream_list(*, account_id: uuid.UUID, solution_id: uuid.UUID | None = None, 
             Exists(StreamResourceRef.objects.filter(_refs_q(resource_refs), stream=OuterRef("pk")))
         )
     if cursor is not None:
-        queryset = queryset.filter(Q(created_at__gt=cursor.created_at) | Q(created_at=cursor.created_at,
-                                                                          id__gt=cursor.id))
+        queryset = queryset.filter(
+            Q(created_at__gt=cursor.created_at) | Q(created_at=cursor.created_at, id__gt=cursor.id)
+        )
     rows = list(queryset.order_by("created_at", "id")[: limit + 1])
-    next_cursor = Cursor(rows[limit - 1].created_at, rows[limit - 1].id).encode() if len(rows) > limit else None
+    next_cursor = (
+        Cursor(rows[limit - 1].created_at, rows[limit - 1].id).encode() if len(rows) > limit else None
+    )
     return StreamPage(streams=rows[:limit], next_cursor=next_cursor)
 
 
-def stream_versions(*, stream: Stream, resource_refs: list[ResourceRef] | None = None) -> QuerySet[StreamVersion]:
+def stream_versions(
+    *, stream: Stream, resource_refs: list[ResourceRef] | None = None
+) -> QuerySet[StreamVersion]:
     """A stream's tagged versions, newest first."""
     queryset = StreamVersion.objects.filter(stream=stream)
     if resource_refs:
@@ -139,11 +155,15 @@ def stream_version_get(*, stream: Stream, tag: str) -> StreamVersion:
 
 def streams_using(*, account_id: uuid.UUID, resource_type: str, resource_id: str) -> QuerySet[Stream]:
     """Streams whose current configuration uses a resource (e.g. the streams reading a collector)."""
-    return Stream.objects.filter(account_id=account_id, resource_refs__resource_type=resource_type,
-                                 resource_refs__resource_id=resource_id).distinct()
+    return Stream.objects.filter(
+        account_id=account_id,
+        resource_refs__resource_type=resource_type,
+        resource_refs__resource_id=resource_id,
+    ).distinct()
 
 
 # --- Snapshots: the stream, or one of its versions, as the API shows it --------------------------
+
 
 @dataclass(frozen=True)
 class StreamSnapshot:
@@ -169,19 +189,35 @@ class StreamSnapshot:
     def export(self) -> dict[str, Any]:
         """The importable configuration: no ids, no server fields."""
         return {
-            "annotation": self.annotation, "description": self.description, "edges": self.edges,
-            "name": self.name, "nodeGroups": self.node_groups, "nodes": self.nodes,
-            "processingType": self.processing_type, "schemaVersion": self.schema_version, "tag": self.tag,
+            "annotation": self.annotation,
+            "description": self.description,
+            "edges": self.edges,
+            "name": self.name,
+            "nodeGroups": self.node_groups,
+            "nodes": self.nodes,
+            "processingType": self.processing_type,
+            "schemaVersion": self.schema_version,
+            "tag": self.tag,
         }
 
 
 def stream_snapshot(stream: Stream, version: StreamVersion | None = None) -> StreamSnapshot:
     source = version or stream
     return StreamSnapshot(
-        id=stream.id, solution_id=stream.solution_id, name=source.name, description=source.description,
-        processing_type=source.processing_type, schema_version=source.schema_version, nodes=source.nodes,
-        edges=source.edges, node_groups=source.node_groups, annotation=source.annotation, cas=source.cas,
-        tag=version.tag if version else stream.tag, created_at=stream.created_at, created_by=stream.created_by,
+        id=stream.id,
+        solution_id=stream.solution_id,
+        name=source.name,
+        description=source.description,
+        processing_type=source.processing_type,
+        schema_version=source.schema_version,
+        nodes=source.nodes,
+        edges=source.edges,
+        node_groups=source.node_groups,
+        annotation=source.annotation,
+        cas=source.cas,
+        tag=version.tag if version else stream.tag,
+        created_at=stream.created_at,
+        created_by=stream.created_by,
         updated_at=version.created_at if version else stream.updated_at,
         updated_by=version.created_by if version else stream.updated_by,
     )

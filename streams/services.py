@@ -61,6 +61,7 @@ def actor_for_user(user) -> dict[str, str]:
 
 # --- Solutions -----------------------------------------------------------------------------------
 
+
 def _solution_name(name: str) -> str:
     name = (name or "").strip()
     if not name or len(name) > 100:
@@ -96,9 +97,12 @@ def solution_delete(*, solution: Solution) -> None:
 
 # --- Streams -------------------------------------------------------------------------------------
 
+
 def _solution_for_import(account: Account, solution_id: Any) -> Solution:
     if not isinstance(solution_id, str | uuid.UUID) or len(str(solution_id)) > 36:
-        raise ValidationFailed.for_field("solutionId", "solutionId is a solution id of at most 36 characters.")
+        raise ValidationFailed.for_field(
+            "solutionId", "solutionId is a solution id of at most 36 characters."
+        )
     try:
         key = uuid.UUID(str(solution_id))
     except ValueError:
@@ -113,8 +117,11 @@ def _solution_for_import(account: Account, solution_id: Any) -> Solution:
 
 def _copy_name(solution: Solution, name: str) -> str:
     """``<name> (Copy)``, then ``<name> (Copy 2)``… — the first one free in the solution."""
-    taken = set(Stream.objects.filter(solution=solution, name__startswith=name[: NAME_MAX_LENGTH - 20])
-                .values_list("name", flat=True))
+    taken = set(
+        Stream.objects.filter(solution=solution, name__startswith=name[: NAME_MAX_LENGTH - 20]).values_list(
+            "name", flat=True
+        )
+    )
     for number in range(1, MAX_COPIES + 1):
         suffix = " (Copy)" if number == 1 else f" (Copy {number})"
         candidate = name[: NAME_MAX_LENGTH - len(suffix)] + suffix
@@ -143,10 +150,12 @@ def _meter_keys(config: StreamConfig, *, previous_nodes: list[dict], regenerate:
 
 def _save_refs(stream: Stream, config: StreamConfig) -> None:
     StreamResourceRef.objects.filter(stream=stream).delete()
-    StreamResourceRef.objects.bulk_create([
-        StreamResourceRef(stream=stream, resource_type=kind, resource_id=identifier)
-        for kind, identifier in sorted(config.resource_refs())
-    ])
+    StreamResourceRef.objects.bulk_create(
+        [
+            StreamResourceRef(stream=stream, resource_type=kind, resource_id=identifier)
+            for kind, identifier in sorted(config.resource_refs())
+        ]
+    )
 
 
 def _apply(stream: Stream, config: StreamConfig, tag: str | None, actor: dict[str, str]) -> None:
@@ -164,15 +173,26 @@ def _apply(stream: Stream, config: StreamConfig, tag: str | None, actor: dict[st
 
 def _save_version(stream: Stream, config: StreamConfig, tag: str, actor: dict[str, str]) -> StreamVersion:
     version = StreamVersion.objects.create(
-        account_id=stream.account_id, stream=stream, tag=tag, name=config.name, description=config.description,
-        processing_type=config.processing_type, schema_version=config.schema_version, nodes=config.nodes,
-        edges=config.edges, node_groups=config.node_groups, annotation=config.annotation, cas=stream.cas,
+        account_id=stream.account_id,
+        stream=stream,
+        tag=tag,
+        name=config.name,
+        description=config.description,
+        processing_type=config.processing_type,
+        schema_version=config.schema_version,
+        nodes=config.nodes,
+        edges=config.edges,
+        node_groups=config.node_groups,
+        annotation=config.annotation,
+        cas=stream.cas,
         created_by=actor,
     )
-    StreamVersionResourceRef.objects.bulk_create([
-        StreamVersionResourceRef(version=version, resource_type=kind, resource_id=identifier)
-        for kind, identifier in sorted(config.resource_refs())
-    ])
+    StreamVersionResourceRef.objects.bulk_create(
+        [
+            StreamVersionResourceRef(version=version, resource_type=kind, resource_id=identifier)
+            for kind, identifier in sorted(config.resource_refs())
+        ]
+    )
     return version
 
 
@@ -182,13 +202,22 @@ def _parse_conflict(on_name_conflict: str | None) -> OnNameConflict | None:
     try:
         return OnNameConflict(on_name_conflict)
     except ValueError:
-        raise ValidationFailed.for_field("onNameConflict", "onNameConflict must be overwrite, create-new or skip.")
+        raise ValidationFailed.for_field(
+            "onNameConflict", "onNameConflict must be overwrite, create-new or skip."
+        )
 
 
 @transaction.atomic
-def stream_import(*, account: Account, solution_id: str | uuid.UUID, stream_config: Any,
-                  on_name_conflict: str | None = None, allow_node_deletion: bool = False,
-                  tag: str | None = None, actor: dict[str, str]) -> StreamImportResult:
+def stream_import(
+    *,
+    account: Account,
+    solution_id: str | uuid.UUID,
+    stream_config: Any,
+    on_name_conflict: str | None = None,
+    allow_node_deletion: bool = False,
+    tag: str | None = None,
+    actor: dict[str, str],
+) -> StreamImportResult:
     """Create or update a stream from a configuration (what ``GET /streams/{id}/export`` gives).
 
     A name clash in the solution is settled by ``on_name_conflict``: ``overwrite`` replaces the
@@ -213,8 +242,12 @@ def stream_import(*, account: Account, solution_id: str | uuid.UUID, stream_conf
     if existing is not None and strategy is OnNameConflict.OVERWRITE:
         dropped = sorted({node["id"] for node in existing.nodes} - {node["id"] for node in config.nodes})
         if dropped and not allow_node_deletion:
-            raise NodeDeletionNotAllowed(details=[{"field": "nodes", "message": f"Node '{node_id}' "
-                                                   "would be deleted."} for node_id in dropped])
+            raise NodeDeletionNotAllowed(
+                details=[
+                    {"field": "nodes", "message": f"Node '{node_id}' would be deleted."}
+                    for node_id in dropped
+                ]
+            )
         if tag is not None and existing.versions.filter(tag=tag).exists():
             raise StreamTagExists(details=[{"field": "tag", "message": f"Tag '{tag}' exists."}])
         config = _meter_keys(config, previous_nodes=existing.nodes, regenerate=False)

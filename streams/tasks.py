@@ -29,7 +29,7 @@ def run_stream(self, stream_id: str, trigger: str = StreamRun.Trigger.REALTIME) 
     if run is None:
         return None
     if run.status == StreamRun.Status.FAILED:
-        raise self.retry(countdown=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** self.request.retries))
+        raise self.retry(countdown=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2**self.request.retries))
     transaction.on_commit(lambda: run_stream.delay(stream_id, trigger))
     return str(run.pk)
 

@@ -43,7 +43,9 @@ def other_account(db):
 
 
 def make_access(account, name="tests", scopes=("all",)):
-    access, secret = account_services.application_access_create(account=account, name=name, scopes=list(scopes))
+    access, secret = account_services.application_access_create(
+        account=account, name=name, scopes=list(scopes)
+    )
     return access, secret
 
 

@@ -59,12 +59,12 @@ class TokenView(APIView):
                 details=[{"field": name, "message": "This field is required."} for name in missing],
             )
         if data.get("grant_type") != "client_credentials":
-            raise UnsupportedGrantType(details=[{"field": "grant_type", "message": "Must be client_credentials."}])
+            raise UnsupportedGrantType(
+                details=[{"field": "grant_type", "message": "Must be client_credentials."}]
+            )
         token = access_token_issue(
             client_id=client_id, client_secret=str(data.get("client_secret")), scope=data.get("scope") or None
         )
         response = Response(token.as_dict())
         response["Cache-Control"] = "no-store"
         return response
-
-

@@ -32,8 +32,12 @@ from config.api.schema import ERROR_RESPONSES, NOT_BLANK_PATTERN
 
 SEND_DATA_SCOPES = ("online-collection:ingest:collectors",)
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
-IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
-                          "pattern": NOT_BLANK_PATTERN}
+IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
+    "pattern": NOT_BLANK_PATTERN,
+}
 
 
 class SendDataBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -87,7 +91,8 @@ def decode_send_data(body: bytes) -> tuple[str, int]:
         raise ValidationFailed.for_field("data", "data must be a string, an object or an array.")
     if _nesting_exceeds(data, settings.COLLECTION_MAX_NESTING_DEPTH):
         raise ValidationFailed.for_field(
-            "data", f"data nests arrays and objects deeper than {settings.COLLECTION_MAX_NESTING_DEPTH} levels.",
+            "data",
+            f"data nests arrays and objects deeper than {settings.COLLECTION_MAX_NESTING_DEPTH} levels.",
             code="NESTING_TOO_DEEP",
         )
     try:
@@ -110,14 +115,15 @@ def _idempotency_key(request: HttpRequest) -> str | None:
     key = key.strip()
     if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH:
         raise ValidationFailed.for_field(
-            "Idempotency-Key", f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters.",
+            "Idempotency-Key",
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters.",
             code="INVALID_IDEMPOTENCY_KEY",
         )
     return key
 
 
 @csrf_exempt
-def send_data(request: HttpRequest, id: str) -> HttpResponse:  # noqa: A002 - the seed's path parameter
+def send_data(request: HttpRequest, id: str) -> HttpResponse:
     """Store the body's ``data`` as one collected batch and answer its ``ingestionId``.
 
     Database errors are not caught here: the API middleware answers OperationalError with a JSON
@@ -132,13 +138,17 @@ def send_data(request: HttpRequest, id: str) -> HttpResponse:  # noqa: A002 - th
         collector_id = _collector_uuid(id)
         payload, size_bytes = decode_send_data(request.body)
         result = services.collected_batch_append(
-            account_id=principal.account_id, collector_id=collector_id, payload=payload, size_bytes=size_bytes,
+            account_id=principal.account_id,
+            collector_id=collector_id,
+            payload=payload,
+            size_bytes=size_bytes,
             idempotency_key=_idempotency_key(request),
         )
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
-    response = HttpResponse(b'{"ingestionId":"%s"}' % str(result.ingestion_id).encode("ascii"),
-                            content_type="application/json")
+    response = HttpResponse(
+        b'{"ingestionId":"%s"}' % str(result.ingestion_id).encode("ascii"), content_type="application/json"
+    )
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
     return response
@@ -163,9 +173,16 @@ class SendDataSchemaView(APIView):
             "body is 409 `IDEMPOTENCY_KEY_REUSED`."
         ),
         parameters=[
-            OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The collector's id."),
-            OpenApiParameter("Idempotency-Key", IDEMPOTENCY_KEY_SCHEMA, OpenApiParameter.HEADER, required=False,
-                             description="1–255 characters (not all spaces), unique per account."),
+            OpenApiParameter(
+                "id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The collector's id."
+            ),
+            OpenApiParameter(
+                "Idempotency-Key",
+                IDEMPOTENCY_KEY_SCHEMA,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="1–255 characters (not all spaces), unique per account.",
+            ),
         ],
         request=SendDataRequestSerializer,
         responses={
@@ -173,7 +190,7 @@ class SendDataSchemaView(APIView):
             **ERROR_RESPONSES(400, 401, 403, 404, 405, 409, 413, 429, 500, 503),
         },
     )
-    def post(self, request, id: str):  # noqa: A002
+    def post(self, request, id: str):
         return send_data(request._request, id)
 
 

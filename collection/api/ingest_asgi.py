@@ -36,12 +36,17 @@ def _prepare(principal, headers, collector_id, body):
 async def _answer(principal, prepared):
     collector_id, (payload, size_bytes) = prepared
     result = await services.collected_batch_append_async(
-        account_id=principal.account_id, collector_id=collector_id, payload=payload, size_bytes=size_bytes)
+        account_id=principal.account_id, collector_id=collector_id, payload=payload, size_bytes=size_bytes
+    )
     return 200, b'{"ingestionId":"%s"}' % str(result.ingestion_id).encode("ascii"), []
 
 
 SEND_DATA = FastRoute(
     pattern=re.compile(r"^/online-collection/collectors/([^/]+)/data$"),
-    route="online-collection/collectors/<str:id>/data", scopes=SEND_DATA_SCOPES, rate_group="send_data",
-    settle=_settle, prepare=_prepare, answer=_answer,
+    route="online-collection/collectors/<str:id>/data",
+    scopes=SEND_DATA_SCOPES,
+    rate_group="send_data",
+    settle=_settle,
+    prepare=_prepare,
+    answer=_answer,
 )

@@ -32,8 +32,9 @@ class CollectorWriteSerializer(StrictSerializerMixin, serializers.Serializer):
 
     patch_is_partial = False  # PATCH takes the whole body too: name is required (config.api.schema)
 
-    name = serializers.CharField(min_length=1, max_length=80,
-                                 validators=[RegexValidator(NAME_PATTERN, message=NAME_MESSAGE)])
+    name = serializers.CharField(
+        min_length=1, max_length=80, validators=[RegexValidator(NAME_PATTERN, message=NAME_MESSAGE)]
+    )
 
 
 class CollectorDeletedSerializer(serializers.Serializer):

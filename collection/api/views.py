@@ -30,13 +30,21 @@ LIST_PARAMETERS = [
 
 @extend_schema_view(
     list=extend_schema(
-        operation_id="listCollectors", tags=[TAG], summary="List collectors", parameters=LIST_PARAMETERS,
+        operation_id="listCollectors",
+        tags=[TAG],
+        summary="List collectors",
+        parameters=LIST_PARAMETERS,
         description=f"Requires the scope `online-collection:read:collectors`. {READ_LIMIT}",
-        responses={200: inline_serializer("CollectorList", {"collectors": CollectorSerializer(many=True)}),
-                   **ERROR_RESPONSES(400, 401, 403, 429, 500, 503)},
+        responses={
+            200: inline_serializer("CollectorList", {"collectors": CollectorSerializer(many=True)}),
+            **ERROR_RESPONSES(400, 401, 403, 429, 500, 503),
+        },
     ),
     create=extend_schema(
-        operation_id="createCollector", tags=[TAG], summary="Create collector", request=CollectorWriteSerializer,
+        operation_id="createCollector",
+        tags=[TAG],
+        summary="Create collector",
+        request=CollectorWriteSerializer,
         description=(
             "Creates a collector in status CREATING; it becomes ACTIVE once provisioned (a task, within "
             "seconds) and accepts data from then on. At most five per account (409 COLLECTOR_LIMIT_REACHED); "
@@ -46,12 +54,17 @@ LIST_PARAMETERS = [
         responses={201: CollectorSerializer, **ERROR_RESPONSES(400, 401, 403, 409, 413, 429, 500, 503)},
     ),
     retrieve=extend_schema(
-        operation_id="getCollector", tags=[TAG], summary="Get collector",
+        operation_id="getCollector",
+        tags=[TAG],
+        summary="Get collector",
         description=f"Requires the scope `online-collection:read:collectors`. {READ_LIMIT}",
         responses={200: CollectorSerializer, **ERROR_RESPONSES(401, 403, 404, 429, 500, 503)},
     ),
     partial_update=extend_schema(
-        operation_id="updateCollector", tags=[TAG], summary="Update collector", request=CollectorWriteSerializer,
+        operation_id="updateCollector",
+        tags=[TAG],
+        summary="Update collector",
+        request=CollectorWriteSerializer,
         description=(
             "Renames the collector (the only field that can change; the body must not be empty). Requires the "
             f"scope `online-collection:update:collectors`. {WRITE_LIMIT}"
@@ -59,7 +72,9 @@ LIST_PARAMETERS = [
         responses={200: CollectorSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 429, 500, 503)},
     ),
     destroy=extend_schema(
-        operation_id="deleteCollector", tags=[TAG], summary="Delete collector",
+        operation_id="deleteCollector",
+        tags=[TAG],
+        summary="Delete collector",
         description=(
             "Stops the collector accepting data at once and removes it with its stored batches. Requires the "
             f"scope `online-collection:delete:collectors`. {WRITE_LIMIT}"
@@ -108,4 +123,3 @@ class CollectorViewSet(AccountScopedViewSet):
     def destroy(self, request, pk=None):
         deleted = services.collector_delete(collector=self.get_object())
         return Response({"deletedCount": deleted})
-

@@ -60,8 +60,14 @@ class BearerOrApiKeyScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema):
         return [
             {"type": "http", "scheme": "bearer", "description": "Token from POST /oauth/token."},
-            {"type": "apiKey", "in": "header", "name": "X-API-KEY",
-             "description": ("An API key. Sent together with a bearer token, it must be valid too (an unknown "
-                             "key is 401 INVALID_API_KEY) and of the same account (401 CREDENTIALS_MISMATCH); "
-                             "the token's scopes then apply.")},
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-API-KEY",
+                "description": (
+                    "An API key. Sent together with a bearer token, it must be valid too (an unknown "
+                    "key is 401 INVALID_API_KEY) and of the same account (401 CREDENTIALS_MISMATCH); "
+                    "the token's scopes then apply."
+                ),
+            },
         ]

@@ -53,8 +53,15 @@ class ApiError(Exception):
     code = "VALIDATION_ERROR"
     message = "The request is not valid."
 
-    def __init__(self, message: str | None = None, *, code: str | None = None, status: int | None = None,
-                 details: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        details: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         self.message = message or self.message
         self.code = code or self.code
         self.status = status or self.status
@@ -143,8 +150,12 @@ class PayloadTooLarge(ApiError):
         super().__init__(message, **kwargs)
 
 
-def error_body(status: int, code: str | None = None, message: str | None = None,
-               details: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def error_body(
+    status: int,
+    code: str | None = None,
+    message: str | None = None,
+    details: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
     return {
         "code": code or DEFAULT_CODES.get(status, "ERROR"),
         "message": message or DEFAULT_MESSAGES.get(status, "Error."),
@@ -152,9 +163,13 @@ def error_body(status: int, code: str | None = None, message: str | None = None,
     }
 
 
-def error_response(status: int, code: str | None = None, message: str | None = None,
-                   details: list[dict[str, str]] | None = None,
-                   headers: dict[str, str] | None = None) -> JsonResponse:
+def error_response(
+    status: int,
+    code: str | None = None,
+    message: str | None = None,
+    details: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonResponse:
     response = JsonResponse(error_body(status, code, message, details), status=status)
     for name, value in (headers or {}).items():
         response[name] = value
@@ -193,11 +208,14 @@ def exception_to_response(exc: BaseException) -> JsonResponse | None:
     if isinstance(exc, drf_exceptions.ParseError):
         return error_response(400, "MALFORMED_JSON", str(exc.detail))
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
-        return error_response(401, "UNAUTHORIZED", str(exc.detail),
-                              headers={"WWW-Authenticate": 'Bearer realm="api"'})
+        return error_response(
+            401, "UNAUTHORIZED", str(exc.detail), headers={"WWW-Authenticate": 'Bearer realm="api"'}
+        )
     if isinstance(exc, drf_exceptions.Throttled):
         wait = max(1, int(exc.wait or 1))
-        return error_response(429, "TOO_MANY_REQUESTS", "Rate limit exceeded.", headers={"Retry-After": str(wait)})
+        return error_response(
+            429, "TOO_MANY_REQUESTS", "Rate limit exceeded.", headers={"Retry-After": str(wait)}
+        )
     if isinstance(exc, drf_exceptions.APIException):
         status = exc.status_code
         return error_response(status, DEFAULT_CODES.get(status), str(exc.detail))

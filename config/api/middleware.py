@@ -42,8 +42,12 @@ class ApiErrorMiddleware:
             null_characters = _null_character_fields(request)
             if null_characters:
                 # PostgreSQL cannot compare or store "\x00": refuse it here rather than as a 500 in a query.
-                return error_response(400, "VALIDATION_ERROR", NULL_CHARACTER_MESSAGE,
-                                      [{"field": name, "message": NULL_CHARACTER_MESSAGE} for name in null_characters])
+                return error_response(
+                    400,
+                    "VALIDATION_ERROR",
+                    NULL_CHARACTER_MESSAGE,
+                    [{"field": name, "message": NULL_CHARACTER_MESSAGE} for name in null_characters],
+                )
         response = self.get_response(request)
         if api and response.status_code >= 400 and not _is_json(response):
             response = error_response(response.status_code, headers=_kept_headers(response))
@@ -66,8 +70,11 @@ def _null_character_fields(request: HttpRequest) -> list[str]:
     """The path (``"path"``) and query parameters whose decoded text holds a null character."""
     fields = ["path"] if "\x00" in request.path else []
     if "%00" in request.META.get("QUERY_STRING", ""):
-        fields += [name or "query" for name, values in request.GET.lists()
-                   if "\x00" in name or any("\x00" in value for value in values)]
+        fields += [
+            name or "query"
+            for name, values in request.GET.lists()
+            if "\x00" in name or any("\x00" in value for value in values)
+        ]
     return fields
 
 
@@ -84,4 +91,8 @@ def _is_json(response: HttpResponse) -> bool:
 
 
 def _kept_headers(response: HttpResponse) -> dict[str, str]:
-    return {name: response[name] for name in ("Allow", "Retry-After", "WWW-Authenticate") if response.has_header(name)}
+    return {
+        name: response[name]
+        for name in ("Allow", "Retry-After", "WWW-Authenticate")
+        if response.has_header(name)
+    }

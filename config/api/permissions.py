@@ -20,7 +20,9 @@ def required_scopes_for(view, request) -> tuple[str, ...]:
     mapping = getattr(view, "required_scopes", None) or {}
     action = getattr(view, "action", None)
     action_map = getattr(view, "action_map", None)
-    if (action_map is not None and action is None) or (action_map is None and not hasattr(view, method.lower())):
+    if (action_map is not None and action is None) or (
+        action_map is None and not hasattr(view, method.lower())
+    ):
         # Not a method this route answers: 405 (with Allow), not 403 for a scope nobody could hold.
         raise MethodNotAllowed(request.method)
     scopes = mapping.get(action) if action else None

@@ -122,8 +122,9 @@ def principal_from_request(request: HttpRequest, *, allow_api_key: bool = False)
         if key_principal is None:
             raise Unauthorized("The API key is unknown or revoked.", code="INVALID_API_KEY")
         if principal is not None and principal.account_id != key_principal.account_id:
-            raise Unauthorized("The access token and the API key belong to different accounts.",
-                               code="CREDENTIALS_MISMATCH")
+            raise Unauthorized(
+                "The access token and the API key belong to different accounts.", code="CREDENTIALS_MISMATCH"
+            )
         principal = principal or key_principal
     if principal is None:
         raise Unauthorized("Authentication credentials were not provided.")
@@ -142,4 +143,6 @@ def _check_identity_headers(request: HttpRequest, principal: Principal) -> None:
             str(principal.application_id),
             principal.client_key.removeprefix("client:"),
         ):
-            raise Forbidden("X-Application-Id does not match the token's application.", code="APPLICATION_MISMATCH")
+            raise Forbidden(
+                "X-Application-Id does not match the token's application.", code="APPLICATION_MISMATCH"
+            )

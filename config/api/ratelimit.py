@@ -146,8 +146,10 @@ class RateLimiter:
             import redis
 
             raise redis.ConnectionError("Redis is marked down")
-        flat = await script(keys=[key for key, _, _ in buckets],
-                            args=[value for _, rate, burst in buckets for value in (rate, burst)])
+        flat = await script(
+            keys=[key for key, _, _ in buckets],
+            args=[value for _, rate, burst in buckets for value in (rate, burst)],
+        )
         return [(bool(int(flat[2 * n])), float(flat[2 * n + 1])) for n in range(len(buckets))]
 
     @staticmethod
@@ -167,18 +169,25 @@ class RateLimiter:
 
             for closed in [other for other in self._async_scripts if other.is_closed()]:
                 del self._async_scripts[closed]
-            client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25)
+            client = redis.asyncio.Redis.from_url(
+                settings.REDIS_URL, socket_timeout=0.25, socket_connect_timeout=0.25
+            )
             script = self._async_scripts[loop] = client.register_script(_LUA)
         return script
 
     def _redis_failed(self, exc: Exception) -> None:
-        logger.warning("rate limiter: Redis unavailable (%s); in-process buckets for %ss",
-                       exc.__class__.__name__, FALLBACK_SECONDS)
+        logger.warning(
+            "rate limiter: Redis unavailable (%s); in-process buckets for %ss",
+            exc.__class__.__name__,
+            FALLBACK_SECONDS,
+        )
         self._redis_down_until = time.monotonic() + FALLBACK_SECONDS
         self._redis = None
         self._async_scripts.clear()
 
-    def _decision(self, key: str, rate_per_ms: float, burst: int, allowed: bool | None, remaining: float) -> Decision:
+    def _decision(
+        self, key: str, rate_per_ms: float, burst: int, allowed: bool | None, remaining: float
+    ) -> Decision:
         if allowed is None:
             allowed, remaining = self.local.take(key, rate_per_ms, burst)
         retry_after = 0.0 if allowed else (1 - remaining) / rate_per_ms / 1000.0

@@ -34,6 +34,7 @@ class ErrorSerializer(serializers.Serializer):
     message = serializers.CharField()
     details = ErrorDetailSerializer(many=True)
 
+
 _DESCRIPTIONS = {
     400: "Bad request (validation error).",
     401: "Unauthorized: missing, unknown or expired credentials.",
@@ -49,8 +50,10 @@ _DESCRIPTIONS = {
 }
 
 
-def ERROR_RESPONSES(*statuses: int) -> dict[int, OpenApiResponse]:  # noqa: N802 - reads as a constant
-    return {status: OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[status]) for status in statuses}
+def ERROR_RESPONSES(*statuses: int) -> dict[int, OpenApiResponse]:
+    return {
+        status: OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[status]) for status in statuses
+    }
 
 
 # The statuses every authenticated endpoint can answer besides its own.
@@ -67,7 +70,10 @@ _RESPONSE_HEADERS = {
         "Retry-After": _RETRY_AFTER,
         "RateLimit-Limit": {"description": "The bucket's burst.", "schema": {"type": "string"}},
         "RateLimit-Remaining": {"description": "Requests left in the bucket.", "schema": {"type": "string"}},
-        "RateLimit-Reset": {"description": "Seconds until a request is allowed.", "schema": {"type": "string"}},
+        "RateLimit-Reset": {
+            "description": "Seconds until a request is allowed.",
+            "schema": {"type": "string"},
+        },
     },
     "503": {"Retry-After": _RETRY_AFTER},
 }
@@ -98,8 +104,14 @@ NOT_BLANK_PATTERN = f"[^{WHITESPACE_CLASS}]"
 
 def _refuse_blank(field: serializers.Field, schema: dict[str, Any]) -> None:
     """A text field DRF trims before refusing a blank value ("  ") needs a non-space: say so."""
-    if not (isinstance(field, serializers.CharField) and field.trim_whitespace and not field.allow_blank
-            and schema.get("type") == "string" and "enum" not in schema and not has_override(field, "field")):
+    if not (
+        isinstance(field, serializers.CharField)
+        and field.trim_whitespace
+        and not field.allow_blank
+        and schema.get("type") == "string"
+        and "enum" not in schema
+        and not has_override(field, "field")
+    ):
         return
     if "pattern" in schema:
         schema.setdefault("allOf", []).append({"pattern": NOT_BLANK_PATTERN})
@@ -113,7 +125,9 @@ class ApiAutoSchema(AutoSchema):
         if direction == "request":
             from config.api.serializers import StrictSerializerMixin
 
-            if isinstance(serializer, StrictSerializerMixin) or getattr(serializer, "refuses_unknown_fields", False):
+            if isinstance(serializer, StrictSerializerMixin) or getattr(
+                serializer, "refuses_unknown_fields", False
+            ):
                 schema["additionalProperties"] = False  # unknown fields are a 400, never stored
             one_of_required = getattr(serializer, "requires_one_of", None)
             if one_of_required:
@@ -140,10 +154,15 @@ class ApiAutoSchema(AutoSchema):
     def _get_request_for_media_type(self, serializer, direction="request"):
         schema, required = super()._get_request_for_media_type(serializer, direction)
         if isinstance(serializer, dict):
-            return schema, True  # a body given as a JSON Schema is what a hot-path view decodes: never optional
+            return (
+                schema,
+                True,
+            )  # a body given as a JSON Schema is what a hot-path view decodes: never optional
         # A body that must name one of several optional fields cannot be left out either.
-        return schema, required or bool(getattr(serializer, "requires_one_of", None)
-                                        or getattr(serializer, "requires_exactly_one_of", None))
+        return schema, required or bool(
+            getattr(serializer, "requires_one_of", None)
+            or getattr(serializer, "requires_exactly_one_of", None)
+        )
 
     def _is_list_view(self, serializer=None) -> bool:
         # AccountScopedViewSet.list answers ``{list_key: [...]}``, an object: never wrap it in an array.
@@ -169,7 +188,8 @@ class ApiAutoSchema(AutoSchema):
             code = str(status)
             if code not in responses:
                 responses[code] = self._get_response_for_code(
-                    OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[status]), code)
+                    OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[status]), code
+                )
         for code, headers in _RESPONSE_HEADERS.items():
             if code in responses:
                 responses[code].setdefault("headers", {}).update(headers)
@@ -177,19 +197,31 @@ class ApiAutoSchema(AutoSchema):
         return operation
 
 
-def page_parameters(sort_fields: dict[str, str] | None = None, default_sort: str | None = None,
-                    ) -> list[OpenApiParameter]:
+def page_parameters(
+    sort_fields: dict[str, str] | None = None,
+    default_sort: str | None = None,
+) -> list[OpenApiParameter]:
     """``limit``/``skip`` (and ``sortBy``/``sortOrder``) exactly as ``config.api.pagination`` checks them."""
     parameters = [
-        OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                         description=f"Items to return, 1 to {MAX_LIMIT} (default 20)."),
-        OpenApiParameter("skip", {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
-                         description="Items to skip (default 0)."),
+        OpenApiParameter(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            description=f"Items to return, 1 to {MAX_LIMIT} (default 20).",
+        ),
+        OpenApiParameter(
+            "skip",
+            {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
+            description="Items to skip (default 0).",
+        ),
     ]
     if sort_fields is not None:
         parameters += [
-            OpenApiParameter("sortBy", OpenApiTypes.STR, enum=sorted(sort_fields),
-                             description=f"Sort field (default {default_sort})."),
+            OpenApiParameter(
+                "sortBy",
+                OpenApiTypes.STR,
+                enum=sorted(sort_fields),
+                description=f"Sort field (default {default_sort}).",
+            ),
             OpenApiParameter("sortOrder", OpenApiTypes.STR, enum=["ASC", "DESC"], description="Default ASC."),
         ]
     return parameters

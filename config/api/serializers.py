@@ -51,8 +51,11 @@ _JSON_TYPES: tuple[tuple[tuple[type, ...], tuple[type, ...], str], ...] = (
     ((serializers.BooleanField,), (bool,), "Must be a boolean."),
     ((serializers.IntegerField,), (int,), "Must be an integer."),
     ((serializers.FloatField, serializers.DecimalField), (int, float), "Must be a number."),
-    ((serializers.CharField, serializers.UUIDField, serializers.DateTimeField, serializers.DateField),
-     (str,), "Must be a string."),
+    (
+        (serializers.CharField, serializers.UUIDField, serializers.DateTimeField, serializers.DateField),
+        (str,),
+        "Must be a string.",
+    ),
 )
 
 
@@ -61,11 +64,17 @@ def _wrong_types(field: serializers.Field, value: Any, path: str) -> dict[str, l
     if value is None:
         return {}  # null is the field's own rule (allow_null)
     if isinstance(field, serializers.ListField) and isinstance(value, list):
-        return {where: message for index, item in enumerate(value)
-                for where, message in _wrong_types(field.child, item, f"{path}[{index}]").items()}
+        return {
+            where: message
+            for index, item in enumerate(value)
+            for where, message in _wrong_types(field.child, item, f"{path}[{index}]").items()
+        }
     if isinstance(field, serializers.DictField) and isinstance(value, dict):
-        return {where: message for key, item in value.items()
-                for where, message in _wrong_types(field.child, item, f"{path}.{key}").items()}
+        return {
+            where: message
+            for key, item in value.items()
+            for where, message in _wrong_types(field.child, item, f"{path}.{key}").items()
+        }
     for field_classes, json_types, message in _JSON_TYPES:
         if isinstance(field, field_classes):
             right = isinstance(value, json_types) and (bool in json_types or not isinstance(value, bool))
@@ -89,8 +98,11 @@ class StrictSerializerMixin:
             unknown = sorted(set(data) - set(writable))
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-            wrong = {where: message for name, value in data.items()
-                     for where, message in _wrong_types(writable[name], value, name).items()}
+            wrong = {
+                where: message
+                for name, value in data.items()
+                for where, message in _wrong_types(writable[name], value, name).items()
+            }
             if wrong:
                 raise serializers.ValidationError(wrong)
         return super().to_internal_value(data)

@@ -11,7 +11,9 @@ def bad_request(request, exception=None):
 
 
 def forbidden(request, exception=None):
-    return error_response(403) if is_api_path(request.path) else defaults.permission_denied(request, exception)
+    return (
+        error_response(403) if is_api_path(request.path) else defaults.permission_denied(request, exception)
+    )
 
 
 def not_found(request, exception=None):

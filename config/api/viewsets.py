@@ -62,7 +62,9 @@ class AccountScopedViewSet(viewsets.GenericViewSet):
 
     def list(self, request, *args, **kwargs):
         queryset = self.filter_list(self.get_queryset())
-        queryset = sort_queryset(queryset, request.query_params, fields=self.sort_fields, default=self.default_sort)
+        queryset = sort_queryset(
+            queryset, request.query_params, fields=self.sort_fields, default=self.default_sort
+        )
         page = paginate(queryset, request.query_params)
         return Response({self.list_key: self.get_serializer(page, many=True).data})
 

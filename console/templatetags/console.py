@@ -23,9 +23,15 @@ def console_dashboard(context) -> SafeString:
     panels = []
     if selection.account is not None:
         panels = render_panels(request=request, account=selection.account, now=utc_now())
-    return render_to_string("console/dashboard.html", {
-        "account": selection.account, "choices": selection.choices, "panels": panels,
-    }, request=request)
+    return render_to_string(
+        "console/dashboard.html",
+        {
+            "account": selection.account,
+            "choices": selection.choices,
+            "panels": panels,
+        },
+        request=request,
+    )
 
 
 @register.filter

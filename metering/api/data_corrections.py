@@ -29,8 +29,21 @@ class DataCorrectionSerializer(CamelCaseModelSerializer):
 
     class Meta:
         model = DataCorrection
-        fields = ["attempts", "createdAt", "id", "idempotencyKey", "message", "node", "reason", "record",
-                  "resolvedAt", "source", "sourceRef", "status", "updatedAt"]
+        fields = [
+            "attempts",
+            "createdAt",
+            "id",
+            "idempotencyKey",
+            "message",
+            "node",
+            "reason",
+            "record",
+            "resolvedAt",
+            "source",
+            "sourceRef",
+            "status",
+            "updatedAt",
+        ]
         read_only_fields = fields
 
 
@@ -41,20 +54,30 @@ class DataCorrectionUpdateSerializer(StrictSerializerMixin, serializers.Serializ
 
 
 class DataCorrectionIdsSerializer(StrictSerializerMixin, serializers.Serializer):
-    ids = serializers.ListField(child=serializers.CharField(max_length=36, trim_whitespace=False), min_length=1,
-                                max_length=corrections.MAX_BULK)
+    ids = serializers.ListField(
+        child=serializers.CharField(max_length=36, trim_whitespace=False),
+        min_length=1,
+        max_length=corrections.MAX_BULK,
+    )
 
 
-ReprocessedSerializer = inline_serializer("DataCorrectionsReprocessed", {
-    "reprocessed": serializers.IntegerField(), "stillOpen": serializers.IntegerField(),
-    "discarded": serializers.IntegerField(), "dataCorrections": DataCorrectionSerializer(many=True),
-})
+ReprocessedSerializer = inline_serializer(
+    "DataCorrectionsReprocessed",
+    {
+        "reprocessed": serializers.IntegerField(),
+        "stillOpen": serializers.IntegerField(),
+        "discarded": serializers.IntegerField(),
+        "dataCorrections": DataCorrectionSerializer(many=True),
+    },
+)
 DiscardedSerializer = inline_serializer("DataCorrectionsDiscarded", {"discarded": serializers.IntegerField()})
 
 
 @extend_schema_view(
     list=extend_schema(
-        operation_id="listDataCorrections", tags=TAGS, description=f"Refused usage records. {RATE}",
+        operation_id="listDataCorrections",
+        tags=TAGS,
+        description=f"Refused usage records. {RATE}",
         parameters=[
             OpenApiParameter("reason", str, enum=DataCorrection.Reason.values),
             OpenApiParameter("status", str, enum=DataCorrection.Status.values),
@@ -63,31 +86,51 @@ DiscardedSerializer = inline_serializer("DataCorrectionsDiscarded", {"discarded"
             OpenApiParameter("sortBy", str, enum=sorted(SORT), description="Default createdAt."),
             OpenApiParameter("sortOrder", str, enum=["ASC", "DESC"]),
         ],
-        responses={200: inline_serializer("DataCorrectionList", {"dataCorrections": DataCorrectionSerializer(
-            many=True)}), **ERROR_RESPONSES(400, 401, 403, 413, 429, 500, 503)},
+        responses={
+            200: inline_serializer(
+                "DataCorrectionList", {"dataCorrections": DataCorrectionSerializer(many=True)}
+            ),
+            **ERROR_RESPONSES(400, 401, 403, 413, 429, 500, 503),
+        },
     ),
-    retrieve=extend_schema(operation_id="getDataCorrection", tags=TAGS, description=RATE,
-                           responses={200: DataCorrectionSerializer,
-                                      **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503)}),
+    retrieve=extend_schema(
+        operation_id="getDataCorrection",
+        tags=TAGS,
+        description=RATE,
+        responses={200: DataCorrectionSerializer, **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503)},
+    ),
     partial_update=extend_schema(
-        operation_id="updateDataCorrection", tags=TAGS, request=DataCorrectionUpdateSerializer,
+        operation_id="updateDataCorrection",
+        tags=TAGS,
+        request=DataCorrectionUpdateSerializer,
         description=f"Replace the record of an OPEN correction (409 DATA_CORRECTION_NOT_OPEN otherwise). {RATE}",
-        responses={200: DataCorrectionSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 429, 500, 503)},
+        responses={
+            200: DataCorrectionSerializer,
+            **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 429, 500, 503),
+        },
     ),
     reprocess=extend_schema(
-        operation_id="reprocessDataCorrection", tags=TAGS, request=None,
-        description=("Send the record through the ledger again, with its original idempotency key: REPROCESSED "
-                     "when counted (or counted meanwhile), still OPEN with the new reason when refused again, "
-                     f"DISCARDED when a filtering rule excludes it. 409 unless OPEN. {RATE}"),
+        operation_id="reprocessDataCorrection",
+        tags=TAGS,
+        request=None,
+        description=(
+            "Send the record through the ledger again, with its original idempotency key: REPROCESSED "
+            "when counted (or counted meanwhile), still OPEN with the new reason when refused again, "
+            f"DISCARDED when a filtering rule excludes it. 409 unless OPEN. {RATE}"
+        ),
         responses={200: DataCorrectionSerializer, **ERROR_RESPONSES(401, 403, 404, 409, 413, 429, 500, 503)},
     ),
     reprocess_many=extend_schema(
-        operation_id="reprocessDataCorrections", tags=TAGS, request=DataCorrectionIdsSerializer,
+        operation_id="reprocessDataCorrections",
+        tags=TAGS,
+        request=DataCorrectionIdsSerializer,
         description=f"Reprocess several corrections (those not OPEN are left as they are). 404 if any id is unknown. {RATE}",
         responses={200: ReprocessedSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)},
     ),
     discard=extend_schema(
-        operation_id="discardDataCorrections", tags=TAGS, request=DataCorrectionIdsSerializer,
+        operation_id="discardDataCorrections",
+        tags=TAGS,
+        request=DataCorrectionIdsSerializer,
         description=f"Give up on OPEN corrections: they are kept, marked DISCARDED. 404 if any id is unknown. {RATE}",
         responses={200: DiscardedSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)},
     ),
@@ -100,12 +143,21 @@ class DataCorrectionViewSet(AccountScopedViewSet):
     not_found_code = corrections.DataCorrectionNotFound.code
     not_found_message = corrections.DataCorrectionNotFound.message
     throttle_group = "config"
-    required_scopes = {"list": READ, "retrieve": READ, "partial_update": WRITE, "reprocess": WRITE,
-                       "reprocess_many": WRITE, "discard": WRITE}
+    required_scopes = {
+        "list": READ,
+        "retrieve": READ,
+        "partial_update": WRITE,
+        "reprocess": WRITE,
+        "reprocess_many": WRITE,
+        "discard": WRITE,
+    }
 
     def filter_list(self, queryset):
         params = self.request.query_params
-        for name, choices in (("reason", DataCorrection.Reason.values), ("status", DataCorrection.Status.values)):
+        for name, choices in (
+            ("reason", DataCorrection.Reason.values),
+            ("status", DataCorrection.Status.values),
+        ):
             value = params.get(name)
             if name in params:  # an empty value is no filter value either: 400, as the enum says
                 if value not in choices:
@@ -118,14 +170,16 @@ class DataCorrectionViewSet(AccountScopedViewSet):
     def partial_update(self, request, pk=None):
         serializer = DataCorrectionUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        correction = corrections.data_correction_update(correction=self.get_object(),
-                                                        record=serializer.validated_data["record"])
+        correction = corrections.data_correction_update(
+            correction=self.get_object(), record=serializer.validated_data["record"]
+        )
         return Response(DataCorrectionSerializer(correction).data)
 
     @action(detail=True, methods=["post"])
     def reprocess(self, request, pk=None):
-        return Response(DataCorrectionSerializer(
-            corrections.data_correction_reprocess(correction=self.get_object())).data)
+        return Response(
+            DataCorrectionSerializer(corrections.data_correction_reprocess(correction=self.get_object())).data
+        )
 
     def _ids(self, request) -> list[str]:
         serializer = DataCorrectionIdsSerializer(data=request.data)
@@ -134,12 +188,24 @@ class DataCorrectionViewSet(AccountScopedViewSet):
 
     @action(detail=False, methods=["post"], url_path="reprocess")
     def reprocess_many(self, request):
-        result = corrections.data_corrections_reprocess(account_id=self.account_id, correction_ids=self._ids(request))
-        return Response({"reprocessed": result.reprocessed, "stillOpen": result.still_open,
-                         "discarded": result.discarded,
-                         "dataCorrections": DataCorrectionSerializer(result.corrections, many=True).data})
+        result = corrections.data_corrections_reprocess(
+            account_id=self.account_id, correction_ids=self._ids(request)
+        )
+        return Response(
+            {
+                "reprocessed": result.reprocessed,
+                "stillOpen": result.still_open,
+                "discarded": result.discarded,
+                "dataCorrections": DataCorrectionSerializer(result.corrections, many=True).data,
+            }
+        )
 
     @action(detail=False, methods=["post"])
     def discard(self, request):
-        return Response({"discarded": corrections.data_corrections_discard(account_id=self.account_id,
-                                                                           correction_ids=self._ids(request))})
+        return Response(
+            {
+                "discarded": corrections.data_corrections_discard(
+                    account_id=self.account_id, correction_ids=self._ids(request)
+                )
+            }
+        )

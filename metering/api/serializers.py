@@ -34,22 +34,47 @@ class NumberField(serializers.DecimalField):
 _THRESHOLD_NAME = {"type": "string", "minLength": 1, "maxLength": 80, "pattern": NOT_BLANK_PATTERN}
 
 
-@extend_schema_field({
-    "type": "array", "maxItems": 5, "items": {"oneOf": [
-        {"title": "Using absolute value", "type": "object", "required": ["value"], "additionalProperties": False,
-         "properties": {"name": _THRESHOLD_NAME, "value": {"type": "number", "minimum": 0}}},
-        {"title": "Using percentage of capacity", "type": "object", "required": ["capacityPercentage"],
-         "additionalProperties": False,
-         "properties": {"name": _THRESHOLD_NAME, "capacityPercentage": {"type": "number", "minimum": 0}}},
-    ]},
-})
+@extend_schema_field(
+    {
+        "type": "array",
+        "maxItems": 5,
+        "items": {
+            "oneOf": [
+                {
+                    "title": "Using absolute value",
+                    "type": "object",
+                    "required": ["value"],
+                    "additionalProperties": False,
+                    "properties": {"name": _THRESHOLD_NAME, "value": {"type": "number", "minimum": 0}},
+                },
+                {
+                    "title": "Using percentage of capacity",
+                    "type": "object",
+                    "required": ["capacityPercentage"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": _THRESHOLD_NAME,
+                        "capacityPercentage": {"type": "number", "minimum": 0},
+                    },
+                },
+            ]
+        },
+    }
+)
 class ThresholdsField(serializers.JSONField):
     """A JSONField whose OpenAPI shape is declared by the decorator above."""
 
 
 DIMENSIONS_SCHEMA = {
-    "type": "array", "maxItems": MAX_DIMENSIONS, "uniqueItems": True,
-    "items": {"type": "string", "minLength": 1, "maxLength": MAX_DIMENSION_LENGTH, "pattern": NOT_BLANK_PATTERN},
+    "type": "array",
+    "maxItems": MAX_DIMENSIONS,
+    "uniqueItems": True,
+    "items": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_DIMENSION_LENGTH,
+        "pattern": NOT_BLANK_PATTERN,
+    },
 }
 
 
@@ -103,16 +128,25 @@ class CronField(serializers.CharField):
 
 # Model fields whose OpenAPI shape the field class above declares (validation stays on the model).
 FIELD_SHAPES = {
-    "thresholds": ThresholdsField, "dimensions": DimensionsField, "groups": ObjectListField,
-    "group_breakdowns": ObjectListField, "custom_fields": ObjectField, "carry_first": ObjectField,
-    "carry_last": ObjectField, "meter_metadata": ObjectField, "timezone": TimezoneField,
+    "thresholds": ThresholdsField,
+    "dimensions": DimensionsField,
+    "groups": ObjectListField,
+    "group_breakdowns": ObjectListField,
+    "custom_fields": ObjectField,
+    "carry_first": ObjectField,
+    "carry_last": ObjectField,
+    "meter_metadata": ObjectField,
+    "timezone": TimezoneField,
 }
 
 
 class CamelCaseModelSerializer(ApiModelSerializer):
     """``Meta.fields`` in camelCase, each built from its snake_case model field."""
 
-    serializer_field_mapping = {**ApiModelSerializer.serializer_field_mapping, models.DecimalField: NumberField}
+    serializer_field_mapping = {
+        **ApiModelSerializer.serializer_field_mapping,
+        models.DecimalField: NumberField,
+    }
 
     def build_field(self, field_name, info, model_class, nested_depth):
         model_field = re.sub(r"(?<!^)(?=[A-Z])", "_", field_name).lower()
@@ -135,25 +169,44 @@ class MeterTypeSerializer(StrictSerializerMixin, CamelCaseModelSerializer):
     """A meter type, in and out. ``aggregation`` is required on create and cannot change."""
 
     aggregation = AggregationSerializer(source="*")
-    resetSchedule = ResetScheduleSerializer(source="*")  # noqa: N815 - the API's field name
-    numberOfMeters = serializers.IntegerField(source="number_of_meters", read_only=True)  # noqa: N815
+    resetSchedule = ResetScheduleSerializer(source="*")
+    numberOfMeters = serializers.IntegerField(source="number_of_meters", read_only=True)
 
     class Meta:
         model = MeterType
         fields = [
-            "accountId", "activeFrom", "activeTo", "aggregation", "apiName", "capacity", "category", "createdAt",
-            "description", "dimensions", "externalRef", "id", "name", "numberOfMeters", "resetSchedule", "status",
-            "thresholds", "timezone", "unit", "updatedAt",
+            "accountId",
+            "activeFrom",
+            "activeTo",
+            "aggregation",
+            "apiName",
+            "capacity",
+            "category",
+            "createdAt",
+            "description",
+            "dimensions",
+            "externalRef",
+            "id",
+            "name",
+            "numberOfMeters",
+            "resetSchedule",
+            "status",
+            "thresholds",
+            "timezone",
+            "unit",
+            "updatedAt",
         ]
         read_only_fields = ["accountId", "createdAt", "id", "updatedAt"]
         # "string or null" in seed 000's PATCH: null means the default (now, DEFAULT) or none.
-        extra_kwargs = {name: {"allow_null": True} for name in ("activeFrom", "activeTo", "category", "externalRef")}
+        extra_kwargs = {
+            name: {"allow_null": True} for name in ("activeFrom", "activeTo", "category", "externalRef")
+        }
         validators: list = []
 
 
 class MeterMetadataSerializer(serializers.Serializer):
-    recordCount = serializers.IntegerField()  # noqa: N815
-    lastIngestedAt = serializers.DateTimeField(allow_null=True)  # noqa: N815
+    recordCount = serializers.IntegerField()
+    lastIngestedAt = serializers.DateTimeField(allow_null=True)
 
 
 def _meter_metadata(meter: Meter) -> dict:
@@ -163,22 +216,40 @@ def _meter_metadata(meter: Meter) -> dict:
 class MeterSerializer(CamelCaseModelSerializer):
     """A meter as answered (seed 000's sample); unit, timezone and type name come from its type."""
 
-    meterMetaData = serializers.SerializerMethodField()  # noqa: N815
-    meterTypeName = serializers.CharField(source="meter_type.name", read_only=True)  # noqa: N815
+    meterMetaData = serializers.SerializerMethodField()
+    meterTypeName = serializers.CharField(source="meter_type.name", read_only=True)
     timezone = serializers.CharField(source="meter_type.timezone", read_only=True)
     unit = serializers.CharField(source="meter_type.unit", read_only=True)
 
     class Meta:
         model = Meter
         fields = [
-            "capacity", "carryFirst", "carryLast", "createdAt", "customFields", "deleteOnReset", "groupBreakdowns",
-            "groups", "id", "meterKey", "meterMetaData", "meterTypeId", "meterTypeName", "periodEnd", "periodStart",
-            "thresholds", "timezone", "unit", "updatedAt", "userId", "value",
+            "capacity",
+            "carryFirst",
+            "carryLast",
+            "createdAt",
+            "customFields",
+            "deleteOnReset",
+            "groupBreakdowns",
+            "groups",
+            "id",
+            "meterKey",
+            "meterMetaData",
+            "meterTypeId",
+            "meterTypeName",
+            "periodEnd",
+            "periodStart",
+            "thresholds",
+            "timezone",
+            "unit",
+            "updatedAt",
+            "userId",
+            "value",
         ]
         read_only_fields = fields
 
     @extend_schema_field(MeterMetadataSerializer)
-    def get_meterMetaData(self, meter: Meter) -> dict:  # noqa: N802
+    def get_meterMetaData(self, meter: Meter) -> dict:
         return _meter_metadata(meter)
 
 
@@ -187,8 +258,8 @@ class MeterCreateSerializer(StrictSerializerMixin, CamelCaseModelSerializer):
 
     requires_exactly_one_of = ("meterTypeId", "externalRef")  # services.meter_create refuses both and neither
 
-    meterTypeId = serializers.CharField(source="meter_type_id", max_length=36, required=False)  # noqa: N815
-    externalRef = serializers.CharField(  # noqa: N815
+    meterTypeId = serializers.CharField(source="meter_type_id", max_length=36, required=False)
+    externalRef = serializers.CharField(
         source="external_ref", max_length=MeterType._meta.get_field("external_ref").max_length, required=False
     )
 
@@ -208,14 +279,29 @@ class MeterUpdateSerializer(StrictSerializerMixin, CamelCaseModelSerializer):
 class MeteredRecordSerializer(CamelCaseModelSerializer):
     """One flushed period of a meter (Usage Engine's metered record)."""
 
-    meterId = serializers.UUIDField(source="source_meter_id", read_only=True)  # noqa: N815
-    meterMetaData = ObjectField(source="meter_metadata", read_only=True)  # noqa: N815
+    meterId = serializers.UUIDField(source="source_meter_id", read_only=True)
+    meterMetaData = ObjectField(source="meter_metadata", read_only=True)
 
     class Meta:
         model = MeteredRecord
         fields = [
-            "carryFirst", "carryLast", "createdAt", "customFields", "groups", "id", "meterId", "meterKey",
-            "meterMetaData", "meterTypeId", "meterTypeName", "periodEnd", "periodStart", "timezone", "unit",
-            "updatedAt", "userId", "value",
+            "carryFirst",
+            "carryLast",
+            "createdAt",
+            "customFields",
+            "groups",
+            "id",
+            "meterId",
+            "meterKey",
+            "meterMetaData",
+            "meterTypeId",
+            "meterTypeName",
+            "periodEnd",
+            "periodStart",
+            "timezone",
+            "unit",
+            "updatedAt",
+            "userId",
+            "value",
         ]
         read_only_fields = fields

@@ -39,13 +39,24 @@ def _errors(*statuses: int) -> dict:
 
 
 METER_TYPE_SORT = {
-    "activeFrom": "active_from", "activeTo": "active_to", "category": "category", "createdAt": "created_at",
-    "externalRef": "external_ref", "name": "name", "numberOfMeters": "number_of_meters", "unit": "unit",
+    "activeFrom": "active_from",
+    "activeTo": "active_to",
+    "category": "category",
+    "createdAt": "created_at",
+    "externalRef": "external_ref",
+    "name": "name",
+    "numberOfMeters": "number_of_meters",
+    "unit": "unit",
     "updatedAt": "updated_at",
 }
 METER_SORT = {
-    "createdAt": "created_at", "meterKey": "meter_key", "periodEnd": "period_end", "periodStart": "period_start",
-    "updatedAt": "updated_at", "userId": "user_id", "value": "value",
+    "createdAt": "created_at",
+    "meterKey": "meter_key",
+    "periodEnd": "period_end",
+    "periodStart": "period_start",
+    "updatedAt": "updated_at",
+    "userId": "user_id",
+    "value": "value",
 }
 RECORD_SORT = {"createdAt": "created_at", "periodEnd": "period_end", "periodStart": "period_start"}
 TYPE_RATE = "Rate limit: 20 requests/s per client, burst 5."
@@ -54,27 +65,45 @@ METER_RATE = "Rate limit: 50 requests/s per client, burst 5."
 
 @extend_schema_view(
     list=extend_schema(
-        operation_id="listMeterTypes", tags=["Meter type"], description=f"Meter types of the account. {TYPE_RATE}",
-        parameters=[*PAGE_PARAMETERS, _sort_parameter(METER_TYPE_SORT, "createdAt"),
-                    OpenApiParameter("name", str, description="Full or partial name (case-insensitive).")],
-        responses={200: inline_serializer("MeterTypeList", {"meterTypes": MeterTypeSerializer(many=True)}),
-                   **_errors()},
+        operation_id="listMeterTypes",
+        tags=["Meter type"],
+        description=f"Meter types of the account. {TYPE_RATE}",
+        parameters=[
+            *PAGE_PARAMETERS,
+            _sort_parameter(METER_TYPE_SORT, "createdAt"),
+            OpenApiParameter("name", str, description="Full or partial name (case-insensitive)."),
+        ],
+        responses={
+            200: inline_serializer("MeterTypeList", {"meterTypes": MeterTypeSerializer(many=True)}),
+            **_errors(),
+        },
     ),
-    retrieve=extend_schema(operation_id="getMeterType", tags=["Meter type"], description=TYPE_RATE,
-                           responses={200: MeterTypeSerializer, **_errors(404)}),
+    retrieve=extend_schema(
+        operation_id="getMeterType",
+        tags=["Meter type"],
+        description=TYPE_RATE,
+        responses={200: MeterTypeSerializer, **_errors(404)},
+    ),
     create=extend_schema(
-        operation_id="createMeterType", tags=["Meter type"],
+        operation_id="createMeterType",
+        tags=["Meter type"],
         description=f"Create a meter type. Name, externalRef and apiName are unique in the account (409). {TYPE_RATE}",
-        request=MeterTypeSerializer, responses={201: MeterTypeSerializer, **_errors(409)},
+        request=MeterTypeSerializer,
+        responses={201: MeterTypeSerializer, **_errors(409)},
     ),
     partial_update=extend_schema(
-        operation_id="updateMeterType", tags=["Meter type"],
-        description=("Change a meter type. The aggregation cannot change (400 AGGREGATION_IMMUTABLE). Existing "
-                     f"meters keep their capacity and thresholds; a new schedule applies from the next period. {TYPE_RATE}"),
-        request=MeterTypeSerializer, responses={200: MeterTypeSerializer, **_errors(404, 409)},
+        operation_id="updateMeterType",
+        tags=["Meter type"],
+        description=(
+            "Change a meter type. The aggregation cannot change (400 AGGREGATION_IMMUTABLE). Existing "
+            f"meters keep their capacity and thresholds; a new schedule applies from the next period. {TYPE_RATE}"
+        ),
+        request=MeterTypeSerializer,
+        responses={200: MeterTypeSerializer, **_errors(404, 409)},
     ),
     destroy=extend_schema(
-        operation_id="deleteMeterType", tags=["Meter type"],
+        operation_id="deleteMeterType",
+        tags=["Meter type"],
         description=f"Delete a meter type that has no meters (409 METER_TYPE_IN_USE otherwise). {TYPE_RATE}",
         responses={200: DeletedSerializer, **_errors(404, 409)},
     ),
@@ -121,31 +150,60 @@ class MeterTypeViewSet(AccountScopedViewSet):
 
 @extend_schema_view(
     list=extend_schema(
-        operation_id="listMeters", tags=["Meter"], description=f"Meters of the account. {METER_RATE}",
-        parameters=[*PAGE_PARAMETERS, _sort_parameter(METER_SORT, "createdAt"),
-                    OpenApiParameter("meterKey", str), OpenApiParameter("meterTypeId", uuid.UUID),
-                    OpenApiParameter("userId", str)],
+        operation_id="listMeters",
+        tags=["Meter"],
+        description=f"Meters of the account. {METER_RATE}",
+        parameters=[
+            *PAGE_PARAMETERS,
+            _sort_parameter(METER_SORT, "createdAt"),
+            OpenApiParameter("meterKey", str),
+            OpenApiParameter("meterTypeId", uuid.UUID),
+            OpenApiParameter("userId", str),
+        ],
         responses={200: inline_serializer("MeterList", {"meters": MeterSerializer(many=True)}), **_errors()},
     ),
-    retrieve=extend_schema(operation_id="getMeter", tags=["Meter"], description=METER_RATE,
-                           responses={200: MeterSerializer, **_errors(404)}),
-    create=extend_schema(
-        operation_id="createMeter", tags=["Meter"],
-        description=("Create a meter for the meter type given by meterTypeId or by its externalRef. One meter per "
-                     f"(meter type, meterKey, userId): a duplicate is 409 METER_EXISTS. {METER_RATE}"),
-        request=MeterCreateSerializer, responses={201: MeterSerializer, **_errors(404, 409)},
+    retrieve=extend_schema(
+        operation_id="getMeter",
+        tags=["Meter"],
+        description=METER_RATE,
+        responses={200: MeterSerializer, **_errors(404)},
     ),
-    partial_update=extend_schema(operation_id="updateMeter", tags=["Meter"], description=METER_RATE,
-                                 request=MeterUpdateSerializer, responses={200: MeterSerializer, **_errors(404)}),
-    destroy=extend_schema(operation_id="deleteMeter", tags=["Meter"], description=METER_RATE,
-                          responses={200: DeletedSerializer, **_errors(404)}),
+    create=extend_schema(
+        operation_id="createMeter",
+        tags=["Meter"],
+        description=(
+            "Create a meter for the meter type given by meterTypeId or by its externalRef. One meter per "
+            f"(meter type, meterKey, userId): a duplicate is 409 METER_EXISTS. {METER_RATE}"
+        ),
+        request=MeterCreateSerializer,
+        responses={201: MeterSerializer, **_errors(404, 409)},
+    ),
+    partial_update=extend_schema(
+        operation_id="updateMeter",
+        tags=["Meter"],
+        description=METER_RATE,
+        request=MeterUpdateSerializer,
+        responses={200: MeterSerializer, **_errors(404)},
+    ),
+    destroy=extend_schema(
+        operation_id="deleteMeter",
+        tags=["Meter"],
+        description=METER_RATE,
+        responses={200: DeletedSerializer, **_errors(404)},
+    ),
     records=extend_schema(
-        operation_id="listMeterRecords", tags=["Meter"],
+        operation_id="listMeterRecords",
+        tags=["Meter"],
         description=f"The meter's flushed periods (metered records), newest first by default. {METER_RATE}",
-        parameters=[*PAGE_PARAMETERS[:2], _sort_parameter(RECORD_SORT, "periodStart"),
-                    OpenApiParameter("sortOrder", str, enum=["ASC", "DESC"], description="Default DESC.")],
-        responses={200: inline_serializer("MeteredRecordList", {"records": MeteredRecordSerializer(many=True)}),
-                   **_errors(404)},
+        parameters=[
+            *PAGE_PARAMETERS[:2],
+            _sort_parameter(RECORD_SORT, "periodStart"),
+            OpenApiParameter("sortOrder", str, enum=["ASC", "DESC"], description="Default DESC."),
+        ],
+        responses={
+            200: inline_serializer("MeteredRecordList", {"records": MeteredRecordSerializer(many=True)}),
+            **_errors(404),
+        },
     ),
 )
 class MeterViewSet(AccountScopedViewSet):
@@ -202,4 +260,6 @@ class MeterViewSet(AccountScopedViewSet):
         params = request.query_params.copy()
         params.setdefault("sortOrder", "DESC")  # newest period first unless asked otherwise
         records = sort_queryset(records, params, fields=RECORD_SORT, default="periodStart")
-        return Response({"records": MeteredRecordSerializer(paginate(records, request.query_params), many=True).data})
+        return Response(
+            {"records": MeteredRecordSerializer(paginate(records, request.query_params), many=True).data}
+        )

@@ -47,8 +47,12 @@ DEFINITION_TIMEZONE = "Etc/UTC"
 def definition_type(meter_type: MeterType) -> str:
     if meter_type.counts_unique_customers:
         return UNIQUE_CUSTOMERS_COUNT
-    return {"SUM": SUM_OF_ALL_USAGE, "MAX": MAX_IN_PERIOD, "INCREMENT": COUNT_OF_EVENTS,
-            "MIN": MIN_IN_PERIOD}[meter_type.aggregation]
+    return {
+        "SUM": SUM_OF_ALL_USAGE,
+        "MAX": MAX_IN_PERIOD,
+        "INCREMENT": COUNT_OF_EVENTS,
+        "MIN": MIN_IN_PERIOD,
+    }[meter_type.aggregation]
 
 
 def meter_definition(meter_type: MeterType) -> dict[str, Any]:
@@ -66,7 +70,9 @@ def meter_definition(meter_type: MeterType) -> dict[str, Any]:
 def meter_definition_get(*, account_id: uuid.UUID, meter_api_name: str) -> MeterType:
     meter_type = MeterType.objects.filter(account_id=account_id, api_name=meter_api_name).first()
     if meter_type is None:
-        raise MeterDefinitionNotFound(details=[{"field": "meterApiName", "message": MeterDefinitionNotFound.message}])
+        raise MeterDefinitionNotFound(
+            details=[{"field": "meterApiName", "message": MeterDefinitionNotFound.message}]
+        )
     return meter_type
 
 
@@ -76,13 +82,24 @@ def _check_type(kind: str) -> None:
 
 
 @transaction.atomic
-def meter_definition_create(*, account_id: uuid.UUID, meter_api_name: str, display_name: str, kind: str,
-                            dimensions: list[str] | None = None) -> MeterType:
+def meter_definition_create(
+    *,
+    account_id: uuid.UUID,
+    meter_api_name: str,
+    display_name: str,
+    kind: str,
+    dimensions: list[str] | None = None,
+) -> MeterType:
     """A meter type with monthly UTC periods whose customers' meters are created on first usage."""
     _check_type(kind)
     meter_type = services.meter_type_create(
-        account_id=account_id, name=display_name, api_name=meter_api_name, unit=DEFINITION_UNIT,
-        aggregation=_AGGREGATION[kind], reset_cron=DEFINITION_RESET_CRON, timezone=DEFINITION_TIMEZONE,
+        account_id=account_id,
+        name=display_name,
+        api_name=meter_api_name,
+        unit=DEFINITION_UNIT,
+        aggregation=_AGGREGATION[kind],
+        reset_cron=DEFINITION_RESET_CRON,
+        timezone=DEFINITION_TIMEZONE,
         dimensions=list(dimensions or []),
     )
     meter_type.auto_create_meters = True
@@ -92,14 +109,21 @@ def meter_definition_create(*, account_id: uuid.UUID, meter_api_name: str, displ
 
 
 @transaction.atomic
-def meter_definition_update(*, account_id: uuid.UUID, meter_api_name: str, display_name: str | None = None,
-                            kind: str | None = None, dimensions: list[str] | None = None) -> MeterType:
+def meter_definition_update(
+    *,
+    account_id: uuid.UUID,
+    meter_api_name: str,
+    display_name: str | None = None,
+    kind: str | None = None,
+    dimensions: list[str] | None = None,
+) -> MeterType:
     """Rename a definition or change its dimensions. Its type (aggregation) cannot change."""
     meter_type = meter_definition_get(account_id=account_id, meter_api_name=meter_api_name)
     if kind is not None and kind != definition_type(meter_type):
         raise AggregationImmutable(
             "The type of a meter definition cannot be changed.",
-            details=[{"field": "type", "message": "The type of a meter definition cannot be changed."}])
+            details=[{"field": "type", "message": "The type of a meter definition cannot be changed."}],
+        )
     data: dict[str, Any] = {}
     if display_name is not None:
         data["name"] = display_name
@@ -112,7 +136,8 @@ def meter_definition_update(*, account_id: uuid.UUID, meter_api_name: str, displ
 def meter_definition_delete(*, account_id: uuid.UUID, meter_api_name: str) -> int:
     """Delete the definition's meter type (409 METER_TYPE_IN_USE while it has meters)."""
     return services.meter_type_delete(
-        meter_type=meter_definition_get(account_id=account_id, meter_api_name=meter_api_name))
+        meter_type=meter_definition_get(account_id=account_id, meter_api_name=meter_api_name)
+    )
 
 
 # --- filtering rules ----------------------------------------------------------------------------
@@ -130,8 +155,15 @@ def filtering_rule(rule: MeterEventFilteringRule) -> dict[str, Any]:
 
 
 @transaction.atomic
-def filtering_rule_save(*, account_id: uuid.UUID, meter_api_name: str, dimension_name: str,
-                        dimension_values: list[str], action: str, rule_id: str | None = None) -> MeterEventFilteringRule:
+def filtering_rule_save(
+    *,
+    account_id: uuid.UUID,
+    meter_api_name: str,
+    dimension_name: str,
+    dimension_values: list[str],
+    action: str,
+    rule_id: str | None = None,
+) -> MeterEventFilteringRule:
     """Create or update a rule. With ``rule_id`` that rule is updated; without, the meter's rule
     on the same dimension is (one rule per meter and dimension), or a new one is made."""
     meter_type = meter_definition_get(account_id=account_id, meter_api_name=meter_api_name)
@@ -144,13 +176,18 @@ def filtering_rule_save(*, account_id: uuid.UUID, meter_api_name: str, dimension
         except ValueError:
             rule = None
         if rule is None:
-            raise FilteringRuleNotFound(details=[{"field": "ruleId", "message": FilteringRuleNotFound.message}])
+            raise FilteringRuleNotFound(
+                details=[{"field": "ruleId", "message": FilteringRuleNotFound.message}]
+            )
         clash = rules.filter(meter_type=meter_type, dimension_name=dimension_name).exclude(pk=rule.pk).first()
         if clash is not None:
-            raise ValidationFailed.for_field("dimensionName", f"Rule {clash.pk} already filters this dimension.")
+            raise ValidationFailed.for_field(
+                "dimensionName", f"Rule {clash.pk} already filters this dimension."
+            )
     else:
-        rule = rules.filter(meter_type=meter_type, dimension_name=dimension_name).first() or \
-            MeterEventFilteringRule(account_id=account_id)
+        rule = rules.filter(
+            meter_type=meter_type, dimension_name=dimension_name
+        ).first() or MeterEventFilteringRule(account_id=account_id)
     rule.meter_type = meter_type
     rule.dimension_name = dimension_name
     rule.dimension_values = list(dimension_values)
@@ -212,17 +249,25 @@ def decode_events(body: bytes) -> list[MeterEvent]:
             field = "meterApiName" if event.meterApiName is None else "meterValue"
             raise ValidationFailed.for_field(f"{prefix}{field}", f"{field} is required (or give values).")
         if (event.meterApiName is None) != (event.meterValue is None):
-            raise ValidationFailed.for_field(f"{prefix}meterValue", "meterApiName and meterValue go together.")
+            raise ValidationFailed.for_field(
+                f"{prefix}meterValue", "meterApiName and meterValue go together."
+            )
         if event.meterValue is not None:
             event.meterValue = decode_amount(event.meterValue, f"{prefix}meterValue")
         if event.values is not None:
-            event.values = {name: decode_amount(value, f"{prefix}values.{name}") for name, value in event.values.items()}
+            event.values = {
+                name: decode_amount(value, f"{prefix}values.{name}") for name, value in event.values.items()
+            }
     return events
 
 
 def _event_record(event: MeterEvent, meter_api_name: str, value: Decimal) -> dict[str, Any]:
-    record: dict[str, Any] = {"meterApiName": meter_api_name, "customerId": event.customerId, "meterValue": value,
-                              "meterTimeInMillis": event.meterTimeInMillis}
+    record: dict[str, Any] = {
+        "meterApiName": meter_api_name,
+        "customerId": event.customerId,
+        "meterValue": value,
+        "meterTimeInMillis": event.meterTimeInMillis,
+    }
     if event.uniqueId is not None:
         record["uniqueId"] = event.uniqueId
     if event.dimensions:
@@ -235,9 +280,13 @@ def usage_input_from_event(record: dict[str, Any]) -> UsageInput:
     unique_id = record.get("uniqueId")
     name = record.get("meterApiName")
     return UsageInput(
-        user_id=record.get("customerId"), value=record.get("meterValue"), timestamp=record.get("meterTimeInMillis"),
-        meter_api_name=name, dimensions=record.get("dimensions"),
-        idempotency_key=normalise_key(f"ingest:{name}:{unique_id}") if unique_id else None, record=record,
+        user_id=record.get("customerId"),
+        value=record.get("meterValue"),
+        timestamp=record.get("meterTimeInMillis"),
+        meter_api_name=name,
+        dimensions=record.get("dimensions"),
+        idempotency_key=normalise_key(f"ingest:{name}:{unique_id}") if unique_id else None,
+        record=record,
     )
 
 
@@ -253,14 +302,20 @@ class IngestAnswer:
 
     def headers(self) -> dict[str, str]:
         result = self.result
-        return {"X-Ingest-Accepted": str(result.accepted), "X-Ingest-Duplicates": str(result.duplicates),
-                "X-Ingest-Excluded": str(result.excluded), "X-Ingest-Corrections": str(result.corrections)}
+        return {
+            "X-Ingest-Accepted": str(result.accepted),
+            "X-Ingest-Duplicates": str(result.duplicates),
+            "X-Ingest-Excluded": str(result.excluded),
+            "X-Ingest-Corrections": str(result.corrections),
+        }
 
     def reply(self, prefer: str) -> tuple[bytes, dict[str, str]]:
         """The JSON answer (``"OK"``, or the summary for ``Prefer: return=representation``) and headers."""
         if "return=representation" in prefer:
-            return msgspec.json.encode(self.summary()), {**self.headers(),
-                                                         "Preference-Applied": "return=representation"}
+            return msgspec.json.encode(self.summary()), {
+                **self.headers(),
+                "Preference-Applied": "return=representation",
+            }
         return _OK, self.headers()
 
     def summary(self) -> dict[str, Any]:
@@ -272,17 +327,23 @@ class IngestAnswer:
             elif outcome.outcome == Outcome.EXCLUDED:
                 listed["excluded"].append(item)
             elif outcome.outcome == Outcome.CORRECTION:
-                listed["corrections"].append({**item, "reason": str(outcome.reason), "message": outcome.message,
-                                              "correctionId": str(outcome.correction_id) if outcome.correction_id
-                                              else None})
+                listed["corrections"].append(
+                    {
+                        **item,
+                        "reason": str(outcome.reason),
+                        "message": outcome.message,
+                        "correctionId": str(outcome.correction_id) if outcome.correction_id else None,
+                    }
+                )
         return {"status": "OK", "accepted": self.result.accepted, **listed}
 
 
 def events_ingest(*, account_id: uuid.UUID, events: list[MeterEvent]) -> IngestAnswer:
     """Each event's meters, through the filtering rules and the ledger (uniqueId deduplicates per meter)."""
     records, items = ingest_records(events)
-    result = usage_apply(account_id=account_id, records=records, source=UsageSource.INGEST_API,
-                         apply_filtering_rules=True)
+    result = usage_apply(
+        account_id=account_id, records=records, source=UsageSource.INGEST_API, apply_filtering_rules=True
+    )
     return IngestAnswer(result=result, items=items)
 
 
@@ -294,11 +355,16 @@ def ingest_records(events: list[MeterEvent]) -> tuple[list[UsageInput], list[tup
         pairs = [(event.meterApiName, event.meterValue)] if event.meterApiName is not None else []
         pairs.extend((event.values or {}).items())
         for name, value in pairs:
-            records.append(UsageInput(
-                user_id=event.customerId, value=value, timestamp=event.meterTimeInMillis, meter_api_name=name,
-                dimensions=event.dimensions,
-                idempotency_key=f"ingest:{name}:{event.uniqueId}" if event.uniqueId is not None else None,
-                record=_event_record(event, name, value),
-            ))
+            records.append(
+                UsageInput(
+                    user_id=event.customerId,
+                    value=value,
+                    timestamp=event.meterTimeInMillis,
+                    meter_api_name=name,
+                    dimensions=event.dimensions,
+                    idempotency_key=f"ingest:{name}:{event.uniqueId}" if event.uniqueId is not None else None,
+                    record=_event_record(event, name, value),
+                )
+            )
             items.append((index, name, event.uniqueId))
     return records, items

@@ -72,8 +72,12 @@ _RAW_DECODER = msgspec.json.Decoder()
 def meter_for_report(*, account_id: uuid.UUID, meter_id: str | None, meter_name: str | None) -> MeterType:
     """The meter type a report (or a lookup) names: 400 when it names none, 404 when unknown."""
     if not meter_id and not meter_name:
-        raise MeterIdentifierRequired(details=[{"field": "meterId", "message": MeterIdentifierRequired.message},
-                                               {"field": "meterName", "message": MeterIdentifierRequired.message}])
+        raise MeterIdentifierRequired(
+            details=[
+                {"field": "meterId", "message": MeterIdentifierRequired.message},
+                {"field": "meterName", "message": MeterIdentifierRequired.message},
+            ]
+        )
     types = MeterType.objects.filter(account_id=account_id)
     found = None
     if meter_id:
@@ -86,7 +90,9 @@ def meter_for_report(*, account_id: uuid.UUID, meter_id: str | None, meter_name:
         named = list(types.filter(Q(api_name=meter_name) | Q(name=meter_name))[:2])
         found = next((t for t in named if t.api_name == meter_name), named[0] if named else None)
     if found is None:
-        raise MeterNotFound(details=[{"field": "meterId" if meter_id else "meterName", "message": MeterNotFound.message}])
+        raise MeterNotFound(
+            details=[{"field": "meterId" if meter_id else "meterName", "message": MeterNotFound.message}]
+        )
     return found
 
 
@@ -97,7 +103,9 @@ METER_CACHE_SECONDS = 5.0
 _meter_cache: dict[tuple[uuid.UUID, str | None, str | None], tuple[float, MeterType]] = {}
 
 
-def _meter_for_report_cached(account_id: uuid.UUID, meter_id: str | None, meter_name: str | None) -> MeterType:
+def _meter_for_report_cached(
+    account_id: uuid.UUID, meter_id: str | None, meter_name: str | None
+) -> MeterType:
     cached = cached_meter_for_report(account_id, meter_id, meter_name)
     if cached is not None:
         return cached
@@ -108,7 +116,9 @@ def _meter_for_report_cached(account_id: uuid.UUID, meter_id: str | None, meter_
     return meter_type
 
 
-def cached_meter_for_report(account_id: uuid.UUID, meter_id: str | None, meter_name: str | None) -> MeterType | None:
+def cached_meter_for_report(
+    account_id: uuid.UUID, meter_id: str | None, meter_name: str | None
+) -> MeterType | None:
     """The meter type a report names if this process found it in the last METER_CACHE_SECONDS."""
     cached = _meter_cache.get((account_id, meter_id, meter_name))
     if cached is not None and cached[0] > time.monotonic():
@@ -133,12 +143,15 @@ class PreparedReport:
 def usage_report(*, account_id: uuid.UUID, idempotency_key: str, body: bytes) -> ReportAnswer:
     """Report one usage event: 202 queued, 200 duplicate on a replay, 409 for a reused key."""
     prepared = report_prepare(account_id=account_id, idempotency_key=idempotency_key, body=body)
-    outcome = usage_apply(account_id=account_id, records=[prepared.record], source=UsageSource.REPORT_API).results[0]
+    outcome = usage_apply(
+        account_id=account_id, records=[prepared.record], source=UsageSource.REPORT_API
+    ).results[0]
     return report_answer(prepared, outcome)
 
 
-def report_prepare(*, account_id: uuid.UUID, idempotency_key: str, body: bytes,
-                   find_meter=_meter_for_report_cached) -> PreparedReport | None:
+def report_prepare(
+    *, account_id: uuid.UUID, idempotency_key: str, body: bytes, find_meter=_meter_for_report_cached
+) -> PreparedReport | None:
     """The report checked (400 for a bad body, 404 for an unknown meter, 400 for an archived one).
     ``find_meter(account_id, meter_id, meter_name)`` may answer None (the ASGI fast path finds
     only cached meters), and so does this then."""
@@ -150,8 +163,11 @@ def report_prepare(*, account_id: uuid.UUID, idempotency_key: str, body: bytes,
     if meter_type is None:
         return None
     if meter_type.status != MeterType.Status.ACTIVE:
-        raise MeterArchived(details=[{"field": "meterId" if report.meterId else "meterName",
-                                      "message": MeterArchived.message}])
+        raise MeterArchived(
+            details=[
+                {"field": "meterId" if report.meterId else "meterName", "message": MeterArchived.message}
+            ]
+        )
     if report.timestamp is not None:
         try:
             parse_timestamp(report.timestamp, utc_now())
@@ -159,18 +175,29 @@ def report_prepare(*, account_id: uuid.UUID, idempotency_key: str, body: bytes,
             raise ValidationFailed.for_field("timestamp", refused.message)
     # The body as sent (decoded), so a replay without a timestamp hashes the same as its original.
     raw = _RAW_DECODER.decode(body)
-    return PreparedReport(UsageInput(
-        user_id=report.customerId, value=value, timestamp=report.timestamp, meter_type_id=meter_type.pk,
-        dimensions=report.metadata, idempotency_key=normalise_key(KEY_PREFIX + idempotency_key),
-        request_hash=request_hash(raw), record=raw, source_ref=str(uuid.uuid4()),
-    ), idempotency_key)
+    return PreparedReport(
+        UsageInput(
+            user_id=report.customerId,
+            value=value,
+            timestamp=report.timestamp,
+            meter_type_id=meter_type.pk,
+            dimensions=report.metadata,
+            idempotency_key=normalise_key(KEY_PREFIX + idempotency_key),
+            request_hash=request_hash(raw),
+            record=raw,
+            source_ref=str(uuid.uuid4()),
+        ),
+        idempotency_key,
+    )
 
 
 def report_answer(prepared: PreparedReport, outcome: RecordResult) -> ReportAnswer:
     """What the ledger's outcome for a report answers: 200 duplicate, 409 reused key, else 202."""
     if outcome.outcome == Outcome.DUPLICATE:
         if outcome.key_reused:
-            raise IdempotencyKeyReused(details=[{"field": "Idempotency-Key", "message": IdempotencyKeyReused.message}])
+            raise IdempotencyKeyReused(
+                details=[{"field": "Idempotency-Key", "message": IdempotencyKeyReused.message}]
+            )
         return ReportAnswer(200, {"status": "duplicate", "idempotencyKey": prepared.idempotency_key})
     # Counted, or kept in data correction with its reason (found by requestId as sourceRef).
     return ReportAnswer(202, {"status": "queued", "requestId": prepared.record.source_ref})
@@ -179,9 +206,14 @@ def report_answer(prepared: PreparedReport, outcome: RecordResult) -> ReportAnsw
 def usage_input_from_report(record: dict[str, Any]) -> UsageInput:
     """A stored report body (data correction) as a ledger record; the meter is looked up again."""
     meter_id, meter_name = record.get("meterId"), record.get("meterName")
-    return UsageInput(user_id=record.get("customerId"), value=record.get("value"), timestamp=record.get("timestamp"),
-                      meter_type_id=meter_id or None, meter_api_name=None if meter_id else meter_name,
-                      dimensions=record.get("metadata"))
+    return UsageInput(
+        user_id=record.get("customerId"),
+        value=record.get("value"),
+        timestamp=record.get("timestamp"),
+        meter_type_id=meter_id or None,
+        meter_api_name=None if meter_id else meter_name,
+        dimensions=record.get("metadata"),
+    )
 
 
 # --- subscription lookups -------------------------------------------------------------------
@@ -194,12 +226,21 @@ def check_license(account_id: uuid.UUID) -> None:
 
 def meter_subscriptions(*, meter_type: MeterType) -> dict[str, Any]:
     """Active subscriptions holding a product with a price on this meter, with those products."""
-    products = Product.objects.filter(prices__meter_type=meter_type).distinct().prefetch_related(
-        Prefetch("prices", queryset=Price.objects.filter(meter_type=meter_type).order_by("created_at")))
+    products = (
+        Product.objects.filter(prices__meter_type=meter_type)
+        .distinct()
+        .prefetch_related(
+            Prefetch("prices", queryset=Price.objects.filter(meter_type=meter_type).order_by("created_at"))
+        )
+    )
     subscriptions = (
-        Subscription.objects.filter(account_id=meter_type.account_id, status=Subscription.Status.ACTIVE,
-                                    products__prices__meter_type=meter_type)
-        .distinct().order_by("created_at")
+        Subscription.objects.filter(
+            account_id=meter_type.account_id,
+            status=Subscription.Status.ACTIVE,
+            products__prices__meter_type=meter_type,
+        )
+        .distinct()
+        .order_by("created_at")
         .prefetch_related(Prefetch("products", queryset=products.order_by("name")))
     )
     return {
@@ -212,10 +253,18 @@ def meter_subscriptions(*, meter_type: MeterType) -> dict[str, Any]:
                 "status": subscription.status,
                 "createdAt": format_timestamp(subscription.created_at),
                 "products": [
-                    {"id": str(product.pk), "name": product.name, "prices": [
-                        {"id": str(price.pk), "unitAmount": _amount(price.unit_amount), "currency": price.currency}
-                        for price in product.prices.all()
-                    ]}
+                    {
+                        "id": str(product.pk),
+                        "name": product.name,
+                        "prices": [
+                            {
+                                "id": str(price.pk),
+                                "unitAmount": _amount(price.unit_amount),
+                                "currency": price.currency,
+                            }
+                            for price in product.prices.all()
+                        ],
+                    }
                     for product in subscription.products.all()
                 ],
             }

@@ -35,8 +35,9 @@ def decode(decoder: msgspec.json.Decoder, body: bytes) -> Any:
         missing = re.match(r"Object missing required field `(\w+)`", message)
         if missing:
             field = f"{field}.{missing.group(1)}".lstrip(".") if field else missing.group(1)
-        raise ValidationFailed(f"{field}: {message}" if field else message,
-                               details=[{"field": field, "message": message}])
+        raise ValidationFailed(
+            f"{field}: {message}" if field else message, details=[{"field": field, "message": message}]
+        )
     except msgspec.DecodeError as error:
         raise ApiError(f"The body is not valid JSON: {error}", code="MALFORMED_JSON", status=400)
 

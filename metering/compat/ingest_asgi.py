@@ -64,28 +64,40 @@ class _Applier:
             self._checked = time.monotonic()
         batches: dict[tuple, list[int]] = {}
         for position, share in enumerate(shares):
-            batches.setdefault((share.account_id, share.source, share.apply_filtering_rules), []).append(position)
+            batches.setdefault((share.account_id, share.source, share.apply_filtering_rules), []).append(
+                position
+            )
         outcomes: list[UsageResult | Exception] = [None] * len(shares)  # type: ignore[list-item]
         for (account_id, source, filtering), positions in batches.items():
             self._apply_batch(shares, positions, account_id, source, filtering, outcomes)
         return outcomes
 
-    def _apply_batch(self, shares: list[_Share], positions: list[int], account_id, source: str, filtering: bool,
-                     outcomes: list) -> None:
+    def _apply_batch(
+        self,
+        shares: list[_Share],
+        positions: list[int],
+        account_id,
+        source: str,
+        filtering: bool,
+        outcomes: list,
+    ) -> None:
         records = [record for position in positions for record in shares[position].records]
         try:
-            results = usage_apply(account_id=account_id, records=records, source=source,
-                                  apply_filtering_rules=filtering).results
+            results = usage_apply(
+                account_id=account_id, records=records, source=source, apply_filtering_rules=filtering
+            ).results
         except (OperationalError, InterfaceError) as exc:  # the database: every request of the batch says so
             connection.close()  # the next batch connects again
             for position in positions:
                 outcomes[position] = exc
             return
-        except Exception as exc:  # noqa: BLE001 - one request's records: the others must not fail with it
+        except Exception as exc:
             if len(positions) == 1:
                 outcomes[positions[0]] = exc
                 return
-            for position in positions:  # each request on its own: only the culprit fails (counted once either way)
+            for (
+                position
+            ) in positions:  # each request on its own: only the culprit fails (counted once either way)
                 self._apply_batch(shares, [position], account_id, source, filtering, outcomes)
             return
         start = 0
@@ -131,20 +143,40 @@ def _settle_report(headers, match, principal):
 
 
 def _prepare_report(principal, headers, key, body):
-    prepared = billing.report_prepare(account_id=principal.account_id, idempotency_key=key, body=body,
-                                      find_meter=billing.cached_meter_for_report)
+    prepared = billing.report_prepare(
+        account_id=principal.account_id,
+        idempotency_key=key,
+        body=body,
+        find_meter=billing.cached_meter_for_report,
+    )
     return HAND_OVER if prepared is None else prepared
 
 
 async def _answer_report(principal, prepared):
-    result = await applier.shares.submit(_Share(principal.account_id, UsageSource.REPORT_API, False,
-                                                [prepared.record]))
+    result = await applier.shares.submit(
+        _Share(principal.account_id, UsageSource.REPORT_API, False, [prepared.record])
+    )
     answer = billing.report_answer(prepared, result.results[0])
     return answer.status, msgspec.json.encode(answer.body), []
 
 
-INGEST = FastRoute(pattern=re.compile(r"^/ingest$"), route="ingest", scopes=INGEST_SCOPES, rate_group="ingest",
-                   settle=_any, prepare=_prepare_ingest, answer=_answer_ingest, allow_api_key=True)
-REPORT = FastRoute(pattern=re.compile(r"^/billing/meters/usage$"), route="billing/meters/usage",
-                   scopes=REPORT_SCOPES, rate_group="billing", settle=_settle_report, prepare=_prepare_report,
-                   answer=_answer_report, allow_api_key=True)
+INGEST = FastRoute(
+    pattern=re.compile(r"^/ingest$"),
+    route="ingest",
+    scopes=INGEST_SCOPES,
+    rate_group="ingest",
+    settle=_any,
+    prepare=_prepare_ingest,
+    answer=_answer_ingest,
+    allow_api_key=True,
+)
+REPORT = FastRoute(
+    pattern=re.compile(r"^/billing/meters/usage$"),
+    route="billing/meters/usage",
+    scopes=REPORT_SCOPES,
+    rate_group="billing",
+    settle=_settle_report,
+    prepare=_prepare_report,
+    answer=_answer_report,
+    allow_api_key=True,
+)

@@ -24,24 +24,26 @@ DIMENSION_LENGTH = 100
 class MeterDefinitionSerializer(serializers.Serializer):
     """Seed 002's MeterDefinition (COUNT_OF_EVENTS and MIN_IN_PERIOD show types made through /meter-types)."""
 
-    meterApiName = serializers.CharField()  # noqa: N815 - the API's field names
-    displayName = serializers.CharField()  # noqa: N815
+    meterApiName = serializers.CharField()
+    displayName = serializers.CharField()
     label = serializers.CharField()
     type = serializers.ChoiceField(choices=SHOWN_TYPES)
-    meterTimeInMillis = serializers.IntegerField(help_text="Creation time, Unix milliseconds.")  # noqa: N815
+    meterTimeInMillis = serializers.IntegerField(help_text="Creation time, Unix milliseconds.")
     dimensions = serializers.ListField(child=serializers.CharField())
 
 
 def _display_name(**kwargs) -> serializers.CharField:
     """The meter type's name, with its rules (a definition is a meter type)."""
-    return serializers.CharField(max_length=DISPLAY_NAME_LENGTH, validators=[validate_meter_type_name], **kwargs)
+    return serializers.CharField(
+        max_length=DISPLAY_NAME_LENGTH, validators=[validate_meter_type_name], **kwargs
+    )
 
 
 class MeterDefinitionRequestSerializer(StrictSerializerMixin, serializers.Serializer):
     """Seed 002's MeterDefinitionRequest; the names follow the meter type's rules."""
 
-    meterApiName = serializers.CharField(max_length=API_NAME_LENGTH, validators=[validate_api_name])  # noqa: N815
-    displayName = _display_name()  # noqa: N815
+    meterApiName = serializers.CharField(max_length=API_NAME_LENGTH, validators=[validate_api_name])
+    displayName = _display_name()
     type = serializers.ChoiceField(choices=DEFINITION_TYPES)
     dimensions = DimensionsField(required=False)
 
@@ -50,12 +52,12 @@ class MeterDefinitionUpdateSerializer(StrictSerializerMixin, serializers.Seriali
     """PUT takes a MeterDefinition: found by meterApiName; displayName and dimensions change,
     the type must stay; label and meterTimeInMillis are read-only and ignored."""
 
-    meterApiName = serializers.CharField(max_length=API_NAME_LENGTH)  # noqa: N815
-    displayName = _display_name(required=False)  # noqa: N815
+    meterApiName = serializers.CharField(max_length=API_NAME_LENGTH)
+    displayName = _display_name(required=False)
     type = serializers.ChoiceField(choices=SHOWN_TYPES, required=False)
     dimensions = DimensionsField(required=False)
     label = serializers.CharField(required=False)
-    meterTimeInMillis = serializers.IntegerField(required=False)  # noqa: N815
+    meterTimeInMillis = serializers.IntegerField(required=False)
 
 
 FILTER_DIMENSIONS = 20
@@ -63,15 +65,32 @@ FILTER_VALUES = 1000
 FILTER_VALUE_LENGTH = 1000
 
 
-@extend_schema_field({"type": "object", "maxProperties": FILTER_DIMENSIONS, "additionalProperties": {
-    "type": "array", "maxItems": FILTER_VALUES,
-    "items": {"type": "string", "minLength": 1, "maxLength": FILTER_VALUE_LENGTH, "pattern": NOT_BLANK_PATTERN}}})
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": FILTER_DIMENSIONS,
+        "additionalProperties": {
+            "type": "array",
+            "maxItems": FILTER_VALUES,
+            "items": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": FILTER_VALUE_LENGTH,
+                "pattern": NOT_BLANK_PATTERN,
+            },
+        },
+    }
+)
 class DimensionFilterField(serializers.DictField):
     """``{dimension: [values]}``: values are trimmed and may not be blank."""
 
     def __init__(self, **kwargs):
-        super().__init__(child=serializers.ListField(child=serializers.CharField(max_length=FILTER_VALUE_LENGTH),
-                                                     max_length=FILTER_VALUES), **kwargs)
+        super().__init__(
+            child=serializers.ListField(
+                child=serializers.CharField(max_length=FILTER_VALUE_LENGTH), max_length=FILTER_VALUES
+            ),
+            **kwargs,
+        )
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
@@ -83,15 +102,21 @@ class DimensionFilterField(serializers.DictField):
 class UsageQueryRequestSerializer(StrictSerializerMixin, serializers.Serializer):
     """Seed 002's UsageQueryRequest."""
 
-    meterApiName = serializers.CharField(max_length=API_NAME_LENGTH)  # noqa: N815
-    startTimeInSeconds = serializers.IntegerField(min_value=0, max_value=253_402_300_799)  # noqa: N815
-    endTimeInSeconds = serializers.IntegerField(min_value=0, max_value=253_402_300_799)  # noqa: N815
+    meterApiName = serializers.CharField(max_length=API_NAME_LENGTH)
+    startTimeInSeconds = serializers.IntegerField(min_value=0, max_value=253_402_300_799)
+    endTimeInSeconds = serializers.IntegerField(min_value=0, max_value=253_402_300_799)
     aggregation = serializers.ChoiceField(choices=AGGREGATIONS)
-    timeGroupingInterval = serializers.ChoiceField(choices=list(INTERVALS))  # noqa: N815
-    groupBy = serializers.ListField(child=serializers.CharField(max_length=DIMENSION_LENGTH), required=False,  # noqa: N815
-                                    max_length=10)
-    customerFilter = serializers.ListField(child=serializers.CharField(max_length=320), required=False,  # noqa: N815
-                                           max_length=1000)
+    timeGroupingInterval = serializers.ChoiceField(choices=list(INTERVALS))
+    groupBy = serializers.ListField(
+        child=serializers.CharField(max_length=DIMENSION_LENGTH),
+        required=False,
+        max_length=10,
+    )
+    customerFilter = serializers.ListField(
+        child=serializers.CharField(max_length=320),
+        required=False,
+        max_length=1000,
+    )
     filter = DimensionFilterField(required=False)
 
     def validate(self, attrs):
@@ -100,11 +125,27 @@ class UsageQueryRequestSerializer(StrictSerializerMixin, serializers.Serializer)
         return attrs
 
 
-@extend_schema_field({"type": "object", "additionalProperties": {"type": "array", "items": {
-    "type": "object", "properties": {
-        "groupInfo": {"type": "object", "additionalProperties": {"type": "string", "nullable": True}},
-        "records": {"type": "array", "items": {"type": "object", "additionalProperties": {"type": "number"}}},
-    }}}})
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "groupInfo": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string", "nullable": True},
+                    },
+                    "records": {
+                        "type": "array",
+                        "items": {"type": "object", "additionalProperties": {"type": "number"}},
+                    },
+                },
+            },
+        },
+    }
+)
 class ClientMetersField(serializers.JSONField):
     """A JSONField whose OpenAPI shape is declared by the decorator above."""
 
@@ -112,22 +153,27 @@ class ClientMetersField(serializers.JSONField):
 class UsageQueryResponseSerializer(serializers.Serializer):
     """Seed 002's UsageQueryResponse: per meter, each group's records, ``{"<bucket start, Unix s>": value}``."""
 
-    clientMeters = ClientMetersField()  # noqa: N815
+    clientMeters = ClientMetersField()
 
 
 class FilteringRuleSerializer(StrictSerializerMixin, serializers.Serializer):
     """Seed 002's FilteringRule."""
 
-    meterApiName = serializers.CharField(max_length=API_NAME_LENGTH)  # noqa: N815
-    ruleId = serializers.CharField(max_length=36, required=False, help_text="Give it to update that rule.")  # noqa: N815
-    dimensionName = serializers.CharField(max_length=DIMENSION_LENGTH)  # noqa: N815
-    dimensionValues = NonEmptyDimensionsField()  # noqa: N815
+    meterApiName = serializers.CharField(max_length=API_NAME_LENGTH)
+    ruleId = serializers.CharField(max_length=36, required=False, help_text="Give it to update that rule.")
+    dimensionName = serializers.CharField(max_length=DIMENSION_LENGTH)
+    dimensionValues = NonEmptyDimensionsField()
     action = serializers.ChoiceField(choices=MeterEventFilteringRule.Action.values)
 
 
 # A usage amount as ``decoding.decode_amount`` takes it: a JSON number below 10^26 in magnitude.
-AMOUNT_SCHEMA = {"type": "number", "maximum": VALUE_LIMIT_INT, "exclusiveMaximum": True,
-                 "minimum": -VALUE_LIMIT_INT, "exclusiveMinimum": True}
+AMOUNT_SCHEMA = {
+    "type": "number",
+    "maximum": VALUE_LIMIT_INT,
+    "exclusiveMaximum": True,
+    "minimum": -VALUE_LIMIT_INT,
+    "exclusiveMinimum": True,
+}
 
 
 @extend_schema_field(AMOUNT_SCHEMA)
@@ -140,8 +186,11 @@ def name_map_schema(values: dict, max_properties: int) -> dict:
     return {"type": "object", "maxProperties": max_properties, "additionalProperties": values}
 
 
-@extend_schema_field(name_map_schema({"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
-                                     billing.MAX_METADATA))
+@extend_schema_field(
+    name_map_schema(
+        {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}, billing.MAX_METADATA
+    )
+)
 class MetadataField(serializers.DictField):
     """Documents the report's metadata: names to strings, numbers or booleans."""
 
@@ -154,27 +203,33 @@ class UsageReportSerializer(serializers.Serializer):
     requires_one_of = ("meterId", "meterName")
 
     value = AmountField()
-    customerId = serializers.CharField(max_length=320, trim_whitespace=False)  # noqa: N815
-    meterId = serializers.UUIDField(required=False, help_text="Give meterId or meterName.")  # noqa: N815
-    meterName = serializers.CharField(required=False, max_length=billing.MAX_NAME_LENGTH,  # noqa: N815
-                                      trim_whitespace=False, help_text="Give meterId or meterName.")
-    timestamp = serializers.DateTimeField(required=False, help_text="ISO 8601 with a timezone; defaults to now.")
+    customerId = serializers.CharField(max_length=320, trim_whitespace=False)
+    meterId = serializers.UUIDField(required=False, help_text="Give meterId or meterName.")
+    meterName = serializers.CharField(
+        required=False,
+        max_length=billing.MAX_NAME_LENGTH,
+        trim_whitespace=False,
+        help_text="Give meterId or meterName.",
+    )
+    timestamp = serializers.DateTimeField(
+        required=False, help_text="ISO 8601 with a timezone; defaults to now."
+    )
     metadata = MetadataField(required=False, help_text="Names to strings, numbers or booleans.")
 
 
 class ReportQueuedSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["queued"])
-    requestId = serializers.UUIDField()  # noqa: N815
+    requestId = serializers.UUIDField()
 
 
 class ReportDuplicateSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["duplicate"])
-    idempotencyKey = serializers.CharField()  # noqa: N815
+    idempotencyKey = serializers.CharField()
 
 
 class PriceSerializer(serializers.Serializer):
     id = serializers.UUIDField()
-    unitAmount = serializers.FloatField()  # noqa: N815
+    unitAmount = serializers.FloatField()
     currency = serializers.CharField()
 
 
@@ -186,15 +241,15 @@ class SubscriptionProductSerializer(serializers.Serializer):
 
 class SubscriptionSerializer(serializers.Serializer):
     id = serializers.UUIDField()
-    customerId = serializers.CharField()  # noqa: N815
+    customerId = serializers.CharField()
     status = serializers.ChoiceField(choices=["active"])
-    createdAt = serializers.CharField()  # noqa: N815
+    createdAt = serializers.CharField()
     products = SubscriptionProductSerializer(many=True)
 
 
 class MeterSubscriptionsSerializer(serializers.Serializer):
     """Seed 004's answer: the meter and the subscriptions (with their products) that use it."""
 
-    meterId = serializers.UUIDField()  # noqa: N815
-    meterName = serializers.CharField()  # noqa: N815
+    meterId = serializers.UUIDField()
+    meterName = serializers.CharField()
     subscriptions = SubscriptionSerializer(many=True)

@@ -7,13 +7,22 @@ from metering.compat import views
 urlpatterns = [
     path("ingest", views.ingest, name="amberflo-ingest"),
     path("meter-definition", views.MeterDefinitionsView.as_view(), name="amberflo-meter-definitions"),
-    path("meter-definition/<str:meterApiName>", views.MeterDefinitionView.as_view(),
-         name="amberflo-meter-definition"),
+    path(
+        "meter-definition/<str:meterApiName>",
+        views.MeterDefinitionView.as_view(),
+        name="amberflo-meter-definition",
+    ),
     path("usage", views.UsageView.as_view(), name="amberflo-usage"),
     path("meter-event-filtering-rules", views.FilteringRulesView.as_view(), name="amberflo-filtering-rules"),
     path("billing/meters/usage", views.report_usage, name="billing-report-usage"),
-    path("billing/meters/subscriptions", views.MeterSubscriptionsByNameView.as_view(),
-         name="billing-meter-subscriptions-by-name"),
-    path("billing/meters/<str:meterId>/subscriptions", views.MeterSubscriptionsView.as_view(),
-         name="billing-meter-subscriptions"),
+    path(
+        "billing/meters/subscriptions",
+        views.MeterSubscriptionsByNameView.as_view(),
+        name="billing-meter-subscriptions-by-name",
+    ),
+    path(
+        "billing/meters/<str:meterId>/subscriptions",
+        views.MeterSubscriptionsView.as_view(),
+        name="billing-meter-subscriptions",
+    ),
 ]

@@ -70,7 +70,8 @@ def buckets(start: datetime, end: datetime, interval: str) -> list[datetime]:
     while bucket < end:
         if len(found) >= limit:
             raise ValidationFailed.for_field(
-                "timeGroupingInterval", f"The range holds more than {limit} {interval.lower()} buckets.")
+                "timeGroupingInterval", f"The range holds more than {limit} {interval.lower()} buckets."
+            )
         found.append(bucket)
         bucket = bucket_after(bucket, interval)
     return found
@@ -83,12 +84,17 @@ def usage_query(*, account_id: uuid.UUID, query: UsageQuery) -> dict[str, Any]:
     definition answers the number of distinct customers with usage in the bucket.
     """
     if query.aggregation not in AGGREGATIONS:
-        raise ValidationFailed.for_field("aggregation", f"aggregation must be one of: {', '.join(AGGREGATIONS)}.")
+        raise ValidationFailed.for_field(
+            "aggregation", f"aggregation must be one of: {', '.join(AGGREGATIONS)}."
+        )
     if query.interval not in INTERVALS:
-        raise ValidationFailed.for_field("timeGroupingInterval", f"timeGroupingInterval must be one of: "
-                                         f"{', '.join(INTERVALS)}.")
+        raise ValidationFailed.for_field(
+            "timeGroupingInterval", f"timeGroupingInterval must be one of: {', '.join(INTERVALS)}."
+        )
     if query.end <= query.start:
-        raise ValidationFailed.for_field("endTimeInSeconds", "endTimeInSeconds must be after startTimeInSeconds.")
+        raise ValidationFailed.for_field(
+            "endTimeInSeconds", "endTimeInSeconds must be after startTimeInSeconds."
+        )
     meter_type = meter_definition_get(account_id=account_id, meter_api_name=query.meter_api_name)
     all_buckets = buckets(query.start, query.end, query.interval)
     dimensions = [name for name in dict.fromkeys(query.group_by) if name != CUSTOMER]
@@ -99,14 +105,25 @@ def usage_query(*, account_id: uuid.UUID, query: UsageQuery) -> dict[str, Any]:
         wanted = filters.pop(CUSTOMER)
         customers = [c for c in customers if c in wanted] if customers is not None else list(wanted)
     if dimensions or filters:
-        rows = _from_ledger(account_id, meter_type.pk, query, dimensions, by_customer, customers, filters,
-                            meter_type.counts_unique_customers)
+        rows = _from_ledger(
+            account_id,
+            meter_type.pk,
+            query,
+            dimensions,
+            by_customer,
+            customers,
+            filters,
+            meter_type.counts_unique_customers,
+        )
     else:
-        rows = _from_rollups(account_id, meter_type.pk, query, by_customer, customers, meter_type.counts_unique_customers)
+        rows = _from_rollups(
+            account_id, meter_type.pk, query, by_customer, customers, meter_type.counts_unique_customers
+        )
     series: dict[tuple, dict[datetime, Any]] = {}
     for row in rows:
-        group = tuple(row[f"g{position}"] for position in range(len(dimensions))) + \
-            ((row["user_id"],) if by_customer else ())
+        group = tuple(row[f"g{position}"] for position in range(len(dimensions))) + (
+            (row["user_id"],) if by_customer else ()
+        )
         if meter_type.counts_unique_customers:
             value: Any = row["customers"]
         elif query.aggregation == "SUM":
@@ -122,10 +139,15 @@ def usage_query(*, account_id: uuid.UUID, query: UsageQuery) -> dict[str, Any]:
     answer = []
     for group in sorted(series, key=lambda key: tuple("" if part is None else str(part) for part in key)):
         values = series[group]
-        answer.append({
-            "groupInfo": {name: (None if part is None else str(part)) for name, part in zip(names, group, strict=True)},
-            "records": [{str(int(bucket.timestamp())): values.get(bucket, 0)} for bucket in all_buckets],
-        })
+        answer.append(
+            {
+                "groupInfo": {
+                    name: (None if part is None else str(part))
+                    for name, part in zip(names, group, strict=True)
+                },
+                "records": [{str(int(bucket.timestamp())): values.get(bucket, 0)} for bucket in all_buckets],
+            }
+        )
     return {"clientMeters": {meter_type.api_name: answer}}
 
 
@@ -139,25 +161,50 @@ def _figures(value: str, highest: str, records, unique: bool) -> dict[str, Any]:
 
 
 def _from_rollups(account_id, meter_type_id, query: UsageQuery, by_customer: bool, customers, unique: bool):
-    rows = UsageRollup.objects.filter(account_id=account_id, meter_type_id=meter_type_id,
-                                      hour__gte=bucket_floor(query.start, "HOUR"), hour__lt=query.end)
+    rows = UsageRollup.objects.filter(
+        account_id=account_id,
+        meter_type_id=meter_type_id,
+        hour__gte=bucket_floor(query.start, "HOUR"),
+        hour__lt=query.end,
+    )
     if customers is not None:
         rows = rows.filter(user_id__in=customers)
     rows = rows.annotate(bucket=Trunc("hour", INTERVALS[query.interval], tzinfo=UTC))
-    return rows.values("bucket", *(["user_id"] if by_customer else [])).annotate(
-        **_figures("sum", "max", Sum("count"), unique)).order_by()
+    return (
+        rows.values("bucket", *(["user_id"] if by_customer else []))
+        .annotate(**_figures("sum", "max", Sum("count"), unique))
+        .order_by()
+    )
 
 
-def _from_ledger(account_id, meter_type_id, query: UsageQuery, dimensions, by_customer: bool, customers, filters,
-                 unique: bool):
-    rows = UsageRecord.objects.filter(account_id=account_id, meter_type_id=meter_type_id,
-                                      timestamp__gte=query.start, timestamp__lt=query.end)
+def _from_ledger(
+    account_id,
+    meter_type_id,
+    query: UsageQuery,
+    dimensions,
+    by_customer: bool,
+    customers,
+    filters,
+    unique: bool,
+):
+    rows = UsageRecord.objects.filter(
+        account_id=account_id,
+        meter_type_id=meter_type_id,
+        timestamp__gte=query.start,
+        timestamp__lt=query.end,
+    )
     if customers is not None:
         rows = rows.filter(user_id__in=customers)
     for position, (name, values) in enumerate(filters.items()):
-        rows = rows.annotate(**{f"f{position}": KeyTextTransform(name, "dimensions")}) \
-            .filter(**{f"f{position}__in": [str(value) for value in values]})
-    groups = {f"g{position}": KeyTextTransform(name, "dimensions") for position, name in enumerate(dimensions)}
+        rows = rows.annotate(**{f"f{position}": KeyTextTransform(name, "dimensions")}).filter(
+            **{f"f{position}__in": [str(value) for value in values]}
+        )
+    groups = {
+        f"g{position}": KeyTextTransform(name, "dimensions") for position, name in enumerate(dimensions)
+    }
     rows = rows.annotate(bucket=Trunc("timestamp", INTERVALS[query.interval], tzinfo=UTC), **groups)
-    return rows.values("bucket", *groups, *(["user_id"] if by_customer else [])).annotate(
-        **_figures("value", "value", Count("id"), unique)).order_by()
+    return (
+        rows.values("bucket", *groups, *(["user_id"] if by_customer else []))
+        .annotate(**_figures("value", "value", Count("id"), unique))
+        .order_by()
+    )

@@ -45,35 +45,80 @@ BILLING = ["Billing-compatible"]
 HOT_STATUSES = (400, 401, 403, 405, 413, 429, 500, 503)
 _JSON = "application/json"
 # The idempotency key headers as report_usage checks them (trimmed, then 1 to MAX_KEY_LENGTH characters).
-IDEMPOTENCY_KEY_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": NOT_BLANK_PATTERN}
+IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_KEY_LENGTH,
+    "pattern": NOT_BLANK_PATTERN,
+}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 100}
 METER_EVENT_SCHEMA = {
-    "type": "object", "required": ["customerId", "meterTimeInMillis"],
-    "description": ("Seed 002's MeterEvent: meterApiName with meterValue, or values, or both. A field may be "
-                    "left out but not null; unknown fields are ignored."),
+    "type": "object",
+    "required": ["customerId", "meterTimeInMillis"],
+    "description": (
+        "Seed 002's MeterEvent: meterApiName with meterValue, or values, or both. A field may be "
+        "left out but not null; unknown fields are ignored."
+    ),
     "properties": {
         "meterApiName": _NAME,
         "customerId": {"type": "string", "minLength": 1, "maxLength": 320},
         "meterValue": serializers.AMOUNT_SCHEMA,
-        "meterTimeInMillis": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 253_402_300_799_999},
-        "uniqueId": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Deduplicates the event, per meter."},
-        "dimensions": serializers.name_map_schema({"type": "string", "maxLength": 1000}, amberflo.MAX_DIMENSIONS),
-        "values": {**serializers.name_map_schema(serializers.AMOUNT_SCHEMA, amberflo.MAX_VALUES),
-                   "description": "meterApiName -> meterValue, for several meters at once."},
+        "meterTimeInMillis": {
+            "type": "integer",
+            "format": "int64",
+            "minimum": 0,
+            "maximum": 253_402_300_799_999,
+        },
+        "uniqueId": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200,
+            "description": "Deduplicates the event, per meter.",
+        },
+        "dimensions": serializers.name_map_schema(
+            {"type": "string", "maxLength": 1000}, amberflo.MAX_DIMENSIONS
+        ),
+        "values": {
+            **serializers.name_map_schema(serializers.AMOUNT_SCHEMA, amberflo.MAX_VALUES),
+            "description": "meterApiName -> meterValue, for several meters at once.",
+        },
     },
     # meterApiName and meterValue together (values optional), or values alone.
-    "anyOf": [{"required": ["meterApiName", "meterValue"]},
-              {"required": ["values"], "not": {"anyOf": [{"required": ["meterApiName"]}, {"required": ["meterValue"]}]}}],
+    "anyOf": [
+        {"required": ["meterApiName", "meterValue"]},
+        {
+            "required": ["values"],
+            "not": {"anyOf": [{"required": ["meterApiName"]}, {"required": ["meterValue"]}]},
+        },
+    ],
 }
-_ITEM = {"type": "object", "properties": {"index": {"type": "integer"}, "meterApiName": {"type": "string"},
-                                          "uniqueId": {"type": "string", "nullable": True}}}
+_ITEM = {
+    "type": "object",
+    "properties": {
+        "index": {"type": "integer"},
+        "meterApiName": {"type": "string"},
+        "uniqueId": {"type": "string", "nullable": True},
+    },
+}
 INGEST_SUMMARY_SCHEMA = {
-    "type": "object", "properties": {
-        "status": {"type": "string", "enum": ["OK"]}, "accepted": {"type": "integer"},
-        "duplicates": {"type": "array", "items": _ITEM}, "excluded": {"type": "array", "items": _ITEM},
-        "corrections": {"type": "array", "items": {**_ITEM, "properties": {
-            **_ITEM["properties"], "reason": {"type": "string"}, "message": {"type": "string"},
-            "correctionId": {"type": "string", "format": "uuid", "nullable": True}}}},
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["OK"]},
+        "accepted": {"type": "integer"},
+        "duplicates": {"type": "array", "items": _ITEM},
+        "excluded": {"type": "array", "items": _ITEM},
+        "corrections": {
+            "type": "array",
+            "items": {
+                **_ITEM,
+                "properties": {
+                    **_ITEM["properties"],
+                    "reason": {"type": "string"},
+                    "message": {"type": "string"},
+                    "correctionId": {"type": "string", "format": "uuid", "nullable": True},
+                },
+            },
+        },
     },
 }
 
@@ -114,9 +159,13 @@ def ingest(request) -> HttpResponse:
 def report_usage(request) -> HttpResponse:
     """Seed 004 ``POST /billing/meters/usage``: 202 queued, 200 duplicate, 409 for a reused key."""
     principal = _caller(request, REPORT_SCOPES, "billing")
-    key = (request.META.get("HTTP_IDEMPOTENCY_KEY") or request.META.get("HTTP_X_API_IDEMPOTENCY_KEY") or "").strip()
+    key = (
+        request.META.get("HTTP_IDEMPOTENCY_KEY") or request.META.get("HTTP_X_API_IDEMPOTENCY_KEY") or ""
+    ).strip()
     if not key:
-        raise IdempotencyKeyRequired(details=[{"field": "Idempotency-Key", "message": IdempotencyKeyRequired.message}])
+        raise IdempotencyKeyRequired(
+            details=[{"field": "Idempotency-Key", "message": IdempotencyKeyRequired.message}]
+        )
     answer = billing.usage_report(account_id=principal.account_id, idempotency_key=key, body=request.body)
     return HttpResponse(msgspec.json.encode(answer.body), content_type=_JSON, status=answer.status)
 
@@ -129,23 +178,39 @@ class IngestEndpoint(APIView):
     throttle_classes: list = []
 
     @extend_schema(
-        operation_id="ingestMeterEvents", tags=AMBERFLO,
+        operation_id="ingestMeterEvents",
+        tags=AMBERFLO,
         description=(
             "Ingest one event or an array (at most INGEST_MAX_EVENTS). `uniqueId` deduplicates per meter; "
             "`values` reports several meters at once; the meter's filtering rules apply first (excluded events "
             "are reported, not stored). Events that cannot be counted (unknown meter, archived, timestamp "
-            "outside the window...) go to data correction. Answers `\"OK\"` with the counts in the headers "
+            'outside the window...) go to data correction. Answers `"OK"` with the counts in the headers '
             "`X-Ingest-Accepted`, `X-Ingest-Duplicates`, `X-Ingest-Excluded`, `X-Ingest-Corrections`; send "
             "`Prefer: return=representation` for the list of duplicates, exclusions and corrections. "
             "Scope usage-metering:ingest:usage. Rate limit: 2000/s per client, burst 50."
         ),
-        request={"application/json": {"oneOf": [METER_EVENT_SCHEMA, {"type": "array", "items": METER_EVENT_SCHEMA}]}},
-        parameters=[OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, required=False,
-                                     description="return=representation: answer the summary object.")],
-        responses={200: OpenApiResponse(
-            {"oneOf": [{"type": "string", "enum": ["OK"]}, INGEST_SUMMARY_SCHEMA]},
-            description="Events accepted for ingestion.",
-            examples=[OpenApiExample("OK", value="OK")]), **ERROR_RESPONSES(*HOT_STATUSES)},
+        request={
+            "application/json": {
+                "oneOf": [METER_EVENT_SCHEMA, {"type": "array", "items": METER_EVENT_SCHEMA}]
+            }
+        },
+        parameters=[
+            OpenApiParameter(
+                "Prefer",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="return=representation: answer the summary object.",
+            )
+        ],
+        responses={
+            200: OpenApiResponse(
+                {"oneOf": [{"type": "string", "enum": ["OK"]}, INGEST_SUMMARY_SCHEMA]},
+                description="Events accepted for ingestion.",
+                examples=[OpenApiExample("OK", value="OK")],
+            ),
+            **ERROR_RESPONSES(*HOT_STATUSES),
+        },
     )
     def post(self, request):
         return ingest(request._request)
@@ -159,7 +224,9 @@ class UsageReportEndpoint(APIView):
     throttle_classes: list = []
 
     @extend_schema(
-        operation_id="reportUsage", tags=BILLING, request=serializers.UsageReportSerializer,
+        operation_id="reportUsage",
+        tags=BILLING,
+        request=serializers.UsageReportSerializer,
         description=(
             "Report a usage event to a meter (meterId or meterName). The `Idempotency-Key` (or "
             "`x-api-idempotency-key`) header is required: a replay answers 200 duplicate and is not counted "
@@ -168,15 +235,29 @@ class UsageReportEndpoint(APIView):
             "is the requestId). Scope meter-report. Rate limit: 2000/s per client, burst 50."
         ),
         parameters=[
-            OpenApiParameter("Idempotency-Key", IDEMPOTENCY_KEY_SCHEMA, OpenApiParameter.HEADER, required=False,
-                             description="Required unless x-api-idempotency-key is given. 1-255 characters."),
-            OpenApiParameter("x-api-idempotency-key", IDEMPOTENCY_KEY_SCHEMA, OpenApiParameter.HEADER,
-                             required=False, description="Idempotency key to deduplicate submissions."),
+            OpenApiParameter(
+                "Idempotency-Key",
+                IDEMPOTENCY_KEY_SCHEMA,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Required unless x-api-idempotency-key is given. 1-255 characters.",
+            ),
+            OpenApiParameter(
+                "x-api-idempotency-key",
+                IDEMPOTENCY_KEY_SCHEMA,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Idempotency key to deduplicate submissions.",
+            ),
         ],
         responses={
             202: OpenApiResponse(serializers.ReportQueuedSerializer, description="Accepted for ingestion."),
-            200: OpenApiResponse(serializers.ReportDuplicateSerializer, description="Duplicate request detected."),
-            404: ERROR_RESPONSES(404)[404], 409: ERROR_RESPONSES(409)[409], **ERROR_RESPONSES(*HOT_STATUSES),
+            200: OpenApiResponse(
+                serializers.ReportDuplicateSerializer, description="Duplicate request detected."
+            ),
+            404: ERROR_RESPONSES(404)[404],
+            409: ERROR_RESPONSES(409)[409],
+            **ERROR_RESPONSES(*HOT_STATUSES),
         },
     )
     def post(self, request):
@@ -210,39 +291,66 @@ class MeterDefinitionsView(AmberfloView):
     required_scopes = TYPE_SCOPES
     throttle_group = "meter_types"
 
-    @extend_schema(operation_id="listMeterDefinitions", tags=AMBERFLO,
-                   description="Every meter definition (meter type) of the account. Rate limit: 20/s, burst 5.",
-                   responses={200: serializers.MeterDefinitionSerializer(many=True),
-                              **ERROR_RESPONSES(401, 403, 413, 429, 500, 503)})
+    @extend_schema(
+        operation_id="listMeterDefinitions",
+        tags=AMBERFLO,
+        description="Every meter definition (meter type) of the account. Rate limit: 20/s, burst 5.",
+        responses={
+            200: serializers.MeterDefinitionSerializer(many=True),
+            **ERROR_RESPONSES(401, 403, 413, 429, 500, 503),
+        },
+    )
     def get(self, request):
         types = MeterType.objects.filter(account_id=self.account_id).order_by("created_at", "pk")
         return Response([amberflo.meter_definition(meter_type) for meter_type in types])
 
-    @extend_schema(operation_id="createMeterDefinition", tags=AMBERFLO,
-                   request=serializers.MeterDefinitionRequestSerializer,
-                   description=("Create a meter definition: a meter type with monthly UTC periods whose customers' "
-                                "meters are created on first usage. 409 when the meterApiName or displayName is "
-                                "taken. Rate limit: 20/s, burst 5."),
-                   responses={200: serializers.MeterDefinitionSerializer,
-                              **ERROR_RESPONSES(400, 401, 403, 409, 413, 429, 500, 503)})
+    @extend_schema(
+        operation_id="createMeterDefinition",
+        tags=AMBERFLO,
+        request=serializers.MeterDefinitionRequestSerializer,
+        description=(
+            "Create a meter definition: a meter type with monthly UTC periods whose customers' "
+            "meters are created on first usage. 409 when the meterApiName or displayName is "
+            "taken. Rate limit: 20/s, burst 5."
+        ),
+        responses={
+            200: serializers.MeterDefinitionSerializer,
+            **ERROR_RESPONSES(400, 401, 403, 409, 413, 429, 500, 503),
+        },
+    )
     def post(self, request):
         data = _valid(serializers.MeterDefinitionRequestSerializer, request.data)
         meter_type = amberflo.meter_definition_create(
-            account_id=self.account_id, meter_api_name=data["meterApiName"], display_name=data["displayName"],
-            kind=data["type"], dimensions=data.get("dimensions"))
+            account_id=self.account_id,
+            meter_api_name=data["meterApiName"],
+            display_name=data["displayName"],
+            kind=data["type"],
+            dimensions=data.get("dimensions"),
+        )
         return Response(amberflo.meter_definition(meter_type))
 
-    @extend_schema(operation_id="updateMeterDefinition", tags=AMBERFLO,
-                   request=serializers.MeterDefinitionUpdateSerializer,
-                   description=("Change the displayName or dimensions of the definition named by meterApiName. "
-                                "The type cannot change (400 AGGREGATION_IMMUTABLE). Rate limit: 20/s, burst 5."),
-                   responses={200: serializers.MeterDefinitionSerializer,
-                              **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 429, 500, 503)})
+    @extend_schema(
+        operation_id="updateMeterDefinition",
+        tags=AMBERFLO,
+        request=serializers.MeterDefinitionUpdateSerializer,
+        description=(
+            "Change the displayName or dimensions of the definition named by meterApiName. "
+            "The type cannot change (400 AGGREGATION_IMMUTABLE). Rate limit: 20/s, burst 5."
+        ),
+        responses={
+            200: serializers.MeterDefinitionSerializer,
+            **ERROR_RESPONSES(400, 401, 403, 404, 409, 413, 429, 500, 503),
+        },
+    )
     def put(self, request):
         data = _valid(serializers.MeterDefinitionUpdateSerializer, request.data)
         meter_type = amberflo.meter_definition_update(
-            account_id=self.account_id, meter_api_name=data["meterApiName"], display_name=data.get("displayName"),
-            kind=data.get("type"), dimensions=data.get("dimensions"))
+            account_id=self.account_id,
+            meter_api_name=data["meterApiName"],
+            display_name=data.get("displayName"),
+            kind=data.get("type"),
+            dimensions=data.get("dimensions"),
+        )
         return Response(amberflo.meter_definition(meter_type))
 
 
@@ -250,44 +358,75 @@ class MeterDefinitionView(AmberfloView):
     required_scopes = TYPE_SCOPES
     throttle_group = "meter_types"
 
-    @extend_schema(operation_id="getMeterDefinitionById", tags=AMBERFLO,
-                   description="One meter definition by its meterApiName. Rate limit: 20/s, burst 5.",
-                   responses={200: serializers.MeterDefinitionSerializer,
-                              **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503)})
-    def get(self, request, meterApiName: str):  # noqa: N803 - the path's parameter name
-        return Response(amberflo.meter_definition(
-            amberflo.meter_definition_get(account_id=self.account_id, meter_api_name=meterApiName)))
+    @extend_schema(
+        operation_id="getMeterDefinitionById",
+        tags=AMBERFLO,
+        description="One meter definition by its meterApiName. Rate limit: 20/s, burst 5.",
+        responses={
+            200: serializers.MeterDefinitionSerializer,
+            **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503),
+        },
+    )
+    def get(self, request, meterApiName: str):
+        return Response(
+            amberflo.meter_definition(
+                amberflo.meter_definition_get(account_id=self.account_id, meter_api_name=meterApiName)
+            )
+        )
 
-    @extend_schema(operation_id="deleteMeterDefinition", tags=AMBERFLO,
-                   description=("Delete a meter definition. 409 METER_TYPE_IN_USE while customers' meters exist "
-                                "(delete them through /meters first). Rate limit: 20/s, burst 5."),
-                   responses={200: OpenApiResponse({"type": "object", "properties": {"deletedCount": {
-                       "type": "integer"}}}, description="Meter definition deleted."),
-                       **ERROR_RESPONSES(401, 403, 404, 409, 413, 429, 500, 503)})
-    def delete(self, request, meterApiName: str):  # noqa: N803 - the path's parameter name
-        return Response({"deletedCount": amberflo.meter_definition_delete(account_id=self.account_id,
-                                                                          meter_api_name=meterApiName)})
+    @extend_schema(
+        operation_id="deleteMeterDefinition",
+        tags=AMBERFLO,
+        description=(
+            "Delete a meter definition. 409 METER_TYPE_IN_USE while customers' meters exist "
+            "(delete them through /meters first). Rate limit: 20/s, burst 5."
+        ),
+        responses={
+            200: OpenApiResponse(
+                {"type": "object", "properties": {"deletedCount": {"type": "integer"}}},
+                description="Meter definition deleted.",
+            ),
+            **ERROR_RESPONSES(401, 403, 404, 409, 413, 429, 500, 503),
+        },
+    )
+    def delete(self, request, meterApiName: str):
+        return Response(
+            {
+                "deletedCount": amberflo.meter_definition_delete(
+                    account_id=self.account_id, meter_api_name=meterApiName
+                )
+            }
+        )
 
 
 class UsageView(AmberfloView):
     required_scopes = {"POST": USAGE_READ_SCOPES}
     throttle_group = "usage_queries"
 
-    @extend_schema(operation_id="queryUsage", tags=AMBERFLO, request=serializers.UsageQueryRequestSerializer,
-                   description=("A meter's usage per time bucket (UTC; weeks start on Monday), optionally grouped by "
-                                "customerId and dimensions and filtered by customers and dimension values. Every "
-                                "bucket of the range is answered (0 without usage). Without dimensions the range "
-                                "is taken at hour precision (hourly rollups). Scope usage-metering:read:usage. "
-                                "Rate limit: 50/s, burst 10."),
-                   responses={200: serializers.UsageQueryResponseSerializer,
-                              **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)})
+    @extend_schema(
+        operation_id="queryUsage",
+        tags=AMBERFLO,
+        request=serializers.UsageQueryRequestSerializer,
+        description=(
+            "A meter's usage per time bucket (UTC; weeks start on Monday), optionally grouped by "
+            "customerId and dimensions and filtered by customers and dimension values. Every "
+            "bucket of the range is answered (0 without usage). Without dimensions the range "
+            "is taken at hour precision (hourly rollups). Scope usage-metering:read:usage. "
+            "Rate limit: 50/s, burst 10."
+        ),
+        responses={
+            200: serializers.UsageQueryResponseSerializer,
+            **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503),
+        },
+    )
     def post(self, request):
         data = _valid(serializers.UsageQueryRequestSerializer, request.data)
         query = UsageQuery(
             meter_api_name=data["meterApiName"],
             start=datetime.fromtimestamp(data["startTimeInSeconds"], UTC),
             end=datetime.fromtimestamp(data["endTimeInSeconds"], UTC),
-            aggregation=data["aggregation"], interval=data["timeGroupingInterval"],
+            aggregation=data["aggregation"],
+            interval=data["timeGroupingInterval"],
             group_by=list(data.get("groupBy") or []),
             customers=list(data["customerFilter"]) if data.get("customerFilter") is not None else None,
             filters={name: list(values) for name, values in (data.get("filter") or {}).items()},
@@ -296,35 +435,58 @@ class UsageView(AmberfloView):
 
 
 class FilteringRulesView(AmberfloView):
-    required_scopes = {"GET": ["usage-metering:read:meter_types"],
-                       "POST": ["usage-metering:create:meter_types", "usage-metering:update:meter_types"]}
+    required_scopes = {
+        "GET": ["usage-metering:read:meter_types"],
+        "POST": ["usage-metering:create:meter_types", "usage-metering:update:meter_types"],
+    }
     throttle_group = "meter_types"
 
-    @extend_schema(operation_id="listFilteringRules", tags=AMBERFLO,
-                   parameters=[OpenApiParameter("meterApiName", {"type": "string", "minLength": 1}, required=True)],
-                   description="The filtering rules of one meter. Rate limit: 20/s, burst 5.",
-                   responses={200: serializers.FilteringRuleSerializer(many=True),
-                              **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)})
+    @extend_schema(
+        operation_id="listFilteringRules",
+        tags=AMBERFLO,
+        parameters=[OpenApiParameter("meterApiName", {"type": "string", "minLength": 1}, required=True)],
+        description="The filtering rules of one meter. Rate limit: 20/s, burst 5.",
+        responses={
+            200: serializers.FilteringRuleSerializer(many=True),
+            **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503),
+        },
+    )
     def get(self, request):
         name = request.query_params.get("meterApiName")
         if not name:
             raise ValidationFailed.for_field("meterApiName", "meterApiName is required.")
         meter_type = amberflo.meter_definition_get(account_id=self.account_id, meter_api_name=name)
-        rules = MeterEventFilteringRule.objects.filter(meter_type=meter_type).select_related("meter_type") \
+        rules = (
+            MeterEventFilteringRule.objects.filter(meter_type=meter_type)
+            .select_related("meter_type")
             .order_by("created_at", "pk")
+        )
         return Response([amberflo.filtering_rule(rule) for rule in rules])
 
-    @extend_schema(operation_id="createFilteringRule", tags=AMBERFLO, request=serializers.FilteringRuleSerializer,
-                   description=("Create or update a rule: INCLUDE keeps only events whose dimension has one of the "
-                                "values, EXCLUDE drops them. With ruleId that rule is updated; otherwise the meter's "
-                                "rule on the same dimension is, or a new one is made. Rate limit: 20/s, burst 5."),
-                   responses={200: serializers.FilteringRuleSerializer,
-                              **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)})
+    @extend_schema(
+        operation_id="createFilteringRule",
+        tags=AMBERFLO,
+        request=serializers.FilteringRuleSerializer,
+        description=(
+            "Create or update a rule: INCLUDE keeps only events whose dimension has one of the "
+            "values, EXCLUDE drops them. With ruleId that rule is updated; otherwise the meter's "
+            "rule on the same dimension is, or a new one is made. Rate limit: 20/s, burst 5."
+        ),
+        responses={
+            200: serializers.FilteringRuleSerializer,
+            **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503),
+        },
+    )
     def post(self, request):
         data = _valid(serializers.FilteringRuleSerializer, request.data)
         rule = amberflo.filtering_rule_save(
-            account_id=self.account_id, meter_api_name=data["meterApiName"], dimension_name=data["dimensionName"],
-            dimension_values=data["dimensionValues"], action=data["action"], rule_id=data.get("ruleId"))
+            account_id=self.account_id,
+            meter_api_name=data["meterApiName"],
+            dimension_name=data["dimensionName"],
+            dimension_values=data["dimensionValues"],
+            action=data["action"],
+            rule_id=data.get("ruleId"),
+        )
         return Response(amberflo.filtering_rule(rule))
 
 
@@ -335,14 +497,21 @@ class MeterSubscriptionsView(AmberfloView):
     required_scopes = {"GET": REPORT_SCOPES}
     throttle_group = "billing"
 
-    @extend_schema(operation_id="listMeterSubscriptionsById", tags=BILLING,
-                   description=("Subscriptions (with their products) that can report usage to this meter: active "
-                                "ones holding a product whose price is linked to it. Empty when none. 404 "
-                                "METER_NOT_FOUND, 403 LICENSE.REQUIRED. Scope meter-report."),
-                   parameters=[OpenApiParameter("meterId", OpenApiTypes.UUID, OpenApiParameter.PATH)],
-                   responses={200: serializers.MeterSubscriptionsSerializer,
-                              **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503)})
-    def get(self, request, meterId: str):  # noqa: N803 - the path's parameter name
+    @extend_schema(
+        operation_id="listMeterSubscriptionsById",
+        tags=BILLING,
+        description=(
+            "Subscriptions (with their products) that can report usage to this meter: active "
+            "ones holding a product whose price is linked to it. Empty when none. 404 "
+            "METER_NOT_FOUND, 403 LICENSE.REQUIRED. Scope meter-report."
+        ),
+        parameters=[OpenApiParameter("meterId", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={
+            200: serializers.MeterSubscriptionsSerializer,
+            **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503),
+        },
+    )
+    def get(self, request, meterId: str):
         billing.check_license(self.account_id)
         meter_type = billing.meter_for_report(account_id=self.account_id, meter_id=meterId, meter_name=None)
         return Response(billing.meter_subscriptions(meter_type=meter_type))
@@ -352,16 +521,32 @@ class MeterSubscriptionsByNameView(AmberfloView):
     required_scopes = {"GET": REPORT_SCOPES}
     throttle_group = "billing"
 
-    @extend_schema(operation_id="listMeterSubscriptionsByName", tags=BILLING,
-                   parameters=[OpenApiParameter("meterName", {"type": "string", "minLength": 1}, required=True,
-                                                description="The meter's apiName (or name), e.g. api_calls.")],
-                   description=("As the lookup by id, for a meter named by ?meterName=. 400 "
-                                "METER_IDENTIFIER_REQUIRED without it, 404 METER_NOT_FOUND, 403 LICENSE.REQUIRED. "
-                                "Scope meter-report."),
-                   responses={200: serializers.MeterSubscriptionsSerializer,
-                              **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)})
+    @extend_schema(
+        operation_id="listMeterSubscriptionsByName",
+        tags=BILLING,
+        parameters=[
+            OpenApiParameter(
+                "meterName",
+                {"type": "string", "minLength": 1},
+                required=True,
+                description="The meter's apiName (or name), e.g. api_calls.",
+            )
+        ],
+        description=(
+            "As the lookup by id, for a meter named by ?meterName=. 400 "
+            "METER_IDENTIFIER_REQUIRED without it, 404 METER_NOT_FOUND, 403 LICENSE.REQUIRED. "
+            "Scope meter-report."
+        ),
+        responses={
+            200: serializers.MeterSubscriptionsSerializer,
+            **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503),
+        },
+    )
     def get(self, request):
         billing.check_license(self.account_id)
-        meter_type = billing.meter_for_report(account_id=self.account_id, meter_id=None,
-                                              meter_name=request.query_params.get("meterName") or None)
+        meter_type = billing.meter_for_report(
+            account_id=self.account_id,
+            meter_id=None,
+            meter_name=request.query_params.get("meterName") or None,
+        )
         return Response(billing.meter_subscriptions(meter_type=meter_type), status=status.HTTP_200_OK)

@@ -10,10 +10,10 @@ from notifications.models import Delivery, DeliveryAttempt, EventType, Notificat
 
 
 class NotificationEndpointSerializer(ApiModelSerializer):
-    eventTypes = serializers.ListField(child=serializers.CharField(), source="event_types")  # noqa: N815
-    isActive = serializers.BooleanField(source="is_active")  # noqa: N815
-    createdAt = TimestampField(source="created_at")  # noqa: N815
-    updatedAt = TimestampField(source="updated_at")  # noqa: N815
+    eventTypes = serializers.ListField(child=serializers.CharField(), source="event_types")
+    isActive = serializers.BooleanField(source="is_active")
+    createdAt = TimestampField(source="created_at")
+    updatedAt = TimestampField(source="updated_at")
 
     class Meta:
         model = NotificationEndpoint
@@ -39,19 +39,22 @@ class NotificationEndpointWriteSerializer(StrictSerializerMixin, serializers.Ser
     Unknown fields are refused."""
 
     url = UrlField(max_length=2048, help_text="http(s) URL on a public address.")
-    eventTypes = serializers.ListField(  # noqa: N815
-        child=serializers.ChoiceField(choices=EventType.choices), source="event_types", min_length=1,
-        max_length=len(EventType.choices) * 2, required=False,
+    eventTypes = serializers.ListField(
+        child=serializers.ChoiceField(choices=EventType.choices),
+        source="event_types",
+        min_length=1,
+        max_length=len(EventType.choices) * 2,
+        required=False,
         help_text="Event types to deliver; all of them when omitted at creation.",
     )
     description = serializers.CharField(max_length=200, allow_blank=True, required=False)
-    isActive = serializers.BooleanField(source="is_active", required=False)  # noqa: N815
+    isActive = serializers.BooleanField(source="is_active", required=False)
 
 
 class DeliveryAttemptSerializer(ApiModelSerializer):
-    attemptedAt = TimestampField(source="attempted_at")  # noqa: N815
-    statusCode = serializers.IntegerField(source="status_code", allow_null=True)  # noqa: N815
-    durationMs = serializers.IntegerField(source="duration_ms", allow_null=True)  # noqa: N815
+    attemptedAt = TimestampField(source="attempted_at")
+    statusCode = serializers.IntegerField(source="status_code", allow_null=True)
+    durationMs = serializers.IntegerField(source="duration_ms", allow_null=True)
 
     class Meta:
         model = DeliveryAttempt
@@ -68,17 +71,28 @@ class DeliveryEventSerializer(serializers.Serializer):
 
 class DeliverySerializer(ApiModelSerializer):
     event = DeliveryEventSerializer()
-    attemptCount = serializers.IntegerField(source="attempt_count")  # noqa: N815
-    maxAttempts = serializers.IntegerField(source="max_attempts")  # noqa: N815
-    nextAttemptAt = TimestampField(source="next_attempt_at", allow_null=True)  # noqa: N815
-    lastStatusCode = serializers.IntegerField(source="last_status_code", allow_null=True)  # noqa: N815
-    lastError = serializers.CharField(source="last_error")  # noqa: N815
-    createdAt = TimestampField(source="created_at")  # noqa: N815
-    updatedAt = TimestampField(source="updated_at")  # noqa: N815
+    attemptCount = serializers.IntegerField(source="attempt_count")
+    maxAttempts = serializers.IntegerField(source="max_attempts")
+    nextAttemptAt = TimestampField(source="next_attempt_at", allow_null=True)
+    lastStatusCode = serializers.IntegerField(source="last_status_code", allow_null=True)
+    lastError = serializers.CharField(source="last_error")
+    createdAt = TimestampField(source="created_at")
+    updatedAt = TimestampField(source="updated_at")
     attempts = DeliveryAttemptSerializer(many=True)
 
     class Meta:
         model = Delivery
-        fields = ["id", "event", "status", "attemptCount", "maxAttempts", "nextAttemptAt", "lastStatusCode",
-                  "lastError", "createdAt", "updatedAt", "attempts"]
+        fields = [
+            "id",
+            "event",
+            "status",
+            "attemptCount",
+            "maxAttempts",
+            "nextAttemptAt",
+            "lastStatusCode",
+            "lastError",
+            "createdAt",
+            "updatedAt",
+            "attempts",
+        ]
         read_only_fields = fields

@@ -31,42 +31,63 @@ DELIVERY_SORT = {"createdAt": "created_at", "updatedAt": "updated_at"}
 
 @extend_schema_view(
     list=extend_schema(
-        operation_id="listNotificationEndpoints", tags=TAGS,
+        operation_id="listNotificationEndpoints",
+        tags=TAGS,
         parameters=page_parameters(ENDPOINT_SORT, "createdAt"),
-        responses={200: inline_serializer("NotificationEndpointList", {
-            "notificationEndpoints": NotificationEndpointSerializer(many=True)}),
-            **ERROR_RESPONSES(400, 401, 403, 413, 429, 500, 503)},
+        responses={
+            200: inline_serializer(
+                "NotificationEndpointList",
+                {"notificationEndpoints": NotificationEndpointSerializer(many=True)},
+            ),
+            **ERROR_RESPONSES(400, 401, 403, 413, 429, 500, 503),
+        },
         description=f"The account's webhook endpoints (secrets are never listed). {RATE}",
     ),
     retrieve=extend_schema(
-        operation_id="getNotificationEndpoint", tags=TAGS,
+        operation_id="getNotificationEndpoint",
+        tags=TAGS,
         responses={200: NotificationEndpointSerializer, **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503)},
         description=f"One webhook endpoint (without its secret). {RATE}",
     ),
     create=extend_schema(
-        operation_id="createNotificationEndpoint", tags=TAGS, request=NotificationEndpointWriteSerializer,
-        responses={201: NotificationEndpointCreatedSerializer,
-                   **ERROR_RESPONSES(400, 401, 403, 409, 413, 429, 500, 503)},
+        operation_id="createNotificationEndpoint",
+        tags=TAGS,
+        request=NotificationEndpointWriteSerializer,
+        responses={
+            201: NotificationEndpointCreatedSerializer,
+            **ERROR_RESPONSES(400, 401, 403, 409, 413, 429, 500, 503),
+        },
         description="Register a webhook endpoint. The URL must be http(s) on a public address "
-                    "(400 TARGET_NOT_ALLOWED otherwise). The answer carries the signing secret "
-                    f"(whsec_…): the only time it is shown. 409 NOTIFICATION_ENDPOINT_LIMIT_REACHED. {RATE}",
+        "(400 TARGET_NOT_ALLOWED otherwise). The answer carries the signing secret "
+        f"(whsec_…): the only time it is shown. 409 NOTIFICATION_ENDPOINT_LIMIT_REACHED. {RATE}",
     ),
     partial_update=extend_schema(
-        operation_id="updateNotificationEndpoint", tags=TAGS, request=NotificationEndpointWriteSerializer,
-        responses={200: NotificationEndpointSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)},
+        operation_id="updateNotificationEndpoint",
+        tags=TAGS,
+        request=NotificationEndpointWriteSerializer,
+        responses={
+            200: NotificationEndpointSerializer,
+            **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503),
+        },
         description=f"Change url, eventTypes, description or isActive. A new URL is checked again. {RATE}",
     ),
     destroy=extend_schema(
-        operation_id="deleteNotificationEndpoint", tags=TAGS,
+        operation_id="deleteNotificationEndpoint",
+        tags=TAGS,
         responses={204: None, **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503)},
         description=f"Delete the endpoint with its deliveries. {RATE}",
     ),
     deliveries=extend_schema(
-        operation_id="listNotificationDeliveries", tags=TAGS,
-        parameters=[*page_parameters(DELIVERY_SORT, "createdAt"),
-                    OpenApiParameter("status", str, enum=Delivery.Status.values)],
-        responses={200: inline_serializer("NotificationDeliveryList", {"deliveries": DeliverySerializer(many=True)}),
-                   **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)},
+        operation_id="listNotificationDeliveries",
+        tags=TAGS,
+        parameters=[
+            *page_parameters(DELIVERY_SORT, "createdAt"),
+            OpenApiParameter("status", str, enum=Delivery.Status.values),
+        ],
+        responses={
+            200: inline_serializer("NotificationDeliveryList", {"deliveries": DeliverySerializer(many=True)}),
+            **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503),
+        },
         description=f"The endpoint's deliveries with every attempt, optionally filtered by status. {RATE}",
     ),
 )
@@ -77,8 +98,14 @@ class NotificationEndpointViewSet(AccountScopedViewSet):
     sort_fields = ENDPOINT_SORT
     not_found_code = "NOTIFICATION_ENDPOINT_NOT_FOUND"
     not_found_message = "Notification endpoint not found."
-    required_scopes = {"list": READ, "retrieve": READ, "deliveries": READ,
-                       "create": WRITE, "partial_update": WRITE, "destroy": WRITE}
+    required_scopes = {
+        "list": READ,
+        "retrieve": READ,
+        "deliveries": READ,
+        "create": WRITE,
+        "partial_update": WRITE,
+        "destroy": WRITE,
+    }
     throttle_group = "config"
 
     def create(self, request, *args, **kwargs):
@@ -114,9 +141,10 @@ class NotificationEndpointViewSet(AccountScopedViewSet):
         wanted = request.query_params.get("status")
         if wanted:
             if wanted not in Delivery.Status.values:
-                raise ValidationFailed.for_field("status", f"status must be one of: {', '.join(Delivery.Status.values)}.")
+                raise ValidationFailed.for_field(
+                    "status", f"status must be one of: {', '.join(Delivery.Status.values)}."
+                )
             queryset = queryset.filter(status=wanted)
-        queryset = sort_queryset(queryset, request.query_params,
-                                 fields=DELIVERY_SORT, default="createdAt")
+        queryset = sort_queryset(queryset, request.query_params, fields=DELIVERY_SORT, default="createdAt")
         page = paginate(queryset, request.query_params)
         return Response({"deliveries": DeliverySerializer(page, many=True).data})

@@ -43,7 +43,9 @@ class NonBlankStringField(StringField):
         super().__init__(**kwargs)
 
 
-@extend_schema_field({"type": "string", "minLength": 1, "maxLength": NAME_MAX_LENGTH, "pattern": NAME_SCHEMA_PATTERN})
+@extend_schema_field(
+    {"type": "string", "minLength": 1, "maxLength": NAME_MAX_LENGTH, "pattern": NAME_SCHEMA_PATTERN}
+)
 class NameField(NonBlankStringField):
     blank_message = f"name must be 1 to {NAME_MAX_LENGTH} characters long."
 
@@ -64,7 +66,9 @@ class TypeField(StringField):
 
 
 class ParameterCreateSerializer(StrictSerializerMixin, serializers.Serializer):
-    name = NameField(help_text="1-900 characters, ^[\\w.-]+(?:/[\\w.-]+)*$, at most 10 levels separated by /.")
+    name = NameField(
+        help_text="1-900 characters, ^[\\w.-]+(?:/[\\w.-]+)*$, at most 10 levels separated by /."
+    )
     type = serializers.ChoiceField(
         choices=["standard", "sensitive"],
         error_messages={"invalid_choice": 'type must be "standard" or "sensitive" (case-sensitive).'},
@@ -79,8 +83,10 @@ class ParameterUpdateSerializer(StrictSerializerMixin, serializers.Serializer):
 
     description = DescriptionField(required=False, help_text="At most 1024 characters.")
     value = ValueField(required=False, help_text="1-8192 characters.")
-    type = TypeField(required=False, help_text="Cannot be updated: only the current type is accepted "
-                                               "(400 PARAMETER_TYPE_IMMUTABLE).")
+    type = TypeField(
+        required=False,
+        help_text="Cannot be updated: only the current type is accepted (400 PARAMETER_TYPE_IMMUTABLE).",
+    )
 
 
 class ParameterNameSerializer(serializers.Serializer):
@@ -110,15 +116,24 @@ class ParameterListSerializer(serializers.Serializer):
     parameters = ParameterSerializer(many=True)
 
 
-@extend_schema_field({"type": "array", "items": {"type": "string"}, "minItems": 1,
-                      "maxItems": MAX_PARAMETERS_PER_ACCOUNT, "uniqueItems": True})
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "string"},
+        "minItems": 1,
+        "maxItems": MAX_PARAMETERS_PER_ACCOUNT,
+        "uniqueItems": True,
+    }
+)
 class UniqueNamesField(serializers.ListField):
     """ListField with the OpenAPI shape declared by the decorator above."""
 
 
 class ParametersDeleteSerializer(StrictSerializerMixin, serializers.Serializer):
     parameters = UniqueNamesField(
-        child=StringField(), allow_empty=False, max_length=MAX_PARAMETERS_PER_ACCOUNT,
+        child=StringField(),
+        allow_empty=False,
+        max_length=MAX_PARAMETERS_PER_ACCOUNT,
         help_text="Unique parameter names (at most 100). Unknown names are answered in invalidParameters.",
     )
 

@@ -36,7 +36,9 @@ class DeleteWithBodySchema(ApiAutoSchema):
 
 
 NAME_PATH_PARAMETER = OpenApiParameter(
-    "name", OpenApiTypes.STR, OpenApiParameter.PATH,
+    "name",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
     description="The parameter's full name; it may contain slashes (credentials/payment-gateway/api-key).",
 )
 SORT_FIELDS = {"name": "name", "description": "description", "updatedAt": "updated_at"}
@@ -85,21 +87,28 @@ class ParameterViewSet(AccountScopedViewSet):
         summary="Create parameter",
         description="At most 100 parameters per account. A sensitive value is encrypted at rest and never returned.",
         request=ParameterCreateSerializer,
-        responses={201: ParameterNameSerializer,
-                   409: OpenApiResponse(ErrorSerializer, description="PARAMETER_ALREADY_EXISTS or PARAMETER_LIMIT_REACHED."),
-                   **ERROR_RESPONSES(400, 401, 403, 413, 429, 500, 503)},
+        responses={
+            201: ParameterNameSerializer,
+            409: OpenApiResponse(
+                ErrorSerializer, description="PARAMETER_ALREADY_EXISTS or PARAMETER_LIMIT_REACHED."
+            ),
+            **ERROR_RESPONSES(400, 401, 403, 413, 429, 500, 503),
+        },
     )
     def create(self, request, *args, **kwargs):
         serializer = ParameterCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         parameter = services.parameter_create(account=self.account_id, **serializer.validated_data)
-        return Response({"name": parameter.name}, status=status.HTTP_201_CREATED,
-                        headers={"Location": f"/parameters/{parameter.name}"})
+        return Response(
+            {"name": parameter.name},
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/parameters/{parameter.name}"},
+        )
 
     @extend_schema(
         summary="Get parameter",
         description="One parameter by its full name (which may contain slashes). A sensitive parameter is "
-                    "answered without its value.",
+        "answered without its value.",
         parameters=[NAME_PATH_PARAMETER],
         responses={200: ParameterSerializer, **ERROR_RESPONSES(401, 403, 404, 429, 500, 503)},
     )
@@ -109,7 +118,7 @@ class ParameterViewSet(AccountScopedViewSet):
     @extend_schema(
         summary="Update parameter",
         description="Update the description, the value, or both (at least one). The type cannot be updated "
-                    "(400 PARAMETER_TYPE_IMMUTABLE).",
+        "(400 PARAMETER_TYPE_IMMUTABLE).",
         parameters=[NAME_PATH_PARAMETER],
         request=ParameterUpdateSerializer,
         responses={200: ParameterNameSerializer, **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503)},
@@ -124,12 +133,14 @@ class ParameterViewSet(AccountScopedViewSet):
     @extend_schema(
         summary="Delete parameters",
         description="Deletes the named parameters; names the account does not hold are answered in "
-                    "invalidParameters.",
+        "invalidParameters.",
         request=ParametersDeleteSerializer,
         responses={200: ParametersDeletedSerializer, **ERROR_RESPONSES(400, 401, 403, 413, 429, 500, 503)},
     )
     def bulk_destroy(self, request, *args, **kwargs):
         serializer = ParametersDeleteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = services.parameters_delete(account=self.account_id, names=serializer.validated_data["parameters"])
+        result = services.parameters_delete(
+            account=self.account_id, names=serializer.validated_data["parameters"]
+        )
         return Response(result.as_dict())

@@ -36,12 +36,19 @@ NODE_SCHEMA = {
         "id": {**_ID_SCHEMA, "description": "Unique in the stream; edges refer to it."},
         "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"\S"},
         "type": {"type": "string", "enum": list(NODE_TYPES)},
-        "config": {"type": "object", "additionalProperties": True,
-                   "description": "The node type's settings (see docs/streams.md); checked for the type."},
+        "config": {
+            "type": "object",
+            "additionalProperties": True,
+            "description": "The node type's settings (see docs/streams.md); checked for the type.",
+        },
         "description": {"type": "string"},
-        "position": {"type": "object", "nullable": True, "additionalProperties": False,
-                     "properties": {"x": {"type": "number"}, "y": {"type": "number"}},
-                     "description": "{x, y} for drawing."},
+        "position": {
+            "type": "object",
+            "nullable": True,
+            "additionalProperties": False,
+            "properties": {"x": {"type": "number"}, "y": {"type": "number"}},
+            "description": "{x, y} for drawing.",
+        },
     },
 }
 EDGE_SCHEMA = {
@@ -101,8 +108,10 @@ class TagField(serializers.CharField):
 
 
 class ActorSerializer(serializers.Serializer):
-    type = serializers.ChoiceField(choices=["client", "apiKey", "user"],
-                                   help_text="An OAuth client (Application Access), an API key or an admin user.")
+    type = serializers.ChoiceField(
+        choices=["client", "apiKey", "user"],
+        help_text="An OAuth client (Application Access), an API key or an admin user.",
+    )
     id = serializers.CharField(help_text="The client id, API key id or admin username.")
 
 
@@ -115,15 +124,20 @@ class StreamConfigSerializer(serializers.Serializer):
     refuses_unknown_fields = True  # stream_config_parse refuses unknown keys (the schema says so)
 
     annotation = ObjectField(required=False, help_text="Free-form metadata (notes, layout).")
-    description = serializers.CharField(required=False, allow_blank=True, allow_null=True,
-                                        max_length=DESCRIPTION_MAX_LENGTH)
+    description = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, max_length=DESCRIPTION_MAX_LENGTH
+    )
     edges = EdgesField(required=False)
     name = StreamNameField(max_length=NAME_MAX_LENGTH)
     nodeGroups = NodeGroupsField(required=False)
     nodes = NodesField()
     processingType = serializers.ChoiceField(choices=list(PROCESSING_TYPES), required=False, default="batch")
-    schemaVersion = serializers.ChoiceField(choices=list(SUPPORTED_SCHEMA_VERSIONS), required=False, default=1)
-    tag = TagField(required=False, allow_null=True, help_text="When set, the import also saves a version with this tag.")
+    schemaVersion = serializers.ChoiceField(
+        choices=list(SUPPORTED_SCHEMA_VERSIONS), required=False, default=1
+    )
+    tag = TagField(
+        required=False, allow_null=True, help_text="When set, the import also saves a version with this tag."
+    )
 
 
 class StreamSerializer(serializers.Serializer):
@@ -264,10 +278,14 @@ def fields_parse(raw: str | None) -> dict | None:
         path = item.split(".")
         if any(not _FIELD_NAME_RE.fullmatch(part) for part in path):
             raise ValidationFailed.for_field(
-                "fields", f"'{item}' is not a field path: names of letters, digits, _ or - joined by dots, "
-                          "items separated by commas without spaces.")
+                "fields",
+                f"'{item}' is not a field path: names of letters, digits, _ or - joined by dots, "
+                "items separated by commas without spaces.",
+            )
         if path[0] not in STREAM_FIELDS:
-            raise ValidationFailed.for_field("fields", f"Unknown field '{path[0]}'; one of: {', '.join(STREAM_FIELDS)}.")
+            raise ValidationFailed.for_field(
+                "fields", f"Unknown field '{path[0]}'; one of: {', '.join(STREAM_FIELDS)}."
+            )
         node = tree
         for part in path[:-1]:
             if part in node and node[part] is WHOLE:
@@ -292,8 +310,14 @@ def project(value: Any, tree: dict | None) -> Any:
 # --- Preview and the session lookup (the stream engine) ----------------------------------------------
 
 
-@extend_schema_field({"type": "array", "items": {"type": "object", "additionalProperties": True},
-                      "minItems": 1, "maxItems": 1000})
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "object", "additionalProperties": True},
+        "minItems": 1,
+        "maxItems": 1000,
+    }
+)
 class RecordsField(serializers.JSONField):
     """A JSONField whose OpenAPI shape is declared by the decorator above."""
 
@@ -302,8 +326,12 @@ class StreamPreviewSerializer(StrictSerializerMixin, serializers.Serializer):
     """Sample records to run through the stream (fed to its input nodes); nothing is persisted."""
 
     records = RecordsField(help_text="1 to 1000 records (JSON objects).")
-    tag = serializers.CharField(required=False, allow_null=True, allow_blank=True,
-                                help_text="Preview this tagged version instead of the latest configuration.")
+    tag = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text="Preview this tagged version instead of the latest configuration.",
+    )
 
     def validate_records(self, value: Any) -> list:
         from streams.engine.services import PREVIEW_MAX_RECORDS
@@ -341,23 +369,32 @@ class PreviewNodeSerializer(serializers.Serializer):
 
 class StreamPreviewResponseSerializer(serializers.Serializer):
     nodes = PreviewNodeSerializer(many=True, help_text="The nodes that received records, in execution order.")
-    counts = CountsSerializer(help_text="Records in (to input nodes), out (of the last nodes), rejected (all nodes).")
+    counts = CountsSerializer(
+        help_text="Records in (to input nodes), out (of the last nodes), rejected (all nodes)."
+    )
 
 
 def preview_body(result) -> dict[str, Any]:
     nodes = []
     for node_result in result.nodes:
         item = {
-            "id": node_result.node.id, "name": node_result.node.name, "type": node_result.node.type,
-            "counts": node_result.counts(), "records": node_result.out,
-            "rejections": [{"record": rejection.record, "reason": rejection.reason}
-                           for rejection in node_result.rejections],
+            "id": node_result.node.id,
+            "name": node_result.node.name,
+            "type": node_result.node.type,
+            "counts": node_result.counts(),
+            "records": node_result.out,
+            "rejections": [
+                {"record": rejection.record, "reason": rejection.reason}
+                for rejection in node_result.rejections
+            ],
         }
         if node_result.note:
             item["note"] = node_result.note
         nodes.append(item)
-    return {"nodes": nodes, "counts": {"in": result.records_in, "out": result.records_out,
-                                       "rejected": result.records_rejected}}
+    return {
+        "nodes": nodes,
+        "counts": {"in": result.records_in, "out": result.records_out, "rejected": result.records_rejected},
+    }
 
 
 class SessionSerializer(serializers.Serializer):

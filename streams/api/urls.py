@@ -8,6 +8,9 @@ router.register("streams", StreamViewSet, basename="streams")
 
 urlpatterns = [
     path("", include(router.urls)),
-    path("aggregation/stores/<str:id>/sessions/lookup", AggregationSessionLookupView.as_view(),
-         name="aggregation-session-lookup"),
+    path(
+        "aggregation/stores/<str:id>/sessions/lookup",
+        AggregationSessionLookupView.as_view(),
+        name="aggregation-session-lookup",
+    ),
 ]

@@ -41,21 +41,26 @@ TAG_SCHEMA_PATTERN = r"^(?:[A-Za-z0-9][A-Za-z0-9._+-]{0,99})?$"
 READ = ["stream-management:read:streams"]
 WRITE = ["stream-management:write:streams"]
 
-ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The stream's id.")
+ID_PARAMETER = OpenApiParameter(
+    "id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The stream's id."
+)
 TAG_PARAMETER = OpenApiParameter(
-    "tag", {"type": "string", "pattern": TAG_SCHEMA_PATTERN},
+    "tag",
+    {"type": "string", "pattern": TAG_SCHEMA_PATTERN},
     description="A version tag (e.g. v1.0.1); without it, the latest (autosaved) configuration. "
-                "An unknown tag is 404.",
+    "An unknown tag is 404.",
 )
 FIELDS_PARAMETER = OpenApiParameter(
-    "fields", {"type": "string", "pattern": FIELDS_PATTERN},
+    "fields",
+    {"type": "string", "pattern": FIELDS_PATTERN},
     description="Comma-separated fields to include, dot notation for nested ones (e.g. name,nodes.name).",
 )
 RESOURCE_REFS_PARAMETER = OpenApiParameter(
-    "resourceRefs", {"type": "array", "items": {"type": "string", "pattern": selectors.RESOURCE_REFS_PATTERN}},
+    "resourceRefs",
+    {"type": "array", "items": {"type": "string", "pattern": selectors.RESOURCE_REFS_PATTERN}},
     explode=True,
     description="<resourceType>:<resourceId>, repeated (OR-ed); types meterKey, onlineCollector, "
-                "scriptAggregationStore, dataAggregationStore; resourceId * for any (e.g. meterKey:*).",
+    "scriptAggregationStore, dataAggregationStore; resourceId * for any (e.g. meterKey:*).",
 )
 LIMIT_PARAMETER, SKIP_PARAMETER = page_parameters()
 
@@ -69,8 +74,14 @@ class StreamViewSet(AccountScopedViewSet):
     serializer_class = StreamSerializer
     not_found_code = "STREAM_NOT_FOUND"
     not_found_message = "Stream not found."
-    required_scopes = {"list": READ, "retrieve": READ, "export": READ, "versions": READ, "import_stream": WRITE,
-                       "preview": READ + WRITE}
+    required_scopes = {
+        "list": READ,
+        "retrieve": READ,
+        "export": READ,
+        "versions": READ,
+        "import_stream": WRITE,
+        "preview": READ + WRITE,
+    }
     throttle_group = "streams"
 
     def _resource_refs(self) -> list[selectors.ResourceRef]:
@@ -83,12 +94,17 @@ class StreamViewSet(AccountScopedViewSet):
         operation_id="streams_list",
         summary="List streams",
         parameters=[
-            OpenApiParameter("solutionId", OpenApiTypes.UUID, description="Only the streams of this solution."),
+            OpenApiParameter(
+                "solutionId", OpenApiTypes.UUID, description="Only the streams of this solution."
+            ),
             FIELDS_PARAMETER,
             OpenApiParameter("name", str, description="Exact, case-sensitive stream name."),
             RESOURCE_REFS_PARAMETER,
-            OpenApiParameter("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"},
-                             description="The nextCursor of the previous page (opaque)."),
+            OpenApiParameter(
+                "cursor",
+                {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"},
+                description="The nextCursor of the previous page (opaque).",
+            ),
             LIMIT_PARAMETER,
         ],
         responses={200: StreamListSerializer, **_errors()},
@@ -104,8 +120,12 @@ class StreamViewSet(AccountScopedViewSet):
                 raise ValidationFailed.for_field("solutionId", "solutionId must be a solution id (UUID).")
         cursor = selectors.Cursor.decode(params["cursor"]) if params.get("cursor") else None
         page = selectors.stream_list(
-            account_id=self.account_id, solution_id=solution_id, name=params.get("name"),
-            resource_refs=self._resource_refs(), cursor=cursor, limit=page_from(params).limit,
+            account_id=self.account_id,
+            solution_id=solution_id,
+            name=params.get("name"),
+            resource_refs=self._resource_refs(),
+            cursor=cursor,
+            limit=page_from(params).limit,
         )
         streams = [project(StreamSerializer(selectors.stream_snapshot(s)).data, fields) for s in page.streams]
         body = {"streams": streams}
@@ -152,19 +172,24 @@ class StreamViewSet(AccountScopedViewSet):
         stream = self.get_object()
         page = page_from(request.query_params)
         versions = selectors.stream_versions(stream=stream, resource_refs=self._resource_refs())
-        return Response({
-            "total": versions.count(),
-            "versions": [StreamSerializer(selectors.stream_snapshot(stream, version)).data
-                         for version in versions[page.skip: page.skip + page.limit]],
-        })
+        return Response(
+            {
+                "total": versions.count(),
+                "versions": [
+                    StreamSerializer(selectors.stream_snapshot(stream, version)).data
+                    for version in versions[page.skip : page.skip + page.limit]
+                ],
+            }
+        )
 
     @extend_schema(
         operation_id="streams_import",
         summary="Import stream",
         request=StreamImportSerializer.documented(),
         responses={
-            200: OpenApiResponse(StreamImportResponseSerializer,
-                                 description="importAction created, overwritten or skipped."),
+            200: OpenApiResponse(
+                StreamImportResponseSerializer, description="importAction created, overwritten or skipped."
+            ),
             **_errors(404, 409),
         },
     )
@@ -174,15 +199,20 @@ class StreamViewSet(AccountScopedViewSet):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = services.stream_import(
-            account=self.principal_account(), solution_id=data["solutionId"], stream_config=data["streamConfig"],
-            on_name_conflict=data.get("onNameConflict"), allow_node_deletion=data["allowNodeDeletion"],
+            account=self.principal_account(),
+            solution_id=data["solutionId"],
+            stream_config=data["streamConfig"],
+            on_name_conflict=data.get("onNameConflict"),
+            allow_node_deletion=data["allowNodeDeletion"],
             actor=services.actor_for_principal(self.principal),
         )
-        return Response({
-            "importAction": result.action.value,
-            "stream": StreamSerializer(selectors.stream_snapshot(result.stream)).data,
-            "tag": result.tag,
-        })
+        return Response(
+            {
+                "importAction": result.action.value,
+                "stream": StreamSerializer(selectors.stream_snapshot(result.stream)).data,
+                "tag": result.tag,
+            }
+        )
 
     @extend_schema(
         operation_id="streams_preview",
@@ -202,8 +232,11 @@ class StreamViewSet(AccountScopedViewSet):
         stream = self.get_object()
         serializer = StreamPreviewSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = engine_services.stream_preview(stream=stream, records=serializer.validated_data["records"],
-                                                tag=serializer.validated_data.get("tag") or None)
+        result = engine_services.stream_preview(
+            stream=stream,
+            records=serializer.validated_data["records"],
+            tag=serializer.validated_data.get("tag") or None,
+        )
         return Response(preview_body(result))
 
     def principal_account(self) -> Account:
@@ -224,16 +257,27 @@ class AggregationSessionLookupView(APIView):
             "the aggregator does) and returns that session of the store."
         ),
         parameters=[
-            OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH,
-                             description="The aggregation store's id (the aggregator node's storeId)."),
-            OpenApiParameter("fieldValues", str, many=True, explode=True, required=True,
-                             description="One value per key field, in order: fieldValues=customer123&fieldValues=order456"),
+            OpenApiParameter(
+                "id",
+                OpenApiTypes.UUID,
+                OpenApiParameter.PATH,
+                description="The aggregation store's id (the aggregator node's storeId).",
+            ),
+            OpenApiParameter(
+                "fieldValues",
+                str,
+                many=True,
+                explode=True,
+                required=True,
+                description="One value per key field, in order: fieldValues=customer123&fieldValues=order456",
+            ),
         ],
         responses={200: SessionSerializer, **_errors(404)},
     )
-    def get(self, request, id: str):  # noqa: A002 - the seed's path parameter name
+    def get(self, request, id: str):
         session = engine_selectors.aggregation_session_lookup(
-            account_id=request.auth.account_id, store_id=id,
+            account_id=request.auth.account_id,
+            store_id=id,
             field_values=request.query_params.getlist("fieldValues"),
         )
         return Response(SessionSerializer(session).data)

@@ -135,6 +135,7 @@ def _message(error: BaseException) -> str:
 
 # --- The compiled program ------------------------------------------------------------------------
 
+
 class CelProgram:
     """A CEL expression ready to evaluate against many activations (``{"record": {...}}``)."""
 
@@ -169,7 +170,9 @@ class CelProgram:
                 return value
             if self._closure is not None:
                 return from_cel(self._closure(activation))
-            return from_cel(self._runner.evaluate({name: to_cel(activation[name]) for name in self.variables}))
+            return from_cel(
+                self._runner.evaluate({name: to_cel(activation[name]) for name in self.variables})
+            )
         except CELEvalError as exc:
             raise CelError(_message(exc))
         except (celpy.evaluation.CELUnsupportedError, celpy.evaluation.CELSyntaxError) as exc:
@@ -188,6 +191,7 @@ def cel_compile(text: str, variables: tuple[str, ...] = ("record",)) -> CelProgr
 
 # --- Path walking over the activation's own dicts ------------------------------------------------
 
+
 def _select(member: Any, name: str) -> Any:
     """``member.name`` exactly as celpy's ``Evaluator.member_dot`` answers it."""
     if isinstance(member, CELEvalError):
@@ -199,8 +203,9 @@ def _select(member: Any, name: str) -> Any:
             return member[name]
         except KeyError:
             return CELEvalError(f"no such member in mapping: {name!r}", KeyError, None)
-    return CELEvalError(f"{member!r} with type: '{type(member)}' does not support field selection",
-                        TypeError, None)
+    return CELEvalError(
+        f"{member!r} with type: '{type(member)}' does not support field selection", TypeError, None
+    )
 
 
 def _index(member: Any, index: Any) -> Any:
@@ -208,8 +213,11 @@ def _index(member: Any, index: Any) -> Any:
     try:
         return base_functions["_[_]"](member, index)
     except TypeError as ex:
-        return CELEvalError(f"found no matching overload for _[_] applied to '({type(member)}, {type(index)})'",
-                            ex.__class__, ex.args)
+        return CELEvalError(
+            f"found no matching overload for _[_] applied to '({type(member)}, {type(index)})'",
+            ex.__class__,
+            ex.args,
+        )
     except KeyError as ex:
         return CELEvalError("no such key", ex.__class__, ex.args)
     except IndexError as ex:
@@ -225,7 +233,11 @@ def _walk_raw(value: Any, steps: tuple[tuple[str, str], ...]) -> Any:
             continue
         value = to_cel(value)
         for later_kind, later_name in steps[position:]:
-            value = _select(value, later_name) if later_kind == "." else _index(value, celtypes.StringType(later_name))
+            value = (
+                _select(value, later_name)
+                if later_kind == "."
+                else _index(value, celtypes.StringType(later_name))
+            )
         return value
     return value
 
@@ -235,12 +247,13 @@ def _walk_raw(value: Any, steps: tuple[tuple[str, str], ...]) -> Any:
 # a remainder with the dividend's sign, ValueError("overflow") outside int64); any other operand
 # types go to celpy's function unchanged.
 
+
 def _sign(value: int) -> int:
     return -1 if value < 0 else 1
 
 
 def _int_operation(original: Callable[[Any, Any], Any], compute: Callable[[int, int], int]):
-    IntType = celtypes.IntType  # noqa: N806 - the celpy class name
+    IntType = celtypes.IntType
 
     def operation(left: Any, right: Any) -> Any:
         if type(left) is IntType and type(right) is IntType:
@@ -270,16 +283,30 @@ _FUNCTIONS: dict[str, Callable] = {
 
 # --- The compiler: one method per grammar rule, mirroring celpy.evaluation.Evaluator -------------
 
-_RELATIONS = {"relation_lt": "_<_", "relation_le": "_<=_", "relation_ge": "_>=_", "relation_gt": "_>_",
-              "relation_eq": "_==_", "relation_ne": "_!=_", "relation_in": "_in_"}
+_RELATIONS = {
+    "relation_lt": "_<_",
+    "relation_le": "_<=_",
+    "relation_ge": "_>=_",
+    "relation_gt": "_>_",
+    "relation_eq": "_==_",
+    "relation_ne": "_!=_",
+    "relation_in": "_in_",
+}
 _ADDITIONS = {"addition_add": "_+_", "addition_sub": "_-_"}
 _MULTIPLICATIONS = {"multiplication_div": "_/_", "multiplication_mul": "_*_", "multiplication_mod": "_%_"}
 _UNARY = {"unary_not": "!_", "unary_neg": "-_"}
 _MACRO_METHODS = frozenset({"map", "filter", "all", "exists", "exists_one", "reduce", "min"})
 
 
-def _binary(op_data: str, op_name: str, left: Closure, right: Closure, *, division: bool = False,
-            overflow: bool = False) -> Closure:
+def _binary(
+    op_data: str,
+    op_name: str,
+    left: Closure,
+    right: Closure,
+    *,
+    division: bool = False,
+    overflow: bool = False,
+) -> Closure:
     function = _FUNCTIONS[op_name]
 
     def evaluate(activation):
@@ -287,8 +314,12 @@ def _binary(op_data: str, op_name: str, left: Closure, right: Closure, *, divisi
         try:
             return function(left_value, right_value)
         except TypeError as ex:
-            return CELEvalError(f"found no matching overload for {op_data!r} applied to "
-                                f"'({type(left_value)}, {type(right_value)})'", ex.__class__, ex.args)
+            return CELEvalError(
+                f"found no matching overload for {op_data!r} applied to "
+                f"'({type(left_value)}, {type(right_value)})'",
+                ex.__class__,
+                ex.args,
+            )
         except ZeroDivisionError as ex:
             if not division:
                 raise
@@ -301,7 +332,9 @@ def _binary(op_data: str, op_name: str, left: Closure, right: Closure, *, divisi
     return evaluate
 
 
-def _call(name: str, function: Callable, arguments: list[Closure], receiver: Closure | None = None) -> Closure:
+def _call(
+    name: str, function: Callable, arguments: list[Closure], receiver: Closure | None = None
+) -> Closure:
     """A function or method call as celpy's ``function_eval`` / ``method_eval`` makes it."""
 
     def evaluate(activation):
@@ -329,8 +362,15 @@ class _Compiler:
     # The whole expression is a path from a variable: evaluated without any CEL conversion.
     def whole_path(self, tree: lark.Tree) -> tuple[str, tuple[tuple[str, str], ...]] | None:
         node = tree
-        for rule in ("expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication",
-                     "unary"):
+        for rule in (
+            "expr",
+            "conditionalor",
+            "conditionaland",
+            "relation",
+            "addition",
+            "multiplication",
+            "unary",
+        ):
             if node.data != rule or len(node.children) != 1:
                 return None
             node = node.children[0]
@@ -357,8 +397,18 @@ class _Compiler:
 
     def _string_literal(self, expr: lark.Tree) -> str | None:
         node = expr
-        for rule in ("expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication",
-                     "unary", "member", "primary", "literal"):
+        for rule in (
+            "expr",
+            "conditionalor",
+            "conditionaland",
+            "relation",
+            "addition",
+            "multiplication",
+            "unary",
+            "member",
+            "primary",
+            "literal",
+        ):
             if not isinstance(node, lark.Tree) or node.data != rule or len(node.children) != 1:
                 return None
             node = node.children[0]
@@ -385,12 +435,18 @@ class _Compiler:
             try:
                 return choose(condition_value, left, right)
             except TypeError as ex:
-                return CELEvalError(f"found no matching overload for _?_:_ applied to "
-                                    f"'({type(condition_value)}, {type(left)}, {type(right)})'", ex.__class__, ex.args)
+                return CELEvalError(
+                    f"found no matching overload for _?_:_ applied to "
+                    f"'({type(condition_value)}, {type(left)}, {type(right)})'",
+                    ex.__class__,
+                    ex.args,
+                )
 
         return evaluate
 
-    def _logical(self, tree: lark.Tree, own: str, inner: Callable[[lark.Tree], Closure], op_name: str) -> Closure:
+    def _logical(
+        self, tree: lark.Tree, own: str, inner: Callable[[lark.Tree], Closure], op_name: str
+    ) -> Closure:
         if len(tree.children) == 1:
             return inner(tree.children[0])
         left = getattr(self, own)(tree.children[0])
@@ -402,8 +458,12 @@ class _Compiler:
             try:
                 return function(left_value, right_value)
             except TypeError as ex:
-                return CELEvalError(f"found no matching overload for {op_name} applied to "
-                                    f"'({type(left_value)}, {type(right_value)})'", ex.__class__, ex.args)
+                return CELEvalError(
+                    f"found no matching overload for {op_name} applied to "
+                    f"'({type(left_value)}, {type(right_value)})'",
+                    ex.__class__,
+                    ex.args,
+                )
 
         return evaluate
 
@@ -413,8 +473,14 @@ class _Compiler:
     def conditionaland(self, tree: lark.Tree) -> Closure:
         return self._logical(tree, "conditionaland", self.relation, "_&&_")
 
-    def _operation(self, tree: lark.Tree, own: str, inner: Callable[[lark.Tree], Closure],
-                   names: dict[str, str], **flags: bool) -> Closure:
+    def _operation(
+        self,
+        tree: lark.Tree,
+        own: str,
+        inner: Callable[[lark.Tree], Closure],
+        names: dict[str, str],
+        **flags: bool,
+    ) -> Closure:
         if len(tree.children) == 1:
             return inner(tree.children[0])
         operator_tree, right_tree = tree.children
@@ -428,7 +494,9 @@ class _Compiler:
         return self._operation(tree, "addition", self.multiplication, _ADDITIONS, overflow=True)
 
     def multiplication(self, tree: lark.Tree) -> Closure:
-        return self._operation(tree, "multiplication", self.unary, _MULTIPLICATIONS, division=True, overflow=True)
+        return self._operation(
+            tree, "multiplication", self.unary, _MULTIPLICATIONS, division=True, overflow=True
+        )
 
     def unary(self, tree: lark.Tree) -> Closure:
         if len(tree.children) == 1:
@@ -443,8 +511,11 @@ class _Compiler:
             try:
                 return function(value)
             except TypeError as ex:
-                return CELEvalError(f"found no matching overload for {op_data!r} applied to '({type(value)})'",
-                                    ex.__class__, ex.args)
+                return CELEvalError(
+                    f"found no matching overload for {op_data!r} applied to '({type(value)})'",
+                    ex.__class__,
+                    ex.args,
+                )
             except ValueError as ex:
                 return CELEvalError("return error for overflow", ex.__class__, ex.args)
 
@@ -475,7 +546,9 @@ class _Compiler:
         if name in _MACRO_METHODS or name not in base_functions:
             raise _Unsupported(name)
         receiver = self.member(tree.children[0])
-        arguments = [self.expr(child) for child in tree.children[2].children] if len(tree.children) == 3 else []
+        arguments = (
+            [self.expr(child) for child in tree.children[2].children] if len(tree.children) == 3 else []
+        )
         return _call(name, base_functions[name], arguments, receiver)
 
     def primary(self, tree: lark.Tree) -> Closure:
@@ -525,7 +598,9 @@ class _Compiler:
             return lambda activation: to_cel(activation[name])
         if kind == "ident_arg":
             name = child.children[0].value
-            arguments = [self.expr(item) for item in child.children[1].children] if len(child.children) == 2 else []
+            arguments = (
+                [self.expr(item) for item in child.children[1].children] if len(child.children) == 2 else []
+            )
             if name == "has":
                 inner = arguments[0]
                 return lambda activation: celtypes.BoolType(not isinstance(inner(activation), CELEvalError))

@@ -49,8 +49,9 @@ def _as_batch(batch: Any) -> CollectedBatch:
     return CollectedBatch(sequence=int(batch.sequence), data=_decoded(batch.payload))
 
 
-def collected_batches_read(*, collector_id: uuid.UUID, consumer: str, limit: int,
-                           max_bytes: int | None = None) -> list[CollectedBatch]:
+def collected_batches_read(
+    *, collector_id: uuid.UUID, consumer: str, limit: int, max_bytes: int | None = None
+) -> list[CollectedBatch]:
     """The consumer's next batches in order, at most ``limit`` and — beyond the first — at most
     ``max_bytes`` of stored JSON together (a run's memory stays bounded however large the
     batches); none when the consumer is not registered (a collector deleted meanwhile)."""
@@ -76,10 +77,15 @@ def has_unread_batches(*, collector_id: uuid.UUID, consumer: str) -> bool:
     from collection.models import CollectedBatch as StoredBatch
     from collection.models import ConsumerOffset
 
-    offset = ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer).values_list(
-        "last_sequence", flat=True).first()
-    return offset is not None and StoredBatch.objects.filter(collector_id=collector_id,
-                                                              sequence__gt=offset).exists()
+    offset = (
+        ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer)
+        .values_list("last_sequence", flat=True)
+        .first()
+    )
+    return (
+        offset is not None
+        and StoredBatch.objects.filter(collector_id=collector_id, sequence__gt=offset).exists()
+    )
 
 
 def consumer_offset_advance(*, collector_id: uuid.UUID, consumer: str, sequence: int) -> None:

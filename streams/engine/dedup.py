@@ -22,8 +22,9 @@ def _table() -> str:
     return connection.ops.quote_name(StreamDedupKey._meta.db_table)
 
 
-def keys_claim(*, stream_id: uuid.UUID, node_id: str, keys: list[str], now: datetime,
-               expires_at: datetime) -> set[str]:
+def keys_claim(
+    *, stream_id: uuid.UUID, node_id: str, keys: list[str], now: datetime, expires_at: datetime
+) -> set[str]:
     """Record ``keys`` as seen until ``expires_at``; return those that were not seen before
     (or whose window had passed)."""
     if not keys:
@@ -38,7 +39,7 @@ def keys_claim(*, stream_id: uuid.UUID, node_id: str, keys: list[str], now: date
                     SELECT %s, %s, k, %s FROM unnest(%s::text[]) AS k
                     ON CONFLICT (stream_id, node_id, "key") DO UPDATE SET expires_at = EXCLUDED.expires_at
                     WHERE {table}.expires_at <= %s
-                    RETURNING "key" """,
+                    RETURNING "key" """,  # noqa: S608
                 [stream_id, node_id, expires_at, ordered, now],
             )
             fresh.update(row[0] for row in cursor.fetchall())
@@ -49,7 +50,7 @@ def keys_claim(*, stream_id: uuid.UUID, node_id: str, keys: list[str], now: date
         expires_value = expiry_field.get_db_prep_value(expires_at, connection)
         now_value = expiry_field.get_db_prep_value(now, connection)
         for start in range(0, len(ordered), SQLITE_CHUNK):
-            chunk = ordered[start:start + SQLITE_CHUNK]
+            chunk = ordered[start : start + SQLITE_CHUNK]
             rows = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
             params: list = []
             for key in chunk:
@@ -58,7 +59,7 @@ def keys_claim(*, stream_id: uuid.UUID, node_id: str, keys: list[str], now: date
                 f"""INSERT INTO {table} (stream_id, node_id, "key", expires_at) VALUES {rows}
                     ON CONFLICT (stream_id, node_id, "key") DO UPDATE SET expires_at = excluded.expires_at
                     WHERE {table}.expires_at <= %s
-                    RETURNING "key" """,
+                    RETURNING "key" """,  # noqa: S608
                 params + [now_value],
             )
             fresh.update(row[0] for row in cursor.fetchall())
@@ -67,14 +68,20 @@ def keys_claim(*, stream_id: uuid.UUID, node_id: str, keys: list[str], now: date
 
 def keys_seen(*, stream_id: uuid.UUID, node_id: str, keys: list[str], now: datetime) -> set[str]:
     """The keys among ``keys`` still within their window (read only: previews)."""
-    return set(StreamDedupKey.objects.filter(stream_id=stream_id, node_id=node_id, key__in=keys,
-                                             expires_at__gt=now).values_list("key", flat=True))
+    return set(
+        StreamDedupKey.objects.filter(
+            stream_id=stream_id, node_id=node_id, key__in=keys, expires_at__gt=now
+        ).values_list("key", flat=True)
+    )
 
 
 def keys_purge(*, now: datetime, batch_size: int = PURGE_BATCH) -> int:
     """Delete up to ``batch_size`` keys whose window has passed; return how many."""
-    ids = list(StreamDedupKey.objects.filter(expires_at__lte=now).order_by("expires_at")
-               .values_list("id", flat=True)[:batch_size])
+    ids = list(
+        StreamDedupKey.objects.filter(expires_at__lte=now)
+        .order_by("expires_at")
+        .values_list("id", flat=True)[:batch_size]
+    )
     if not ids:
         return 0
     deleted, _ = StreamDedupKey.objects.filter(id__in=ids, expires_at__lte=now).delete()

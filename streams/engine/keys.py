@@ -35,7 +35,9 @@ def field_value_text(value: Any) -> str:
         if not math.isfinite(value):
             raise KeyFieldInvalid("is not a finite number")
         return str(int(value)) if value.is_integer() else repr(value)
-    raise KeyFieldInvalid("is null" if value is None else f"is {'an object' if isinstance(value, dict) else 'a list'}")
+    raise KeyFieldInvalid(
+        "is null" if value is None else f"is {'an object' if isinstance(value, dict) else 'a list'}"
+    )
 
 
 def session_key(field_values: Sequence[str]) -> str:

@@ -107,9 +107,16 @@ def _types_by_user(account_id, meter_key: str, user_ids) -> dict[str, list[tuple
     from metering.models import Meter, MeterType
 
     found: dict[str, list[tuple[str, uuid.UUID]]] = {}
-    rows = (Meter.objects.filter(account_id=account_id, meter_key=meter_key, user_id__in=sorted(user_ids),
-                                 meter_type__status=MeterType.Status.ACTIVE)
-            .order_by("meter_type_id").values_list("user_id", "meter_type__category", "meter_type_id"))
+    rows = (
+        Meter.objects.filter(
+            account_id=account_id,
+            meter_key=meter_key,
+            user_id__in=sorted(user_ids),
+            meter_type__status=MeterType.Status.ACTIVE,
+        )
+        .order_by("meter_type_id")
+        .values_list("user_id", "meter_type__category", "meter_type_id")
+    )
     for user_id, category, type_id in rows:
         found.setdefault(user_id, []).append((category, type_id))
     return found
@@ -126,35 +133,55 @@ class _Routes:
         pair = (user_id, category)
         found = self.cache.get(pair)
         if found is None:
-            found = self.cache[pair] = [type_id for held, type_id in self.types_by_user.get(user_id, ())
-                                        if category is None or held == category]
+            found = self.cache[pair] = [
+                type_id
+                for held, type_id in self.types_by_user.get(user_id, ())
+                if category is None or held == category
+            ]
         return found
 
 
 def _unrouted_reason(meter_key: str, category: str | None) -> str:
     return f"no meter of meterKey {meter_key} for this userId" + (
-        f" in category {category}" if category is not None else "")
+        f" in category {category}" if category is not None else ""
+    )
 
 
 def meter_options(config: MeterConfig) -> MeterOptions:
     from metering.ledger import MeterOptions
 
-    return MeterOptions(group_by=tuple(config.group_by) or None, carry_first=tuple(config.carry_first),
-                        carry_last=tuple(config.carry_last))
+    return MeterOptions(
+        group_by=tuple(config.group_by) or None,
+        carry_first=tuple(config.carry_first),
+        carry_last=tuple(config.carry_last),
+    )
 
 
-def _routed_input(annotated: dict, original: Any, node_id: str, meter_key: str, key: str,
-                  meter_type_id: uuid.UUID, grouped: bool) -> UsageInput:
+def _routed_input(
+    annotated: dict,
+    original: Any,
+    node_id: str,
+    meter_key: str,
+    key: str,
+    meter_type_id: uuid.UUID,
+    grouped: bool,
+) -> UsageInput:
     """The ledger record of a routed record. ``fields`` (what carry and group-by read) is the
     routed record itself, plus the group-by values under their paths when the node groups."""
     from metering.ledger import UsageInput
 
     meter = annotated["_meter"]
     return UsageInput(
-        user_id=annotated["userId"], value=annotated["value"], timestamp=annotated.get("timestamp"),
-        meter_type_id=meter_type_id, meter_key=meter_key, idempotency_key=key,
+        user_id=annotated["userId"],
+        value=annotated["value"],
+        timestamp=annotated.get("timestamp"),
+        meter_type_id=meter_type_id,
+        meter_key=meter_key,
+        idempotency_key=key,
         fields={**annotated, **meter["groupBy"]} if grouped else annotated,
-        group=meter["groupsKey"], node=node_id, record=original,
+        group=meter["groupsKey"],
+        node=node_id,
+        record=original,
     )
 
 
@@ -163,13 +190,27 @@ def _refused_input(record: Any, node_id: str, meter_key: str, key: str) -> Usage
     from metering.ledger import UsageInput
 
     original = record if type(record) is dict else {"record": record}
-    return UsageInput(user_id=original.get("userId"), value=original.get("value"),
-                      timestamp=original.get("timestamp"), meter_api_name=NO_RULE_SENTINEL, meter_key=meter_key,
-                      idempotency_key=key, node=node_id, record=original)
+    return UsageInput(
+        user_id=original.get("userId"),
+        value=original.get("value"),
+        timestamp=original.get("timestamp"),
+        meter_api_name=NO_RULE_SENTINEL,
+        meter_key=meter_key,
+        idempotency_key=key,
+        node=node_id,
+        record=original,
+    )
 
 
-def apply_meter_records(stream: Stream, node: MeterNode, records: list[Any], routed: list[dict | None],
-                        refusals: dict[int, str], run: StreamRun | None, position: str = "") -> MeterSeamResult:
+def apply_meter_records(
+    stream: Stream,
+    node: MeterNode,
+    records: list[Any],
+    routed: list[dict | None],
+    refusals: dict[int, str],
+    run: StreamRun | None,
+    position: str = "",
+) -> MeterSeamResult:
     """Count the node's input in the caller's transaction. ``records``: the node's input;
     ``routed[i]``: ``records[i]`` annotated by the node, or ``None`` when the node refused it
     (``refusals[i]``, the reason). Every refused or unroutable record goes to data correction."""
@@ -179,8 +220,13 @@ def apply_meter_records(stream: Stream, node: MeterNode, records: list[Any], rou
     meter_key = meter_key_of(node.config)
     position = position or (f"run:{run.pk}" if run is not None else "")
     keys = _Keys(stream.pk, node.id, position)
-    routes = _Routes(_types_by_user(stream.account_id, meter_key,
-                                    {annotated["userId"] for annotated in routed if annotated is not None}))
+    routes = _Routes(
+        _types_by_user(
+            stream.account_id,
+            meter_key,
+            {annotated["userId"] for annotated in routed if annotated is not None},
+        )
+    )
     grouped = bool(node.config.group_by)
     suffixes: dict[uuid.UUID, str] = {}
     inputs: list[UsageInput] = []
@@ -211,14 +257,33 @@ def apply_meter_records(stream: Stream, node: MeterNode, records: list[Any], rou
             suffix = suffixes.get(type_id) or suffixes.setdefault(type_id, _type_suffix(type_id))
             # UsageInput(user_id, value, timestamp, meter_type_id, meter_api_name, meter_key,
             #            dimensions, idempotency_key, request_hash, fields, group, node, record)
-            add_input(UsageInput(user_id, annotated["value"], annotated.get("timestamp"), type_id, None, meter_key,
-                                 None, f"{base}:{suffix}", "", fields, meter["groupsKey"], node_id, record))
+            add_input(
+                UsageInput(
+                    user_id,
+                    annotated["value"],
+                    annotated.get("timestamp"),
+                    type_id,
+                    None,
+                    meter_key,
+                    None,
+                    f"{base}:{suffix}",
+                    "",
+                    fields,
+                    meter["groupsKey"],
+                    node_id,
+                    record,
+                )
+            )
             add_owner(index)
     if not inputs:
         return MeterSeamResult(out=[])
-    result = usage_apply(account_id=stream.account_id, records=inputs, source=UsageSource.STREAM,
-                         source_ref=f"{stream.pk}/{run.pk if run is not None else ''}"[:100],
-                         options=meter_options(node.config))
+    result = usage_apply(
+        account_id=stream.account_id,
+        records=inputs,
+        source=UsageSource.STREAM,
+        source_ref=f"{stream.pk}/{run.pk if run is not None else ''}"[:100],
+        options=meter_options(node.config),
+    )
     rejected: dict[int, str] = {}
     counted: set[uuid.UUID] = set()
     for owner, outcome in zip(owners, result.results, strict=True):
@@ -228,7 +293,11 @@ def apply_meter_records(stream: Stream, node: MeterNode, records: list[Any], rou
         elif outcome.counted:
             counted.add(outcome.meter_id)
     return MeterSeamResult(
-        out=[annotated for index, annotated in enumerate(routed) if annotated is not None and index not in rejected],
+        out=[
+            annotated
+            for index, annotated in enumerate(routed)
+            if annotated is not None and index not in rejected
+        ],
         rejected=[(records[index], rejected[index]) for index in sorted(rejected)],
         counted_meter_ids=counted,
     )
@@ -240,16 +309,18 @@ def execution_ref(stream: Stream, node_id: str, position: str) -> str:
     return f"{stream.pk}/{node_id}/{position}"
 
 
-def meters_flush_after_execution(stream: Stream, node: MeterNode, meter_ids: set[uuid.UUID], position: str,
-                                 now) -> int:
+def meters_flush_after_execution(
+    stream: Stream, node: MeterNode, meter_ids: set[uuid.UUID], position: str, now
+) -> int:
     """``flush: streamExecution``: flush and reset the meters this execution counted, and queue
     their metered records for the node's downstream nodes, in the run's transaction. Returns the
     number of records written."""
     from metering.flush import meters_flush_executed
     from streams.engine.services import flushed_records_queue
 
-    batch = meters_flush_executed(meter_ids=sorted(meter_ids), execution_ref=execution_ref(stream, node.id, position),
-                                  now=now)
+    batch = meters_flush_executed(
+        meter_ids=sorted(meter_ids), execution_ref=execution_ref(stream, node.id, position), now=now
+    )
     if batch.records and any(edge.get("source") == node.id for edge in stream.edges):
         flushed_records_queue(stream=stream, node_id=node.id, records=batch.records, now=now)
     return len(batch.records)
@@ -270,13 +341,24 @@ def correction_route(correction) -> CorrectionRoute:
     record = correction.record if isinstance(correction.record, dict) else {}
     base = base_of(correction.idempotency_key)
     stream_id = (correction.source_ref or "").split("/", 1)[0]
-    stream = Stream.objects.filter(pk=stream_id, account_id=correction.account_id).first() \
-        if _is_uuid(stream_id) else None
-    node = next((item for item in (stream.nodes if stream else []) if item.get("id") == correction.node
-                 and item.get("type") == "meter"), None)
+    stream = (
+        Stream.objects.filter(pk=stream_id, account_id=correction.account_id).first()
+        if _is_uuid(stream_id)
+        else None
+    )
+    node = next(
+        (
+            item
+            for item in (stream.nodes if stream else [])
+            if item.get("id") == correction.node and item.get("type") == "meter"
+        ),
+        None,
+    )
     if node is None:
-        return CorrectionRoute(reason=DataCorrection.Reason.NO_MATCHING_METER,
-                               message=f"The stream's meter processor {correction.node!r} no longer exists.")
+        return CorrectionRoute(
+            reason=DataCorrection.Reason.NO_MATCHING_METER,
+            message=f"The stream's meter processor {correction.node!r} no longer exists.",
+        )
     config = node_config_parse("meter", node.get("config") or {})
     runtime = MeterRuntime(node["id"], node.get("name", ""), config)
     meter_key = meter_key_of(config)
@@ -286,15 +368,22 @@ def correction_route(correction) -> CorrectionRoute:
         # The ledger names the reason (no userId, no value, …) as it did the first time.
         return CorrectionRoute(inputs=[_refused_input(record, node["id"], meter_key, f"{base}:{NO_TYPE}")])
     category = routed["_meter"]["category"]
-    types = _Routes(_types_by_user(correction.account_id, meter_key, {routed["userId"]})).types(routed["userId"],
-                                                                                                category)
+    types = _Routes(_types_by_user(correction.account_id, meter_key, {routed["userId"]})).types(
+        routed["userId"], category
+    )
     if not types:
-        return CorrectionRoute(reason=DataCorrection.Reason.NO_MATCHING_METER,
-                               message=_unrouted_reason(meter_key, category) + ".")
+        return CorrectionRoute(
+            reason=DataCorrection.Reason.NO_MATCHING_METER,
+            message=_unrouted_reason(meter_key, category) + ".",
+        )
     grouped = bool(config.group_by)
     return CorrectionRoute(
-        inputs=[_routed_input(routed, record, node["id"], meter_key, f"{base}:{_type_suffix(type_id)}", type_id,
-                              grouped) for type_id in types],
+        inputs=[
+            _routed_input(
+                routed, record, node["id"], meter_key, f"{base}:{_type_suffix(type_id)}", type_id, grouped
+            )
+            for type_id in types
+        ],
         options=meter_options(config),
     )
 

@@ -70,8 +70,12 @@ def plan_build(nodes: list[dict[str, Any]], edges: list[dict[str, Any]]) -> Stre
         except NodeConfigInvalid as exc:
             raise PlanInvalid(f"node {node_id}: {exc}")
         planned[node_id] = PlanNode(
-            id=node_id, name=node.get("name") or node_id, type=node_type, role=NODE_TYPES[node_type].role,
-            config=config, runtime=RUNTIMES[node_type](node_id, node.get("name") or node_id, config),
+            id=node_id,
+            name=node.get("name") or node_id,
+            type=node_type,
+            role=NODE_TYPES[node_type].role,
+            config=config,
+            runtime=RUNTIMES[node_type](node_id, node.get("name") or node_id, config),
             predecessors=tuple(sorted(predecessors[node_id], key=position.__getitem__)),
             successors=tuple(sorted(successors[node_id], key=position.__getitem__)),
         )
@@ -122,8 +126,13 @@ class RunResult:
         return next((result for result in self.nodes if result.node.id == node_id), None)
 
 
-def plan_execute(plan: StreamPlan, context: RunContext, *, inputs: dict[str, list] | None = None,
-                 injected: dict[str, list[dict]] | None = None) -> RunResult:
+def plan_execute(
+    plan: StreamPlan,
+    context: RunContext,
+    *,
+    inputs: dict[str, list] | None = None,
+    injected: dict[str, list[dict]] | None = None,
+) -> RunResult:
     """Run the plan. ``inputs``: ``{input node id: records}``; ``injected``: ``{node id: records
     as that node's output}``. Raises ``NodeFailed`` when a node cannot complete."""
     inputs, injected = inputs or {}, injected or {}
@@ -149,13 +158,28 @@ def plan_execute(plan: StreamPlan, context: RunContext, *, inputs: dict[str, lis
             records = feeding[0] if len(feeding) == 1 else [record for batch in feeding for record in batch]
         output = node.runtime.process(records, context)
         outputs[node_id] = output.out
-        result.nodes.append(NodeResult(
-            node=node, received=len(records), out=output.out, note=output.note,
-            rejections=[Rejection(node_id, record, reason) for record, reason in output.rejected],
-        ))
-    result.records_out = sum(len(outputs[node_id]) for node_id in outputs if not plan.nodes[node_id].successors)
+        result.nodes.append(
+            NodeResult(
+                node=node,
+                received=len(records),
+                out=output.out,
+                note=output.note,
+                rejections=[Rejection(node_id, record, reason) for record, reason in output.rejected],
+            )
+        )
+    result.records_out = sum(
+        len(outputs[node_id]) for node_id in outputs if not plan.nodes[node_id].successors
+    )
     return result
 
 
-__all__ = ["NodeFailed", "NodeResult", "PlanInvalid", "Rejection", "RunResult", "StreamPlan", "plan_build",
-           "plan_execute"]
+__all__ = [
+    "NodeFailed",
+    "NodeResult",
+    "PlanInvalid",
+    "Rejection",
+    "RunResult",
+    "StreamPlan",
+    "plan_build",
+    "plan_execute",
+]

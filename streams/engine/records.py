@@ -52,8 +52,9 @@ def paths_set(record: dict, assignments: list[tuple[tuple[str, ...], Any]]) -> d
             if child is MISSING or child is None:
                 child = {}
             elif type(child) is not dict:
-                raise PathConflict(f"cannot set {'.'.join(segments)}: {'.'.join(segments[:depth + 1])} "
-                                   "is not an object")
+                raise PathConflict(
+                    f"cannot set {'.'.join(segments)}: {'.'.join(segments[: depth + 1])} is not an object"
+                )
             if id(child) not in copied:
                 child = dict(child)
                 copied.add(id(child))

@@ -100,8 +100,10 @@ class MapRuntime(NodeRuntime):
 
     def __init__(self, node_id, name, config):
         super().__init__(node_id, name, config)
-        self.fields = [(target, tuple(target.split(".")), cel_compile(expression))
-                       for target, expression in config.fields.items()]
+        self.fields = [
+            (target, tuple(target.split(".")), cel_compile(expression))
+            for target, expression in config.fields.items()
+        ]
 
     def process(self, records, context):
         out, rejected = [], []
@@ -143,8 +145,13 @@ class ScriptRuntime(NodeRuntime):
             elif result is True:
                 out.append(record)
             elif result is not False:
-                rejected.append((record, "the script must return a map (the new record) or a boolean "
-                                         f"(keep or drop), not {_json_type(result)}"))
+                rejected.append(
+                    (
+                        record,
+                        "the script must return a map (the new record) or a boolean "
+                        f"(keep or drop), not {_json_type(result)}",
+                    )
+                )
         return NodeOutput(out, rejected)
 
 
@@ -186,13 +193,18 @@ class DeduplicateRuntime(NodeRuntime):
         if not first:
             return NodeOutput([], rejected)
         if context.dry_run:
-            seen = dedup.keys_seen(stream_id=context.stream.pk, node_id=self.node_id, keys=list(first),
-                                   now=context.now)
+            seen = dedup.keys_seen(
+                stream_id=context.stream.pk, node_id=self.node_id, keys=list(first), now=context.now
+            )
             fresh = set(first) - seen
         else:
-            fresh = dedup.keys_claim(stream_id=context.stream.pk, node_id=self.node_id, keys=list(first),
-                                     now=context.now,
-                                     expires_at=context.now + timedelta(seconds=self.config.window_seconds))
+            fresh = dedup.keys_claim(
+                stream_id=context.stream.pk,
+                node_id=self.node_id,
+                keys=list(first),
+                now=context.now,
+                expires_at=context.now + timedelta(seconds=self.config.window_seconds),
+            )
         return NodeOutput([record for key, record in first.items() if key in fresh], rejected)
 
 
@@ -232,8 +244,11 @@ def _user_id_normalize(user_id: Any) -> str:
     if isinstance(user_id, int) and not isinstance(user_id, bool):
         user_id = str(user_id)
     if not isinstance(user_id, str) or not user_id.strip():
-        raise ValueError("userId is required (a non-empty string)" if user_id in (None, "")
-                         else "userId must be a non-empty string")
+        raise ValueError(
+            "userId is required (a non-empty string)"
+            if user_id in (None, "")
+            else "userId must be a non-empty string"
+        )
     if len(user_id) > 320:
         raise ValueError("userId must be at most 320 characters")
     return user_id
@@ -263,14 +278,24 @@ class MeterRuntime(NodeRuntime):
         super().__init__(node_id, name, config)
         # The ``_meter`` annotation of each rule, built once: records are never changed in place
         # (see ``records``), so the records a rule routes share it unless the node groups.
-        self.rules = [(conditions_predicate(rule.conditions, rule.condition_operator),
-                       self._annotation(index, rule.category)) for index, rule in enumerate(config.guiding_rules)]
+        self.rules = [
+            (
+                conditions_predicate(rule.conditions, rule.condition_operator),
+                self._annotation(index, rule.category),
+            )
+            for index, rule in enumerate(config.guiding_rules)
+        ]
         self.unguided = self._annotation(None, None)
         self.group_by = [(name, path_getter(name)) for name in config.group_by]
 
     def _annotation(self, rule_index: int | None, category: str | None) -> dict:
-        return {"meterKey": self.config.meter_key, "guidingRule": rule_index, "category": category,
-                "groupsKey": category if category is not None else "default", "groupBy": {}}
+        return {
+            "meterKey": self.config.meter_key,
+            "guidingRule": rule_index,
+            "category": category,
+            "groupsKey": category if category is not None else "default",
+            "groupBy": {},
+        }
 
     def route(self, record: dict) -> dict:
         """The annotated record, or ``ValueError`` with the reason it cannot be metered."""
@@ -314,21 +339,29 @@ class MeterRuntime(NodeRuntime):
                 routed.append(None)
                 refusals[index] = str(exc)
         if context.dry_run or not records:
-            return NodeOutput([annotated for annotated in routed if annotated is not None],
-                              [(records[index], reason) for index, reason in refusals.items()],
-                              note="preview: routed only; nothing is metered" if context.dry_run else "")
+            return NodeOutput(
+                [annotated for annotated in routed if annotated is not None],
+                [(records[index], reason) for index, reason in refusals.items()],
+                note="preview: routed only; nothing is metered" if context.dry_run else "",
+            )
         # The ledger counts the routed records and keeps the refused ones in data correction.
         node = MeterNode(self.node_id, self.name, self.config)
-        position = context.source_position or (f"run:{context.run.pk}" if context.run is not None
-                                               else f"at:{context.now.isoformat()}")
-        result = apply_meter_records(context.stream, node, records, routed, refusals, context.run, position=position)
+        position = context.source_position or (
+            f"run:{context.run.pk}" if context.run is not None else f"at:{context.now.isoformat()}"
+        )
+        result = apply_meter_records(
+            context.stream, node, records, routed, refusals, context.run, position=position
+        )
         if self.config.flush == "streamExecution" and result.counted_meter_ids:
             # Flush by stream execution: the meters this run counted are flushed and reset now.
-            meters_flush_after_execution(context.stream, node, result.counted_meter_ids, position, context.now)
+            meters_flush_after_execution(
+                context.stream, node, result.counted_meter_ids, position, context.now
+            )
         return NodeOutput(result.out, result.rejected)
 
 
 # --- Aggregators ---------------------------------------------------------------------------------
+
 
 class ScriptAggregatorRuntime(NodeRuntime):
     """Sessions keyed by ``keyFields`` (in order). For each record, in order, ``script`` sees
@@ -346,8 +379,13 @@ class ScriptAggregatorRuntime(NodeRuntime):
 
     def process(self, records, context):
         groups, rejected = sessions.group_by_key(records, self.read_key)
-        book = sessions.SessionBook(context, node_id=self.node_id, store_id=self.config.store_id,
-                                    kind="script", key_fields=self.config.key_fields)
+        book = sessions.SessionBook(
+            context,
+            node_id=self.node_id,
+            store_id=self.config.store_id,
+            kind="script",
+            key_fields=self.config.key_fields,
+        )
         book.load(list(groups))
         timeout = timedelta(seconds=self.config.timeout_seconds)
         for key, (values, members) in groups.items():
@@ -359,11 +397,19 @@ class ScriptAggregatorRuntime(NodeRuntime):
                     rejected.append((record, str(exc)))
                     continue
                 if not isinstance(data, dict):
-                    rejected.append((record, f"the aggregation script must return a map (the session's data), "
-                                             f"not {_json_type(data)}"))
+                    rejected.append(
+                        (
+                            record,
+                            f"the aggregation script must return a map (the session's data), "
+                            f"not {_json_type(data)}",
+                        )
+                    )
                     continue
-                state.update(data, state.meta | {"recordCount": state.meta.get("recordCount", 0) + 1},
-                             timeout_at=context.now + timeout)
+                state.update(
+                    data,
+                    state.meta | {"recordCount": state.meta.get("recordCount", 0) + 1},
+                    timeout_at=context.now + timeout,
+                )
         output = book.finish()
         output.rejected = rejected
         return output
@@ -386,9 +432,15 @@ class DataAggregatorRuntime(NodeRuntime):
     def __init__(self, node_id, name, config):
         super().__init__(node_id, name, config)
         self.read_key = key_values_reader(config.key_fields)
-        self.aggregations = [(aggregation.target, aggregation.function,
-                              path_getter(aggregation.field) if aggregation.field else None, aggregation.field)
-                             for aggregation in config.aggregations]
+        self.aggregations = [
+            (
+                aggregation.target,
+                aggregation.function,
+                path_getter(aggregation.field) if aggregation.field else None,
+                aggregation.field,
+            )
+            for aggregation in config.aggregations
+        ]
 
     def _problem(self, record: dict) -> str | None:
         for _, function, get, field_name in self.aggregations:
@@ -450,8 +502,13 @@ class DataAggregatorRuntime(NodeRuntime):
                 data, _ = self.accumulate({}, {}, members)
                 out.append(sessions.emitted_record(self.config.key_fields, values, data, nested_data=True))
             return NodeOutput(out, rejected)
-        book = sessions.SessionBook(context, node_id=self.node_id, store_id=self.config.store_id,
-                                    kind="data", key_fields=self.config.key_fields)
+        book = sessions.SessionBook(
+            context,
+            node_id=self.node_id,
+            store_id=self.config.store_id,
+            kind="data",
+            key_fields=self.config.key_fields,
+        )
         book.load(list(groups))
         for key, (values, members) in groups.items():
             state = book.open(key, values)
@@ -465,6 +522,7 @@ class DataAggregatorRuntime(NodeRuntime):
 
 
 # --- Outputs -------------------------------------------------------------------------------------
+
 
 class HttpForwarderRuntime(NodeRuntime):
     """POSTs (or PUTs) the records as a JSON array, ``BATCH_SIZE`` per request, to ``url`` with
@@ -487,10 +545,15 @@ class HttpForwarderRuntime(NodeRuntime):
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
         for start in range(0, len(records), self.BATCH_SIZE):
-            body = msgspec.json.encode(records[start:start + self.BATCH_SIZE])
+            body = msgspec.json.encode(records[start : start + self.BATCH_SIZE])
             try:
-                outbound.send(method=self.config.method, url=url, headers=headers, body=body,
-                              timeout_seconds=self.config.timeout_seconds)
+                outbound.send(
+                    method=self.config.method,
+                    url=url,
+                    headers=headers,
+                    body=body,
+                    timeout_seconds=self.config.timeout_seconds,
+                )
             except outbound.OutboundError as exc:
                 # The configured URL (with its {{param:…}} references), never the resolved one.
                 raise NodeFailed(self.node_id, f"{self.config.method} {self.config.url}: {exc}")
@@ -506,8 +569,9 @@ class InspectRuntime(NodeRuntime):
         if not context.dry_run and records:
             from streams.engine.inspect import inspect_records_keep
 
-            inspect_records_keep(context=context, node_id=self.node_id, records=records,
-                                 keep_last=self.config.keep_last)
+            inspect_records_keep(
+                context=context, node_id=self.node_id, records=records, keep_last=self.config.keep_last
+            )
         return NodeOutput(list(records))
 
 

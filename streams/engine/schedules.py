@@ -25,7 +25,11 @@ def task_name(stream_id: uuid.UUID) -> str:
 
 def interval_seconds(annotation: dict | None) -> int:
     value = (annotation or {}).get("scheduleIntervalSeconds") if isinstance(annotation, dict) else None
-    if isinstance(value, int) and not isinstance(value, bool) and MIN_INTERVAL_SECONDS <= value <= MAX_INTERVAL_SECONDS:
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and MIN_INTERVAL_SECONDS <= value <= MAX_INTERVAL_SECONDS
+    ):
         return value
     return DEFAULT_INTERVAL_SECONDS
 
@@ -39,8 +43,14 @@ def stream_schedule_sync(*, stream) -> PeriodicTask | None:
     interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=IntervalSchedule.SECONDS)
     task, _ = PeriodicTask.objects.update_or_create(
         name=task_name(stream.pk),
-        defaults={"task": "streams.run_stream", "interval": interval, "crontab": None, "enabled": True,
-                  "args": json.dumps([str(stream.pk), "schedule"]), "kwargs": "{}"},
+        defaults={
+            "task": "streams.run_stream",
+            "interval": interval,
+            "crontab": None,
+            "enabled": True,
+            "args": json.dumps([str(stream.pk), "schedule"]),
+            "kwargs": "{}",
+        },
     )
     return task
 

@@ -12,7 +12,9 @@ from streams.exceptions import AggregationSessionNotFound, AggregationStoreNotFo
 from streams.models import AggregationSession, AggregationStore, Stream, StreamRun
 
 
-def aggregation_session_lookup(*, account_id: uuid.UUID, store_id: str, field_values: list[str]) -> AggregationSession:
+def aggregation_session_lookup(
+    *, account_id: uuid.UUID, store_id: str, field_values: list[str]
+) -> AggregationSession:
     """The session whose key the aggregator computed from these values (in key-field order).
 
     Another account's store, or an unknown one, is 404 ``AGGREGATION_STORE_NOT_FOUND``; a count of

@@ -50,6 +50,7 @@ def _stream(stream_id: uuid.UUID | str) -> Stream:
 
 # --- Where a run's records come from -------------------------------------------------------------
 
+
 @dataclass
 class Entry:
     """Records for input nodes (``inputs``) or as a node's output (``injected``)."""
@@ -91,23 +92,33 @@ class CollectedSource:
         for node in plan.nodes_of_type("onlineCollector"):
             collector_id = node.config.collector_id
             if collector_id not in records_by_collector:
-                batches = collection_seam.collected_batches_read(collector_id=collector_id, consumer=consumer,
-                                                                 limit=self.batch_limit,
-                                                                 max_bytes=COLLECTED_BYTES_PER_RUN)
-                records_by_collector[collector_id] = [record for batch in batches
-                                                      for record in collection_seam.batch_records(batch.data)]
+                batches = collection_seam.collected_batches_read(
+                    collector_id=collector_id,
+                    consumer=consumer,
+                    limit=self.batch_limit,
+                    max_bytes=COLLECTED_BYTES_PER_RUN,
+                )
+                records_by_collector[collector_id] = [
+                    record for batch in batches for record in collection_seam.batch_records(batch.data)
+                ]
                 if batches:
                     self.last_by_collector[collector_id] = batches[-1].sequence
                     first, last = batches[0].sequence, batches[-1].sequence
-                    entry.first_sequence = first if entry.first_sequence is None else min(entry.first_sequence, first)
-                    entry.last_sequence = last if entry.last_sequence is None else max(entry.last_sequence, last)
+                    entry.first_sequence = (
+                        first if entry.first_sequence is None else min(entry.first_sequence, first)
+                    )
+                    entry.last_sequence = (
+                        last if entry.last_sequence is None else max(entry.last_sequence, last)
+                    )
             entry.inputs[node.id] = records_by_collector[collector_id]
         return entry if self.last_by_collector else None
 
     def commit(self, entry: Entry) -> None:
         consumer = collection_seam.consumer_name(self.stream.pk)
         for collector_id, sequence in sorted(self.last_by_collector.items()):
-            collection_seam.consumer_offset_advance(collector_id=collector_id, consumer=consumer, sequence=sequence)
+            collection_seam.consumer_offset_advance(
+                collector_id=collector_id, consumer=consumer, sequence=sequence
+            )
 
 
 class TimedOutSessionsSource:
@@ -121,21 +132,28 @@ class TimedOutSessionsSource:
         self.limit = limit
 
     def read(self, plan: StreamPlan, context: RunContext) -> Entry | None:
-        due = list(AggregationSession.objects.select_for_update(skip_locked=True, of=("self",))
-                   .select_related("store")
-                   .filter(stream=self.stream, node_id=self.node_id, timeout_at__lte=context.now)
-                   .order_by("timeout_at", "key")[:self.limit])
+        due = list(
+            AggregationSession.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("store")
+            .filter(stream=self.stream, node_id=self.node_id, timeout_at__lte=context.now)
+            .order_by("timeout_at", "key")[: self.limit]
+        )
         claimed = _sessions_delete_returning([session.pk for session in due])
         sessions = [session for session in due if session.pk in claimed]
         if not sessions:
             return None
         if self.node_id not in plan.nodes:
             # The aggregator was removed from the stream: its sessions go with it, emitted nowhere.
-            logger.info("stream %s: %d timed-out sessions of removed node %s dropped", self.stream.pk,
-                        len(sessions), self.node_id)
+            logger.info(
+                "stream %s: %d timed-out sessions of removed node %s dropped",
+                self.stream.pk,
+                len(sessions),
+                self.node_id,
+            )
             return Entry()
-        return Entry(injected={self.node_id: [session_emitted_record(session, session.store)
-                                              for session in sessions]})
+        return Entry(
+            injected={self.node_id: [session_emitted_record(session, session.store) for session in sessions]}
+        )
 
     def commit(self, entry: Entry) -> None:
         return None
@@ -149,20 +167,26 @@ def _sessions_delete_returning(ids: list[uuid.UUID]) -> set[uuid.UUID]:
     id_field = AggregationSession._meta.pk
     values = [id_field.get_db_prep_value(value, connection) for value in ids]
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(values))}) RETURNING id",
-                       values)
+        cursor.execute(
+            f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(values))}) RETURNING id",  # noqa: S608
+            values,
+        )
         return {uuid.UUID(str(row[0])) for row in cursor.fetchall()}
 
 
 # --- Runs ------------------------------------------------------------------------------------------
 
+
 def _succeeded(run: StreamRun, result: RunResult, entry: Entry) -> None:
     run.status = StreamRun.Status.SUCCEEDED
     run.finished_at = timezone.now()
-    run.records_in, run.records_out, run.records_rejected = (result.records_in, result.records_out,
-                                                             result.records_rejected)
+    run.records_in, run.records_out, run.records_rejected = (
+        result.records_in,
+        result.records_out,
+        result.records_rejected,
+    )
     run.node_counts = result.node_counts()
-    run.rejections = [rejection.as_dict() for rejection in result.rejections[:StreamRun.REJECTIONS_KEPT]]
+    run.rejections = [rejection.as_dict() for rejection in result.rejections[: StreamRun.REJECTIONS_KEPT]]
     run.source_first_sequence, run.source_last_sequence = entry.first_sequence, entry.last_sequence
     run.save()
 
@@ -178,8 +202,14 @@ def _run(stream: Stream, trigger: str, source) -> StreamRun | None:
     if trigger not in StreamRun.Trigger.values or trigger == StreamRun.Trigger.PREVIEW:
         raise ValueError(f"not a run trigger: {trigger!r}")
     started = timezone.now()
-    run = StreamRun.objects.create(account_id=stream.account_id, stream=stream, stream_cas=stream.cas,
-                                   trigger=trigger, status=StreamRun.Status.RUNNING, started_at=started)
+    run = StreamRun.objects.create(
+        account_id=stream.account_id,
+        stream=stream,
+        stream_cas=stream.cas,
+        trigger=trigger,
+        status=StreamRun.Status.RUNNING,
+        started_at=started,
+    )
     context = RunContext(account_id=stream.account_id, stream=stream, now=started, run=run)
     outcome = "unfinished"
     try:
@@ -187,8 +217,9 @@ def _run(stream: Stream, trigger: str, source) -> StreamRun | None:
         with transaction.atomic():
             entry = source.read(plan, context)
             if entry is not None:
-                context.source_position = (f"batch:{entry.first_sequence}" if entry.first_sequence is not None
-                                           else f"run:{run.pk}")
+                context.source_position = (
+                    f"batch:{entry.first_sequence}" if entry.first_sequence is not None else f"run:{run.pk}"
+                )
                 result = plan_execute(plan, context, inputs=entry.inputs, injected=entry.injected)
                 source.commit(entry)
                 _succeeded(run, result, entry)
@@ -218,8 +249,10 @@ def _run(stream: Stream, trigger: str, source) -> StreamRun | None:
     return run
 
 
-ABANDONED_ERROR = ("abandoned: the worker running it stopped (killed, out of memory or its machine lost); "
-                   "its effects were rolled back with its transaction and the run's task runs again")
+ABANDONED_ERROR = (
+    "abandoned: the worker running it stopped (killed, out of memory or its machine lost); "
+    "its effects were rolled back with its transaction and the run's task runs again"
+)
 
 
 def stream_runs_abandoned_fail(*, older_than_seconds: int | None = None) -> int:
@@ -230,14 +263,23 @@ def stream_runs_abandoned_fail(*, older_than_seconds: int | None = None) -> int:
     from django.conf import settings
 
     now = timezone.now()
-    cutoff = now - timedelta(seconds=older_than_seconds if older_than_seconds is not None
-                             else settings.STREAM_RUN_ABANDONED_SECONDS)
+    cutoff = now - timedelta(
+        seconds=older_than_seconds
+        if older_than_seconds is not None
+        else settings.STREAM_RUN_ABANDONED_SECONDS
+    )
     return StreamRun.objects.filter(status=StreamRun.Status.RUNNING, started_at__lt=cutoff).update(
-        status=StreamRun.Status.FAILED, finished_at=now, error=ABANDONED_ERROR)
+        status=StreamRun.Status.FAILED, finished_at=now, error=ABANDONED_ERROR
+    )
 
 
-def stream_run_execute(*, stream_id: uuid.UUID | str, records: list[Any], trigger: str = StreamRun.Trigger.MANUAL,
-                       input_node_ids: Iterable[str] | None = None) -> StreamRun:
+def stream_run_execute(
+    *,
+    stream_id: uuid.UUID | str,
+    records: list[Any],
+    trigger: str = StreamRun.Trigger.MANUAL,
+    input_node_ids: Iterable[str] | None = None,
+) -> StreamRun:
     """Run the stream over ``records`` (fed to its input nodes, or to ``input_node_ids``) and
     record the run. Returns the run, SUCCEEDED or FAILED (``error`` says why)."""
     stream = _stream(stream_id)
@@ -245,18 +287,26 @@ def stream_run_execute(*, stream_id: uuid.UUID | str, records: list[Any], trigge
         inputs = {node["id"] for node in stream.nodes if node.get("type") == "onlineCollector"}
         unknown = sorted(set(input_node_ids) - inputs)
         if unknown:
-            raise ValidationFailed.for_field("inputNodeIds", f"'{unknown[0]}' is not an input node of the stream.")
+            raise ValidationFailed.for_field(
+                "inputNodeIds", f"'{unknown[0]}' is not an input node of the stream."
+            )
     return _run(stream, trigger, RecordsSource(records, input_node_ids))
 
 
-def stream_run_collected(*, stream_id: uuid.UUID | str, trigger: str = StreamRun.Trigger.REALTIME,
-                         batch_limit: int = COLLECTED_BATCHES_PER_RUN) -> StreamRun | None:
+def stream_run_collected(
+    *,
+    stream_id: uuid.UUID | str,
+    trigger: str = StreamRun.Trigger.REALTIME,
+    batch_limit: int = COLLECTED_BATCHES_PER_RUN,
+) -> StreamRun | None:
     """Run the stream over its collectors' next batches (``None`` when there are none: then
     nothing is written, not even a run)."""
     stream = _stream(stream_id)
     consumer = collection_seam.consumer_name(stream.pk)
-    if not any(collection_seam.has_unread_batches(collector_id=collector_id, consumer=consumer)
-               for collector_id in sorted(collection_seam.stream_collector_ids(stream.nodes))):
+    if not any(
+        collection_seam.has_unread_batches(collector_id=collector_id, consumer=consumer)
+        for collector_id in sorted(collection_seam.stream_collector_ids(stream.nodes))
+    ):
         return None
     return _run(stream, trigger, CollectedSource(stream, batch_limit))
 
@@ -280,8 +330,11 @@ class FlushDeliverySource:
         head = queue.order_by("id").values_list("id", "next_attempt_at").first()
         if head is None or head[1] > context.now:
             return None
-        rows = list(queue.select_for_update(skip_locked=True).order_by("id").values_list("id", "records")
-                    [:self.limit])
+        rows = list(
+            queue.select_for_update(skip_locked=True)
+            .order_by("id")
+            .values_list("id", "records")[: self.limit]
+        )
         if not rows or rows[0][0] != head[0]:
             return None  # another worker is delivering this queue
         self.delivery_ids = [delivery_id for delivery_id, _ in rows]
@@ -294,15 +347,22 @@ class FlushDeliverySource:
         FlushDelivery.objects.filter(pk__in=self.delivery_ids).delete()
 
 
-def flushed_records_queue(*, stream: Stream, node_id: str, records: list[dict],
-                          now: datetime | None = None) -> FlushDelivery:
+def flushed_records_queue(
+    *, stream: Stream, node_id: str, records: list[dict], now: datetime | None = None
+) -> FlushDelivery:
     """Queue a flush's metered records for the downstream nodes of the Meter processor
     ``node_id``, in the caller's (the flush's) transaction; once it commits a worker is asked to
     deliver them (if that request is lost, the sweep delivers them within seconds)."""
     now = now or timezone.now()
-    delivery = FlushDelivery.objects.create(account_id=stream.account_id, stream=stream, node_id=node_id,
-                                            records=records, record_count=len(records), created_at=now,
-                                            next_attempt_at=now)
+    delivery = FlushDelivery.objects.create(
+        account_id=stream.account_id,
+        stream=stream,
+        node_id=node_id,
+        records=records,
+        record_count=len(records),
+        created_at=now,
+        next_attempt_at=now,
+    )
     stream_id = str(stream.pk)
     transaction.on_commit(lambda: _delivery_wake(stream_id, node_id))
     return delivery
@@ -316,8 +376,12 @@ def _delivery_wake(stream_id: str, node_id: str) -> None:
     try:
         deliver_flushed_records.delay(stream_id, node_id)
     except BrokerError as exc:
-        logger.warning("streams: could not enqueue the flush delivery of %s/%s: %s; the sweep will", stream_id,
-                       node_id, exc)
+        logger.warning(
+            "streams: could not enqueue the flush delivery of %s/%s: %s; the sweep will",
+            stream_id,
+            node_id,
+            exc,
+        )
 
 
 def flush_delivery_backoff_seconds(attempts: int) -> int:
@@ -325,8 +389,9 @@ def flush_delivery_backoff_seconds(attempts: int) -> int:
     return min(FLUSH_RETRY_MAX_SECONDS, FLUSH_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
 
 
-def stream_flush_deliver(*, stream_id: uuid.UUID | str, node_id: str,
-                         limit: int = FLUSH_DELIVERIES_PER_RUN) -> StreamRun | None:
+def stream_flush_deliver(
+    *, stream_id: uuid.UUID | str, node_id: str, limit: int = FLUSH_DELIVERIES_PER_RUN
+) -> StreamRun | None:
     """Deliver the oldest waiting flush deliveries of a Meter processor to its downstream nodes
     (a ``flush`` run). ``None`` when there is nothing due (or another worker is on it). A failed
     run leaves the deliveries waiting, with the error and the next attempt's time."""
@@ -339,7 +404,8 @@ def stream_flush_deliver(*, stream_id: uuid.UUID | str, node_id: str,
                 delivery.attempts += 1
                 delivery.last_error = run.error[:2000]
                 delivery.next_attempt_at = timezone.now() + timedelta(
-                    seconds=flush_delivery_backoff_seconds(delivery.attempts))
+                    seconds=flush_delivery_backoff_seconds(delivery.attempts)
+                )
                 delivery.save(update_fields=["attempts", "last_error", "next_attempt_at"])
     return run
 
@@ -347,13 +413,19 @@ def stream_flush_deliver(*, stream_id: uuid.UUID | str, node_id: str,
 @transaction.atomic
 def flush_deliveries_retry_now(*, delivery_ids: Iterable[int], now: datetime | None = None) -> int:
     """Make waiting flush deliveries due now: the next sweep delivers them (admin action)."""
-    return FlushDelivery.objects.filter(pk__in=list(delivery_ids)).update(next_attempt_at=now or timezone.now())
+    return FlushDelivery.objects.filter(pk__in=list(delivery_ids)).update(
+        next_attempt_at=now or timezone.now()
+    )
 
 
 def flush_deliveries_due(*, limit: int = SWEEP_MAX_NODES) -> list[tuple[str, str]]:
     """(stream id, node id) of the Meter processors with a flush delivery due now."""
-    queues = (FlushDelivery.objects.filter(next_attempt_at__lte=timezone.now()).order_by()
-              .values_list("stream_id", "node_id").distinct()[:limit])
+    queues = (
+        FlushDelivery.objects.filter(next_attempt_at__lte=timezone.now())
+        .order_by()
+        .values_list("stream_id", "node_id")
+        .distinct()[:limit]
+    )
     return sorted((str(stream_id), node_id) for stream_id, node_id in queues)
 
 
@@ -376,26 +448,35 @@ def flush_deliveries_sweep(*, max_runs_per_node: int = 10) -> int:
 
 # --- Session timeouts --------------------------------------------------------------------------------
 
+
 @dataclass
 class SweepResult:
     sessions_emitted: int = 0
     runs: list[StreamRun] = field(default_factory=list)
 
 
-def session_timeouts_sweep(*, sessions_per_node: int = SWEEP_SESSIONS_PER_NODE,
-                           max_nodes: int = SWEEP_MAX_NODES) -> SweepResult:
+def session_timeouts_sweep(
+    *, sessions_per_node: int = SWEEP_SESSIONS_PER_NODE, max_nodes: int = SWEEP_MAX_NODES
+) -> SweepResult:
     """Emit every timed-out session downstream of its aggregator, once: one run (and one
     transaction) per aggregator node, at most ``sessions_per_node`` sessions each."""
     now = timezone.now()
-    groups = list(AggregationSession.objects.filter(timeout_at__lte=now).order_by()
-                  .values_list("stream_id", "node_id").distinct()[:max_nodes])
+    groups = list(
+        AggregationSession.objects.filter(timeout_at__lte=now)
+        .order_by()
+        .values_list("stream_id", "node_id")
+        .distinct()[:max_nodes]
+    )
     result = SweepResult()
     for stream_id, node_id in sorted(groups, key=lambda group: (str(group[0]), group[1])):
         stream = Stream.objects.filter(pk=stream_id).first()
         if stream is None:
             continue
-        run = _run(stream, StreamRun.Trigger.SESSION_TIMEOUT,
-                   TimedOutSessionsSource(stream, node_id, sessions_per_node))
+        run = _run(
+            stream,
+            StreamRun.Trigger.SESSION_TIMEOUT,
+            TimedOutSessionsSource(stream, node_id, sessions_per_node),
+        )
         if run is not None:
             result.runs.append(run)
             if run.status == StreamRun.Status.SUCCEEDED:
@@ -406,7 +487,9 @@ def session_timeouts_sweep(*, sessions_per_node: int = SWEEP_SESSIONS_PER_NODE,
 @transaction.atomic
 def aggregation_sessions_expire(*, session_ids: Iterable[uuid.UUID], now: datetime | None = None) -> int:
     """Let sessions time out now: the next sweep emits them (admin action)."""
-    return AggregationSession.objects.filter(pk__in=list(session_ids)).update(timeout_at=now or timezone.now())
+    return AggregationSession.objects.filter(pk__in=list(session_ids)).update(
+        timeout_at=now or timezone.now()
+    )
 
 
 def dedup_keys_purge() -> int:
@@ -415,6 +498,7 @@ def dedup_keys_purge() -> int:
 
 
 # --- Preview ---------------------------------------------------------------------------------------
+
 
 def stream_preview(*, stream: Stream, records: list[Any], tag: str | None = None) -> RunResult:
     """Each node's output and rejections for ``records``, with NOTHING persisted: side-effecting

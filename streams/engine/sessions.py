@@ -48,17 +48,26 @@ def emitted_record(key_fields: list[str], field_values: list[Any], data: dict, *
     Script sessions: the script's map, with each key field added where the map lacks it. Data
     sessions: ``{target path: value}`` expanded into nested objects, plus the key fields."""
     if nested_data:
-        assignments = [(tuple(name.split(".")), value) for name, value in zip(key_fields, field_values, strict=True)]
+        assignments = [
+            (tuple(name.split(".")), value) for name, value in zip(key_fields, field_values, strict=True)
+        ]
         assignments += [(tuple(target.split(".")), value) for target, value in data.items()]
         return paths_set({}, assignments)
-    missing = [(tuple(name.split(".")), value) for name, value in zip(key_fields, field_values, strict=True)
-               if path_get(data, name) is MISSING]
+    missing = [
+        (tuple(name.split(".")), value)
+        for name, value in zip(key_fields, field_values, strict=True)
+        if path_get(data, name) is MISSING
+    ]
     return paths_set(data, missing) if missing else dict(data)
 
 
 def session_emitted_record(session: AggregationSession, store: AggregationStore) -> dict:
-    return emitted_record(store.key_fields, session.field_values, session.data,
-                          nested_data=store.kind == AggregationStore.Kind.DATA)
+    return emitted_record(
+        store.key_fields,
+        session.field_values,
+        session.data,
+        nested_data=store.kind == AggregationStore.Kind.DATA,
+    )
 
 
 @dataclass
@@ -90,8 +99,13 @@ class SessionBook:
     def load(self, keys: list[str]) -> None:
         from streams.engine.stores import aggregation_store_for_run
 
-        self.store = aggregation_store_for_run(context=self.context, store_id=self.store_id, kind=self.kind,
-                                               key_fields=self.key_fields, node_id=self.node_id)
+        self.store = aggregation_store_for_run(
+            context=self.context,
+            store_id=self.store_id,
+            kind=self.kind,
+            key_fields=self.key_fields,
+            node_id=self.node_id,
+        )
         if self.store is None or not keys:
             return
         queryset = AggregationSession.objects.filter(store=self.store, key__in=sorted(keys)).order_by("key")
@@ -104,14 +118,21 @@ class SessionBook:
         if session is not None and session.timeout_at <= self.context.now:
             self.timed_out.append(session)
             session = None
-        state = SessionState(key=key, values=values, data=dict(session.data) if session else {},
-                             meta=dict(session.meta) if session else {},
-                             timeout_at=session.timeout_at if session else None, model=session)
+        state = SessionState(
+            key=key,
+            values=values,
+            data=dict(session.data) if session else {},
+            meta=dict(session.meta) if session else {},
+            timeout_at=session.timeout_at if session else None,
+            model=session,
+        )
         self.states.append(state)
         return state
 
     def _record(self, values: list[Any], data: dict) -> dict:
-        return emitted_record(self.key_fields, values, data, nested_data=self.kind == AggregationStore.Kind.DATA)
+        return emitted_record(
+            self.key_fields, values, data, nested_data=self.kind == AggregationStore.Kind.DATA
+        )
 
     def finish(self):
         from streams.engine.runtimes import NodeOutput
@@ -127,20 +148,35 @@ class SessionBook:
         created, updated = [], []
         for state in touched:
             if state.model is None:
-                created.append(AggregationSession(
-                    account_id=self.context.account_id, store=self.store, stream=self.context.stream,
-                    node_id=self.node_id, key=state.key, field_values=state.values, data=state.data,
-                    meta=state.meta, created_at=now, updated_at=now, timeout_at=state.timeout_at,
-                ))
+                created.append(
+                    AggregationSession(
+                        account_id=self.context.account_id,
+                        store=self.store,
+                        stream=self.context.stream,
+                        node_id=self.node_id,
+                        key=state.key,
+                        field_values=state.values,
+                        data=state.data,
+                        meta=state.meta,
+                        created_at=now,
+                        updated_at=now,
+                        timeout_at=state.timeout_at,
+                    )
+                )
             else:
                 session = state.model
                 session.data, session.meta, session.timeout_at, session.updated_at = (
-                    state.data, state.meta, state.timeout_at, now)
+                    state.data,
+                    state.meta,
+                    state.timeout_at,
+                    now,
+                )
                 session.stream, session.node_id = self.context.stream, self.node_id
                 updated.append(session)
         if created:
             AggregationSession.objects.bulk_create(created)
         if updated:
-            AggregationSession.objects.bulk_update(updated, ["data", "meta", "timeout_at", "updated_at", "stream",
-                                                             "node_id"])
+            AggregationSession.objects.bulk_update(
+                updated, ["data", "meta", "timeout_at", "updated_at", "stream", "node_id"]
+            )
         return NodeOutput(out)

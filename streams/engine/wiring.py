@@ -34,9 +34,16 @@ def realtime_readers(collector_id: uuid.UUID) -> list[str]:
         held = _readers.get(collector_id)
     if held is not None and now - held[0] < READERS_CACHE_SECONDS:
         return held[1]
-    ids = sorted(str(pk) for pk in StreamResourceRef.objects.filter(
-        resource_type="onlineCollector", resource_id=str(collector_id),
-        stream__processing_type=Stream.ProcessingType.REALTIME).values_list("stream_id", flat=True).distinct())
+    ids = sorted(
+        str(pk)
+        for pk in StreamResourceRef.objects.filter(
+            resource_type="onlineCollector",
+            resource_id=str(collector_id),
+            stream__processing_type=Stream.ProcessingType.REALTIME,
+        )
+        .values_list("stream_id", flat=True)
+        .distinct()
+    )
     with _readers_lock:
         if len(_readers) > 10_000:
             _readers.clear()
@@ -54,7 +61,9 @@ def collector_batch_stored(collector_id: uuid.UUID) -> None:
         try:
             run_stream.delay(stream_id, "realtime")
         except BrokerError as exc:
-            logger.warning("streams: could not enqueue the run of stream %s: %s; the sweep will", stream_id, exc)
+            logger.warning(
+                "streams: could not enqueue the run of stream %s: %s; the sweep will", stream_id, exc
+            )
 
 
 def realtime_streams_behind(limit: int = 1000) -> list[str]:
@@ -62,11 +71,21 @@ def realtime_streams_behind(limit: int = 1000) -> list[str]:
     from collection.models import CollectedBatch, ConsumerOffset
     from streams.models import Stream
 
-    newest = (CollectedBatch.objects.filter(collector_id=OuterRef("collector_id")).order_by()
-              .values("collector_id").annotate(top=Max("sequence")).values("top"))
-    consumers = (ConsumerOffset.objects.filter(consumer__startswith="stream:")
-                 .annotate(top=Subquery(newest)).values_list("consumer", "last_sequence", "top"))
-    behind = {consumer.split(":", 1)[1] for consumer, last, top in consumers if top is not None and top > last}
+    newest = (
+        CollectedBatch.objects.filter(collector_id=OuterRef("collector_id"))
+        .order_by()
+        .values("collector_id")
+        .annotate(top=Max("sequence"))
+        .values("top")
+    )
+    consumers = (
+        ConsumerOffset.objects.filter(consumer__startswith="stream:")
+        .annotate(top=Subquery(newest))
+        .values_list("consumer", "last_sequence", "top")
+    )
+    behind = {
+        consumer.split(":", 1)[1] for consumer, last, top in consumers if top is not None and top > last
+    }
     if not behind:
         return []
     realtime = Stream.objects.filter(pk__in=sorted(behind), processing_type=Stream.ProcessingType.REALTIME)
@@ -86,18 +105,27 @@ def flushed_records(records) -> None:
     by_key: dict[str, list[dict]] = {}
     for record in records:
         by_key.setdefault(record.get("meterKey") or "", []).append(record)
-    refs = (StreamResourceRef.objects.filter(resource_type="meterKey", resource_id__in=sorted(by_key))
-            .values_list("stream_id", flat=True).distinct())
+    refs = (
+        StreamResourceRef.objects.filter(resource_type="meterKey", resource_id__in=sorted(by_key))
+        .values_list("stream_id", flat=True)
+        .distinct()
+    )
     for stream in Stream.objects.filter(pk__in=list(refs)).order_by("pk"):
         for node in stream.nodes:
             config = node.get("config") or {}
-            if node.get("type") != "meter" or config.get("meterKey") not in by_key \
-                    or not any(edge.get("source") == node["id"] for edge in stream.edges):
+            if (
+                node.get("type") != "meter"
+                or config.get("meterKey") not in by_key
+                or not any(edge.get("source") == node["id"] for edge in stream.edges)
+            ):
                 continue
             by_execution = config.get("flush", "periodEnd") == "streamExecution"
-            chosen = [record for record in by_key[config["meterKey"]]
-                      if record.get("accountId") == str(stream.account_id)
-                      and (not by_execution or (record.get("meterMetaData") or {}).get("recordCount"))]
+            chosen = [
+                record
+                for record in by_key[config["meterKey"]]
+                if record.get("accountId") == str(stream.account_id)
+                and (not by_execution or (record.get("meterMetaData") or {}).get("recordCount"))
+            ]
             if chosen:
                 flushed_records_queue(stream=stream, node_id=node["id"], records=chosen)
 

@@ -42,13 +42,15 @@ def test_an_application_access_page_shows_its_tokens_and_last_use_never_a_secret
     issue_token(access, secret)
     access.refresh_from_db()
 
-    page = staff(client, account).get(f"/admin/accounts/applicationaccess/{access.pk}/change/").content.decode()
+    page = (
+        staff(client, account).get(f"/admin/accounts/applicationaccess/{access.pk}/change/").content.decode()
+    )
 
     assert page.count('<tr class="access-token" data-state="active">') == 2
     assert "<code>usage-metering:read:meters</code>" in page
     assert access.last_used_at is not None
     shown = formats.localize(timezone.template_localtime(access.last_used_at))
-    assert '<label>Last used at:</label>' in page and f'<div class="readonly">{shown}</div>' in page
+    assert "<label>Last used at:</label>" in page and f'<div class="readonly">{shown}</div>' in page
     assert secret not in page
     for token in AccessToken.objects.filter(application=access.application):
         assert token.token_checksum not in page
@@ -68,7 +70,10 @@ def test_revoking_an_application_access_in_the_admin_makes_its_tokens_401(client
     assert access.is_active  # the confirmation page changes nothing
 
     done = admin.post(f"/admin/accounts/applicationaccess/{access.pk}/revoke/")
-    assert (done.status_code, done["Location"]) == (302, f"/admin/accounts/applicationaccess/{access.pk}/change/")
+    assert (done.status_code, done["Location"]) == (
+        302,
+        f"/admin/accounts/applicationaccess/{access.pk}/change/",
+    )
     access.refresh_from_db()
     assert not access.is_active
     assert AccessToken.objects.filter(application=access.application).count() == 0
@@ -80,9 +85,16 @@ def test_revoking_an_application_access_in_the_admin_makes_its_tokens_401(client
 
 
 def client_credentials(secret, access):
-    return APIClient().post("/oauth/token", {"client_id": access.client_id, "client_secret": secret,
-                                             "grant_type": "client_credentials", "audience": "http://testserver/"},
-                            format="json")
+    return APIClient().post(
+        "/oauth/token",
+        {
+            "client_id": access.client_id,
+            "client_secret": secret,
+            "grant_type": "client_credentials",
+            "audience": "http://testserver/",
+        },
+        format="json",
+    )
 
 
 def test_revoking_an_api_key_in_the_admin_makes_it_401(client, account):
@@ -94,7 +106,9 @@ def test_revoking_an_api_key_in_the_admin_makes_it_401(client, account):
     admin = staff(client, account)
     page = admin.get(f"/admin/accounts/apikey/{key.pk}/change/").content.decode()
     assert raw not in page and key.prefix in page
-    assert '<div class="readonly"><img src="/static/admin/img/icon-yes.svg" alt="True"></div>' in page  # is active
+    assert (
+        '<div class="readonly"><img src="/static/admin/img/icon-yes.svg" alt="True"></div>' in page
+    )  # is active
 
     admin.post(f"/admin/accounts/apikey/{key.pk}/revoke/")
 
@@ -104,19 +118,26 @@ def test_revoking_an_api_key_in_the_admin_makes_it_401(client, account):
     assert 'id="credential-revoked"' in admin.get(f"/admin/accounts/apikey/{key.pk}/change/").content.decode()
 
 
-def test_another_accounts_credentials_cannot_be_revoked_and_viewers_cannot_revoke(client, account, other_account):
+def test_another_accounts_credentials_cannot_be_revoked_and_viewers_cannot_revoke(
+    client, account, other_account
+):
     theirs, _ = make_access(other_account, name="globex")
     their_key, _ = services.api_key_create(account=other_account, name="globex-key")
     admin = staff(client, account)
     assert admin.get(f"/admin/accounts/applicationaccess/{theirs.pk}/revoke/").status_code == 404
     assert admin.post(f"/admin/accounts/applicationaccess/{theirs.pk}/revoke/").status_code == 404
     assert admin.post(f"/admin/accounts/apikey/{their_key.pk}/revoke/").status_code == 404
-    assert ApplicationAccess.objects.get(pk=theirs.pk).is_active and ApiKey.objects.get(pk=their_key.pk).is_active
+    assert (
+        ApplicationAccess.objects.get(pk=theirs.pk).is_active
+        and ApiKey.objects.get(pk=their_key.pk).is_active
+    )
 
     mine, _ = make_access(account, name="mine")
     viewer = staff(client, account, username="viewer", codenames=["view_applicationaccess"])
-    assert 'id="revoke-credential"' not in viewer.get(
-        f"/admin/accounts/applicationaccess/{mine.pk}/change/").content.decode()
+    assert (
+        'id="revoke-credential"'
+        not in viewer.get(f"/admin/accounts/applicationaccess/{mine.pk}/change/").content.decode()
+    )
     assert viewer.post(f"/admin/accounts/applicationaccess/{mine.pk}/revoke/").status_code == 403
     assert ApplicationAccess.objects.get(pk=mine.pk).is_active
 
@@ -124,8 +145,13 @@ def test_another_accounts_credentials_cannot_be_revoked_and_viewers_cannot_revok
 def test_the_revoke_action_revokes_the_selected_credentials(client, account):
     first, _ = make_access(account, name="one")
     second, _ = make_access(account, name="two")
-    staff(client, account).post("/admin/accounts/applicationaccess/", {
-        "action": "revoke", "_selected_action": [str(first.pk), str(second.pk)]})
-    assert list(ApplicationAccess.objects.filter(account=account).values_list("is_active", flat=True)) == [False, False]
+    staff(client, account).post(
+        "/admin/accounts/applicationaccess/",
+        {"action": "revoke", "_selected_action": [str(first.pk), str(second.pk)]},
+    )
+    assert list(ApplicationAccess.objects.filter(account=account).values_list("is_active", flat=True)) == [
+        False,
+        False,
+    ]
     listed = client.get("/admin/accounts/applicationaccess/?is_active__exact=0").context["cl"].result_list
     assert sorted(access.name for access in listed) == ["one", "two"]

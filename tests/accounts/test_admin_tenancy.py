@@ -39,8 +39,10 @@ def test_staff_of_account_a_sees_none_of_account_b(client, account, other_accoun
 def test_creating_an_application_access_in_the_admin_shows_the_secret_once(client, account):
     staff_of(account, "ann")
     client.login(username="ann", password="pw-12345678")
-    response = client.post("/admin/accounts/applicationaccess/add/",
-                           {"name": "from-admin", "scopes": ["usage-metering:read:meters"], "is_active": "on"})
+    response = client.post(
+        "/admin/accounts/applicationaccess/add/",
+        {"name": "from-admin", "scopes": ["usage-metering:read:meters"], "is_active": "on"},
+    )
     assert response.status_code == 200
     page = response.content.decode()
     assert 'id="client-secret"' in page

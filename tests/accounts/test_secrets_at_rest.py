@@ -11,15 +11,20 @@ from accounts import services
 
 pytestmark = pytest.mark.django_db
 
-TABLES = ["oauth2_provider_application", "oauth2_provider_accesstoken", "accounts_applicationaccess",
-          "accounts_apikey", "django_session"]
+TABLES = [
+    "oauth2_provider_application",
+    "oauth2_provider_accesstoken",
+    "accounts_applicationaccess",
+    "accounts_apikey",
+    "django_session",
+]
 
 
 def dump_tables() -> str:
     out = []
     with connection.cursor() as cursor:
         for table in TABLES:
-            cursor.execute(f"SELECT * FROM {table}")  # noqa: S608 - fixed table names
+            cursor.execute(f"SELECT * FROM {table}")
             out.extend(repr(row) for row in cursor.fetchall())
     return "\n".join(out)
 
@@ -28,10 +33,17 @@ def test_secrets_tokens_and_keys_are_not_in_the_database_or_logs(client, account
     caplog.set_level(logging.DEBUG)
     call_command("create_application_access", "--account", "acme", "--name", "cli", "--json")
     created = json.loads(capsys.readouterr().out)
-    response = client.post("/oauth/token", json.dumps({"client_id": created["clientId"],
-                                                       "client_secret": created["clientSecret"],
-                                                       "grant_type": "client_credentials"}),
-                           content_type="application/json")
+    response = client.post(
+        "/oauth/token",
+        json.dumps(
+            {
+                "client_id": created["clientId"],
+                "client_secret": created["clientSecret"],
+                "grant_type": "client_credentials",
+            }
+        ),
+        content_type="application/json",
+    )
     token = response.json()["access_token"]
     client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {token}")
     _, raw_key = services.api_key_create(account=account, name="k")

@@ -27,8 +27,12 @@ def staff_of(account, username: str):
 
 
 def append(collector, value, at=None) -> CollectedBatch:
-    result = services.collected_batch_append(account_id=collector.account_id, collector_id=collector.pk,
-                                             payload=json.dumps(value).encode(), received_at=at)
+    result = services.collected_batch_append(
+        account_id=collector.account_id,
+        collector_id=collector.pk,
+        payload=json.dumps(value).encode(),
+        received_at=at,
+    )
     return CollectedBatch.objects.get(ingestion_id=result.ingestion_id)
 
 
@@ -99,11 +103,14 @@ def test_the_admin_refuses_a_sixth_collector_and_a_taken_name(staff_client, acco
 
 def test_actions_provision_and_delete_through_services(staff_client, account):
     creating = make_collector(account, "creating", active=False)
-    staff_client.post("/admin/collection/collector/", {"action": "provision", "_selected_action": [creating.pk]})
+    staff_client.post(
+        "/admin/collection/collector/", {"action": "provision", "_selected_action": [creating.pk]}
+    )
     creating.refresh_from_db()
     assert creating.status == Collector.Status.ACTIVE
-    staff_client.post("/admin/collection/collector/",
-                      {"action": "delete_collectors", "_selected_action": [creating.pk]})
+    staff_client.post(
+        "/admin/collection/collector/", {"action": "delete_collectors", "_selected_action": [creating.pk]}
+    )
     creating.refresh_from_db()
     assert creating.status == Collector.Status.DELETING
 
@@ -117,8 +124,10 @@ def test_batches_are_listed_read_only(staff_client, account):
     assert detail.status_code == 200
     assert "{&quot;hello&quot;: &quot;world&quot;}" in detail.content.decode()
     assert staff_client.get("/admin/collection/collectedbatch/add/").status_code == 403
-    assert staff_client.post(f"/admin/collection/collectedbatch/{batch.pk}/delete/", {"post": "yes"}
-                             ).status_code == 403
+    assert (
+        staff_client.post(f"/admin/collection/collectedbatch/{batch.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
     assert CollectedBatch.objects.count() == 1
     found = staff_client.get(f"/admin/collection/collectedbatch/?q={batch.ingestion_id}").content.decode()
     assert str(batch.ingestion_id) in found

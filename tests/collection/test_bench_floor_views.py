@@ -26,7 +26,9 @@ def test_the_append_floor_stores_the_body_durably_in_the_collector(account):
     assert response.status_code == 200
     stored = CollectedBatch.objects.get(collector=collector)
     assert str(stored.ingestion_id) == json.loads(response.content)["ingestionId"]
-    assert stored.payload == body.decode() and stored.size_bytes == len(body) and stored.account_id == account.pk
+    assert (
+        stored.payload == body.decode() and stored.size_bytes == len(body) and stored.account_id == account.pk
+    )
 
 
 def test_the_rate_limit_floor_takes_a_token_from_the_redis_bucket(settings):

@@ -46,8 +46,9 @@ def test_create_answers_201_with_the_seed_shape_in_status_creating(api, account)
     assert collector.account_id == account.pk
 
 
-def test_create_enqueues_provisioning_after_commit_and_the_task_makes_it_active(api, settings,
-                                                                                django_capture_on_commit_callbacks):
+def test_create_enqueues_provisioning_after_commit_and_the_task_makes_it_active(
+    api, settings, django_capture_on_commit_callbacks
+):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     from config.celery import app
 
@@ -78,8 +79,11 @@ def test_create_accepts_the_seed_character_set(api, name):
 
 def test_create_requires_a_name_and_refuses_unknown_fields(api):
     assert assert_error(api.post(URL, {}, format="json"), 400, "VALIDATION_ERROR")["details"] == [
-        {"field": "name", "message": "This field is required."}]
-    body = assert_error(api.post(URL, {"name": "x", "status": "ACTIVE"}, format="json"), 400, "VALIDATION_ERROR")
+        {"field": "name", "message": "This field is required."}
+    ]
+    body = assert_error(
+        api.post(URL, {"name": "x", "status": "ACTIVE"}, format="json"), 400, "VALIDATION_ERROR"
+    )
     assert body["details"] == [{"field": "status", "message": "Unknown field."}]
 
 
@@ -178,8 +182,16 @@ def test_list_wraps_in_collectors_sorts_and_pages(api, account):
     assert names("?sortBy=updatedAt&skip=5") == []
 
 
-@pytest.mark.parametrize("query,field", [("limit=101", "limit"), ("limit=0", "limit"), ("skip=-1", "skip"),
-                                         ("sortBy=id", "sortBy"), ("sortOrder=UP", "sortOrder")])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ("limit=101", "limit"),
+        ("limit=0", "limit"),
+        ("skip=-1", "skip"),
+        ("sortBy=id", "sortBy"),
+        ("sortOrder=UP", "sortOrder"),
+    ],
+)
 def test_list_validates_its_parameters(api, query, field):
     body = assert_error(api.get(f"{URL}?{query}"), 400, "VALIDATION_ERROR")
     assert body["details"][0]["field"] == field
@@ -250,19 +262,30 @@ def test_delete_answers_deleted_count_and_the_collector_stops_taking_data(api, a
 # --- scopes, tenancy, rate limits --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method,path,scope", [
-    ("get", "list", "online-collection:read:collectors"),
-    ("get", "detail", "online-collection:read:collectors"),
-    ("post", "list", "online-collection:create:collectors"),
-    ("patch", "detail", "online-collection:update:collectors"),
-    ("delete", "detail", "online-collection:delete:collectors"),
-])
+@pytest.mark.parametrize(
+    "method,path,scope",
+    [
+        ("get", "list", "online-collection:read:collectors"),
+        ("get", "detail", "online-collection:read:collectors"),
+        ("post", "list", "online-collection:create:collectors"),
+        ("patch", "detail", "online-collection:update:collectors"),
+        ("delete", "detail", "online-collection:delete:collectors"),
+    ],
+)
 def test_each_action_needs_its_scope(account, method, path, scope):
     collector = make_collector(account, "scoped")
     url = URL if path == "list" else detail(collector)
-    others = [s for s in ("online-collection:read:collectors", "online-collection:create:collectors",
-                          "online-collection:update:collectors", "online-collection:delete:collectors",
-                          "online-collection:ingest:collectors") if s != scope]
+    others = [
+        s
+        for s in (
+            "online-collection:read:collectors",
+            "online-collection:create:collectors",
+            "online-collection:update:collectors",
+            "online-collection:delete:collectors",
+            "online-collection:ingest:collectors",
+        )
+        if s != scope
+    ]
     without = client_for(account, scopes=others, name="without")
     with_scope = client_for(account, scopes=[scope], name="with")
     body = {"name": "renamed"} if method in ("post", "patch") else None
@@ -297,8 +320,9 @@ def test_writes_are_limited_to_one_per_second_burst_one(api, rate_limits):
 
 def test_reads_are_limited_to_five_per_minute_burst_five(api, account, rate_limits):
     collector = make_collector(account)
-    statuses = [api.get(URL).status_code for _ in range(3)] + [api.get(detail(collector)).status_code
-                                                               for _ in range(3)]
+    statuses = [api.get(URL).status_code for _ in range(3)] + [
+        api.get(detail(collector)).status_code for _ in range(3)
+    ]
     assert statuses == [200, 200, 200, 200, 200, 429]
     assert int(api.get(URL)["Retry-After"]) >= 1
 
@@ -311,11 +335,44 @@ def test_openapi_documents_every_collector_operation_and_status(client, db):
     assert set(collection) == {"get", "post"}
     assert set(item) == {"get", "patch", "delete"}
     assert set(data) == {"post"}
-    assert set(collection["post"]["responses"]) == {"201", "400", "401", "403", "409", "413", "415", "429", "500",
-                                                   "503"}
-    assert set(item["patch"]["responses"]) == {"200", "400", "401", "403", "404", "409", "413", "415", "429",
-                                               "500", "503"}
-    assert set(data["post"]["responses"]) == {"200", "400", "401", "403", "404", "405", "409", "413", "415",
-                                              "429", "500", "503"}
+    assert set(collection["post"]["responses"]) == {
+        "201",
+        "400",
+        "401",
+        "403",
+        "409",
+        "413",
+        "415",
+        "429",
+        "500",
+        "503",
+    }
+    assert set(item["patch"]["responses"]) == {
+        "200",
+        "400",
+        "401",
+        "403",
+        "404",
+        "409",
+        "413",
+        "415",
+        "429",
+        "500",
+        "503",
+    }
+    assert set(data["post"]["responses"]) == {
+        "200",
+        "400",
+        "401",
+        "403",
+        "404",
+        "405",
+        "409",
+        "413",
+        "415",
+        "429",
+        "500",
+        "503",
+    }
     assert data["post"]["operationId"] == "sendData"
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in data["post"]["parameters"])

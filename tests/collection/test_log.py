@@ -22,10 +22,15 @@ pytestmark = pytest.mark.django_db
 
 
 def append(collector, value) -> int:
-    services.collected_batch_append(account_id=collector.account_id, collector_id=collector.pk,
-                                    payload=json.dumps(value).encode())
-    return CollectedBatch.objects.filter(collector=collector).order_by("-sequence").values_list(
-        "sequence", flat=True).first()
+    services.collected_batch_append(
+        account_id=collector.account_id, collector_id=collector.pk, payload=json.dumps(value).encode()
+    )
+    return (
+        CollectedBatch.objects.filter(collector=collector)
+        .order_by("-sequence")
+        .values_list("sequence", flat=True)
+        .first()
+    )
 
 
 def consume(collector, consumer: str, limit: int = 100) -> list:
@@ -33,8 +38,9 @@ def consume(collector, consumer: str, limit: int = 100) -> list:
     with transaction.atomic():
         batches = collected_batches_read(collector_id=collector.pk, consumer=consumer, limit=limit, lock=True)
         if batches:
-            services.consumer_offset_advance(collector_id=collector.pk, consumer=consumer,
-                                             sequence=batches[-1].sequence)
+            services.consumer_offset_advance(
+                collector_id=collector.pk, consumer=consumer, sequence=batches[-1].sequence
+            )
     return [json.loads(batch.payload) for batch in batches]
 
 
@@ -75,8 +81,9 @@ def test_a_run_that_fails_rolls_its_offset_back_and_the_batches_are_read_again(c
 
     with pytest.raises(RuntimeError), transaction.atomic():
         batches = collected_batches_read(collector_id=collector.pk, consumer="stream:a", lock=True)
-        services.consumer_offset_advance(collector_id=collector.pk, consumer="stream:a",
-                                         sequence=batches[-1].sequence)
+        services.consumer_offset_advance(
+            collector_id=collector.pk, consumer="stream:a", sequence=batches[-1].sequence
+        )
         raise RuntimeError("the stream's effects failed")
 
     assert ConsumerOffset.objects.get(consumer="stream:a").last_sequence == 0
@@ -87,11 +94,15 @@ def test_an_offset_only_moves_forward(collector):
     services.consumer_register(collector_id=collector.pk, consumer="stream:a")
     first, second = append(collector, 1), append(collector, 2)
     with transaction.atomic():
-        assert services.consumer_offset_advance(collector_id=collector.pk, consumer="stream:a",
-                                                sequence=second) == second
+        assert (
+            services.consumer_offset_advance(collector_id=collector.pk, consumer="stream:a", sequence=second)
+            == second
+        )
     for sequence in (first, second):
         with pytest.raises(OffsetConflict), transaction.atomic():
-            services.consumer_offset_advance(collector_id=collector.pk, consumer="stream:a", sequence=sequence)
+            services.consumer_offset_advance(
+                collector_id=collector.pk, consumer="stream:a", sequence=sequence
+            )
     assert ConsumerOffset.objects.get(consumer="stream:a").last_sequence == second
 
 
@@ -157,12 +168,15 @@ def test_no_accepted_batch_is_lost_while_no_worker_runs(api, collector, settings
     seen: list[str] = []
     for _ in range(10):
         with transaction.atomic():
-            batches = collected_batches_read(collector_id=collector.pk, consumer="stream:late", limit=7, lock=True)
+            batches = collected_batches_read(
+                collector_id=collector.pk, consumer="stream:late", limit=7, lock=True
+            )
             if not batches:
                 break
             seen.extend(str(batch.ingestion_id) for batch in batches)
-            services.consumer_offset_advance(collector_id=collector.pk, consumer="stream:late",
-                                             sequence=batches[-1].sequence)
+            services.consumer_offset_advance(
+                collector_id=collector.pk, consumer="stream:late", sequence=batches[-1].sequence
+            )
     assert seen == ids
     assert consumer_lag(collector_id=collector.pk, consumer="stream:late") == 0
 
@@ -179,7 +193,9 @@ def test_a_batch_that_commits_late_is_not_skipped(account):
     def slow_writer() -> None:
         try:
             with transaction.atomic():
-                services.collected_batch_append(account_id=account.pk, collector_id=collector.pk, payload=b'"A"')
+                services.collected_batch_append(
+                    account_id=account.pk, collector_id=collector.pk, payload=b'"A"'
+                )
                 inserted.set()
                 release.wait(timeout=10)
         finally:

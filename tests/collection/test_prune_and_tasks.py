@@ -21,9 +21,13 @@ NOW = dt.datetime(2024, 3, 10, 12, 0, tzinfo=dt.UTC)
 
 
 def append(collector, value, *, hours_ago: float, key: str | None = None) -> int:
-    services.collected_batch_append(account_id=collector.account_id, collector_id=collector.pk,
-                                    payload=json.dumps(value).encode(), idempotency_key=key,
-                                    received_at=NOW - dt.timedelta(hours=hours_ago))
+    services.collected_batch_append(
+        account_id=collector.account_id,
+        collector_id=collector.pk,
+        payload=json.dumps(value).encode(),
+        idempotency_key=key,
+        received_at=NOW - dt.timedelta(hours=hours_ago),
+    )
     return CollectedBatch.objects.order_by("-sequence").values_list("sequence", flat=True).first()
 
 
@@ -33,8 +37,12 @@ def advance(collector, consumer: str, sequence: int) -> None:
 
 
 def remaining(collector) -> list:
-    return [json.loads(p) for p in CollectedBatch.objects.filter(collector=collector).order_by("sequence")
-            .values_list("payload", flat=True)]
+    return [
+        json.loads(p)
+        for p in CollectedBatch.objects.filter(collector=collector)
+        .order_by("sequence")
+        .values_list("payload", flat=True)
+    ]
 
 
 @pytest.fixture
@@ -56,8 +64,10 @@ def test_prunes_old_batches_every_consumer_has_passed_and_keeps_the_rest(collect
 
     assert remaining(collector) == [2, 3, "young"]  # the slow consumer still needs 2 and 3
     with transaction.atomic():
-        assert [json.loads(b.payload) for b in collected_batches_read(
-            collector_id=collector.pk, consumer="stream:slow", lock=True)] == [2, 3, "young"]
+        assert [
+            json.loads(b.payload)
+            for b in collected_batches_read(collector_id=collector.pk, consumer="stream:slow", lock=True)
+        ] == [2, 3, "young"]
     collector.refresh_from_db()
     assert (collector.pruned_batches, collector.pruned_bytes) == (2, 2)
 
@@ -165,8 +175,9 @@ def test_sweep_provisions_stale_creating_collectors_and_purges_deleting_ones(acc
     assert fresh.pk
 
 
-def test_a_broker_outage_while_enqueueing_leaves_the_collector_for_the_sweep(account, caplog, monkeypatch,
-                                                                              django_capture_on_commit_callbacks):
+def test_a_broker_outage_while_enqueueing_leaves_the_collector_for_the_sweep(
+    account, caplog, monkeypatch, django_capture_on_commit_callbacks
+):
     from kombu.exceptions import OperationalError as BrokerError
 
     def broker_down(*args, **kwargs):  # the outside world: the broker refuses the connection
@@ -183,10 +194,14 @@ def test_a_broker_outage_while_enqueueing_leaves_the_collector_for_the_sweep(acc
 
 
 def test_beat_schedules_the_sweep_and_the_prune():
-    schedules = {task.task: (task.interval.every, task.interval.period) for task in
-                 PeriodicTask.objects.filter(task__startswith="collection.")}
-    assert schedules == {"collection.collectors_sweep": (1, "minutes"),
-                         "collection.collected_batches_prune": (1, "hours")}
+    schedules = {
+        task.task: (task.interval.every, task.interval.period)
+        for task in PeriodicTask.objects.filter(task__startswith="collection.")
+    }
+    assert schedules == {
+        "collection.collectors_sweep": (1, "minutes"),
+        "collection.collected_batches_prune": (1, "hours"),
+    }
 
 
 def test_a_collector_deleted_while_creating_is_never_provisioned(account):

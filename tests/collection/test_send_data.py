@@ -18,13 +18,16 @@ from tests.conftest import client_for
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("raw,stored", [
-    ('{"data": {"userId": "u1", "value": 3}}', '{"userId": "u1", "value": 3}'),
-    ('{"data":[{"a":1},{"a":2}]}', '[{"a":1},{"a":2}]'),
-    ('{"data": "a plain string"}', '"a plain string"'),
-    ('{ "data" :  {"nested": {"x": [1, 2.5, null, true]}}  }', '{"nested": {"x": [1, 2.5, null, true]}}'),
-    ('{"data": {"name": "\\u00e9t\\u00e9 \u00e9t\u00e9"}}', '{"name": "\\u00e9t\\u00e9 \u00e9t\u00e9"}'),
-])
+@pytest.mark.parametrize(
+    "raw,stored",
+    [
+        ('{"data": {"userId": "u1", "value": 3}}', '{"userId": "u1", "value": 3}'),
+        ('{"data":[{"a":1},{"a":2}]}', '[{"a":1},{"a":2}]'),
+        ('{"data": "a plain string"}', '"a plain string"'),
+        ('{ "data" :  {"nested": {"x": [1, 2.5, null, true]}}  }', '{"nested": {"x": [1, 2.5, null, true]}}'),
+        ('{"data": {"name": "\\u00e9t\\u00e9 \u00e9t\u00e9"}}', '{"name": "\\u00e9t\\u00e9 \u00e9t\u00e9"}'),
+    ],
+)
 def test_data_is_stored_as_received_and_answers_its_ingestion_id(api, collector, account, raw, stored):
     response = send(api, collector, raw)
 
@@ -47,15 +50,24 @@ def test_each_request_is_its_own_batch_in_arrival_order(api, collector):
     assert [json.loads(batch.payload) for batch in batches] == [{"n": n} for n in range(5)]
 
 
-@pytest.mark.parametrize("raw", ["{not json", '{"data": [1, 2,]}', '{"data": "x"', "", '{"data": "\x01"}',
-                                 b'{"data": "\xff\xfe"}'])
+@pytest.mark.parametrize(
+    "raw", ["{not json", '{"data": [1, 2,]}', '{"data": "x"', "", '{"data": "\x01"}', b'{"data": "\xff\xfe"}']
+)
 def test_malformed_json_is_400(api, collector, raw):
     assert_error(send(api, collector, raw), 400, "MALFORMED_JSON")
     assert CollectedBatch.objects.count() == 0
 
 
-@pytest.mark.parametrize("raw,field", [("{}", "data"), ('{"datum": 1}', "datum"), ("[1, 2]", ""),
-                                       ('"data"', ""), ('{"data": 1, "extra": true}', "extra")])
+@pytest.mark.parametrize(
+    "raw,field",
+    [
+        ("{}", "data"),
+        ('{"datum": 1}', "datum"),
+        ("[1, 2]", ""),
+        ('"data"', ""),
+        ('{"data": 1, "extra": true}', "extra"),
+    ],
+)
 def test_missing_data_or_another_shape_is_400(api, collector, raw, field):
     body = assert_error(send(api, collector, raw), 400, "VALIDATION_ERROR")
     assert body["details"][0]["field"] == field
@@ -72,8 +84,12 @@ def test_nesting_deeper_than_the_setting_is_400_and_up_to_it_is_fine(api, collec
     settings.COLLECTION_MAX_NESTING_DEPTH = 8
     assert send(api, collector, '{"data": %s}' % ("[" * 8 + "]" * 8)).status_code == 200
     # Brackets inside strings do not count; many siblings at a shallow depth are fine.
-    assert send(api, collector, {"data": {"text": "[[[[[[[[[[[[", "list": [[1], [2], [3], [4], [5], [6]]}}
-                ).status_code == 200
+    assert (
+        send(
+            api, collector, {"data": {"text": "[[[[[[[[[[[[", "list": [[1], [2], [3], [4], [5], [6]]}}
+        ).status_code
+        == 200
+    )
     body = assert_error(send(api, collector, '{"data": %s}' % ("[" * 9 + "]" * 9)), 400, "NESTING_TOO_DEEP")
     assert body["details"][0]["field"] == "data"
     too_deep_in_objects = {"data": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}}}
@@ -128,12 +144,15 @@ def test_missing_or_unknown_token_is_401(client, collector):
     response = send(client, collector, {"data": "x"})
     assert_error(response, 401, "UNAUTHORIZED")
     assert response["WWW-Authenticate"].startswith("Bearer")
-    assert_error(send(client, collector, {"data": "x"}, HTTP_AUTHORIZATION="Bearer nope"), 401, "INVALID_TOKEN")
+    assert_error(
+        send(client, collector, {"data": "x"}, HTTP_AUTHORIZATION="Bearer nope"), 401, "INVALID_TOKEN"
+    )
 
 
 def test_x_account_id_must_match(api, collector, other_account):
-    assert_error(send(api, collector, {"data": "x"}, HTTP_X_ACCOUNT_ID=str(other_account.pk)), 403,
-                 "ACCOUNT_MISMATCH")
+    assert_error(
+        send(api, collector, {"data": "x"}, HTTP_X_ACCOUNT_ID=str(other_account.pk)), 403, "ACCOUNT_MISMATCH"
+    )
 
 
 def test_only_post_is_allowed(api, collector):
@@ -174,11 +193,13 @@ def test_a_replay_with_the_same_key_returns_the_first_ingestion_id_and_stores_on
 
 def test_the_same_key_with_another_body_or_collector_is_409(api, collector, account):
     send(api, collector, {"data": {"n": 1}}, HTTP_IDEMPOTENCY_KEY="key-1")
-    assert_error(send(api, collector, {"data": {"n": 2}}, HTTP_IDEMPOTENCY_KEY="key-1"), 409,
-                 "IDEMPOTENCY_KEY_REUSED")
+    assert_error(
+        send(api, collector, {"data": {"n": 2}}, HTTP_IDEMPOTENCY_KEY="key-1"), 409, "IDEMPOTENCY_KEY_REUSED"
+    )
     second = make_collector(account, "second")
-    assert_error(send(api, second, {"data": {"n": 1}}, HTTP_IDEMPOTENCY_KEY="key-1"), 409,
-                 "IDEMPOTENCY_KEY_REUSED")
+    assert_error(
+        send(api, second, {"data": {"n": 1}}, HTTP_IDEMPOTENCY_KEY="key-1"), 409, "IDEMPOTENCY_KEY_REUSED"
+    )
     assert CollectedBatch.objects.count() == 1
 
 
@@ -205,8 +226,9 @@ def test_a_replay_is_answered_even_after_the_collector_stopped_taking_data(api, 
 
 @pytest.mark.parametrize("key", ["", "   ", "k" * 256])
 def test_an_invalid_idempotency_key_is_400(api, collector, key):
-    body = assert_error(send(api, collector, {"data": "x"}, HTTP_IDEMPOTENCY_KEY=key), 400,
-                        "INVALID_IDEMPOTENCY_KEY")
+    body = assert_error(
+        send(api, collector, {"data": "x"}, HTTP_IDEMPOTENCY_KEY=key), 400, "INVALID_IDEMPOTENCY_KEY"
+    )
     assert body["details"][0]["field"] == "Idempotency-Key"
 
 
@@ -279,8 +301,10 @@ def test_a_connection_that_died_answers_503_once_and_the_next_request_reconnects
 
 def psycopg_url() -> str:
     params = connection.get_connection_params()
-    return (f"host={params.get('host') or '127.0.0.1'} port={params.get('port') or 5432} "
-            f"dbname={params['dbname']} user={params.get('user') or 'postgres'}")
+    return (
+        f"host={params.get('host') or '127.0.0.1'} port={params.get('port') or 5432} "
+        f"dbname={params['dbname']} user={params.get('user') or 'postgres'}"
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -294,14 +318,19 @@ def test_the_autocommit_request_path_stores_replays_and_refuses_like_the_rest(ac
     first = send(api, collector, {"data": {"n": 1}}, HTTP_IDEMPOTENCY_KEY="k")
     assert first.status_code == 200
     assert send(api, collector, {"data": {"n": 1}}, HTTP_IDEMPOTENCY_KEY="k").json() == first.json()
-    assert_error(send(api, collector, {"data": {"n": 2}}, HTTP_IDEMPOTENCY_KEY="k"), 409, "IDEMPOTENCY_KEY_REUSED")
+    assert_error(
+        send(api, collector, {"data": {"n": 2}}, HTTP_IDEMPOTENCY_KEY="k"), 409, "IDEMPOTENCY_KEY_REUSED"
+    )
     assert_error(send(api, creating, {"data": "x"}), 409, "COLLECTOR_NOT_ACTIVE")
     assert_error(send(api, theirs, {"data": "x"}), 404, "COLLECTOR_NOT_FOUND")
     second = send(api, collector, {"data": "plain"})
     assert second.status_code == 200
 
-    stored = list(CollectedBatch.objects.order_by("sequence").values_list("ingestion_id", "payload", "size_bytes",
-                                                                          "idempotency_key"))
+    stored = list(
+        CollectedBatch.objects.order_by("sequence").values_list(
+            "ingestion_id", "payload", "size_bytes", "idempotency_key"
+        )
+    )
     assert [(str(i), p, s, k) for i, p, s, k in stored] == [
         (first.json()["ingestionId"], '{"n": 1}', 8, "k"),
         (second.json()["ingestionId"], '"plain"', 7, None),
@@ -311,8 +340,9 @@ def test_the_autocommit_request_path_stores_replays_and_refuses_like_the_rest(ac
 # --- the in-process collector cache ------------------------------------------------------------
 
 
-def test_a_collector_deleted_by_another_process_stops_taking_data_within_the_cache_time(api, collector,
-                                                                                        settings):
+def test_a_collector_deleted_by_another_process_stops_taking_data_within_the_cache_time(
+    api, collector, settings
+):
     settings.COLLECTION_COLLECTOR_CACHE_SECONDS = 0.2
     assert send(api, collector, {"data": "cached"}).status_code == 200
     # Another web process deletes it: this process's cache does not hear of it...

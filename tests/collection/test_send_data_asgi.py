@@ -53,17 +53,26 @@ def test_a_settled_request_is_stored_on_the_event_loop_and_answers_its_ingestion
     assert status == 200 and recorder.paths == []  # the fast path answered
     assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
     batch = CollectedBatch.objects.get(ingestion_id=body["ingestionId"])
-    assert (batch.collector_id, batch.account_id, batch.payload) == (collector.pk, account.pk,
-                                                                     '[{"userId": "u1", "value": 3}]')
-    assert list(CollectedBatch.objects.filter(collector=collector).order_by("sequence")
-                .values_list("payload", flat=True)) == ['{"warm": true}', '[{"userId": "u1", "value": 3}]']
+    assert (batch.collector_id, batch.account_id, batch.payload) == (
+        collector.pk,
+        account.pk,
+        '[{"userId": "u1", "value": 3}]',
+    )
+    assert list(
+        CollectedBatch.objects.filter(collector=collector)
+        .order_by("sequence")
+        .values_list("payload", flat=True)
+    ) == ['{"warm": true}', '[{"userId": "u1", "value": 3}]']
 
 
-@pytest.mark.parametrize("raw,status,code", [
-    (b"{not json", 400, "MALFORMED_JSON"),
-    (b'{"datum": 1}', 400, "VALIDATION_ERROR"),
-    (b'{"data": 1}', 400, "VALIDATION_ERROR"),
-])
+@pytest.mark.parametrize(
+    "raw,status,code",
+    [
+        (b"{not json", 400, "MALFORMED_JSON"),
+        (b'{"datum": 1}', 400, "VALIDATION_ERROR"),
+        (b'{"data": 1}', 400, "VALIDATION_ERROR"),
+    ],
+)
 def test_a_bad_body_is_answered_on_the_event_loop_with_the_views_error(setup, raw, status, code):
     app, recorder, collector, token = setup
 
@@ -110,8 +119,16 @@ def test_a_collector_purged_after_it_was_cached_is_404_and_forgotten(setup, acco
     assert active_collectors.get(gone) is None
 
 
-@pytest.mark.parametrize("case", ["idempotency key", "unknown token", "another account's collector",
-                                  "query string", "over the size limit"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "idempotency key",
+        "unknown token",
+        "another account's collector",
+        "query string",
+        "over the size limit",
+    ],
+)
 def test_what_memory_cannot_settle_goes_to_the_view(setup, case, other_account, settings):
     app, recorder, collector, token = setup
     path, body, headers, query = data_url(collector), b'{"data": {"a": 1}}', dict(token), b""
@@ -129,8 +146,13 @@ def test_what_memory_cannot_settle_goes_to_the_view(setup, case, other_account, 
     status, _, answer = call(app, path, body, headers, query)
 
     assert recorder.paths == [path]
-    expected = {"idempotency key": 200, "unknown token": 401, "another account's collector": 404,
-                "query string": 200, "over the size limit": 413}[case]
+    expected = {
+        "idempotency key": 200,
+        "unknown token": 401,
+        "another account's collector": 404,
+        "query string": 200,
+        "over the size limit": 413,
+    }[case]
     assert status == expected, answer
     if case == "idempotency key":  # and the view's replay answers the first ingestion id
         assert call(app, path, body, headers)[2] == answer
@@ -143,8 +165,11 @@ def test_the_database_down_is_503_with_retry_after_on_the_event_loop(setup, monk
     app, recorder, collector, token = setup
     wrapper = type(connections["default"])
     params = wrapper.get_connection_params
-    monkeypatch.setattr(wrapper, "get_connection_params",  # nothing listens on port 1
-                        lambda self: {**params(self), "port": 1, "connect_timeout": 1})
+    monkeypatch.setattr(
+        wrapper,
+        "get_connection_params",  # nothing listens on port 1
+        lambda self: {**params(self), "port": 1, "connect_timeout": 1},
+    )
 
     status, headers, body = call(app, data_url(collector), b'{"data": {"a": 1}}', token)
 
@@ -156,25 +181,35 @@ def test_the_database_down_is_503_with_retry_after_on_the_event_loop(setup, monk
 
 def test_concurrent_requests_share_round_trips_and_each_is_stored_once(setup, account, settings):
     app, recorder, collector, token = setup
-    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "send_data": (10_000, 1, 100)}  # a burst of 24 is fine here
+    settings.RATE_LIMITS = {
+        **settings.RATE_LIMITS,
+        "send_data": (10_000, 1, 100),
+    }  # a burst of 24 is fine here
     second = make_collector(account, "Second")
     assert call(app, data_url(second), b'{"data": [0]}', token)[0] == 200  # the view, caching the collector
     recorder.paths.clear()
     targets = [collector if n % 2 else second for n in range(24)]
 
     async def many():
-        answers = await asyncio.gather(*(request(app, data_url(target), b'{"data": {"n": %d}}' % n, token)
-                                         for n, target in enumerate(targets)))
+        answers = await asyncio.gather(
+            *(
+                request(app, data_url(target), b'{"data": {"n": %d}}' % n, token)
+                for n, target in enumerate(targets)
+            )
+        )
         return answers, services._async_appends.group(), limiter._async_takes.group()
 
-    (answers, appends, takes), = in_one_loop(many())
+    ((answers, appends, takes),) = in_one_loop(many())
 
     assert [status for status, _, _ in answers] == [200] * 24 and recorder.paths == []
     ids = [body["ingestionId"] for _, _, body in answers]
     stored = {str(batch.ingestion_id): batch for batch in CollectedBatch.objects.filter(ingestion_id__in=ids)}
     assert len(set(ids)) == 24 and set(stored) == set(ids)
     for n, (target, ingestion_id) in enumerate(zip(targets, ids, strict=True)):
-        assert (stored[ingestion_id].collector_id, json.loads(stored[ingestion_id].payload)) == (target.pk, {"n": n})
+        assert (stored[ingestion_id].collector_id, json.loads(stored[ingestion_id].payload)) == (
+            target.pk,
+            {"n": n},
+        )
     # They arrived together, so they went in fewer round trips than requests.
     assert appends.values == 24 and appends.groups < 24
     assert takes.values == 24 and takes.groups < 24

@@ -83,9 +83,17 @@ def test_x_application_id_must_match_the_token(api):
     assert_error_body(api.get("/probe", HTTP_X_APPLICATION_ID="someone-else"), 403, "APPLICATION_MISMATCH")
 
 
-@pytest.mark.parametrize("query,field", [("limit=101", "limit"), ("limit=0", "limit"), ("skip=-1", "skip"),
-                                         ("limit=abc", "limit"), ("sortBy=secret", "sortBy"),
-                                         ("sortOrder=UP", "sortOrder")])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ("limit=101", "limit"),
+        ("limit=0", "limit"),
+        ("skip=-1", "skip"),
+        ("limit=abc", "limit"),
+        ("sortBy=secret", "sortBy"),
+        ("sortOrder=UP", "sortOrder"),
+    ],
+)
 def test_pagination_and_sort_validation(api, query, field):
     body = assert_error_body(api.get(f"/probe?{query}"), 400, "VALIDATION_ERROR")
     assert body["details"][0]["field"] == field
@@ -95,7 +103,9 @@ def test_limit_skip_and_sort(account):
     client = client_for(account, name="b")
     make_access(account, name="a")
     make_access(account, name="c")
-    names = [a["name"] for a in client.get("/probe?sortBy=name&sortOrder=DESC&limit=2&skip=0").json()["accesses"]]
+    names = [
+        a["name"] for a in client.get("/probe?sortBy=name&sortOrder=DESC&limit=2&skip=0").json()["accesses"]
+    ]
     assert names == ["c", "b"]
     assert [a["name"] for a in client.get("/probe?sortBy=name&skip=2").json()["accesses"]] == ["c"]
 

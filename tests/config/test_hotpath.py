@@ -17,9 +17,16 @@ from tests.conftest import issue_token, make_access
 
 def call(method: str, path: str, body: bytes = b"", **headers: str) -> tuple[int, dict[str, str], bytes]:
     environ = {
-        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "testserver",
-        "SERVER_PORT": "80", "HTTP_HOST": "testserver", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
-        "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json",
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "testserver",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json",
         **{"HTTP_" + name.upper(): value for name, value in headers.items()},
     }
     answer: dict = {}
@@ -38,16 +45,26 @@ def call(method: str, path: str, body: bytes = b"", **headers: str) -> tuple[int
 
 def test_the_pattern_matches_exactly_the_hot_routes():
     pattern = hot_path_pattern()
-    samples = {"online-collection/collectors/<str:id>/data": "/online-collection/collectors/abc/data",
-               "ingest": "/ingest", "billing/meters/usage": "/billing/meters/usage"}
+    samples = {
+        "online-collection/collectors/<str:id>/data": "/online-collection/collectors/abc/data",
+        "ingest": "/ingest",
+        "billing/meters/usage": "/billing/meters/usage",
+    }
     routes = [str(entry.pattern) for entry in hot_urls.urlpatterns if isinstance(entry, URLPattern)]
     assert set(samples) <= set(routes)
     for route, sample in samples.items():
         assert pattern.match(sample), route
         # The main URLconf serves the same view there (the test client and reverse() use it).
         assert get_resolver().resolve(sample).func is get_resolver(hot_urls).resolve(sample).func
-    for other in ("/ingest/", "/ingestion", "/online-collection/collectors/a/b/data", "/billing/meters/usage/x",
-                  "/online-collection/collectors", "/meter-types", "/admin/"):
+    for other in (
+        "/ingest/",
+        "/ingestion",
+        "/online-collection/collectors/a/b/data",
+        "/billing/meters/usage/x",
+        "/online-collection/collectors",
+        "/meter-types",
+        "/admin/",
+    ):
         assert not pattern.match(other), other
 
 
@@ -85,8 +102,12 @@ def test_send_data_through_the_lean_handler_stores_the_batch_and_is_counted_in_m
     token = issue_token(access, secret)
     collector = services.collector_create(account_id=account.pk, name="hot")
     Collector.objects.filter(pk=collector.pk).update(status=Collector.Status.ACTIVE)
-    status, _, content = call("POST", f"/online-collection/collectors/{collector.pk}/data",
-                              json.dumps({"data": {"a": 1}}).encode(), authorization=f"Bearer {token}")
+    status, _, content = call(
+        "POST",
+        f"/online-collection/collectors/{collector.pk}/data",
+        json.dumps({"data": {"a": 1}}).encode(),
+        authorization=f"Bearer {token}",
+    )
     assert status == 200
     stored = CollectedBatch.objects.get(ingestion_id=json.loads(content)["ingestionId"])
     assert json.loads(stored.payload) == {"a": 1}

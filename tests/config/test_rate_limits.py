@@ -8,15 +8,20 @@ from tests.conftest import client_for, make_access
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.support.urls")]
 
 
-def test_eleventh_token_request_within_a_second_is_429_and_another_client_is_unaffected(client, account,
-                                                                                        rate_limits):
+def test_eleventh_token_request_within_a_second_is_429_and_another_client_is_unaffected(
+    client, account, rate_limits
+):
     first, first_secret = make_access(account, name="first")
     second, second_secret = make_access(account, name="second")
 
     def ask(access, secret):
-        return client.post("/oauth/token", json.dumps({"client_id": access.client_id, "client_secret": secret,
-                                                       "grant_type": "client_credentials"}),
-                           content_type="application/json")
+        return client.post(
+            "/oauth/token",
+            json.dumps(
+                {"client_id": access.client_id, "client_secret": secret, "grant_type": "client_credentials"}
+            ),
+            content_type="application/json",
+        )
 
     started = time.monotonic()
     statuses = [ask(first, first_secret).status_code for _ in range(11)]

@@ -26,8 +26,14 @@ OPERATOR_APPS = ("accounts", "metering", "collection", "streams", "parameters", 
 
 def make_type(account, *, since: datetime | None = None, **overrides: Any) -> MeterType:
     """``since``: made (and active) from then, so the ledger accepts usage records from then on."""
-    values = {"name": "API calls", "unit": "requests", "aggregation": "SUM", "reset_cron": "0 0 * * *",
-              "timezone": "Etc/UTC", "capacity": Decimal(1000)}
+    values = {
+        "name": "API calls",
+        "unit": "requests",
+        "aggregation": "SUM",
+        "reset_cron": "0 0 * * *",
+        "timezone": "Etc/UTC",
+        "capacity": Decimal(1000),
+    }
     values.update(overrides)
     if since is None:
         return metering_services.meter_type_create(account_id=account.pk, **values)
@@ -37,15 +43,18 @@ def make_type(account, *, since: datetime | None = None, **overrides: Any) -> Me
 
 def ingest(meter_type: MeterType, *records: tuple[str, datetime, int | str]) -> None:
     """Usage records (customer, time, value) through the usage ledger, as the APIs send them."""
-    batch = [UsageInput(user_id=user, value=value, timestamp=at, meter_type_id=meter_type.pk)
-             for user, at, value in records]
+    batch = [
+        UsageInput(user_id=user, value=value, timestamp=at, meter_type_id=meter_type.pk)
+        for user, at, value in records
+    ]
     result = usage_apply(account_id=meter_type.account_id, records=batch, source="api")
     assert [item.outcome for item in result.results] == ["ACCEPTED"] * len(records)
 
 
 def make_meter(meter_type: MeterType, user_id: str = "ann@example.com", meter_key: str = "gateway") -> Meter:
-    return metering_services.meter_create(account_id=meter_type.account_id, meter_type_id=meter_type.pk,
-                                          meter_key=meter_key, user_id=user_id)
+    return metering_services.meter_create(
+        account_id=meter_type.account_id, meter_type_id=meter_type.pk, meter_key=meter_key, user_id=user_id
+    )
 
 
 def set_value(meter: Meter, value: Decimal | int | None) -> Meter:

@@ -15,7 +15,9 @@ URL = "/admin/console/meternearcapacity/"
 
 def rows(page: str) -> list[str]:
     """The user ids listed, in order."""
-    return re.findall(r'<td class="field-meter"><a href="/admin/metering/meter/[^"]+/change/">([^<]+)</a>', page)
+    return re.findall(
+        r'<td class="field-meter"><a href="/admin/metering/meter/[^"]+/change/">([^<]+)</a>', page
+    )
 
 
 @pytest.fixture
@@ -43,10 +45,16 @@ def test_search_filters_and_column_ordering(staff_client, meters):
     assert rows(staff_client.get(URL, {"level": "over"}).content.decode()) == ["calls-120", "storage-100"]
     assert rows(staff_client.get(URL, {"level": "near"}).content.decode()) == ["calls-85", "storage-80"]
     assert rows(staff_client.get(URL, {"meter_type__id__exact": str(calls.pk)}).content.decode()) == [
-        "calls-120", "calls-85"]
+        "calls-120",
+        "calls-85",
+    ]
     # Column 0 is the user id: ascending.
     assert rows(staff_client.get(URL, {"o": "0"}).content.decode()) == [
-        "calls-120", "calls-85", "storage-100", "storage-80"]
+        "calls-120",
+        "calls-85",
+        "storage-100",
+        "storage-80",
+    ]
 
 
 def test_fifty_rows_a_page(staff_client, account):
@@ -73,6 +81,13 @@ def test_read_only_and_following_the_meters_permissions(client, account, meters)
 
 def test_superusers_see_every_account_and_filter_by_account(client, account, other_account, meters):
     client.force_login(get_user_model().objects.create_superuser(username="root", password=None))
-    assert rows(client.get(URL).content.decode()) == ["theirs-900", "calls-120", "storage-100", "calls-85",
-                                                       "storage-80"]
-    assert rows(client.get(URL, {"account__id__exact": str(other_account.pk)}).content.decode()) == ["theirs-900"]
+    assert rows(client.get(URL).content.decode()) == [
+        "theirs-900",
+        "calls-120",
+        "storage-100",
+        "calls-85",
+        "storage-80",
+    ]
+    assert rows(client.get(URL, {"account__id__exact": str(other_account.pk)}).content.decode()) == [
+        "theirs-900"
+    ]

@@ -19,39 +19,64 @@ def texts(root: ElementTree.Element, css_class: str) -> list[str]:
     return [element.text for element in root.iter(f"{SVG}text") if element.get("class") == css_class]
 
 
-@pytest.mark.parametrize(("low", "high", "ticks"), [
-    (0, 87, [0, 25, 50, 75, 100]),
-    (0, 1.25e6, [0, 500_000, 1_000_000, 1_500_000]),
-    (0, 40, [0, 10, 20, 30, 40]),
-    (0, 0, [0, 0.25, 0.5, 0.75, 1]),
-    (0, 0.3, [0, 0.1, 0.2, 0.3]),
-    (0, 1234, [0, 500, 1000, 1500]),
-    (-30, 95, [-50, 0, 50, 100]),
-    (5, 9, [0, 2.5, 5, 7.5, 10]),
-])
+@pytest.mark.parametrize(
+    ("low", "high", "ticks"),
+    [
+        (0, 87, [0, 25, 50, 75, 100]),
+        (0, 1.25e6, [0, 500_000, 1_000_000, 1_500_000]),
+        (0, 40, [0, 10, 20, 30, 40]),
+        (0, 0, [0, 0.25, 0.5, 0.75, 1]),
+        (0, 0.3, [0, 0.1, 0.2, 0.3]),
+        (0, 1234, [0, 500, 1000, 1500]),
+        (-30, 95, [-50, 0, 50, 100]),
+        (5, 9, [0, 2.5, 5, 7.5, 10]),
+    ],
+)
 def test_ticks_are_round_numbers_that_cover_the_values_and_zero(low, high, ticks):
     assert nice_ticks(low, high) == ticks
 
 
-@pytest.mark.parametrize(("value", "label"), [
-    (0, "0"), (950, "950"), (1500, "1.5k"), (12345, "12.3k"), (2_000_000, "2M"), (-3000, "-3k"), (0.25, "0.25"),
-    (7.5e9, "7.5G"),
-])
+@pytest.mark.parametrize(
+    ("value", "label"),
+    [
+        (0, "0"),
+        (950, "950"),
+        (1500, "1.5k"),
+        (12345, "12.3k"),
+        (2_000_000, "2M"),
+        (-3000, "-3k"),
+        (0.25, "0.25"),
+        (7.5e9, "7.5G"),
+    ],
+)
 def test_axis_labels_are_compact(value, label):
     assert format_compact(value) == label
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    (Decimal("1000.000000000000"), "1000"), (Decimal("0.500"), "0.5"), (Decimal("0E-12"), "0"), (3.0, "3"),
-    (2.25, "2.25"), (7, "7"),
-])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (Decimal("1000.000000000000"), "1000"),
+        (Decimal("0.500"), "0.5"),
+        (Decimal("0E-12"), "0"),
+        (3.0, "3"),
+        (2.25, "2.25"),
+        (7, "7"),
+    ],
+)
 def test_exact_values_drop_trailing_zeros_and_never_use_exponents(value, text):
     assert format_exact(value) == text
 
 
 def test_a_bar_chart_draws_one_bar_per_known_value_on_axes_with_ticks():
-    svg = bar_chart_svg(labels=["a", "b", "c"], values=[Decimal("10.000"), None, Decimal("40")], title="Calls",
-                        unit="requests", width=200, height=100)
+    svg = bar_chart_svg(
+        labels=["a", "b", "c"],
+        values=[Decimal("10.000"), None, Decimal("40")],
+        title="Calls",
+        unit="requests",
+        width=200,
+        height=100,
+    )
     root = parse(svg)
 
     assert root.get("viewBox") == "0 0 200 100"
@@ -59,8 +84,17 @@ def test_a_bar_chart_draws_one_bar_per_known_value_on_axes_with_ticks():
     assert root.find(f"{SVG}title").text == "Calls"
     bars = [element for element in root.iter(f"{SVG}rect") if element.get("class") == "bar"]
     # Plot from x=52 to 188 and y=28 to 66; 3 slots of 45.3; bars 70 % of a slot; 40 is the top tick.
-    assert [(bar.get("data-label"), bar.get("data-value"), bar.get("x"), bar.get("y"), bar.get("width"),
-             bar.get("height")) for bar in bars] == [
+    assert [
+        (
+            bar.get("data-label"),
+            bar.get("data-value"),
+            bar.get("x"),
+            bar.get("y"),
+            bar.get("width"),
+            bar.get("height"),
+        )
+        for bar in bars
+    ] == [
         ("a", "10", "58.8", "56.5", "31.7", "9.5"),
         ("c", "40", "149.5", "28", "31.7", "38"),
     ]
@@ -119,8 +153,14 @@ def test_x_labels_thin_out_to_fit_the_width_and_always_show_the_last():
 
 
 def test_a_line_chart_breaks_at_unknown_values_and_has_a_legend():
-    svg = line_chart_svg(labels=["1", "2", "3", "4", "5"], title="History", unit="GB", width=300, height=120,
-                         series=[Series("gold", [1, 2, None, 4, 5]), Series("free", [None, 3, None, None, 1])])
+    svg = line_chart_svg(
+        labels=["1", "2", "3", "4", "5"],
+        title="History",
+        unit="GB",
+        width=300,
+        height=120,
+        series=[Series("gold", [1, 2, None, 4, 5]), Series("free", [None, 3, None, None, 1])],
+    )
     root = parse(svg)
     gold, free = root.findall(f"{SVG}g[@class='series']")
 
@@ -129,9 +169,12 @@ def test_a_line_chart_breaks_at_unknown_values_and_has_a_legend():
     assert [point.get("data-value") for point in gold.findall(f"{SVG}circle")] == ["1", "2", "4", "5"]
     assert free.findall(f"{SVG}polyline") == []  # no two neighbouring known values
     assert [point.find(f"{SVG}title").text for point in free.findall(f"{SVG}circle")] == [
-        "free · 2: 3 GB", "free · 5: 1 GB"]
-    assert [item.find(f"{SVG}text").text for item in root.iter(f"{SVG}g") if item.get("class") == "legend-item"] == [
-        "gold", "free"]
+        "free · 2: 3 GB",
+        "free · 5: 1 GB",
+    ]
+    assert [
+        item.find(f"{SVG}text").text for item in root.iter(f"{SVG}g") if item.get("class") == "legend-item"
+    ] == ["gold", "free"]
     assert texts(root, "tick y-tick") == ["0", "2", "4", "6"]
     first, second = gold.findall(f"{SVG}polyline")
     # Slots of 47.2 from x=52; y from 86 (0) up to 28 (6).

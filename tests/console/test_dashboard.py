@@ -41,17 +41,27 @@ def panel(page: str, key: str) -> str:
 
 @pytest.fixture
 def acme_data(account):
-    calls = make_type(account, name="Acme calls", capacity=Decimal(1000), since=datetime(2027, 1, 1, tzinfo=UTC))
+    calls = make_type(
+        account, name="Acme calls", capacity=Decimal(1000), since=datetime(2027, 1, 1, tzinfo=UTC)
+    )
     make_type(account, name="Acme storage", unit="GB", aggregation="MAX", capacity=None)
     near = make_meter(calls, "ann@acme.example")
     joe = make_meter(calls, "joe@acme.example")
-    ingest(calls, (near.user_id, datetime(2027, 1, 8, 5, tzinfo=UTC), 40),
-           (near.user_id, datetime(2027, 1, 10, 9, tzinfo=UTC), 900), (joe.user_id, NOW, 100))
+    ingest(
+        calls,
+        (near.user_id, datetime(2027, 1, 8, 5, tzinfo=UTC), 40),
+        (near.user_id, datetime(2027, 1, 10, 9, tzinfo=UTC), 900),
+        (joe.user_id, NOW, 100),
+    )
     set_value(near, 900)
     set_value(joe, 100)
     solution = stream_services.solution_create(account=account, name="Production")
-    stream_services.stream_import(account=account, solution_id=str(solution.pk),
-                                  stream_config=example("api-calls-metering"), actor=ACTOR)
+    stream_services.stream_import(
+        account=account,
+        solution_id=str(solution.pk),
+        stream_config=example("api-calls-metering"),
+        actor=ACTOR,
+    )
     return calls
 
 
@@ -60,18 +70,32 @@ def globex_data(other_account):
     calls = make_type(other_account, name="Globex calls", capacity=Decimal(10))
     set_value(make_meter(calls, "bob@globex.example"), 10)
     solution = stream_services.solution_create(account=other_account, name="Globex solution")
-    stream_services.stream_import(account=other_account, solution_id=str(solution.pk),
-                                  stream_config=example("daily-storage-batch"), actor=ACTOR)
+    stream_services.stream_import(
+        account=other_account,
+        solution_id=str(solution.pk),
+        stream_config=example("daily-storage-batch"),
+        actor=ACTOR,
+    )
     return calls
 
 
-def test_staff_see_their_accounts_panels_and_nothing_of_another_account(staff_client, acme_data, globex_data,
-                                                                        other_account):
+def test_staff_see_their_accounts_panels_and_nothing_of_another_account(
+    staff_client, acme_data, globex_data, other_account
+):
     page = staff_client.get("/admin/").content.decode()
 
     assert 'id="console-account-name">acme<' in page
-    assert panel_ids(page) == ["usage", "meter_types", "near_capacity", "threshold_notifications",
-                               "failed_deliveries", "collectors", "streams", "data_corrections", "stream_runs"]
+    assert panel_ids(page) == [
+        "usage",
+        "meter_types",
+        "near_capacity",
+        "threshold_notifications",
+        "failed_deliveries",
+        "collectors",
+        "streams",
+        "data_corrections",
+        "stream_runs",
+    ]
     types = panel(page, "meter_types")
     assert re.findall(r'data-meter-type="([^"]+)"', types) == ["Acme calls", "Acme storage"]
     assert re.findall(r'class="console-meter-count"[^>]*>(\d+)<', types) == ["2", "0"]
@@ -92,15 +116,18 @@ def test_staff_see_their_accounts_panels_and_nothing_of_another_account(staff_cl
     assert "Globex calls" not in staff_client.get(f"/admin/?account={other_account.pk}").content.decode()
 
 
-def test_superusers_pick_the_account_default_their_own_else_the_first(client, account, other_account, acme_data,
-                                                                      globex_data):
+def test_superusers_pick_the_account_default_their_own_else_the_first(
+    client, account, other_account, acme_data, globex_data
+):
     root = get_user_model().objects.create_superuser(username="root", password=None)
     client.force_login(root)
 
     first = client.get("/admin/").content.decode()  # not linked: the first account by name (acme)
     assert 'id="console-account-name">acme<' in first
     assert re.findall(r'<option value="([^"]+)"( selected)?>([^<]+)</option>', first) == [
-        (str(account.pk), " selected", "acme"), (str(other_account.pk), "", "globex")]
+        (str(account.pk), " selected", "acme"),
+        (str(other_account.pk), "", "globex"),
+    ]
 
     picked = client.get(f"/admin/?account={other_account.pk}").content.decode()
     assert 'id="console-account-name">globex<' in picked
@@ -146,7 +173,9 @@ def test_empty_account_panels_say_so(staff_client):
     assert "No stream run failed or rejected records." in panel(page, "stream_runs")
 
 
-def test_the_dashboards_queries_do_not_grow_with_the_data(staff_client, account, django_assert_max_num_queries):
+def test_the_dashboards_queries_do_not_grow_with_the_data(
+    staff_client, account, django_assert_max_num_queries
+):
     for index in range(6):
         meter_type = make_type(account, name=f"Type {index}")
         for user in range(4):
@@ -200,11 +229,15 @@ def test_every_link_in_the_panels_opens_for_the_staff_user(staff_client, account
     with socket.socket() as probe:  # a port nothing listens on: the one attempt fails
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    notification_services.notification_endpoint_create(account=account, url=f"http://127.0.0.1:{port}/hook",
-                                                       event_types=[EventType.THRESHOLD_CROSSED])
+    notification_services.notification_endpoint_create(
+        account=account, url=f"http://127.0.0.1:{port}/hook", event_types=[EventType.THRESHOLD_CROSSED]
+    )
     meter = acme_data.meters.get(user_id="ann@acme.example")
-    event = notification_services.notification_publish(account_id=account.pk, event_type=EventType.THRESHOLD_CROSSED,
-                                                       payload={"meterId": str(meter.pk), "value": 900})
+    event = notification_services.notification_publish(
+        account_id=account.pk,
+        event_type=EventType.THRESHOLD_CROSSED,
+        payload={"meterId": str(meter.pk), "value": 900},
+    )
     notification_services.delivery_attempt(delivery_id=event.deliveries.get().pk)
     page = staff_client.get("/admin/").content.decode()
     links = set(re.findall(r'href="(/admin/[^"]+)"', "".join(panel(page, key) for key in panel_ids(page))))
@@ -214,5 +247,7 @@ def test_every_link_in_the_panels_opens_for_the_staff_user(staff_client, account
         response = staff_client.get(link.replace("&amp;", "&"))
         # A changelist given a filter it does not know redirects to ?e=1: every filter link must be known.
         assert response.status_code == 200, link
-    meters_of_type = staff_client.get(f"/admin/metering/meter/?meter_type__id__exact={acme_data.pk}").content.decode()
+    meters_of_type = staff_client.get(
+        f"/admin/metering/meter/?meter_type__id__exact={acme_data.pk}"
+    ).content.decode()
     assert "ann@acme.example" in meters_of_type and "joe@acme.example" in meters_of_type

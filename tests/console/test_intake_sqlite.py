@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json
     from datetime import UTC, datetime, timedelta
 
@@ -35,15 +35,24 @@ SCRIPT = textwrap.dedent('''
     intake = collectors_with_intake(account.pk, minutes=15, now=now)[0]
     print(json.dumps({"vendor": connection.vendor, "batches": intake.batches[-2:], "records": intake.records[-2:],
                       "total": sum(intake.batches)}))
-''')
+""")
 
 
 def test_intake_on_the_embedded_sqlite_default(tmp_path: Path):
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+    }
     environment.update(VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
-    done = subprocess.run([sys.executable, "-c", SCRIPT], env=environment, capture_output=True, text=True,
-                          timeout=180, cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -37,9 +37,12 @@ def collector(account, name: str):
 
 
 def batch(account, target, payload, *, minutes_ago: float) -> None:
-    collection_services.collected_batch_append(account_id=account.pk, collector_id=target.pk,
-                                               payload=json.dumps(payload),
-                                               received_at=NOW - timedelta(minutes=minutes_ago))
+    collection_services.collected_batch_append(
+        account_id=account.pk,
+        collector_id=target.pk,
+        payload=json.dumps(payload),
+        received_at=NOW - timedelta(minutes=minutes_ago),
+    )
 
 
 def test_intake_per_collector_and_minute_counts_batches_records_and_bytes(account, other_account):
@@ -47,9 +50,9 @@ def test_intake_per_collector_and_minute_counts_batches_records_and_bytes(accoun
     collector(account, "billing")
     theirs = collector(other_account, "gateway")
     batch(account, gateway, [{"a": 1}, {"a": 2}, {"a": 3}], minutes_ago=0.2)  # the current minute (12:07)
-    batch(account, gateway, {"a": 1}, minutes_ago=1)                           # 12:06
-    batch(account, gateway, '{"a": 1}\n\n{"b": 2}\n', minutes_ago=1)          # NDJSON: two records
-    batch(account, gateway, {"old": True}, minutes_ago=15)                     # 11:52:30, outside 15 minutes
+    batch(account, gateway, {"a": 1}, minutes_ago=1)  # 12:06
+    batch(account, gateway, '{"a": 1}\n\n{"b": 2}\n', minutes_ago=1)  # NDJSON: two records
+    batch(account, gateway, {"old": True}, minutes_ago=15)  # 11:52:30, outside 15 minutes
     batch(other_account, theirs, [{"x": 1}] * 50, minutes_ago=1)
 
     intake = selectors.collectors_with_intake(account.pk, minutes=15, now=NOW)
@@ -60,8 +63,11 @@ def test_intake_per_collector_and_minute_counts_batches_records_and_bytes(accoun
     assert gateway_intake.minutes[-1] == datetime(2027, 1, 10, 12, 7, tzinfo=UTC)
     assert (gateway_intake.batches[-2:], gateway_intake.records[-2:]) == ((2, 1), (3, 3))
     assert sum(gateway_intake.batches) == 3 and sum(gateway_intake.records) == 6
-    assert sum(gateway_intake.bytes) == (len(json.dumps([{"a": 1}, {"a": 2}, {"a": 3}])) + len(json.dumps({"a": 1}))
-                                         + len(json.dumps('{"a": 1}\n\n{"b": 2}\n')))
+    assert sum(gateway_intake.bytes) == (
+        len(json.dumps([{"a": 1}, {"a": 2}, {"a": 3}]))
+        + len(json.dumps({"a": 1}))
+        + len(json.dumps('{"a": 1}\n\n{"b": 2}\n'))
+    )
     # 14.5 minutes of the window have passed (11:53:00 to 12:07:30).
     assert gateway_intake.elapsed_minutes == 14.5
     assert gateway_intake.records_per_minute == 6 / 14.5
@@ -84,7 +90,11 @@ def test_the_collectors_panel_shows_rates_and_a_chart_of_records_per_minute(clie
     assert '<td class="console-number console-records-rate">20.7</td>' in collectors
     assert '<td class="console-number console-batches-total">30</td>' in collectors
     assert re.findall(r'class="point" data-label="(\d\d:\d\d)" data-value="(\d+)"', collectors)[-4:] == [
-        ("12:04", "30"), ("12:05", "30"), ("12:06", "30"), ("12:07", "20")]  # 12:07 is still filling up
+        ("12:04", "30"),
+        ("12:05", "30"),
+        ("12:06", "30"),
+        ("12:07", "20"),
+    ]  # 12:07 is still filling up
     assert "globex" not in page
 
 
@@ -93,14 +103,24 @@ def runs(account, other_account, settings):
     settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = True
     solution = stream_services.solution_create(account=account, name="Production")
     failing = stream_services.stream_import(
-        account=account, solution_id=solution.pk, actor=ACTOR,
-        stream_config=chain(("out", "httpForwarder", {"url": "{{param:billing/url}}"}), name="Forward")).stream
-    rejecting = stream_services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR,
-                                              stream_config=chain(("peek", "inspect", {}), name="Peek")).stream
+        account=account,
+        solution_id=solution.pk,
+        actor=ACTOR,
+        stream_config=chain(("out", "httpForwarder", {"url": "{{param:billing/url}}"}), name="Forward"),
+    ).stream
+    rejecting = stream_services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor=ACTOR,
+        stream_config=chain(("peek", "inspect", {}), name="Peek"),
+    ).stream
     foreign_solution = stream_services.solution_create(account=other_account, name="Globex")
     foreign = stream_services.stream_import(
-        account=other_account, solution_id=foreign_solution.pk, actor=ACTOR,
-        stream_config=chain(("out", "httpForwarder", {"url": "{{param:nowhere}}"}), name="Globex forward")).stream
+        account=other_account,
+        solution_id=foreign_solution.pk,
+        actor=ACTOR,
+        stream_config=chain(("out", "httpForwarder", {"url": "{{param:nowhere}}"}), name="Globex forward"),
+    ).stream
     with time_machine.travel(NOW - timedelta(hours=30), tick=False):  # before the counts' 24 hours
         engine_services.stream_run_execute(stream_id=failing.pk, records=[{"a": 0}])
     with time_machine.travel(NOW - timedelta(minutes=5), tick=False):
@@ -116,7 +136,10 @@ def test_stream_runs_with_errors_are_failed_runs_and_runs_that_rejected_records(
     failing, rejecting = runs
     listed = list(selectors.stream_runs_with_errors(account.pk))
     assert [(run.stream.name, run.status, run.records_rejected) for run in listed] == [
-        ("Peek", "SUCCEEDED", 2), ("Forward", "FAILED", 0), ("Forward", "FAILED", 0)]
+        ("Peek", "SUCCEEDED", 2),
+        ("Forward", "FAILED", 0),
+        ("Forward", "FAILED", 0),
+    ]
     counts = selectors.stream_run_error_counts(account.pk, now=NOW)
     assert (counts.failed, counts.with_rejections, counts.rejected_records) == (1, 1, 2)
 
@@ -135,14 +158,19 @@ def test_the_stream_runs_panel_links_each_run_with_its_error(client, account, ru
     assert client.get(f"/admin/streams/streamrun/{failed.pk}/change/").status_code == 200
     with_errors = client.get("/admin/streams/streamrun/?errors=any").context["cl"].result_list
     assert [(run.stream.name, run.status) for run in with_errors] == [
-        ("Peek", "SUCCEEDED"), ("Forward", "FAILED"), ("Forward", "FAILED")]
+        ("Peek", "SUCCEEDED"),
+        ("Forward", "FAILED"),
+        ("Forward", "FAILED"),
+    ]
     rejected = client.get("/admin/streams/streamrun/?errors=rejected").context["cl"].result_list
     assert [run.stream.name for run in rejected] == ["Peek"]
 
 
 def refuse(account, meter_type, *keys_and_users):
-    records = [UsageInput(user_id=user, value=1, timestamp=None, meter_type_id=meter_type.pk, idempotency_key=key)
-               for key, user in keys_and_users]
+    records = [
+        UsageInput(user_id=user, value=1, timestamp=None, meter_type_id=meter_type.pk, idempotency_key=key)
+        for key, user in keys_and_users
+    ]
     result = usage_apply(account_id=account.pk, records=records, source="api")
     assert result.corrections == len(records)
 
@@ -152,19 +180,25 @@ def test_the_correction_backlog_counts_open_records_per_reason(client, account, 
     with time_machine.travel(NOW - timedelta(hours=3), tick=False):
         refuse(account, calls, ("k1", "nobody"), ("k2", None))
     refuse(account, calls, ("k3", "nobody-either"), ("k4", "still-nobody"))
-    refuse(other_account, make_type(other_account, name="Theirs", since=NOW - timedelta(days=1)), ("x", "nobody"))
+    refuse(
+        other_account, make_type(other_account, name="Theirs", since=NOW - timedelta(days=1)), ("x", "nobody")
+    )
 
     backlog = selectors.correction_backlog(account.pk)
     assert [(row["reason"], row["count"]) for row in backlog.by_reason] == [
-        ("NO_MATCHING_METER", 3), ("MISSING_USER_ID", 1)]
+        ("NO_MATCHING_METER", 3),
+        ("MISSING_USER_ID", 1),
+    ]
     assert (backlog.total, backlog.oldest_at) == (4, NOW - timedelta(hours=3))
 
     client.force_login(staff_of(account, "ann"))
     corrections = panel(client.get("/admin/").content.decode(), "data_corrections")
     assert 'id="console-correction-count">4<' in corrections
     assert re.findall(r'data-reason="([A-Z_]+)"', corrections) == ["NO_MATCHING_METER", "MISSING_USER_ID"]
-    link = re.search(r'href="(/admin/metering/datacorrection/\?status__exact=OPEN&amp;reason__exact=MISSING_USER_ID)"',
-                     corrections).group(1)
+    link = re.search(
+        r'href="(/admin/metering/datacorrection/\?status__exact=OPEN&amp;reason__exact=MISSING_USER_ID)"',
+        corrections,
+    ).group(1)
     listed = client.get(link.replace("&amp;", "&"))
     assert [c.idempotency_key for c in listed.context["cl"].result_list] == ["k2"]
 

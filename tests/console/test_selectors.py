@@ -42,26 +42,45 @@ def test_a_day_sums_the_hours_that_start_on_it_in_the_types_timezone(account):
     make_meter(calls, "ann")
     make_meter(calls, "bob")
     # 8 January in Stockholm (CET, UTC+1) is 7 Jan 23:00 -> 8 Jan 23:00 UTC.
-    ingest(calls, ("ann", utc(2027, 1, 7, 23, 0), 5), ("bob", utc(2027, 1, 8, 22, 59), 7),
-           ("ann", utc(2027, 1, 8, 23, 30), 2),            # 9 January in Stockholm
-           ("ann", utc(2026, 12, 11, 22, 59), 100),        # 11 December: before the window
-           ("ann", utc(2026, 12, 11, 23, 0), 1),           # 12 December: the window's first day
-           ("ann", utc(2027, 1, 10, 11, 0), 3), ("bob", utc(2027, 1, 10, 11, 59), 4))
+    ingest(
+        calls,
+        ("ann", utc(2027, 1, 7, 23, 0), 5),
+        ("bob", utc(2027, 1, 8, 22, 59), 7),
+        ("ann", utc(2027, 1, 8, 23, 30), 2),  # 9 January in Stockholm
+        ("ann", utc(2026, 12, 11, 22, 59), 100),  # 11 December: before the window
+        ("ann", utc(2026, 12, 11, 23, 0), 1),  # 12 December: the window's first day
+        ("ann", utc(2027, 1, 10, 11, 0), 3),
+        ("bob", utc(2027, 1, 10, 11, 59), 4),
+    )
 
     [usage] = selectors.usage_by_meter_type_per_day(account.pk, 30)
 
     assert (usage.meter_type_id, usage.name, usage.unit, usage.aggregation, usage.timezone) == (
-        calls.pk, "Calls", "requests", "SUM", "Europe/Stockholm")
+        calls.pk,
+        "Calls",
+        "requests",
+        "SUM",
+        "Europe/Stockholm",
+    )
     assert len(usage.days) == len(usage.values) == 30
     assert (usage.days[0], usage.days[-1]) == (date(2026, 12, 12), date(2027, 1, 10))
-    assert by_day(usage) == {date(2026, 12, 12): 1, date(2027, 1, 8): 12, date(2027, 1, 9): 2, date(2027, 1, 10): 7}
+    assert by_day(usage) == {
+        date(2026, 12, 12): 1,
+        date(2027, 1, 8): 12,
+        date(2027, 1, 9): 2,
+        date(2027, 1, 10): 7,
+    }
     assert usage.has_usage
 
 
 def test_decimal_values_are_summed_exactly(account):
     storage = make_type(account, since=SINCE, name="Storage", reset_cron="0 0 1 * *", timezone="Etc/UTC")
     make_meter(storage)
-    ingest(storage, ("ann@example.com", utc(2026, 12, 31, 23), "1.1"), ("ann@example.com", utc(2026, 12, 31, 23), "0.4"))
+    ingest(
+        storage,
+        ("ann@example.com", utc(2026, 12, 31, 23), "1.1"),
+        ("ann@example.com", utc(2026, 12, 31, 23), "0.4"),
+    )
 
     [usage] = selectors.usage_by_meter_type_per_day(account.pk, 30)
 
@@ -71,8 +90,12 @@ def test_decimal_values_are_summed_exactly(account):
 def test_days_end_today_in_the_types_timezone_even_when_utc_is_a_day_ahead(account):
     late = make_type(account, since=SINCE, name="West coast", timezone="America/Los_Angeles")
     make_meter(late)
-    ingest(late, ("ann@example.com", utc(2027, 1, 10, 2), 9), ("ann@example.com", utc(2027, 1, 3, 7), 1),
-           ("ann@example.com", utc(2027, 1, 3, 8), 2))
+    ingest(
+        late,
+        ("ann@example.com", utc(2027, 1, 10, 2), 9),
+        ("ann@example.com", utc(2027, 1, 3, 7), 1),
+        ("ann@example.com", utc(2027, 1, 3, 8), 2),
+    )
 
     with time_machine.travel(utc(2027, 1, 10, 3), tick=False):  # 9 January, 19:00 in Los Angeles
         [usage] = selectors.usage_by_meter_type_per_day(account.pk, 7)
@@ -88,8 +111,13 @@ def test_max_keeps_the_highest_min_the_lowest_and_increment_counts_records(accou
     for meter_type in (peak, low, hits):
         for user in ("a", "b"):
             make_meter(meter_type, user)
-        ingest(meter_type, ("a", utc(2027, 1, 8, 1), 3), ("b", utc(2027, 1, 8, 20), 11), ("a", utc(2027, 1, 8, 20), 7),
-               ("b", utc(2027, 1, 10, 9), -2))
+        ingest(
+            meter_type,
+            ("a", utc(2027, 1, 8, 1), 3),
+            ("b", utc(2027, 1, 8, 20), 11),
+            ("a", utc(2027, 1, 8, 20), 7),
+            ("b", utc(2027, 1, 10, 9), -2),
+        )
 
     hits_usage, low_usage, peak_usage = selectors.usage_by_meter_type_per_day(account.pk, 30)  # by name
 
@@ -105,7 +133,9 @@ def test_types_without_usage_are_listed_with_nothing_known(account):
     assert not usage.has_usage
 
 
-def test_only_the_accounts_own_usage_is_read_in_two_queries(account, other_account, django_assert_num_queries):
+def test_only_the_accounts_own_usage_is_read_in_two_queries(
+    account, other_account, django_assert_num_queries
+):
     mine = make_type(account, since=SINCE, name="Mine")
     theirs = make_type(other_account, since=SINCE, name="Theirs")
     for index in range(5):
@@ -145,11 +175,16 @@ def test_near_capacity_is_at_least_80_percent_compared_exactly_fullest_first(acc
     near = list(selectors.meters_near_capacity(account.pk))
 
     assert [(meter.user_id, meter.percent_of_capacity) for meter in near] == [
-        ("zero-used", None), ("over", 120.0), ("at-80", 80.0), ("exactly-80", pytest.approx(80.0)),
+        ("zero-used", None),
+        ("over", 120.0),
+        ("at-80", 80.0),
+        ("exactly-80", pytest.approx(80.0)),
     ]
     assert meters["at-80"].pk in {meter.pk for meter in near}
     assert [meter.user_id for meter in selectors.meters_near_capacity(account.pk, percent=100)] == [
-        "zero-used", "over"]
+        "zero-used",
+        "over",
+    ]
 
 
 # --- notifications --------------------------------------------------------------------------
@@ -164,30 +199,44 @@ def endpoint(account, settings):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     created, _ = notification_services.notification_endpoint_create(
-        account=account, url=f"http://127.0.0.1:{port}/hook", event_types=list(EventType.values))
+        account=account, url=f"http://127.0.0.1:{port}/hook", event_types=list(EventType.values)
+    )
     return created
 
 
-def test_threshold_notifications_show_their_meter_threshold_and_delivery_outcome(account, other_account, endpoint):
+def test_threshold_notifications_show_their_meter_threshold_and_delivery_outcome(
+    account, other_account, endpoint
+):
     calls = make_type(account, name="Calls")
     meter = make_meter(calls, "ann@example.com")
     foreign_meter = make_meter(make_type(other_account, name="Theirs"), "bob@globex.example")
     publish = notification_services.notification_publish
-    first = publish(account_id=account.pk, event_type=EventType.THRESHOLD_CROSSED,
-                    payload={"meterId": str(meter.pk), "threshold": {"name": "warning", "capacityPercentage": 80},
-                             "value": 812.5})
+    first = publish(
+        account_id=account.pk,
+        event_type=EventType.THRESHOLD_CROSSED,
+        payload={
+            "meterId": str(meter.pk),
+            "threshold": {"name": "warning", "capacityPercentage": 80},
+            "value": 812.5,
+        },
+    )
     notification_services.delivery_attempt(delivery_id=first.deliveries.get().pk)
     with time_machine.travel(NOW + timedelta(minutes=1), tick=False):
         # Another account's meter id in a payload never resolves to that meter; 951.0 shows as 951.
-        publish(account_id=account.pk, event_type=EventType.THRESHOLD_CROSSED,
-                payload={"meterId": str(foreign_meter.pk), "threshold": {"value": 950}, "value": 951.0})
+        publish(
+            account_id=account.pk,
+            event_type=EventType.THRESHOLD_CROSSED,
+            payload={"meterId": str(foreign_meter.pk), "threshold": {"value": 950}, "value": 951.0},
+        )
     with time_machine.travel(NOW + timedelta(minutes=2), tick=False):
         publish(account_id=account.pk, event_type=EventType.METER_FLUSHED, payload={"meterId": str(meter.pk)})
 
     notifications = selectors.recent_threshold_notifications(account.pk)
 
-    assert [(item.meter, item.threshold, item.value, item.succeeded, item.pending, item.failed)
-            for item in notifications] == [
+    assert [
+        (item.meter, item.threshold, item.value, item.succeeded, item.pending, item.failed)
+        for item in notifications
+    ] == [
         (None, "950", "951", 0, 1, 0),
         (meter, "warning (80 % of capacity)", "812.5", 0, 0, 1),
     ]
@@ -196,8 +245,9 @@ def test_threshold_notifications_show_their_meter_threshold_and_delivery_outcome
 
 def test_failed_deliveries_are_the_accounts_gave_up_deliveries_latest_first(account, endpoint):
     events = [
-        notification_services.notification_publish(account_id=account.pk, event_type=EventType.THRESHOLD_CROSSED,
-                                                   payload={"n": index})
+        notification_services.notification_publish(
+            account_id=account.pk, event_type=EventType.THRESHOLD_CROSSED, payload={"n": index}
+        )
         for index in range(3)
     ]
     for event in events[:2]:
@@ -218,11 +268,20 @@ def test_stream_counts_by_processing_type(account, other_account):
     solution = stream_services.solution_create(account=account, name="Production")
     stream_services.solution_create(account=account, name="Staging")
     for name in ("api-calls-metering", "daily-storage-batch", "session-metering"):
-        stream_services.stream_import(account=account, solution_id=str(solution.pk), stream_config=example(name),
-                                      actor=ACTOR)
+        stream_services.stream_import(
+            account=account, solution_id=str(solution.pk), stream_config=example(name), actor=ACTOR
+        )
     theirs = stream_services.solution_create(account=other_account, name="Theirs")
-    stream_services.stream_import(account=other_account, solution_id=str(theirs.pk),
-                                  stream_config=example("daily-storage-batch"), actor=ACTOR)
+    stream_services.stream_import(
+        account=other_account,
+        solution_id=str(theirs.pk),
+        stream_config=example("daily-storage-batch"),
+        actor=ACTOR,
+    )
 
-    assert selectors.stream_counts(account.pk) == selectors.StreamCounts(solutions=2, streams=3, realtime=2, batch=1)
-    assert [stream.name for stream in selectors.recently_updated_streams(other_account.pk)] == ["Daily storage"]
+    assert selectors.stream_counts(account.pk) == selectors.StreamCounts(
+        solutions=2, streams=3, realtime=2, batch=1
+    )
+    assert [stream.name for stream in selectors.recently_updated_streams(other_account.pk)] == [
+        "Daily storage"
+    ]

@@ -28,8 +28,13 @@ def meter_type_body(**overrides: Any) -> dict[str, Any]:
 
 def make_meter_type(account, **overrides: Any) -> MeterType:
     values = {
-        "name": "API calls", "unit": "requests", "aggregation": "SUM", "reset_cron": "0 0 1 * *",
-        "timezone": "Etc/UTC", "capacity": 1000, "thresholds": [{"name": "warning", "capacityPercentage": 80}],
+        "name": "API calls",
+        "unit": "requests",
+        "aggregation": "SUM",
+        "reset_cron": "0 0 1 * *",
+        "timezone": "Etc/UTC",
+        "capacity": 1000,
+        "thresholds": [{"name": "warning", "capacityPercentage": 80}],
     }
     values.update(overrides)
     return services.meter_type_create(account_id=account.pk, **values)

@@ -34,11 +34,25 @@ def staff(client, account):
 
 
 def meter_type_form(**overrides):
-    form = {"name": "Pages printed", "description": "", "category": "DEFAULT", "unit": "pages",
-            "aggregation": "INCREMENT", "capacity": "500", "thresholds": "[]", "reset_cron": "0 0 1 * *",
-            "timezone": "Europe/Stockholm", "active_from_0": "", "active_from_1": "", "active_to_0": "",
-            "active_to_1": "", "external_ref": "", "api_name": "",
-            "status": "ACTIVE", "dimensions": "[]"}
+    form = {
+        "name": "Pages printed",
+        "description": "",
+        "category": "DEFAULT",
+        "unit": "pages",
+        "aggregation": "INCREMENT",
+        "capacity": "500",
+        "thresholds": "[]",
+        "reset_cron": "0 0 1 * *",
+        "timezone": "Europe/Stockholm",
+        "active_from_0": "",
+        "active_from_1": "",
+        "active_to_0": "",
+        "active_to_1": "",
+        "external_ref": "",
+        "api_name": "",
+        "status": "ACTIVE",
+        "dimensions": "[]",
+    }
     form.update(overrides)
     return form
 
@@ -79,12 +93,14 @@ def test_meter_type_list_has_filters_search_and_meter_counts(staff, account):
 def test_the_change_page_shows_the_next_five_resets_in_the_types_timezone(staff, account):
     meter_type = make_meter_type(account, reset_cron="0 0 1 * *", timezone="Europe/Stockholm")
     page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
-    assert ('<ul id="next-resets">'
-            "<li>2027-02-01 00:00 CET (2027-01-31 23:00 UTC)</li>"
-            "<li>2027-03-01 00:00 CET (2027-02-28 23:00 UTC)</li>"
-            "<li>2027-04-01 00:00 CEST (2027-03-31 22:00 UTC)</li>"
-            "<li>2027-05-01 00:00 CEST (2027-04-30 22:00 UTC)</li>"
-            "<li>2027-06-01 00:00 CEST (2027-05-31 22:00 UTC)</li></ul>") in page
+    assert (
+        '<ul id="next-resets">'
+        "<li>2027-02-01 00:00 CET (2027-01-31 23:00 UTC)</li>"
+        "<li>2027-03-01 00:00 CET (2027-02-28 23:00 UTC)</li>"
+        "<li>2027-04-01 00:00 CEST (2027-03-31 22:00 UTC)</li>"
+        "<li>2027-05-01 00:00 CEST (2027-04-30 22:00 UTC)</li>"
+        "<li>2027-06-01 00:00 CEST (2027-05-31 22:00 UTC)</li></ul>"
+    ) in page
 
 
 def test_capacity_shows_as_a_plain_number_on_the_form(staff, account):
@@ -93,24 +109,33 @@ def test_capacity_shows_as_a_plain_number_on_the_form(staff, account):
     assert 'name="capacity" value="1000"' in page
 
 
-def test_a_superusers_new_meter_type_defaults_to_their_account_and_may_choose_another(client, account,
-                                                                                     other_account):
+def test_a_superusers_new_meter_type_defaults_to_their_account_and_may_choose_another(
+    client, account, other_account
+):
     root = get_user_model().objects.create_superuser(username="root", password=None)
     account_services.account_user_link(user=root, account=account)
     client.force_login(root)
-    assert client.get("/admin/metering/metertype/add/").context["adminform"].form.initial["account"] == account.pk
+    assert (
+        client.get("/admin/metering/metertype/add/").context["adminform"].form.initial["account"]
+        == account.pk
+    )
     response = client.post("/admin/metering/metertype/add/", meter_type_form(account=other_account.pk))
     assert response.status_code == 302
     assert MeterType.objects.get(name="Pages printed").account == other_account
 
 
 def test_the_schedule_preview_answers_as_the_schedule_is_typed(staff):
-    preview = staff.get("/admin/metering/metertype/schedule-preview/",
-                        {"cron": "0 * * * *", "timezone": "America/New_York"}).json()
-    assert preview["fires"][:2] == [{"local": "2027-01-10 08:00 EST", "utc": "2027-01-10 13:00"},
-                                    {"local": "2027-01-10 09:00 EST", "utc": "2027-01-10 14:00"}]
+    preview = staff.get(
+        "/admin/metering/metertype/schedule-preview/", {"cron": "0 * * * *", "timezone": "America/New_York"}
+    ).json()
+    assert preview["fires"][:2] == [
+        {"local": "2027-01-10 08:00 EST", "utc": "2027-01-10 13:00"},
+        {"local": "2027-01-10 09:00 EST", "utc": "2027-01-10 14:00"},
+    ]
     assert len(preview["fires"]) == 5
-    invalid = staff.get("/admin/metering/metertype/schedule-preview/", {"cron": "0 0 30 2 *", "timezone": "Etc/UTC"})
+    invalid = staff.get(
+        "/admin/metering/metertype/schedule-preview/", {"cron": "0 0 30 2 *", "timezone": "Etc/UTC"}
+    )
     assert invalid.json() == {"error": "'0 0 30 2 *' never fires."}
 
 
@@ -119,17 +144,23 @@ def test_adding_a_meter_type_goes_through_the_service(staff, account):
     assert response.status_code == 302
     created = MeterType.objects.get(name="Pages printed")
     assert (created.account, created.api_name, created.active_from, created.capacity) == (
-        account, "pages-printed", NOW, Decimal(500),
+        account,
+        "pages-printed",
+        NOW,
+        Decimal(500),
     )
 
 
-@pytest.mark.parametrize("overrides,field,message", [
-    ({"reset_cron": "0 0 30 2 *"}, "reset_cron", "never fires"),
-    ({"timezone": "Mars/Olympus"}, "timezone", "is not an IANA timezone name"),
-    ({"thresholds": '[{"capacityPercentage": 50}]', "capacity": ""}, "thresholds", "need a capacity"),
-    ({"active_to_0": "2026-01-01", "active_to_1": "00:00:00"}, "active_to", "cannot be in the past"),
-    ({"name": "Acme calls"}, "name", "is taken"),
-])
+@pytest.mark.parametrize(
+    "overrides,field,message",
+    [
+        ({"reset_cron": "0 0 30 2 *"}, "reset_cron", "never fires"),
+        ({"timezone": "Mars/Olympus"}, "timezone", "is not an IANA timezone name"),
+        ({"thresholds": '[{"capacityPercentage": 50}]', "capacity": ""}, "thresholds", "need a capacity"),
+        ({"active_to_0": "2026-01-01", "active_to_1": "00:00:00"}, "active_to", "cannot be in the past"),
+        ({"name": "Acme calls"}, "name", "is taken"),
+    ],
+)
 def test_admin_form_shows_the_services_rules(staff, account, overrides, field, message):
     make_meter_type(account, name="Acme calls")
     response = staff.post("/admin/metering/metertype/add/", meter_type_form(**overrides))
@@ -168,8 +199,10 @@ def test_meters_show_value_against_capacity_and_the_period_in_the_types_timezone
     Meter.objects.filter(pk=meter.pk).update(value=Decimal(150))
 
     page = staff.get("/admin/metering/meter/").content.decode()
-    assert ('<meter class="meter-value" min="0" max="200.000000000000" low="100.0000000000000" '
-            'high="160.0000000000000" optimum="0" value="150.000000000000" title="75%"></meter> 150 / 200') in page
+    assert (
+        '<meter class="meter-value" min="0" max="200.000000000000" low="100.0000000000000" '
+        'high="160.0000000000000" optimum="0" value="150.000000000000" title="75%"></meter> 150 / 200'
+    ) in page
     assert "2027-01-10 07:00 EST → 2027-01-11 00:00 EST" in page
     assert "ann@acme.example" in staff.get("/admin/metering/meter/?q=ann@").content.decode()
     assert "ann@acme.example" not in staff.get("/admin/metering/meter/?q=bob").content.decode()
@@ -177,22 +210,44 @@ def test_meters_show_value_against_capacity_and_the_period_in_the_types_timezone
 
 def test_adding_and_changing_a_meter_goes_through_the_services(staff, account):
     meter_type = make_meter_type(account, capacity=300)
-    response = staff.post("/admin/metering/meter/add/", {
-        "meter_type": meter_type.pk, "meter_key": "printer-7", "user_id": "floor-3", "custom_fields": '{"b": 1}',
-    })
+    response = staff.post(
+        "/admin/metering/meter/add/",
+        {
+            "meter_type": meter_type.pk,
+            "meter_key": "printer-7",
+            "user_id": "floor-3",
+            "custom_fields": '{"b": 1}',
+        },
+    )
     assert response.status_code == 302
     meter = Meter.objects.get()
-    assert (meter.account, meter.capacity, meter.period_end) == (account, Decimal(300), datetime(2027, 2, 1, tzinfo=UTC))
+    assert (meter.account, meter.capacity, meter.period_end) == (
+        account,
+        Decimal(300),
+        datetime(2027, 2, 1, tzinfo=UTC),
+    )
 
-    duplicate = staff.post("/admin/metering/meter/add/", {
-        "meter_type": meter_type.pk, "meter_key": "printer-7", "user_id": "floor-3", "custom_fields": "{}",
-    })
+    duplicate = staff.post(
+        "/admin/metering/meter/add/",
+        {
+            "meter_type": meter_type.pk,
+            "meter_key": "printer-7",
+            "user_id": "floor-3",
+            "custom_fields": "{}",
+        },
+    )
     assert duplicate.status_code == 200
     assert Meter.objects.count() == 1
 
-    staff.post(f"/admin/metering/meter/{meter.pk}/change/", {
-        "custom_fields": "{}", "capacity": "50", "thresholds": '[{"value": 40}]', "delete_on_reset": "on",
-    })
+    staff.post(
+        f"/admin/metering/meter/{meter.pk}/change/",
+        {
+            "custom_fields": "{}",
+            "capacity": "50",
+            "thresholds": '[{"value": 40}]',
+            "delete_on_reset": "on",
+        },
+    )
     meter.refresh_from_db()
     assert (meter.capacity, meter.thresholds, meter.delete_on_reset) == (Decimal(50), [{"value": 40}], True)
 
@@ -200,39 +255,65 @@ def test_adding_and_changing_a_meter_goes_through_the_services(staff, account):
 def test_metered_records_are_read_only(staff, account):
     meter = make_meter(make_meter_type(account))
     record = MeteredRecord.objects.create(
-        account=account, meter=meter, source_meter_id=meter.pk, user_id=meter.user_id,
-        meter_type_id=meter.meter_type_id, meter_type_name="API calls", timezone="Etc/UTC", meter_key=meter.meter_key,
-        value=Decimal(9), unit="requests", period_start=datetime(2026, 12, 1, tzinfo=UTC),
+        account=account,
+        meter=meter,
+        source_meter_id=meter.pk,
+        user_id=meter.user_id,
+        meter_type_id=meter.meter_type_id,
+        meter_type_name="API calls",
+        timezone="Etc/UTC",
+        meter_key=meter.meter_key,
+        value=Decimal(9),
+        unit="requests",
+        period_start=datetime(2026, 12, 1, tzinfo=UTC),
         period_end=datetime(2027, 1, 1, tzinfo=UTC),
     )
     assert meter.user_id in staff.get("/admin/metering/meteredrecord/").content.decode()
     assert staff.get("/admin/metering/meteredrecord/add/").status_code == 403
-    assert staff.post(f"/admin/metering/meteredrecord/{record.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert (
+        staff.post(f"/admin/metering/meteredrecord/{record.pk}/delete/", {"post": "yes"}).status_code == 403
+    )
     assert MeteredRecord.objects.filter(pk=record.pk).exists()
 
 
-def test_a_meter_types_page_lists_its_meters_and_a_meters_page_its_threshold_events(staff, account, other_account):
+def test_a_meter_types_page_lists_its_meters_and_a_meters_page_its_threshold_events(
+    staff, account, other_account
+):
     from metering.ledger import UsageInput, usage_apply
 
     meter_type = make_meter_type(account)
-    ann, bob = make_meter(meter_type, user_id="ann@acme.example"), make_meter(meter_type, user_id="bob@acme.example")
+    ann, bob = (
+        make_meter(meter_type, user_id="ann@acme.example"),
+        make_meter(meter_type, user_id="bob@acme.example"),
+    )
     make_meter(make_meter_type(other_account, name="Globex calls"), user_id="eve@globex.example")
-    result = usage_apply(account_id=account.pk, source="api", records=[
-        UsageInput(user_id="ann@acme.example", value=850, meter_type_id=meter_type.pk, idempotency_key="a"),
-        UsageInput(user_id="bob@acme.example", value=10, meter_type_id=meter_type.pk, idempotency_key="b")])
+    result = usage_apply(
+        account_id=account.pk,
+        source="api",
+        records=[
+            UsageInput(
+                user_id="ann@acme.example", value=850, meter_type_id=meter_type.pk, idempotency_key="a"
+            ),
+            UsageInput(
+                user_id="bob@acme.example", value=10, meter_type_id=meter_type.pk, idempotency_key="b"
+            ),
+        ],
+    )
     assert result.accepted == 2
 
     type_page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
-    rows = type_page[type_page.index('<table id="type-meters">'):]
+    rows = type_page[type_page.index('<table id="type-meters">') :]
     assert rows.index('data-user-id="ann@acme.example"') < rows.index('data-user-id="bob@acme.example"')
     assert f'<a href="/admin/metering/meter/{ann.pk}/change/">ann@acme.example</a>' in rows
     assert "850 / 1000" in rows and "eve@globex.example" not in type_page
-    assert f"?meter_type__id__exact={meter_type.pk}\">All 2 meters of this type</a>" in rows
+    assert f'?meter_type__id__exact={meter_type.pk}">All 2 meters of this type</a>' in rows
 
     meter_page = staff.get(f"/admin/metering/meter/{ann.pk}/change/").content.decode()
-    events = meter_page[meter_page.index('<table id="threshold-events">'):]
+    events = meter_page[meter_page.index('<table id="threshold-events">') :]
     assert "<td>warning</td><td>800</td><td>850</td>" in events
-    assert "No threshold crossed yet." in staff.get(f"/admin/metering/meter/{bob.pk}/change/").content.decode()
+    assert (
+        "No threshold crossed yet." in staff.get(f"/admin/metering/meter/{bob.pk}/change/").content.decode()
+    )
     listed = staff.get(f"/admin/metering/thresholdevent/?meter__id__exact={ann.pk}")
     assert [event.meter_id for event in listed.context["cl"].result_list] == [ann.pk]
 
@@ -244,11 +325,19 @@ def test_a_meter_types_page_charts_its_usage_per_local_day_from_the_rollups(staf
     meter_type = make_meter_type(account, timezone="Europe/Stockholm")
     make_meter(meter_type, user_id="ann")
     frozen.move_to(NOW)
-    usage_apply(account_id=account.pk, source="api", records=[
-        UsageInput(user_id="ann", value=5, timestamp="2027-01-10T12:00:00Z", meter_type_id=meter_type.pk),
-        UsageInput(user_id="ann", value=3, timestamp="2027-01-09T23:30:00Z", meter_type_id=meter_type.pk),  # 00:30 CET
-        UsageInput(user_id="ann", value=4, timestamp="2027-01-09T22:30:00Z", meter_type_id=meter_type.pk),  # 23:30 CET
-    ])
+    usage_apply(
+        account_id=account.pk,
+        source="api",
+        records=[
+            UsageInput(user_id="ann", value=5, timestamp="2027-01-10T12:00:00Z", meter_type_id=meter_type.pk),
+            UsageInput(
+                user_id="ann", value=3, timestamp="2027-01-09T23:30:00Z", meter_type_id=meter_type.pk
+            ),  # 00:30 CET
+            UsageInput(
+                user_id="ann", value=4, timestamp="2027-01-09T22:30:00Z", meter_type_id=meter_type.pk
+            ),  # 23:30 CET
+        ],
+    )
 
     page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
 

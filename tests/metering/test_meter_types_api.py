@@ -27,6 +27,7 @@ def create(api, **overrides):
 
 # --- create -----------------------------------------------------------------------------------
 
+
 def test_create_answers_every_field_of_seed_000(api, account):
     response = create(api, activeFrom="2027-07-26T09:00:15.690+00:00", activeTo="2028-11-22T00:00:00.000Z")
 
@@ -59,8 +60,13 @@ def test_create_answers_every_field_of_seed_000(api, account):
 
 
 def test_create_with_only_the_required_fields_gets_the_defaults(api):
-    body = {"aggregation": {"type": "INCREMENT"}, "name": "Pages printed", "resetSchedule": {"cron": "0 0 * * *"},
-            "timezone": "Europe/Stockholm", "unit": "pages"}
+    body = {
+        "aggregation": {"type": "INCREMENT"},
+        "name": "Pages printed",
+        "resetSchedule": {"cron": "0 0 * * *"},
+        "timezone": "Europe/Stockholm",
+        "unit": "pages",
+    }
     response = api.post("/meter-types", body, format="json")
 
     assert response.status_code == 201
@@ -79,7 +85,9 @@ def test_the_compatible_api_fields_can_be_set(api):
     response = create(api, apiName="api-calls", status="ARCHIVED", dimensions=["region", "plan"])
     assert response.status_code == 201
     assert {key: response.json()[key] for key in ("apiName", "status", "dimensions")} == {
-        "apiName": "api-calls", "status": "ARCHIVED", "dimensions": ["region", "plan"],
+        "apiName": "api-calls",
+        "status": "ARCHIVED",
+        "dimensions": ["region", "plan"],
     }
 
 
@@ -95,35 +103,38 @@ def test_valid_names(api, name):
     assert create(api, name=name).status_code == 201
 
 
-@pytest.mark.parametrize("field,overrides", [
-    ("name", {"name": "a" * 81}),
-    ("name", {"name": "calls/day"}),
-    ("name", {"name": "calls!"}),
-    ("name", {"name": "   "}),
-    ("description", {"description": "d" * 201}),
-    ("externalRef", {"externalRef": "e" * 101}),
-    ("category", {"category": "c" * 51}),
-    ("unit", {"unit": "u" * 51}),
-    ("unit", {"unit": ""}),
-    ("capacity", {"capacity": -1}),
-    ("capacity", {"capacity": "lots"}),
-    ("aggregation.type", {"aggregation": {"type": "AVERAGE"}}),
-    ("aggregation.type", {"aggregation": {}}),
-    ("aggregation.kind", {"aggregation": {"type": "SUM", "kind": "x"}}),
-    ("resetSchedule.cron", {"resetSchedule": {"cron": "0 0 1 *"}}),
-    ("resetSchedule.cron", {"resetSchedule": {"cron": "61 0 1 * *"}}),
-    ("resetSchedule.cron", {"resetSchedule": {"cron": "0 0 30 2 *"}}),
-    ("resetSchedule.cron", {"resetSchedule": {"cron": "@monthly"}}),
-    ("timezone", {"timezone": "Mars/Olympus"}),
-    ("timezone", {"timezone": "CEST"}),
-    ("apiName", {"apiName": "api calls"}),
-    ("status", {"status": "DELETED"}),
-    ("dimensions", {"dimensions": ["region", "region"]}),
-    ("dimensions", {"dimensions": "region"}),
-    ("accountId", {"accountId": "4d6548c8-1793-498f-9306-9ec101cb9bf8"}),
-    ("numberOfMeters", {"numberOfMeters": 3}),
-    ("color", {"color": "red"}),
-])
+@pytest.mark.parametrize(
+    "field,overrides",
+    [
+        ("name", {"name": "a" * 81}),
+        ("name", {"name": "calls/day"}),
+        ("name", {"name": "calls!"}),
+        ("name", {"name": "   "}),
+        ("description", {"description": "d" * 201}),
+        ("externalRef", {"externalRef": "e" * 101}),
+        ("category", {"category": "c" * 51}),
+        ("unit", {"unit": "u" * 51}),
+        ("unit", {"unit": ""}),
+        ("capacity", {"capacity": -1}),
+        ("capacity", {"capacity": "lots"}),
+        ("aggregation.type", {"aggregation": {"type": "AVERAGE"}}),
+        ("aggregation.type", {"aggregation": {}}),
+        ("aggregation.kind", {"aggregation": {"type": "SUM", "kind": "x"}}),
+        ("resetSchedule.cron", {"resetSchedule": {"cron": "0 0 1 *"}}),
+        ("resetSchedule.cron", {"resetSchedule": {"cron": "61 0 1 * *"}}),
+        ("resetSchedule.cron", {"resetSchedule": {"cron": "0 0 30 2 *"}}),
+        ("resetSchedule.cron", {"resetSchedule": {"cron": "@monthly"}}),
+        ("timezone", {"timezone": "Mars/Olympus"}),
+        ("timezone", {"timezone": "CEST"}),
+        ("apiName", {"apiName": "api calls"}),
+        ("status", {"status": "DELETED"}),
+        ("dimensions", {"dimensions": ["region", "region"]}),
+        ("dimensions", {"dimensions": "region"}),
+        ("accountId", {"accountId": "4d6548c8-1793-498f-9306-9ec101cb9bf8"}),
+        ("numberOfMeters", {"numberOfMeters": 3}),
+        ("color", {"color": "red"}),
+    ],
+)
 def test_field_limits(api, field, overrides):
     assert_error(create(api, **overrides), 400, "VALIDATION_ERROR", field)
     assert MeterType.objects.count() == 0
@@ -134,33 +145,45 @@ def test_required_fields(api, missing):
     assert_error(create(api, **{missing: ...}), 400, "VALIDATION_ERROR", missing)
 
 
-@pytest.mark.parametrize("thresholds", [
-    [{"value": 1}] * 6,
-    [{"name": "x"}],
-    [{"value": 10, "capacityPercentage": 50}],
-    [{"value": -1}],
-    [{"capacityPercentage": "80"}],
-    [{"value": True}],
-    [{"value": 1, "level": "high"}],
-    [{"name": "", "value": 1}],
-    [{"name": "n" * 81, "value": 1}],
-    [{"name": "same", "value": 1}, {"name": "same", "value": 2}],
-    ["80%"],
-    {"value": 1},
-])
+@pytest.mark.parametrize(
+    "thresholds",
+    [
+        [{"value": 1}] * 6,
+        [{"name": "x"}],
+        [{"value": 10, "capacityPercentage": 50}],
+        [{"value": -1}],
+        [{"capacityPercentage": "80"}],
+        [{"value": True}],
+        [{"value": 1, "level": "high"}],
+        [{"name": "", "value": 1}],
+        [{"name": "n" * 81, "value": 1}],
+        [{"name": "same", "value": 1}, {"name": "same", "value": 2}],
+        ["80%"],
+        {"value": 1},
+    ],
+)
 def test_threshold_rules(api, thresholds):
     assert_error(create(api, thresholds=thresholds), 400, "VALIDATION_ERROR", "thresholds")
 
 
 def test_five_thresholds_of_both_kinds_are_allowed(api):
-    thresholds = [{"value": 100}, {"name": "half", "capacityPercentage": 50}, {"value": 0.5},
-                  {"capacityPercentage": 120}, {"name": "all", "value": 1000}]
+    thresholds = [
+        {"value": 100},
+        {"name": "half", "capacityPercentage": 50},
+        {"value": 0.5},
+        {"capacityPercentage": 120},
+        {"name": "all", "value": 1000},
+    ]
     assert create(api, thresholds=thresholds).json()["thresholds"] == thresholds
 
 
 def test_percentage_thresholds_need_a_capacity(api):
-    body = assert_error(create(api, capacity=..., thresholds=[{"capacityPercentage": 80}]), 400, "VALIDATION_ERROR",
-                        "thresholds")
+    body = assert_error(
+        create(api, capacity=..., thresholds=[{"capacityPercentage": 80}]),
+        400,
+        "VALIDATION_ERROR",
+        "thresholds",
+    )
     assert body["message"] == "capacityPercentage thresholds need a capacity."
     assert create(api, capacity=..., thresholds=[{"value": 80}]).status_code == 201
 
@@ -173,8 +196,12 @@ def test_active_window_cannot_start_or_end_in_the_past(api):
 
 
 def test_active_to_must_be_after_active_from(api):
-    body = assert_error(create(api, activeFrom="2027-03-01T00:00:00Z", activeTo="2027-03-01T00:00:00Z"), 400,
-                        "VALIDATION_ERROR", "activeTo")
+    body = assert_error(
+        create(api, activeFrom="2027-03-01T00:00:00Z", activeTo="2027-03-01T00:00:00Z"),
+        400,
+        "VALIDATION_ERROR",
+        "activeTo",
+    )
     assert body["message"] == "activeTo must be after activeFrom."
     assert_error(create(api, activeTo="2027-01-10T11:59:50Z"), 400, "VALIDATION_ERROR", "activeTo")
 
@@ -199,16 +226,24 @@ def test_external_ref_is_unique_in_the_account(api):
 
 def test_api_name_is_unique_in_the_account(api):
     create(api, apiName="calls")
-    assert_error(create(api, name="Another", externalRef=..., apiName="calls"), 409, "METER_TYPE_API_NAME_EXISTS",
-                 "apiName")
+    assert_error(
+        create(api, name="Another", externalRef=..., apiName="calls"),
+        409,
+        "METER_TYPE_API_NAME_EXISTS",
+        "apiName",
+    )
 
 
 # --- get, list --------------------------------------------------------------------------------
 
+
 def test_unknown_malformed_and_other_accounts_ids_are_404(api, other_account):
     foreign = make_meter_type(other_account)
-    for path in ("/meter-types/8a76066d-ff29-417c-a18e-abde22e44310", "/meter-types/not-a-uuid",
-                 f"/meter-types/{foreign.pk}"):
+    for path in (
+        "/meter-types/8a76066d-ff29-417c-a18e-abde22e44310",
+        "/meter-types/not-a-uuid",
+        f"/meter-types/{foreign.pk}",
+    ):
         assert_error(api.get(path), 404, "METER_TYPE_NOT_FOUND")
         assert_error(api.patch(path, {"description": "mine now"}, format="json"), 404, "METER_TYPE_NOT_FOUND")
         assert_error(api.delete(path), 404, "METER_TYPE_NOT_FOUND")
@@ -257,62 +292,130 @@ def test_list_sorts_by_number_of_meters(api, account):
 
 # --- update -----------------------------------------------------------------------------------
 
+
 def test_patch_changes_the_given_fields_only(api, frozen):
     meter_type_id = create(api).json()["id"]
     frozen.shift(60)
-    response = api.patch(f"/meter-types/{meter_type_id}", {
-        "name": "API requests", "description": "new", "category": "Calls", "unit": "calls", "capacity": 2000.5,
-        "thresholds": [{"value": 10}], "resetSchedule": {"cron": "0 * * * *"}, "timezone": "Europe/Stockholm",
-        "externalRef": "ext-2", "activeTo": "2028-01-01T00:00:00Z",
-    }, format="json")
+    response = api.patch(
+        f"/meter-types/{meter_type_id}",
+        {
+            "name": "API requests",
+            "description": "new",
+            "category": "Calls",
+            "unit": "calls",
+            "capacity": 2000.5,
+            "thresholds": [{"value": 10}],
+            "resetSchedule": {"cron": "0 * * * *"},
+            "timezone": "Europe/Stockholm",
+            "externalRef": "ext-2",
+            "activeTo": "2028-01-01T00:00:00Z",
+        },
+        format="json",
+    )
 
     assert response.status_code == 200
     body = response.json()
-    assert {key: body[key] for key in ("name", "description", "category", "unit", "capacity", "thresholds",
-                                       "resetSchedule", "timezone", "externalRef", "activeTo", "updatedAt",
-                                       "createdAt", "aggregation", "apiName")} == {
-        "name": "API requests", "description": "new", "category": "Calls", "unit": "calls", "capacity": 2000.5,
-        "thresholds": [{"value": 10}], "resetSchedule": {"cron": "0 * * * *"}, "timezone": "Europe/Stockholm",
-        "externalRef": "ext-2", "activeTo": "2028-01-01T00:00:00.000Z", "updatedAt": "2027-01-10T12:01:00.000Z",
-        "createdAt": "2027-01-10T12:00:00.000Z", "aggregation": {"type": "SUM"},
+    assert {
+        key: body[key]
+        for key in (
+            "name",
+            "description",
+            "category",
+            "unit",
+            "capacity",
+            "thresholds",
+            "resetSchedule",
+            "timezone",
+            "externalRef",
+            "activeTo",
+            "updatedAt",
+            "createdAt",
+            "aggregation",
+            "apiName",
+        )
+    } == {
+        "name": "API requests",
+        "description": "new",
+        "category": "Calls",
+        "unit": "calls",
+        "capacity": 2000.5,
+        "thresholds": [{"value": 10}],
+        "resetSchedule": {"cron": "0 * * * *"},
+        "timezone": "Europe/Stockholm",
+        "externalRef": "ext-2",
+        "activeTo": "2028-01-01T00:00:00.000Z",
+        "updatedAt": "2027-01-10T12:01:00.000Z",
+        "createdAt": "2027-01-10T12:00:00.000Z",
+        "aggregation": {"type": "SUM"},
         "apiName": "usage-based-api-counter",
     }
 
 
 def test_patch_with_null_resets_category_and_removes_external_ref_and_active_to(api):
     meter_type_id = create(api, activeTo="2028-01-01T00:00:00Z").json()["id"]
-    body = api.patch(f"/meter-types/{meter_type_id}", {"category": None, "externalRef": None, "activeTo": None},
-                     format="json").json()
+    body = api.patch(
+        f"/meter-types/{meter_type_id}",
+        {"category": None, "externalRef": None, "activeTo": None},
+        format="json",
+    ).json()
     assert (body["category"], body["externalRef"], body["activeTo"]) == ("DEFAULT", None, None)
 
 
 def test_aggregation_cannot_change(api):
     meter_type_id = create(api).json()["id"]
-    body = assert_error(api.patch(f"/meter-types/{meter_type_id}", {"aggregation": {"type": "MAX"}}, format="json"),
-                        400, "AGGREGATION_IMMUTABLE", "aggregation.type")
+    body = assert_error(
+        api.patch(f"/meter-types/{meter_type_id}", {"aggregation": {"type": "MAX"}}, format="json"),
+        400,
+        "AGGREGATION_IMMUTABLE",
+        "aggregation.type",
+    )
     assert body["message"] == "The aggregation of a meter type cannot be changed."
     assert MeterType.objects.get().aggregation == "SUM"
     # Sending the unchanged aggregation back is fine.
-    assert api.patch(f"/meter-types/{meter_type_id}", {"aggregation": {"type": "SUM"}}, format="json").status_code == 200
+    assert (
+        api.patch(
+            f"/meter-types/{meter_type_id}", {"aggregation": {"type": "SUM"}}, format="json"
+        ).status_code
+        == 200
+    )
 
 
 def test_patch_keeps_names_and_external_refs_unique(api, account):
     create(api)
     other = create(api, name="Other", externalRef="other-ref").json()["id"]
-    assert_error(api.patch(f"/meter-types/{other}", {"name": "Usage based API counter"}, format="json"), 409,
-                 "METER_TYPE_NAME_EXISTS", "name")
-    assert_error(api.patch(f"/meter-types/{other}", {"externalRef": "878752b4-4ddf"}, format="json"), 409,
-                 "METER_TYPE_EXTERNAL_REF_EXISTS", "externalRef")
+    assert_error(
+        api.patch(f"/meter-types/{other}", {"name": "Usage based API counter"}, format="json"),
+        409,
+        "METER_TYPE_NAME_EXISTS",
+        "name",
+    )
+    assert_error(
+        api.patch(f"/meter-types/{other}", {"externalRef": "878752b4-4ddf"}, format="json"),
+        409,
+        "METER_TYPE_EXTERNAL_REF_EXISTS",
+        "externalRef",
+    )
     assert MeterType.objects.get(pk=other).name == "Other"
     # Patching a type with its own name is not a conflict.
     assert api.patch(f"/meter-types/{other}", {"name": "Other"}, format="json").status_code == 200
 
 
-@pytest.mark.parametrize("field,value", [
-    ("name", "n" * 81), ("description", "d" * 201), ("externalRef", "e" * 101), ("category", "c" * 51),
-    ("unit", "u" * 51), ("capacity", -5), ("thresholds", [{"value": 1}] * 6),
-    ("resetSchedule", {"cron": "every day"}), ("timezone", "Nowhere/City"), ("accountId", "x"), ("id", "x"),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("name", "n" * 81),
+        ("description", "d" * 201),
+        ("externalRef", "e" * 101),
+        ("category", "c" * 51),
+        ("unit", "u" * 51),
+        ("capacity", -5),
+        ("thresholds", [{"value": 1}] * 6),
+        ("resetSchedule", {"cron": "every day"}),
+        ("timezone", "Nowhere/City"),
+        ("accountId", "x"),
+        ("id", "x"),
+    ],
+)
 def test_patch_field_limits(api, field, value):
     meter_type_id = create(api).json()["id"]
     response = api.patch(f"/meter-types/{meter_type_id}", {field: value}, format="json")
@@ -324,29 +427,50 @@ def test_patch_field_limits(api, field, value):
 def test_patch_active_window_rules(api):
     meter_type_id = create(api, activeFrom="2027-02-01T00:00:00Z").json()["id"]
     path = f"/meter-types/{meter_type_id}"
-    assert_error(api.patch(path, {"activeFrom": "2027-01-01T00:00:00Z"}, format="json"), 400, "VALIDATION_ERROR",
-                 "activeFrom")
-    assert_error(api.patch(path, {"activeTo": "2027-01-15T00:00:00Z"}, format="json"), 400, "VALIDATION_ERROR",
-                 "activeTo")
+    assert_error(
+        api.patch(path, {"activeFrom": "2027-01-01T00:00:00Z"}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+        "activeFrom",
+    )
+    assert_error(
+        api.patch(path, {"activeTo": "2027-01-15T00:00:00Z"}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+        "activeTo",
+    )
     # activeFrom: null means from now.
-    assert api.patch(path, {"activeFrom": None}, format="json").json()["activeFrom"] == "2027-01-10T12:00:00.000Z"
+    assert (
+        api.patch(path, {"activeFrom": None}, format="json").json()["activeFrom"]
+        == "2027-01-10T12:00:00.000Z"
+    )
 
 
 def test_an_active_from_now_in_the_past_may_be_sent_back_unchanged(api, frozen):
     created = create(api).json()
     frozen.shift(1800)  # half an hour later: activeFrom is now in the past
-    response = api.patch(f"/meter-types/{created['id']}", {"activeFrom": created["activeFrom"], "description": "x"},
-                         format="json")
+    response = api.patch(
+        f"/meter-types/{created['id']}",
+        {"activeFrom": created["activeFrom"], "description": "x"},
+        format="json",
+    )
     assert response.status_code == 200
 
 
 def test_percentage_thresholds_need_a_capacity_on_patch(api):
     meter_type_id = create(api, capacity=..., thresholds=[]).json()["id"]
-    assert_error(api.patch(f"/meter-types/{meter_type_id}", {"thresholds": [{"capacityPercentage": 50}]},
-                           format="json"), 400, "VALIDATION_ERROR", "thresholds")
+    assert_error(
+        api.patch(
+            f"/meter-types/{meter_type_id}", {"thresholds": [{"capacityPercentage": 50}]}, format="json"
+        ),
+        400,
+        "VALIDATION_ERROR",
+        "thresholds",
+    )
 
 
 # --- delete -----------------------------------------------------------------------------------
+
 
 def test_delete_answers_the_deleted_count(api):
     meter_type_id = create(api).json()["id"]
@@ -367,21 +491,35 @@ def test_a_meter_type_with_meters_cannot_be_deleted(api, account):
 
 # --- scopes and rate limits -------------------------------------------------------------------
 
-@pytest.mark.parametrize("method,path_kind,scope", [
-    ("get", "list", "usage-metering:read:meter_types"),
-    ("get", "item", "usage-metering:read:meter_types"),
-    ("post", "list", "usage-metering:create:meter_types"),
-    ("patch", "item", "usage-metering:update:meter_types"),
-    ("delete", "item", "usage-metering:delete:meter_types"),
-])
+
+@pytest.mark.parametrize(
+    "method,path_kind,scope",
+    [
+        ("get", "list", "usage-metering:read:meter_types"),
+        ("get", "item", "usage-metering:read:meter_types"),
+        ("post", "list", "usage-metering:create:meter_types"),
+        ("patch", "item", "usage-metering:update:meter_types"),
+        ("delete", "item", "usage-metering:delete:meter_types"),
+    ],
+)
 def test_each_action_needs_its_scope(account, method, path_kind, scope):
     meter_type = make_meter_type(account)
     path = "/meter-types" if path_kind == "list" else f"/meter-types/{meter_type.pk}"
     body = meter_type_body(name="Scoped", externalRef="scoped") if method == "post" else {"description": "x"}
-    other_scopes = [s for s in ("usage-metering:read:meter_types", "usage-metering:create:meter_types",
-                                "usage-metering:update:meter_types", "usage-metering:delete:meter_types",
-                                "usage-metering:read:meters") if s != scope]
-    refused = getattr(client_for(account, scopes=other_scopes, name="without"), method)(path, body, format="json")
+    other_scopes = [
+        s
+        for s in (
+            "usage-metering:read:meter_types",
+            "usage-metering:create:meter_types",
+            "usage-metering:update:meter_types",
+            "usage-metering:delete:meter_types",
+            "usage-metering:read:meters",
+        )
+        if s != scope
+    ]
+    refused = getattr(client_for(account, scopes=other_scopes, name="without"), method)(
+        path, body, format="json"
+    )
     assert_error(refused, 403, "INSUFFICIENT_SCOPE")
     allowed = getattr(client_for(account, scopes=[scope], name="with"), method)(path, body, format="json")
     assert allowed.status_code == (201 if method == "post" else 200)
@@ -389,7 +527,9 @@ def test_each_action_needs_its_scope(account, method, path_kind, scope):
 
 def test_seed_001_scopes_and_account_header(account):
     client = client_for(account, scopes=["create:meter_types", "read:meter_types"])
-    response = client.post("/meter-types", meter_type_body(), format="json", HTTP_X_ACCOUNT_ID=str(account.pk))
+    response = client.post(
+        "/meter-types", meter_type_body(), format="json", HTTP_X_ACCOUNT_ID=str(account.pk)
+    )
     assert response.status_code == 201
     assert client.get("/meter-types", HTTP_X_ACCOUNT_ID=str(account.pk)).status_code == 200
 

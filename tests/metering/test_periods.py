@@ -42,40 +42,88 @@ def chain(cron: str, zone: str, after: datetime, count: int) -> list[datetime]:
 
 # --- exact boundaries on the DST nights -------------------------------------------------------
 
-@pytest.mark.parametrize("cron,zone,after,expected", [
-    # Stockholm, spring forward: 02:00-02:59 does not exist; 02:00 and 03:00 are one boundary.
-    (HOURLY, "Europe/Stockholm", utc(2026, 3, 28, 23), [utc(2026, 3, 29, 0), utc(2026, 3, 29, 1), utc(2026, 3, 29, 2)]),
-    (QUARTER_HOURLY, "Europe/Stockholm", utc(2026, 3, 29, 0, 30),
-     [utc(2026, 3, 29, 0, 45), utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 1, 15)]),
-    # A daily reset at a nonexistent 02:30 moves forward to 03:00 CEST that day only.
-    ("30 2 * * *", "Europe/Stockholm", utc(2026, 3, 28, 12),
-     [utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30), utc(2026, 3, 31, 0, 30)]),
-    (DAILY, "Europe/Stockholm", utc(2026, 3, 28, 12), [utc(2026, 3, 28, 23), utc(2026, 3, 29, 22)]),
-    (MONTHLY, "Europe/Stockholm", utc(2026, 3, 15), [utc(2026, 3, 31, 22), utc(2026, 4, 30, 22)]),
-    # Stockholm, fall back: 02:00-02:59 happens twice and fires once, at its first occurrence.
-    (HOURLY, "Europe/Stockholm", utc(2026, 10, 24, 23), [utc(2026, 10, 25, 0), utc(2026, 10, 25, 2)]),
-    (QUARTER_HOURLY, "Europe/Stockholm", utc(2026, 10, 25, 0, 30),
-     [utc(2026, 10, 25, 0, 45), utc(2026, 10, 25, 2, 0), utc(2026, 10, 25, 2, 15)]),
-    ("30 2 * * *", "Europe/Stockholm", utc(2026, 10, 24, 12), [utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]),
-    (DAILY, "Europe/Stockholm", utc(2026, 10, 24, 12), [utc(2026, 10, 24, 22), utc(2026, 10, 25, 23)]),
-    (MONTHLY, "Europe/Stockholm", utc(2026, 10, 15), [utc(2026, 10, 31, 23), utc(2026, 11, 30, 23)]),
-    # New York, spring forward.
-    (HOURLY, "America/New_York", utc(2026, 3, 8, 5), [utc(2026, 3, 8, 6), utc(2026, 3, 8, 7), utc(2026, 3, 8, 8)]),
-    (QUARTER_HOURLY, "America/New_York", utc(2026, 3, 8, 6, 30),
-     [utc(2026, 3, 8, 6, 45), utc(2026, 3, 8, 7, 0), utc(2026, 3, 8, 7, 15)]),
-    ("30 2 * * *", "America/New_York", utc(2026, 3, 7, 0),
-     [utc(2026, 3, 7, 7, 30), utc(2026, 3, 8, 7, 0), utc(2026, 3, 9, 6, 30)]),
-    (MONTHLY, "America/New_York", utc(2026, 2, 15), [utc(2026, 3, 1, 5), utc(2026, 4, 1, 4)]),
-    # New York, fall back: 01:00-01:59 happens twice and fires once.
-    (HOURLY, "America/New_York", utc(2026, 11, 1, 4), [utc(2026, 11, 1, 5), utc(2026, 11, 1, 7)]),
-    (QUARTER_HOURLY, "America/New_York", utc(2026, 11, 1, 5, 30), [utc(2026, 11, 1, 5, 45), utc(2026, 11, 1, 7, 0)]),
-    ("30 1 * * *", "America/New_York", utc(2026, 10, 31, 0),
-     [utc(2026, 10, 31, 5, 30), utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30)]),
-    (MONTHLY, "America/New_York", utc(2026, 10, 15), [utc(2026, 11, 1, 4), utc(2026, 12, 1, 5)]),
-    # UTC has no DST: the same schedules are plain.
-    (HOURLY, "Etc/UTC", utc(2026, 3, 29, 0, 59, 59), [utc(2026, 3, 29, 1), utc(2026, 3, 29, 2)]),
-    (MONTHLY, "Etc/UTC", utc(2026, 10, 15), [utc(2026, 11, 1), utc(2026, 12, 1)]),
-])
+
+@pytest.mark.parametrize(
+    "cron,zone,after,expected",
+    [
+        # Stockholm, spring forward: 02:00-02:59 does not exist; 02:00 and 03:00 are one boundary.
+        (
+            HOURLY,
+            "Europe/Stockholm",
+            utc(2026, 3, 28, 23),
+            [utc(2026, 3, 29, 0), utc(2026, 3, 29, 1), utc(2026, 3, 29, 2)],
+        ),
+        (
+            QUARTER_HOURLY,
+            "Europe/Stockholm",
+            utc(2026, 3, 29, 0, 30),
+            [utc(2026, 3, 29, 0, 45), utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 1, 15)],
+        ),
+        # A daily reset at a nonexistent 02:30 moves forward to 03:00 CEST that day only.
+        (
+            "30 2 * * *",
+            "Europe/Stockholm",
+            utc(2026, 3, 28, 12),
+            [utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30), utc(2026, 3, 31, 0, 30)],
+        ),
+        (DAILY, "Europe/Stockholm", utc(2026, 3, 28, 12), [utc(2026, 3, 28, 23), utc(2026, 3, 29, 22)]),
+        (MONTHLY, "Europe/Stockholm", utc(2026, 3, 15), [utc(2026, 3, 31, 22), utc(2026, 4, 30, 22)]),
+        # Stockholm, fall back: 02:00-02:59 happens twice and fires once, at its first occurrence.
+        (HOURLY, "Europe/Stockholm", utc(2026, 10, 24, 23), [utc(2026, 10, 25, 0), utc(2026, 10, 25, 2)]),
+        (
+            QUARTER_HOURLY,
+            "Europe/Stockholm",
+            utc(2026, 10, 25, 0, 30),
+            [utc(2026, 10, 25, 0, 45), utc(2026, 10, 25, 2, 0), utc(2026, 10, 25, 2, 15)],
+        ),
+        (
+            "30 2 * * *",
+            "Europe/Stockholm",
+            utc(2026, 10, 24, 12),
+            [utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)],
+        ),
+        (DAILY, "Europe/Stockholm", utc(2026, 10, 24, 12), [utc(2026, 10, 24, 22), utc(2026, 10, 25, 23)]),
+        (MONTHLY, "Europe/Stockholm", utc(2026, 10, 15), [utc(2026, 10, 31, 23), utc(2026, 11, 30, 23)]),
+        # New York, spring forward.
+        (
+            HOURLY,
+            "America/New_York",
+            utc(2026, 3, 8, 5),
+            [utc(2026, 3, 8, 6), utc(2026, 3, 8, 7), utc(2026, 3, 8, 8)],
+        ),
+        (
+            QUARTER_HOURLY,
+            "America/New_York",
+            utc(2026, 3, 8, 6, 30),
+            [utc(2026, 3, 8, 6, 45), utc(2026, 3, 8, 7, 0), utc(2026, 3, 8, 7, 15)],
+        ),
+        (
+            "30 2 * * *",
+            "America/New_York",
+            utc(2026, 3, 7, 0),
+            [utc(2026, 3, 7, 7, 30), utc(2026, 3, 8, 7, 0), utc(2026, 3, 9, 6, 30)],
+        ),
+        (MONTHLY, "America/New_York", utc(2026, 2, 15), [utc(2026, 3, 1, 5), utc(2026, 4, 1, 4)]),
+        # New York, fall back: 01:00-01:59 happens twice and fires once.
+        (HOURLY, "America/New_York", utc(2026, 11, 1, 4), [utc(2026, 11, 1, 5), utc(2026, 11, 1, 7)]),
+        (
+            QUARTER_HOURLY,
+            "America/New_York",
+            utc(2026, 11, 1, 5, 30),
+            [utc(2026, 11, 1, 5, 45), utc(2026, 11, 1, 7, 0)],
+        ),
+        (
+            "30 1 * * *",
+            "America/New_York",
+            utc(2026, 10, 31, 0),
+            [utc(2026, 10, 31, 5, 30), utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30)],
+        ),
+        (MONTHLY, "America/New_York", utc(2026, 10, 15), [utc(2026, 11, 1, 4), utc(2026, 12, 1, 5)]),
+        # UTC has no DST: the same schedules are plain.
+        (HOURLY, "Etc/UTC", utc(2026, 3, 29, 0, 59, 59), [utc(2026, 3, 29, 1), utc(2026, 3, 29, 2)]),
+        (MONTHLY, "Etc/UTC", utc(2026, 10, 15), [utc(2026, 11, 1), utc(2026, 12, 1)]),
+    ],
+)
 def test_boundaries_on_dst_nights(cron, zone, after, expected):
     assert chain(cron, zone, after, len(expected)) == expected
 
@@ -98,9 +146,12 @@ def test_monthly_periods_containing_a_dst_change_are_an_hour_shorter_or_longer()
 # --- one boundary per local period, for every schedule, zone and night -----------------------
 
 NIGHTS = [
-    ("Etc/UTC", date(2026, 3, 29)), ("Etc/UTC", date(2026, 10, 25)),
-    ("Europe/Stockholm", date(2026, 3, 29)), ("Europe/Stockholm", date(2026, 10, 25)),
-    ("America/New_York", date(2026, 3, 8)), ("America/New_York", date(2026, 11, 1)),
+    ("Etc/UTC", date(2026, 3, 29)),
+    ("Etc/UTC", date(2026, 10, 25)),
+    ("Europe/Stockholm", date(2026, 3, 29)),
+    ("Europe/Stockholm", date(2026, 10, 25)),
+    ("America/New_York", date(2026, 3, 8)),
+    ("America/New_York", date(2026, 11, 1)),
 ]
 # Boundaries in the local day (after its midnight, up to and including the next midnight).
 EXPECTED_PER_DAY = {
@@ -165,7 +216,9 @@ def test_the_first_period_ends_at_the_next_fire_after_creation():
 
 def test_next_fires_lists_the_coming_boundaries():
     assert next_fires(HOURLY, "Europe/Stockholm", utc(2026, 10, 24, 23), 3) == [
-        utc(2026, 10, 25, 0), utc(2026, 10, 25, 2), utc(2026, 10, 25, 3),
+        utc(2026, 10, 25, 0),
+        utc(2026, 10, 25, 2),
+        utc(2026, 10, 25, 3),
     ]
 
 
@@ -176,6 +229,7 @@ def test_naive_after_is_refused():
 
 # --- validation -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("cron", ["0 0 1 * *", "*/15 * * * *", "0 9 * * MON-FRI", "30 2 * * *", "0 0 L * *"])
 def test_valid_cron(cron):
     assert validate_cron(cron) == cron
@@ -185,18 +239,39 @@ def test_cron_whitespace_is_normalised():
     assert validate_cron("  0  0 1 *\t* ") == "0 0 1 * *"
 
 
-@pytest.mark.parametrize("cron,reason", [
-    ("* * * *", "5 fields"), ("0 0 1 * * 0", "5 fields"), ("", "5 fields"), ("@daily", "5 fields"),
-    ("61 * * * *", "not a valid"), ("0 24 * * *", "not a valid"), ("*/0 * * * *", "not a valid"),
-    ("0 0 30 2 *", "never fires"), ("H * * * *", "Random"), ("R 0 * * *", "Random"),
-])
+@pytest.mark.parametrize(
+    "cron,reason",
+    [
+        ("* * * *", "5 fields"),
+        ("0 0 1 * * 0", "5 fields"),
+        ("", "5 fields"),
+        ("@daily", "5 fields"),
+        ("61 * * * *", "not a valid"),
+        ("0 24 * * *", "not a valid"),
+        ("*/0 * * * *", "not a valid"),
+        ("0 0 30 2 *", "never fires"),
+        ("H * * * *", "Random"),
+        ("R 0 * * *", "Random"),
+    ],
+)
 def test_invalid_cron(cron, reason):
     with pytest.raises(InvalidSchedule, match=reason):
         validate_cron(cron)
 
 
-@pytest.mark.parametrize("cron", ["0 0 L * *", "0 0 * * 1#2", "0 0 15W * *", "0 0 ? * *", "0 0 * * 5L",
-                                  "10-5/1000 * * * *", "0 0 1 13 *", "0 0 1 * 8"])
+@pytest.mark.parametrize(
+    "cron",
+    [
+        "0 0 L * *",
+        "0 0 * * 1#2",
+        "0 0 15W * *",
+        "0 0 ? * *",
+        "0 0 * * 5L",
+        "10-5/1000 * * * *",
+        "0 0 1 13 *",
+        "0 0 1 * 8",
+    ],
+)
 def test_cron_croniter_reads_but_the_documented_syntax_does_not_have_is_refused(cron):
     refused = cron != "0 0 L * *"
     assert bool(re.fullmatch(CRON_PATTERN, cron)) is not refused

@@ -68,8 +68,9 @@ def test_a_new_schedule_applies_from_the_next_period(account):
     with time_machine.travel(datetime(2027, 1, 10, 12, tzinfo=UTC), tick=False):
         meter_type = make_meter_type(account, reset_cron="0 0 1 * *")
         meter = make_meter(meter_type)
-        services.meter_type_update(meter_type=meter_type, data={"reset_cron": "0 0 * * *",
-                                                                "timezone": "America/New_York"})
+        services.meter_type_update(
+            meter_type=meter_type, data={"reset_cron": "0 0 * * *", "timezone": "America/New_York"}
+        )
     meter.refresh_from_db()
     assert meter.period_end == datetime(2027, 2, 1, tzinfo=UTC)
     # The period after it follows the new schedule from that end.
@@ -95,10 +96,17 @@ def test_deleting_a_meter_that_is_already_gone_counts_zero(account):
     assert services.meter_delete(meter=meter) == 0
 
 
-@pytest.mark.parametrize("model_field,api_field", [
-    ("external_ref", "externalRef"), ("reset_cron", "resetSchedule.cron"), ("aggregation", "aggregation.type"),
-    ("active_from", "activeFrom"), ("meter_type", "meterTypeId"), ("name", "name"),
-])
+@pytest.mark.parametrize(
+    "model_field,api_field",
+    [
+        ("external_ref", "externalRef"),
+        ("reset_cron", "resetSchedule.cron"),
+        ("aggregation", "aggregation.type"),
+        ("active_from", "activeFrom"),
+        ("meter_type", "meterTypeId"),
+        ("name", "name"),
+    ],
+)
 def test_error_field_names_map_both_ways(model_field, api_field):
     assert services.api_field_name(model_field) == api_field
     assert services.model_field_name(api_field) == model_field

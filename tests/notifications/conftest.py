@@ -44,13 +44,19 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with receiver._lock:
                     index = len(receiver.requests)
-                    receiver.requests.append(Received(
-                        "POST", self.path, {name.lower(): value for name, value in self.headers.items()}, body))
+                    receiver.requests.append(
+                        Received(
+                            "POST",
+                            self.path,
+                            {name.lower(): value for name, value in self.headers.items()},
+                            body,
+                        )
+                    )
                 answer = receiver.answer(index)
                 if answer.delay:
                     time.sleep(answer.delay)
@@ -66,7 +72,9 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def answer(self, index: int) -> Answer:
         if callable(self.script):
@@ -141,9 +149,13 @@ def celery_eager():
 def signature_is_valid(secret: str, received: Received) -> bool:
     """A receiver's check, written from the Standard Webhooks spec, independently of the service."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{received.headers['webhook-id']}.{received.headers['webhook-timestamp']}.".encode() + received.body
+    signed = (
+        f"{received.headers['webhook-id']}.{received.headers['webhook-timestamp']}.".encode() + received.body
+    )
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     return any(
         version == "v1" and hmac.compare_digest(signature, expected)
-        for version, _, signature in (item.partition(",") for item in received.headers["webhook-signature"].split())
+        for version, _, signature in (
+            item.partition(",") for item in received.headers["webhook-signature"].split()
+        )
     )

@@ -32,18 +32,30 @@ def ann(client, account):
 
 
 def add_endpoint(client, url=PUBLIC, follow=False):
-    return client.post("/admin/notifications/notificationendpoint/add/", {
-        "url": url, "description": "from the admin", "event_types": ["threshold.crossed"], "is_active": "on",
-    }, follow=follow)
+    return client.post(
+        "/admin/notifications/notificationendpoint/add/",
+        {
+            "url": url,
+            "description": "from the admin",
+            "event_types": ["threshold.crossed"],
+            "is_active": "on",
+        },
+        follow=follow,
+    )
 
 
 def test_creating_an_endpoint_shows_its_secret_once(ann, account, refuse_private):
     response = add_endpoint(ann)
     assert response.status_code == 200
-    shown = re.search(r'<code id="endpoint-secret">(whsec_[A-Za-z0-9+/=]+)</code>', response.content.decode()).group(1)
+    shown = re.search(
+        r'<code id="endpoint-secret">(whsec_[A-Za-z0-9+/=]+)</code>', response.content.decode()
+    ).group(1)
     endpoint = NotificationEndpoint.objects.get(account=account)
-    assert (endpoint.url, endpoint.event_types, endpoint.description) == \
-        (PUBLIC, ["threshold.crossed"], "from the admin")
+    assert (endpoint.url, endpoint.event_types, endpoint.description) == (
+        PUBLIC,
+        ["threshold.crossed"],
+        "from the admin",
+    )
     assert services.notification_endpoint_secret(endpoint=endpoint) == shown
 
     change_page = ann.get(f"/admin/notifications/notificationendpoint/{endpoint.pk}/change/").content.decode()
@@ -70,23 +82,35 @@ def test_the_endpoint_limit_is_a_message_not_an_error_page(ann, settings, refuse
 
 
 def test_editing_an_endpoint_goes_through_the_service(ann, account, refuse_private):
-    endpoint, secret = services.notification_endpoint_create(account=account, url=PUBLIC,
-                                                             event_types=["meter.flushed"])
-    response = ann.post(f"/admin/notifications/notificationendpoint/{endpoint.pk}/change/", {
-        "url": "https://8.8.8.8/new", "description": "moved", "event_types": ["meter.flushed", "threshold.crossed"],
-    })
+    endpoint, secret = services.notification_endpoint_create(
+        account=account, url=PUBLIC, event_types=["meter.flushed"]
+    )
+    response = ann.post(
+        f"/admin/notifications/notificationendpoint/{endpoint.pk}/change/",
+        {
+            "url": "https://8.8.8.8/new",
+            "description": "moved",
+            "event_types": ["meter.flushed", "threshold.crossed"],
+        },
+    )
     assert response.status_code == 302
     endpoint.refresh_from_db()
-    assert (endpoint.url, endpoint.description, endpoint.is_active, endpoint.event_types) == \
-        ("https://8.8.8.8/new", "moved", False, ["meter.flushed", "threshold.crossed"])
+    assert (endpoint.url, endpoint.description, endpoint.is_active, endpoint.event_types) == (
+        "https://8.8.8.8/new",
+        "moved",
+        False,
+        ["meter.flushed", "threshold.crossed"],
+    )
     assert services.notification_endpoint_secret(endpoint=endpoint) == secret  # untouched by the form
 
 
 def test_staff_see_only_their_accounts_endpoints_and_deliveries(ann, account, other_account, allow_private):
-    mine, _ = services.notification_endpoint_create(account=account, url="http://127.0.0.1:9/mine",
-                                                    event_types=["meter.flushed"])
-    theirs, _ = services.notification_endpoint_create(account=other_account, url="http://127.0.0.1:9/theirs",
-                                                      event_types=["meter.flushed"])
+    mine, _ = services.notification_endpoint_create(
+        account=account, url="http://127.0.0.1:9/mine", event_types=["meter.flushed"]
+    )
+    theirs, _ = services.notification_endpoint_create(
+        account=other_account, url="http://127.0.0.1:9/theirs", event_types=["meter.flushed"]
+    )
     services.notification_publish(account_id=account.pk, event_type="meter.flushed", payload={"v": 1})
     services.notification_publish(account_id=other_account.pk, event_type="meter.flushed", payload={"v": 2})
     foreign_delivery = Delivery.objects.get(endpoint=theirs)
@@ -101,11 +125,13 @@ def test_staff_see_only_their_accounts_endpoints_and_deliveries(ann, account, ot
 
 
 def test_failed_deliveries_are_filterable_show_each_attempt_and_can_be_retried_now(
-        ann, account, receiver_factory, allow_private, fast_webhooks, django_capture_on_commit_callbacks):
+    ann, account, receiver_factory, allow_private, fast_webhooks, django_capture_on_commit_callbacks
+):
     fast_webhooks.WEBHOOK_MAX_ATTEMPTS = 2
     receiver = receiver_factory([Answer(500), Answer(502), Answer(200)])
-    endpoint, _ = services.notification_endpoint_create(account=account, url=receiver.url,
-                                                        event_types=["threshold.crossed", "meter.flushed"])
+    endpoint, _ = services.notification_endpoint_create(
+        account=account, url=receiver.url, event_types=["threshold.crossed", "meter.flushed"]
+    )
     services.notification_publish(account_id=account.pk, event_type="threshold.crossed", payload={"v": 1})
     services.delivery_sweep_due()
     services.delivery_sweep_due()
@@ -114,13 +140,19 @@ def test_failed_deliveries_are_filterable_show_each_attempt_and_can_be_retried_n
 
     listing = ann.get("/admin/notifications/delivery/?status__exact=FAILED").content.decode()
     assert str(failed.pk) in listing
-    assert str(failed.pk) not in ann.get("/admin/notifications/delivery/?status__exact=SUCCEEDED").content.decode()
+    assert (
+        str(failed.pk)
+        not in ann.get("/admin/notifications/delivery/?status__exact=SUCCEEDED").content.decode()
+    )
     detail = ann.get(f"/admin/notifications/delivery/{failed.pk}/change/").content.decode()
     assert "HTTP 500" in detail and "HTTP 502" in detail
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = ann.post("/admin/notifications/delivery/",
-                            {"action": "retry_now", "_selected_action": [str(failed.pk)]}, follow=True)
+        response = ann.post(
+            "/admin/notifications/delivery/",
+            {"action": "retry_now", "_selected_action": [str(failed.pk)]},
+            follow=True,
+        )
     assert "Retrying 1 delivery(ies) now." in response.content.decode()
     assert len(callbacks) == 1
     failed.refresh_from_db()
@@ -131,17 +163,26 @@ def test_failed_deliveries_are_filterable_show_each_attempt_and_can_be_retried_n
 
 
 def test_events_are_listed_read_only_with_their_deliveries(ann, account, allow_private):
-    services.notification_endpoint_create(account=account, url="http://127.0.0.1:9/x", event_types=["meter.flushed"])
+    services.notification_endpoint_create(
+        account=account, url="http://127.0.0.1:9/x", event_types=["meter.flushed"]
+    )
     event = services.notification_publish(account_id=account.pk, event_type="meter.flushed", payload={"v": 1})
     assert str(event.pk) in ann.get("/admin/notifications/notificationevent/").content.decode()
-    assert "http://127.0.0.1:9/x" in ann.get(f"/admin/notifications/notificationevent/{event.pk}/change/").content.decode()
+    assert (
+        "http://127.0.0.1:9/x"
+        in ann.get(f"/admin/notifications/notificationevent/{event.pk}/change/").content.decode()
+    )
     assert ann.get("/admin/notifications/notificationevent/add/").status_code == 403
 
 
 def test_the_retry_sweep_is_registered_in_celery_beat_by_a_migration():
     task = PeriodicTask.objects.get(name="notifications: retry sweep")
-    assert (task.task, task.enabled, task.interval.every, task.interval.period) == \
-        ("notifications.sweep_due_deliveries", True, 30, "seconds")
+    assert (task.task, task.enabled, task.interval.every, task.interval.period) == (
+        "notifications.sweep_due_deliveries",
+        True,
+        30,
+        "seconds",
+    )
     from notifications.tasks import sweep_due_deliveries
 
     assert sweep_due_deliveries.name == task.task

@@ -14,20 +14,27 @@ from tests.support.celery_worker import running_worker
 
 @pytest.fixture
 def worker(tmp_path):
-    with running_worker(tmp_path, OUTBOUND_ALLOW_PRIVATE_TARGETS="1", WEBHOOK_BACKOFF_BASE_SECONDS="0",
-                        WEBHOOK_BACKOFF_MAX_SECONDS="0") as process:
+    with running_worker(
+        tmp_path,
+        OUTBOUND_ALLOW_PRIVATE_TARGETS="1",
+        WEBHOOK_BACKOFF_BASE_SECONDS="0",
+        WEBHOOK_BACKOFF_MAX_SECONDS="0",
+    ) as process:
         yield process
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_committed_publish_is_delivered_by_a_real_worker_and_retried_by_the_sweep_task(
-        account, receiver_factory, allow_private, worker):
+    account, receiver_factory, allow_private, worker
+):
     receiver = receiver_factory([Answer(503), Answer(200)])
-    endpoint, secret = services.notification_endpoint_create(account=account, url=receiver.url,
-                                                             event_types=["threshold.crossed"])
+    endpoint, secret = services.notification_endpoint_create(
+        account=account, url=receiver.url, event_types=["threshold.crossed"]
+    )
     with transaction.atomic():
-        event = services.notification_publish(account_id=account.pk, event_type="threshold.crossed",
-                                              payload={"value": 81})
+        event = services.notification_publish(
+            account_id=account.pk, event_type="threshold.crossed", payload={"value": 81}
+        )
 
     deadline = time.monotonic() + 30
     while not receiver.requests and time.monotonic() < deadline:  # the on-commit task, run by the worker

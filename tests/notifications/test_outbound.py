@@ -53,7 +53,11 @@ REFUSED_URLS = [
     "http://93.184.215.14:99999/hook",  # bad port
     "http://93.184.215.14/ho ok",  # whitespace
 ]
-PUBLIC_URLS = ["https://93.184.215.14/hooks/usage", "http://8.8.8.8:8080/x?y=1", "https://[2606:4700::1111]/hook"]
+PUBLIC_URLS = [
+    "https://93.184.215.14/hooks/usage",
+    "http://8.8.8.8:8080/x?y=1",
+    "https://[2606:4700::1111]/hook",
+]
 
 
 @pytest.fixture
@@ -89,8 +93,12 @@ def test_public_addresses_are_allowed(url, refuse_private):
 
 def test_a_target_is_split_for_the_pinned_connection(refuse_private):
     target = outbound.validate_target_url("https://93.184.215.14/a/b?c=1&d=2#frag")
-    assert (target.scheme, target.host, target.port, target.request_target) == \
-        ("https", "93.184.215.14", 443, "/a/b?c=1&d=2")
+    assert (target.scheme, target.host, target.port, target.request_target) == (
+        "https",
+        "93.184.215.14",
+        443,
+        "/a/b?c=1&d=2",
+    )
 
 
 def test_a_name_is_refused_if_any_of_its_addresses_is_private(refuse_private, fake_dns):
@@ -98,8 +106,10 @@ def test_a_name_is_refused_if_any_of_its_addresses_is_private(refuse_private, fa
     fake_dns["public.example.test"] = [["93.184.215.14", "2606:4700::1111"]]
     with pytest.raises(TargetNotAllowed, match="non-public address"):
         outbound.validate_target_url("https://mixed.example.test/hook")
-    assert outbound.validate_target_url("https://public.example.test/hook").addresses == \
-        ("93.184.215.14", "2606:4700::1111")
+    assert outbound.validate_target_url("https://public.example.test/hook").addresses == (
+        "93.184.215.14",
+        "2606:4700::1111",
+    )
 
 
 def test_a_name_that_does_not_resolve_is_refused(refuse_private, monkeypatch):
@@ -117,8 +127,15 @@ def test_with_private_targets_allowed_registration_needs_no_dns(allow_private):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/hook", "http://localhost/hook",
-                                 "http://169.254.169.254/latest/meta-data/", "http://[::1]/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/x",
+    ],
+)
 def test_registration_refuses_private_targets(url, account, refuse_private):
     with pytest.raises(TargetNotAllowed):
         services.notification_endpoint_create(account=account, url=url, event_types=["threshold.crossed"])
@@ -127,8 +144,9 @@ def test_registration_refuses_private_targets(url, account, refuse_private):
 
 @pytest.mark.django_db
 def test_updating_to_a_private_url_is_refused_and_changes_nothing(account, refuse_private):
-    endpoint, _ = services.notification_endpoint_create(account=account, url="https://93.184.215.14/h",
-                                                        event_types=["meter.flushed"])
+    endpoint, _ = services.notification_endpoint_create(
+        account=account, url="https://93.184.215.14/h", event_types=["meter.flushed"]
+    )
     with pytest.raises(TargetNotAllowed):
         services.notification_endpoint_update(endpoint=endpoint, url="http://10.1.1.1/h")
     endpoint.refresh_from_db()
@@ -137,12 +155,14 @@ def test_updating_to_a_private_url_is_refused_and_changes_nothing(account, refus
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-def test_send_time_refuses_a_private_target_registered_while_allowed(host, account, receiver_factory, settings,
-                                                                      fast_webhooks):
+def test_send_time_refuses_a_private_target_registered_while_allowed(
+    host, account, receiver_factory, settings, fast_webhooks
+):
     receiver = receiver_factory()
     settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = True
-    services.notification_endpoint_create(account=account, url=f"http://{host}:{receiver.port}/hook",
-                                          event_types=["meter.flushed"])
+    services.notification_endpoint_create(
+        account=account, url=f"http://{host}:{receiver.port}/hook", event_types=["meter.flushed"]
+    )
     event = services.notification_publish(account_id=account.pk, event_type="meter.flushed", payload={"v": 1})
     settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = False  # the operator turns the guard on
 
@@ -156,27 +176,36 @@ def test_send_time_refuses_a_private_target_registered_while_allowed(host, accou
 
 @pytest.mark.django_db
 def test_dns_rebinding_to_a_private_address_after_registration_is_refused_at_send_time(
-        account, receiver_factory, refuse_private, fast_webhooks, fake_dns):
+    account, receiver_factory, refuse_private, fast_webhooks, fake_dns
+):
     receiver = receiver_factory()
     # Public when registered, loopback when the worker resolves it (a rebinding attacker's DNS).
     fake_dns["rebind.example.test"] = [["93.184.215.14"], ["127.0.0.1"]]
-    services.notification_endpoint_create(account=account, url=f"http://rebind.example.test:{receiver.port}/hook",
-                                          event_types=["meter.flushed"])
+    services.notification_endpoint_create(
+        account=account, url=f"http://rebind.example.test:{receiver.port}/hook", event_types=["meter.flushed"]
+    )
     event = services.notification_publish(account_id=account.pk, event_type="meter.flushed", payload={"v": 1})
 
     services.delivery_sweep_due()
     delivery = Delivery.objects.get(event=event)
-    assert delivery.last_error == ("Target not allowed: The URL's host name resolves to a non-public address; "
-                                   "targets must be public.")
+    assert delivery.last_error == (
+        "Target not allowed: The URL's host name resolves to a non-public address; targets must be public."
+    )
     assert receiver.requests == []
 
 
-def test_the_request_goes_to_the_checked_address_with_the_original_host_header(receiver_factory, allow_private,
-                                                                               fake_dns):
+def test_the_request_goes_to_the_checked_address_with_the_original_host_header(
+    receiver_factory, allow_private, fake_dns
+):
     receiver = receiver_factory()
     fake_dns["hooks.example.test"] = [["127.0.0.1"]]
-    response = outbound.send("POST", f"http://hooks.example.test:{receiver.port}/in?x=1", body=b"{}",
-                             headers={"Content-Type": "application/json"}, timeout=2)
+    response = outbound.send(
+        "POST",
+        f"http://hooks.example.test:{receiver.port}/in?x=1",
+        body=b"{}",
+        headers={"Content-Type": "application/json"},
+        timeout=2,
+    )
     assert (response.status, response.address, response.body) == (200, "127.0.0.1", b"ok")
     request = receiver.requests[0]
     assert request.headers["host"] == f"hooks.example.test:{receiver.port}"
@@ -184,11 +213,16 @@ def test_the_request_goes_to_the_checked_address_with_the_original_host_header(r
     assert request.headers["user-agent"] == outbound.USER_AGENT
 
 
-def test_redirects_are_not_followed_even_to_an_allowed_target(account, receiver_factory, allow_private,
-                                                              fast_webhooks, db):
+def test_redirects_are_not_followed_even_to_an_allowed_target(
+    account, receiver_factory, allow_private, fast_webhooks, db
+):
     inside = receiver_factory()
-    redirecting = receiver_factory([Answer(302, headers=(("Location", "http://169.254.169.254/latest/"),)),
-                                    Answer(307, headers=(("Location", inside.url),))])
+    redirecting = receiver_factory(
+        [
+            Answer(302, headers=(("Location", "http://169.254.169.254/latest/"),)),
+            Answer(307, headers=(("Location", inside.url),)),
+        ]
+    )
     services.notification_endpoint_create(account=account, url=redirecting.url, event_types=["meter.flushed"])
     event = services.notification_publish(account_id=account.pk, event_type="meter.flushed", payload={"v": 1})
 
@@ -197,8 +231,11 @@ def test_redirects_are_not_followed_even_to_an_allowed_target(account, receiver_
 
     delivery = Delivery.objects.get(event=event)
     assert list(delivery.attempts.values_list("status_code", "error")) == [
-        (302, "HTTP 302: redirects are not followed (Location: http://169.254.169.254/latest/); "
-              "update the endpoint URL."),
+        (
+            302,
+            "HTTP 302: redirects are not followed (Location: http://169.254.169.254/latest/); "
+            "update the endpoint URL.",
+        ),
         (307, f"HTTP 307: redirects are not followed (Location: {inside.url}); update the endpoint URL."),
     ]
     assert delivery.status == "PENDING"
@@ -228,7 +265,9 @@ def test_the_timeout_is_a_total_deadline_even_for_a_receiver_that_trickles(allow
     thread.start()
     started = time.monotonic()
     with pytest.raises(outbound.OutboundRequestFailed, match=r"^Timed out after 0.5 s.$"):
-        outbound.send("POST", f"http://127.0.0.1:{server.getsockname()[1]}/", body=b"{}", headers={}, timeout=0.5)
+        outbound.send(
+            "POST", f"http://127.0.0.1:{server.getsockname()[1]}/", body=b"{}", headers={}, timeout=0.5
+        )
     elapsed = time.monotonic() - started
     stop.set()
     server.close()
@@ -240,19 +279,28 @@ def _self_signed(hostname: str):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    return (certificate.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
+    return (
+        certificate.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
 
 
-def test_https_sends_sni_and_verifies_the_certificate_for_the_url_host_not_the_ip(tmp_path, allow_private, fake_dns):
+def test_https_sends_sni_and_verifies_the_certificate_for_the_url_host_not_the_ip(
+    tmp_path, allow_private, fake_dns
+):
     certificate_pem, key_pem = _self_signed("hooks.example.test")
     (tmp_path / "cert.pem").write_bytes(certificate_pem)
     (tmp_path / "key.pem").write_bytes(key_pem)
@@ -282,8 +330,14 @@ def test_https_sends_sni_and_verifies_the_certificate_for_the_url_host_not_the_i
     fake_dns["other.example.test"] = [["127.0.0.1"]]
     server = threading.Thread(target=serve_once, daemon=True)
     server.start()
-    response = outbound.send("POST", f"https://hooks.example.test:{port}/hook", body=b"{}", headers={},
-                             timeout=3, ssl_context=client_context)
+    response = outbound.send(
+        "POST",
+        f"https://hooks.example.test:{port}/hook",
+        body=b"{}",
+        headers={},
+        timeout=3,
+        ssl_context=client_context,
+    )
     server.join(timeout=3)
     assert (response.status, response.address) == (204, "127.0.0.1")
     assert seen_server_names == ["hooks.example.test"]
@@ -292,7 +346,13 @@ def test_https_sends_sni_and_verifies_the_certificate_for_the_url_host_not_the_i
     server = threading.Thread(target=serve_once, daemon=True)
     server.start()
     with pytest.raises(outbound.OutboundRequestFailed, match="CERTIFICATE_VERIFY_FAILED"):
-        outbound.send("POST", f"https://other.example.test:{port}/hook", body=b"{}", headers={},
-                      timeout=3, ssl_context=client_context)
+        outbound.send(
+            "POST",
+            f"https://other.example.test:{port}/hook",
+            body=b"{}",
+            headers={},
+            timeout=3,
+            ssl_context=client_context,
+        )
     server.join(timeout=3)
     listener.close()

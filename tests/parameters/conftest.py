@@ -19,7 +19,8 @@ def _parameter_keys(settings, tmp_path):
 @pytest.fixture
 def make_parameter(account):
     def make(name="group/name", type="standard", value="v", description="", account=account):
-        return services.parameter_create(account=account, name=name, type=type, value=value,
-                                         description=description)
+        return services.parameter_create(
+            account=account, name=name, type=type, value=value, description=description
+        )
 
     return make

@@ -65,8 +65,10 @@ def test_group_filter_narrows_to_one_top_level_group(staff, make_parameter):
 
 
 def test_adding_a_sensitive_parameter_encrypts_it(staff, account):
-    response = staff.post(f"{CHANGELIST}add/", {"name": "vault/key", "type": "sensitive",
-                                                 "new_value": SECRET, "description": "from the admin"})
+    response = staff.post(
+        f"{CHANGELIST}add/",
+        {"name": "vault/key", "type": "sensitive", "new_value": SECRET, "description": "from the admin"},
+    )
     assert response.status_code == 302, response.content.decode()
     stored = Parameter.objects.get(account=account, name="vault/key")
     assert (stored.type, stored.value, stored.description) == ("sensitive", "", "from the admin")
@@ -88,11 +90,15 @@ def test_a_rejected_add_form_never_echoes_the_value(staff, account):
 
 def test_add_form_reports_duplicate_and_limit_in_place(staff, make_parameter, account):
     make_parameter(name="taken")
-    page = staff.post(f"{CHANGELIST}add/", {"name": "taken", "type": "standard", "new_value": "v"}).content.decode()
+    page = staff.post(
+        f"{CHANGELIST}add/", {"name": "taken", "type": "standard", "new_value": "v"}
+    ).content.decode()
     assert "A parameter named &#x27;taken&#x27; already exists in the account." in page
     for index in range(99):
         make_parameter(name=f"p{index}")
-    page = staff.post(f"{CHANGELIST}add/", {"name": "new", "type": "standard", "new_value": "v"}).content.decode()
+    page = staff.post(
+        f"{CHANGELIST}add/", {"name": "new", "type": "standard", "new_value": "v"}
+    ).content.decode()
     assert "maximum; delete one first." in page
     assert Parameter.objects.filter(account=account).count() == 100
 
@@ -113,15 +119,20 @@ def test_set_new_value_blank_keeps_it_and_a_new_value_re_encrypts(staff, make_pa
     assert stored.encrypted_value != token and stored.value == ""
     assert services.parameter_resolve(account=account, name="vault/key") == "rotated-secret"
     # The admin's history names the changed fields, never the values.
-    history = [(entry.object_repr, entry.change_message) for entry in LogEntry.objects.order_by("action_time")]
-    assert history == [("vault/key", '[{"changed": {"fields": ["Description"]}}]'),
-                       ("vault/key", '[{"changed": {"fields": ["Value"]}}]')]
+    history = [
+        (entry.object_repr, entry.change_message) for entry in LogEntry.objects.order_by("action_time")
+    ]
+    assert history == [
+        ("vault/key", '[{"changed": {"fields": ["Description"]}}]'),
+        ("vault/key", '[{"changed": {"fields": ["Value"]}}]'),
+    ]
 
 
 def test_name_and_type_cannot_change_in_the_admin(staff, make_parameter, account):
     parameter = make_parameter(name="p", type="standard", value="v")
-    response = staff.post(change_url(parameter), {"name": "q", "type": "sensitive", "new_value": "w",
-                                                  "description": ""})
+    response = staff.post(
+        change_url(parameter), {"name": "q", "type": "sensitive", "new_value": "w", "description": ""}
+    )
     assert response.status_code == 302
     stored = Parameter.objects.get(pk=parameter.pk)
     assert (stored.name, stored.type, stored.value) == ("p", "standard", "w")
@@ -136,8 +147,9 @@ def test_a_standard_value_is_editable_in_place(staff, make_parameter):
 def test_delete_goes_through_the_service(staff, make_parameter, account):
     keep = make_parameter(name="keep")
     drop = make_parameter(name="drop", type="sensitive", value=SECRET)
-    response = staff.post(CHANGELIST, {"action": "delete_selected", "_selected_action": [str(drop.pk)],
-                                       "post": "yes"})
+    response = staff.post(
+        CHANGELIST, {"action": "delete_selected", "_selected_action": [str(drop.pk)], "post": "yes"}
+    )
     assert response.status_code == 302
     assert list(Parameter.objects.values_list("name", flat=True)) == ["keep"]
     response = staff.post(f"{CHANGELIST}{keep.pk}/delete/", {"post": "yes"})
@@ -153,8 +165,11 @@ def test_reencrypt_action(staff, make_parameter, account, settings):
     parameter = make_parameter(name="s", type="sensitive", value=SECRET)
     new_key = Fernet.generate_key().decode()
     settings.PARAMETER_ENCRYPTION_KEYS = [new_key, TEST_KEY]
-    response = staff.post(CHANGELIST, {"action": "reencrypt_with_newest_key",
-                                       "_selected_action": [str(parameter.pk)]}, follow=True)
+    response = staff.post(
+        CHANGELIST,
+        {"action": "reencrypt_with_newest_key", "_selected_action": [str(parameter.pk)]},
+        follow=True,
+    )
     assert "Re-encrypted 1 sensitive value(s) with the newest key." in response.content.decode()
     settings.PARAMETER_ENCRYPTION_KEYS = [new_key]
     assert services.parameter_resolve(account=account, name="s") == SECRET
@@ -170,8 +185,10 @@ def test_another_accounts_parameter_is_out_of_reach(staff, make_parameter, other
 def test_superuser_picks_the_account_when_adding(client, account, other_account):
     get_user_model().objects.create_superuser(username="root", password="pw-12345678")
     client.login(username="root", password="pw-12345678")
-    response = client.post(f"{CHANGELIST}add/", {"account": str(other_account.pk), "name": "n",
-                                                 "type": "standard", "new_value": "v"})
+    response = client.post(
+        f"{CHANGELIST}add/",
+        {"account": str(other_account.pk), "name": "n", "type": "standard", "new_value": "v"},
+    )
     assert response.status_code == 302
     assert Parameter.objects.get().account_id == other_account.pk
     assert SECRET not in client.get(CHANGELIST).content.decode()

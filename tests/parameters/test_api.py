@@ -34,7 +34,11 @@ def test_create_answers_201_with_the_name(api, account):
     assert response["Location"] == "/parameters/credentials/payment-gateway/api-key"
     stored = Parameter.objects.get(account=account)
     assert (stored.name, stored.type, stored.value, stored.description) == (
-        SEED_PARAMETER["name"], "standard", SEED_PARAMETER["value"], SEED_PARAMETER["description"])
+        SEED_PARAMETER["name"],
+        "standard",
+        SEED_PARAMETER["value"],
+        SEED_PARAMETER["description"],
+    )
 
 
 def test_get_answers_the_seed_shape_for_a_standard_parameter(api):
@@ -54,7 +58,9 @@ def test_get_answers_the_seed_shape_for_a_standard_parameter(api):
 
 def test_a_sensitive_value_is_never_returned(api):
     secret = "sk_live_do-not-return-me"
-    created = api.post("/parameters", {"name": "vault/api-key", "type": "sensitive", "value": secret}, format="json")
+    created = api.post(
+        "/parameters", {"name": "vault/api-key", "type": "sensitive", "value": secret}, format="json"
+    )
     assert created.status_code == 201
     detail = api.get("/parameters/vault/api-key")
     listed = api.get("/parameters")
@@ -71,16 +77,28 @@ def test_create_validation_errors_name_the_field(api):
     cases = [
         ({"type": "standard", "value": "v"}, "name", "This field is required."),
         ({"name": "a//b", "type": "standard", "value": "v"}, "name", None),
-        ({"name": "/".join("x" * 11), "type": "standard", "value": "v"}, "name",
-         "name may have at most 10 levels (separated by /)."),
-        ({"name": "n", "type": "Standard", "value": "v"}, "type",
-         'type must be "standard" or "sensitive" (case-sensitive).'),
+        (
+            {"name": "/".join("x" * 11), "type": "standard", "value": "v"},
+            "name",
+            "name may have at most 10 levels (separated by /).",
+        ),
+        (
+            {"name": "n", "type": "Standard", "value": "v"},
+            "type",
+            'type must be "standard" or "sensitive" (case-sensitive).',
+        ),
         ({"name": "n", "type": "standard", "value": ""}, "value", "value must be 1 to 8192 characters long."),
         ({"name": "n", "type": "standard", "value": 12}, "value", "Must be a string."),
-        ({"name": "n", "type": "standard", "value": "x" * 8193}, "value",
-         "value must be 1 to 8192 characters long."),
-        ({"name": "n", "type": "standard", "value": "v", "description": "d" * 1025}, "description",
-         "description may be at most 1024 characters long."),
+        (
+            {"name": "n", "type": "standard", "value": "x" * 8193},
+            "value",
+            "value must be 1 to 8192 characters long.",
+        ),
+        (
+            {"name": "n", "type": "standard", "value": "v", "description": "d" * 1025},
+            "description",
+            "description may be at most 1024 characters long.",
+        ),
         ({"name": "n", "type": "standard", "value": "v", "accountId": "x"}, "accountId", "Unknown field."),
     ]
     for payload, field, message in cases:
@@ -108,8 +126,11 @@ def test_duplicate_and_limit_are_409(api, account):
     assert_error(api.post("/parameters", SEED_PARAMETER, format="json"), 409, "PARAMETER_ALREADY_EXISTS")
     for index in range(99):
         services.parameter_create(account=account, name=f"p{index}", type="standard", value="v")
-    body = assert_error(api.post("/parameters", {"name": "p-extra", "type": "standard", "value": "v"},
-                                 format="json"), 409, "PARAMETER_LIMIT_REACHED")
+    body = assert_error(
+        api.post("/parameters", {"name": "p-extra", "type": "standard", "value": "v"}, format="json"),
+        409,
+        "PARAMETER_LIMIT_REACHED",
+    )
     assert "100" in body["message"]
     assert Parameter.objects.filter(account=account).count() == 100
 
@@ -121,7 +142,9 @@ def test_unknown_name_is_404(api):
 
 def test_list_sorts_filters_and_paginates(api, account):
     for name, description in [("b/beta", "2"), ("a/alpha", "3"), ("c/gamma", "1"), ("a/alphabet", "4")]:
-        services.parameter_create(account=account, name=name, type="standard", value="v", description=description)
+        services.parameter_create(
+            account=account, name=name, type="standard", value="v", description=description
+        )
 
     def names(query=""):
         response = api.get(f"/parameters{query}")
@@ -140,10 +163,16 @@ def test_list_sorts_filters_and_paginates(api, account):
     assert names("?sortBy=updatedAt&sortOrder=DESC")[0] == "b/beta"
 
 
-@pytest.mark.parametrize(("query", "field"), [
-    ("?limit=101", "limit"), ("?limit=0", "limit"), ("?skip=-1", "skip"),
-    ("?sortBy=type", "sortBy"), ("?sortOrder=UP", "sortOrder"),
-])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("?limit=101", "limit"),
+        ("?limit=0", "limit"),
+        ("?skip=-1", "skip"),
+        ("?sortBy=type", "sortBy"),
+        ("?sortOrder=UP", "sortOrder"),
+    ],
+)
 def test_list_rejects_bad_query_parameters(api, query, field):
     body = assert_error(api.get(f"/parameters{query}"), 400, "VALIDATION_ERROR")
     assert body["details"][0]["field"] == field
@@ -152,8 +181,14 @@ def test_list_rejects_bad_query_parameters(api, query, field):
 def test_patch_updates_description_value_or_both(api, account):
     api.post("/parameters", SEED_PARAMETER, format="json")
     url = "/parameters/credentials/payment-gateway/api-key"
-    response = api.patch(url, {"description": "Updated API gateway key for external integrations",
-                               "value": "sk_val_1He58KJ81XAMPLEKEY78956210"}, format="json")
+    response = api.patch(
+        url,
+        {
+            "description": "Updated API gateway key for external integrations",
+            "value": "sk_val_1He58KJ81XAMPLEKEY78956210",
+        },
+        format="json",
+    )
     assert response.status_code == 200
     assert response.json() == {"name": "credentials/payment-gateway/api-key"}
     assert api.get(url).json()["value"] == "sk_val_1He58KJ81XAMPLEKEY78956210"
@@ -165,11 +200,16 @@ def test_patch_rules(api):
     api.post("/parameters", {"name": "p", "type": "standard", "value": "v"}, format="json")
     body = assert_error(api.patch("/parameters/p", {}, format="json"), 400, "VALIDATION_ERROR")
     assert body["message"] == "At least one field (description or value) must be provided."
-    assert_error(api.patch("/parameters/p", {"type": "sensitive", "value": "x"}, format="json"),
-                 400, "PARAMETER_TYPE_IMMUTABLE")
+    assert_error(
+        api.patch("/parameters/p", {"type": "sensitive", "value": "x"}, format="json"),
+        400,
+        "PARAMETER_TYPE_IMMUTABLE",
+    )
     assert_error(api.patch("/parameters/p", {"name": "q"}, format="json"), 400, "VALIDATION_ERROR")
     assert_error(api.patch("/parameters/p", {"value": ""}, format="json"), 400, "VALIDATION_ERROR")
-    assert_error(api.patch("/parameters/p", {"description": "d" * 1025}, format="json"), 400, "VALIDATION_ERROR")
+    assert_error(
+        api.patch("/parameters/p", {"description": "d" * 1025}, format="json"), 400, "VALIDATION_ERROR"
+    )
     assert_error(api.patch("/parameters/p", ["value"], format="json"), 400, "VALIDATION_ERROR")
     assert api.get("/parameters/p").json()["value"] == "v"
     assert api.patch("/parameters/p", {"type": "standard", "value": "w"}, format="json").status_code == 200
@@ -180,20 +220,33 @@ def test_delete_answers_deleted_and_invalid_names(api, account, other_account):
     for name in ("credentials/a", "credentials/b"):
         services.parameter_create(account=account, name=name, type="sensitive", value="s")
     services.parameter_create(account=other_account, name="theirs", type="standard", value="v")
-    response = api.delete("/parameters", {"parameters": ["credentials/a", "unknown", "theirs"]}, format="json")
+    response = api.delete(
+        "/parameters", {"parameters": ["credentials/a", "unknown", "theirs"]}, format="json"
+    )
     assert response.status_code == 200
     assert response.json() == {
         "deletedCount": 1,
         "deletedParameters": ["credentials/a"],
         "invalidParameters": ["unknown", "theirs"],
     }
-    assert list(Parameter.objects.order_by("name").values_list("name", flat=True)) == ["credentials/b", "theirs"]
+    assert list(Parameter.objects.order_by("name").values_list("name", flat=True)) == [
+        "credentials/b",
+        "theirs",
+    ]
 
 
-@pytest.mark.parametrize("payload", [
-    {}, {"parameters": []}, {"parameters": "a"}, {"parameters": [1]}, {"parameters": ["a", "a"]},
-    {"parameters": [f"n{i}" for i in range(101)]}, {"parameters": ["a"], "force": True},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"parameters": []},
+        {"parameters": "a"},
+        {"parameters": [1]},
+        {"parameters": ["a", "a"]},
+        {"parameters": [f"n{i}" for i in range(101)]},
+        {"parameters": ["a"], "force": True},
+    ],
+)
 def test_delete_rejects_a_malformed_body(api, account, payload):
     services.parameter_create(account=account, name="a", type="standard", value="v")
     assert_error(api.delete("/parameters", payload, format="json"), 400, "VALIDATION_ERROR")
@@ -205,18 +258,29 @@ def test_another_accounts_parameter_is_404_and_untouched(api, other_api, other_a
     assert_error(api.get("/parameters/x/y"), 404, "PARAMETER_NOT_FOUND")
     assert_error(api.patch("/parameters/x/y", {"value": "mine"}, format="json"), 404, "PARAMETER_NOT_FOUND")
     assert api.get("/parameters").json() == {"parameters": []}
-    assert api.delete("/parameters", {"parameters": ["x/y"]}, format="json").json()["invalidParameters"] == ["x/y"]
+    assert api.delete("/parameters", {"parameters": ["x/y"]}, format="json").json()["invalidParameters"] == [
+        "x/y"
+    ]
     assert other_api.get("/parameters/x/y").json()["value"] == "theirs"
     # Creating the same name in my account does not collide with theirs.
-    assert api.post("/parameters", {"name": "x/y", "type": "standard", "value": "mine"},
-                    format="json").status_code == 201
+    assert (
+        api.post(
+            "/parameters", {"name": "x/y", "type": "standard", "value": "mine"}, format="json"
+        ).status_code
+        == 201
+    )
     assert other_api.get("/parameters/x/y").json()["value"] == "theirs"
 
 
 SCOPED_CALLS = [
     ("get", "/parameters", None, "global-parameters:read:parameters"),
     ("get", "/parameters/p", None, "global-parameters:read:parameters"),
-    ("post", "/parameters", {"name": "q", "type": "standard", "value": "v"}, "global-parameters:create:parameters"),
+    (
+        "post",
+        "/parameters",
+        {"name": "q", "type": "standard", "value": "v"},
+        "global-parameters:create:parameters",
+    ),
     ("patch", "/parameters/p", {"value": "w"}, "global-parameters:update:parameters"),
     ("delete", "/parameters", {"parameters": ["p"]}, "global-parameters:delete:parameters"),
 ]
@@ -268,10 +332,26 @@ def test_openapi_documents_every_operation_and_status(client):
         return set(operation["responses"])
 
     assert statuses(collection["get"]) == {"200", "400", "401", "403", "413", "429", "500", "503"}
-    assert statuses(collection["post"]) == {"201", "400", "401", "403", "409", "413", "415", "429", "500", "503"}
+    assert statuses(collection["post"]) == {
+        "201",
+        "400",
+        "401",
+        "403",
+        "409",
+        "413",
+        "415",
+        "429",
+        "500",
+        "503",
+    }
     assert statuses(collection["delete"]) == {"200", "400", "401", "403", "413", "415", "429", "500", "503"}
     assert statuses(detail["get"]) == {"200", "401", "403", "404", "413", "429", "500", "503"}
     assert statuses(detail["patch"]) == {"200", "400", "401", "403", "404", "413", "415", "429", "500", "503"}
     assert "requestBody" in collection["delete"]
     assert {parameter["name"] for parameter in collection["get"]["parameters"]} == {
-        "limit", "skip", "sortBy", "sortOrder", "name"}
+        "limit",
+        "skip",
+        "sortBy",
+        "sortOrder",
+        "name",
+    }

@@ -35,9 +35,15 @@ def table_dump() -> str:
 def test_the_table_holds_no_sensitive_plaintext(api, account, caplog):
     caplog.set_level(logging.DEBUG)
     with CaptureQueriesContext(connection) as queries:
-        assert api.post("/parameters", {"name": "db/password", "type": "sensitive", "value": SECRET},
-                        format="json").status_code == 201
-        assert api.patch("/parameters/db/password", {"value": SECRET + "-v2"}, format="json").status_code == 200
+        assert (
+            api.post(
+                "/parameters", {"name": "db/password", "type": "sensitive", "value": SECRET}, format="json"
+            ).status_code
+            == 201
+        )
+        assert (
+            api.patch("/parameters/db/password", {"value": SECRET + "-v2"}, format="json").status_code == 200
+        )
         services.parameter_create(account=account, name="db/user", type="standard", value="plain-user")
         assert api.get("/parameters/db/password").status_code == 200
         assert api.get("/parameters").status_code == 200
@@ -57,8 +63,9 @@ def test_the_table_holds_no_sensitive_plaintext(api, account, caplog):
 
 def test_the_database_refuses_plaintext_in_a_sensitive_row(account):
     with pytest.raises(IntegrityError), transaction.atomic():
-        Parameter.objects.create(account=account, name="x", type="sensitive", value=SECRET,
-                                 encrypted_value=crypto.encrypt(SECRET))
+        Parameter.objects.create(
+            account=account, name="x", type="sensitive", value=SECRET, encrypted_value=crypto.encrypt(SECRET)
+        )
     with pytest.raises(IntegrityError), transaction.atomic():
         Parameter.objects.create(account=account, name="y", type="sensitive", value="", encrypted_value="")
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -111,7 +118,8 @@ def test_a_wrong_key_is_an_explicit_error_never_the_ciphertext(settings, account
     assert token not in excinfo.value.message
     # Operators see it in the log, without token, key or value.
     assert caplog.messages == [
-        f"sensitive parameter 's' of account {account.pk} cannot be decrypted with the configured keys"]
+        f"sensitive parameter 's' of account {account.pk} cannot be decrypted with the configured keys"
+    ]
     for secret in (token, wrong_key, TEST_KEY, SECRET):
         assert secret not in caplog.text
 

@@ -25,31 +25,37 @@ def error_of(excinfo) -> tuple[int, str, list[dict]]:
 # --- name ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [
-    "a",
-    "credentials/payment-gateway/api-key",
-    "A.b-c_d9",
-    "..",
-    "a" * 900,
-    "/".join(["level"] * 10),
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a",
+        "credentials/payment-gateway/api-key",
+        "A.b-c_d9",
+        "..",
+        "a" * 900,
+        "/".join(["level"] * 10),
+    ],
+)
 def test_valid_names_are_accepted(make_parameter, name):
     assert make_parameter(name=name).name == name
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("", "name must be 1 to 900 characters long."),
-    ("a" * 901, "name must be 1 to 900 characters long."),
-    ("/leading", None),
-    ("trailing/", None),
-    ("double//slash", None),
-    ("has space", None),
-    ("semi;colon", None),
-    ("ümlaut", None),  # \w is ASCII here, as the seed's "alphanumeric characters"
-    ("line\nbreak", None),
-    ("name\n", None),  # $ must not accept a trailing newline
-    ("/".join(["level"] * 11), "name may have at most 10 levels (separated by /)."),
-])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "name must be 1 to 900 characters long."),
+        ("a" * 901, "name must be 1 to 900 characters long."),
+        ("/leading", None),
+        ("trailing/", None),
+        ("double//slash", None),
+        ("has space", None),
+        ("semi;colon", None),
+        ("ümlaut", None),  # \w is ASCII here, as the seed's "alphanumeric characters"
+        ("line\nbreak", None),
+        ("name\n", None),  # $ must not accept a trailing newline
+        ("/".join(["level"] * 11), "name may have at most 10 levels (separated by /)."),
+    ],
+)
 def test_invalid_names_are_400_on_the_name_field(account, name, message):
     with pytest.raises(ValidationFailed) as excinfo:
         services.parameter_create(account=account, name=name, type="standard", value="v")
@@ -70,8 +76,11 @@ def test_invalid_names_are_400_on_the_name_field(account, name, message):
 def test_type_is_exactly_standard_or_sensitive_case_sensitive(account, type_):
     with pytest.raises(ValidationFailed) as excinfo:
         services.parameter_create(account=account, name="n", type=type_, value="v")
-    assert error_of(excinfo) == (400, "VALIDATION_ERROR", [
-        {"field": "type", "message": 'type must be "standard" or "sensitive" (case-sensitive).'}])
+    assert error_of(excinfo) == (
+        400,
+        "VALIDATION_ERROR",
+        [{"field": "type", "message": 'type must be "standard" or "sensitive" (case-sensitive).'}],
+    )
 
 
 # --- value and description -------------------------------------------------------------------------
@@ -83,8 +92,11 @@ def test_value_is_1_to_8192_characters(make_parameter, account):
     for value in ("", "x" * 8193):
         with pytest.raises(ValidationFailed) as excinfo:
             services.parameter_create(account=account, name="bad", type="sensitive", value=value)
-        assert error_of(excinfo) == (400, "VALIDATION_ERROR", [
-            {"field": "value", "message": "value must be 1 to 8192 characters long."}])
+        assert error_of(excinfo) == (
+            400,
+            "VALIDATION_ERROR",
+            [{"field": "value", "message": "value must be 1 to 8192 characters long."}],
+        )
 
 
 def test_a_sensitive_value_of_8192_characters_round_trips(make_parameter, account):
@@ -101,9 +113,14 @@ def test_value_may_not_hold_null_characters(account):
 def test_description_is_at_most_1024_characters(make_parameter, account):
     assert make_parameter(name="d", description="d" * 1024).description == "d" * 1024
     with pytest.raises(ValidationFailed) as excinfo:
-        services.parameter_create(account=account, name="e", type="standard", value="v", description="d" * 1025)
-    assert error_of(excinfo) == (400, "VALIDATION_ERROR", [
-        {"field": "description", "message": "description may be at most 1024 characters long."}])
+        services.parameter_create(
+            account=account, name="e", type="standard", value="v", description="d" * 1025
+        )
+    assert error_of(excinfo) == (
+        400,
+        "VALIDATION_ERROR",
+        [{"field": "description", "message": "description may be at most 1024 characters long."}],
+    )
 
 
 def test_several_broken_fields_are_all_reported(account):
@@ -215,12 +232,15 @@ def test_delete_answers_a_mix_of_existing_and_unknown_names(make_parameter, acco
     assert Parameter.objects.filter(account=other_account, name="theirs").exists()
 
 
-@pytest.mark.parametrize(("names", "message"), [
-    ([], "parameters must be a non-empty array of names."),
-    (["a", "a"], "Parameter names must be unique."),
-    ([f"n{i}" for i in range(101)], "At most 100 names per request."),
-    (["a", 1], "Every parameter name must be a string."),
-])
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ([], "parameters must be a non-empty array of names."),
+        (["a", "a"], "Parameter names must be unique."),
+        ([f"n{i}" for i in range(101)], "At most 100 names per request."),
+        (["a", 1], "Every parameter name must be a string."),
+    ],
+)
 def test_delete_rejects_a_malformed_list(make_parameter, account, names, message):
     make_parameter(name="a")
     with pytest.raises(ValidationFailed) as excinfo:

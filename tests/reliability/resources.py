@@ -55,7 +55,8 @@ def _meter(account: Account) -> Resource:
 def _notification_endpoint(account: Account) -> Resource:
     # A public IP literal: registered without DNS, never called by these tests.
     endpoint, _secret = notification_services.notification_endpoint_create(
-        account=account, url=f"https://93.184.215.14/hooks/{_unique()}", event_types=EventType.values)
+        account=account, url=f"https://93.184.215.14/hooks/{_unique()}", event_types=EventType.values
+    )
     return Resource(path={"id": str(endpoint.pk)}, identifiers={str(endpoint.pk)})
 
 
@@ -69,38 +70,64 @@ def _stream(account: Account) -> Resource:
     solution = stream_services.solution_create(account=account, name=f"Solution {_unique()}")
     config = chain(("count", "meter", {"meterKey": f"key-{_unique()}"}), name=f"Stream {_unique()}")
     config["tag"] = "v1"
-    stream = stream_services.stream_import(account=account, solution_id=str(solution.pk), stream_config=config,
-                                           actor=ACTOR).stream
+    stream = stream_services.stream_import(
+        account=account, solution_id=str(solution.pk), stream_config=config, actor=ACTOR
+    ).stream
     return Resource(path={"id": str(stream.pk)}, identifiers={str(stream.pk), str(solution.pk)})
 
 
 def _aggregation_session(account: Account) -> Resource:
     store_id = str(uuid.uuid4())
     solution = stream_services.solution_create(account=account, name=f"Sessions {_unique()}")
-    config = chain(("sessions", "scriptAggregator", {
-        "storeId": store_id, "keyFields": ["chargerId"], "timeoutSeconds": 3600,
-        "script": "{'kwh': (has(session.kwh) ? session.kwh : 0.0) + record.kwh}"}), name=f"Sessions {_unique()}")
-    stream = stream_services.stream_import(account=account, solution_id=str(solution.pk), stream_config=config,
-                                           actor=ACTOR).stream
+    config = chain(
+        (
+            "sessions",
+            "scriptAggregator",
+            {
+                "storeId": store_id,
+                "keyFields": ["chargerId"],
+                "timeoutSeconds": 3600,
+                "script": "{'kwh': (has(session.kwh) ? session.kwh : 0.0) + record.kwh}",
+            },
+        ),
+        name=f"Sessions {_unique()}",
+    )
+    stream = stream_services.stream_import(
+        account=account, solution_id=str(solution.pk), stream_config=config, actor=ACTOR
+    ).stream
     engine_services.stream_run_execute(stream_id=stream.pk, records=[{"chargerId": "c1", "kwh": 2.5}])
-    return Resource(path={"id": store_id}, query={"fieldValues": ["c1"]}, identifiers={store_id, str(stream.pk)})
+    return Resource(
+        path={"id": store_id}, query={"fieldValues": ["c1"]}, identifiers={store_id, str(stream.pk)}
+    )
 
 
 def _data_correction(account: Account) -> Resource:
     """A record without a user id: the ledger keeps it OPEN in data correction."""
     meter_type = make_meter_type(account, name=f"Corrected {_unique()}")
-    result = usage_apply(account_id=account.pk, source="api", records=[
-        UsageInput(user_id=None, value=1, timestamp=timezone.now(), meter_type_id=meter_type.pk)])
+    result = usage_apply(
+        account_id=account.pk,
+        source="api",
+        records=[UsageInput(user_id=None, value=1, timestamp=timezone.now(), meter_type_id=meter_type.pk)],
+    )
     correction_id = str(result.results[0].correction_id)
     return Resource(path={"id": correction_id}, identifiers={correction_id, str(meter_type.pk)})
 
 
 def _meter_definition(account: Account) -> Resource:
     api_name = f"tenancy-{_unique()}"
-    meter_type = amberflo.meter_definition_create(account_id=account.pk, meter_api_name=api_name,
-                                                  display_name=f"Definition {_unique()}", kind=amberflo.SUM_OF_ALL_USAGE)
-    rule = amberflo.filtering_rule_save(account_id=account.pk, meter_api_name=api_name, dimension_name="region",
-                                        dimension_values=["eu"], action="INCLUDE")
+    meter_type = amberflo.meter_definition_create(
+        account_id=account.pk,
+        meter_api_name=api_name,
+        display_name=f"Definition {_unique()}",
+        kind=amberflo.SUM_OF_ALL_USAGE,
+    )
+    rule = amberflo.filtering_rule_save(
+        account_id=account.pk,
+        meter_api_name=api_name,
+        dimension_name="region",
+        dimension_values=["eu"],
+        action="INCLUDE",
+    )
     return Resource(path={"meterApiName": api_name}, identifiers={api_name, str(meter_type.pk), str(rule.pk)})
 
 
@@ -111,7 +138,9 @@ def _billing_meter(account: Account) -> Resource:
 
 def _collector(account: Account) -> Resource:
     collector = collection_services.collector_create(account_id=account.pk, name=f"Collector {_unique()}")
-    collection_services.collector_provision(collector_id=collector.pk)  # what the task does: ACTIVE, takes data
+    collection_services.collector_provision(
+        collector_id=collector.pk
+    )  # what the task does: ACTIVE, takes data
     return Resource(path={"id": str(collector.pk)}, identifiers={str(collector.pk)})
 
 

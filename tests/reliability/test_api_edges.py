@@ -49,11 +49,20 @@ def test_skip_beyond_the_database_offset_is_a_400_not_a_500(api):
     assert api.get(f"/parameters?skip={MAX_SKIP}").json() == {"parameters": []}
 
 
-@pytest.mark.parametrize("query,field", [
-    ("limit=1_0", "limit"), ("limit=%207", "limit"), ("limit=%D9%A3", "limit"), ("limit=", "limit"),
-    ("skip=", "skip"), ("skip=-1", "skip"), ("sortOrder=desc", "sortOrder"), ("sortOrder=", "sortOrder"),
-    ("sortBy=", "sortBy"),
-])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ("limit=1_0", "limit"),
+        ("limit=%207", "limit"),
+        ("limit=%D9%A3", "limit"),
+        ("limit=", "limit"),
+        ("skip=", "skip"),
+        ("skip=-1", "skip"),
+        ("sortOrder=desc", "sortOrder"),
+        ("sortOrder=", "sortOrder"),
+        ("sortBy=", "sortBy"),
+    ],
+)
 def test_paging_parameters_take_exactly_what_the_schema_says(api, query, field):
     body = error(api.get(f"/notification-endpoints?{query}"), 400, "VALIDATION_ERROR")
     assert [detail["field"] for detail in body["details"]] == [field]
@@ -64,13 +73,19 @@ def test_paging_parameters_within_the_schema_are_accepted(api):
         assert api.get(f"/notification-endpoints?{query}").status_code == 200, query
 
 
-@pytest.mark.parametrize("url,field", [
-    ("/parameters?name=%00", "name"),
-    ("/parameters?name=a&sortBy=name%00", "sortBy"),
-    ("/parameters/a%00b", "path"),
-    ("/streams?name=x%00", "name"),
-    ("/aggregation/stores/0f0e0d0c-0b0a-4908-8706-050403020100/sessions/lookup?fieldValues=%00", "fieldValues"),
-])
+@pytest.mark.parametrize(
+    "url,field",
+    [
+        ("/parameters?name=%00", "name"),
+        ("/parameters?name=a&sortBy=name%00", "sortBy"),
+        ("/parameters/a%00b", "path"),
+        ("/streams?name=x%00", "name"),
+        (
+            "/aggregation/stores/0f0e0d0c-0b0a-4908-8706-050403020100/sessions/lookup?fieldValues=%00",
+            "fieldValues",
+        ),
+    ],
+)
 def test_a_null_character_in_a_query_or_path_is_a_400_not_a_500(api, url, field):
     body = error(api.get(url), 400, "VALIDATION_ERROR")
     assert body["details"] == [{"field": field, "message": NULL_MESSAGE}]
@@ -85,7 +100,9 @@ def test_json_strings_postgresql_cannot_store_are_a_400_not_a_500(api, account, 
     solution = stream_services.solution_create(account=account, name="Edges")
     config = chain(name="Edges")
     config["annotation"] = {"note": value}
-    raw = json.dumps({"solutionId": str(solution.pk), "streamConfig": config})  # \\u escapes, as a client sends
+    raw = json.dumps(
+        {"solutionId": str(solution.pk), "streamConfig": config}
+    )  # \\u escapes, as a client sends
     body = error(api.post("/streams/import", raw, content_type="application/json"), 400, "VALIDATION_ERROR")
     assert body["details"] == [{"field": "streamConfig.annotation.note", "message": message}]
     # In keys too, wherever they are: the parser refuses them before any view sees the body.
@@ -98,7 +115,7 @@ def test_json_strings_postgresql_cannot_store_are_a_400_not_a_500(api, account, 
 def test_deep_values_below_the_nesting_limit_are_still_accepted():
     from config.api.parsers import MAX_JSON_DEPTH, decode_json
 
-    deepest = json.dumps(json.loads("[" * (MAX_JSON_DEPTH - 1) + "1, \"x\"" + "]" * (MAX_JSON_DEPTH - 1)))
+    deepest = json.dumps(json.loads("[" * (MAX_JSON_DEPTH - 1) + '1, "x"' + "]" * (MAX_JSON_DEPTH - 1)))
     assert decode_json(deepest.encode())
 
 
@@ -109,7 +126,8 @@ def test_options_answers_the_resource_methods_with_any_valid_token(account):
     assert response["Allow"] == "GET, POST, DELETE, HEAD, OPTIONS"
     assert response.json() == {"allowedMethods": ["GET", "POST", "DELETE", "HEAD", "OPTIONS"]}
     assert narrow.options("/aggregation/stores/x/sessions/lookup").json() == {
-        "allowedMethods": ["GET", "HEAD", "OPTIONS"]}
+        "allowedMethods": ["GET", "HEAD", "OPTIONS"]
+    }
     error(Client().options("/parameters"), 401, "UNAUTHORIZED")
 
 
@@ -120,31 +138,44 @@ def test_a_method_an_api_view_does_not_have_is_405_with_allow(api):
 
 
 def test_the_api_answers_json_whatever_the_accept_header_or_format_asks(api):
-    for response in (api.get("/parameters", HTTP_ACCEPT="text/html"), api.get("/parameters?format=xml"),
-                     api.get("/parameters", HTTP_ACCEPT="application/xml")):
+    for response in (
+        api.get("/parameters", HTTP_ACCEPT="text/html"),
+        api.get("/parameters?format=xml"),
+        api.get("/parameters", HTTP_ACCEPT="application/xml"),
+    ):
         assert response.status_code == 200
         assert response["Content-Type"] == "application/json"
         assert response.json() == {"parameters": []}
     error(api.get("/parameters/missing", HTTP_ACCEPT="text/html"), 404, "PARAMETER_NOT_FOUND")
 
 
-@pytest.mark.parametrize("query,field", [
-    ("solutionId=", "solutionId"),
-    ("fields=name,%20nodes", "fields"),
-    ("fields=name,", "fields"),
-    ("fields=nodes.na%20me", "fields"),
-    ("resourceRefs=meterKey:a,%20meterKey:b", "resourceRefs"),
-    ("resourceRefs=meterKey:", "resourceRefs"),
-    ("resourceRefs=meterKey:a,", "resourceRefs"),
-])
+@pytest.mark.parametrize(
+    "query,field",
+    [
+        ("solutionId=", "solutionId"),
+        ("fields=name,%20nodes", "fields"),
+        ("fields=name,", "fields"),
+        ("fields=nodes.na%20me", "fields"),
+        ("resourceRefs=meterKey:a,%20meterKey:b", "resourceRefs"),
+        ("resourceRefs=meterKey:", "resourceRefs"),
+        ("resourceRefs=meterKey:a,", "resourceRefs"),
+    ],
+)
 def test_stream_list_filters_take_exactly_what_the_schema_says(api, query, field):
     body = error(api.get(f"/streams?{query}"), 400, "VALIDATION_ERROR")
     assert [detail["field"] for detail in body["details"]] == [field]
 
 
 def test_stream_list_filters_within_the_schema_are_accepted(api):
-    for query in ("fields=", "fields=name,nodes.config.meterKey", "resourceRefs=", "resourceRefs=meterKey:*",
-                  "resourceRefs=meterKey:a,onlineCollector:b", "cursor=", "name="):
+    for query in (
+        "fields=",
+        "fields=name,nodes.config.meterKey",
+        "resourceRefs=",
+        "resourceRefs=meterKey:*",
+        "resourceRefs=meterKey:a,onlineCollector:b",
+        "cursor=",
+        "name=",
+    ):
         assert api.get(f"/streams?{query}").status_code == 200, query
 
 
@@ -159,8 +190,10 @@ def test_the_schema_describes_what_the_api_answers_and_takes(client):
     assert components["ParameterCreateRequest"]["additionalProperties"] is False
     update = paths["/parameters/{name}"]["patch"]["requestBody"]
     assert update["required"] is True
-    assert components["PatchedParameterUpdateRequest"]["anyOf"] == [{"required": ["description"]},
-                                                                    {"required": ["value"]}]
+    assert components["PatchedParameterUpdateRequest"]["anyOf"] == [
+        {"required": ["description"]},
+        {"required": ["value"]},
+    ]
     # Paging bounds as config.api.pagination checks them.
     limit = next(p for p in paths["/notification-endpoints"]["get"]["parameters"] if p["name"] == "limit")
     skip = next(p for p in paths["/notification-endpoints"]["get"]["parameters"] if p["name"] == "skip")
@@ -169,8 +202,10 @@ def test_the_schema_describes_what_the_api_answers_and_takes(client):
     # 429 and 503 say their Retry-After.
     assert paths["/streams"]["get"]["responses"]["429"]["headers"]["Retry-After"]["required"] is True
     assert paths["/streams"]["get"]["responses"]["503"]["headers"]["Retry-After"]["required"] is True
-    assert {paths["/parameters"]["get"]["operationId"], paths["/parameters/{name}"]["get"]["operationId"]} == {
-        "parameters_list", "parameters_retrieve"}
+    assert {
+        paths["/parameters"]["get"]["operationId"],
+        paths["/parameters/{name}"]["get"]["operationId"],
+    } == {"parameters_list", "parameters_retrieve"}
     # GET /streams?fields=cas answers {"cas": 1} per stream: the projected stream requires no field.
     projected = components["StreamProjection"]
     assert "required" not in projected and "required" not in projected["properties"]["nodes"]["items"]
@@ -179,10 +214,15 @@ def test_the_schema_describes_what_the_api_answers_and_takes(client):
 
 def test_a_projected_stream_answers_only_the_fields_asked_for(api, account):
     solution = stream_services.solution_create(account=account, name="Projection")
-    stream_services.stream_import(account=account, solution_id=str(solution.pk), stream_config=chain(name="P"),
-                                  actor={"type": "client", "id": "edges"})
+    stream_services.stream_import(
+        account=account,
+        solution_id=str(solution.pk),
+        stream_config=chain(name="P"),
+        actor={"type": "client", "id": "edges"},
+    )
     assert api.get("/streams?fields=cas,nodes.name").json() == {
-        "streams": [{"cas": 1, "nodes": [{"name": "In"}]}]}
+        "streams": [{"cas": 1, "nodes": [{"name": "In"}]}]
+    }
 
 
 def test_the_compatible_endpoints_take_a_token_or_an_api_key_not_both():
@@ -195,17 +235,26 @@ def test_the_compatible_endpoints_take_a_token_or_an_api_key_not_both():
 
 def test_data_corrections_refuse_an_empty_enum_filter_and_take_blank_ids_as_unknown(api):
     assert api.get("/data-corrections?status=").status_code == 400
-    assert error(api.get("/data-corrections?reason="), 400, "VALIDATION_ERROR")["details"][0]["field"] == "reason"
+    assert (
+        error(api.get("/data-corrections?reason="), 400, "VALIDATION_ERROR")["details"][0]["field"]
+        == "reason"
+    )
     # An id of whitespace is an id nobody has (schema: any string of 1 to 36), not a blank field.
     response = api.post("/data-corrections/discard", {"ids": ["\t\u0085"]}, format="json")
     assert error(response, 404, "DATA_CORRECTION_NOT_FOUND")["details"][0]["field"] == "ids"
 
 
 def test_collectors_refuse_a_name_that_is_not_a_string(api):
-    body = error(api.post("/online-collection/collectors", {"name": 0}, format="json"), 400, "VALIDATION_ERROR")
+    body = error(
+        api.post("/online-collection/collectors", {"name": 0}, format="json"), 400, "VALIDATION_ERROR"
+    )
     assert body["details"][0]["field"] == "name"
     schema = Client().get("/openapi.json").json()["components"]["schemas"]["SendDataRequestRequest"]
-    assert schema["properties"]["data"]["oneOf"] == [{"type": "string"}, {"type": "object"}, {"type": "array"}]
+    assert schema["properties"]["data"]["oneOf"] == [
+        {"type": "string"},
+        {"type": "object"},
+        {"type": "array"},
+    ]
 
 
 # --- the operations that were excluded from the fuzzer, each made to agree with its schema -------------
@@ -231,31 +280,57 @@ def test_an_invalid_api_key_is_refused_even_next_to_a_valid_token(api, account, 
 def test_strict_bodies_refuse_values_of_another_json_type(api, account):
     define_body = {"meterApiName": "calls", "displayName": "Calls", "type": "SUM_OF_ALL_USAGE"}
     assert api.post("/meter-definition", define_body, format="json").status_code == 200
-    for change, field in (({"label": 0}, "label"), ({"meterTimeInMillis": "5"}, "meterTimeInMillis"),
-                          ({"displayName": 5}, "displayName"), ({"dimensions": [1]}, "dimensions")):
+    for change, field in (
+        ({"label": 0}, "label"),
+        ({"meterTimeInMillis": "5"}, "meterTimeInMillis"),
+        ({"displayName": 5}, "displayName"),
+        ({"dimensions": [1]}, "dimensions"),
+    ):
         response = api.put("/meter-definition", {"meterApiName": "calls", **change}, format="json")
         assert error(response, 400, "VALIDATION_ERROR")["details"][0]["field"] == field, change
-    meter_type = {"name": "Strict", "unit": "u", "aggregation": {"type": "SUM"}, "resetSchedule": {"cron": "0 0 1 * *"},
-                  "timezone": "Etc/UTC"}
-    for change, field in (({"capacity": "100"}, "capacity"), ({"unit": 7}, "unit"),
-                          ({"resetSchedule": {"cron": 5}}, "resetSchedule.cron")):
+    meter_type = {
+        "name": "Strict",
+        "unit": "u",
+        "aggregation": {"type": "SUM"},
+        "resetSchedule": {"cron": "0 0 1 * *"},
+        "timezone": "Etc/UTC",
+    }
+    for change, field in (
+        ({"capacity": "100"}, "capacity"),
+        ({"unit": 7}, "unit"),
+        ({"resetSchedule": {"cron": 5}}, "resetSchedule.cron"),
+    ):
         response = api.post("/meter-types", {**meter_type, **change}, format="json")
         assert error(response, 400, "VALIDATION_ERROR")["details"] == [
-            {"field": field, "message": "Must be a number." if field == "capacity" else "Must be a string."}]
+            {"field": field, "message": "Must be a number." if field == "capacity" else "Must be a string."}
+        ]
     assert api.post("/meter-types", {**meter_type, "capacity": 100}, format="json").status_code == 201
 
 
 def test_meter_definition_dimensions_are_distinct_and_say_so(api):
-    body = {"meterApiName": "calls", "displayName": "Calls", "type": "SUM_OF_ALL_USAGE", "dimensions": ["0", "0"]}
+    body = {
+        "meterApiName": "calls",
+        "displayName": "Calls",
+        "type": "SUM_OF_ALL_USAGE",
+        "dimensions": ["0", "0"],
+    }
     assert error(api.post("/meter-definition", body, format="json"), 400, "VALIDATION_ERROR")["details"] == [
-        {"field": "dimensions", "message": "Dimensions must be distinct."}]
+        {"field": "dimensions", "message": "Dimensions must be distinct."}
+    ]
     dimensions = _components()["MeterDefinitionRequestRequest"]["properties"]["dimensions"]
-    assert (dimensions["uniqueItems"], dimensions["maxItems"], dimensions["items"]["maxLength"]) == (True, 20, 100)
+    assert (dimensions["uniqueItems"], dimensions["maxItems"], dimensions["items"]["maxLength"]) == (
+        True,
+        20,
+        100,
+    )
 
 
 def test_a_meter_definition_type_cannot_change_to_any_other_type(api):
-    api.post("/meter-definition", {"meterApiName": "calls", "displayName": "Calls", "type": "SUM_OF_ALL_USAGE"},
-             format="json")
+    api.post(
+        "/meter-definition",
+        {"meterApiName": "calls", "displayName": "Calls", "type": "SUM_OF_ALL_USAGE"},
+        format="json",
+    )
     for kind in ("MIN_IN_PERIOD", "MAX_IN_PERIOD"):
         response = api.put("/meter-definition", {"meterApiName": "calls", "type": kind}, format="json")
         error(response, 400, "AGGREGATION_IMMUTABLE")
@@ -269,72 +344,129 @@ def test_meter_type_timezone_and_cron_are_documented_as_checked(api):
     body = {"name": "Sched", "unit": "u", "aggregation": {"type": "SUM"}, "timezone": "Etc/UTC"}
     for refused in ("0 0 L W *", "0 0 * * 1#2", "0 0 ? * *", "0 0 1-32 * *", "10-5/0 * * * *"):
         response = api.post("/meter-types", {**body, "resetSchedule": {"cron": refused}}, format="json")
-        assert error(response, 400, "VALIDATION_ERROR")["details"][0]["field"] == "resetSchedule.cron", refused
+        assert error(response, 400, "VALIDATION_ERROR")["details"][0]["field"] == "resetSchedule.cron", (
+            refused
+        )
         assert not re.fullmatch(cron["pattern"], refused)
 
 
 def test_list_meters_refuses_an_empty_meter_type_id(api):
-    assert error(api.get("/meters?meterTypeId="), 400, "VALIDATION_ERROR")["details"][0]["field"] == "meterTypeId"
+    assert (
+        error(api.get("/meters?meterTypeId="), 400, "VALIDATION_ERROR")["details"][0]["field"]
+        == "meterTypeId"
+    )
 
 
 def test_create_meter_documents_meter_type_id_or_external_ref_not_both():
-    assert _components()["MeterCreateRequest"]["oneOf"] == [{"required": ["meterTypeId"]},
-                                                            {"required": ["externalRef"]}]
+    assert _components()["MeterCreateRequest"]["oneOf"] == [
+        {"required": ["meterTypeId"]},
+        {"required": ["externalRef"]},
+    ]
 
 
 def test_patch_bodies_validated_whole_are_documented_with_their_required_fields(api, account):
     paths = Client().get("/openapi.json").json()["paths"]
-    for path, component, field in (("/data-corrections/{id}", "DataCorrectionUpdateRequest", "record"),
-                                   ("/online-collection/collectors/{id}", "CollectorWriteRequest", "name")):
+    for path, component, field in (
+        ("/data-corrections/{id}", "DataCorrectionUpdateRequest", "record"),
+        ("/online-collection/collectors/{id}", "CollectorWriteRequest", "name"),
+    ):
         request = paths[path]["patch"]["requestBody"]
         assert request["required"] is True
-        assert request["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{component}"}
+        assert request["content"]["application/json"]["schema"] == {
+            "$ref": f"#/components/schemas/{component}"
+        }
         assert _components()[component]["required"] == [field]
-    refused = usage_apply(account_id=account.pk, source="api",
-                          records=[UsageInput(user_id=None, value=1, meter_api_name="nothing")])
+    refused = usage_apply(
+        account_id=account.pk,
+        source="api",
+        records=[UsageInput(user_id=None, value=1, meter_api_name="nothing")],
+    )
     correction = refused.results[0].correction_id
-    assert error(api.patch(f"/data-corrections/{correction}", {}, format="json"), 400,
-                 "VALIDATION_ERROR")["details"][0]["field"] == "record"
+    assert (
+        error(api.patch(f"/data-corrections/{correction}", {}, format="json"), 400, "VALIDATION_ERROR")[
+            "details"
+        ][0]["field"]
+        == "record"
+    )
 
 
 def test_usage_filter_values_may_not_be_blank_and_say_so(api):
-    body = {"meterApiName": "x", "startTimeInSeconds": 0, "endTimeInSeconds": 3600, "aggregation": "SUM",
-            "timeGroupingInterval": "HOUR", "filter": {"region": [" "]}}
-    assert error(api.post("/usage", body, format="json"), 400, "VALIDATION_ERROR")["details"][0]["field"] == \
-        "filter.region"
+    body = {
+        "meterApiName": "x",
+        "startTimeInSeconds": 0,
+        "endTimeInSeconds": 3600,
+        "aggregation": "SUM",
+        "timeGroupingInterval": "HOUR",
+        "filter": {"region": [" "]},
+    }
+    assert (
+        error(api.post("/usage", body, format="json"), 400, "VALIDATION_ERROR")["details"][0]["field"]
+        == "filter.region"
+    )
     values = _components()["UsageQueryRequestRequest"]["properties"]["filter"]["additionalProperties"]
-    assert values["items"] == {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": NOT_BLANK_PATTERN}
+    assert values["items"] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 1000,
+        "pattern": NOT_BLANK_PATTERN,
+    }
 
 
 def test_report_usage_takes_exactly_a_bounded_number_and_no_nulls(account):
     reporter = client_for(account, scopes=["meter-report"], name="reporter")
-    metering_services.meter_type_create(account_id=account.pk, name="M", unit="u", aggregation="SUM",
-                                        reset_cron="0 0 1 * *", timezone="Etc/UTC", api_name="m")
+    metering_services.meter_type_create(
+        account_id=account.pk,
+        name="M",
+        unit="u",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+        api_name="m",
+    )
 
     def report(body, key):
-        return reporter.post("/billing/meters/usage", json.dumps({"customerId": "c", "meterName": "m", **body}),
-                             content_type="application/json", HTTP_IDEMPOTENCY_KEY=key)
+        return reporter.post(
+            "/billing/meters/usage",
+            json.dumps({"customerId": "c", "meterName": "m", **body}),
+            content_type="application/json",
+            HTTP_IDEMPOTENCY_KEY=key,
+        )
 
-    for body, field in (({"value": "12"}, "value"), ({"value": 1e300}, "value"), ({"value": None}, "value"),
-                        ({"value": 1, "meterName": None}, "meterName"), ({"value": 1, "metadata": None}, "metadata"),
-                        ({"value": 1, "timestamp": "0001-01-01T00:00:00+23:59"}, "timestamp")):
-        assert error(report(body, f"k-{field}"), 400, "VALIDATION_ERROR")["details"][0]["field"] == field, body
+    for body, field in (
+        ({"value": "12"}, "value"),
+        ({"value": 1e300}, "value"),
+        ({"value": None}, "value"),
+        ({"value": 1, "meterName": None}, "meterName"),
+        ({"value": 1, "metadata": None}, "metadata"),
+        ({"value": 1, "timestamp": "0001-01-01T00:00:00+23:59"}, "timestamp"),
+    ):
+        assert error(report(body, f"k-{field}"), 400, "VALIDATION_ERROR")["details"][0]["field"] == field, (
+            body
+        )
     value = _components()["UsageReportRequest"]["properties"]["value"]
-    assert value == {"type": "number", "maximum": 10 ** 26, "exclusiveMaximum": True, "minimum": -10 ** 26,
-                     "exclusiveMinimum": True}
+    assert value == {
+        "type": "number",
+        "maximum": 10**26,
+        "exclusiveMaximum": True,
+        "minimum": -(10**26),
+        "exclusiveMinimum": True,
+    }
     # A metadata name of any length is taken (a bound on keys is not expressible in OpenAPI 3.0).
     assert report({"value": 1, "metadata": {"": "x"}}, "k-metadata-name").status_code == 202
 
 
-@pytest.mark.parametrize("event,field", [
-    ({"values": None}, "values"),
-    ({"meterApiName": "calls", "meterValue": "1"}, "meterValue"),
-    ({"meterApiName": "calls", "meterValue": None}, "meterValue"),
-    ({"meterApiName": None, "values": {"calls": 1}}, "meterApiName"),
-    ({"values": {"calls": "1"}}, "values.calls"),
-    ({"meterApiName": "calls", "meterValue": 1, "customerId": "a\u0000"}, "customerId"),
-    ({"values": {"ca\u0000lls": 1}}, "values.ca\u0000lls"),
-])
+@pytest.mark.parametrize(
+    "event,field",
+    [
+        ({"values": None}, "values"),
+        ({"meterApiName": "calls", "meterValue": "1"}, "meterValue"),
+        ({"meterApiName": "calls", "meterValue": None}, "meterValue"),
+        ({"meterApiName": None, "values": {"calls": 1}}, "meterApiName"),
+        ({"values": {"calls": "1"}}, "values.calls"),
+        ({"meterApiName": "calls", "meterValue": 1, "customerId": "a\u0000"}, "customerId"),
+        ({"values": {"ca\u0000lls": 1}}, "values.ca\u0000lls"),
+    ],
+)
 def test_ingest_refuses_nulls_strings_for_numbers_and_null_characters(account, event, field):
     ingester = client_for(account, scopes=["usage-metering:ingest:usage"], name="ingester")
     body = {"customerId": "c", "meterTimeInMillis": 0, **event}
@@ -344,8 +476,11 @@ def test_ingest_refuses_nulls_strings_for_numbers_and_null_characters(account, e
 
 
 def test_send_data_documents_its_idempotency_key_bounds():
-    parameters = Client().get("/openapi.json").json()["paths"]["/online-collection/collectors/{id}/data"]["post"][
-        "parameters"]
+    parameters = (
+        Client()
+        .get("/openapi.json")
+        .json()["paths"]["/online-collection/collectors/{id}/data"]["post"]["parameters"]
+    )
     key = next(parameter for parameter in parameters if parameter["name"] == "Idempotency-Key")
     assert key["schema"] == {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NOT_BLANK_PATTERN}
 

@@ -26,8 +26,11 @@ UNUSED_ID = "0f0e0d0c-0b0a-4908-8706-050403020100"
 
 # A body each operation takes (by the path's last segment), so that the unknown id is what gets refused.
 PATH_BODIES = {"preview": {"records": [{"a": 1}]}, "{id}": {"description": "x"}}
-BODY_OF = {"/data-corrections/{id}": {"record": {"userId": "x"}}, "/online-collection/collectors/{id}": {"name": "x"},
-           "/online-collection/collectors/{id}/data": {"data": {"a": 1}}}
+BODY_OF = {
+    "/data-corrections/{id}": {"record": {"userId": "x"}},
+    "/online-collection/collectors/{id}": {"name": "x"},
+    "/online-collection/collectors/{id}/data": {"data": {"a": 1}},
+}
 # Headers an operation requires before it reads its body.
 HEADERS = {"/billing/meters/usage": {"Idempotency-Key": "documented-statuses"}}
 
@@ -48,7 +51,9 @@ def _assert_documented(response, operation, method: str, path: str, status: int)
     assert response.status_code == status, (method, path, response.status_code, response.content[:300])
     assert response["Content-Type"].startswith("application/json"), (method, path)
     assert set(response.json()) == {"code", "message", "details"}, (method, path)
-    assert str(status) in operation["responses"], f"{method.upper()} {path} answers {status} but does not document it"
+    assert str(status) in operation["responses"], (
+        f"{method.upper()} {path} answers {status} but does not document it"
+    )
 
 
 def _secured(operation) -> bool:
@@ -58,8 +63,10 @@ def _secured(operation) -> bool:
 def test_every_secured_operation_documents_401_and_403(account):
     anonymous = Client()
     # Two tokens with one scope each, used by no operation in common: one of them lacks the scope.
-    narrow = [client_for(account, scopes=["meter-report"], name="billing-only"),
-              client_for(account, scopes=["aggregation:read:sessions"], name="sessions-only")]
+    narrow = [
+        client_for(account, scopes=["meter-report"], name="billing-only"),
+        client_for(account, scopes=["aggregation:read:sessions"], name="sessions-only"),
+    ]
     checked = 0
     for method, path, url, operation in _operations():
         if not _secured(operation):
@@ -79,8 +86,11 @@ def test_every_operation_with_an_id_in_its_path_documents_404(api):
         if url == path:
             continue
         body = BODY_OF.get(path) or PATH_BODIES.get(path.rsplit("/", 1)[-1], {"description": "x"})
-        response = getattr(api, method)(url, body, format="json") if method in ("post", "patch") \
+        response = (
+            getattr(api, method)(url, body, format="json")
+            if method in ("post", "patch")
             else getattr(api, method)(url, {"fieldValues": "x"} if "lookup" in path else None)
+        )
         _assert_documented(response, operation, method, path, 404)
         checked += 1
     assert checked >= 16
@@ -89,8 +99,9 @@ def test_every_operation_with_an_id_in_its_path_documents_404(api):
 def test_every_operation_documents_413_for_a_body_over_the_limit(api, settings):
     settings.API_MAX_BODY_BYTES = 64
     for method, path, url, operation in _operations():
-        response = api.generic(method.upper(), url, b'{"padding": "' + b"x" * 100 + b'"}',
-                               content_type="application/json")
+        response = api.generic(
+            method.upper(), url, b'{"padding": "' + b"x" * 100 + b'"}', content_type="application/json"
+        )
         _assert_documented(response, operation, method, path, 413)
 
 
@@ -101,8 +112,9 @@ def test_every_operation_with_a_body_documents_415_for_a_content_type_it_does_no
             continue
         # The account's own resource (the tenancy sweep's factories), so the body is what gets refused.
         url = resource_url(path, FACTORIES[path](api.account)) if path in FACTORIES else path
-        response = api.generic(method.upper(), url, "name=value", content_type="text/plain",
-                               headers=HEADERS.get(path, {}))
+        response = api.generic(
+            method.upper(), url, "name=value", content_type="text/plain", headers=HEADERS.get(path, {})
+        )
         # DRF views answer 415; a hot-path view that reads every body as JSON may answer 400 instead.
         refused = 400 if response.status_code == 400 and response.json()["code"] == "MALFORMED_JSON" else 415
         _assert_documented(response, operation, method, path, refused)
@@ -113,7 +125,11 @@ def test_every_operation_with_a_body_documents_415_for_a_content_type_it_does_no
 def test_every_operation_documents_429_with_retry_after(api, rate_limits, settings):
     settings.RATE_LIMITS = {group: (1, 3600, 1) for group in settings.RATE_LIMITS}
     for method, path, url, operation in _operations():
-        client = client_for(api.account, name=f"limited-{uuid.uuid4().hex[:8]}") if _secured(operation) else Client()
+        client = (
+            client_for(api.account, name=f"limited-{uuid.uuid4().hex[:8]}")
+            if _secured(operation)
+            else Client()
+        )
         statuses = []
         for _attempt in range(3):
             response = client.generic(method.upper(), url, b"{}", content_type="application/json")

@@ -36,12 +36,26 @@ def connect(base_url: str) -> http.client.HTTPConnection:
     return connection
 
 
-def post(base_url: str, path: str, token: str, body: dict, key: str,
-         connection: http.client.HTTPConnection | None = None) -> tuple[int, dict]:
+def post(
+    base_url: str,
+    path: str,
+    token: str,
+    body: dict,
+    key: str,
+    connection: http.client.HTTPConnection | None = None,
+) -> tuple[int, dict]:
     connection = connection or connect(base_url)
     try:
-        connection.request("POST", path, json.dumps(body), headers={
-            "Authorization": f"Bearer {token}", "Content-Type": "application/json", "Idempotency-Key": key})
+        connection.request(
+            "POST",
+            path,
+            json.dumps(body),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": key,
+            },
+        )
         response = connection.getresponse()
         return response.status, json.loads(response.read() or b"{}")
     finally:
@@ -78,10 +92,17 @@ def token_for(account, scopes: tuple[str, ...], name: str) -> str:
 
 def meter_of(account, api_name: str = "api_calls", user_id: str = "cus_1") -> Meter:
     meter_type = metering_services.meter_type_create(
-        account_id=account.pk, name="API calls", unit="requests", aggregation="SUM", reset_cron="0 0 1 * *",
-        timezone="Etc/UTC", api_name=api_name)
-    return metering_services.meter_create(account_id=account.pk, meter_type_id=meter_type.pk, meter_key="default",
-                                          user_id=user_id)
+        account_id=account.pk,
+        name="API calls",
+        unit="requests",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+        api_name=api_name,
+    )
+    return metering_services.meter_create(
+        account_id=account.pk, meter_type_id=meter_type.pk, meter_key="default", user_id=user_id
+    )
 
 
 def test_fifty_concurrent_reports_with_one_key_count_once(live_server, account):
@@ -106,7 +127,9 @@ def test_fifty_concurrent_reports_with_one_key_count_once(live_server, account):
     assert meter.value == Decimal(3)
     # After the race, the key answers the duplicate every time.
     assert post(live_server.url, REPORT_URL, token, body, "order-42") == (
-        200, {"status": "duplicate", "idempotencyKey": "order-42"})
+        200,
+        {"status": "duplicate", "idempotencyKey": "order-42"},
+    )
 
 
 def test_fifty_concurrent_sends_with_one_key_store_one_batch(live_server, account):
@@ -130,11 +153,20 @@ def test_fifty_concurrent_sends_with_one_key_store_one_batch(live_server, accoun
 def test_the_same_key_with_another_body_is_409_reused_and_changes_nothing(live_server, account):
     meter = meter_of(account)
     token = token_for(account, ("meter-report",), "billing")
-    assert post(live_server.url, REPORT_URL, token,
-                {"value": 3, "customerId": "cus_1", "meterName": "api_calls"}, "k")[0] == 202
+    assert (
+        post(
+            live_server.url,
+            REPORT_URL,
+            token,
+            {"value": 3, "customerId": "cus_1", "meterName": "api_calls"},
+            "k",
+        )[0]
+        == 202
+    )
 
-    status, answer = post(live_server.url, REPORT_URL, token,
-                          {"value": 4, "customerId": "cus_1", "meterName": "api_calls"}, "k")
+    status, answer = post(
+        live_server.url, REPORT_URL, token, {"value": 4, "customerId": "cus_1", "meterName": "api_calls"}, "k"
+    )
 
     assert (status, answer["code"]) == (409, "IDEMPOTENCY_KEY_REUSED")
     meter.refresh_from_db()
@@ -151,7 +183,10 @@ def test_the_same_key_with_another_body_is_409_reused_and_changes_nothing(live_s
 
 def test_keys_are_per_account_the_same_key_in_two_accounts_counts_twice(live_server, account, other_account):
     meters = [meter_of(account), meter_of(other_account)]
-    tokens = [token_for(account, ("meter-report",), "billing"), token_for(other_account, ("meter-report",), "billing")]
+    tokens = [
+        token_for(account, ("meter-report",), "billing"),
+        token_for(other_account, ("meter-report",), "billing"),
+    ]
     body = {"value": 5, "customerId": "cus_1", "meterName": "api_calls"}
 
     assert [post(live_server.url, REPORT_URL, token, body, "shared")[0] for token in tokens] == [202, 202]
@@ -164,7 +199,10 @@ def test_keys_are_per_account_the_same_key_in_two_accounts_counts_twice(live_ser
 
     collectors = [make_collector(account), make_collector(other_account)]
     ingest_tokens = [token_for(account, INGEST, "c"), token_for(other_account, INGEST, "c")]
-    answers = [post(live_server.url, data_url(c), t, {"data": "x"}, "shared") for c, t in zip(collectors, ingest_tokens, strict=True)]
+    answers = [
+        post(live_server.url, data_url(c), t, {"data": "x"}, "shared")
+        for c, t in zip(collectors, ingest_tokens, strict=True)
+    ]
     assert [status for status, _ in answers] == [200, 200]
     assert answers[0][1]["ingestionId"] != answers[1][1]["ingestionId"]
     assert CollectedBatch.objects.filter(account_id=account.pk).count() == 1

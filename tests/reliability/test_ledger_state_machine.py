@@ -50,11 +50,23 @@ class LedgerMachine(RuleBasedStateMachine):
         self.clock = self.traveller.start()
         self.account = account_services.account_get_or_create(name=f"sm-{uuid.uuid4().hex[:12]}")
         self.meter_type = metering_services.meter_type_create(
-            account_id=self.account.pk, name="Calls", unit="calls", aggregation="SUM", reset_cron="0 0 * * *",
-            timezone="Etc/UTC", api_name="calls")
-        self.meters = {user: metering_services.meter_create(
-            account_id=self.account.pk, meter_type_id=self.meter_type.pk, meter_key="default", user_id=user)
-            for user in USERS}
+            account_id=self.account.pk,
+            name="Calls",
+            unit="calls",
+            aggregation="SUM",
+            reset_cron="0 0 * * *",
+            timezone="Etc/UTC",
+            api_name="calls",
+        )
+        self.meters = {
+            user: metering_services.meter_create(
+                account_id=self.account.pk,
+                meter_type_id=self.meter_type.pk,
+                meter_key="default",
+                user_id=user,
+            )
+            for user in USERS
+        }
         self.model_values = {user: self.meters[user].value or Decimal(0) for user in USERS}
         self.model_flushed: list[tuple[str, Decimal]] = []  # (user, value) per flushed period, in order
         self.sent: list[tuple[str, UsageInput]] = []  # ingested events, for replays
@@ -74,8 +86,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(user=st.sampled_from(USERS), value=values)
     def ingest(self, user: str, value: Decimal) -> None:
-        record = UsageInput(user_id=user, value=value, meter_type_id=self.meter_type.pk,
-                            idempotency_key=self._key("ev"))
+        record = UsageInput(
+            user_id=user, value=value, meter_type_id=self.meter_type.pk, idempotency_key=self._key("ev")
+        )
         result = usage_apply(account_id=self.account.pk, records=[record], source="api")
         assert (result.results[0].outcome, result.results[0].counted) == (Outcome.ACCEPTED, True), result
         self.sent.append((user, record))
@@ -95,8 +108,9 @@ class LedgerMachine(RuleBasedStateMachine):
             first = self.reports[key]
             body = {**first, "value": int(value)}
             try:
-                answer = billing.usage_report(account_id=self.account.pk, idempotency_key=key,
-                                              body=json.dumps(body).encode())
+                answer = billing.usage_report(
+                    account_id=self.account.pk, idempotency_key=key, body=json.dumps(body).encode()
+                )
             except IdempotencyKeyReused:
                 assert body != first
                 return
@@ -105,7 +119,9 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         key = self._key("rep")
         body = {"value": int(value), "customerId": user, "meterName": "calls"}
-        answer = billing.usage_report(account_id=self.account.pk, idempotency_key=key, body=json.dumps(body).encode())
+        answer = billing.usage_report(
+            account_id=self.account.pk, idempotency_key=key, body=json.dumps(body).encode()
+        )
         assert answer.status == 202, answer
         self.reports[key] = body
         self.model_values[user] += value
@@ -113,12 +129,19 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(user=st.sampled_from(USERS), value=values)
     def correction(self, user: str, value: Decimal) -> None:
         key = self._key("bad")
-        result = usage_apply(account_id=self.account.pk, source="api", records=[
-            UsageInput(user_id=None, value=value, meter_type_id=self.meter_type.pk, idempotency_key=key)])
+        result = usage_apply(
+            account_id=self.account.pk,
+            source="api",
+            records=[
+                UsageInput(user_id=None, value=value, meter_type_id=self.meter_type.pk, idempotency_key=key)
+            ],
+        )
         assert result.results[0].outcome == Outcome.CORRECTION, result
         correction = DataCorrection.objects.get(pk=result.results[0].correction_id)
         assert correction.reason == "MISSING_USER_ID"
-        corrections.data_correction_update(correction=correction, record={**correction.record, "userId": user})
+        corrections.data_correction_update(
+            correction=correction, record={**correction.record, "userId": user}
+        )
         done = corrections.data_correction_reprocess(correction=correction)
         assert done.status == "REPROCESSED", (done.status, done.message)
         self.model_values[user] += value
@@ -138,16 +161,30 @@ class LedgerMachine(RuleBasedStateMachine):
     def meters_and_metered_records_match_the_model(self) -> None:
         actual = {meter.user_id: meter.value for meter in Meter.objects.filter(account_id=self.account.pk)}
         assert actual == self.model_values
-        flushed = sorted((record.period_start, record.user_id, record.value)
-                         for record in MeteredRecord.objects.filter(account_id=self.account.pk))
+        flushed = sorted(
+            (record.period_start, record.user_id, record.value)
+            for record in MeteredRecord.objects.filter(account_id=self.account.pk)
+        )
         # The first period starts when the meter was made, the next ones at midnight.
-        expected_periods = [START if index < len(USERS) else START.replace(hour=0) + timedelta(days=index // len(USERS))
-                            for index in range(len(self.model_flushed))]
-        assert flushed == sorted((period, user, value) for period, (user, value)
-                                 in zip(expected_periods, self.model_flushed, strict=True))
+        expected_periods = [
+            START if index < len(USERS) else START.replace(hour=0) + timedelta(days=index // len(USERS))
+            for index in range(len(self.model_flushed))
+        ]
+        assert flushed == sorted(
+            (period, user, value)
+            for period, (user, value) in zip(expected_periods, self.model_flushed, strict=True)
+        )
 
 
 def test_the_ledger_matches_a_model_through_ingest_replay_report_reset_and_correction(db):
-    run_state_machine_as_test(LedgerMachine, settings=settings(
-        max_examples=15, stateful_step_count=20, derandomize=True, deadline=None, database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))
+    run_state_machine_as_test(
+        LedgerMachine,
+        settings=settings(
+            max_examples=15,
+            stateful_step_count=20,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        ),
+    )

@@ -29,7 +29,9 @@ from bench._common import Server, free_port, request
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
-pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="PostgreSQL 15 server binaries missing")
+pytestmark = pytest.mark.skipif(
+    not (PG_BIN / "initdb").exists(), reason="PostgreSQL 15 server binaries missing"
+)
 
 
 def as_postgres(*command: str) -> list[str]:
@@ -44,18 +46,48 @@ def private_postgres():
     if os.geteuid() == 0:
         os.chown(directory, pwd.getpwnam("postgres").pw_uid, -1)
     data, port = directory / "data", free_port()
-    subprocess.run(as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync",
-                               "-E", "UTF8"), check=True, capture_output=True, timeout=60)
-    ctl = [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(directory / "log"), "-w", "-t", "30",
-           "-o", f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off"]
+    subprocess.run(
+        as_postgres(
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    ctl = [
+        str(PG_BIN / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(directory / "log"),
+        "-w",
+        "-t",
+        "30",
+        "-o",
+        f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off",
+    ]
     subprocess.run(as_postgres(*ctl, "start"), check=True, capture_output=True, timeout=60)
     try:
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as connection:
+        with psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True
+        ) as connection:
             connection.execute("CREATE DATABASE metering")
         yield f"postgres://postgres@127.0.0.1:{port}/metering", ctl
     finally:
-        subprocess.run(as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"),
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"),
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -74,17 +106,43 @@ print(json.dumps({"clientId": access.client_id, "secret": secret}))
 
 def test_a_postgres_restart_mid_load_is_503_then_recovers_and_every_2xx_is_stored(private_postgres):
     url, ctl = private_postgres
-    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": "", "CELERY_BROKER_URL": "", "RATE_LIMIT_ENABLED": "0"}
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=180)
-    made = subprocess.run([sys.executable, "manage.py", "shell", "-c", SETUP], cwd=ROOT, env=env, check=True,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": "",
+        "CELERY_BROKER_URL": "",
+        "RATE_LIMIT_ENABLED": "0",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=180
+    )
+    made = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", SETUP],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     credentials = json.loads(made.stdout.strip().splitlines()[-1])
 
-    with Server(workers=2, env={"DATABASE_URL": url, "REDIS_URL": "", "CELERY_BROKER_URL": "",
-                                "RATE_LIMIT_ENABLED": "0"}) as server:
-        status, body = request("POST", f"{server.base_url}/oauth/token", json.dumps({
-            "client_id": credentials["clientId"], "client_secret": credentials["secret"],
-            "grant_type": "client_credentials"}).encode(), {"Content-Type": "application/json"})
+    with Server(
+        workers=2,
+        env={"DATABASE_URL": url, "REDIS_URL": "", "CELERY_BROKER_URL": "", "RATE_LIMIT_ENABLED": "0"},
+    ) as server:
+        status, body = request(
+            "POST",
+            f"{server.base_url}/oauth/token",
+            json.dumps(
+                {
+                    "client_id": credentials["clientId"],
+                    "client_secret": credentials["secret"],
+                    "grant_type": "client_credentials",
+                }
+            ).encode(),
+            {"Content-Type": "application/json"},
+        )
         assert status == 200, body
         token = json.loads(body)["access_token"]
         results: list[tuple[float, str, int, str | None]] = []
@@ -98,10 +156,15 @@ def test_a_postgres_restart_mid_load_is_503_then_recovers_and_every_2xx_is_store
                 sent = time.monotonic()
                 try:
                     status, answer = request(
-                        "POST", f"{server.base_url}/billing/meters/usage",
+                        "POST",
+                        f"{server.base_url}/billing/meters/usage",
                         json.dumps({"value": 1, "customerId": "cus_1", "meterName": "calls"}).encode(),
-                        {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                         "Idempotency-Key": key})
+                        {
+                            "Authorization": f"Bearer {token}",
+                            "Content-Type": "application/json",
+                            "Idempotency-Key": key,
+                        },
+                    )
                 except OSError as exc:
                     status, answer = 0, repr(exc)
                 results.append((sent, key, status, answer if status not in (200, 202) else None))
@@ -111,7 +174,9 @@ def test_a_postgres_restart_mid_load_is_503_then_recovers_and_every_2xx_is_store
         try:
             time.sleep(1.0)
             restart_started = time.monotonic()
-            subprocess.run(as_postgres(*ctl, "-m", "fast", "restart"), check=True, capture_output=True, timeout=60)
+            subprocess.run(
+                as_postgres(*ctl, "-m", "fast", "restart"), check=True, capture_output=True, timeout=60
+            )
             restarted = time.monotonic()
             time.sleep(10.0)
         finally:

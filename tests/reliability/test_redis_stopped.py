@@ -38,8 +38,22 @@ def free_port() -> int:
 def private_redis():
     port = free_port()
     process = subprocess.Popen(
-        [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            shutil.which("redis-server"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
     deadline = time.monotonic() + 10
     while True:
@@ -55,8 +69,9 @@ def private_redis():
     process.wait(timeout=10)
 
 
-def call(base_url: str, method: str, path: str, token: str, body: dict | None = None,
-         key: str | None = None) -> tuple[int, str | None, float]:
+def call(
+    base_url: str, method: str, path: str, token: str, body: dict | None = None, key: str | None = None
+) -> tuple[int, str | None, float]:
     parsed = urlparse(base_url)
     connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=5)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -72,13 +87,19 @@ def call(base_url: str, method: str, path: str, token: str, body: dict | None = 
         connection.close()
 
 
-def test_redis_killed_mid_test_keeps_serving_with_in_process_rate_limits(live_server, account, settings,
-                                                                       rate_limits, private_redis):
+def test_redis_killed_mid_test_keeps_serving_with_in_process_rate_limits(
+    live_server, account, settings, rate_limits, private_redis
+):
     process, port, client = private_redis
     url = f"redis://127.0.0.1:{port}/0"
     settings.REDIS_URL = url
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
-                                   "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "meter_types": (1, 3600, 3)}
     limiter._redis = None
     limiter._redis_down_until = 0.0
@@ -86,10 +107,17 @@ def test_redis_killed_mid_test_keeps_serving_with_in_process_rate_limits(live_se
     token = issue_token(access, secret)
     collector = make_collector(account)
     meter_type = metering_services.meter_type_create(
-        account_id=account.pk, name="API calls", unit="requests", aggregation="SUM", reset_cron="0 0 1 * *",
-        timezone="Etc/UTC", api_name="api_calls")
-    meter = metering_services.meter_create(account_id=account.pk, meter_type_id=meter_type.pk, meter_key="default",
-                                           user_id="cus_1")
+        account_id=account.pk,
+        name="API calls",
+        unit="requests",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+        api_name="api_calls",
+    )
+    meter = metering_services.meter_create(
+        account_id=account.pk, meter_type_id=meter_type.pk, meter_key="default", user_id="cus_1"
+    )
     try:
         # With Redis up, the buckets live in Redis.
         before = [call(live_server.url, "GET", "/meter-types?limit=1", token)[0] for _ in range(4)]
@@ -100,9 +128,19 @@ def test_redis_killed_mid_test_keeps_serving_with_in_process_rate_limits(live_se
         process.wait(timeout=10)
 
         answers = [call(live_server.url, "GET", "/meter-types?limit=1", token) for _ in range(4)]
-        answers.append(call(live_server.url, "POST", data_url(collector), token, {"data": "x"}, key="after-kill"))
-        answers.append(call(live_server.url, "POST", "/billing/meters/usage", token,
-                            {"value": 2, "customerId": "cus_1", "meterName": "api_calls"}, key="report-1"))
+        answers.append(
+            call(live_server.url, "POST", data_url(collector), token, {"data": "x"}, key="after-kill")
+        )
+        answers.append(
+            call(
+                live_server.url,
+                "POST",
+                "/billing/meters/usage",
+                token,
+                {"value": 2, "customerId": "cus_1", "meterName": "api_calls"},
+                key="report-1",
+            )
+        )
     finally:
         limiter._redis = None
         limiter._redis_down_until = 0.0

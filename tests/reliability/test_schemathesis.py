@@ -67,12 +67,20 @@ SEMANTIC_400: dict[str, dict[str, str]] = {
     "PATCH /meter-types/{id}": METER_TYPE_RULES,
     "POST /notification-endpoints": {"url": URL_RULE},
     "PATCH /notification-endpoints/{id}": {"url": URL_RULE},
-    "POST /billing/meters/usage": {"Idempotency-Key": "one of two headers (Idempotency-Key, x-api-idempotency-key)"},
-    "POST /usage": {"endTimeInSeconds": "after startTimeInSeconds (a rule between two fields)",
-                    "timeGroupingInterval": "at most USAGE_QUERY_MAX_BUCKETS buckets of the interval between the two times"},
-    "PUT /meter-definition": {"type": "the type cannot change: only the definition's current type is accepted"},
+    "POST /billing/meters/usage": {
+        "Idempotency-Key": "one of two headers (Idempotency-Key, x-api-idempotency-key)"
+    },
+    "POST /usage": {
+        "endTimeInSeconds": "after startTimeInSeconds (a rule between two fields)",
+        "timeGroupingInterval": "at most USAGE_QUERY_MAX_BUCKETS buckets of the interval between the two times",
+    },
+    "PUT /meter-definition": {
+        "type": "the type cannot change: only the definition's current type is accepted"
+    },
     "GET /streams": {"cursor": "a nextCursor this endpoint returned (its content is opaque)"},
-    "PATCH /parameters/{name}": {"type": "the type cannot change: only the parameter's current type is accepted"},
+    "PATCH /parameters/{name}": {
+        "type": "the type cannot change: only the parameter's current type is accepted"
+    },
     "POST /streams/import": {
         r"nodes\[\d+\]\.config(\..*)?": "a node's config is checked for its type (CEL compiles, fields exist…)",
         r"nodes\[\d+\]\.id": "node ids are unique in the stream",
@@ -103,7 +111,8 @@ def _semantic_fields_only(case, response) -> bool:
     def is_allowed(detail: dict) -> bool:
         described = f"{detail['field']}: {detail['message']}"
         return detail["message"] == NULL_CHARACTER_MESSAGE or any(
-            re.fullmatch(pattern, detail["field"]) or re.fullmatch(pattern, described) for pattern in allowed)
+            re.fullmatch(pattern, detail["field"]) or re.fullmatch(pattern, described) for pattern in allowed
+        )
 
     return bool(details) and all(is_allowed(detail) for detail in details)
 
@@ -122,15 +131,17 @@ CHECKS_TO_RUN = [*ALL_CHECKS, positive_data_acceptance_beyond_json_schema]
 
 
 def _config(bearer: str) -> schemathesis.Config:
-    return schemathesis.Config.from_dict({
-        "seed": SEED,
-        # The token as the BearerToken scheme's credential: where an operation also takes an
-        # X-API-KEY (either one), schemathesis then sends no generated key next to the token (the
-        # API checks every credential sent, so an unknown key would make every request a 401).
-        "auth": {"openapi": {"BearerToken": {"bearer": bearer}}},
-        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True},
-        "phases": {"stateful": {"max-steps": STATEFUL_STEPS}},
-    })
+    return schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            # The token as the BearerToken scheme's credential: where an operation also takes an
+            # X-API-KEY (either one), schemathesis then sends no generated key next to the token (the
+            # API checks every credential sent, so an unknown key would make every request a 401).
+            "auth": {"openapi": {"BearerToken": {"bearer": bearer}}},
+            "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True},
+            "phases": {"stateful": {"max-steps": STATEFUL_STEPS}},
+        }
+    )
 
 
 @pytest.fixture
@@ -158,8 +169,13 @@ schema = schemathesis.pytest.from_fixture("api_schema").exclude(func=_is_exclude
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 def test_every_operation_passes_every_check(case):
     response = case.call_and_validate(checks=CHECKS_TO_RUN)
     EXAMPLES[f"{case.method.upper()} {case.path} {response.status_code}"] += 1
@@ -197,18 +213,30 @@ def test_stateful_sequences_pass_every_check(api_schema):
 
         def validate_response(self, response, case, additional_checks=None, **kwargs):
             EXAMPLES[f"stateful: {case.method.upper()} {case.path} {response.status_code}"] += 1
-            case.validate_response(response, checks=CHECKS_TO_RUN, transport_kwargs=kwargs or None,
-                                   recorder=self.recorder)
+            case.validate_response(
+                response, checks=CHECKS_TO_RUN, transport_kwargs=kwargs or None, recorder=self.recorder
+            )
 
     with connection_kept_across_requests():
-        Workflow.run(settings=settings(max_examples=STATEFUL_EXAMPLES, stateful_step_count=STATEFUL_STEPS,
-                                       derandomize=True, deadline=None, database=None,
-                                       suppress_health_check=list(HealthCheck)))
+        Workflow.run(
+            settings=settings(
+                max_examples=STATEFUL_EXAMPLES,
+                stateful_step_count=STATEFUL_STEPS,
+                derandomize=True,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
+        )
 
 
 def test_exclusions_name_operations_that_exist(api_schema):
     """An exclusion must point at a real operation, so it is removed when the endpoint changes."""
-    operations = {f"{method.upper()} {path}" for path, methods in api_schema.raw_schema["paths"].items()
-                  for method in methods if method in {"get", "post", "put", "patch", "delete"}}
+    operations = {
+        f"{method.upper()} {path}"
+        for path, methods in api_schema.raw_schema["paths"].items()
+        for method in methods
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
     assert set(EXCLUDED_OPERATIONS) <= operations
     assert set(SEMANTIC_400) <= operations

@@ -47,8 +47,11 @@ BODIES: dict[tuple[str, str], Callable[[dict, dict], dict]] = {
     ("post", "/oauth/token"): lambda mine, theirs: mine["token_request"],
     ("post", "/meter-types"): lambda mine, theirs: meter_type_body(name="New type", externalRef="new-ref"),
     ("patch", "/meter-types/{id}"): lambda mine, theirs: {"description": "changed"},
-    ("post", "/meters"): lambda mine, theirs: {"meterTypeId": mine["meter_type_id"], "meterKey": "k-new",
-                                               "userId": "someone@example.com"},
+    ("post", "/meters"): lambda mine, theirs: {
+        "meterTypeId": mine["meter_type_id"],
+        "meterKey": "k-new",
+        "userId": "someone@example.com",
+    },
     ("patch", "/meters/{id}"): lambda mine, theirs: {"customFields": {"changed": True}},
     ("post", "/notification-endpoints"): lambda mine, theirs: {"url": "https://93.184.215.14/new"},
     ("patch", "/notification-endpoints/{id}"): lambda mine, theirs: {"description": "changed"},
@@ -56,29 +59,55 @@ BODIES: dict[tuple[str, str], Callable[[dict, dict], dict]] = {
     ("delete", "/parameters"): lambda mine, theirs: {"parameters": [mine["parameter"]]},
     ("patch", "/parameters/{name}"): lambda mine, theirs: {"value": "changed"},
     ("post", "/streams/import"): lambda mine, theirs: {
-        "solutionId": mine["solution_id"], "streamConfig": chain(name="Injected stream")},
+        "solutionId": mine["solution_id"],
+        "streamConfig": chain(name="Injected stream"),
+    },
     ("post", "/streams/{id}/preview"): lambda mine, theirs: {"records": [{"chargerId": "c1", "kwh": 1.0}]},
-    ("patch", "/data-corrections/{id}"): lambda mine, theirs: {"record": {"userId": "fixed@example.com", "value": 1}},
+    ("patch", "/data-corrections/{id}"): lambda mine, theirs: {
+        "record": {"userId": "fixed@example.com", "value": 1}
+    },
     ("post", "/data-corrections/discard"): lambda mine, theirs: {"ids": [mine["correction_id"]]},
     ("post", "/data-corrections/reprocess"): lambda mine, theirs: {"ids": [mine["correction_id"]]},
-    ("post", "/meter-definition"): lambda mine, theirs: {"meterApiName": f"new-{uuid.uuid4().hex[:8]}",
-                                                         "displayName": "New definition", "type": "SUM_OF_ALL_USAGE"},
-    ("put", "/meter-definition"): lambda mine, theirs: {"meterApiName": mine["meter_api_name"],
-                                                        "displayName": "Changed"},
+    ("post", "/meter-definition"): lambda mine, theirs: {
+        "meterApiName": f"new-{uuid.uuid4().hex[:8]}",
+        "displayName": "New definition",
+        "type": "SUM_OF_ALL_USAGE",
+    },
+    ("put", "/meter-definition"): lambda mine, theirs: {
+        "meterApiName": mine["meter_api_name"],
+        "displayName": "Changed",
+    },
     ("post", "/meter-event-filtering-rules"): lambda mine, theirs: {
-        "meterApiName": mine["meter_api_name"], "dimensionName": "region", "dimensionValues": ["eu"],
-        "action": "INCLUDE"},
-    ("post", "/online-collection/collectors"): lambda mine, theirs: {"name": f"Collector {uuid.uuid4().hex[:8]}"},
-    ("patch", "/online-collection/collectors/{id}"): lambda mine, theirs: {"name": f"Renamed {uuid.uuid4().hex[:8]}"},
+        "meterApiName": mine["meter_api_name"],
+        "dimensionName": "region",
+        "dimensionValues": ["eu"],
+        "action": "INCLUDE",
+    },
+    ("post", "/online-collection/collectors"): lambda mine, theirs: {
+        "name": f"Collector {uuid.uuid4().hex[:8]}"
+    },
+    ("patch", "/online-collection/collectors/{id}"): lambda mine, theirs: {
+        "name": f"Renamed {uuid.uuid4().hex[:8]}"
+    },
     ("post", "/online-collection/collectors/{id}/data"): lambda mine, theirs: {"data": {"reading": 1}},
-    ("post", "/ingest"): lambda mine, theirs: {"customerId": "someone", "meterApiName": mine["meter_api_name"],
-                                               "meterValue": 1, "meterTimeInMillis": int(time.time() * 1000)},
-    ("post", "/usage"): lambda mine, theirs: {"meterApiName": mine["meter_api_name"], "aggregation": "SUM",
-                                              "timeGroupingInterval": "DAY",
-                                              "startTimeInSeconds": int(time.time()) - 86400,
-                                              "endTimeInSeconds": int(time.time()) + 3600},
-    ("post", "/billing/meters/usage"): lambda mine, theirs: {"meterName": mine["meter_api_name"], "customerId": "someone",
-                                                             "value": 1},
+    ("post", "/ingest"): lambda mine, theirs: {
+        "customerId": "someone",
+        "meterApiName": mine["meter_api_name"],
+        "meterValue": 1,
+        "meterTimeInMillis": int(time.time() * 1000),
+    },
+    ("post", "/usage"): lambda mine, theirs: {
+        "meterApiName": mine["meter_api_name"],
+        "aggregation": "SUM",
+        "timeGroupingInterval": "DAY",
+        "startTimeInSeconds": int(time.time()) - 86400,
+        "endTimeInSeconds": int(time.time()) + 3600,
+    },
+    ("post", "/billing/meters/usage"): lambda mine, theirs: {
+        "meterName": mine["meter_api_name"],
+        "customerId": "someone",
+        "value": 1,
+    },
 }
 
 # Operations whose body names another resource: B naming A's resource there is a 404 too (or, for a
@@ -97,13 +126,25 @@ def _expect_name_not_found(response) -> None:
     assert len(body["invalidParameters"]) == 1, body
 
 
-FOREIGN_REFERENCES.update({
-    ("post", "/meters"): (lambda mine, theirs: {"meterTypeId": theirs["meter_type_id"], "meterKey": "k",
-                                                "userId": "u"}, _expect_404),
-    ("post", "/streams/import"): (lambda mine, theirs: {"solutionId": theirs["solution_id"],
-                                                        "streamConfig": chain(name="Into theirs")}, _expect_404),
-    ("delete", "/parameters"): (lambda mine, theirs: {"parameters": [theirs["parameter"]]}, _expect_name_not_found),
-})
+FOREIGN_REFERENCES.update(
+    {
+        ("post", "/meters"): (
+            lambda mine, theirs: {"meterTypeId": theirs["meter_type_id"], "meterKey": "k", "userId": "u"},
+            _expect_404,
+        ),
+        ("post", "/streams/import"): (
+            lambda mine, theirs: {
+                "solutionId": theirs["solution_id"],
+                "streamConfig": chain(name="Into theirs"),
+            },
+            _expect_404,
+        ),
+        ("delete", "/parameters"): (
+            lambda mine, theirs: {"parameters": [theirs["parameter"]]},
+            _expect_name_not_found,
+        ),
+    }
+)
 
 
 # Lists that need a query parameter: (B's or A's references) → the query naming that account's own resource.
@@ -168,13 +209,17 @@ def _call(client, method: str, url: str, body: dict | None = None, query: dict |
         url += "?" + "&".join(f"{name}={value}" for name, values in query.items() for value in values)
     if body is None:
         return getattr(client, method)(url, headers=headers)
-    return getattr(client, method)(url, data=json.dumps(body), content_type="application/json", headers=headers)
+    return getattr(client, method)(
+        url, data=json.dumps(body), content_type="application/json", headers=headers
+    )
 
 
 def _operations() -> dict[str, dict[str, dict]]:
     schema = Client().get("/openapi.json").json()
-    return {path: {method: operation for method, operation in item.items() if method in METHODS}
-            for path, item in schema["paths"].items()}
+    return {
+        path: {method: operation for method, operation in item.items() if method in METHODS}
+        for path, item in schema["paths"].items()
+    }
 
 
 @pytest.fixture
@@ -184,23 +229,40 @@ def world(account, other_account):
     parameter_services.parameter_create(account=other_account, name="mine/param", type="standard", value="v")
     my_type = make_meter_type(other_account, name="Mine")
     my_solution = stream_services.solution_create(account=other_account, name="Mine")
-    access, secret = account_services.application_access_create(account=other_account, name="token", scopes=["all"])
+    access, secret = account_services.application_access_create(
+        account=other_account, name="token", scopes=["all"]
+    )
     my_definition = FACTORIES["/meter-definition/{meterApiName}"](other_account).path["meterApiName"]
     my_correction = FACTORIES["/data-corrections/{id}"](other_account).path["id"]
-    mine = {"meter_type_id": str(my_type.pk), "solution_id": str(my_solution.pk), "parameter": "mine/param",
-            "meter_api_name": my_definition, "correction_id": my_correction,
-            "token_request": {"grant_type": "client_credentials", "client_id": access.client_id,
-                              "client_secret": secret}}
-    their_refs = {"meter_type_id": theirs["/meters/{id}"].identifiers - {theirs["/meters/{id}"].path["id"]},
-                  "solution_id": None, "parameter": theirs["/parameters/{name}"].path["name"],
-                  "meter_api_name": theirs["/meter-definition/{meterApiName}"].path["meterApiName"]}
+    mine = {
+        "meter_type_id": str(my_type.pk),
+        "solution_id": str(my_solution.pk),
+        "parameter": "mine/param",
+        "meter_api_name": my_definition,
+        "correction_id": my_correction,
+        "token_request": {
+            "grant_type": "client_credentials",
+            "client_id": access.client_id,
+            "client_secret": secret,
+        },
+    }
+    their_refs = {
+        "meter_type_id": theirs["/meters/{id}"].identifiers - {theirs["/meters/{id}"].path["id"]},
+        "solution_id": None,
+        "parameter": theirs["/parameters/{name}"].path["name"],
+        "meter_api_name": theirs["/meter-definition/{meterApiName}"].path["meterApiName"],
+    }
     their_refs["meter_type_id"] = next(iter(their_refs["meter_type_id"]))
     stream_resource = theirs["/streams/{id}"]
     their_refs["solution_id"] = next(iter(stream_resource.identifiers - {stream_resource.path["id"]}))
     return {
-        "a": client_for(account, name="a"), "b": client_for(other_account, name="b"),
-        "theirs": theirs, "their_refs": their_refs, "mine": mine,
-        "a_id": account.pk, "b_id": other_account.pk,
+        "a": client_for(account, name="a"),
+        "b": client_for(other_account, name="b"),
+        "theirs": theirs,
+        "their_refs": their_refs,
+        "mine": mine,
+        "a_id": account.pk,
+        "b_id": other_account.pk,
     }
 
 
@@ -212,8 +274,12 @@ def test_every_resource_path_has_a_factory_and_every_body_operation_a_body():
     resource_paths = {path for path in operations if "{" in path}
     assert resource_paths - set(FACTORIES) == set(), "add a factory to FACTORIES for these paths"
     assert set(FACTORIES) - resource_paths == set(), "these paths no longer exist: remove their factories"
-    with_body = {(method, path) for path, methods in operations.items() for method, operation in methods.items()
-                 if "requestBody" in operation}
+    with_body = {
+        (method, path)
+        for path, methods in operations.items()
+        for method, operation in methods.items()
+        if "requestBody" in operation
+    }
     assert with_body - set(BODIES) == set(), "add a valid body to BODIES for these operations"
     assert set(BODIES) - with_body == set(), "these operations no longer take a body: remove them from BODIES"
 
@@ -227,8 +293,11 @@ def test_another_accounts_resources_are_404_for_every_method_and_change_nothing(
         resource = world["theirs"][template]
         url = resource_url(template, resource)
         for method in sorted(methods, key=("get", "post", "patch", "put", "delete").index):
-            body = BODIES[(method, template)](world["mine"], world["their_refs"]) \
-                if (method, template) in BODIES else None
+            body = (
+                BODIES[(method, template)](world["mine"], world["their_refs"])
+                if (method, template) in BODIES
+                else None
+            )
             before = account_rows(world["a_id"])
             response = _call(world["b"], method, url, body, resource.query)
             _assert_json_error(response, 404)
@@ -250,7 +319,11 @@ def test_the_owner_reaches_every_resource_with_every_method(world):
         resource = world["theirs"][template]
         for method in sorted(methods, key=("get", "post", "patch", "put", "delete").index):
             mine = {**world["mine"]}
-            body = BODIES[(method, template)](mine, world["their_refs"]) if (method, template) in BODIES else None
+            body = (
+                BODIES[(method, template)](mine, world["their_refs"])
+                if (method, template) in BODIES
+                else None
+            )
             response = _call(world["a"], method, resource_url(template, resource), body, resource.query)
             assert response.status_code < 400, (method, template, response.content[:300])
 
@@ -266,8 +339,13 @@ def test_bodies_naming_another_accounts_resources_are_refused_and_change_nothing
 def test_lists_never_show_another_accounts_ids(world):
     operations = _operations()
     identifiers = set().union(*(resource.identifiers for resource in world["theirs"].values()))
-    lists = [(path, operation) for path, methods in operations.items() if "{" not in path
-             for method, operation in methods.items() if method == "get"]
+    lists = [
+        (path, operation)
+        for path, methods in operations.items()
+        if "{" not in path
+        for method, operation in methods.items()
+        if method == "get"
+    ]
     assert len(lists) >= 5
     for path, operation in lists:
         query = LIST_QUERIES.get(path, lambda refs: {})
@@ -277,10 +355,15 @@ def test_lists_never_show_another_accounts_ids(world):
         assert leaked == set(), f"GET {path} as B shows A's {leaked}"
         # The owner does see them there: the check above could fail.
         owners = world["a"].get(path, query(world["their_refs"])).content.decode()
-        assert any(identifier in owners for identifier in identifiers), f"GET {path} lists none of A's resources"
+        assert any(identifier in owners for identifier in identifiers), (
+            f"GET {path} lists none of A's resources"
+        )
         # Filters by id: A's ids as B's filter values find nothing of A's.
-        uuid_filters = [parameter["name"] for parameter in operation.get("parameters", [])
-                        if parameter["in"] == "query" and parameter["schema"].get("format") == "uuid"]
+        uuid_filters = [
+            parameter["name"]
+            for parameter in operation.get("parameters", [])
+            if parameter["in"] == "query" and parameter["schema"].get("format") == "uuid"
+        ]
         for name in uuid_filters:
             for identifier in identifiers:
                 filtered = world["b"].get(path, {name: identifier})
@@ -294,11 +377,22 @@ SENTINEL_NUMBER = 987654321
 SENTINEL_TIME = "2001-02-03T04:05:06.000Z"
 SENTINEL_TEXT = "sentinel-injected"
 INJECTED = {
-    "id": SENTINEL_ID, "accountId": None, "account": None, "account_id": None,
-    "value": SENTINEL_NUMBER, "counters": {"value": SENTINEL_NUMBER}, "recordCount": SENTINEL_NUMBER,
-    "numberOfMeters": SENTINEL_NUMBER, "cas": SENTINEL_NUMBER, "createdAt": SENTINEL_TIME, "updatedAt": SENTINEL_TIME,
-    "periodStart": SENTINEL_TIME, "createdBy": {"type": "user", "id": SENTINEL_TEXT}, "secret": SENTINEL_TEXT,
-    "encryptedValue": SENTINEL_TEXT, "meterMetaData": {"recordCount": SENTINEL_NUMBER},
+    "id": SENTINEL_ID,
+    "accountId": None,
+    "account": None,
+    "account_id": None,
+    "value": SENTINEL_NUMBER,
+    "counters": {"value": SENTINEL_NUMBER},
+    "recordCount": SENTINEL_NUMBER,
+    "numberOfMeters": SENTINEL_NUMBER,
+    "cas": SENTINEL_NUMBER,
+    "createdAt": SENTINEL_TIME,
+    "updatedAt": SENTINEL_TIME,
+    "periodStart": SENTINEL_TIME,
+    "createdBy": {"type": "user", "id": SENTINEL_TEXT},
+    "secret": SENTINEL_TEXT,
+    "encryptedValue": SENTINEL_TEXT,
+    "meterMetaData": {"recordCount": SENTINEL_NUMBER},
 }
 
 
@@ -306,13 +400,19 @@ def _holds_a_sentinel(row: dict) -> list[str]:
     found = []
     for name, value in row.items():
         text = str(value)
-        if SENTINEL_ID in text or str(SENTINEL_NUMBER) in text or SENTINEL_TEXT in text or text.startswith("2001-02-03"):
+        if (
+            SENTINEL_ID in text
+            or str(SENTINEL_NUMBER) in text
+            or SENTINEL_TEXT in text
+            or text.startswith("2001-02-03")
+        ):
             found.append(name)
     return found
 
 
 def _documented_fields(schema: dict, operation: dict) -> set[str]:
     """The body's own field names (an injected name the operation documents is no unknown field)."""
+
     def resolve(node: Any) -> Any:
         if isinstance(node, dict) and "$ref" in node:
             return resolve(schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]])
@@ -352,7 +452,9 @@ def test_unknown_body_fields_are_refused_or_ignored_never_stored(world):
                 if before.get((label, pk)) == (owner, row):
                     continue
                 assert owner == world["b_id"], f"{method.upper()} {template} with {name!r} wrote A's {label}"
-                assert _holds_a_sentinel(row) == [], f"{method.upper()} {template} stored {name!r}: {label} {row}"
+                assert _holds_a_sentinel(row) == [], (
+                    f"{method.upper()} {template} stored {name!r}: {label} {row}"
+                )
                 assert SENTINEL_ID not in str(pk), f"{method.upper()} {template} took the id it was sent"
             outcomes[(method.upper(), template, name)] = response.status_code
         # The same body without the unknown field is accepted: the 400s above were for that field.
@@ -363,4 +465,6 @@ def test_unknown_body_fields_are_refused_or_ignored_never_stored(world):
     # a server ignores parameters it does not recognise), and so do the two compatible event APIs (an
     # Amberflo or billing client's event may carry fields of newer versions); none stores any of it.
     accepted = sorted({(method, path) for (method, path, _name), status in outcomes.items() if status < 400})
-    assert accepted == [("POST", "/billing/meters/usage"), ("POST", "/ingest"), ("POST", "/oauth/token")], accepted
+    assert accepted == [("POST", "/billing/meters/usage"), ("POST", "/ingest"), ("POST", "/oauth/token")], (
+        accepted
+    )

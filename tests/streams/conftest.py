@@ -24,8 +24,12 @@ def minimal_config(name: str = "Minimal", **overrides) -> dict:
     config = {
         "name": name,
         "nodes": [
-            {"id": "in", "name": "In", "type": "onlineCollector",
-             "config": {"collectorId": "8a76066d-ff29-417c-a18e-abde22e44310"}},
+            {
+                "id": "in",
+                "name": "In",
+                "type": "onlineCollector",
+                "config": {"collectorId": "8a76066d-ff29-417c-a18e-abde22e44310"},
+            },
             {"id": "count", "name": "Count", "type": "meter", "config": {"meterKey": "count-key"}},
         ],
         "edges": [{"source": "in", "target": "count"}],
@@ -54,7 +58,12 @@ def import_stream(account, solution):
     """Import through the service, as the API would: ``import_stream(config, **options)``."""
 
     def run(config, *, target=None, **options):
-        return services.stream_import(account=account, solution_id=str((target or solution).pk),
-                                      stream_config=config, actor=ACTOR, **options)
+        return services.stream_import(
+            account=account,
+            solution_id=str((target or solution).pk),
+            stream_config=config,
+            actor=ACTOR,
+            **options,
+        )
 
     return run

@@ -32,10 +32,19 @@ def staff(client, account):
 
 @pytest.fixture
 def stream(account, solution):
-    services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR,
-                           stream_config=example("api-calls-metering") | {"tag": "v1"})
-    return services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR, on_name_conflict="overwrite",
-                                  stream_config=example("api-calls-metering") | {"description": "now"}).stream
+    services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor=ACTOR,
+        stream_config=example("api-calls-metering") | {"tag": "v1"},
+    )
+    return services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor=ACTOR,
+        on_name_conflict="overwrite",
+        stream_config=example("api-calls-metering") | {"description": "now"},
+    ).stream
 
 
 def test_adding_a_solution_puts_it_in_the_users_account(staff, account):
@@ -46,8 +55,12 @@ def test_adding_a_solution_puts_it_in_the_users_account(staff, account):
 
 def test_solutions_and_streams_of_another_account_are_invisible(staff, stream, other_account):
     foreign_solution = services.solution_create(account=other_account, name="Globex solution")
-    foreign = services.stream_import(account=other_account, solution_id=foreign_solution.pk, actor=ACTOR,
-                                     stream_config=minimal_config("Globex stream")).stream
+    foreign = services.stream_import(
+        account=other_account,
+        solution_id=foreign_solution.pk,
+        actor=ACTOR,
+        stream_config=minimal_config("Globex stream"),
+    ).stream
     streams_page = staff.get("/admin/streams/stream/").content.decode()
     assert "API calls metering" in streams_page and "Globex stream" not in streams_page
     assert "Globex solution" not in streams_page  # not even in the solution filter
@@ -77,7 +90,9 @@ def test_export_downloads_the_importable_json(staff, stream, api):
 
 
 def test_export_action_for_one_selected_stream(staff, stream):
-    response = staff.post("/admin/streams/stream/", {"action": "export_selected", "_selected_action": [stream.pk]})
+    response = staff.post(
+        "/admin/streams/stream/", {"action": "export_selected", "_selected_action": [stream.pk]}
+    )
     assert json.loads(response.content)["name"] == "API calls metering"
 
 
@@ -85,34 +100,62 @@ def test_import_page_uploads_a_json_file(staff, solution, account):
     listing = staff.get("/admin/streams/stream/").content.decode()
     assert 'id="import-stream"' in listing
     assert staff.get("/admin/streams/stream/import/").status_code == 200
-    upload = SimpleUploadedFile("stream.json", json.dumps(example("session-metering")).encode(),
-                                content_type="application/json")
+    upload = SimpleUploadedFile(
+        "stream.json", json.dumps(example("session-metering")).encode(), content_type="application/json"
+    )
     response = staff.post("/admin/streams/stream/import/", {"solution": solution.pk, "file": upload})
     stream = Stream.objects.get(name="Charging sessions")
-    assert response.status_code == 302 and response["Location"] == f"/admin/streams/stream/{stream.pk}/change/"
-    assert (stream.account_id, stream.cas, stream.created_by) == (account.pk, 1, {"type": "user", "id": "ann"})
+    assert (
+        response.status_code == 302 and response["Location"] == f"/admin/streams/stream/{stream.pk}/change/"
+    )
+    assert (stream.account_id, stream.cas, stream.created_by) == (
+        account.pk,
+        1,
+        {"type": "user", "id": "ann"},
+    )
 
 
 def test_import_page_shows_validation_problems_and_conflicts(staff, solution):
-    bad = {"name": "Bad", "nodes": [{"id": "a", "name": "A", "type": "meter", "config": {"meterKey": "k" * 40}}]}
-    page = staff.post("/admin/streams/stream/import/",
-                      {"solution": solution.pk, "config_text": json.dumps(bad)}).content.decode()
+    bad = {
+        "name": "Bad",
+        "nodes": [{"id": "a", "name": "A", "type": "meter", "config": {"meterKey": "k" * 40}}],
+    }
+    page = staff.post(
+        "/admin/streams/stream/import/", {"solution": solution.pk, "config_text": json.dumps(bad)}
+    ).content.decode()
     assert "<code>nodes[0].config.meterKey</code>: Expected `str` of length &lt;= 36" in page
-    staff.post("/admin/streams/stream/import/", {"solution": solution.pk, "config_text": json.dumps(minimal_config())})
-    page = staff.post("/admin/streams/stream/import/",
-                      {"solution": solution.pk, "config_text": json.dumps(minimal_config())}).content.decode()
+    staff.post(
+        "/admin/streams/stream/import/",
+        {"solution": solution.pk, "config_text": json.dumps(minimal_config())},
+    )
+    page = staff.post(
+        "/admin/streams/stream/import/",
+        {"solution": solution.pk, "config_text": json.dumps(minimal_config())},
+    ).content.decode()
     assert "A stream with this name exists in the solution" in page
-    response = staff.post("/admin/streams/stream/import/", {"solution": solution.pk, "on_name_conflict": "create-new",
-                                                           "config_text": json.dumps(minimal_config())})
+    response = staff.post(
+        "/admin/streams/stream/import/",
+        {
+            "solution": solution.pk,
+            "on_name_conflict": "create-new",
+            "config_text": json.dumps(minimal_config()),
+        },
+    )
     assert response.status_code == 302
     assert sorted(Stream.objects.values_list("name", flat=True)) == ["Minimal", "Minimal (Copy)"]
-    assert "Not valid JSON" in staff.post("/admin/streams/stream/import/",
-                                          {"solution": solution.pk, "config_text": "{"}).content.decode()
+    assert (
+        "Not valid JSON"
+        in staff.post(
+            "/admin/streams/stream/import/", {"solution": solution.pk, "config_text": "{"}
+        ).content.decode()
+    )
 
 
 def test_import_page_refuses_another_accounts_solution(staff, foreign_solution):
-    page = staff.post("/admin/streams/stream/import/",
-                      {"solution": foreign_solution.pk, "config_text": json.dumps(minimal_config())}).content.decode()
+    page = staff.post(
+        "/admin/streams/stream/import/",
+        {"solution": foreign_solution.pk, "config_text": json.dumps(minimal_config())},
+    ).content.decode()
     assert "Select a valid choice" in page
     assert Stream.objects.count() == 0
 
@@ -132,17 +175,32 @@ def test_a_user_without_stream_permissions_cannot_import(client, account, soluti
     assert client.get("/admin/streams/stream/import/").status_code == 403
 
 
-def test_the_meter_inspector_lists_the_meters_of_each_meter_node_with_their_values(staff, stream, account,
-                                                                                 other_account):
+def test_the_meter_inspector_lists_the_meters_of_each_meter_node_with_their_values(
+    staff, stream, account, other_account
+):
     from metering.services import meter_create, meter_type_create
 
     meter_key = next(node["config"]["meterKey"] for node in stream.nodes if node["type"] == "meter")
-    calls = meter_type_create(account_id=account.pk, name="Inspected calls", unit="call", aggregation="SUM",
-                              reset_cron="0 0 1 * *", timezone="Etc/UTC")
+    calls = meter_type_create(
+        account_id=account.pk,
+        name="Inspected calls",
+        unit="call",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+    )
     meter_create(account_id=account.pk, meter_key=meter_key, user_id="inspected-user", meter_type_id=calls.pk)
-    foreign = meter_type_create(account_id=other_account.pk, name="Foreign calls", unit="call", aggregation="SUM",
-                                reset_cron="0 0 1 * *", timezone="Etc/UTC")
-    meter_create(account_id=other_account.pk, meter_key=meter_key, user_id="foreign-user", meter_type_id=foreign.pk)
+    foreign = meter_type_create(
+        account_id=other_account.pk,
+        name="Foreign calls",
+        unit="call",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+    )
+    meter_create(
+        account_id=other_account.pk, meter_key=meter_key, user_id="foreign-user", meter_type_id=foreign.pk
+    )
     page = staff.get(f"/admin/streams/stream/{stream.pk}/change/").content.decode()
     assert f"meterKey {meter_key}" in page
     assert "<td>Inspected calls</td><td>inspected-user</td><td>0</td><td>0</td>" in page
@@ -153,8 +211,14 @@ def test_compare_versions_shows_what_changed_between_two_versions(staff, account
     changed = example("api-calls-metering") | {"tag": "v2"}
     changed["nodes"] = [node for node in changed["nodes"] if node["id"] != "peek"]
     changed["edges"] = [edge for edge in changed["edges"] if edge["target"] != "peek"]
-    services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR, on_name_conflict="overwrite",
-                           allow_node_deletion=True, stream_config=changed)
+    services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor=ACTOR,
+        on_name_conflict="overwrite",
+        allow_node_deletion=True,
+        stream_config=changed,
+    )
     v1, v2 = (stream.versions.get(tag=tag) for tag in ("v1", "v2"))
 
     # By default the two newest versions.
@@ -171,9 +235,13 @@ def test_compare_versions_shows_what_changed_between_two_versions(staff, account
     assert response.context["diff"].is_empty
     assert "No difference between v2 (cas 3) and v2 (cas 3)." in response.content.decode()
     # The latest configuration is a side too; the inline's link compares a version with it.
-    assert f"/admin/streams/stream/{stream.pk}/compare/?before={v1.pk}&amp;after=latest" in staff.get(
-        f"/admin/streams/stream/{stream.pk}/change/").content.decode()
-    latest = staff.get(f"/admin/streams/stream/{stream.pk}/compare/?before={v1.pk}&after=latest").context["diff"]
+    assert (
+        f"/admin/streams/stream/{stream.pk}/compare/?before={v1.pk}&amp;after=latest"
+        in staff.get(f"/admin/streams/stream/{stream.pk}/change/").content.decode()
+    )
+    latest = staff.get(f"/admin/streams/stream/{stream.pk}/compare/?before={v1.pk}&after=latest").context[
+        "diff"
+    ]
     assert latest.after_label == "latest (cas 3)"
     assert [node.node_id for node in latest.nodes] == ["peek"]
 
@@ -183,8 +251,12 @@ def test_compare_refuses_unknown_versions_and_other_accounts_streams(staff, stre
     assert response.status_code == 200 and response.context["diff"] is None
     assert "Select a valid choice" in response.content.decode()
     foreign_solution = services.solution_create(account=other_account, name="Globex")
-    foreign = services.stream_import(account=other_account, solution_id=foreign_solution.pk, actor=ACTOR,
-                                     stream_config=minimal_config("Globex stream") | {"tag": "g1"}).stream
+    foreign = services.stream_import(
+        account=other_account,
+        solution_id=foreign_solution.pk,
+        actor=ACTOR,
+        stream_config=minimal_config("Globex stream") | {"tag": "g1"},
+    ).stream
     foreign_version = foreign.versions.get()
     assert staff.get(f"/admin/streams/stream/{foreign.pk}/compare/").status_code == 404
     assert staff.get(f"/admin/streams/stream/{foreign.pk}/preview/").status_code == 404
@@ -198,10 +270,28 @@ def test_the_preview_form_shows_each_nodes_output_and_rejections_and_saves_nothi
     from streams.models import InspectRecord, StreamRun
 
     records = [
-        {"requestId": "r1", "status": 200, "internal": False, "path": "/v1/orders", "region": "eu",
-         "customer": {"id": "c-1", "plan": "pro"}},
-        {"requestId": "r2", "status": 503, "internal": False, "path": "/v1/orders", "customer": {"id": "c-1"}},
-        {"requestId": "r1", "status": 200, "internal": False, "path": "/v1/orders", "customer": {"id": "c-1"}},
+        {
+            "requestId": "r1",
+            "status": 200,
+            "internal": False,
+            "path": "/v1/orders",
+            "region": "eu",
+            "customer": {"id": "c-1", "plan": "pro"},
+        },
+        {
+            "requestId": "r2",
+            "status": 503,
+            "internal": False,
+            "path": "/v1/orders",
+            "customer": {"id": "c-1"},
+        },
+        {
+            "requestId": "r1",
+            "status": 200,
+            "internal": False,
+            "path": "/v1/orders",
+            "customer": {"id": "c-1"},
+        },
         "not a record",
     ]
     page = staff.get(f"/admin/streams/stream/{stream.pk}/preview/")
@@ -241,15 +331,28 @@ def test_the_preview_form_shows_each_nodes_output_and_rejections_and_saves_nothi
 def test_the_preview_of_a_tagged_version_runs_that_version(staff, account, solution, stream):
     changed = example("api-calls-metering") | {"tag": "v2"}
     next(node for node in changed["nodes"] if node["id"] == "only-billable")["config"]["conditions"] = [
-        {"field": "status", "type": "number", "operator": "lessThan", "value": 600}]
-    services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR, on_name_conflict="overwrite",
-                           stream_config=changed)
+        {"field": "status", "type": "number", "operator": "lessThan", "value": 600}
+    ]
+    services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor=ACTOR,
+        on_name_conflict="overwrite",
+        stream_config=changed,
+    )
     v1 = stream.versions.get(tag="v1")
-    record = {"requestId": "r9", "status": 503, "internal": True, "path": "/internal", "customer": {"id": "c-2"}}
+    record = {
+        "requestId": "r9",
+        "status": 503,
+        "internal": True,
+        "path": "/internal",
+        "customer": {"id": "c-2"},
+    }
     latest = staff.post(f"/admin/streams/stream/{stream.pk}/preview/", {"records": json.dumps(record)})
-    older = staff.post(f"/admin/streams/stream/{stream.pk}/preview/",
-                       {"records": json.dumps(record), "version": str(v1.pk)})
+    older = staff.post(
+        f"/admin/streams/stream/{stream.pk}/preview/", {"records": json.dumps(record), "version": str(v1.pk)}
+    )
     assert latest.context["result"].result_for("only-billable").counts()["out"] == 1
     assert older.context["result"].result_for("only-billable").counts()["out"] == 0
     assert older.context["previewed"].tag == "v1"
-    assert "<p id=\"preview-counts\">Version v1: <strong>1</strong> record in" in older.content.decode()
+    assert '<p id="preview-counts">Version v1: <strong>1</strong> record in' in older.content.decode()

@@ -16,10 +16,35 @@ from tests.streams.conftest import ACTOR, example, minimal_config
 pytestmark = pytest.mark.django_db
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-STREAM_KEYS = {"annotation", "cas", "createdAt", "createdBy", "description", "edges", "id", "name", "nodeGroups",
-               "nodes", "processingType", "schemaVersion", "solutionId", "tag", "updatedAt", "updatedBy"}
-EXPORT_KEYS = {"annotation", "description", "edges", "name", "nodeGroups", "nodes", "processingType",
-               "schemaVersion", "tag"}
+STREAM_KEYS = {
+    "annotation",
+    "cas",
+    "createdAt",
+    "createdBy",
+    "description",
+    "edges",
+    "id",
+    "name",
+    "nodeGroups",
+    "nodes",
+    "processingType",
+    "schemaVersion",
+    "solutionId",
+    "tag",
+    "updatedAt",
+    "updatedBy",
+}
+EXPORT_KEYS = {
+    "annotation",
+    "description",
+    "edges",
+    "name",
+    "nodeGroups",
+    "nodes",
+    "processingType",
+    "schemaVersion",
+    "tag",
+}
 
 
 def import_body(solution, config, **options):
@@ -51,7 +76,11 @@ def test_import_answers_the_action_the_stream_and_the_tag(api, solution):
     stream = body["stream"]
     assert set(stream) == STREAM_KEYS
     assert (stream["name"], stream["solutionId"], stream["cas"], stream["tag"]) == (
-        "API calls metering", str(solution.pk), 1, "v1.0")
+        "API calls metering",
+        str(solution.pk),
+        1,
+        "v1.0",
+    )
     assert (stream["processingType"], stream["schemaVersion"]) == ("realtime", 1)
     assert stream["createdBy"] == stream["updatedBy"] == {"type": "client", "id": api.access.client_id}
     assert TIMESTAMP.match(stream["createdAt"]) and TIMESTAMP.match(stream["updatedAt"])
@@ -61,12 +90,22 @@ def test_import_answers_the_action_the_stream_and_the_tag(api, solution):
 def test_import_conflict_strategies_over_http(api, solution):
     post_import(api, solution, minimal_config("Same"))
     assert error(post_import(api, solution, minimal_config("Same")), 409, "STREAM_NAME_EXISTS")
-    skipped = post_import(api, solution, minimal_config("Same", description="new"), onNameConflict="skip").json()
-    assert (skipped["importAction"], skipped["stream"]["description"], skipped["stream"]["cas"]) == ("skipped", "", 1)
-    overwritten = post_import(api, solution, minimal_config("Same", description="new"),
-                              onNameConflict="overwrite").json()
-    assert (overwritten["importAction"], overwritten["stream"]["description"], overwritten["stream"]["cas"]) == (
-        "overwritten", "new", 2)
+    skipped = post_import(
+        api, solution, minimal_config("Same", description="new"), onNameConflict="skip"
+    ).json()
+    assert (skipped["importAction"], skipped["stream"]["description"], skipped["stream"]["cas"]) == (
+        "skipped",
+        "",
+        1,
+    )
+    overwritten = post_import(
+        api, solution, minimal_config("Same", description="new"), onNameConflict="overwrite"
+    ).json()
+    assert (
+        overwritten["importAction"],
+        overwritten["stream"]["description"],
+        overwritten["stream"]["cas"],
+    ) == ("overwritten", "new", 2)
     copied = post_import(api, solution, minimal_config("Same"), onNameConflict="create-new").json()
     assert (copied["importAction"], copied["stream"]["name"]) == ("created", "Same (Copy)")
     assert copied["stream"]["nodes"][1]["config"]["meterKey"] != "count-key"
@@ -76,40 +115,86 @@ def test_import_node_deletion_refused_then_allowed(api, solution):
     config = minimal_config("S")
     config["nodes"].append({"id": "peek", "name": "Peek", "type": "inspect", "config": {}})
     post_import(api, solution, config)
-    body = error(post_import(api, solution, minimal_config("S"), onNameConflict="overwrite"), 409,
-                 "NODE_DELETION_NOT_ALLOWED")
+    body = error(
+        post_import(api, solution, minimal_config("S"), onNameConflict="overwrite"),
+        409,
+        "NODE_DELETION_NOT_ALLOWED",
+    )
     assert body["details"] == [{"field": "nodes", "message": "Node 'peek' would be deleted."}]
-    allowed = post_import(api, solution, minimal_config("S"), onNameConflict="overwrite", allowNodeDeletion=True)
+    allowed = post_import(
+        api, solution, minimal_config("S"), onNameConflict="overwrite", allowNodeDeletion=True
+    )
     assert [n["id"] for n in allowed.json()["stream"]["nodes"]] == ["in", "count"]
 
 
-@pytest.mark.parametrize("config,field", [
-    ({"name": "S", "nodes": [{"id": "a", "name": "A", "type": "inspect"},
-                             {"id": "a", "name": "B", "type": "inspect"}]}, "nodes[1].id"),
-    ({"name": "S", "nodes": [{"id": "a", "name": "A", "type": "inspect"}],
-      "edges": [{"source": "a", "target": "nowhere"}]}, "edges[0].target"),
-    ({"name": "S", "nodes": [{"id": "a", "name": "A", "type": "inspect"}, {"id": "b", "name": "B", "type": "inspect"}],
-      "edges": [{"source": "a", "target": "b"}, {"source": "b", "target": "a"}]}, "edges"),
-    ({"name": "S", "nodes": [{"id": "a", "name": "A", "type": "inspect"},
-                             {"id": "m", "name": "M", "type": "meter", "config": {"meterKey": "k" * 37}}]},
-     "nodes[1].config.meterKey"),
-    ({"name": "S", "nodes": [{"id": "s", "name": "S", "type": "script", "config": {"expression": "1 +"}}]},
-     "nodes[0].config.expression"),
-])
+@pytest.mark.parametrize(
+    "config,field",
+    [
+        (
+            {
+                "name": "S",
+                "nodes": [
+                    {"id": "a", "name": "A", "type": "inspect"},
+                    {"id": "a", "name": "B", "type": "inspect"},
+                ],
+            },
+            "nodes[1].id",
+        ),
+        (
+            {
+                "name": "S",
+                "nodes": [{"id": "a", "name": "A", "type": "inspect"}],
+                "edges": [{"source": "a", "target": "nowhere"}],
+            },
+            "edges[0].target",
+        ),
+        (
+            {
+                "name": "S",
+                "nodes": [
+                    {"id": "a", "name": "A", "type": "inspect"},
+                    {"id": "b", "name": "B", "type": "inspect"},
+                ],
+                "edges": [{"source": "a", "target": "b"}, {"source": "b", "target": "a"}],
+            },
+            "edges",
+        ),
+        (
+            {
+                "name": "S",
+                "nodes": [
+                    {"id": "a", "name": "A", "type": "inspect"},
+                    {"id": "m", "name": "M", "type": "meter", "config": {"meterKey": "k" * 37}},
+                ],
+            },
+            "nodes[1].config.meterKey",
+        ),
+        (
+            {
+                "name": "S",
+                "nodes": [{"id": "s", "name": "S", "type": "script", "config": {"expression": "1 +"}}],
+            },
+            "nodes[0].config.expression",
+        ),
+    ],
+)
 def test_import_validation_errors_point_at_the_problem(api, solution, config, field):
     body = error(post_import(api, solution, config), 400, "VALIDATION_ERROR")
     assert [detail["field"] for detail in body["details"]] == [field]
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"streamConfig": {"name": "S", "nodes": []}}, "solutionId"),
-    ({"solutionId": "x" * 37, "streamConfig": {"name": "S", "nodes": []}}, "solutionId"),
-    ({"solutionId": "s"}, "streamConfig"),
-    ({"solutionId": "s", "streamConfig": []}, "streamConfig"),
-    ({"solutionId": "s", "streamConfig": {}, "onNameConflict": "merge"}, "onNameConflict"),
-    ({"solutionId": "s", "streamConfig": {}, "allowNodeDeletion": "maybe"}, "allowNodeDeletion"),
-    ({"solutionId": "s", "streamConfig": {}, "accountId": "x"}, "accountId"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"streamConfig": {"name": "S", "nodes": []}}, "solutionId"),
+        ({"solutionId": "x" * 37, "streamConfig": {"name": "S", "nodes": []}}, "solutionId"),
+        ({"solutionId": "s"}, "streamConfig"),
+        ({"solutionId": "s", "streamConfig": []}, "streamConfig"),
+        ({"solutionId": "s", "streamConfig": {}, "onNameConflict": "merge"}, "onNameConflict"),
+        ({"solutionId": "s", "streamConfig": {}, "allowNodeDeletion": "maybe"}, "allowNodeDeletion"),
+        ({"solutionId": "s", "streamConfig": {}, "accountId": "x"}, "accountId"),
+    ],
+)
 def test_import_body_validation(api, body, field):
     response = api.post("/streams/import", body, format="json")
     assert field in [detail["field"] for detail in error(response, 400, "VALIDATION_ERROR")["details"]]
@@ -117,16 +202,20 @@ def test_import_body_validation(api, body, field):
 
 def test_import_into_an_unknown_or_foreign_solution_is_404(api, foreign_solution):
     for solution_id in (str(uuid.uuid4()), str(foreign_solution.pk)):
-        response = api.post("/streams/import", {"solutionId": solution_id, "streamConfig": minimal_config()},
-                            format="json")
+        response = api.post(
+            "/streams/import", {"solutionId": solution_id, "streamConfig": minimal_config()}, format="json"
+        )
         error(response, 404, "SOLUTION_NOT_FOUND")
     assert foreign_solution.streams.count() == 0
 
 
 def test_import_with_an_existing_tag_is_409(api, solution):
     post_import(api, solution, minimal_config("S", tag="v1"))
-    error(post_import(api, solution, minimal_config("S", tag="v1"), onNameConflict="overwrite"), 409,
-          "STREAM_TAG_EXISTS")
+    error(
+        post_import(api, solution, minimal_config("S", tag="v1"), onNameConflict="overwrite"),
+        409,
+        "STREAM_TAG_EXISTS",
+    )
 
 
 def test_import_needs_the_write_scope(account, solution):
@@ -154,11 +243,20 @@ def test_no_token_is_401(client):
 
 @pytest.fixture
 def stream(account, solution):
-    services.stream_import(account=account, solution_id=solution.pk,
-                           stream_config=example("api-calls-metering") | {"tag": "v1"}, actor=ACTOR)
+    services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        stream_config=example("api-calls-metering") | {"tag": "v1"},
+        actor=ACTOR,
+    )
     config = example("api-calls-metering") | {"description": "second", "tag": "v2"}
-    return services.stream_import(account=account, solution_id=solution.pk, stream_config=config,
-                                  on_name_conflict="overwrite", actor=ACTOR).stream
+    return services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        stream_config=config,
+        on_name_conflict="overwrite",
+        actor=ACTOR,
+    ).stream
 
 
 def test_get_stream(api, stream):
@@ -171,8 +269,11 @@ def test_get_stream(api, stream):
 def test_get_stream_by_tag_is_that_version(api, stream):
     body = api.get(f"/streams/{stream.pk}?tag=v1").json()
     assert (body["id"], body["description"], body["cas"], body["tag"]) == (
-        str(stream.pk), "Counts API calls per customer and plan from an online collector, forwarding every "
-                        "flushed period.", 1, "v1")
+        str(stream.pk),
+        "Counts API calls per customer and plan from an online collector, forwarding every flushed period.",
+        1,
+        "v1",
+    )
     error(api.get(f"/streams/{stream.pk}?tag=v9"), 404, "STREAM_VERSION_NOT_FOUND")
 
 
@@ -180,14 +281,21 @@ def test_get_stream_fields_with_dot_notation(api, stream):
     body = api.get(f"/streams/{stream.pk}?fields=name,nodes.name,nodes.config.meterKey,createdBy.id").json()
     assert body == {
         "name": "API calls metering",
-        "nodes": [{"name": "API gateway events", "config": {}}, {"name": "Billable calls only", "config": {}},
-                  {"name": "Shape record", "config": {}}, {"name": "Drop retries", "config": {}},
-                  {"name": "API calls", "config": {"meterKey": "api-calls"}}, {"name": "Send to billing", "config": {}},
-                  {"name": "Last records", "config": {}}],
+        "nodes": [
+            {"name": "API gateway events", "config": {}},
+            {"name": "Billable calls only", "config": {}},
+            {"name": "Shape record", "config": {}},
+            {"name": "Drop retries", "config": {}},
+            {"name": "API calls", "config": {"meterKey": "api-calls"}},
+            {"name": "Send to billing", "config": {}},
+            {"name": "Last records", "config": {}},
+        ],
         "createdBy": {"id": "test-client"},
     }
     assert api.get(f"/streams/{stream.pk}?fields=tag,nodes,nodes.name").json() == {
-        "tag": "v2", "nodes": stream.nodes}
+        "tag": "v2",
+        "nodes": stream.nodes,
+    }
     body = error(api.get(f"/streams/{stream.pk}?fields=name,secret"), 400, "VALIDATION_ERROR")
     assert body["details"][0]["field"] == "fields"
     error(api.get(f"/streams/{stream.pk}?fields=nodes..name"), 400, "VALIDATION_ERROR")
@@ -233,9 +341,15 @@ def test_export_of_another_account_imported_here(api, other_api, other_account, 
 
 
 def make_streams(account, solution, count, prefix="S"):
-    return [services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR,
-                                   stream_config=minimal_config(f"{prefix}{index:02d}")).stream
-            for index in range(count)]
+    return [
+        services.stream_import(
+            account=account,
+            solution_id=solution.pk,
+            actor=ACTOR,
+            stream_config=minimal_config(f"{prefix}{index:02d}"),
+        ).stream
+        for index in range(count)
+    ]
 
 
 def test_list_is_oldest_first_with_an_opaque_cursor_stable_across_inserts(api, account, solution):
@@ -267,12 +381,15 @@ def test_list_streams_are_full_objects_without_fields(api, stream):
 
 def test_list_filters_by_solution_and_exact_case_sensitive_name(api, account, solution, second_solution):
     make_streams(account, solution, 2)
-    services.stream_import(account=account, solution_id=second_solution.pk, actor=ACTOR,
-                           stream_config=minimal_config("S00"))
+    services.stream_import(
+        account=account, solution_id=second_solution.pk, actor=ACTOR, stream_config=minimal_config("S00")
+    )
     by_solution = api.get(f"/streams?solutionId={second_solution.pk}&fields=name,solutionId").json()
     assert by_solution == {"streams": [{"name": "S00", "solutionId": str(second_solution.pk)}]}
     assert [s["solutionId"] for s in api.get("/streams?name=S00&fields=solutionId").json()["streams"]] == [
-        str(solution.pk), str(second_solution.pk)]
+        str(solution.pk),
+        str(second_solution.pk),
+    ]
     assert api.get("/streams?name=s00").json() == {"streams": []}
     assert api.get("/streams?name=S0").json() == {"streams": []}
     error(api.get("/streams?solutionId=nope"), 400, "VALIDATION_ERROR")
@@ -280,7 +397,9 @@ def test_list_filters_by_solution_and_exact_case_sensitive_name(api, account, so
 
 def test_list_filters_by_resource_refs_ored_with_star(api, account, solution):
     for name in ("api-calls-metering", "session-metering", "daily-storage-batch"):
-        services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR, stream_config=example(name))
+        services.stream_import(
+            account=account, solution_id=solution.pk, actor=ACTOR, stream_config=example(name)
+        )
 
     def names(query):
         return [s["name"] for s in api.get(f"/streams?fields=name&{query}").json()["streams"]]
@@ -288,10 +407,17 @@ def test_list_filters_by_resource_refs_ored_with_star(api, account, solution):
     assert names("resourceRefs=meterKey:api-calls") == ["API calls metering"]
     assert names("resourceRefs=meterKey:*") == ["API calls metering", "Charging sessions", "Daily storage"]
     assert names("resourceRefs=scriptAggregationStore:*") == ["Charging sessions"]
-    assert names("resourceRefs=dataAggregationStore:d4c3b2a1-0f9e-4d8c-b7a6-5e4d3c2b1a09") == ["Daily storage"]
-    assert names("resourceRefs=onlineCollector:8a76066d-ff29-417c-a18e-abde22e44310"
-                 "&resourceRefs=scriptAggregationStore:*") == ["API calls metering", "Charging sessions"]
-    assert names("resourceRefs=meterKey:storage-gb,meterKey:api-calls") == ["API calls metering", "Daily storage"]
+    assert names("resourceRefs=dataAggregationStore:d4c3b2a1-0f9e-4d8c-b7a6-5e4d3c2b1a09") == [
+        "Daily storage"
+    ]
+    assert names(
+        "resourceRefs=onlineCollector:8a76066d-ff29-417c-a18e-abde22e44310"
+        "&resourceRefs=scriptAggregationStore:*"
+    ) == ["API calls metering", "Charging sessions"]
+    assert names("resourceRefs=meterKey:storage-gb,meterKey:api-calls") == [
+        "API calls metering",
+        "Daily storage",
+    ]
     assert names("resourceRefs=meterKey:nothing") == []
     assert len(names("resourceRefs=")) == 3
 
@@ -302,8 +428,10 @@ def test_malformed_resource_refs_are_400(api, ref):
     assert body["details"][0]["field"] == "resourceRefs"
 
 
-@pytest.mark.parametrize("query,field", [("limit=101", "limit"), ("limit=0", "limit"), ("cursor=%%%", "cursor"),
-                                         ("cursor=eyJhIjoxfQ", "cursor")])
+@pytest.mark.parametrize(
+    "query,field",
+    [("limit=101", "limit"), ("limit=0", "limit"), ("cursor=%%%", "cursor"), ("cursor=eyJhIjoxfQ", "cursor")],
+)
 def test_list_paging_validation(api, query, field):
     assert error(api.get(f"/streams?{query}"), 400, "VALIDATION_ERROR")["details"][0]["field"] == field
 
@@ -319,13 +447,21 @@ def test_list_limit_100(api, account, solution):
 def test_versions_newest_first_with_total_skip_and_limit(api, account, solution):
     for index, tag in enumerate(["v1", "v2", "v3"]):
         config = minimal_config("S", description=f"d{index}", tag=tag)
-        stream = services.stream_import(account=account, solution_id=solution.pk, stream_config=config,
-                                        on_name_conflict="overwrite", actor=ACTOR).stream
+        stream = services.stream_import(
+            account=account,
+            solution_id=solution.pk,
+            stream_config=config,
+            on_name_conflict="overwrite",
+            actor=ACTOR,
+        ).stream
     body = api.get(f"/streams/{stream.pk}/versions").json()
     assert set(body) == {"total", "versions"}
     assert body["total"] == 3
     assert [(v["tag"], v["cas"], v["description"]) for v in body["versions"]] == [
-        ("v3", 3, "d2"), ("v2", 2, "d1"), ("v1", 1, "d0")]
+        ("v3", 3, "d2"),
+        ("v2", 2, "d1"),
+        ("v1", 1, "d0"),
+    ]
     assert set(body["versions"][0]) == STREAM_KEYS
     assert all(v["id"] == str(stream.pk) for v in body["versions"])
     page = api.get(f"/streams/{stream.pk}/versions?skip=1&limit=1").json()
@@ -334,14 +470,29 @@ def test_versions_newest_first_with_total_skip_and_limit(api, account, solution)
 
 
 def test_versions_filtered_by_resource_refs(api, account, solution):
-    services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR,
-                           stream_config=minimal_config("S", tag="v1"))
+    services.stream_import(
+        account=account, solution_id=solution.pk, actor=ACTOR, stream_config=minimal_config("S", tag="v1")
+    )
     config = minimal_config("S", tag="v2")
-    config["nodes"].append({"id": "agg", "name": "Agg", "type": "dataAggregator", "config": {
-        "storeId": "d4c3b2a1-0f9e-4d8c-b7a6-5e4d3c2b1a09", "keyFields": ["k"],
-        "aggregations": [{"target": "n", "function": "count"}]}})
-    stream = services.stream_import(account=account, solution_id=solution.pk, stream_config=config,
-                                    on_name_conflict="overwrite", actor=ACTOR).stream
+    config["nodes"].append(
+        {
+            "id": "agg",
+            "name": "Agg",
+            "type": "dataAggregator",
+            "config": {
+                "storeId": "d4c3b2a1-0f9e-4d8c-b7a6-5e4d3c2b1a09",
+                "keyFields": ["k"],
+                "aggregations": [{"target": "n", "function": "count"}],
+            },
+        }
+    )
+    stream = services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        stream_config=config,
+        on_name_conflict="overwrite",
+        actor=ACTOR,
+    ).stream
 
     def tags(query):
         body = api.get(f"/streams/{stream.pk}/versions?{query}").json()
@@ -387,5 +538,7 @@ def test_openapi_documents_every_stream_endpoint_and_status(client):
         assert statuses <= set(operation["responses"]), (path, method)
     list_parameters = {p["name"] for p in schema["paths"]["/streams"]["get"]["parameters"]}
     assert {"solutionId", "fields", "name", "resourceRefs", "cursor", "limit"} <= list_parameters
-    request = schema["paths"]["/streams/import"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    request = schema["paths"]["/streams/import"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
     assert request["$ref"].endswith("/StreamImportRequest")

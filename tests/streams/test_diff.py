@@ -18,7 +18,10 @@ def test_nodes_added_removed_and_changed_field_by_field():
     diff = stream_config_diff(before, after, before_label="v1", after_label="v2")
 
     assert [(node.node_id, node.status) for node in diff.nodes] == [
-        ("only-billable", "changed"), ("audit", "added"), ("peek", "removed")]
+        ("only-billable", "changed"),
+        ("audit", "added"),
+        ("peek", "removed"),
+    ]
     assert diff.nodes[0].changes == [  # in the node's own order: name before config
         FieldChange(path="name", before='"Billable calls only"', after='"Successful calls only"'),
         FieldChange(path="config.conditions[0].value", before="500", after="400"),
@@ -38,10 +41,20 @@ def test_nodes_added_removed_and_changed_field_by_field():
 
 
 def test_the_same_configuration_under_two_tags_has_no_difference():
-    diff = stream_config_diff(example("session-metering") | {"tag": "a"}, example("session-metering") | {"tag": "b"},
-                              before_label="a", after_label="b")
+    diff = stream_config_diff(
+        example("session-metering") | {"tag": "a"},
+        example("session-metering") | {"tag": "b"},
+        before_label="a",
+        after_label="b",
+    )
     assert diff.is_empty
-    assert (diff.nodes, diff.edges_added, diff.edges_removed, diff.settings, diff.lines) == ([], [], [], [], [])
+    assert (diff.nodes, diff.edges_added, diff.edges_removed, diff.settings, diff.lines) == (
+        [],
+        [],
+        [],
+        [],
+        [],
+    )
 
 
 def test_field_changes_name_leaves_present_on_one_side_only():
@@ -51,4 +64,6 @@ def test_field_changes_name_leaves_present_on_one_side_only():
         FieldChange(path="a.c", before=None, after="1"),
     ]
     assert field_changes({"config": {}}, {"config": {"x": True}}) == [
-        FieldChange(path="config", before="{}", after=None), FieldChange(path="config.x", before=None, after="true")]
+        FieldChange(path="config", before="{}", after=None),
+        FieldChange(path="config.x", before=None, after="true"),
+    ]

@@ -15,8 +15,11 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "streams.md"
 
 
 def test_docs_show_every_example_configuration():
-    blocks = [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", DOCS.read_text(), re.DOTALL)
-              if block.lstrip().startswith("{\n")]
+    blocks = [
+        json.loads(block)
+        for block in re.findall(r"```json\n(.*?)\n```", DOCS.read_text(), re.DOTALL)
+        if block.lstrip().startswith("{\n")
+    ]
     examples = [json.loads(path.read_text()) for path in sorted(EXAMPLES_DIR.glob("*.json"))]
     assert len(examples) == 3
     for example in examples:
@@ -29,7 +32,11 @@ def test_create_solution_command(account):
     call_command("create_solution", "--account", "acme", "--name", "Production", stdout=out)
     printed = json.loads(out.getvalue())
     solution = Solution.objects.get(pk=printed["solutionId"])
-    assert (solution.account_id, solution.name, printed["accountId"]) == (account.pk, "Production", str(account.pk))
+    assert (solution.account_id, solution.name, printed["accountId"]) == (
+        account.pk,
+        "Production",
+        str(account.pk),
+    )
     with pytest.raises(CommandError, match="A solution with this name exists"):
         call_command("create_solution", "--account", "acme", "--name", "Production", stdout=StringIO())
     with pytest.raises(CommandError, match="No account named 'nobody'"):

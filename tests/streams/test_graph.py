@@ -18,12 +18,18 @@ def test_find_cycle_handles_long_chains_without_recursion():
 
 def test_layers_are_longest_path_depths():
     assert layers(["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("a", "c"), ("a", "d")]) == {
-        "a": 0, "b": 1, "c": 2, "d": 1}
+        "a": 0,
+        "b": 1,
+        "c": 2,
+        "d": 1,
+    }
 
 
 def test_svg_draws_boxes_in_columns_and_arrows_along_edges():
-    nodes = [{"id": "in", "name": "Input", "type": "onlineCollector"},
-             {"id": "m", "name": "<script>Meter</script>", "type": "meter"}]
+    nodes = [
+        {"id": "in", "name": "Input", "type": "onlineCollector"},
+        {"id": "m", "name": "<script>Meter</script>", "type": "meter"},
+    ]
     svg = stream_graph_svg(nodes, [{"source": "in", "target": "m"}])
     assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"')
     assert svg.count('<g class="node"') == 2

@@ -53,7 +53,9 @@ def test_online_collector_needs_a_collector_uuid():
     assert parsed.resource_refs() == [("onlineCollector", COLLECTOR_ID)]
     assert problems("onlineCollector", {}) == [("collectorId", "This field is required.")]
     assert problems("onlineCollector", {"collectorId": "nope"}) == [("collectorId", "Invalid UUID")]
-    assert problems("onlineCollector", {"collectorId": COLLECTOR_ID, "extra": 1}) == [("extra", "Unknown field.")]
+    assert problems("onlineCollector", {"collectorId": COLLECTOR_ID, "extra": 1}) == [
+        ("extra", "Unknown field.")
+    ]
 
 
 def test_filter_conditions_are_typed_and_joined_by_and_or():
@@ -61,27 +63,44 @@ def test_filter_conditions_are_typed_and_joined_by_and_or():
     assert isinstance(parsed, FilterConfig)
     assert (parsed.operator, parsed.conditions[0].operator) == ("AND", "equals")
     assert problems("filter", {"conditions": []}) == [("conditions", "Expected `array` of length >= 1")]
-    assert problems("filter", {"operator": "XOR", "conditions": [{"field": "a", "type": "string", "value": "x"}]}) \
-        == [("operator", "Invalid enum value 'XOR'")]
+    assert problems(
+        "filter", {"operator": "XOR", "conditions": [{"field": "a", "type": "string", "value": "x"}]}
+    ) == [("operator", "Invalid enum value 'XOR'")]
 
 
-@pytest.mark.parametrize("condition,expected", [
-    ({"field": "a", "type": "string", "value": 1}, ("conditions[0].value", "Must be a string.")),
-    ({"field": "a", "type": "number", "value": True}, ("conditions[0].value", "Must be a number.")),
-    ({"field": "a", "type": "boolean", "value": "true"}, ("conditions[0].value", "Must be a boolean.")),
-    ({"field": "a", "type": "number"}, ("conditions[0].value", "This field is required.")),
-    ({"field": "a", "type": "boolean", "operator": "greaterThan", "value": True},
-     ("conditions[0].operator", "Operator must be one of equals, exists, notEquals, notExists for type boolean.")),
-    ({"field": "a", "type": "string", "operator": "exists", "value": "x"},
-     ("conditions[0].value", "Operator exists takes no value.")),
-    ({"field": "a", "type": "number", "operator": "in", "value": [1, "2"]},
-     ("conditions[0].value[1]", "Must be a number.")),
-    ({"field": "a", "type": "number", "operator": "in", "value": 1},
-     ("conditions[0].value", "Operator in takes a list of 1 to 100 values.")),
-    ({"field": "a b", "type": "string", "value": "x"},
-     ("conditions[0].field", "A field path is dot-separated names without spaces (e.g. customer.id).")),
-    ({"field": "a", "type": "date", "value": "x"}, ("conditions[0].type", "Invalid enum value 'date'")),
-])
+@pytest.mark.parametrize(
+    "condition,expected",
+    [
+        ({"field": "a", "type": "string", "value": 1}, ("conditions[0].value", "Must be a string.")),
+        ({"field": "a", "type": "number", "value": True}, ("conditions[0].value", "Must be a number.")),
+        ({"field": "a", "type": "boolean", "value": "true"}, ("conditions[0].value", "Must be a boolean.")),
+        ({"field": "a", "type": "number"}, ("conditions[0].value", "This field is required.")),
+        (
+            {"field": "a", "type": "boolean", "operator": "greaterThan", "value": True},
+            (
+                "conditions[0].operator",
+                "Operator must be one of equals, exists, notEquals, notExists for type boolean.",
+            ),
+        ),
+        (
+            {"field": "a", "type": "string", "operator": "exists", "value": "x"},
+            ("conditions[0].value", "Operator exists takes no value."),
+        ),
+        (
+            {"field": "a", "type": "number", "operator": "in", "value": [1, "2"]},
+            ("conditions[0].value[1]", "Must be a number."),
+        ),
+        (
+            {"field": "a", "type": "number", "operator": "in", "value": 1},
+            ("conditions[0].value", "Operator in takes a list of 1 to 100 values."),
+        ),
+        (
+            {"field": "a b", "type": "string", "value": "x"},
+            ("conditions[0].field", "A field path is dot-separated names without spaces (e.g. customer.id)."),
+        ),
+        ({"field": "a", "type": "date", "value": "x"}, ("conditions[0].type", "Invalid enum value 'date'")),
+    ],
+)
 def test_filter_condition_errors_point_at_the_condition(condition, expected):
     assert problems("filter", {"conditions": [condition]}) == [expected]
 
@@ -99,23 +118,31 @@ def test_valid_conditions_of_every_type():
 
 def test_map_expressions_must_parse_as_cel():
     assert node_config_parse("map", {"fields": {"total": "record.a + record.b"}}).fields == {
-        "total": "record.a + record.b"}
+        "total": "record.a + record.b"
+    }
     assert problems("map", {"fields": {"total": "record.a +"}}) == [
-        ("fields.total", "Not a valid CEL expression: syntax error at line 1, column 10.")]
+        ("fields.total", "Not a valid CEL expression: syntax error at line 1, column 10.")
+    ]
     assert problems("map", {"fields": {}}) == [("fields", "Expected `object` of length >= 1")]
     assert problems("map", {"fields": {"a b": "1"}}) == [
-        ("fields", "Key: A field path is dot-separated names without spaces (e.g. customer.id).")]
+        ("fields", "Key: A field path is dot-separated names without spaces (e.g. customer.id).")
+    ]
 
 
 def test_script_is_cel_never_python():
-    assert node_config_parse("script", {"expression": "{'v': record.x * 2}"}).expression == "{'v': record.x * 2}"
+    assert (
+        node_config_parse("script", {"expression": "{'v': record.x * 2}"}).expression == "{'v': record.x * 2}"
+    )
     # Python statements are not CEL: the text is parsed by the CEL grammar, never by Python.
     assert problems("script", {"expression": "import os"}) == [
-        ("expression", "Not a valid CEL expression: syntax error at line 1, column 8.")]
+        ("expression", "Not a valid CEL expression: syntax error at line 1, column 8.")
+    ]
     assert problems("script", {"expression": "[x for x in y]"}) == [
-        ("expression", "Not a valid CEL expression: syntax error at line 1, column 4.")]
+        ("expression", "Not a valid CEL expression: syntax error at line 1, column 4.")
+    ]
     assert problems("script", {"expression": "lambda: 1"}) == [
-        ("expression", "Not a valid CEL expression: syntax error at line 1, column 7.")]
+        ("expression", "Not a valid CEL expression: syntax error at line 1, column 7.")
+    ]
     assert problems("script", {}) == [("expression", "This field is required.")]
 
 
@@ -128,36 +155,52 @@ def test_deduplicate():
     parsed = node_config_parse("deduplicate", {"keyFields": ["id"], "windowSeconds": 60})
     assert (parsed.key_fields, parsed.window_seconds) == (["id"], 60)
     assert problems("deduplicate", {"keyFields": ["id"], "windowSeconds": 0}) == [
-        ("windowSeconds", "Expected `int` >= 1")]
+        ("windowSeconds", "Expected `int` >= 1")
+    ]
     assert problems("deduplicate", {"keyFields": [], "windowSeconds": 5}) == [
-        ("keyFields", "Expected `array` of length >= 1")]
+        ("keyFields", "Expected `array` of length >= 1")
+    ]
 
 
 def test_meter_defaults_and_limits():
     parsed = node_config_parse("meter", {})
-    assert parsed == MeterConfig(meter_key=None, guiding_rules=[], carry_first=[], carry_last=[], group_by=[],
-                                 flush="periodEnd")
+    assert parsed == MeterConfig(
+        meter_key=None, guiding_rules=[], carry_first=[], carry_last=[], group_by=[], flush="periodEnd"
+    )
     assert parsed.resource_refs() == []
     assert problems("meter", {"meterKey": "k" * 37}) == [("meterKey", "Expected `str` of length <= 36")]
     assert problems("meter", {"meterKey": "has space"}) == [
-        ("meterKey", "A meter key is letters, digits, '_', '.' or '-'.")]
+        ("meterKey", "A meter key is letters, digits, '_', '.' or '-'.")
+    ]
     assert problems("meter", {"guidingRules": [{"category": f"c{i}"} for i in range(11)]}) == [
-        ("guidingRules", "Expected `array` of length <= 10")]
+        ("guidingRules", "Expected `array` of length <= 10")
+    ]
     assert problems("meter", {"flush": "hourly"}) == [("flush", "Invalid enum value 'hourly'")]
     assert problems("meter", {"carryLast": ["a", "a"]}) == [("carryLast", "Fields must not repeat.")]
 
 
 def test_meter_guiding_rule_conditions_are_validated_in_place():
-    config = {"meterKey": "k1", "guidingRules": [
-        {"category": "a"},
-        {"category": "b", "conditionOperator": "OR",
-         "conditions": [{"field": "x", "type": "string", "value": "1"}, {"field": "y", "type": "number", "value": "2"}]},
-    ]}
+    config = {
+        "meterKey": "k1",
+        "guidingRules": [
+            {"category": "a"},
+            {
+                "category": "b",
+                "conditionOperator": "OR",
+                "conditions": [
+                    {"field": "x", "type": "string", "value": "1"},
+                    {"field": "y", "type": "number", "value": "2"},
+                ],
+            },
+        ],
+    }
     assert problems("meter", config) == [("guidingRules[1].conditions[1].value", "Must be a number.")]
     assert problems("meter", {"guidingRules": [{"conditions": []}]}) == [
-        ("guidingRules[0].category", "This field is required.")]
+        ("guidingRules[0].category", "This field is required.")
+    ]
     assert problems("meter", {"guidingRules": [{"category": "a", "conditionOperator": "NOR"}]}) == [
-        ("guidingRules[0].conditionOperator", "Invalid enum value 'NOR'")]
+        ("guidingRules[0].conditionOperator", "Invalid enum value 'NOR'")
+    ]
 
 
 def test_script_aggregator():
@@ -166,40 +209,60 @@ def test_script_aggregator():
     assert parsed.key_fields == ["a", "b"]
     assert parsed.resource_refs() == [("scriptAggregationStore", STORE_ID)]
     assert problems("scriptAggregator", {**config, "script": "session +"}) == [
-        ("script", "Not a valid CEL expression: syntax error at line 1, column 9.")]
+        ("script", "Not a valid CEL expression: syntax error at line 1, column 9.")
+    ]
     assert problems("scriptAggregator", {**config, "timeoutSeconds": "60"}) == [
-        ("timeoutSeconds", "Expected `int`, got `str`")]
+        ("timeoutSeconds", "Expected `int`, got `str`")
+    ]
 
 
 def test_data_aggregator():
-    config = {"storeId": STORE_ID, "keyFields": ["customer"],
-              "aggregations": [{"target": "total", "function": "sum", "field": "bytes"},
-                               {"target": "n", "function": "count"}]}
+    config = {
+        "storeId": STORE_ID,
+        "keyFields": ["customer"],
+        "aggregations": [
+            {"target": "total", "function": "sum", "field": "bytes"},
+            {"target": "n", "function": "count"},
+        ],
+    }
     parsed = node_config_parse("dataAggregator", config)
     assert isinstance(parsed, DataAggregatorConfig)
     assert parsed.resource_refs() == [("dataAggregationStore", STORE_ID)]
-    bad = {**config, "aggregations": [{"target": "t", "function": "max"}, {"target": "t", "function": "count"}]}
-    assert problems("dataAggregator", bad) == [("aggregations[0].field", "Function max needs a field."),
-                                              ("aggregations[1].target", "Targets must not repeat.")]
+    bad = {
+        **config,
+        "aggregations": [{"target": "t", "function": "max"}, {"target": "t", "function": "count"}],
+    }
+    assert problems("dataAggregator", bad) == [
+        ("aggregations[0].field", "Function max needs a field."),
+        ("aggregations[1].target", "Targets must not repeat."),
+    ]
 
 
 def test_http_forwarder_urls_headers_and_parameter_references():
-    config = {"url": "https://example.com/{{param:tenant/path}}", "headers": {"X-Key": "{{param:secrets/key}}"}}
+    config = {
+        "url": "https://example.com/{{param:tenant/path}}",
+        "headers": {"X-Key": "{{param:secrets/key}}"},
+    }
     parsed = node_config_parse("httpForwarder", config)
     assert isinstance(parsed, HttpForwarderConfig)
     assert (parsed.method, parsed.timeout_seconds) == ("POST", 10)
     assert parsed.parameter_names() == ["secrets/key", "tenant/path"]
     assert node_config_parse("httpForwarder", {"url": "{{param:endpoint}}"}).url == "{{param:endpoint}}"
     assert problems("httpForwarder", {"url": "ftp://example.com"}) == [
-        ("url", "Must be an http:// or https:// URL (or a {{param:name}} reference).")]
+        ("url", "Must be an http:// or https:// URL (or a {{param:name}} reference).")
+    ]
     assert problems("httpForwarder", {"url": "https://x", "headers": {"Bad Name": "v"}}) == [
-        ("headers.Bad Name", "Not a valid HTTP header name.")]
+        ("headers.Bad Name", "Not a valid HTTP header name.")
+    ]
     assert problems("httpForwarder", {"url": "https://x", "headers": {"A": "{{param:unclosed"}}) == [
-        ("headers.A", "A parameter reference must be written {{param:name}}.")]
+        ("headers.A", "A parameter reference must be written {{param:name}}.")
+    ]
     assert problems("httpForwarder", {"url": "https://x/{{param:bad name}}"}) == [
-        ("url", "'bad name' is not a valid global parameter name.")]
+        ("url", "'bad name' is not a valid global parameter name.")
+    ]
     assert problems("httpForwarder", {"url": "https://x", "headers": {"A": "a\nb"}}) == [
-        ("headers.A", "Header values must not contain line breaks.")]
+        ("headers.A", "Header values must not contain line breaks.")
+    ]
 
 
 def test_parameter_references():

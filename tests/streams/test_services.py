@@ -25,11 +25,16 @@ def test_import_creates_a_stream_with_cas_1_and_its_resource_refs(import_stream,
     stream = result.stream
     assert (result.action, result.tag) == (ImportAction.CREATED, None)
     assert (stream.account_id, stream.solution_id, stream.name, stream.processing_type) == (
-        account.pk, solution.pk, "API calls metering", "realtime")
+        account.pk,
+        solution.pk,
+        "API calls metering",
+        "realtime",
+    )
     assert (stream.cas, stream.tag, stream.created_by, stream.updated_by) == (1, None, ACTOR, ACTOR)
     assert stream.nodes == example("api-calls-metering")["nodes"]
-    assert sorted(StreamResourceRef.objects.filter(stream=stream).values_list("resource_type", "resource_id")) == [
-        ("meterKey", "api-calls"), ("onlineCollector", "8a76066d-ff29-417c-a18e-abde22e44310")]
+    assert sorted(
+        StreamResourceRef.objects.filter(stream=stream).values_list("resource_type", "resource_id")
+    ) == [("meterKey", "api-calls"), ("onlineCollector", "8a76066d-ff29-417c-a18e-abde22e44310")]
     assert StreamVersion.objects.count() == 0
 
 
@@ -50,7 +55,11 @@ def test_skip_returns_the_existing_stream_untouched(import_stream):
     first = import_stream(minimal_config("Same", description="first")).stream
     result = import_stream(minimal_config("Same", description="second", tag="v2"), on_name_conflict="skip")
     assert (result.action, result.stream.pk, result.stream.description, result.stream.cas) == (
-        ImportAction.SKIPPED, first.pk, "first", 1)
+        ImportAction.SKIPPED,
+        first.pk,
+        "first",
+        1,
+    )
     assert result.tag is None
     assert StreamVersion.objects.count() == 0
 
@@ -63,7 +72,11 @@ def test_overwrite_replaces_the_configuration_and_increments_cas(import_stream):
     result = import_stream(config, on_name_conflict="overwrite")
     result.stream.refresh_from_db()
     assert (result.action, result.stream.pk, result.stream.description, result.stream.cas) == (
-        ImportAction.OVERWRITTEN, first.pk, "second", 2)
+        ImportAction.OVERWRITTEN,
+        first.pk,
+        "second",
+        2,
+    )
     assert [n["id"] for n in result.stream.nodes] == ["in", "count", "peek"]
     result = import_stream(config, on_name_conflict="overwrite")
     assert Stream.objects.get(pk=first.pk).cas == 3
@@ -73,8 +86,9 @@ def test_overwrite_that_drops_nodes_is_refused_without_allow_node_deletion(impor
     original = minimal_config("Same")
     original["nodes"].append({"id": "peek", "name": "Peek", "type": "inspect", "config": {}})
     stream = import_stream(original).stream
-    error = raises("NODE_DELETION_NOT_ALLOWED", 409, import_stream, minimal_config("Same"),
-                   on_name_conflict="overwrite")
+    error = raises(
+        "NODE_DELETION_NOT_ALLOWED", 409, import_stream, minimal_config("Same"), on_name_conflict="overwrite"
+    )
     assert error.details == [{"field": "nodes", "message": "Node 'peek' would be deleted."}]
     stream.refresh_from_db()
     assert (stream.cas, len(stream.nodes)) == (1, 3)
@@ -87,7 +101,10 @@ def test_overwrite_that_drops_nodes_is_allowed_with_allow_node_deletion(import_s
     result = import_stream(minimal_config("Same"), on_name_conflict="overwrite", allow_node_deletion=True)
     stream.refresh_from_db()
     assert (result.action, stream.cas, [n["id"] for n in stream.nodes]) == (
-        ImportAction.OVERWRITTEN, 2, ["in", "count"])
+        ImportAction.OVERWRITTEN,
+        2,
+        ["in", "count"],
+    )
 
 
 def test_overwrite_keeps_the_meter_key_of_a_node_that_omits_it(import_stream):
@@ -107,11 +124,16 @@ def test_create_new_with_a_clash_makes_numbered_copies_with_new_meter_keys(impor
     copy = import_stream(example("api-calls-metering"), on_name_conflict="create-new").stream
     second = import_stream(example("api-calls-metering"), on_name_conflict="create-new").stream
     assert [original.name, copy.name, second.name] == [
-        "API calls metering", "API calls metering (Copy)", "API calls metering (Copy 2)"]
+        "API calls metering",
+        "API calls metering (Copy)",
+        "API calls metering (Copy 2)",
+    ]
     keys = [s.nodes[4]["config"]["meterKey"] for s in (original, copy, second)]
     assert keys[0] == "api-calls"
     assert len(set(keys)) == 3 and all(str(uuid.UUID(k)) == k for k in keys[1:])
-    assert StreamResourceRef.objects.filter(stream=copy, resource_type="meterKey").get().resource_id == keys[1]
+    assert (
+        StreamResourceRef.objects.filter(stream=copy, resource_type="meterKey").get().resource_id == keys[1]
+    )
     assert (copy.cas, copy.pk != original.pk) == (1, True)
 
 
@@ -127,11 +149,20 @@ def test_tagged_import_saves_the_stream_and_a_version(import_stream):
     stream = result.stream
     version = StreamVersion.objects.get(stream=stream)
     assert (result.tag, stream.tag, version.tag, version.cas, version.nodes) == (
-        "v1.0", "v1.0", "v1.0", 1, stream.nodes)
-    assert list(StreamVersionResourceRef.objects.filter(version=version).order_by("resource_type")
-                .values_list("resource_type", "resource_id")) == [
-        ("meterKey", "count-key"), ("onlineCollector", "8a76066d-ff29-417c-a18e-abde22e44310")]
-    untagged = import_stream(minimal_config("Tagged", description="draft"), on_name_conflict="overwrite").stream
+        "v1.0",
+        "v1.0",
+        "v1.0",
+        1,
+        stream.nodes,
+    )
+    assert list(
+        StreamVersionResourceRef.objects.filter(version=version)
+        .order_by("resource_type")
+        .values_list("resource_type", "resource_id")
+    ) == [("meterKey", "count-key"), ("onlineCollector", "8a76066d-ff29-417c-a18e-abde22e44310")]
+    untagged = import_stream(
+        minimal_config("Tagged", description="draft"), on_name_conflict="overwrite"
+    ).stream
     assert (untagged.tag, untagged.cas, StreamVersion.objects.count()) == (None, 2, 1)
     retagged = import_stream(minimal_config("Tagged", tag="v1.1"), on_name_conflict="overwrite")
     assert (retagged.stream.cas, retagged.tag) == (3, "v1.1")
@@ -140,8 +171,13 @@ def test_tagged_import_saves_the_stream_and_a_version(import_stream):
 
 def test_a_duplicate_tag_is_409_and_changes_nothing(import_stream):
     stream = import_stream(minimal_config("Tagged", tag="v1")).stream
-    raises("STREAM_TAG_EXISTS", 409, import_stream, minimal_config("Tagged", description="x", tag="v1"),
-           on_name_conflict="overwrite")
+    raises(
+        "STREAM_TAG_EXISTS",
+        409,
+        import_stream,
+        minimal_config("Tagged", description="x", tag="v1"),
+        on_name_conflict="overwrite",
+    )
     stream.refresh_from_db()
     assert (stream.cas, stream.description) == (1, "")
 
@@ -159,10 +195,24 @@ def test_invalid_config_is_400_before_any_write(import_stream):
 
 def test_unknown_or_foreign_solution_is_404(account, foreign_solution):
     for solution_id in (str(uuid.uuid4()), str(foreign_solution.pk), "not-a-uuid"):
-        raises("SOLUTION_NOT_FOUND", 404, services.stream_import, account=account, solution_id=solution_id,
-               stream_config=minimal_config(), actor=ACTOR)
-    raises("VALIDATION_ERROR", 400, services.stream_import, account=account, solution_id="x" * 37,
-           stream_config=minimal_config(), actor=ACTOR)
+        raises(
+            "SOLUTION_NOT_FOUND",
+            404,
+            services.stream_import,
+            account=account,
+            solution_id=solution_id,
+            stream_config=minimal_config(),
+            actor=ACTOR,
+        )
+    raises(
+        "VALIDATION_ERROR",
+        400,
+        services.stream_import,
+        account=account,
+        solution_id="x" * 37,
+        stream_config=minimal_config(),
+        actor=ACTOR,
+    )
     assert Stream.objects.count() == 0
 
 

@@ -45,10 +45,20 @@ async def request(app, path: str, body: bytes, headers: dict[str, str] | None = 
         else:
             answer["body"] += message.get("body", b"")
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
-             "root_path": "", "server": ("testserver", 80), "client": ("127.0.0.1", 5000),
-             "headers": [(name.encode(), value.encode()) for name, value in headers.items()]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
+        "headers": [(name.encode(), value.encode()) for name, value in headers.items()],
+    }
     # The whole body in one message, as uvicorn hands a small one over.
     await app(scope, _replaying(body, client_stays), send)
     return answer["status"], answer["headers"], json.loads(answer["body"] or b"null")
@@ -58,6 +68,7 @@ def in_one_loop(*requests):
     """Run coroutines concurrently on one event loop (one ASGI worker), closing its connections
     after. The loop runs in a thread of its own: a browser test's session may hold a running
     loop in the main thread."""
+
     async def run():
         try:
             return await asyncio.gather(*requests)
@@ -77,4 +88,3 @@ def in_one_loop(*requests):
 
 def call(app, path: str, body: bytes, headers: dict[str, str] | None = None, query: bytes = b""):
     return in_one_loop(request(app, path, body, headers, query))[0]
-

@@ -23,9 +23,11 @@ class ProbeViewSet(AccountScopedViewSet):
     serializer_class = AccessSerializer
     list_key = "accesses"
     sort_fields = {"name": "name", "createdAt": "created_at"}
-    required_scopes = {"list": ["usage-metering:read:meter_types", "read:meter_types"],
-                       "retrieve": ["usage-metering:read:meter_types"],
-                       "create": ["usage-metering:create:meter_types"]}
+    required_scopes = {
+        "list": ["usage-metering:read:meter_types", "read:meter_types"],
+        "retrieve": ["usage-metering:read:meter_types"],
+        "create": ["usage-metering:create:meter_types"],
+    }
     throttle_group = "meter_types"
 
     def create(self, request):

@@ -21,8 +21,14 @@ from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 TIMEOUT_MS = 10_000
@@ -67,7 +73,9 @@ def screenshots_dir() -> Path | None:
     return Path(configured) if configured else None
 
 
-def screenshot(page: Page, name: str, *, full_page: bool = False, element: Locator | None = None) -> Path | None:
+def screenshot(
+    page: Page, name: str, *, full_page: bool = False, element: Locator | None = None
+) -> Path | None:
     """Save what the viewport shows as ``<dir>/<name>.png`` (the pages documented in
     docs/console.md): or the whole page (``full_page``), or one ``element`` of it however tall."""
     directory = screenshots_dir()

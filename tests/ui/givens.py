@@ -39,8 +39,19 @@ ANN_DAILY_CALLS = (120, 340, 280, 510, 460, 390, 620, 700, 655, 480)
 def _ledger_record(meter: Meter, at: datetime, value: int | Decimal) -> None:
     """One usage record through the ledger (which the dashboard's usage charts read), at ``at``."""
     MeterType.objects.filter(pk=meter.meter_type_id, active_from__gt=at).update(active_from=at)
-    result = usage_apply(account_id=meter.account_id, source="api", records=[UsageInput(
-        user_id=meter.user_id, value=value, timestamp=at, meter_type_id=meter.meter_type_id, meter_key=meter.meter_key)])
+    result = usage_apply(
+        account_id=meter.account_id,
+        source="api",
+        records=[
+            UsageInput(
+                user_id=meter.user_id,
+                value=value,
+                timestamp=at,
+                meter_type_id=meter.meter_type_id,
+                meter_key=meter.meter_key,
+            )
+        ],
+    )
     assert result.accepted == 1, result
 
 
@@ -61,9 +72,17 @@ def flush_daily_history(meter: Meter, values: tuple[int, ...]) -> None:
         # Aware arithmetic on one zone is wall-clock arithmetic: local midnights, across DST too.
         start, end = today - timedelta(days=days_ago), today - timedelta(days=days_ago - 1)
         MeteredRecord.objects.create(
-            account_id=meter.account_id, meter=meter, source_meter_id=meter.pk, user_id=meter.user_id,
-            meter_type_id=meter_type.pk, meter_type_name=meter_type.name, timezone=meter_type.timezone,
-            meter_key=meter.meter_key, value=Decimal(value), unit=meter_type.unit, period_start=start,
+            account_id=meter.account_id,
+            meter=meter,
+            source_meter_id=meter.pk,
+            user_id=meter.user_id,
+            meter_type_id=meter_type.pk,
+            meter_type_name=meter_type.name,
+            timezone=meter_type.timezone,
+            meter_key=meter.meter_key,
+            value=Decimal(value),
+            unit=meter_type.unit,
+            period_start=start,
             period_end=end,
         )
         _ledger_record(meter, start + timedelta(hours=12), value)
@@ -79,8 +98,11 @@ def closed_port() -> int:
 def given_stream(account: Account) -> None:
     solution = stream_services.solution_create(account=account, name="Production")
     stream_services.stream_import(
-        account=account, solution_id=solution.pk, actor={"type": "user", "id": "setup"},
-        stream_config=json.loads((STREAM_EXAMPLES / "api-calls-metering.json").read_text()))
+        account=account,
+        solution_id=solution.pk,
+        actor={"type": "user", "id": "setup"},
+        stream_config=json.loads((STREAM_EXAMPLES / "api-calls-metering.json").read_text()),
+    )
 
 
 def metering_stream_config(collector: Collector, **overrides) -> dict:
@@ -103,38 +125,71 @@ def given_intake(account: Account, collector: Collector, *, minutes: int = 14) -
     """A batch of 20-70 API-call events every minute of the last ``minutes``, as the gateway sends them."""
     now = utc_now()
     for minute in range(minutes, -1, -1):
-        events = [{"requestId": f"m{minute}-{n}", "status": 200, "internal": False, "path": "/v1/orders",
-                   "customer": {"id": "ann@acme.example"}} for n in range(20 + (minute * 37) % 50)]
-        collection_services.collected_batch_append(account_id=account.pk, collector_id=collector.pk,
-                                                   payload=json.dumps(events),
-                                                   received_at=now - timedelta(minutes=minute, seconds=5))
+        events = [
+            {
+                "requestId": f"m{minute}-{n}",
+                "status": 200,
+                "internal": False,
+                "path": "/v1/orders",
+                "customer": {"id": "ann@acme.example"},
+            }
+            for n in range(20 + (minute * 37) % 50)
+        ]
+        collection_services.collected_batch_append(
+            account_id=account.pk,
+            collector_id=collector.pk,
+            payload=json.dumps(events),
+            received_at=now - timedelta(minutes=minute, seconds=5),
+        )
 
 
 def given_stream_runs_with_errors(account: Account) -> Stream:
     """A batch stream whose forwarder needs a parameter nobody set: its runs fail; and records that are
     not JSON objects, rejected by its input node."""
     solution = stream_services.solution_create(account=account, name="Exports")
-    stream = stream_services.stream_import(account=account, solution_id=solution.pk, actor={"type": "user", "id": "setup"},
-                                           stream_config={
-        "name": "Usage export", "processingType": "batch",
-        "nodes": [
-            {"id": "in", "name": "Usage in", "type": "onlineCollector",
-             "config": {"collectorId": "8a76066d-ff29-417c-a18e-abde22e44310"}},
-            {"id": "export", "name": "Export", "type": "httpForwarder", "config": {"url": "{{param:export/url}}"}},
-        ],
-        "edges": [{"source": "in", "target": "export"}],
-    }).stream
+    stream = stream_services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor={"type": "user", "id": "setup"},
+        stream_config={
+            "name": "Usage export",
+            "processingType": "batch",
+            "nodes": [
+                {
+                    "id": "in",
+                    "name": "Usage in",
+                    "type": "onlineCollector",
+                    "config": {"collectorId": "8a76066d-ff29-417c-a18e-abde22e44310"},
+                },
+                {
+                    "id": "export",
+                    "name": "Export",
+                    "type": "httpForwarder",
+                    "config": {"url": "{{param:export/url}}"},
+                },
+            ],
+            "edges": [{"source": "in", "target": "export"}],
+        },
+    ).stream
     engine_services.stream_run_execute(stream_id=stream.pk, records=[{"usage": 1}])
     return stream
 
 
 def given_data_corrections(account: Account, meter_type: MeterType) -> None:
     """Records the ledger refused: one without a customer, two for customers without a meter."""
-    result = usage_apply(account_id=account.pk, source="api", records=[
-        UsageInput(user_id=None, value=3, meter_type_id=meter_type.pk, idempotency_key="u-1"),
-        UsageInput(user_id="dora@acme.example", value=5, meter_type_id=meter_type.pk, idempotency_key="u-2"),
-        UsageInput(user_id="ed@acme.example", value=8, meter_type_id=meter_type.pk, idempotency_key="u-3"),
-    ])
+    result = usage_apply(
+        account_id=account.pk,
+        source="api",
+        records=[
+            UsageInput(user_id=None, value=3, meter_type_id=meter_type.pk, idempotency_key="u-1"),
+            UsageInput(
+                user_id="dora@acme.example", value=5, meter_type_id=meter_type.pk, idempotency_key="u-2"
+            ),
+            UsageInput(
+                user_id="ed@acme.example", value=8, meter_type_id=meter_type.pk, idempotency_key="u-3"
+            ),
+        ],
+    )
     assert result.corrections == 3, result
 
 
@@ -143,12 +198,20 @@ def given_failed_threshold_webhook(account: Account, meter: Meter) -> None:
     threshold, delivered at once (eager tasks) to a port that refuses: with one attempt allowed
     (tests/ui/conftest.py), it fails."""
     notification_services.notification_endpoint_create(
-        account=account, url=f"http://127.0.0.1:{closed_port()}/hooks/metering",
-        event_types=[EventType.THRESHOLD_CROSSED], description="alerts")
+        account=account,
+        url=f"http://127.0.0.1:{closed_port()}/hooks/metering",
+        event_types=[EventType.THRESHOLD_CROSSED],
+        description="alerts",
+    )
     notification_services.notification_publish(
-        account_id=account.pk, event_type=EventType.THRESHOLD_CROSSED,
-        payload={"meterId": str(meter.pk), "threshold": {"name": "warning", "capacityPercentage": 80},
-                 "value": float(meter.value)})
+        account_id=account.pk,
+        event_type=EventType.THRESHOLD_CROSSED,
+        payload={
+            "meterId": str(meter.pk),
+            "threshold": {"name": "warning", "capacityPercentage": 80},
+            "value": float(meter.value),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -163,22 +226,47 @@ def given_operator_data(account: Account) -> OperatorData:
     """Meter types with meters and usage, a stream, a sensitive parameter, a failed threshold webhook,
     a collector with a quarter of an hour of intake, failed stream runs and refused usage records."""
     calls = metering_services.meter_type_create(
-        account_id=account.pk, name="API calls", unit="requests", aggregation="SUM", reset_cron="0 0 * * *",
-        timezone="Europe/Stockholm", capacity=Decimal(1000),
-        thresholds=[{"name": "warning", "capacityPercentage": 80}])
+        account_id=account.pk,
+        name="API calls",
+        unit="requests",
+        aggregation="SUM",
+        reset_cron="0 0 * * *",
+        timezone="Europe/Stockholm",
+        capacity=Decimal(1000),
+        thresholds=[{"name": "warning", "capacityPercentage": 80}],
+    )
     storage = metering_services.meter_type_create(
-        account_id=account.pk, name="Storage", unit="GB", aggregation="MAX", reset_cron="0 0 1 * *",
-        timezone="Etc/UTC", capacity=Decimal(500))
-    near = set_value(metering_services.meter_create(account_id=account.pk, meter_type_id=calls.pk,
-                                                    meter_key="api-gateway", user_id="ann@acme.example"), 850)
+        account_id=account.pk,
+        name="Storage",
+        unit="GB",
+        aggregation="MAX",
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+        capacity=Decimal(500),
+    )
+    near = set_value(
+        metering_services.meter_create(
+            account_id=account.pk, meter_type_id=calls.pk, meter_key="api-gateway", user_id="ann@acme.example"
+        ),
+        850,
+    )
     flush_daily_history(near, ANN_DAILY_CALLS)
-    set_value(metering_services.meter_create(account_id=account.pk, meter_type_id=calls.pk,
-                                             meter_key="api-gateway", user_id="bob@acme.example"), 310)
-    set_value(metering_services.meter_create(account_id=account.pk, meter_type_id=storage.pk,
-                                             meter_key="storage", user_id="ann@acme.example"), 120)
+    set_value(
+        metering_services.meter_create(
+            account_id=account.pk, meter_type_id=calls.pk, meter_key="api-gateway", user_id="bob@acme.example"
+        ),
+        310,
+    )
+    set_value(
+        metering_services.meter_create(
+            account_id=account.pk, meter_type_id=storage.pk, meter_key="storage", user_id="ann@acme.example"
+        ),
+        120,
+    )
     given_stream(account)
-    parameter_services.parameter_create(account=account, name="billing/api-key", type="sensitive",
-                                        value="sk-live-acme-secret")
+    parameter_services.parameter_create(
+        account=account, name="billing/api-key", type="sensitive", value="sk-live-acme-secret"
+    )
     given_failed_threshold_webhook(account, near)
     gateway = given_collector(account)
     given_intake(account, gateway)

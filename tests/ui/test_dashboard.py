@@ -24,7 +24,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def bar(page, meter_type: str, day_label: str):
-    chart = page.locator("#panel-usage figure.console-chart", has=page.locator(f"figcaption >> text={meter_type}"))
+    chart = page.locator(
+        "#panel-usage figure.console-chart", has=page.locator(f"figcaption >> text={meter_type}")
+    )
     return chart.locator(f"rect.bar[data-label='{day_label}']")
 
 
@@ -33,18 +35,41 @@ def test_changes_made_through_the_api_show_on_the_dashboard(operator, http_api):
     access, secret = account_services.application_access_create(account=account, name="ci", scopes=["all"])
     http_api.log_in(access.client_id, secret)
 
-    calls = http_api.call("POST", "/meter-types", {
-        "name": "API calls", "unit": "requests", "aggregation": {"type": "SUM"}, "capacity": 2000,
-        "resetSchedule": {"cron": "0 0 * * *"}, "timezone": "Europe/Stockholm",
-        "thresholds": [{"name": "warning", "capacityPercentage": 80}]})
-    storage = http_api.call("POST", "/meter-types", {
-        "name": "Storage", "unit": "GB", "aggregation": {"type": "MAX"}, "capacity": 500,
-        "resetSchedule": {"cron": "0 0 1 * *"}, "timezone": "Etc/UTC"})
+    calls = http_api.call(
+        "POST",
+        "/meter-types",
+        {
+            "name": "API calls",
+            "unit": "requests",
+            "aggregation": {"type": "SUM"},
+            "capacity": 2000,
+            "resetSchedule": {"cron": "0 0 * * *"},
+            "timezone": "Europe/Stockholm",
+            "thresholds": [{"name": "warning", "capacityPercentage": 80}],
+        },
+    )
+    storage = http_api.call(
+        "POST",
+        "/meter-types",
+        {
+            "name": "Storage",
+            "unit": "GB",
+            "aggregation": {"type": "MAX"},
+            "capacity": 500,
+            "resetSchedule": {"cron": "0 0 1 * *"},
+            "timezone": "Etc/UTC",
+        },
+    )
     assert (calls.status, storage.status) == (201, 201), (calls.body, storage.body)
     meters = {}
-    for type_id, user in ((calls.body["id"], "ann@acme.example"), (calls.body["id"], "bob@acme.example"),
-                          (storage.body["id"], "ann@acme.example")):
-        answer = http_api.call("POST", "/meters", {"meterTypeId": type_id, "meterKey": "gateway", "userId": user})
+    for type_id, user in (
+        (calls.body["id"], "ann@acme.example"),
+        (calls.body["id"], "bob@acme.example"),
+        (storage.body["id"], "ann@acme.example"),
+    ):
+        answer = http_api.call(
+            "POST", "/meters", {"meterTypeId": type_id, "meterKey": "gateway", "userId": user}
+        )
         assert answer.status == 201, answer.body
         meters[(type_id, user)] = Meter.objects.get(pk=answer.body["id"])
     ann = meters[(calls.body["id"], "ann@acme.example")]
@@ -57,22 +82,34 @@ def test_changes_made_through_the_api_show_on_the_dashboard(operator, http_api):
     page.goto("/admin/")
     types = page.locator("#panel-meter_types tr[data-meter-type]")
     expect(types).to_have_count(2)
-    assert types.evaluate_all("rows => rows.map(row => [row.dataset.meterType, "
-                              "row.querySelector('.console-meter-count').textContent])") == [
-        ["API calls", "2"], ["Storage", "1"]]
-    expect(page.locator("#panel-near_capacity")).to_contain_text("No meter is at 80 % of its capacity or more.")
+    assert types.evaluate_all(
+        "rows => rows.map(row => [row.dataset.meterType, "
+        "row.querySelector('.console-meter-count').textContent])"
+    ) == [["API calls", "2"], ["Storage", "1"]]
+    expect(page.locator("#panel-near_capacity")).to_contain_text(
+        "No meter is at 80 % of its capacity or more."
+    )
     today = page.locator("#panel-usage rect.bar").last.get_attribute("data-label")
     assert re.fullmatch(r"\d\d-\d\d", today)
     expect(bar(page, "API calls", today)).to_have_attribute("data-value", "1160")  # 850 + 310 so far today
-    expect(page.locator("#panel-usage figure", has=page.locator("text=API calls")).locator("rect.bar")).to_have_count(
-        len(ANN_DAILY_CALLS) + 1)
+    expect(
+        page.locator("#panel-usage figure", has=page.locator("text=API calls")).locator("rect.bar")
+    ).to_have_count(len(ANN_DAILY_CALLS) + 1)
 
     # The API lowers ann's capacity: 850 of 1000 is 85 %.
     patched = http_api.call("PATCH", f"/meters/{ann.pk}", {"capacity": 1000})
     assert (patched.status, patched.body["capacity"]) == (200, 1000)
-    created = http_api.call("POST", "/meter-types", {
-        "name": "Data transfer", "unit": "GB", "aggregation": {"type": "SUM"},
-        "resetSchedule": {"cron": "0 0 1 * *"}, "timezone": "Etc/UTC"})
+    created = http_api.call(
+        "POST",
+        "/meter-types",
+        {
+            "name": "Data transfer",
+            "unit": "GB",
+            "aggregation": {"type": "SUM"},
+            "resetSchedule": {"cron": "0 0 1 * *"},
+            "timezone": "Etc/UTC",
+        },
+    )
     assert created.status == 201
     ann.refresh_from_db()
     given_failed_threshold_webhook(account, ann)
@@ -89,20 +126,30 @@ def test_changes_made_through_the_api_show_on_the_dashboard(operator, http_api):
     expect(near).to_contain_text("ann@acme.example")
     expect(near).to_contain_text("850 / 1000 requests")
     expect(near).to_contain_text("85.0 %")
-    expect(page.locator("#panel-meter_types tr[data-meter-type='Data transfer'] .console-meter-count")).to_have_text("0")
-    expect(page.locator("#panel-threshold_notifications tbody tr")).to_contain_text("warning (80 % of capacity)")
+    expect(
+        page.locator("#panel-meter_types tr[data-meter-type='Data transfer'] .console-meter-count")
+    ).to_have_text("0")
+    expect(page.locator("#panel-threshold_notifications tbody tr")).to_contain_text(
+        "warning (80 % of capacity)"
+    )
     expect(page.locator("#panel-failed_deliveries tbody tr")).to_contain_text("threshold.crossed")
     expect(page.locator("#console-stream-count")).to_have_text("2")
     gateway = page.locator("#panel-collectors tr[data-collector='api-gateway']")
     expect(gateway.locator(".console-batches-total")).to_have_text("13")  # one a minute, this one included
-    expect(page.locator("#panel-collectors tr[data-collector='batch-uploads'] .console-records-rate")).to_have_text("0")
-    expect(page.locator("#console-intake-chart g.series[data-series='api-gateway'] circle.point")).to_have_count(15)  # a point per minute of the window
+    expect(
+        page.locator("#panel-collectors tr[data-collector='batch-uploads'] .console-records-rate")
+    ).to_have_text("0")
+    expect(
+        page.locator("#console-intake-chart g.series[data-series='api-gateway'] circle.point")
+    ).to_have_count(15)  # a point per minute of the window
     expect(page.locator("#panel-stream_runs tr[data-status='FAILED']")).to_contain_text(
-        "node export: global parameter 'export/url'")
+        "node export: global parameter 'export/url'"
+    )
     expect(page.locator("#console-correction-count")).to_have_text("3")
     assert page.locator("#panel-data_corrections tr[data-reason]").evaluate_all(
         "rows => rows.map(row => [row.dataset.reason, row.querySelector('.console-correction-reason-count')"
-        ".textContent])") == [["NO_MATCHING_METER", "2"], ["MISSING_USER_ID", "1"]]
+        ".textContent])"
+    ) == [["NO_MATCHING_METER", "2"], ["MISSING_USER_ID", "1"]]
     screenshot(page, "dashboard", element=page.locator("#console-dashboard"))
 
     page.click("#panel-near_capacity .console-more a")

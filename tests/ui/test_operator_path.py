@@ -47,7 +47,11 @@ def test_log_in_create_a_meter_type_with_its_next_resets_and_a_meter(browser_pag
     expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
 
     meter_type = MeterType.objects.get(account=account, name="API calls")
-    assert (meter_type.reset_cron, meter_type.timezone, meter_type.capacity) == ("0 0 1 * *", "Europe/Stockholm", 1000)
+    assert (meter_type.reset_cron, meter_type.timezone, meter_type.capacity) == (
+        "0 0 1 * *",
+        "Europe/Stockholm",
+        1000,
+    )
     page.click("text=API calls")
     resets = page.locator("#next-resets li")
     expect(resets).to_have_count(5)  # rendered by the server on the saved type's page
@@ -112,7 +116,8 @@ def test_import_a_stream_and_see_its_graph(operator):
     nodes = page.locator("svg.stream-graph g.node")
     expect(nodes).to_have_count(len(config["nodes"]))
     assert nodes.evaluate_all("nodes => nodes.map(node => node.dataset.nodeId)") == [
-        node["id"] for node in config["nodes"]]
+        node["id"] for node in config["nodes"]
+    ]
     expect(page.locator("svg.stream-graph line.edge")).to_have_count(len(config["edges"]))
     expect(page.locator("svg.stream-graph g.node[data-node-id='meter'] text").nth(1)).to_have_text("meter")
     page.locator("svg.stream-graph").scroll_into_view_if_needed()
@@ -121,9 +126,16 @@ def test_import_a_stream_and_see_its_graph(operator):
 
 def test_parameters_tree_masks_the_sensitive_value(operator):
     page = operator.page
-    parameter_services.parameter_create(account=operator.account, name="billing/endpoint", type="standard",
-                                        value="https://billing.example.com/usage", description="Where usage goes")
-    parameter_services.parameter_create(account=operator.account, name="region", type="standard", value="eu-north-1")
+    parameter_services.parameter_create(
+        account=operator.account,
+        name="billing/endpoint",
+        type="standard",
+        value="https://billing.example.com/usage",
+        description="Where usage goes",
+    )
+    parameter_services.parameter_create(
+        account=operator.account, name="region", type="standard", value="eu-north-1"
+    )
     page.goto("/admin/parameters/parameter/add/")
     page.fill("#id_name", "billing/credentials/api-key")
     page.select_option("#id_type", "sensitive")
@@ -165,26 +177,49 @@ def test_another_accounts_staff_see_none_of_it(browser_page, account, other_acco
         assert name not in page.locator("#console-dashboard").inner_text()
     screenshot(page, "dashboard-other-account")
 
-    for changelist in ("metering/metertype", "metering/meter", "metering/meteredrecord", "streams/stream",
-                       "streams/solution", "parameters/parameter", "accounts/applicationaccess", "accounts/apikey",
-                       "console/meternearcapacity", "notifications/notificationevent", "notifications/delivery",
-                       "metering/datacorrection", "metering/usagerecord", "streams/streamrun",
-                       "collection/collector", "collection/collectedbatch"):
+    for changelist in (
+        "metering/metertype",
+        "metering/meter",
+        "metering/meteredrecord",
+        "streams/stream",
+        "streams/solution",
+        "parameters/parameter",
+        "accounts/applicationaccess",
+        "accounts/apikey",
+        "console/meternearcapacity",
+        "notifications/notificationevent",
+        "notifications/delivery",
+        "metering/datacorrection",
+        "metering/usagerecord",
+        "streams/streamrun",
+        "collection/collector",
+        "collection/collectedbatch",
+    ):
         page.goto(f"/admin/{changelist}/")
         expect(page.locator("#changelist-form .paginator, p.paginator").first).to_contain_text("0 ")
         assert page.locator("#result_list tbody tr").count() == 0, changelist
     correction = DataCorrection.objects.filter(account=account).first()
     run = StreamRun.objects.get(stream=acme.failing_stream)
-    access, _ = account_services.application_access_create(account=account, name="acme-billing", scopes=["all"])
-    for foreign in (f"metering/metertype/{acme.meter_type.pk}/change/", f"metering/meter/{acme.near_meter.pk}/change/",
-                    f"metering/datacorrection/{correction.pk}/change/", f"streams/streamrun/{run.pk}/change/",
-                    f"collection/collector/{acme.collector.pk}/change/",
-                    f"accounts/applicationaccess/{access.pk}/change/"):
+    access, _ = account_services.application_access_create(
+        account=account, name="acme-billing", scopes=["all"]
+    )
+    for foreign in (
+        f"metering/metertype/{acme.meter_type.pk}/change/",
+        f"metering/meter/{acme.near_meter.pk}/change/",
+        f"metering/datacorrection/{correction.pk}/change/",
+        f"streams/streamrun/{run.pk}/change/",
+        f"collection/collector/{acme.collector.pk}/change/",
+        f"accounts/applicationaccess/{access.pk}/change/",
+    ):
         page.goto(f"/admin/{foreign}")
         expect(page.locator("ul.messagelist")).to_contain_text("doesn’t exist")
     stream = acme.failing_stream
-    for foreign in (f"streams/stream/{stream.pk}/compare/", f"streams/stream/{stream.pk}/preview/",
-                    f"streams/stream/{stream.pk}/export/", f"accounts/applicationaccess/{access.pk}/revoke/"):
+    for foreign in (
+        f"streams/stream/{stream.pk}/compare/",
+        f"streams/stream/{stream.pk}/preview/",
+        f"streams/stream/{stream.pk}/export/",
+        f"accounts/applicationaccess/{access.pk}/revoke/",
+    ):
         assert page.goto(f"/admin/{foreign}").status == 404, foreign
     # Nor can a form of hers be posted to act on them.
     assert page.request.post(f"/admin/accounts/applicationaccess/{access.pk}/revoke/").status in (403, 404)

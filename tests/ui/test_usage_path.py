@@ -28,19 +28,36 @@ SETUP = {"type": "user", "id": "setup"}
 def api_calls_meter(account):
     """The "API calls" type (counted by the stream's standard guiding rule) and c-1's meter of it."""
     meter_type = metering_services.meter_type_create(
-        account_id=account.pk, name="API calls", api_name="api-calls", category="standard", unit="requests",
-        aggregation="SUM", reset_cron="0 0 * * *", timezone="Europe/Stockholm", capacity=Decimal(1000))
-    return metering_services.meter_create(account_id=account.pk, meter_type_id=meter_type.pk, meter_key="api-calls",
-                                          user_id="c-1")
+        account_id=account.pk,
+        name="API calls",
+        api_name="api-calls",
+        category="standard",
+        unit="requests",
+        aggregation="SUM",
+        reset_cron="0 0 * * *",
+        timezone="Europe/Stockholm",
+        capacity=Decimal(1000),
+    )
+    return metering_services.meter_create(
+        account_id=account.pk, meter_type_id=meter_type.pk, meter_key="api-calls", user_id="c-1"
+    )
 
 
 def event(request_id: str, **overrides) -> dict:
-    return {"requestId": request_id, "status": 200, "internal": False, "path": "/v1/orders", "region": "eu",
-            "customer": {"id": "c-1"}} | overrides
+    return {
+        "requestId": request_id,
+        "status": 200,
+        "internal": False,
+        "path": "/v1/orders",
+        "region": "eu",
+        "customer": {"id": "c-1"},
+    } | overrides
 
 
 def today_bar(page):
-    chart = page.locator("#panel-usage figure.console-chart", has=page.locator("figcaption >> text=API calls"))
+    chart = page.locator(
+        "#panel-usage figure.console-chart", has=page.locator("figcaption >> text=API calls")
+    )
     return chart, chart.locator(f"rect.bar[data-label='{utc_now().astimezone(STOCKHOLM):%m-%d}']")
 
 
@@ -49,22 +66,38 @@ def test_usage_sent_with_the_api_shows_on_the_dashboard_and_the_meter(operator, 
     meter = api_calls_meter(account)
     collector = given_collector(account, "api-gateway")
     solution = stream_services.solution_create(account=account, name="Production")
-    stream_services.stream_import(account=account, solution_id=solution.pk, actor=SETUP,
-                                  stream_config=metering_stream_config(collector))
-    access, secret = account_services.application_access_create(account=account, name="gateway", scopes=["all"])
+    stream_services.stream_import(
+        account=account, solution_id=solution.pk, actor=SETUP, stream_config=metering_stream_config(collector)
+    )
+    access, secret = account_services.application_access_create(
+        account=account, name="gateway", scopes=["all"]
+    )
     http_api.log_in(access.client_id, secret)
 
     page.goto("/admin/")
     chart, bar = today_bar(page)
     expect(chart).to_contain_text("no usage recorded")
     expect(bar).to_have_count(0)
-    expect(page.locator("#panel-collectors tr[data-collector='api-gateway'] .console-batches-total")).to_have_text("0")
+    expect(
+        page.locator("#panel-collectors tr[data-collector='api-gateway'] .console-batches-total")
+    ).to_have_text("0")
     page.goto(f"/admin/metering/meter/{meter.pk}/change/")
     expect(page.locator(".field-value_against_capacity")).to_contain_text("0 / 1000")
 
     # The gateway sends five calls: three billable, one internal (filtered out), one retry (deduplicated).
-    answer = http_api.call("POST", f"/online-collection/collectors/{collector.pk}/data", {"data": [
-        event("r1"), event("r2"), event("r3", path="/v1/invoices"), event("r4", internal=True), event("r1")]})
+    answer = http_api.call(
+        "POST",
+        f"/online-collection/collectors/{collector.pk}/data",
+        {
+            "data": [
+                event("r1"),
+                event("r2"),
+                event("r3", path="/v1/invoices"),
+                event("r4", internal=True),
+                event("r1"),
+            ]
+        },
+    )
     assert answer.status == 200, answer.body
     assert set(answer.body) == {"ingestionId"}
 
@@ -90,15 +123,32 @@ def test_usage_sent_with_the_api_shows_on_the_dashboard_and_the_meter(operator, 
 def test_fix_a_data_correction_in_the_browser_and_see_it_counted(operator, http_api):
     page, account = operator.page, operator.account
     meter = api_calls_meter(account)
-    access, secret = account_services.application_access_create(account=account, name="billing", scopes=["all"])
+    access, secret = account_services.application_access_create(
+        account=account, name="billing", scopes=["all"]
+    )
     http_api.log_in(access.client_id, secret)
     sent_at = int(utc_now().timestamp() * 1000)
     # c-9 has no meter: the ledger keeps the record in data correction instead of counting it.
-    answer = http_api.call("POST", "/ingest", [
-        {"customerId": "c-9", "meterApiName": "api-calls", "meterValue": 5, "meterTimeInMillis": sent_at,
-         "uniqueId": "evt-1"},
-        {"customerId": "c-1", "meterApiName": "api-calls", "meterValue": 2, "meterTimeInMillis": sent_at,
-         "uniqueId": "evt-2"}])
+    answer = http_api.call(
+        "POST",
+        "/ingest",
+        [
+            {
+                "customerId": "c-9",
+                "meterApiName": "api-calls",
+                "meterValue": 5,
+                "meterTimeInMillis": sent_at,
+                "uniqueId": "evt-1",
+            },
+            {
+                "customerId": "c-1",
+                "meterApiName": "api-calls",
+                "meterValue": 2,
+                "meterTimeInMillis": sent_at,
+                "uniqueId": "evt-2",
+            },
+        ],
+    )
     assert answer.status == 200, answer.body
     meter.refresh_from_db()
     assert meter.value == 2
@@ -130,15 +180,28 @@ def test_fix_a_data_correction_in_the_browser_and_see_it_counted(operator, http_
     page.goto("/admin/")
     expect(page.locator("#panel-data_corrections")).to_contain_text("No usage record waits for a correction.")
     # Sent again by its sender, the record is a duplicate: it was counted once.
-    again = http_api.call("POST", "/ingest", {"customerId": "c-1", "meterApiName": "api-calls", "meterValue": 5,
-                                              "meterTimeInMillis": sent_at, "uniqueId": "evt-1"})
+    again = http_api.call(
+        "POST",
+        "/ingest",
+        {
+            "customerId": "c-1",
+            "meterApiName": "api-calls",
+            "meterValue": 5,
+            "meterTimeInMillis": sent_at,
+            "uniqueId": "evt-1",
+        },
+    )
     assert again.status == 200
     assert Meter.objects.get(pk=meter.pk).value == 7
 
 
-def test_revoke_an_application_access_and_an_api_key_in_the_browser_and_the_api_refuses_them(operator, http_api):
+def test_revoke_an_application_access_and_an_api_key_in_the_browser_and_the_api_refuses_them(
+    operator, http_api
+):
     page, account = operator.page, operator.account
-    access, secret = account_services.application_access_create(account=account, name="billing", scopes=["all"])
+    access, secret = account_services.application_access_create(
+        account=account, name="billing", scopes=["all"]
+    )
     http_api.log_in(access.client_id, secret)
     assert http_api.call("GET", "/meter-types").status == 200
     key, raw_key = account_services.api_key_create(account=account, name="ingest")
@@ -159,8 +222,11 @@ def test_revoke_an_application_access_and_an_api_key_in_the_browser_and_the_api_
     screenshot(page, "application-access-revoked")
     refused = http_api.call("GET", "/meter-types")
     assert (refused.status, refused.body["code"]) == (401, "INVALID_TOKEN")
-    token = http_api.call("POST", "/oauth/token", {"client_id": access.client_id, "client_secret": secret,
-                                                   "grant_type": "client_credentials"})
+    token = http_api.call(
+        "POST",
+        "/oauth/token",
+        {"client_id": access.client_id, "client_secret": secret, "grant_type": "client_credentials"},
+    )
     assert token.status == 401
 
     page.goto("/admin/accounts/apikey/")
@@ -178,13 +244,19 @@ def test_compare_two_versions_of_a_stream_and_preview_sample_records(operator):
     api_calls_meter(account)
     collector = given_collector(account, "api-gateway")
     solution = stream_services.solution_create(account=account, name="Production")
-    stream = stream_services.stream_import(account=account, solution_id=solution.pk, actor=SETUP,
-                                           stream_config=metering_stream_config(collector, tag="v1")).stream
+    stream = stream_services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor=SETUP,
+        stream_config=metering_stream_config(collector, tag="v1"),
+    ).stream
     # v2, imported in the browser: only successful calls, an audit node instead of the peek.
     changed = metering_stream_config(collector, tag="v2")
     changed["nodes"][1]["config"]["conditions"][0]["value"] = 400
     changed["nodes"] = [node for node in changed["nodes"] if node["id"] != "peek"]
-    changed["nodes"].append({"id": "audit", "name": "Audit trail", "type": "inspect", "config": {"keepLast": 20}})
+    changed["nodes"].append(
+        {"id": "audit", "name": "Audit trail", "type": "inspect", "config": {"keepLast": 20}}
+    )
     changed["edges"] = [edge for edge in changed["edges"] if edge["target"] != "peek"]
     changed["edges"].append({"source": "meter", "target": "audit"})
     page.goto("/admin/streams/stream/import/")
@@ -196,11 +268,15 @@ def test_compare_two_versions_of_a_stream_and_preview_sample_records(operator):
     expect(page.locator("ul.messagelist")).to_contain_text("tagged v2")
 
     page.click("#compare-versions")
-    expect(page.locator("#diff-summary")).to_contain_text("From v1 (cas 1) to v2 (cas 2): 1 node added, 1 removed, "
-                                                          "1 changed; 1 edge added, 1 removed.")
+    expect(page.locator("#diff-summary")).to_contain_text(
+        "From v1 (cas 1) to v2 (cas 2): 1 node added, 1 removed, 1 changed; 1 edge added, 1 removed."
+    )
     nodes = page.locator("#diff-nodes tr.diff-node")
     assert nodes.evaluate_all("rows => rows.map(row => [row.dataset.nodeId, row.dataset.status])") == [
-        ["only-billable", "changed"], ["audit", "added"], ["peek", "removed"]]
+        ["only-billable", "changed"],
+        ["audit", "added"],
+        ["peek", "removed"],
+    ]
     expect(nodes.first.locator("li[data-path='config.conditions[0].value']")).to_contain_text("500 → 400")
     expect(page.locator("#diff-lines .diff-removed").first).to_be_visible()
     screenshot(page, "stream-compare", full_page=True)
@@ -211,18 +287,36 @@ def test_compare_two_versions_of_a_stream_and_preview_sample_records(operator):
 
     page.goto(f"/admin/streams/stream/{stream.pk}/change/")
     page.click("#preview-stream")
-    page.fill("#id_records", json.dumps([
-        event("r1"), event("r2", status=503), event("r3", customer={"id": "c-2", "plan": "pro"}), event("r1"),
-        "not a record"], indent=2))
+    page.fill(
+        "#id_records",
+        json.dumps(
+            [
+                event("r1"),
+                event("r2", status=503),
+                event("r3", customer={"id": "c-2", "plan": "pro"}),
+                event("r1"),
+                "not a record",
+            ],
+            indent=2,
+        ),
+    )
     page.click("input[name=_preview]")
     expect(page.locator("#preview-counts")).to_contain_text("Latest configuration: 5 records in")
     counts = page.locator(".preview-node").evaluate_all(
         "nodes => nodes.map(node => [node.dataset.nodeId, node.querySelector('.count-in').textContent, "
-        "node.querySelector('.count-out').textContent, node.querySelector('.count-rejected').textContent])")
-    assert counts == [["collector", "5", "4", "1"], ["only-billable", "4", "3", "0"], ["shape", "3", "3", "0"],
-                      ["dedup", "3", "2", "0"], ["meter", "2", "2", "0"], ["audit", "2", "2", "0"]]
+        "node.querySelector('.count-out').textContent, node.querySelector('.count-rejected').textContent])"
+    )
+    assert counts == [
+        ["collector", "5", "4", "1"],
+        ["only-billable", "4", "3", "0"],
+        ["shape", "3", "3", "0"],
+        ["dedup", "3", "2", "0"],
+        ["meter", "2", "2", "0"],
+        ["audit", "2", "2", "0"],
+    ]
     expect(page.locator(".preview-node[data-node-id='collector'] .preview-reason")).to_have_text(
-        "a record must be a JSON object")
+        "a record must be a JSON object"
+    )
     screenshot(page, "stream-preview", full_page=True)
     # A preview saves nothing: no run, no inspected record, no usage.
     assert (StreamRun.objects.count(), InspectRecord.objects.count()) == (0, 0)

@@ -30,13 +30,17 @@ class Command(BaseCommand):
         account = services.account_get_or_create(name=DEMO_ACCOUNT)
         User = get_user_model()
         password = secrets.token_urlsafe(12)
-        user, _ = User.objects.get_or_create(username=DEMO_ADMIN, defaults={"is_staff": True, "is_superuser": True})
+        user, _ = User.objects.get_or_create(
+            username=DEMO_ADMIN, defaults={"is_staff": True, "is_superuser": True}
+        )
         user.set_password(password)
         user.save()
         services.account_user_link(user=user, account=account)
         access = ApplicationAccess.objects.filter(account=account, name=DEMO_APP).first()
         if access is None:
-            access, secret = services.application_access_create(account=account, name=DEMO_APP, scopes=["all"])
+            access, secret = services.application_access_create(
+                account=account, name=DEMO_APP, scopes=["all"]
+            )
         else:
             secret = services.application_access_rotate_secret(access=access)
         self.stdout.write(

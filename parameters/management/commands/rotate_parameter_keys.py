@@ -14,8 +14,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch-size", type=int, default=services.ROTATE_BATCH_SIZE,
-                            help=f"Rows per transaction (default {services.ROTATE_BATCH_SIZE}).")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=services.ROTATE_BATCH_SIZE,
+            help=f"Rows per transaction (default {services.ROTATE_BATCH_SIZE}).",
+        )
 
     def handle(self, *args, batch_size: int, **options):
         if batch_size < 1:
@@ -28,6 +32,8 @@ class Command(BaseCommand):
             rotated = services.parameter_keys_rotate(batch_size=batch_size, on_progress=report)
         except ParameterEncryptionError as exc:
             raise CommandError(f"{exc.code}: {exc.message}")
-        self.stdout.write(self.style.SUCCESS(
-            f"done: {rotated} sensitive parameter value(s) re-encrypted with the newest key"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"done: {rotated} sensitive parameter value(s) re-encrypted with the newest key"
+            )
+        )

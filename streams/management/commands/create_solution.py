@@ -22,5 +22,6 @@ class Command(BaseCommand):
             solution = services.solution_create(account=account, name=options["name"])
         except ApiError as exc:
             raise CommandError(exc.message)
-        self.stdout.write(json.dumps({"accountId": str(account.pk), "solutionId": str(solution.pk),
-                                      "name": solution.name}))
+        self.stdout.write(
+            json.dumps({"accountId": str(account.pk), "solutionId": str(solution.pk), "name": solution.name})
+        )

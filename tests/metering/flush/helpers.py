@@ -10,19 +10,33 @@ from typing import Any
 from metering.models import Meter, MeteredRecord, MeterType
 
 
-def bulk_meters(meter_type: MeterType, count: int, *, period_start: datetime, period_end: datetime,
-                values: list[Decimal | None] | None = None, record_count: int = 1, user_prefix: str | None = None,
-                **fields: Any) -> list[Meter]:
+def bulk_meters(
+    meter_type: MeterType,
+    count: int,
+    *,
+    period_start: datetime,
+    period_end: datetime,
+    values: list[Decimal | None] | None = None,
+    record_count: int = 1,
+    user_prefix: str | None = None,
+    **fields: Any,
+) -> list[Meter]:
     """``count`` meters of ``meter_type`` in the period [period_start, period_end), each with the
     usage in ``values`` (what the ledger would have counted), made with one INSERT."""
     user_prefix = user_prefix or f"user-{uuid.uuid4().hex[:8]}-"
     meters = [
         Meter(
-            id=uuid.uuid4(), account_id=meter_type.account_id, meter_type=meter_type,
-            meter_key="a1f8797b-c827-4483-b6cf-6d3d3baa18a7", user_id=f"{user_prefix}{index}@example.com",
+            id=uuid.uuid4(),
+            account_id=meter_type.account_id,
+            meter_type=meter_type,
+            meter_key="a1f8797b-c827-4483-b6cf-6d3d3baa18a7",
+            user_id=f"{user_prefix}{index}@example.com",
             value=values[index] if values is not None else meter_type.empty_value(),
             record_count=record_count if values is not None and values[index] is not None else 0,
-            period_start=period_start, period_end=period_end, created_at=period_start, **fields,
+            period_start=period_start,
+            period_end=period_end,
+            created_at=period_start,
+            **fields,
         )
         for index in range(count)
     ]

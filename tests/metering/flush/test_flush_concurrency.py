@@ -65,14 +65,22 @@ def test_two_workers_reset_10000_meters_exactly_once_and_a_rerun_changes_nothing
     assert MeteredRecord.objects.aggregate(total=Sum("value"))["total"] == sum(usage)
     per_meter = MeteredRecord.objects.values("source_meter_id").annotate(n=Count("id")).filter(n__gt=1)
     assert list(per_meter) == []
-    assert set(MeteredRecord.objects.values_list("source_meter_id", flat=True)) == {meter.pk for meter in meters}
-    assert set(MeteredRecord.objects.values_list("period_start", "period_end")) == {(PERIOD_START, PERIOD_END)}
+    assert set(MeteredRecord.objects.values_list("source_meter_id", flat=True)) == {
+        meter.pk for meter in meters
+    }
+    assert set(MeteredRecord.objects.values_list("period_start", "period_end")) == {
+        (PERIOD_START, PERIOD_END)
+    }
     assert Meter.objects.count() == METERS - len(doomed)
     assert not Meter.objects.filter(pk__in=doomed).exists()
     assert set(Meter.objects.values_list("period_start", "period_end", "value", "record_count")) == {
-        (PERIOD_END, datetime(2027, 3, 1, tzinfo=UTC), Decimal(0), 0)}
+        (PERIOD_END, datetime(2027, 3, 1, tzinfo=UTC), Decimal(0), 0)
+    }
 
     snapshot = sorted(Meter.objects.values_list("pk", "period_start", "period_end", "value", "updated_at"))
     assert run_two_workers() == [0, 0]
     assert MeteredRecord.objects.count() == METERS
-    assert sorted(Meter.objects.values_list("pk", "period_start", "period_end", "value", "updated_at")) == snapshot
+    assert (
+        sorted(Meter.objects.values_list("pk", "period_start", "period_end", "value", "updated_at"))
+        == snapshot
+    )

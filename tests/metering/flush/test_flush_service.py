@@ -35,14 +35,26 @@ def clock():
 
 @pytest.fixture
 def monthly(account, clock):
-    return make_meter_type(account, name="API calls", unit="requests", aggregation="SUM", reset_cron="0 0 1 * *",
-                           timezone="Europe/Stockholm", capacity=1000, thresholds=[])
+    return make_meter_type(
+        account,
+        name="API calls",
+        unit="requests",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Europe/Stockholm",
+        capacity=1000,
+        thresholds=[],
+    )
 
 
 def records_answered(meter) -> list[dict]:
     """``GET /meters/{id}/records`` as a client of the meter's account sees it now (a token issued
     before the clock moved would have expired)."""
-    return client_for(meter.account, name=f"reader {uuid.uuid4()}").get(f"/meters/{meter.pk}/records").json()["records"]
+    return (
+        client_for(meter.account, name=f"reader {uuid.uuid4()}")
+        .get(f"/meters/{meter.pk}/records")
+        .json()["records"]
+    )
 
 
 def use(meter, **state):
@@ -53,9 +65,16 @@ def use(meter, **state):
 
 
 def test_a_due_meter_is_written_once_with_every_field_then_reset_into_the_next_period(monthly, clock):
-    meter = use(make_meter(monthly, custom_fields={"plan": "gold"}), value=Decimal("42.5"), record_count=3,
-                groups=[{"category": "eu", "value": 40}], group_breakdowns=[{"fields": {"region": "eu"}, "value": 2}],
-                carry_first={"host": "a"}, carry_last={"host": "b"}, last_ingested_at=LAST_INGESTED)
+    meter = use(
+        make_meter(monthly, custom_fields={"plan": "gold"}),
+        value=Decimal("42.5"),
+        record_count=3,
+        groups=[{"category": "eu", "value": 40}],
+        group_breakdowns=[{"fields": {"region": "eu"}, "value": 2}],
+        carry_first={"host": "a"},
+        carry_last={"host": "b"},
+        last_ingested_at=LAST_INGESTED,
+    )
     assert (meter.period_start, meter.period_end) == (CREATED, JANUARY_END)
 
     clock.move_to(JANUARY_END + timedelta(seconds=30))
@@ -64,21 +83,40 @@ def test_a_due_meter_is_written_once_with_every_field_then_reset_into_the_next_p
     record = MeteredRecord.objects.get()
     assert (batch.meter_count, batch.record_ids, batch.deleted_meter_ids) == (1, [record.pk], [])
     answered = records_answered(meter)
-    assert answered == [{
-        "carryFirst": {"host": "a"}, "carryLast": {"host": "b"}, "createdAt": "2027-01-31T23:00:30.000Z",
-        "customFields": {"plan": "gold"}, "groups": [{"category": "eu", "value": 40}], "id": str(record.pk),
-        "meterId": str(meter.pk), "meterKey": meter.meter_key,
-        "meterMetaData": {"recordCount": 3, "lastIngestedAt": "2027-01-29T08:30:15.123Z"},
-        "meterTypeId": str(monthly.pk), "meterTypeName": "API calls", "periodEnd": "2027-01-31T23:00:00.000Z",
-        "periodStart": "2027-01-10T12:00:00.000Z", "timezone": "Europe/Stockholm", "unit": "requests",
-        "updatedAt": "2027-01-31T23:00:30.000Z", "userId": "user0@example.com", "value": 42.5,
-    }]
+    assert answered == [
+        {
+            "carryFirst": {"host": "a"},
+            "carryLast": {"host": "b"},
+            "createdAt": "2027-01-31T23:00:30.000Z",
+            "customFields": {"plan": "gold"},
+            "groups": [{"category": "eu", "value": 40}],
+            "id": str(record.pk),
+            "meterId": str(meter.pk),
+            "meterKey": meter.meter_key,
+            "meterMetaData": {"recordCount": 3, "lastIngestedAt": "2027-01-29T08:30:15.123Z"},
+            "meterTypeId": str(monthly.pk),
+            "meterTypeName": "API calls",
+            "periodEnd": "2027-01-31T23:00:00.000Z",
+            "periodStart": "2027-01-10T12:00:00.000Z",
+            "timezone": "Europe/Stockholm",
+            "unit": "requests",
+            "updatedAt": "2027-01-31T23:00:30.000Z",
+            "userId": "user0@example.com",
+            "value": 42.5,
+        }
+    ]
     # The service hands out the same document (plus the account) for the stream engine.
     assert batch.records == [{**answered[0], "accountId": str(monthly.account_id)}]
 
     meter.refresh_from_db()
-    assert (meter.value, meter.record_count, meter.groups, meter.group_breakdowns, meter.carry_first,
-            meter.carry_last) == (Decimal(0), 0, [], [], {}, {})
+    assert (
+        meter.value,
+        meter.record_count,
+        meter.groups,
+        meter.group_breakdowns,
+        meter.carry_first,
+        meter.carry_last,
+    ) == (Decimal(0), 0, [], [], {}, {})
     assert (meter.period_start, meter.period_end) == (JANUARY_END, FEBRUARY_END)
     assert meter.last_ingested_at == LAST_INGESTED  # the last ingestion is history, not period state
     assert (meter.custom_fields, meter.capacity) == ({"plan": "gold"}, Decimal(1000))
@@ -112,15 +150,24 @@ def test_every_meter_is_flushed_at_period_end_updated_or_not(monthly, clock):
     assert (record.meter_id, record.source_meter_id) == (meter.pk, meter.pk)
 
 
-@pytest.mark.parametrize(("aggregation", "usage", "reset_to"), [
-    ("SUM", Decimal("12.5"), Decimal(0)),
-    ("INCREMENT", Decimal(4), Decimal(0)),
-    ("MAX", Decimal(99), None),
-    ("MIN", Decimal(-3), None),
-])
+@pytest.mark.parametrize(
+    ("aggregation", "usage", "reset_to"),
+    [
+        ("SUM", Decimal("12.5"), Decimal(0)),
+        ("INCREMENT", Decimal(4), Decimal(0)),
+        ("MAX", Decimal(99), None),
+        ("MIN", Decimal(-3), None),
+    ],
+)
 def test_sum_and_increment_reset_to_zero_max_and_min_to_empty(account, clock, aggregation, usage, reset_to):
-    meter_type = make_meter_type(account, aggregation=aggregation, reset_cron="0 0 1 * *", timezone="Etc/UTC",
-                                 capacity=None, thresholds=[])
+    meter_type = make_meter_type(
+        account,
+        aggregation=aggregation,
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+        capacity=None,
+        thresholds=[],
+    )
     meter = use(make_meter(meter_type), value=usage, record_count=2)
     assert flush.meters_flush_due(now=datetime(2027, 2, 1, tzinfo=UTC)) == 1
     meter.refresh_from_db()
@@ -145,15 +192,25 @@ def test_a_delete_on_reset_meter_is_gone_after_its_record(monthly, clock):
     assert list(Meter.objects.values_list("pk", flat=True)) == [staying.pk]
     record = MeteredRecord.objects.get(source_meter_id=doomed.pk)
     assert (record.meter_id, record.value, record.user_id, record.period_end) == (
-        None, Decimal(5), "leaving@example.com", JANUARY_END)
+        None,
+        Decimal(5),
+        "leaving@example.com",
+        JANUARY_END,
+    )
     assert flush.meters_flush_due(now=FEBRUARY_END - timedelta(seconds=1)) == 0
     assert MeteredRecord.objects.count() == 2
 
 
-def test_after_active_to_only_meters_updated_in_the_period_are_flushed_and_then_scheduling_stops(account, clock):
+def test_after_active_to_only_meters_updated_in_the_period_are_flushed_and_then_scheduling_stops(
+    account, clock
+):
     # Active until 20 January: the January period (ending 31 January) ends after activeTo.
-    meter_type = make_meter_type(account, reset_cron="0 0 1 * *", timezone="Europe/Stockholm",
-                                 active_to=datetime(2027, 1, 20, tzinfo=UTC))
+    meter_type = make_meter_type(
+        account,
+        reset_cron="0 0 1 * *",
+        timezone="Europe/Stockholm",
+        active_to=datetime(2027, 1, 20, tzinfo=UTC),
+    )
     idle = make_meter(meter_type, user_id="idle@example.com")
     used = use(make_meter(meter_type, user_id="used@example.com"), value=Decimal(8), record_count=2)
 
@@ -181,8 +238,9 @@ def test_after_active_to_only_meters_updated_in_the_period_are_flushed_and_then_
 
 
 def test_a_period_ending_inside_the_active_window_is_flushed_without_usage(account, clock):
-    meter_type = make_meter_type(account, reset_cron="0 0 1 * *", timezone="Europe/Stockholm",
-                                 active_to=JANUARY_END)
+    meter_type = make_meter_type(
+        account, reset_cron="0 0 1 * *", timezone="Europe/Stockholm", active_to=JANUARY_END
+    )
     meter = make_meter(meter_type)
     assert flush.meters_flush_due(now=JANUARY_END) == 1  # ends exactly at activeTo
     assert flush.meters_flush_due(now=FEBRUARY_END) == 0  # the next one ends after it, unused
@@ -192,7 +250,8 @@ def test_a_period_ending_inside_the_active_window_is_flushed_without_usage(accou
 
 
 def test_after_downtime_the_overdue_period_is_flushed_once_and_the_next_ends_at_the_next_fire_after_now(
-        account, clock):
+    account, clock
+):
     daily = make_meter_type(account, reset_cron="0 0 * * *", timezone="Etc/UTC")
     meter = use(make_meter(daily), value=Decimal(10), record_count=4)
     assert meter.period_end == datetime(2027, 1, 11, tzinfo=UTC)
@@ -200,9 +259,14 @@ def test_after_downtime_the_overdue_period_is_flushed_once_and_the_next_ends_at_
     # The sweep was down from 10 January until 14 January 15:00.
     assert flush.meters_flush_due(now=datetime(2027, 1, 14, 15, 0, tzinfo=UTC)) == 1
     meter.refresh_from_db()
-    assert (meter.period_start, meter.period_end) == (datetime(2027, 1, 11, tzinfo=UTC), datetime(2027, 1, 15, tzinfo=UTC))
+    assert (meter.period_start, meter.period_end) == (
+        datetime(2027, 1, 11, tzinfo=UTC),
+        datetime(2027, 1, 15, tzinfo=UTC),
+    )
     assert flush.meters_flush_due(now=datetime(2027, 1, 15, tzinfo=UTC)) == 1
-    assert list(MeteredRecord.objects.order_by("period_start").values_list("period_start", "period_end", "value")) == [
+    assert list(
+        MeteredRecord.objects.order_by("period_start").values_list("period_start", "period_end", "value")
+    ) == [
         (CREATED, datetime(2027, 1, 11, tzinfo=UTC), Decimal(10)),
         # The missed days are one period: contiguous, no empty record per missed boundary.
         (datetime(2027, 1, 11, tzinfo=UTC), datetime(2027, 1, 15, tzinfo=UTC), Decimal(0)),
@@ -254,12 +318,15 @@ def test_a_batch_costs_the_same_statements_for_three_meters_as_for_three_hundred
 
 
 def test_each_record_is_published_as_a_meter_flushed_notification_in_the_flush_transaction(
-        account, other_account, monthly, settings):
+    account, other_account, monthly, settings
+):
     settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = True
-    notification_services.notification_endpoint_create(account=account, url="http://127.0.0.1:9/hooks",
-                                                       event_types=["meter.flushed"])
-    notification_services.notification_endpoint_create(account=other_account, url="http://127.0.0.1:9/other",
-                                                       event_types=["meter.flushed"])
+    notification_services.notification_endpoint_create(
+        account=account, url="http://127.0.0.1:9/hooks", event_types=["meter.flushed"]
+    )
+    notification_services.notification_endpoint_create(
+        account=other_account, url="http://127.0.0.1:9/other", event_types=["meter.flushed"]
+    )
     meters = [use(make_meter(monthly, user_id=f"u{n}"), value=Decimal(n), record_count=1) for n in (1, 2)]
 
     flush.meters_flush_due(now=JANUARY_END)

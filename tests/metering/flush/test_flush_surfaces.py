@@ -30,9 +30,15 @@ DAY = timedelta(days=1)
 def daily_history(account, values: list[Decimal | None], aggregation: str = "SUM") -> Meter:
     """A daily meter (Europe/Stockholm) flushed once per value: usage set, then the day ends."""
     with time_machine.travel(CREATED, tick=False) as traveller:
-        meter_type = make_meter_type(account, name=f"Daily {aggregation}", aggregation=aggregation,
-                                     reset_cron="0 0 * * *", timezone="Europe/Stockholm", capacity=None,
-                                     thresholds=[])
+        meter_type = make_meter_type(
+            account,
+            name=f"Daily {aggregation}",
+            aggregation=aggregation,
+            reset_cron="0 0 * * *",
+            timezone="Europe/Stockholm",
+            capacity=None,
+            thresholds=[],
+        )
         meter = make_meter(meter_type)
         for value in values:
             Meter.objects.filter(pk=meter.pk).update(value=value, record_count=0 if value is None else 2)
@@ -45,12 +51,19 @@ def daily_history(account, values: list[Decimal | None], aggregation: str = "SUM
 
 # --- the task and its beat entry ------------------------------------------------------------------
 
+
 def test_the_migration_registers_the_every_minute_utc_sweep_for_operators():
     sweep = PeriodicTask.objects.select_related("crontab").get(name="metering: reset sweep")
     assert (sweep.task, sweep.enabled, sweep.interval_id) == ("metering.flush_due_meters", True, None)
     crontab = sweep.crontab
-    assert (crontab.minute, crontab.hour, crontab.day_of_month, crontab.month_of_year, crontab.day_of_week,
-            str(crontab.timezone)) == ("*", "*", "*", "*", "*", "UTC")
+    assert (
+        crontab.minute,
+        crontab.hour,
+        crontab.day_of_month,
+        crontab.month_of_year,
+        crontab.day_of_week,
+        str(crontab.timezone),
+    ) == ("*", "*", "*", "*", "*", "UTC")
 
 
 def test_the_sweep_task_flushes_everything_due_and_a_second_run_is_a_no_op(account):
@@ -90,16 +103,36 @@ def test_a_sweep_that_runs_out_of_budget_enqueues_itself_to_continue(account, se
 
 # --- GET /meters/{id}/records ---------------------------------------------------------------------
 
+
 def test_records_answer_newest_first_with_limit_and_skip(account):
     meter = daily_history(account, [Decimal(3), Decimal("4.5"), Decimal(6)])
     api = client_for(account)
     newest_first = api.get(f"/meters/{meter.pk}/records").json()["records"]
     assert [(record["periodEnd"], record["value"]) for record in newest_first] == [
-        ("2027-01-12T23:00:00.000Z", 6), ("2027-01-11T23:00:00.000Z", 4.5), ("2027-01-10T23:00:00.000Z", 3)]
+        ("2027-01-12T23:00:00.000Z", 6),
+        ("2027-01-11T23:00:00.000Z", 4.5),
+        ("2027-01-10T23:00:00.000Z", 3),
+    ]
     assert set(newest_first[0]) == {
-        "carryFirst", "carryLast", "createdAt", "customFields", "groups", "id", "meterId", "meterKey",
-        "meterMetaData", "meterTypeId", "meterTypeName", "periodEnd", "periodStart", "timezone", "unit",
-        "updatedAt", "userId", "value"}
+        "carryFirst",
+        "carryLast",
+        "createdAt",
+        "customFields",
+        "groups",
+        "id",
+        "meterId",
+        "meterKey",
+        "meterMetaData",
+        "meterTypeId",
+        "meterTypeName",
+        "periodEnd",
+        "periodStart",
+        "timezone",
+        "unit",
+        "updatedAt",
+        "userId",
+        "value",
+    }
     middle = api.get(f"/meters/{meter.pk}/records?limit=1&skip=1").json()["records"]
     assert [record["value"] for record in middle] == [4.5]
     oldest = api.get(f"/meters/{meter.pk}/records?sortOrder=ASC&limit=1").json()["records"]
@@ -113,6 +146,7 @@ def test_another_accounts_meter_records_are_404(account, other_account):
 
 
 # --- the admin --------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def staff(client, account):
@@ -136,8 +170,11 @@ def test_the_meter_page_shows_its_history_as_a_table_and_a_chart(staff, account)
     chart = re.search(r'<svg class="metered-records-chart".*?</svg>', page, re.S).group(0)
     bars = re.findall(r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"', chart)
     # Oldest on the left; heights in proportion to the values (120 px for the highest).
-    assert bars == [("0.0", "0.0", "158.0", "120.0"), ("160.0", "120.0", "158.0", "0.5"),
-                    ("320.0", "60.0", "158.0", "60.0")]
+    assert bars == [
+        ("0.0", "0.0", "158.0", "120.0"),
+        ("160.0", "120.0", "158.0", "0.5"),
+        ("320.0", "60.0", "158.0", "60.0"),
+    ]
     assert "2027-01-12 00:00 CET → 2027-01-13 00:00 CET: 5 requests" in chart
     assert f'href="/admin/metering/meteredrecord/?source_meter_id={meter.pk}">All 3 metered records' in page
 

@@ -57,17 +57,34 @@ def start_worker(log_path: Path) -> subprocess.Popen:
     }
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",
-             "--loglevel=WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                "--loglevel=WARNING",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
         )
 
 
 def open_flush_transactions() -> int:
     """Sessions of the test database sitting inside a transaction (the worker's paused batch)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND state = 'idle in transaction' AND pid <> pg_backend_pid()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
+        )
         return cursor.fetchone()[0]
 
 
@@ -109,8 +126,11 @@ def test_a_worker_killed_mid_reset_and_restarted_resets_every_meter_exactly_once
     first = workers()
     app.send_task("metering.flush_due_meters")  # what beat sends every minute
     # Kill it inside a batch's open transaction, a few batches in.
-    wait_for(lambda: MeteredRecord.objects.count() >= 3 * BATCH_SIZE and open_flush_transactions() > 0,
-             timeout=40, what="the reset to be under way")
+    wait_for(
+        lambda: MeteredRecord.objects.count() >= 3 * BATCH_SIZE and open_flush_transactions() > 0,
+        timeout=40,
+        what="the reset to be under way",
+    )
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     wait_for(lambda: open_flush_transactions() == 0, timeout=10, what="PostgreSQL to roll the batch back")
@@ -124,12 +144,18 @@ def test_a_worker_killed_mid_reset_and_restarted_resets_every_meter_exactly_once
 
     second = workers()
     app.send_task("metering.flush_due_meters")  # the next minute's sweep
-    wait_for(lambda: not Meter.objects.filter(period_end__lte=PERIOD_END).exists(), timeout=40,
-             what="the restarted worker to finish")
+    wait_for(
+        lambda: not Meter.objects.filter(period_end__lte=PERIOD_END).exists(),
+        timeout=40,
+        what="the restarted worker to finish",
+    )
     assert second.poll() is None, (tmp_path / "worker.log").read_text()
 
     assert MeteredRecord.objects.count() == METERS
-    assert not MeteredRecord.objects.values("source_meter_id").annotate(n=Count("id")).filter(n__gt=1).exists()
+    assert (
+        not MeteredRecord.objects.values("source_meter_id").annotate(n=Count("id")).filter(n__gt=1).exists()
+    )
     assert MeteredRecord.objects.aggregate(total=Sum("value"))["total"] == sum(usage)
     assert set(Meter.objects.values_list("period_start", "period_end", "value")) == {
-        (PERIOD_END, NEXT_PERIOD_END, Decimal(0))}
+        (PERIOD_END, NEXT_PERIOD_END, Decimal(0))
+    }

@@ -27,23 +27,48 @@ def frozen():
 
 def make_type(account, at: datetime = START, **overrides: Any) -> MeterType:
     """A monthly SUM type made (and active from) ``at``."""
-    values = {"name": "API calls", "unit": "requests", "aggregation": "SUM", "reset_cron": "0 0 1 * *",
-              "timezone": "Etc/UTC", "api_name": "api-calls"}
+    values = {
+        "name": "API calls",
+        "unit": "requests",
+        "aggregation": "SUM",
+        "reset_cron": "0 0 1 * *",
+        "timezone": "Etc/UTC",
+        "api_name": "api-calls",
+    }
     values.update(overrides)
     with time_machine.travel(at, tick=False):
         return services.meter_type_create(account_id=account.pk, **values)
 
 
-def make_meter(meter_type: MeterType, user_id: str = "alice", meter_key: str = "default", **overrides) -> Meter:
+def make_meter(
+    meter_type: MeterType, user_id: str = "alice", meter_key: str = "default", **overrides
+) -> Meter:
     with time_machine.travel(START, tick=False):
-        return services.meter_create(account_id=meter_type.account_id, meter_type_id=meter_type.pk,
-                                     meter_key=meter_key, user_id=user_id, **overrides)
+        return services.meter_create(
+            account_id=meter_type.account_id,
+            meter_type_id=meter_type.pk,
+            meter_key=meter_key,
+            user_id=user_id,
+            **overrides,
+        )
 
 
-def usage(meter_type: MeterType | None = None, user: str | None = "alice", value: Any = 1, at: Any = NOW,
-          key: str | None = None, **fields: Any) -> UsageInput:
-    return UsageInput(user_id=user, value=value, timestamp=at, meter_type_id=meter_type.pk if meter_type else None,
-                      idempotency_key=key, **fields)
+def usage(
+    meter_type: MeterType | None = None,
+    user: str | None = "alice",
+    value: Any = 1,
+    at: Any = NOW,
+    key: str | None = None,
+    **fields: Any,
+) -> UsageInput:
+    return UsageInput(
+        user_id=user,
+        value=value,
+        timestamp=at,
+        meter_type_id=meter_type.pk if meter_type else None,
+        idempotency_key=key,
+        **fields,
+    )
 
 
 def apply(account, records: list[UsageInput], **kwargs: Any) -> UsageResult:

@@ -37,7 +37,9 @@ def rows(response) -> list:
 
 
 def test_usage_records_and_threshold_events_are_listed_read_only_per_account(staff, account, other_account):
-    mine = make_meter(make_type(account, thresholds=[{"name": "one", "value": 1}]), user_id="ann@acme.example")
+    mine = make_meter(
+        make_type(account, thresholds=[{"name": "one", "value": 1}]), user_id="ann@acme.example"
+    )
     theirs = make_meter(make_type(other_account), user_id="bob@globex.example")
     apply(account, [usage(mine.meter_type, user="ann@acme.example", value=2, key="mine")])
     apply(other_account, [usage(theirs.meter_type, user="bob@globex.example", key="theirs")])
@@ -45,7 +47,9 @@ def test_usage_records_and_threshold_events_are_listed_read_only_per_account(sta
     page = staff.get("/admin/metering/usagerecord/")
     assert [r.idempotency_key for r in rows(page)] == ["mine"]
     assert "API calls" in page.content.decode()
-    assert [r.idempotency_key for r in rows(staff.get("/admin/metering/usagerecord/?q=ann@acme.example"))] == ["mine"]
+    assert [
+        r.idempotency_key for r in rows(staff.get("/admin/metering/usagerecord/?q=ann@acme.example"))
+    ] == ["mine"]
     assert rows(staff.get("/admin/metering/usagerecord/?q=bob@globex.example")) == []
     record = rows(page)[0]
     assert staff.get(f"/admin/metering/usagerecord/{record.pk}/change/").status_code == 200
@@ -57,9 +61,15 @@ def test_usage_records_and_threshold_events_are_listed_read_only_per_account(sta
 
 def test_filtering_rules_are_made_and_removed_through_the_service(staff, account):
     meter_type = make_type(account)
-    response = staff.post("/admin/metering/metereventfilteringrule/add/", {
-        "meter_type": str(meter_type.pk), "dimension_name": "region", "dimension_values": '["eu"]',
-        "action": "EXCLUDE"})
+    response = staff.post(
+        "/admin/metering/metereventfilteringrule/add/",
+        {
+            "meter_type": str(meter_type.pk),
+            "dimension_name": "region",
+            "dimension_values": '["eu"]',
+            "action": "EXCLUDE",
+        },
+    )
 
     assert response.status_code == 302
     rule = MeterEventFilteringRule.objects.get()
@@ -72,25 +82,43 @@ def test_filtering_rules_are_made_and_removed_through_the_service(staff, account
 def test_products_with_prices_and_subscriptions_in_the_admin(staff, account, other_account):
     meter_type = make_type(account)
     make_type(other_account, name="Theirs", api_name="theirs")
-    response = staff.post("/admin/metering/product/add/", {
-        "name": "API plan", "description": "Calls",
-        "prices-TOTAL_FORMS": "1", "prices-INITIAL_FORMS": "0", "prices-MIN_NUM_FORMS": "0",
-        "prices-MAX_NUM_FORMS": "1000", "prices-0-meter_type": str(meter_type.pk), "prices-0-unit_amount": "0.01",
-        "prices-0-currency": "EUR"})
+    response = staff.post(
+        "/admin/metering/product/add/",
+        {
+            "name": "API plan",
+            "description": "Calls",
+            "prices-TOTAL_FORMS": "1",
+            "prices-INITIAL_FORMS": "0",
+            "prices-MIN_NUM_FORMS": "0",
+            "prices-MAX_NUM_FORMS": "1000",
+            "prices-0-meter_type": str(meter_type.pk),
+            "prices-0-unit_amount": "0.01",
+            "prices-0-currency": "EUR",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     product = Product.objects.get()
     price = Price.objects.get()
     assert (product.account_id, price.account_id, price.meter_type_id, price.unit_amount, price.currency) == (
-        account.pk, account.pk, meter_type.pk, Decimal("0.01"), "EUR")
+        account.pk,
+        account.pk,
+        meter_type.pk,
+        Decimal("0.01"),
+        "EUR",
+    )
     assert "Theirs" not in staff.get("/admin/metering/product/add/").content.decode()
 
-    response = staff.post("/admin/metering/subscription/add/", {"customer_id": "cus_1", "status": "active",
-                                                                "products": [str(product.pk)]})
+    response = staff.post(
+        "/admin/metering/subscription/add/",
+        {"customer_id": "cus_1", "status": "active", "products": [str(product.pk)]},
+    )
     assert response.status_code == 302
     subscription = Subscription.objects.get()
     assert list(subscription.products.all()) == [product]
 
-    staff.post("/admin/metering/subscription/", {"action": "pause", "_selected_action": [str(subscription.pk)]})
+    staff.post(
+        "/admin/metering/subscription/", {"action": "pause", "_selected_action": [str(subscription.pk)]}
+    )
     subscription.refresh_from_db()
     assert subscription.status == "paused"
     assert rows(staff.get("/admin/metering/subscription/?status__exact=paused")) == [subscription]

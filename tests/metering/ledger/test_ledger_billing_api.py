@@ -55,7 +55,12 @@ def test_first_report_is_queued_and_a_replay_is_a_duplicate(account, reporter, a
     assert (replay.status_code, replay.json()) == (200, {"status": "duplicate", "idempotencyKey": "key-1"})
     record = UsageRecord.objects.get()
     assert (record.source, record.source_ref, record.idempotency_key, record.value, record.timestamp) == (
-        "report", request_id, "report:key-1", Decimal(3), NOW)
+        "report",
+        request_id,
+        "report:key-1",
+        Decimal(3),
+        NOW,
+    )
     assert Meter.objects.get().value == Decimal(3)
 
 
@@ -78,14 +83,24 @@ def test_a_replay_without_a_timestamp_is_still_a_duplicate_later(reporter, api_c
 
 def test_report_by_meter_id_with_timestamp_and_metadata(reporter, api_calls):
     at = NOW - timedelta(hours=2)
-    response = report(reporter, {"value": 1.5, "customerId": "cus_1", "meterId": str(api_calls.pk),
-                                 "timestamp": "2027-01-10T10:00:00.000Z",
-                                 "metadata": {"plan": "gold", "seats": 3, "trial": False}})
+    response = report(
+        reporter,
+        {
+            "value": 1.5,
+            "customerId": "cus_1",
+            "meterId": str(api_calls.pk),
+            "timestamp": "2027-01-10T10:00:00.000Z",
+            "metadata": {"plan": "gold", "seats": 3, "trial": False},
+        },
+    )
 
     assert response.status_code == 202
     record = UsageRecord.objects.get()
     assert (record.timestamp, record.value, record.dimensions) == (
-        at, Decimal("1.5"), {"plan": "gold", "seats": 3, "trial": False})
+        at,
+        Decimal("1.5"),
+        {"plan": "gold", "seats": 3, "trial": False},
+    )
 
 
 def test_usage_that_cannot_be_counted_is_queued_into_data_correction(reporter, api_calls):
@@ -94,35 +109,65 @@ def test_usage_that_cannot_be_counted_is_queued_into_data_correction(reporter, a
     assert response.status_code == 202
     correction = DataCorrection.objects.get()
     assert (correction.reason, correction.source, correction.source_ref, correction.idempotency_key) == (
-        "NO_MATCHING_METER", "report", response.json()["requestId"], "report:key-1")
+        "NO_MATCHING_METER",
+        "report",
+        response.json()["requestId"],
+        "report:key-1",
+    )
     assert correction.record == {"value": 3, "customerId": "cus_without_meter", "meterName": "api_calls"}
 
 
-@pytest.mark.parametrize("key,header_code", [(None, "IDEMPOTENCY_KEY_REQUIRED"), ("  ", "IDEMPOTENCY_KEY_REQUIRED"),
-                                             ("k" * 256, "VALIDATION_ERROR")])
+@pytest.mark.parametrize(
+    "key,header_code",
+    [(None, "IDEMPOTENCY_KEY_REQUIRED"), ("  ", "IDEMPOTENCY_KEY_REQUIRED"), ("k" * 256, "VALIDATION_ERROR")],
+)
 def test_the_idempotency_key_is_required(reporter, api_calls, key, header_code):
     assert_error(report(reporter, key=key), 400, header_code)
     assert not UsageRecord.objects.exists()
 
 
-@pytest.mark.parametrize("body,status,code,field", [
-    ({"value": 3, "customerId": "cus_1"}, 400, "METER_IDENTIFIER_REQUIRED", "meterId"),
-    ({"value": 3, "customerId": "cus_1", "meterName": "nope"}, 404, "METER_NOT_FOUND", "meterName"),
-    ({"value": 3, "customerId": "cus_1", "meterId": str(uuid.uuid4())}, 404, "METER_NOT_FOUND", "meterId"),
-    ({"value": 3, "customerId": "cus_1", "meterId": "not-a-uuid"}, 404, "METER_NOT_FOUND", "meterId"),
-    ({"customerId": "cus_1", "meterName": "api_calls"}, 400, "VALIDATION_ERROR", "value"),
-    ({"value": "x", "customerId": "cus_1", "meterName": "api_calls"}, 400, "VALIDATION_ERROR", "value"),
-    ({"value": 1e30, "customerId": "cus_1", "meterName": "api_calls"}, 400, "VALIDATION_ERROR", "value"),
-    ({"value": 3, "meterName": "api_calls"}, 400, "VALIDATION_ERROR", "customerId"),
-    ({"value": 3, "customerId": "cus_1", "meterName": "api_calls", "metadata": {"a": {"b": 1}}}, 400,
-     "VALIDATION_ERROR", "metadata"),
-    ({"value": 3, "customerId": "cus_1", "meterName": "api_calls", "metadata": {"a": [1]}}, 400,
-     "VALIDATION_ERROR", "metadata"),
-    ({"value": 3, "customerId": "cus_1", "meterName": "api_calls", "timestamp": "yesterday"}, 400,
-     "VALIDATION_ERROR", "timestamp"),
-    ({"value": 3, "customerId": "cus_1", "meterName": "api_calls", "timestamp": "2027-01-10T10:00:00"}, 400,
-     "VALIDATION_ERROR", "timestamp"),
-])
+@pytest.mark.parametrize(
+    "body,status,code,field",
+    [
+        ({"value": 3, "customerId": "cus_1"}, 400, "METER_IDENTIFIER_REQUIRED", "meterId"),
+        ({"value": 3, "customerId": "cus_1", "meterName": "nope"}, 404, "METER_NOT_FOUND", "meterName"),
+        (
+            {"value": 3, "customerId": "cus_1", "meterId": str(uuid.uuid4())},
+            404,
+            "METER_NOT_FOUND",
+            "meterId",
+        ),
+        ({"value": 3, "customerId": "cus_1", "meterId": "not-a-uuid"}, 404, "METER_NOT_FOUND", "meterId"),
+        ({"customerId": "cus_1", "meterName": "api_calls"}, 400, "VALIDATION_ERROR", "value"),
+        ({"value": "x", "customerId": "cus_1", "meterName": "api_calls"}, 400, "VALIDATION_ERROR", "value"),
+        ({"value": 1e30, "customerId": "cus_1", "meterName": "api_calls"}, 400, "VALIDATION_ERROR", "value"),
+        ({"value": 3, "meterName": "api_calls"}, 400, "VALIDATION_ERROR", "customerId"),
+        (
+            {"value": 3, "customerId": "cus_1", "meterName": "api_calls", "metadata": {"a": {"b": 1}}},
+            400,
+            "VALIDATION_ERROR",
+            "metadata",
+        ),
+        (
+            {"value": 3, "customerId": "cus_1", "meterName": "api_calls", "metadata": {"a": [1]}},
+            400,
+            "VALIDATION_ERROR",
+            "metadata",
+        ),
+        (
+            {"value": 3, "customerId": "cus_1", "meterName": "api_calls", "timestamp": "yesterday"},
+            400,
+            "VALIDATION_ERROR",
+            "timestamp",
+        ),
+        (
+            {"value": 3, "customerId": "cus_1", "meterName": "api_calls", "timestamp": "2027-01-10T10:00:00"},
+            400,
+            "VALIDATION_ERROR",
+            "timestamp",
+        ),
+    ],
+)
 def test_report_usage_errors(reporter, api_calls, body, status, code, field):
     assert_error(report(reporter, body), status, code, field)
     assert not UsageRecord.objects.exists() and not DataCorrection.objects.exists()
@@ -144,8 +189,11 @@ def test_report_scope_and_authentication(account, api_calls):
     other_scope = client_for(account, scopes=["usage-metering:ingest:usage"], name="ingest-only")
     assert_error(report(other_scope), 403, "INSUFFICIENT_SCOPE")
     assert_error(report(APIClient()), 401, "UNAUTHORIZED")
-    assert_error(client_for(account, scopes=["meter-report"], name="r2").get("/billing/meters/usage"), 405,
-                 "METHOD_NOT_ALLOWED")
+    assert_error(
+        client_for(account, scopes=["meter-report"], name="r2").get("/billing/meters/usage"),
+        405,
+        "METHOD_NOT_ALLOWED",
+    )
 
 
 def test_report_rate_limit(reporter, api_calls, rate_limits, settings):
@@ -162,11 +210,15 @@ def catalogue(account, api_calls):
     storage = make_type(account, name="Storage", api_name="storage")
     api_product = Product.objects.create(account=account, name="API plan")
     storage_product = Product.objects.create(account=account, name="Storage plan")
-    price = Price.objects.create(account=account, product=api_product, meter_type=api_calls, unit_amount=Decimal("0.01"))
+    price = Price.objects.create(
+        account=account, product=api_product, meter_type=api_calls, unit_amount=Decimal("0.01")
+    )
     Price.objects.create(account=account, product=storage_product, meter_type=storage, unit_amount=2)
     active = Subscription.objects.create(account=account, customer_id="cus_1")
     active.products.set([api_product, storage_product])
-    paused = Subscription.objects.create(account=account, customer_id="cus_2", status=Subscription.Status.PAUSED)
+    paused = Subscription.objects.create(
+        account=account, customer_id="cus_2", status=Subscription.Status.PAUSED
+    )
     paused.products.set([api_product])
     only_storage = Subscription.objects.create(account=account, customer_id="cus_3")
     only_storage.products.set([storage_product])
@@ -174,12 +226,25 @@ def catalogue(account, api_calls):
 
 
 def test_subscriptions_of_a_meter_by_id_and_by_name(reporter, api_calls, catalogue):
-    expected = {"meterId": str(api_calls.pk), "meterName": "api_calls", "subscriptions": [{
-        "id": str(catalogue["subscription"].pk), "customerId": "cus_1", "status": "active",
-        "createdAt": "2027-01-10T12:00:00.000Z",
-        "products": [{"id": str(catalogue["product"].pk), "name": "API plan",
-                      "prices": [{"id": str(catalogue["price"].pk), "unitAmount": 0.01, "currency": "USD"}]}],
-    }]}
+    expected = {
+        "meterId": str(api_calls.pk),
+        "meterName": "api_calls",
+        "subscriptions": [
+            {
+                "id": str(catalogue["subscription"].pk),
+                "customerId": "cus_1",
+                "status": "active",
+                "createdAt": "2027-01-10T12:00:00.000Z",
+                "products": [
+                    {
+                        "id": str(catalogue["product"].pk),
+                        "name": "API plan",
+                        "prices": [{"id": str(catalogue["price"].pk), "unitAmount": 0.01, "currency": "USD"}],
+                    }
+                ],
+            }
+        ],
+    }
 
     by_id = reporter.get(f"/billing/meters/{api_calls.pk}/subscriptions")
     by_name = reporter.get("/billing/meters/subscriptions?meterName=api_calls")
@@ -191,7 +256,10 @@ def test_subscriptions_of_a_meter_by_id_and_by_name(reporter, api_calls, catalog
 def test_a_meter_no_price_uses_has_no_subscriptions(account, reporter, catalogue):
     unused = make_type(account, name="Unused", api_name="unused")
     assert reporter.get(f"/billing/meters/{unused.pk}/subscriptions").json() == {
-        "meterId": str(unused.pk), "meterName": "unused", "subscriptions": []}
+        "meterId": str(unused.pk),
+        "meterName": "unused",
+        "subscriptions": [],
+    }
 
 
 def test_subscription_lookup_errors(account, other_account, reporter, catalogue):
@@ -205,7 +273,9 @@ def test_subscription_lookup_errors(account, other_account, reporter, catalogue)
     assert_error(reader.get("/billing/meters/subscriptions?meterName=api_calls"), 403, "INSUFFICIENT_SCOPE")
     Account.objects.filter(pk=account.pk).update(has_billing_license=False)
     assert_error(reporter.get("/billing/meters/subscriptions?meterName=api_calls"), 403, "LICENSE.REQUIRED")
-    assert_error(reporter.get(f"/billing/meters/{catalogue['storage'].pk}/subscriptions"), 403, "LICENSE.REQUIRED")
+    assert_error(
+        reporter.get(f"/billing/meters/{catalogue['storage'].pk}/subscriptions"), 403, "LICENSE.REQUIRED"
+    )
 
 
 def test_a_meter_archived_while_its_lookup_is_cached_still_counts_nothing(reporter, api_calls):

@@ -28,7 +28,7 @@ def run_together(workers: list[Callable[[], object]], timeout: float = 180) -> l
         try:
             barrier.wait()
             results[position] = work()
-        except BaseException as error:  # noqa: BLE001 - reported to the test below
+        except BaseException as error:
             results[position] = error
         finally:
             connection.close()
@@ -62,7 +62,9 @@ def test_two_concurrent_batches_on_one_meter_both_count(account):
     meter = make_meter(make_type(account))
 
     def batch(prefix: str):
-        return lambda: apply(account, [usage(meter.meter_type, value=1, key=f"{prefix}{n}") for n in range(300)])
+        return lambda: apply(
+            account, [usage(meter.meter_type, value=1, key=f"{prefix}{n}") for n in range(300)]
+        )
 
     run_together([batch("a"), batch("b")])
 
@@ -81,7 +83,9 @@ def test_overlapping_batches_in_opposite_orders_never_deadlock_and_count_each_ke
 
     def batch(seed: int):
         shuffled = random.Random(seed).sample(records, len(records))
-        return lambda: apply(account, [usage(meter_type, user=user, value=1, key=key) for key, user in shuffled])
+        return lambda: apply(
+            account, [usage(meter_type, user=user, value=1, key=key) for key, user in shuffled]
+        )
 
     results = run_together([batch(seed) for seed in range(6)])
 
@@ -100,23 +104,33 @@ def test_batches_over_existing_meters_in_opposite_orders_never_deadlock(account)
 
     def batch(seed: int):
         shuffled = random.Random(seed).sample(records, len(records))
-        return lambda: apply(account, [usage(meter_type, user=user, value=1, key=key) for key, user in shuffled])
+        return lambda: apply(
+            account, [usage(meter_type, user=user, value=1, key=key) for key, user in shuffled]
+        )
 
     results = run_together([batch(seed) for seed in range(6)])
 
     assert sum(result.accepted for result in results) == 120
     assert sorted(value_of(meter) for meter in meters) == [Decimal(10)] * 12
-    assert sum(Meter.objects.filter(pk__in=[m.pk for m in meters]).values_list("record_count", flat=True)) == 120
+    assert (
+        sum(Meter.objects.filter(pk__in=[m.pk for m in meters]).values_list("record_count", flat=True)) == 120
+    )
 
 
 def test_a_hundred_concurrent_ingests_crossing_a_threshold_record_one_event_and_one_notification(account):
     meter = make_meter(make_type(account, thresholds=[{"name": "ten", "value": 10}]))
-    NotificationEndpoint.objects.create(account=account, url="https://hooks.example.com/x",
-                                        event_types=["threshold.crossed"], secret_encrypted="-")
+    NotificationEndpoint.objects.create(
+        account=account,
+        url="https://hooks.example.com/x",
+        event_types=["threshold.crossed"],
+        secret_encrypted="-",
+    )
 
     def five_ingests(worker: int):
         # 20 connections at once, 100 ingests in all (the server's connection limit is shared).
-        return lambda: [apply(account, [usage(meter.meter_type, value=1, key=f"k{worker}-{n}")]) for n in range(5)]
+        return lambda: [
+            apply(account, [usage(meter.meter_type, value=1, key=f"k{worker}-{n}")]) for n in range(5)
+        ]
 
     run_together([five_ingests(worker) for worker in range(20)])
 

@@ -64,10 +64,15 @@ def test_one_record_is_one_read_and_one_statement_and_a_replay_is_a_duplicate(ac
     assert UsageRecord.objects.get().idempotency_key == "k"
 
 
-@pytest.mark.parametrize("aggregation,values,expected", [
-    ("SUM", [3, "2.5", -1], Decimal("4.5")), ("INCREMENT", [3, 100, 7], Decimal(3)),
-    ("MAX", [3, 11, 7], Decimal(11)), ("MIN", [3, -1, 7], Decimal(-1)),
-])
+@pytest.mark.parametrize(
+    "aggregation,values,expected",
+    [
+        ("SUM", [3, "2.5", -1], Decimal("4.5")),
+        ("INCREMENT", [3, 100, 7], Decimal(3)),
+        ("MAX", [3, 11, 7], Decimal(11)),
+        ("MIN", [3, -1, 7], Decimal(-1)),
+    ],
+)
 def test_each_aggregation_one_record_at_a_time(account, aggregation, values, expected):
     meter = make_meter(make_type(account, aggregation=aggregation))
     for value in values:
@@ -90,10 +95,30 @@ def test_a_record_outside_the_open_period_is_in_the_ledger_only(account, setting
 
 def test_a_reused_key_with_another_body_is_flagged(account):
     meter = make_meter(make_type(account))
-    apply(account, [UsageInput(user_id="alice", value=1, meter_type_id=meter.meter_type_id, idempotency_key="k",
-                               request_hash="a")])
-    other = apply(account, [UsageInput(user_id="alice", value=2, meter_type_id=meter.meter_type_id,
-                                       idempotency_key="k", request_hash="b")])
+    apply(
+        account,
+        [
+            UsageInput(
+                user_id="alice",
+                value=1,
+                meter_type_id=meter.meter_type_id,
+                idempotency_key="k",
+                request_hash="a",
+            )
+        ],
+    )
+    other = apply(
+        account,
+        [
+            UsageInput(
+                user_id="alice",
+                value=2,
+                meter_type_id=meter.meter_type_id,
+                idempotency_key="k",
+                request_hash="b",
+            )
+        ],
+    )
 
     assert (other.results[0].outcome, other.results[0].key_reused) == (Outcome.DUPLICATE, True)
     assert value_of(meter) == Decimal(1)
@@ -123,49 +148,81 @@ def test_what_the_single_statement_does_not_cover_goes_through_the_batch_path(ac
 def test_a_batch_is_one_read_and_one_statement_across_meters_and_aggregations(account, settings):
     settings.USAGE_CLOCK_SKEW_SECONDS = 60 * 60 * 24 * 30
     summed = make_meter(make_type(account, name="Summed", api_name="summed"))
-    highest = make_meter(make_type(account, name="Highest", api_name="highest", aggregation="MAX"), user_id="bob")
+    highest = make_meter(
+        make_type(account, name="Highest", api_name="highest", aggregation="MAX"), user_id="bob"
+    )
     make_meter(summed.meter_type, user_id="bob")
-    records = [usage(summed.meter_type, value=2, key="a"), usage(summed.meter_type, value=3, key="b"),
-               usage(highest.meter_type, user="bob", value=7, key="c"),
-               usage(highest.meter_type, user="bob", value=4, key="d"),
-               usage(summed.meter_type, value=2, key="a"),  # twice in the batch
-               usage(summed.meter_type, user="bob", value=1, key="e", at=PERIOD_END + timedelta(hours=1))]
+    records = [
+        usage(summed.meter_type, value=2, key="a"),
+        usage(summed.meter_type, value=3, key="b"),
+        usage(highest.meter_type, user="bob", value=7, key="c"),
+        usage(highest.meter_type, user="bob", value=4, key="d"),
+        usage(summed.meter_type, value=2, key="a"),  # twice in the batch
+        usage(summed.meter_type, user="bob", value=1, key="e", at=PERIOD_END + timedelta(hours=1)),
+    ]
 
     executed, result = batch_statements(account, records)
 
     assert executed == ["WITH", "WITH"]
-    assert [item.outcome for item in result.results] == [Outcome.ACCEPTED] * 4 + [Outcome.DUPLICATE, Outcome.ACCEPTED]
-    assert [item.counted for item in result.results] == [True, True, True, True, False, False]  # e: next period
+    assert [item.outcome for item in result.results] == [Outcome.ACCEPTED] * 4 + [
+        Outcome.DUPLICATE,
+        Outcome.ACCEPTED,
+    ]
+    assert [item.counted for item in result.results] == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]  # e: next period
     assert (result.accepted, result.duplicates, result.meters_updated) == (5, 1, 2)
     summed.refresh_from_db()
     highest.refresh_from_db()
-    assert (summed.value, summed.record_count, highest.value, highest.record_count) == (Decimal(5), 2, Decimal(7), 2)
+    assert (summed.value, summed.record_count, highest.value, highest.record_count) == (
+        Decimal(5),
+        2,
+        Decimal(7),
+        2,
+    )
     assert UsageRecord.objects.count() == 5
     assert value_of(Meter.objects.get(meter_type=summed.meter_type, user_id="bob")) == Decimal(0)
 
 
 def test_a_key_repeated_in_a_batch_with_another_body_is_flagged(account):
     meter = make_meter(make_type(account))
-    first = UsageInput(user_id="alice", value=1, meter_type_id=meter.meter_type_id, idempotency_key="k",
-                       request_hash="a")
-    same = UsageInput(user_id="alice", value=1, meter_type_id=meter.meter_type_id, idempotency_key="k",
-                      request_hash="a")
-    other = UsageInput(user_id="alice", value=2, meter_type_id=meter.meter_type_id, idempotency_key="k",
-                       request_hash="b")
+    first = UsageInput(
+        user_id="alice", value=1, meter_type_id=meter.meter_type_id, idempotency_key="k", request_hash="a"
+    )
+    same = UsageInput(
+        user_id="alice", value=1, meter_type_id=meter.meter_type_id, idempotency_key="k", request_hash="a"
+    )
+    other = UsageInput(
+        user_id="alice", value=2, meter_type_id=meter.meter_type_id, idempotency_key="k", request_hash="b"
+    )
 
     result = apply(account, [first, same, other])
 
     assert [(item.outcome, item.key_reused) for item in result.results] == [
-        (Outcome.ACCEPTED, False), (Outcome.DUPLICATE, False), (Outcome.DUPLICATE, True)]
+        (Outcome.ACCEPTED, False),
+        (Outcome.DUPLICATE, False),
+        (Outcome.DUPLICATE, True),
+    ]
     assert value_of(meter) == Decimal(1)
 
 
 def test_records_keep_their_own_source_ref_in_one_batch(account):
     meter = make_meter(make_type(account))
-    records = [usage(meter.meter_type, key="a", source_ref="request-a"), usage(meter.meter_type, key="b"),
-               usage(meter.meter_type, user=None, key="c", source_ref="request-c")]
+    records = [
+        usage(meter.meter_type, key="a", source_ref="request-a"),
+        usage(meter.meter_type, key="b"),
+        usage(meter.meter_type, user=None, key="c", source_ref="request-c"),
+    ]
 
     apply(account, records, source_ref="batch")
 
-    assert dict(UsageRecord.objects.values_list("idempotency_key", "source_ref")) == {"a": "request-a", "b": "batch"}
+    assert dict(UsageRecord.objects.values_list("idempotency_key", "source_ref")) == {
+        "a": "request-a",
+        "b": "batch",
+    }
     assert DataCorrection.objects.get().source_ref == "request-c"

@@ -13,7 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json
     from datetime import UTC, datetime, timedelta
     from decimal import Decimal
@@ -73,15 +73,24 @@ SCRIPT = textwrap.dedent('''
                           for r in UsageRollup.objects.all()),
         "thresholds": list(ThresholdEvent.objects.values_list("value", flat=True).order_by("value")),
     }, default=lambda v: str(v.normalize()) if isinstance(v, Decimal) else str(v)))
-''')
+""")
 
 
 def test_the_ledger_on_the_embedded_sqlite_default(tmp_path: Path):
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+    }
     environment.update(VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="config.settings")
-    done = subprocess.run([sys.executable, "-c", SCRIPT], env=environment, capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).resolve().parents[3])
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[3],
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -90,14 +99,23 @@ def test_the_ledger_on_the_embedded_sqlite_default(tmp_path: Path):
         "first": [4, 1, 1],
         "again": [0, 5, 1],
         # The refused record, corrected and reprocessed, counts once more into alice's meter.
-        "alice": ["6.5", 3, [{"fields": {"region": "eu"}, "value": 2.5, "recordCount": 1},
-                             {"fields": {"region": "us"}, "value": 3, "recordCount": 1},
-                             {"fields": {"region": None}, "value": 1, "recordCount": 1}], {"plan": "p1"}],
+        "alice": [
+            "6.5",
+            3,
+            [
+                {"fields": {"region": "eu"}, "value": 2.5, "recordCount": 1},
+                {"fields": {"region": "us"}, "value": 3, "recordCount": 1},
+                {"fields": {"region": None}, "value": 1, "recordCount": 1},
+            ],
+            {"plan": "p1"},
+        ],
         "bob": ["7", "default", "2027-01-01T00:00:00+00:00"],
         "fixed": "REPROCESSED",
         "ledger": 5,
-        "rollups": [["alice", "2027-01-10T10:00:00+00:00", "3", 1, "3"],
-                    ["alice", "2027-01-10T12:00:00+00:00", "3.5", 2, "2.5"],
-                    ["bob", "2027-01-10T12:00:00+00:00", "11", 2, "7"]],
+        "rollups": [
+            ["alice", "2027-01-10T10:00:00+00:00", "3", 1, "3"],
+            ["alice", "2027-01-10T12:00:00+00:00", "3.5", 2, "2.5"],
+            ["bob", "2027-01-10T12:00:00+00:00", "11", 2, "7"],
+        ],
         "thresholds": ["5.5"],
     }

@@ -31,8 +31,14 @@ def now_ms() -> int:
 
 
 def event(unique_id: str, value: int = 1, customer: str = "cus_1", **extra) -> dict:
-    return {"meterApiName": "api-calls", "customerId": customer, "meterValue": value,
-            "meterTimeInMillis": now_ms(), "uniqueId": unique_id, **extra}
+    return {
+        "meterApiName": "api-calls",
+        "customerId": customer,
+        "meterValue": value,
+        "meterTimeInMillis": now_ms(),
+        "uniqueId": unique_id,
+        **extra,
+    }
 
 
 def report_body(value: int = 3, customer: str = "cus_1", **extra) -> bytes:
@@ -43,13 +49,21 @@ def report_body(value: int = 3, customer: str = "cus_1", **extra) -> bytes:
 def setup(account, settings):
     limiter.reset()
     billing._meter_cache.clear()
-    meter_type = services.meter_type_create(account_id=account.pk, name="API calls", api_name="api-calls",
-                                            unit="requests", aggregation="SUM", reset_cron="0 0 1 * *",
-                                            timezone="Etc/UTC")
-    meter = services.meter_create(account_id=account.pk, meter_type_id=meter_type.pk, meter_key="default",
-                                  user_id="cus_1")
-    _, raw_key = account_services.api_key_create(account=account, name="ingest",
-                                                 scopes=["usage-metering:ingest:usage", "meter-report"])
+    meter_type = services.meter_type_create(
+        account_id=account.pk,
+        name="API calls",
+        api_name="api-calls",
+        unit="requests",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+    )
+    meter = services.meter_create(
+        account_id=account.pk, meter_type_id=meter_type.pk, meter_key="default", user_id="cus_1"
+    )
+    _, raw_key = account_services.api_key_create(
+        account=account, name="ingest", scopes=["usage-metering:ingest:usage", "meter-report"]
+    )
     key = {"x-api-key": raw_key}
     recorder = Recorder()
     app = application_with_fast_routes(recorder, [INGEST, REPORT])
@@ -77,15 +91,21 @@ def test_ingest_is_answered_on_the_event_loop_and_counted(setup):
     assert (headers["x-ingest-accepted"], headers["x-ingest-duplicates"]) == ("2", "0")
     assert value_of(meter) == Decimal(7)
     assert set(UsageRecord.objects.filter(source="ingest").values_list("idempotency_key", flat=True)) >= {
-        "ingest:api-calls:e1", "ingest:api-calls:e2"}
+        "ingest:api-calls:e1",
+        "ingest:api-calls:e2",
+    }
 
 
 def test_ingest_with_prefer_representation_lists_duplicates_on_the_event_loop(setup):
     app, recorder, meter, key = setup
     call(app, "/ingest", json.dumps(event("e1", 2)).encode(), key)
 
-    status, headers, body = call(app, "/ingest", json.dumps([event("e1", 2), event("e3", 1)]).encode(),
-                                 {**key, "prefer": "return=representation"})
+    status, headers, body = call(
+        app,
+        "/ingest",
+        json.dumps([event("e1", 2), event("e3", 1)]).encode(),
+        {**key, "prefer": "return=representation"},
+    )
 
     assert (status, recorder.paths, headers["preference-applied"]) == (200, [], "return=representation")
     assert body["accepted"] == 1
@@ -100,10 +120,11 @@ def test_concurrent_ingest_requests_share_one_batch_and_a_repeated_event_counts_
     async def many():
         answers = await asyncio.gather(
             *(request(app, "/ingest", json.dumps(event(f"c{n}", 1)).encode(), key) for n in range(20)),
-            *(request(app, "/ingest", json.dumps(event("same", 10)).encode(), key) for _ in range(5)))
+            *(request(app, "/ingest", json.dumps(event("same", 10)).encode(), key) for _ in range(5)),
+        )
         return answers, group.group().groups, group.group().values
 
-    (answers, groups, values), = in_one_loop(many())
+    ((answers, groups, values),) = in_one_loop(many())
 
     assert [status for status, _, _ in answers] == [200] * 25 and recorder.paths == []
     assert sum(int(headers["x-ingest-accepted"]) for _, headers, _ in answers) == 21
@@ -141,8 +162,10 @@ def test_twenty_concurrent_reports_with_one_key_count_once_and_another_body_is_4
     app, _, meter, key = setup
     headers = {**key, "idempotency-key": "same"}
 
-    answers = in_one_loop(*(request(app, "/billing/meters/usage", report_body(3), headers) for _ in range(20)),
-                          request(app, "/billing/meters/usage", report_body(9), headers))
+    answers = in_one_loop(
+        *(request(app, "/billing/meters/usage", report_body(3), headers) for _ in range(20)),
+        request(app, "/billing/meters/usage", report_body(9), headers),
+    )
 
     statuses = [status for status, _, _ in answers]
     assert sorted(statuses[:20]) == [200] * 19 + [202] and statuses[20] == 409
@@ -156,13 +179,19 @@ def test_reports_grouped_together_keep_their_own_request_ids(setup, account):
     answers = in_one_loop(
         request(app, "/billing/meters/usage", report_body(1), {**key, "idempotency-key": "a"}),
         request(app, "/billing/meters/usage", report_body(2), {**key, "idempotency-key": "b"}),
-        request(app, "/billing/meters/usage", report_body(5, customer="cus_404"), {**key, "idempotency-key": "c"}))
+        request(
+            app, "/billing/meters/usage", report_body(5, customer="cus_404"), {**key, "idempotency-key": "c"}
+        ),
+    )
 
     assert [status for status, _, _ in answers] == [202, 202, 202]
     ids = [body["requestId"] for _, _, body in answers]
     assert len(set(ids)) == 3
-    assert dict(UsageRecord.objects.filter(idempotency_key__in=["report:a", "report:b"])
-                .values_list("idempotency_key", "source_ref")) == {"report:a": ids[0], "report:b": ids[1]}
+    assert dict(
+        UsageRecord.objects.filter(idempotency_key__in=["report:a", "report:b"]).values_list(
+            "idempotency_key", "source_ref"
+        )
+    ) == {"report:a": ids[0], "report:b": ids[1]}
     correction = DataCorrection.objects.get(account=account)
     assert (correction.source_ref, correction.reason) == (ids[2], "NO_MATCHING_METER")
 
@@ -181,8 +210,11 @@ def test_what_memory_cannot_settle_goes_to_the_report_view(setup, case):
     status, _, body = call(app, "/billing/meters/usage", report_body(1), headers)
 
     assert recorder.paths == ["/billing/meters/usage"]
-    expected = {"no key": (400, "IDEMPOTENCY_KEY_REQUIRED"), "meter not cached": (202, None),
-                "api key not cached": (401, "INVALID_API_KEY")}[case]
+    expected = {
+        "no key": (400, "IDEMPOTENCY_KEY_REQUIRED"),
+        "meter not cached": (202, None),
+        "api key not cached": (401, "INVALID_API_KEY"),
+    }[case]
     assert (status, body.get("code")) == expected
 
 
@@ -209,8 +241,10 @@ def test_a_request_that_breaks_its_batch_fails_alone(setup, monkeypatch):
         return real(**kwargs)
 
     monkeypatch.setattr(ingest_asgi, "usage_apply", fragile)
-    answers = in_one_loop(*(request(app, "/ingest", json.dumps(event(f"f{n}", 1)).encode(), key) for n in range(4)),
-                          request(app, "/ingest", json.dumps(event("f-boom", 1, customer="boom")).encode(), key))
+    answers = in_one_loop(
+        *(request(app, "/ingest", json.dumps(event(f"f{n}", 1)).encode(), key) for n in range(4)),
+        request(app, "/ingest", json.dumps(event("f-boom", 1, customer="boom")).encode(), key),
+    )
 
     assert [status for status, _, _ in answers] == [200, 200, 200, 200, 500]
     assert answers[4][2]["code"] == "INTERNAL_ERROR"

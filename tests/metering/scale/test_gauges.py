@@ -22,8 +22,10 @@ NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
 def sample(client, name: str) -> dict[str, float]:
     """``{labels text: value}`` of one metric in the /metrics answer."""
     body = client.get("/metrics").content.decode()
-    return {labels or "": float(value)
-            for labels, value in re.findall(rf"^{name}(\{{[^}}]*\}})? (\S+)$", body, flags=re.MULTILINE)}
+    return {
+        labels or "": float(value)
+        for labels, value in re.findall(rf"^{name}(\{{[^}}]*\}})? (\S+)$", body, flags=re.MULTILINE)
+    }
 
 
 def test_flush_lag_is_the_age_of_the_oldest_due_period(client, account):
@@ -40,8 +42,10 @@ def test_usage_records_total_counts_each_outcome_by_source(client, account):
         calls = make_type(account, name="Calls")
         make_meter(calls, "ann")
         before = sample(client, "usage_records_total")
-        records = [UsageInput(user_id="ann", value=1, meter_type_id=calls.pk, idempotency_key=f"k{index}")
-                   for index in (1, 2, 2)] + [UsageInput(user_id="ann", value="x", meter_type_id=calls.pk)]
+        records = [
+            UsageInput(user_id="ann", value=1, meter_type_id=calls.pk, idempotency_key=f"k{index}")
+            for index in (1, 2, 2)
+        ] + [UsageInput(user_id="ann", value="x", meter_type_id=calls.pk)]
         usage_apply(account_id=account.pk, records=records, source="report")
         after = sample(client, "usage_records_total")
 
@@ -60,9 +64,14 @@ def test_webhook_failures_count_the_failed_deliveries(client, account, settings)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     notification_services.notification_endpoint_create(
-        account=account, url=f"http://127.0.0.1:{port}/hook", event_types=list(EventType.values))
-    events = [notification_services.notification_publish(account_id=account.pk, event_type=EventType.THRESHOLD_CROSSED,
-                                                         payload={"n": index}) for index in range(3)]
+        account=account, url=f"http://127.0.0.1:{port}/hook", event_types=list(EventType.values)
+    )
+    events = [
+        notification_services.notification_publish(
+            account_id=account.pk, event_type=EventType.THRESHOLD_CROSSED, payload={"n": index}
+        )
+        for index in range(3)
+    ]
     assert sample(client, "webhook_deliveries_failed") == {"": 0.0}
     for event in events[:2]:
         notification_services.delivery_attempt(delivery_id=event.deliveries.get().pk)
@@ -73,12 +82,21 @@ def test_run_lag_is_the_age_of_each_readers_oldest_unconsumed_batch(client, acco
     from collection.models import Collector
 
     collector = Collector.objects.create(account=account, name="gateway", status=Collector.Status.ACTIVE)
-    batches = [CollectedBatch.objects.create(account=account, collector=collector, payload="[]", size_bytes=2,
-                                             ingestion_id=f"00000000-0000-0000-0000-00000000000{index}",
-                                             received_at=NOW - timedelta(minutes=10 - index))
-               for index in range(3)]
+    batches = [
+        CollectedBatch.objects.create(
+            account=account,
+            collector=collector,
+            payload="[]",
+            size_bytes=2,
+            ingestion_id=f"00000000-0000-0000-0000-00000000000{index}",
+            received_at=NOW - timedelta(minutes=10 - index),
+        )
+        for index in range(3)
+    ]
     ConsumerOffset.objects.create(collector=collector, consumer="stream:a", last_sequence=batches[0].sequence)
     ConsumerOffset.objects.create(collector=collector, consumer="stream:b", last_sequence=batches[2].sequence)
     with time_machine.travel(NOW, tick=False):
         assert sample(client, "collection_run_lag_seconds") == {
-            '{consumer="stream:a"}': 540.0, '{consumer="stream:b"}': 0.0}
+            '{consumer="stream:a"}': 540.0,
+            '{consumer="stream:b"}': 0.0,
+        }

@@ -39,13 +39,13 @@ def p(year: int, month: int) -> str:
 def home_of(key: str) -> str:
     """The table a ledger row is stored in."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT tableoid::regclass::text FROM {LEDGER} WHERE idempotency_key = %s", [key])  # noqa: S608
+        cursor.execute(f"SELECT tableoid::regclass::text FROM {LEDGER} WHERE idempotency_key = %s", [key])
         return cursor.fetchone()[0]
 
 
 def rows_in(table: str) -> int:
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608
+        cursor.execute(f"SELECT count(*) FROM {table}")
         return cursor.fetchone()[0]
 
 
@@ -60,15 +60,31 @@ def table_state(name: str) -> str:
 def definition(account, at: datetime, **extra):
     """A SUM meter definition (meters made on first usage), active from ``at``."""
     with time_machine.travel(at, tick=False):
-        return amberflo.meter_definition_create(account_id=account.pk, meter_api_name="calls",
-                                                display_name="Calls", kind="SUM_OF_ALL_USAGE", **extra)
+        return amberflo.meter_definition_create(
+            account_id=account.pk,
+            meter_api_name="calls",
+            display_name="Calls",
+            kind="SUM_OF_ALL_USAGE",
+            **extra,
+        )
 
 
 def record(account, at: datetime, key: str, value: int = 1, region: str = "eu", now: datetime | None = None):
     with time_machine.travel(now or at, tick=False):
-        result = usage_apply(account_id=account.pk, source="api", records=[
-            UsageInput(user_id="ann", value=value, timestamp=at, meter_api_name="calls", idempotency_key=key,
-                       dimensions={"region": region})])
+        result = usage_apply(
+            account_id=account.pk,
+            source="api",
+            records=[
+                UsageInput(
+                    user_id="ann",
+                    value=value,
+                    timestamp=at,
+                    meter_api_name="calls",
+                    idempotency_key=key,
+                    dimensions={"region": region},
+                )
+            ],
+        )
     assert result.accepted == 1, result.results
 
 
@@ -77,22 +93,37 @@ def assert_partitioned_ledger() -> None:
     (id, timestamp), the btree and BRIN indexes on every partition, DEFAULT, and partitions made
     for the current month and the ones ahead."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT partstrat, pg_get_partkeydef(partrelid) FROM pg_partitioned_table "
-                       "WHERE partrelid = to_regclass(%s)", [LEDGER])
+        cursor.execute(
+            "SELECT partstrat, pg_get_partkeydef(partrelid) FROM pg_partitioned_table "
+            "WHERE partrelid = to_regclass(%s)",
+            [LEDGER],
+        )
         assert cursor.fetchone() == ("r", 'RANGE ("timestamp")')
-        cursor.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = to_regclass(%s) "
-                       "AND contype = 'p'", [LEDGER])
+        cursor.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = to_regclass(%s) "
+            "AND contype = 'p'",
+            [LEDGER],
+        )
         assert cursor.fetchone()[0] == 'PRIMARY KEY (id, "timestamp")'
-        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s ORDER BY indexname", [LEDGER])
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s ORDER BY indexname", [LEDGER]
+        )
         indexes = dict(cursor.fetchall())
         # Every partition carries the ledger's indexes (ATTACH builds them).
-        cursor.execute("SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                       "WHERE i.inhparent = to_regclass(%s) AND (SELECT count(*) FROM pg_index x "
-                       "WHERE x.indrelid = c.oid) <> 3", [LEDGER])
+        cursor.execute(
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass(%s) AND (SELECT count(*) FROM pg_index x "
+            "WHERE x.indrelid = c.oid) <> 3",
+            [LEDGER],
+        )
         assert cursor.fetchone()[0] == 0
-    assert set(indexes) == {"metering_usagerecord_pkey", "metering_usage_customer_time", "metering_usage_timestamp_brin"}
-    assert "USING brin (\"timestamp\")" in indexes["metering_usage_timestamp_brin"]
-    assert "(account_id, meter_type_id, user_id, \"timestamp\")" in indexes["metering_usage_customer_time"]
+    assert set(indexes) == {
+        "metering_usagerecord_pkey",
+        "metering_usage_customer_time",
+        "metering_usage_timestamp_brin",
+    }
+    assert 'USING brin ("timestamp")' in indexes["metering_usage_timestamp_brin"]
+    assert '(account_id, meter_type_id, user_id, "timestamp")' in indexes["metering_usage_customer_time"]
     # Made at migrate time: the current month and the ones ahead (at least the next, even when the
     # test database was made the month before).
     attached = partitions.ledger_partitions()
@@ -107,7 +138,9 @@ def test_the_migrated_ledger_is_partitioned_by_month_with_default_and_its_indexe
 
 def test_records_through_the_ledger_land_in_their_months_partition(account):
     definition(account, datetime(2031, 2, 1, tzinfo=UTC))
-    report = partitions.ledger_partitions_ensure(since=datetime(2031, 2, 1, tzinfo=UTC), months_ahead=1, now=T)
+    report = partitions.ledger_partitions_ensure(
+        since=datetime(2031, 2, 1, tzinfo=UTC), months_ahead=1, now=T
+    )
     assert report.created == [p(2031, 2), p(2031, 3), p(2031, 4)]
     assert report.moved_rows == 0
 
@@ -153,15 +186,18 @@ def test_partitions_ahead_are_created_once(account):
     assert second.skipped == []
     assert partitions.ledger_partitions() == attached
     # Across a year's end.
-    assert partitions.ledger_partitions_ensure(months_ahead=1, now=datetime(2031, 12, 31, 23, tzinfo=UTC)).created \
-        == [p(2031, 12), p(2032, 1)]
+    assert partitions.ledger_partitions_ensure(
+        months_ahead=1, now=datetime(2031, 12, 31, 23, tzinfo=UTC)
+    ).created == [p(2031, 12), p(2032, 1)]
 
 
 def ingest_six_months(account) -> None:
     """One record of value n on the 10th of each month from October 2030 (n = 1) to March 2031 (n = 6),
     each sent that day, after that day's partition run (as the daily task would have made them)."""
     definition(account, datetime(2030, 10, 1, tzinfo=UTC), dimensions=["region"])
-    for number, month in enumerate([(2030, 10), (2030, 11), (2030, 12), (2031, 1), (2031, 2), (2031, 3)], start=1):
+    for number, month in enumerate(
+        [(2030, 10), (2030, 11), (2030, 12), (2031, 1), (2031, 2), (2031, 3)], start=1
+    ):
         at = datetime(*month, 10, 12, tzinfo=UTC)
         partitions.ledger_partitions_ensure(months_ahead=1, now=at)
         record(account, at, f"m{number}", value=number)
@@ -170,9 +206,17 @@ def ingest_six_months(account) -> None:
 
 def monthly(account, **extra) -> list[float]:
     with time_machine.travel(datetime(2031, 3, 15, tzinfo=UTC), tick=False):
-        answer = usage_query(account_id=account.pk, query=UsageQuery(
-            meter_api_name="calls", start=datetime(2030, 10, 1, tzinfo=UTC), end=datetime(2031, 4, 1, tzinfo=UTC),
-            aggregation="SUM", interval="MONTH", **extra))
+        answer = usage_query(
+            account_id=account.pk,
+            query=UsageQuery(
+                meter_api_name="calls",
+                start=datetime(2030, 10, 1, tzinfo=UTC),
+                end=datetime(2031, 4, 1, tzinfo=UTC),
+                aggregation="SUM",
+                interval="MONTH",
+                **extra,
+            ),
+        )
     [series] = answer["clientMeters"]["calls"]
     return [next(iter(bucket.values())) for bucket in series["records"]]
 
@@ -208,7 +252,9 @@ def test_retention_detaches_exactly_the_months_before_it_and_usage_queries_still
 def test_retention_can_drop_the_old_months(account):
     ingest_six_months(account)
 
-    report = partitions.ledger_partitions_expire(retention_months=3, drop=True, now=datetime(2031, 3, 15, tzinfo=UTC))
+    report = partitions.ledger_partitions_expire(
+        retention_months=3, drop=True, now=datetime(2031, 3, 15, tzinfo=UTC)
+    )
 
     assert {p(2030, 10), p(2030, 11)} <= set(report.dropped)
     assert report.dropped == report.detached
@@ -231,12 +277,15 @@ def test_retention_off_keeps_every_month(account, settings):
 def test_retention_never_detaches_a_month_that_can_still_take_records(settings):
     settings.IDEMPOTENCY_WINDOW_DAYS = 35
     # On 3 March a record of 27 January is still accepted: January stays, whatever the retention.
-    assert partitions.retention_cutoff(retention_months=1, now=datetime(2031, 3, 3, tzinfo=UTC)) \
-        == datetime(2031, 1, 1, tzinfo=UTC)
-    assert partitions.retention_cutoff(retention_months=1, now=datetime(2031, 3, 20, tzinfo=UTC)) \
-        == datetime(2031, 2, 1, tzinfo=UTC)
-    assert partitions.retention_cutoff(retention_months=12, now=datetime(2031, 3, 20, tzinfo=UTC)) \
-        == datetime(2030, 3, 1, tzinfo=UTC)
+    assert partitions.retention_cutoff(retention_months=1, now=datetime(2031, 3, 3, tzinfo=UTC)) == datetime(
+        2031, 1, 1, tzinfo=UTC
+    )
+    assert partitions.retention_cutoff(retention_months=1, now=datetime(2031, 3, 20, tzinfo=UTC)) == datetime(
+        2031, 2, 1, tzinfo=UTC
+    )
+    assert partitions.retention_cutoff(
+        retention_months=12, now=datetime(2031, 3, 20, tzinfo=UTC)
+    ) == datetime(2030, 3, 1, tzinfo=UTC)
     with pytest.raises(ValueError):
         partitions.retention_cutoff(retention_months=0, now=datetime(2031, 3, 20, tzinfo=UTC))
 
@@ -245,8 +294,9 @@ def test_a_detached_month_is_not_made_again(account):
     ingest_six_months(account)
     partitions.ledger_partitions_expire(retention_months=2, drop=False, now=datetime(2031, 3, 15, tzinfo=UTC))
 
-    report = partitions.ledger_partitions_ensure(since=datetime(2030, 12, 1, tzinfo=UTC), months_ahead=0,
-                                                 now=datetime(2031, 3, 15, tzinfo=UTC))
+    report = partitions.ledger_partitions_ensure(
+        since=datetime(2030, 12, 1, tzinfo=UTC), months_ahead=0, now=datetime(2031, 3, 15, tzinfo=UTC)
+    )
 
     assert report.created == []
     assert report.skipped == [(p(2030, 12), "a table of that name exists and is not attached")]
@@ -258,8 +308,13 @@ def test_the_daily_task_is_scheduled_and_a_second_run_changes_nothing(account, s
     settings.LEDGER_RETENTION_MONTHS = 3
     settings.LEDGER_RETENTION_DROP = False
     task = PeriodicTask.objects.get(name="metering: ledger partitions")
-    assert (task.task, task.enabled, task.crontab.minute, task.crontab.hour, str(task.crontab.timezone)) == \
-        ("metering.ledger_partitions_maintain", True, "17", "3", "UTC")
+    assert (task.task, task.enabled, task.crontab.minute, task.crontab.hour, str(task.crontab.timezone)) == (
+        "metering.ledger_partitions_maintain",
+        True,
+        "17",
+        "3",
+        "UTC",
+    )
     ingest_six_months(account)
     attached_before = partitions.ledger_partitions()
 
@@ -282,14 +337,24 @@ def test_the_command_runs_both_with_progress(account):
     out, err = io.StringIO(), io.StringIO()
 
     with time_machine.travel(datetime(2031, 3, 15, tzinfo=UTC), tick=False):
-        call_command("ledger_partitions", "--months-ahead", "2", "--retention-months", "2", "--drop",
-                     stdout=out, stderr=err)
+        call_command(
+            "ledger_partitions",
+            "--months-ahead",
+            "2",
+            "--retention-months",
+            "2",
+            "--drop",
+            stdout=out,
+            stderr=err,
+        )
 
     lines = out.getvalue().splitlines()
     assert f"created {p(2031, 5)}" in lines
     assert "1 partition(s) created, 0 row(s) moved out of DEFAULT." in lines
     assert f"dropped {p(2030, 10)} (older than 2031-01)" in lines
-    assert re.search(r"^\d+ partition\(s\) dropped \(retention 2 month\(s\)\)\.$", out.getvalue(), re.MULTILINE)
+    assert re.search(
+        r"^\d+ partition\(s\) dropped \(retention 2 month\(s\)\)\.$", out.getvalue(), re.MULTILINE
+    )
     assert lines[-1] == "Attached: 5 monthly partition(s), 2031-01 to 2031-05, and DEFAULT."
     assert err.getvalue() == ""
     assert table_state(p(2030, 10)) == "absent"
@@ -322,10 +387,11 @@ def test_migration_converts_a_non_empty_ledger_keeping_rows_ids_and_indexes(acco
     record(account, T, "march", value=3, now=T)
     with connection.cursor() as cursor:  # a row from years ago, as an old ledger may hold
         cursor.execute(
-            f"INSERT INTO {LEDGER} (account_id, meter_type_id, meter_id, user_id, value, timestamp, dimensions, "  # noqa: S608
+            f"INSERT INTO {LEDGER} (account_id, meter_type_id, meter_id, user_id, value, timestamp, dimensions, "
             "source, source_ref, idempotency_key, created_at) SELECT account_id, meter_type_id, meter_id, user_id, "
             "7, '2025-06-15T00:00:00Z', dimensions, source, source_ref, 'old', created_at FROM "
-            f"{LEDGER} WHERE idempotency_key = 'feb'")
+            f"{LEDGER} WHERE idempotency_key = 'feb'"
+        )
     before = dict(UsageRecord.objects.filter(account=account).values_list("idempotency_key", "id"))
 
     moved = partitions.ledger_table_partition()
@@ -371,11 +437,15 @@ def test_migration_converts_an_empty_ledger(account):
 def test_a_month_whose_lock_is_not_available_is_skipped_and_made_by_the_next_run():
     # Another session reads DEFAULT in an open transaction: the partition run cannot lock it.
     settings_dict = connection.settings_dict
-    other = psycopg.connect(host=settings_dict["HOST"], port=settings_dict["PORT"] or 5432,
-                            user=settings_dict["USER"], dbname=settings_dict["NAME"],
-                            password=settings_dict["PASSWORD"] or None)
+    other = psycopg.connect(
+        host=settings_dict["HOST"],
+        port=settings_dict["PORT"] or 5432,
+        user=settings_dict["USER"],
+        dbname=settings_dict["NAME"],
+        password=settings_dict["PASSWORD"] or None,
+    )
     try:
-        other.execute(f"SELECT count(*) FROM {DEFAULT_PARTITION}")  # noqa: S608 - holds ACCESS SHARE until rollback
+        other.execute(f"SELECT count(*) FROM {DEFAULT_PARTITION}")
         started = time.monotonic()
         report = partitions.ledger_partitions_ensure(months_ahead=0, now=T)
         assert time.monotonic() - started < 15

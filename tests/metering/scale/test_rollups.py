@@ -23,21 +23,29 @@ CUSTOMERS = ("ann", "bob", "cid")
 def ledger_by_hour(account) -> dict[tuple, tuple]:
     hours: dict[tuple, list[Decimal]] = defaultdict(list)
     for meter_type_id, user_id, timestamp, value in UsageRecord.objects.filter(account=account).values_list(
-            "meter_type_id", "user_id", "timestamp", "value"):
+        "meter_type_id", "user_id", "timestamp", "value"
+    ):
         hours[(meter_type_id, user_id, timestamp.replace(minute=0, second=0, microsecond=0))].append(value)
-    return {key: (sum(values, Decimal(0)), len(values), max(values), min(values)) for key, values in hours.items()}
+    return {
+        key: (sum(values, Decimal(0)), len(values), max(values), min(values)) for key, values in hours.items()
+    }
 
 
 def rollups(account) -> dict[tuple, tuple]:
-    return {(row.meter_type_id, row.user_id, row.hour): (row.sum, row.count, row.max, row.min)
-            for row in UsageRollup.objects.filter(account=account)}
+    return {
+        (row.meter_type_id, row.user_id, row.hour): (row.sum, row.count, row.max, row.min)
+        for row in UsageRollup.objects.filter(account=account)
+    }
 
 
 def test_rollups_equal_the_ledger_after_random_batches_duplicates_and_corrections(account, other_account):
     rng = random.Random(20261122)
     with time_machine.travel(NOW - timedelta(days=5), tick=False):
-        types = [make_type(account, name="Calls"), make_type(account, name="Bytes", aggregation="MAX"),
-                 make_type(other_account, name="Calls")]
+        types = [
+            make_type(account, name="Calls"),
+            make_type(account, name="Bytes", aggregation="MAX"),
+            make_type(other_account, name="Calls"),
+        ]
         for meter_type in types:
             for user in CUSTOMERS:
                 make_meter(meter_type, user)
@@ -53,13 +61,24 @@ def test_rollups_equal_the_ledger_after_random_batches_duplicates_and_correction
                 else:
                     key = f"k{len(keys)}"
                     keys.append(key)
-                value = rng.choice([str(Decimal(rng.randint(-500, 5000)) / 100), "not a number"]
-                                   if rng.random() < 0.1 else [str(Decimal(rng.randint(-500, 5000)) / 100)])
+                value = rng.choice(
+                    [str(Decimal(rng.randint(-500, 5000)) / 100), "not a number"]
+                    if rng.random() < 0.1
+                    else [str(Decimal(rng.randint(-500, 5000)) / 100)]
+                )
                 at = NOW - timedelta(minutes=rng.randint(0, 3 * 24 * 60), seconds=rng.randint(0, 59))
-                batch.append(UsageInput(user_id=rng.choice(CUSTOMERS), value=value, timestamp=at,
-                                        meter_type_id=meter_type.pk, idempotency_key=f"{meter_type.account_id}:{key}"))
-            result = usage_apply(account_id=account.pk if batch_number % 3 else other_account.pk,
-                                 records=batch, source="api")
+                batch.append(
+                    UsageInput(
+                        user_id=rng.choice(CUSTOMERS),
+                        value=value,
+                        timestamp=at,
+                        meter_type_id=meter_type.pk,
+                        idempotency_key=f"{meter_type.account_id}:{key}",
+                    )
+                )
+            result = usage_apply(
+                account_id=account.pk if batch_number % 3 else other_account.pk, records=batch, source="api"
+            )
             for item in result.results:
                 outcomes[item.outcome] += 1
             assert ledger_by_hour(account) == rollups(account)
@@ -69,4 +88,6 @@ def test_rollups_equal_the_ledger_after_random_batches_duplicates_and_correction
     assert set(outcomes) >= {"ACCEPTED", "DUPLICATE", "CORRECTION"}
     stored = UsageRecord.objects.filter(account__in=[account, other_account]).count()
     assert stored == outcomes["ACCEPTED"]
-    assert sum(row.count for row in UsageRollup.objects.filter(account__in=[account, other_account])) == stored
+    assert (
+        sum(row.count for row in UsageRollup.objects.filter(account__in=[account, other_account])) == stored
+    )

@@ -21,9 +21,13 @@ STORE_ID = "5f0c2d1e-8b7a-4c3d-9e2f-1a0b9c8d7e6f"
 
 def chain(*nodes: tuple[str, str, dict], name: str = "Engine test") -> dict:
     """A stream configuration: an online collector, then ``nodes`` ``(id, type, config)`` in a line."""
-    all_nodes = [{"id": "in", "name": "In", "type": "onlineCollector", "config": {"collectorId": COLLECTOR_ID}}]
-    all_nodes += [{"id": node_id, "name": node_id.title(), "type": node_type, "config": config}
-                  for node_id, node_type, config in nodes]
+    all_nodes = [
+        {"id": "in", "name": "In", "type": "onlineCollector", "config": {"collectorId": COLLECTOR_ID}}
+    ]
+    all_nodes += [
+        {"id": node_id, "name": node_id.title(), "type": node_type, "config": config}
+        for node_id, node_type, config in nodes
+    ]
     edges = [{"source": a["id"], "target": b["id"]} for a, b in zip(all_nodes, all_nodes[1:], strict=False)]
     return {"name": name, "nodes": all_nodes, "edges": edges}
 
@@ -33,8 +37,9 @@ def make_stream(account, solution):
     """``make_stream(config)`` imports a configuration through the service and returns the stream."""
 
     def make(config, **options):
-        return services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR, stream_config=config,
-                                      **options).stream
+        return services.stream_import(
+            account=account, solution_id=solution.pk, actor=ACTOR, stream_config=config, **options
+        ).stream
 
     return make
 
@@ -70,8 +75,14 @@ class Receiver:
                 if receiver.delay_seconds:
                     time.sleep(receiver.delay_seconds)
                 with receiver.lock:
-                    receiver.requests.append({"method": self.command, "path": self.path,
-                                              "headers": dict(self.headers), "body": json.loads(body or b"null")})
+                    receiver.requests.append(
+                        {
+                            "method": self.command,
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": json.loads(body or b"null"),
+                        }
+                    )
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

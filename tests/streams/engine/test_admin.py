@@ -18,9 +18,20 @@ from tests.streams.engine.conftest import STORE_ID, chain
 
 pytestmark = pytest.mark.django_db
 
-SESSIONS = chain(("sessions", "scriptAggregator", {"storeId": STORE_ID, "keyFields": ["customer", "order"],
-                                                   "timeoutSeconds": 600, "script": "{'n': 1}"}),
-                 ("peek", "inspect", {}), name="Orders")
+SESSIONS = chain(
+    (
+        "sessions",
+        "scriptAggregator",
+        {
+            "storeId": STORE_ID,
+            "keyFields": ["customer", "order"],
+            "timeoutSeconds": 600,
+            "script": "{'n': 1}",
+        },
+    ),
+    ("peek", "inspect", {}),
+    name="Orders",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -40,17 +51,24 @@ def staff(client, account):
 @pytest.fixture
 def ours(make_stream):
     stream = make_stream(SESSIONS)
-    engine_services.stream_run_execute(stream_id=stream.pk, records=[{"customer": "acme-c1", "order": "o1"},
-                                                                     {"customer": "acme-c2"}])
+    engine_services.stream_run_execute(
+        stream_id=stream.pk, records=[{"customer": "acme-c1", "order": "o1"}, {"customer": "acme-c2"}]
+    )
     return stream
 
 
 @pytest.fixture
 def theirs(other_account):
     solution = services.solution_create(account=other_account, name="Globex")
-    stream = services.stream_import(account=other_account, solution_id=solution.pk, actor=ACTOR,
-                                    stream_config=SESSIONS | {"name": "Globex orders"}).stream
-    engine_services.stream_run_execute(stream_id=stream.pk, records=[{"customer": "globex-c9", "order": "o9"}])
+    stream = services.stream_import(
+        account=other_account,
+        solution_id=solution.pk,
+        actor=ACTOR,
+        stream_config=SESSIONS | {"name": "Globex orders"},
+    ).stream
+    engine_services.stream_run_execute(
+        stream_id=stream.pk, records=[{"customer": "globex-c9", "order": "o9"}]
+    )
     return stream
 
 
@@ -60,8 +78,10 @@ def test_runs_list_with_filters_and_a_run_page_with_per_node_counts(staff, ours,
     assert "?status__exact=FAILED" in page and "?trigger__exact=manual" in page
     run = StreamRun.objects.get(stream=ours)
     detail = staff.get(f"/admin/streams/streamrun/{run.pk}/change/").content.decode()
-    assert '<tr class="node-counts" data-node-id="sessions"><td>sessions</td><td>Sessions</td><td>2</td><td>0</td>' \
-           "<td>1</td></tr>" in detail
+    assert (
+        '<tr class="node-counts" data-node-id="sessions"><td>sessions</td><td>Sessions</td><td>2</td><td>0</td>'
+        "<td>1</td></tr>" in detail
+    )
     assert "key field order is missing" in detail
     foreign = StreamRun.objects.get(stream=theirs)
     assert staff.get(f"/admin/streams/streamrun/{foreign.pk}/change/").status_code == 302
@@ -85,8 +105,9 @@ def test_sessions_per_store_and_the_time_out_action(staff, ours, theirs, account
     assert "&quot;acme-c1&quot; / &quot;o1&quot;" in sessions and "globex" not in sessions
     session = AggregationSession.objects.get(account=account)
     with time_machine.travel(timezone.now() + datetime.timedelta(seconds=5), tick=False):
-        response = staff.post("/admin/streams/aggregationsession/",
-                              {"action": "time_out_now", "_selected_action": [session.pk]})
+        response = staff.post(
+            "/admin/streams/aggregationsession/", {"action": "time_out_now", "_selected_action": [session.pk]}
+        )
         assert response.status_code == 302
         session.refresh_from_db()
         assert session.timeout_at <= timezone.now()
@@ -114,15 +135,21 @@ def test_flush_deliveries_waiting_in_the_outbox_with_a_retry_now_action(staff, o
     from streams.models import FlushDelivery
 
     later = timezone.now() + datetime.timedelta(minutes=5)
-    waiting = engine_services.flushed_records_queue(stream=ours, node_id="sessions",
-                                                    records=[{"userId": "acme-u1", "value": 3}])
-    engine_services.flushed_records_queue(stream=theirs, node_id="sessions", records=[{"userId": "globex-u9"}])
-    FlushDelivery.objects.update(attempts=2, last_error="node peek: the target answered HTTP 503",
-                                 next_attempt_at=later)
+    waiting = engine_services.flushed_records_queue(
+        stream=ours, node_id="sessions", records=[{"userId": "acme-u1", "value": 3}]
+    )
+    engine_services.flushed_records_queue(
+        stream=theirs, node_id="sessions", records=[{"userId": "globex-u9"}]
+    )
+    FlushDelivery.objects.update(
+        attempts=2, last_error="node peek: the target answered HTTP 503", next_attempt_at=later
+    )
     page = staff.get("/admin/streams/flushdelivery/").content.decode()
     assert "Orders" in page and "Globex orders" not in page and "the target answered HTTP 503" in page
     assert "acme-u1" in staff.get(f"/admin/streams/flushdelivery/{waiting.pk}/change/").content.decode()
     staff.post("/admin/streams/flushdelivery/", {"action": "retry_now", "_selected_action": [waiting.pk]})
     assert FlushDelivery.objects.get(pk=waiting.pk).next_attempt_at < later
     assert FlushDelivery.objects.get(stream=theirs).next_attempt_at == later
-    assert staff.post(f"/admin/streams/flushdelivery/{waiting.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert (
+        staff.post(f"/admin/streams/flushdelivery/{waiting.pk}/delete/", {"post": "yes"}).status_code == 403
+    )

@@ -10,8 +10,16 @@ import pytest
 from streams.engine.cel import CelError, _message, cel_compile, from_cel
 
 RECORDS = [
-    {"customer": {"id": "c1", "plan": "pro"}, "bytes": 2048, "n": 3, "f": 1.5, "ok": True, "tags": ["a", "b"],
-     "s": "abc", "z": None},
+    {
+        "customer": {"id": "c1", "plan": "pro"},
+        "bytes": 2048,
+        "n": 3,
+        "f": 1.5,
+        "ok": True,
+        "tags": ["a", "b"],
+        "s": "abc",
+        "z": None,
+    },
     {"customer": {"id": "c2"}, "bytes": 0, "n": -7, "f": 0.0, "ok": False, "tags": [], "s": "", "z": 1},
     {"customer": "flat", "bytes": "12", "n": 9223372036854775807},
     {"n": -9223372036854775808, "bytes": 5},
@@ -19,24 +27,86 @@ RECORDS = [
 ]
 
 EXPRESSIONS = [
-    "record.customer.id", "1", "has(record.customer.plan) ? record.customer.plan : 'free'", "record.bytes / 1024",
-    "record.bytes % 0", "record.n + 1", "record.n * 2", "-record.n", "!record.ok", "record.ok || record.missing",
-    "record.missing || record.ok", "record.ok && record.missing", "record.f + 1", "record.f + 1.0",
-    "double(record.bytes) / 1000.0", "int(record.bytes)", "string(record.n)", "size(record.s)", "size(record.tags)",
-    "record.s.startsWith('a')", "record.s.endsWith('c')", "record.s.contains('b')", "record.s.matches('^a.c$')",
-    "'a' in record.tags", "record.tags[0]", "record.tags[5]", "record['customer']['id']", "record.customer['plan']",
-    "{'a': record.n, 'b': [1, record.s]}", "{'a': record.missing}", "{'a': 1, 'a': 2}", "[record.missing]",
-    "record.z == null", "record.n > 2", "record.n >= 'x'", "record.s < 'b'",
-    "record.customer == {'id': 'c1', 'plan': 'pro'}", "dyn(record.n)", "has(record.z)", "record.ok ? 1 : 'x'",
-    "record.n ? 1 : 2", "record", "record.customer", "1u + 2u", "b'ab'", "timestamp('2023-01-01T00:00:00Z')",
-    "duration('3600s')", '"\\u00e9" + record.s', "r'raw\\n'", "size(record)", "record.s + record.s", "record.n - 1",
-    "0.1 + 0.2", "record.bytes / 0", "record.f / 0.0", "record.customer.id.size()", "record.missing.x",
-    "has(record.customer.id)", "has(record.missing.x)", "record.n / -2", "-7 / 2", "-7 % 3", "7 % -3",
-    "record.n % 4", "record.n * record.n", "record.n + record.n", "9223372036854775807 + 1",
-    "-9223372036854775807 - 2", "record.n - 9223372036854775807", "record.n / 0", "record.n + true",
-    "record.n + 1.5", "1 + 1u", "record.bytes * 3 + 7 / 2 - 1 % 5", "-(record.n)", "- -record.n",
+    "record.customer.id",
+    "1",
+    "has(record.customer.plan) ? record.customer.plan : 'free'",
+    "record.bytes / 1024",
+    "record.bytes % 0",
+    "record.n + 1",
+    "record.n * 2",
+    "-record.n",
+    "!record.ok",
+    "record.ok || record.missing",
+    "record.missing || record.ok",
+    "record.ok && record.missing",
+    "record.f + 1",
+    "record.f + 1.0",
+    "double(record.bytes) / 1000.0",
+    "int(record.bytes)",
+    "string(record.n)",
+    "size(record.s)",
+    "size(record.tags)",
+    "record.s.startsWith('a')",
+    "record.s.endsWith('c')",
+    "record.s.contains('b')",
+    "record.s.matches('^a.c$')",
+    "'a' in record.tags",
+    "record.tags[0]",
+    "record.tags[5]",
+    "record['customer']['id']",
+    "record.customer['plan']",
+    "{'a': record.n, 'b': [1, record.s]}",
+    "{'a': record.missing}",
+    "{'a': 1, 'a': 2}",
+    "[record.missing]",
+    "record.z == null",
+    "record.n > 2",
+    "record.n >= 'x'",
+    "record.s < 'b'",
+    "record.customer == {'id': 'c1', 'plan': 'pro'}",
+    "dyn(record.n)",
+    "has(record.z)",
+    "record.ok ? 1 : 'x'",
+    "record.n ? 1 : 2",
+    "record",
+    "record.customer",
+    "1u + 2u",
+    "b'ab'",
+    "timestamp('2023-01-01T00:00:00Z')",
+    "duration('3600s')",
+    '"\\u00e9" + record.s',
+    "r'raw\\n'",
+    "size(record)",
+    "record.s + record.s",
+    "record.n - 1",
+    "0.1 + 0.2",
+    "record.bytes / 0",
+    "record.f / 0.0",
+    "record.customer.id.size()",
+    "record.missing.x",
+    "has(record.customer.id)",
+    "has(record.missing.x)",
+    "record.n / -2",
+    "-7 / 2",
+    "-7 % 3",
+    "7 % -3",
+    "record.n % 4",
+    "record.n * record.n",
+    "record.n + record.n",
+    "9223372036854775807 + 1",
+    "-9223372036854775807 - 2",
+    "record.n - 9223372036854775807",
+    "record.n / 0",
+    "record.n + true",
+    "record.n + 1.5",
+    "1 + 1u",
+    "record.bytes * 3 + 7 / 2 - 1 % 5",
+    "-(record.n)",
+    "- -record.n",
     # Left to celpy's interpreter (comprehensions, type names): same answers, just slower.
-    "record.tags.map(x, x + 'z')", "record.tags.exists(x, x == 'a')", "type(record.n) == int",
+    "record.tags.map(x, x + 'z')",
+    "record.tags.exists(x, x == 'a')",
+    "type(record.n) == int",
 ]
 
 _ENVIRONMENT = celpy.Environment()
@@ -83,7 +153,9 @@ def normalized(answer):
 @pytest.mark.parametrize("expression", EXPRESSIONS)
 def test_the_engine_answers_what_celpy_answers(expression):
     for record in RECORDS:
-        assert normalized(engine_answer(expression, record)) == normalized(celpy_answer(expression, record)), record
+        assert normalized(engine_answer(expression, record)) == normalized(
+            celpy_answer(expression, record)
+        ), record
 
 
 def test_common_expressions_are_compiled_and_comprehensions_fall_back():
@@ -94,10 +166,19 @@ def test_common_expressions_are_compiled_and_comprehensions_fall_back():
 
 
 def test_results_are_plain_json_values():
-    result = cel_compile("{'i': 2 * 3, 'd': 1.5, 's': 'x', 'b': true, 'n': null, 'l': [1, 'a'], "
-                         "'t': timestamp('2023-07-01T00:00:00Z')}").evaluate({"record": {}})
-    assert result == {"i": 6, "d": 1.5, "s": "x", "b": True, "n": None, "l": [1, "a"],
-                      "t": "2023-07-01T00:00:00.000Z"}
+    result = cel_compile(
+        "{'i': 2 * 3, 'd': 1.5, 's': 'x', 'b': true, 'n': null, 'l': [1, 'a'], "
+        "'t': timestamp('2023-07-01T00:00:00Z')}"
+    ).evaluate({"record": {}})
+    assert result == {
+        "i": 6,
+        "d": 1.5,
+        "s": "x",
+        "b": True,
+        "n": None,
+        "l": [1, "a"],
+        "t": "2023-07-01T00:00:00.000Z",
+    }
     assert [type(value) for value in result.values()] == [int, float, str, bool, type(None), list, str]
 
 

@@ -31,17 +31,25 @@ def test_the_collector_node_rejects_anything_but_objects(make_stream):
     stream = make_stream(chain(("peek", "inspect", {})))
     result = execute(stream, [{"a": 1}, "text", 3, [1]])
     assert output(result, "in") == [{"a": 1}]
-    assert reasons(result, "in") == [("text", "a record must be a JSON object"), (3, "a record must be a JSON object"),
-                                     ([1], "a record must be a JSON object")]
+    assert reasons(result, "in") == [
+        ("text", "a record must be a JSON object"),
+        (3, "a record must be a JSON object"),
+        ([1], "a record must be a JSON object"),
+    ]
 
 
 # --- filter --------------------------------------------------------------------------------------
 
 
 def test_filter_and_keeps_records_matching_every_condition(make_stream):
-    stream = filter_stream(make_stream, [condition("status", "number", "lessThan", 500),
-                                         condition("internal", "boolean", "equals", False),
-                                         condition("path", "string", "startsWith", "/v1/")])
+    stream = filter_stream(
+        make_stream,
+        [
+            condition("status", "number", "lessThan", 500),
+            condition("internal", "boolean", "equals", False),
+            condition("path", "string", "startsWith", "/v1/"),
+        ],
+    )
     records = [
         {"id": 1, "status": 200, "internal": False, "path": "/v1/a"},
         {"id": 2, "status": 503, "internal": False, "path": "/v1/a"},
@@ -55,37 +63,50 @@ def test_filter_and_keeps_records_matching_every_condition(make_stream):
 
 
 def test_filter_or_keeps_records_matching_any_condition(make_stream):
-    stream = filter_stream(make_stream, [condition("plan", "string", "equals", "pro"),
-                                         condition("seats", "number", "greaterThanOrEqual", 10)], "OR")
-    records = [{"id": 1, "plan": "pro", "seats": 1}, {"id": 2, "plan": "free", "seats": 10},
-               {"id": 3, "plan": "free", "seats": 9.5}, {"id": 4}]
+    stream = filter_stream(
+        make_stream,
+        [
+            condition("plan", "string", "equals", "pro"),
+            condition("seats", "number", "greaterThanOrEqual", 10),
+        ],
+        "OR",
+    )
+    records = [
+        {"id": 1, "plan": "pro", "seats": 1},
+        {"id": 2, "plan": "free", "seats": 10},
+        {"id": 3, "plan": "free", "seats": 9.5},
+        {"id": 4},
+    ]
     assert [record["id"] for record in output(execute(stream, records), "keep")] == [1, 2]
 
 
-@pytest.mark.parametrize(("rule", "expected_ids"), [
-    (condition("s", "string", "equals", "abc"), [1]),
-    (condition("s", "string", "notEquals", "abc"), [2, 3, 4, 5]),
-    (condition("s", "string", "contains", "b"), [1]),
-    (condition("s", "string", "notContains", "b"), [2, 3, 4, 5]),
-    (condition("s", "string", "startsWith", "ab"), [1]),
-    (condition("s", "string", "endsWith", "YZ"), [2]),
-    (condition("s", "string", "in", ["abc", "xYZ"]), [1, 2]),
-    (condition("s", "string", "notIn", ["abc"]), [2, 3, 4, 5]),
-    (condition("s", "string", "exists"), [1, 2, 3]),
-    (condition("s", "string", "notExists"), [4, 5]),
-    (condition("n", "number", "equals", 2), [1, 3]),
-    (condition("n", "number", "notEquals", 2), [2, 4, 5]),
-    (condition("n", "number", "greaterThan", 2), [2]),
-    (condition("n", "number", "greaterThanOrEqual", 2), [1, 2, 3]),
-    (condition("n", "number", "lessThan", 2.5), [1, 3]),
-    (condition("n", "number", "lessThanOrEqual", 2), [1, 3]),
-    (condition("n", "number", "in", [2, 7]), [1, 3]),
-    (condition("n", "number", "notIn", [2]), [2, 4, 5]),
-    (condition("b", "boolean", "equals", True), [1, 3]),
-    (condition("b", "boolean", "notEquals", True), [2, 4, 5]),
-    (condition("b", "boolean", "exists"), [1, 2, 3]),
-    (condition("nested.v", "string", "equals", "x"), [2]),
-])
+@pytest.mark.parametrize(
+    ("rule", "expected_ids"),
+    [
+        (condition("s", "string", "equals", "abc"), [1]),
+        (condition("s", "string", "notEquals", "abc"), [2, 3, 4, 5]),
+        (condition("s", "string", "contains", "b"), [1]),
+        (condition("s", "string", "notContains", "b"), [2, 3, 4, 5]),
+        (condition("s", "string", "startsWith", "ab"), [1]),
+        (condition("s", "string", "endsWith", "YZ"), [2]),
+        (condition("s", "string", "in", ["abc", "xYZ"]), [1, 2]),
+        (condition("s", "string", "notIn", ["abc"]), [2, 3, 4, 5]),
+        (condition("s", "string", "exists"), [1, 2, 3]),
+        (condition("s", "string", "notExists"), [4, 5]),
+        (condition("n", "number", "equals", 2), [1, 3]),
+        (condition("n", "number", "notEquals", 2), [2, 4, 5]),
+        (condition("n", "number", "greaterThan", 2), [2]),
+        (condition("n", "number", "greaterThanOrEqual", 2), [1, 2, 3]),
+        (condition("n", "number", "lessThan", 2.5), [1, 3]),
+        (condition("n", "number", "lessThanOrEqual", 2), [1, 3]),
+        (condition("n", "number", "in", [2, 7]), [1, 3]),
+        (condition("n", "number", "notIn", [2]), [2, 4, 5]),
+        (condition("b", "boolean", "equals", True), [1, 3]),
+        (condition("b", "boolean", "notEquals", True), [2, 4, 5]),
+        (condition("b", "boolean", "exists"), [1, 2, 3]),
+        (condition("nested.v", "string", "equals", "x"), [2]),
+    ],
+)
 def test_filter_operators_by_type(make_stream, rule, expected_ids):
     # Record 3 carries a numeric string for n and a string boolean; record 4 holds nulls; 5 lacks the fields.
     records = [
@@ -103,28 +124,60 @@ def test_filter_operators_by_type(make_stream, rule, expected_ids):
 
 
 def test_map_sets_fields_from_expressions_on_a_copy(make_stream):
-    stream = make_stream(chain(("shape", "map", {"fields": {
-        "userId": "record.customer.id", "value": "1",
-        "plan": "has(record.customer.plan) ? record.customer.plan : 'free'",
-        "usage.kb": "record.bytes / 1024",
-    }})))
-    records = [{"customer": {"id": "c1", "plan": "pro"}, "bytes": 4096, "usage": {"raw": True}},
-               {"customer": {"id": "c2"}, "bytes": 10}]
+    stream = make_stream(
+        chain(
+            (
+                "shape",
+                "map",
+                {
+                    "fields": {
+                        "userId": "record.customer.id",
+                        "value": "1",
+                        "plan": "has(record.customer.plan) ? record.customer.plan : 'free'",
+                        "usage.kb": "record.bytes / 1024",
+                    }
+                },
+            )
+        )
+    )
+    records = [
+        {"customer": {"id": "c1", "plan": "pro"}, "bytes": 4096, "usage": {"raw": True}},
+        {"customer": {"id": "c2"}, "bytes": 10},
+    ]
     result = execute(stream, records)
     assert output(result, "shape") == [
-        {"customer": {"id": "c1", "plan": "pro"}, "bytes": 4096, "usage": {"raw": True, "kb": 4},
-         "userId": "c1", "value": 1, "plan": "pro"},
-        {"customer": {"id": "c2"}, "bytes": 10, "usage": {"kb": 0}, "userId": "c2", "value": 1, "plan": "free"},
+        {
+            "customer": {"id": "c1", "plan": "pro"},
+            "bytes": 4096,
+            "usage": {"raw": True, "kb": 4},
+            "userId": "c1",
+            "value": 1,
+            "plan": "pro",
+        },
+        {
+            "customer": {"id": "c2"},
+            "bytes": 10,
+            "usage": {"kb": 0},
+            "userId": "c2",
+            "value": 1,
+            "plan": "free",
+        },
     ]
     assert records[0]["usage"] == {"raw": True}  # the input record is untouched
 
 
 def test_map_rejects_a_record_whose_expression_fails(make_stream):
     stream = make_stream(chain(("shape", "map", {"fields": {"userId": "record.customer.id"}})))
-    result = execute(stream, [{"customer": {"id": "c1"}}, {"account": "a"}, {"customer": {"id": "c3"}, "x": 1}])
-    assert output(result, "shape") == [{"customer": {"id": "c1"}, "userId": "c1"},
-                                       {"customer": {"id": "c3"}, "x": 1, "userId": "c3"}]
-    assert reasons(result, "shape") == [({"account": "a"}, "fields.userId: no such member in mapping: 'customer'")]
+    result = execute(
+        stream, [{"customer": {"id": "c1"}}, {"account": "a"}, {"customer": {"id": "c3"}, "x": 1}]
+    )
+    assert output(result, "shape") == [
+        {"customer": {"id": "c1"}, "userId": "c1"},
+        {"customer": {"id": "c3"}, "x": 1, "userId": "c3"},
+    ]
+    assert reasons(result, "shape") == [
+        ({"account": "a"}, "fields.userId: no such member in mapping: 'customer'")
+    ]
 
 
 def test_map_rejects_setting_a_field_inside_a_non_object(make_stream):
@@ -136,8 +189,17 @@ def test_map_rejects_setting_a_field_inside_a_non_object(make_stream):
 
 
 def test_script_returns_a_new_record_keeps_drops_or_rejects(make_stream):
-    stream = make_stream(chain(("normalize", "script", {"expression":
-        "has(record.drop) ? !record.drop : {'userId': record.account, 'kwh': double(record.wh) / 1000.0}"})))
+    stream = make_stream(
+        chain(
+            (
+                "normalize",
+                "script",
+                {
+                    "expression": "has(record.drop) ? !record.drop : {'userId': record.account, 'kwh': double(record.wh) / 1000.0}"
+                },
+            )
+        )
+    )
     records = [{"account": "a1", "wh": 1500}, {"drop": True}, {"drop": False, "keep": 1}, {"account": "a2"}]
     result = execute(stream, records)
     assert output(result, "normalize") == [{"userId": "a1", "kwh": 1.5}, {"drop": False, "keep": 1}]
@@ -148,22 +210,28 @@ def test_script_returns_a_new_record_keeps_drops_or_rejects(make_stream):
 def test_script_result_that_is_neither_map_nor_boolean_is_rejected(make_stream):
     stream = make_stream(chain(("normalize", "script", {"expression": "record.n * 2"})))
     assert reasons(execute(stream, [{"n": 2}]), "normalize") == [
-        ({"n": 2}, "the script must return a map (the new record) or a boolean (keep or drop), not a number")]
+        ({"n": 2}, "the script must return a map (the new record) or a boolean (keep or drop), not a number")
+    ]
 
 
 # --- deduplicate ---------------------------------------------------------------------------------
 
 
 def dedup_stream(make_stream, window=3600):
-    return make_stream(chain(("dedup", "deduplicate", {"keyFields": ["requestId", "customer.id"],
-                                                       "windowSeconds": window})))
+    return make_stream(
+        chain(("dedup", "deduplicate", {"keyFields": ["requestId", "customer.id"], "windowSeconds": window}))
+    )
 
 
 def test_deduplicate_drops_repeats_within_a_batch_and_rejects_unkeyed_records(make_stream):
     stream = dedup_stream(make_stream)
-    records = [{"requestId": "r1", "customer": {"id": 1}, "n": 1}, {"requestId": "r1", "customer": {"id": 1}, "n": 2},
-               {"requestId": "r1", "customer": {"id": 2}, "n": 3}, {"requestId": "r2", "n": 4},
-               {"requestId": "r1", "customer": {"id": 1.0}, "n": 5}]
+    records = [
+        {"requestId": "r1", "customer": {"id": 1}, "n": 1},
+        {"requestId": "r1", "customer": {"id": 1}, "n": 2},
+        {"requestId": "r1", "customer": {"id": 2}, "n": 3},
+        {"requestId": "r2", "n": 4},
+        {"requestId": "r1", "customer": {"id": 1.0}, "n": 5},
+    ]
     result = execute(stream, records)
     assert [record["n"] for record in output(result, "dedup")] == [1, 3]
     assert reasons(result, "dedup") == [({"requestId": "r2", "n": 4}, "key field customer.id is missing")]
@@ -178,12 +246,14 @@ def test_deduplicate_remembers_keys_across_runs_until_the_window_passes(make_str
         assert run.node_counts["dedup"] == {"in": 2, "out": 2, "rejected": 0}
     with time_machine.travel(datetime.datetime(2025, 1, 1, 12, 0, 59, tzinfo=datetime.UTC), tick=False):
         again = engine_services.stream_run_execute(
-            stream_id=stream.pk, records=first + [{"requestId": "r3", "customer": {"id": 1}}])
+            stream_id=stream.pk, records=first + [{"requestId": "r3", "customer": {"id": 1}}]
+        )
         assert again.node_counts["dedup"] == {"in": 3, "out": 1, "rejected": 0}
     with time_machine.travel(datetime.datetime(2025, 1, 1, 12, 1, 0, tzinfo=datetime.UTC), tick=False):
         # r1 and r2 were first seen at 12:00:00: their 60 s window is over; r3's (12:00:59) is not.
         later = engine_services.stream_run_execute(
-            stream_id=stream.pk, records=first + [{"requestId": "r3", "customer": {"id": 1}}])
+            stream_id=stream.pk, records=first + [{"requestId": "r3", "customer": {"id": 1}}]
+        )
         assert later.node_counts["dedup"] == {"in": 3, "out": 2, "rejected": 0}
     assert StreamDedupKey.objects.filter(stream=stream).count() == 3
 
@@ -203,9 +273,19 @@ AGGREGATIONS = [
 
 
 def test_data_aggregator_groups_the_batch_and_emits_one_record_per_key(make_stream):
-    stream = make_stream(chain(("per-bucket", "dataAggregator", {
-        "storeId": "d4c3b2a1-0f9e-4d8c-b7a6-5e4d3c2b1a09", "keyFields": ["customerId", "bucket"],
-        "aggregations": AGGREGATIONS})))
+    stream = make_stream(
+        chain(
+            (
+                "per-bucket",
+                "dataAggregator",
+                {
+                    "storeId": "d4c3b2a1-0f9e-4d8c-b7a6-5e4d3c2b1a09",
+                    "keyFields": ["customerId", "bucket"],
+                    "aggregations": AGGREGATIONS,
+                },
+            )
+        )
+    )
     records = [
         {"customerId": "c1", "bucket": "logs", "bytes": 100, "zone": "eu"},
         {"customerId": "c2", "bucket": "logs", "bytes": 7},
@@ -216,12 +296,39 @@ def test_data_aggregator_groups_the_batch_and_emits_one_record_per_key(make_stre
     ]
     result = execute(stream, records)
     assert output(result, "per-bucket") == [
-        {"customerId": "c1", "bucket": "logs", "bytes": 400, "reports": 2, "smallest": 100, "largest": 300,
-         "stats": {"average": 200.0}, "firstZone": "eu", "lastZone": "us"},
-        {"customerId": "c2", "bucket": "logs", "bytes": 7, "reports": 1, "smallest": 7, "largest": 7,
-         "stats": {"average": 7.0}, "firstZone": None, "lastZone": None},
-        {"customerId": "c1", "bucket": "img", "bytes": 5.5, "reports": 1, "smallest": 5.5, "largest": 5.5,
-         "stats": {"average": 5.5}, "firstZone": "ap", "lastZone": "ap"},
+        {
+            "customerId": "c1",
+            "bucket": "logs",
+            "bytes": 400,
+            "reports": 2,
+            "smallest": 100,
+            "largest": 300,
+            "stats": {"average": 200.0},
+            "firstZone": "eu",
+            "lastZone": "us",
+        },
+        {
+            "customerId": "c2",
+            "bucket": "logs",
+            "bytes": 7,
+            "reports": 1,
+            "smallest": 7,
+            "largest": 7,
+            "stats": {"average": 7.0},
+            "firstZone": None,
+            "lastZone": None,
+        },
+        {
+            "customerId": "c1",
+            "bucket": "img",
+            "bytes": 5.5,
+            "reports": 1,
+            "smallest": 5.5,
+            "largest": 5.5,
+            "stats": {"average": 5.5},
+            "firstZone": "ap",
+            "lastZone": "ap",
+        },
     ]
     assert reasons(result, "per-bucket") == [
         ({"customerId": "c1", "bucket": "logs", "bytes": "many"}, "field bytes must be a number"),
@@ -235,10 +342,22 @@ def test_data_aggregator_groups_the_batch_and_emits_one_record_per_key(make_stre
 METER = {
     "meterKey": "api-calls",
     "guidingRules": [
-        {"category": "premium", "conditionOperator": "OR", "conditions": [
-            condition("plan", "string", "equals", "enterprise"), condition("plan", "string", "equals", "pro")]},
-        {"category": "bulk", "conditionOperator": "AND", "conditions": [
-            condition("plan", "string", "equals", "free"), condition("value", "number", "greaterThan", 100)]},
+        {
+            "category": "premium",
+            "conditionOperator": "OR",
+            "conditions": [
+                condition("plan", "string", "equals", "enterprise"),
+                condition("plan", "string", "equals", "pro"),
+            ],
+        },
+        {
+            "category": "bulk",
+            "conditionOperator": "AND",
+            "conditions": [
+                condition("plan", "string", "equals", "free"),
+                condition("value", "number", "greaterThan", 100),
+            ],
+        },
         {"category": "standard", "conditions": [condition("plan", "string", "exists")]},
     ],
     "groupBy": ["region", "zone.name"],
@@ -254,15 +373,57 @@ def test_meter_routes_each_record_to_the_first_matching_guiding_rule(make_stream
         {"userId": 42, "value": 3, "plan": "enterprise", "timestamp": "1688169600123"},
     ]
     routed = output(execute(stream, records, dry_run=True), "meter")
-    assert [(record["userId"], record["value"], record.get("timestamp"), record["_meter"]) for record in routed] == [
-        ("u1", 1, "2023-07-01T00:00:00.000Z", {"meterKey": "api-calls", "guidingRule": 0, "category": "premium",
-                                               "groupsKey": "premium", "groupBy": {"region": "eu", "zone.name": None}}),
-        ("u2", 500, "2023-07-01T00:00:00.000Z", {"meterKey": "api-calls", "guidingRule": 1, "category": "bulk",
-                                                 "groupsKey": "bulk", "groupBy": {"region": None, "zone.name": None}}),
-        ("u3", 2.5, None, {"meterKey": "api-calls", "guidingRule": 2, "category": "standard",
-                           "groupsKey": "standard", "groupBy": {"region": None, "zone.name": "z1"}}),
-        ("42", 3, "2023-07-01T00:00:00.123Z", {"meterKey": "api-calls", "guidingRule": 0, "category": "premium",
-                                               "groupsKey": "premium", "groupBy": {"region": None, "zone.name": None}}),
+    assert [
+        (record["userId"], record["value"], record.get("timestamp"), record["_meter"]) for record in routed
+    ] == [
+        (
+            "u1",
+            1,
+            "2023-07-01T00:00:00.000Z",
+            {
+                "meterKey": "api-calls",
+                "guidingRule": 0,
+                "category": "premium",
+                "groupsKey": "premium",
+                "groupBy": {"region": "eu", "zone.name": None},
+            },
+        ),
+        (
+            "u2",
+            500,
+            "2023-07-01T00:00:00.000Z",
+            {
+                "meterKey": "api-calls",
+                "guidingRule": 1,
+                "category": "bulk",
+                "groupsKey": "bulk",
+                "groupBy": {"region": None, "zone.name": None},
+            },
+        ),
+        (
+            "u3",
+            2.5,
+            None,
+            {
+                "meterKey": "api-calls",
+                "guidingRule": 2,
+                "category": "standard",
+                "groupsKey": "standard",
+                "groupBy": {"region": None, "zone.name": "z1"},
+            },
+        ),
+        (
+            "42",
+            3,
+            "2023-07-01T00:00:00.123Z",
+            {
+                "meterKey": "api-calls",
+                "guidingRule": 0,
+                "category": "premium",
+                "groupsKey": "premium",
+                "groupBy": {"region": None, "zone.name": None},
+            },
+        ),
     ]
 
 
@@ -295,26 +456,55 @@ def test_meter_rejects_records_it_cannot_meter_with_the_reason(make_stream):
 def test_a_meter_without_guiding_rules_counts_every_valid_record(make_stream):
     stream = make_stream(chain(("meter", "meter", {"meterKey": "all"})))
     routed = output(execute(stream, [{"userId": "u", "value": 2}], dry_run=True), "meter")
-    assert routed == [{"userId": "u", "value": 2, "_meter": {"meterKey": "all", "guidingRule": None, "category": None,
-                                                             "groupsKey": "default", "groupBy": {}}}]
+    assert routed == [
+        {
+            "userId": "u",
+            "value": 2,
+            "_meter": {
+                "meterKey": "all",
+                "guidingRule": None,
+                "category": None,
+                "groupsKey": "default",
+                "groupBy": {},
+            },
+        }
+    ]
 
 
 # --- httpForwarder -------------------------------------------------------------------------------
 
 
-def test_http_forwarder_posts_records_with_parameters_substituted(make_stream, account, receiver,
-                                                                  private_targets_allowed):
+def test_http_forwarder_posts_records_with_parameters_substituted(
+    make_stream, account, receiver, private_targets_allowed
+):
     parameter_services.parameter_create(account=account, name="billing/path", type="standard", value="usage")
-    parameter_services.parameter_create(account=account, name="billing/token", type="sensitive", value="s3cret")
-    stream = make_stream(chain(("out", "httpForwarder", {
-        "url": receiver.url + "/{{param:billing/path}}?source=stream",
-        "headers": {"Authorization": "Bearer {{param:billing/token}}", "X-Batch": "1"},
-    })))
+    parameter_services.parameter_create(
+        account=account, name="billing/token", type="sensitive", value="s3cret"
+    )
+    stream = make_stream(
+        chain(
+            (
+                "out",
+                "httpForwarder",
+                {
+                    "url": receiver.url + "/{{param:billing/path}}?source=stream",
+                    "headers": {"Authorization": "Bearer {{param:billing/token}}", "X-Batch": "1"},
+                },
+            )
+        )
+    )
     run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"a": 1}, {"a": 2}])
     assert run.status == StreamRun.Status.SUCCEEDED
-    assert [(r["method"], r["path"], r["headers"]["Authorization"], r["headers"]["X-Batch"],
-             r["headers"]["Content-Type"]) for r in receiver.requests] == [
-        ("POST", "/usage?source=stream", "Bearer s3cret", "1", "application/json")]
+    assert [
+        (
+            r["method"],
+            r["path"],
+            r["headers"]["Authorization"],
+            r["headers"]["X-Batch"],
+            r["headers"]["Content-Type"],
+        )
+        for r in receiver.requests
+    ] == [("POST", "/usage?source=stream", "Bearer s3cret", "1", "application/json")]
     assert receiver.bodies() == [[{"a": 1}, {"a": 2}]]
     assert run.node_counts["out"] == {"in": 2, "out": 2, "rejected": 0}
     assert "s3cret" not in str(run.__dict__)
@@ -325,19 +515,26 @@ def test_http_forwarder_sends_large_batches_in_chunks(make_stream, receiver, pri
     run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"i": i} for i in range(1001)])
     assert run.status == StreamRun.Status.SUCCEEDED
     assert [(request["method"], len(request["body"])) for request in receiver.requests] == [
-        ("PUT", 500), ("PUT", 500), ("PUT", 1)]
+        ("PUT", 500),
+        ("PUT", 500),
+        ("PUT", 1),
+    ]
 
 
 def test_http_forwarder_refuses_a_private_target_unless_allowed(make_stream, receiver, settings):
     settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = False
-    stream = make_stream(chain(
-        ("dedup", "deduplicate", {"keyFields": ["id"], "windowSeconds": 60}),
-        ("out", "httpForwarder", {"url": receiver.url + "/hook"}),
-    ))
+    stream = make_stream(
+        chain(
+            ("dedup", "deduplicate", {"keyFields": ["id"], "windowSeconds": 60}),
+            ("out", "httpForwarder", {"url": receiver.url + "/hook"}),
+        )
+    )
     run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"id": 1}])
     assert run.status == StreamRun.Status.FAILED
-    assert run.error == ("node out: POST " + receiver.url + "/hook: 127.0.0.1 is not a public address; "
-                         "webhook and forwarder targets must be public.")
+    assert run.error == (
+        "node out: POST " + receiver.url + "/hook: 127.0.0.1 is not a public address; "
+        "webhook and forwarder targets must be public."
+    )
     assert receiver.requests == []
     # The run's effects were rolled back with it: the retry deduplicates nothing away.
     assert StreamDedupKey.objects.count() == 0
@@ -346,8 +543,16 @@ def test_http_forwarder_refuses_a_private_target_unless_allowed(make_stream, rec
     assert (retry.status, receiver.bodies()) == (StreamRun.Status.SUCCEEDED, [[{"id": 1}]])
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.8/x", "http://169.254.169.254/latest", "http://[::1]:9/x",
-                                 "http://100.64.0.1/x", "http://0.0.0.0/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.8/x",
+        "http://169.254.169.254/latest",
+        "http://[::1]:9/x",
+        "http://100.64.0.1/x",
+        "http://0.0.0.0/x",
+    ],
+)
 def test_outbound_refuses_private_link_local_and_reserved_addresses(url, settings):
     from streams.engine import outbound
 
@@ -369,15 +574,19 @@ def test_a_target_answering_an_error_fails_the_run(make_stream, receiver, privat
     receiver.status = 503
     stream = make_stream(chain(("out", "httpForwarder", {"url": receiver.url})))
     run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"a": 1}])
-    assert (run.status, run.error) == (StreamRun.Status.FAILED,
-                                       f"node out: POST {receiver.url}: the target answered HTTP 503")
+    assert (run.status, run.error) == (
+        StreamRun.Status.FAILED,
+        f"node out: POST {receiver.url}: the target answered HTTP 503",
+    )
 
 
 def test_a_missing_parameter_fails_the_run_naming_it(make_stream, receiver, private_targets_allowed):
     stream = make_stream(chain(("out", "httpForwarder", {"url": "{{param:nowhere}}"})))
     run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"a": 1}])
-    assert (run.status, run.error) == (StreamRun.Status.FAILED,
-                                       "node out: global parameter 'nowhere': Parameter 'nowhere' not found.")
+    assert (run.status, run.error) == (
+        StreamRun.Status.FAILED,
+        "node out: global parameter 'nowhere': Parameter 'nowhere' not found.",
+    )
 
 
 # --- inspect -------------------------------------------------------------------------------------
@@ -386,8 +595,16 @@ def test_a_missing_parameter_fails_the_run_naming_it(make_stream, receiver, priv
 def test_inspect_keeps_the_last_records_across_runs(make_stream):
     stream = make_stream(chain(("peek", "inspect", {"keepLast": 3})))
     engine_services.stream_run_execute(stream_id=stream.pk, records=[{"i": i} for i in range(5)])
-    assert [row.record for row in InspectRecord.objects.filter(stream=stream)] == [{"i": 4}, {"i": 3}, {"i": 2}]
+    assert [row.record for row in InspectRecord.objects.filter(stream=stream)] == [
+        {"i": 4},
+        {"i": 3},
+        {"i": 2},
+    ]
     run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"i": 5}, {"i": 6}])
-    assert [row.record for row in InspectRecord.objects.filter(stream=stream)] == [{"i": 6}, {"i": 5}, {"i": 4}]
+    assert [row.record for row in InspectRecord.objects.filter(stream=stream)] == [
+        {"i": 6},
+        {"i": 5},
+        {"i": 4},
+    ]
     assert {row.run_id for row in InspectRecord.objects.filter(stream=stream)[:2]} == {run.pk}
     assert run.node_counts["peek"] == {"in": 2, "out": 2, "rejected": 0}

@@ -17,8 +17,11 @@ pytestmark = pytest.mark.django_db
 T0 = datetime.datetime(2025, 3, 1, 9, 30, tzinfo=datetime.UTC)
 
 PIPELINE = chain(
-    ("only-billable", "filter", {"conditions": [{"field": "status", "type": "number", "operator": "lessThan",
-                                                  "value": 500}]}),
+    (
+        "only-billable",
+        "filter",
+        {"conditions": [{"field": "status", "type": "number", "operator": "lessThan", "value": 500}]},
+    ),
     ("shape", "map", {"fields": {"userId": "record.customer.id", "value": "1"}}),
     ("dedup", "deduplicate", {"keyFields": ["requestId"], "windowSeconds": 3600}),
     ("meter", "meter", {"meterKey": "calls"}),
@@ -40,15 +43,30 @@ def test_a_run_records_counts_per_node_and_rejections(make_stream, account):
 
     stream = make_stream(PIPELINE)
     with time_machine.travel(T0, tick=False):
-        calls = meter_type_create(account_id=account.pk, name="Calls", unit="call", aggregation="SUM",
-                                  reset_cron="0 0 1 * *", timezone="Etc/UTC", active_from=T0)
+        calls = meter_type_create(
+            account_id=account.pk,
+            name="Calls",
+            unit="call",
+            aggregation="SUM",
+            reset_cron="0 0 1 * *",
+            timezone="Etc/UTC",
+            active_from=T0,
+        )
         for user_id in ("c1", "c2"):
             meter_create(account_id=account.pk, meter_key="calls", user_id=user_id, meter_type_id=calls.pk)
         run = engine_services.stream_run_execute(stream_id=stream.pk, records=RECORDS)
-    assert sorted(Meter.objects.values_list("user_id", "value", "record_count")) == [("c1", 1, 1), ("c2", 1, 1)]
+    assert sorted(Meter.objects.values_list("user_id", "value", "record_count")) == [
+        ("c1", 1, 1),
+        ("c2", 1, 1),
+    ]
     run.refresh_from_db()
     assert (run.account_id, run.stream_id, run.stream_cas, run.trigger, run.status) == (
-        account.pk, stream.pk, 1, "manual", "SUCCEEDED")
+        account.pk,
+        stream.pk,
+        1,
+        "manual",
+        "SUCCEEDED",
+    )
     assert (run.started_at, run.finished_at, run.duration_seconds) == (T0, T0, 0.0)
     assert (run.records_in, run.records_out, run.records_rejected) == (6, 2, 2)
     assert run.node_counts == {
@@ -60,8 +78,11 @@ def test_a_run_records_counts_per_node_and_rejections(make_stream, account):
     }
     assert run.rejections == [
         {"nodeId": "in", "reason": "a record must be a JSON object", "record": "not an object"},
-        {"nodeId": "shape", "reason": "fields.userId: no such member in mapping: 'customer'",
-         "record": {"requestId": "r3", "status": 200, "account": "no customer"}},
+        {
+            "nodeId": "shape",
+            "reason": "fields.userId: no such member in mapping: 'customer'",
+            "record": {"requestId": "r3", "status": 200, "account": "no customer"},
+        },
     ]
     assert (run.error, run.source_first_sequence, run.source_last_sequence) == ("", None, None)
 
@@ -74,15 +95,25 @@ def test_only_the_first_rejections_are_kept_on_the_run(make_stream):
 
 def test_records_can_be_fed_to_chosen_input_nodes(make_stream):
     config = chain(("peek", "inspect", {}))
-    config["nodes"].append({"id": "second", "name": "Second", "type": "onlineCollector",
-                            "config": {"collectorId": str(uuid.uuid4())}})
+    config["nodes"].append(
+        {
+            "id": "second",
+            "name": "Second",
+            "type": "onlineCollector",
+            "config": {"collectorId": str(uuid.uuid4())},
+        }
+    )
     config["edges"].append({"source": "second", "target": "peek"})
     stream = make_stream(config)
     both = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"a": 1}])
     assert both.node_counts["peek"] == {"in": 2, "out": 2, "rejected": 0}
-    one = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"a": 1}], input_node_ids=["second"])
-    assert (one.records_in, one.node_counts) == (1, {"second": {"in": 1, "out": 1, "rejected": 0},
-                                                     "peek": {"in": 1, "out": 1, "rejected": 0}})
+    one = engine_services.stream_run_execute(
+        stream_id=stream.pk, records=[{"a": 1}], input_node_ids=["second"]
+    )
+    assert (one.records_in, one.node_counts) == (
+        1,
+        {"second": {"in": 1, "out": 1, "rejected": 0}, "peek": {"in": 1, "out": 1, "rejected": 0}},
+    )
 
 
 def test_input_nodes_and_triggers_are_checked_before_a_run_starts(make_stream):
@@ -98,9 +129,12 @@ def test_input_nodes_and_triggers_are_checked_before_a_run_starts(make_stream):
 
 def test_a_stream_that_cannot_run_records_a_failed_run(make_stream):
     stream = make_stream(chain(("peek", "inspect", {})))
-    Stream.objects.filter(pk=stream.pk).update(nodes=[*stream.nodes[:1], {"id": "peek", "name": "Peek",
-                                                                          "type": "inspect",
-                                                                          "config": {"keepLast": 0}}])
+    Stream.objects.filter(pk=stream.pk).update(
+        nodes=[
+            *stream.nodes[:1],
+            {"id": "peek", "name": "Peek", "type": "inspect", "config": {"keepLast": 0}},
+        ]
+    )
     run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"a": 1}])
     assert run.status == "FAILED"
     assert run.error.startswith("node peek: keepLast: Expected `int` >= 1")
@@ -124,8 +158,12 @@ def test_collected_batches_become_records(make_stream):
 
     assert batch_records({"a": 1}) == [{"a": 1}]
     assert batch_records([{"a": 1}, {"a": 2}]) == [{"a": 1}, {"a": 2}]
-    assert batch_records('{"a": 1}\n\n[{"a": 2}, {"a": 3}]\nnot json\n') == [{"a": 1}, {"a": 2}, {"a": 3},
-                                                                            "not json"]
+    assert batch_records('{"a": 1}\n\n[{"a": 2}, {"a": 3}]\nnot json\n') == [
+        {"a": 1},
+        {"a": 2},
+        {"a": 3},
+        "not json",
+    ]
 
 
 # --- POST /streams/{id}/preview -----------------------------------------------------------------------
@@ -136,8 +174,12 @@ def preview(api, stream, body):
 
 
 def engine_rows() -> dict[str, int]:
-    return {"runs": StreamRun.objects.count(), "sessions": AggregationSession.objects.count(),
-            "dedup": StreamDedupKey.objects.count(), "inspect": InspectRecord.objects.count()}
+    return {
+        "runs": StreamRun.objects.count(),
+        "sessions": AggregationSession.objects.count(),
+        "dedup": StreamDedupKey.objects.count(),
+        "inspect": InspectRecord.objects.count(),
+    }
 
 
 def test_preview_answers_each_nodes_output_rejections_and_counts(api, make_stream):
@@ -154,33 +196,56 @@ def test_preview_answers_each_nodes_output_rejections_and_counts(api, make_strea
         ("meter", "meter", {"in": 2, "out": 2, "rejected": 0}),
     ]
     shape = body["nodes"][2]
-    assert shape["rejections"] == [{"record": {"requestId": "r3", "status": 200, "account": "no customer"},
-                                    "reason": "fields.userId: no such member in mapping: 'customer'"}]
+    assert shape["rejections"] == [
+        {
+            "record": {"requestId": "r3", "status": 200, "account": "no customer"},
+            "reason": "fields.userId: no such member in mapping: 'customer'",
+        }
+    ]
     meter = body["nodes"][4]
     assert [record["requestId"] for record in meter["records"]] == ["r1", "r4"]
     assert meter["note"] == "preview: routed only; nothing is metered"
-    assert meter["records"][0]["_meter"] == {"meterKey": "calls", "guidingRule": None, "category": None,
-                                             "groupsKey": "default", "groupBy": {}}
+    assert meter["records"][0]["_meter"] == {
+        "meterKey": "calls",
+        "guidingRule": None,
+        "category": None,
+        "groupsKey": "default",
+        "groupBy": {},
+    }
 
 
 def test_preview_persists_nothing(api, make_stream, receiver, settings):
     settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = True
-    stream = make_stream(chain(
-        ("dedup", "deduplicate", {"keyFields": ["id"], "windowSeconds": 60}),
-        ("peek", "inspect", {}),
-        ("sessions", "scriptAggregator", {"storeId": STORE_ID, "keyFields": ["id"], "timeoutSeconds": 60,
-                                          "script": "{'n': has(session.n) ? session.n + 1 : 1}"}),
-        ("meter", "meter", {"meterKey": "m"}),
-        ("out", "httpForwarder", {"url": receiver.url}),
-    ))
+    stream = make_stream(
+        chain(
+            ("dedup", "deduplicate", {"keyFields": ["id"], "windowSeconds": 60}),
+            ("peek", "inspect", {}),
+            (
+                "sessions",
+                "scriptAggregator",
+                {
+                    "storeId": STORE_ID,
+                    "keyFields": ["id"],
+                    "timeoutSeconds": 60,
+                    "script": "{'n': has(session.n) ? session.n + 1 : 1}",
+                },
+            ),
+            ("meter", "meter", {"meterKey": "m"}),
+            ("out", "httpForwarder", {"url": receiver.url}),
+        )
+    )
     before = engine_rows()
     first = preview(api, stream, {"records": [{"id": 1}, {"id": 1}, {"id": 2}]}).json()
     second = preview(api, stream, {"records": [{"id": 1}, {"id": 2}]}).json()
     assert engine_rows() == before == {"runs": 0, "sessions": 0, "dedup": 0, "inspect": 0}
     assert receiver.requests == []
     # Nothing remembered between previews: the same records pass deduplication again.
-    assert [node["counts"] for node in first["nodes"] if node["id"] == "dedup"] == [{"in": 3, "out": 2, "rejected": 0}]
-    assert [node["counts"] for node in second["nodes"] if node["id"] == "dedup"] == [{"in": 2, "out": 2, "rejected": 0}]
+    assert [node["counts"] for node in first["nodes"] if node["id"] == "dedup"] == [
+        {"in": 3, "out": 2, "rejected": 0}
+    ]
+    assert [node["counts"] for node in second["nodes"] if node["id"] == "dedup"] == [
+        {"in": 2, "out": 2, "rejected": 0}
+    ]
     sessions = next(node for node in first["nodes"] if node["id"] == "sessions")
     assert sessions["records"] == [{"n": 1, "id": 1}, {"n": 1, "id": 2}]
     out = next(node for node in first["nodes"] if node["id"] == "out")
@@ -188,11 +253,26 @@ def test_preview_persists_nothing(api, make_stream, receiver, settings):
 
 
 def test_preview_of_a_tagged_version(api, make_stream):
-    make_stream(chain(("keep", "filter", {"conditions": [{"field": "a", "type": "number", "operator": "equals",
-                                                           "value": 1}]})) | {"tag": "v1"})
-    stream = make_stream(chain(("keep", "filter", {"conditions": [{"field": "a", "type": "number",
-                                                                    "operator": "equals", "value": 2}]})),
-                         on_name_conflict="overwrite")
+    make_stream(
+        chain(
+            (
+                "keep",
+                "filter",
+                {"conditions": [{"field": "a", "type": "number", "operator": "equals", "value": 1}]},
+            )
+        )
+        | {"tag": "v1"}
+    )
+    stream = make_stream(
+        chain(
+            (
+                "keep",
+                "filter",
+                {"conditions": [{"field": "a", "type": "number", "operator": "equals", "value": 2}]},
+            )
+        ),
+        on_name_conflict="overwrite",
+    )
     records = {"records": [{"a": 1}, {"a": 2}]}
     latest = preview(api, stream, records).json()
     tagged = preview(api, stream, records | {"tag": "v1"}).json()
@@ -201,8 +281,16 @@ def test_preview_of_a_tagged_version(api, make_stream):
     assert (missing.status_code, missing.json()["code"]) == (404, "STREAM_VERSION_NOT_FOUND")
 
 
-@pytest.mark.parametrize("body", [{"records": [{"a": 1}] * 1001}, {"records": []}, {"records": {"a": 1}}, {},
-                                  {"records": [{"a": 1}], "extra": 1}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"records": [{"a": 1}] * 1001},
+        {"records": []},
+        {"records": {"a": 1}},
+        {},
+        {"records": [{"a": 1}], "extra": 1},
+    ],
+)
 def test_preview_validates_its_body(api, make_stream, body):
     stream = make_stream(chain(("peek", "inspect", {})))
     response = preview(api, stream, body)
@@ -222,16 +310,21 @@ def test_preview_of_another_accounts_stream_is_404(other_api, make_stream):
 
 def test_preview_needs_a_stream_scope(client_factory, account, make_stream):
     stream = make_stream(chain(("peek", "inspect", {})))
-    for scope, status in (("stream-management:read:streams", 200), ("stream-management:write:streams", 200),
-                          ("write:streams", 200), ("aggregation:read:sessions", 403)):
+    for scope, status in (
+        ("stream-management:read:streams", 200),
+        ("stream-management:write:streams", 200),
+        ("write:streams", 200),
+        ("aggregation:read:sessions", 403),
+    ):
         client = client_factory(account, scopes=[scope], name=scope)
         assert preview(client, stream, {"records": [{"a": 1}]}).status_code == status, scope
 
 
 def test_preview_of_a_stream_that_cannot_run_is_400(api, make_stream):
     stream = make_stream(chain(("peek", "inspect", {})))
-    Stream.objects.filter(pk=stream.pk).update(nodes=[*stream.nodes[:1], {"id": "peek", "name": "Peek",
-                                                                          "type": "nothing", "config": {}}])
+    Stream.objects.filter(pk=stream.pk).update(
+        nodes=[*stream.nodes[:1], {"id": "peek", "name": "Peek", "type": "nothing", "config": {}}]
+    )
     response = preview(api, stream, {"records": [{"a": 1}]})
     assert (response.status_code, response.json()["code"]) == (400, "STREAM_NOT_RUNNABLE")
 
@@ -247,21 +340,25 @@ class CollectionLog:
         from tests.streams.engine.conftest import COLLECTOR_ID
 
         self.account = account
-        self.collector = Collector.objects.create(id=uuid.UUID(COLLECTOR_ID), account=account, name="engine-log",
-                                                  status=Collector.Status.ACTIVE)
+        self.collector = Collector.objects.create(
+            id=uuid.UUID(COLLECTOR_ID), account=account, name="engine-log", status=Collector.Status.ACTIVE
+        )
 
     def append(self, data) -> int:
         from collection.models import CollectedBatch
         from collection.services import collected_batch_append
 
-        result = collected_batch_append(account_id=self.account.pk, collector_id=self.collector.pk,
-                                        payload=json.dumps(data))
+        result = collected_batch_append(
+            account_id=self.account.pk, collector_id=self.collector.pk, payload=json.dumps(data)
+        )
         return CollectedBatch.objects.get(ingestion_id=result.ingestion_id).sequence
 
     def offset(self, stream) -> int:
         from collection.models import ConsumerOffset
 
-        return ConsumerOffset.objects.get(collector=self.collector, consumer=f"stream:{stream.pk}").last_sequence
+        return ConsumerOffset.objects.get(
+            collector=self.collector, consumer=f"stream:{stream.pk}"
+        ).last_sequence
 
 
 @pytest.fixture
@@ -278,7 +375,11 @@ def test_a_collected_run_consumes_batches_in_order_and_advances_the_offset(colle
     assert log.offset(stream) == 0  # registered from the earliest batch when imported
     run = engine_services.stream_run_collected(stream_id=stream.pk, batch_limit=2)
     assert (run.trigger, run.records_in, run.source_first_sequence, run.source_last_sequence) == (
-        "realtime", 3, first, second)
+        "realtime",
+        3,
+        first,
+        second,
+    )
     assert log.offset(stream) == second
     again = engine_services.stream_run_collected(stream_id=stream.pk, batch_limit=2)
     assert (again.records_in, again.source_first_sequence, again.source_last_sequence) == (2, third, third)
@@ -286,7 +387,9 @@ def test_a_collected_run_consumes_batches_in_order_and_advances_the_offset(colle
     assert log.offset(stream) == third
 
 
-def test_a_failed_collected_run_leaves_the_offset_for_the_retry(collection_log, make_stream, receiver, settings):
+def test_a_failed_collected_run_leaves_the_offset_for_the_retry(
+    collection_log, make_stream, receiver, settings
+):
     settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = True
     receiver.status = 502
     stream = make_stream(chain(("out", "httpForwarder", {"url": receiver.url})))
@@ -301,10 +404,22 @@ def test_a_failed_collected_run_leaves_the_offset_for_the_retry(collection_log, 
 
 EXAMPLE_RECORDS = {
     "api-calls-metering": [
-        {"requestId": "r1", "status": 200, "internal": False, "path": "/v1/items",
-         "customer": {"id": "c1", "plan": "pro"}, "region": "eu"},
-        {"requestId": "r1", "status": 200, "internal": False, "path": "/v1/items",
-         "customer": {"id": "c1", "plan": "pro"}, "region": "eu"},
+        {
+            "requestId": "r1",
+            "status": 200,
+            "internal": False,
+            "path": "/v1/items",
+            "customer": {"id": "c1", "plan": "pro"},
+            "region": "eu",
+        },
+        {
+            "requestId": "r1",
+            "status": 200,
+            "internal": False,
+            "path": "/v1/items",
+            "customer": {"id": "c1", "plan": "pro"},
+            "region": "eu",
+        },
         {"requestId": "r2", "status": 200, "internal": False, "path": "/v1/items", "customer": {"id": "c2"}},
         {"requestId": "r3", "status": 500, "internal": False, "path": "/v1/items", "customer": {"id": "c3"}},
     ],
@@ -326,17 +441,23 @@ def test_the_documented_example_streams_preview_end_to_end(api, make_stream):
         stream = make_stream(example(name))
         bodies[name] = preview(api, stream, {"records": records}).json()
     calls = {node["id"]: node for node in bodies["api-calls-metering"]["nodes"]}
-    assert [calls[node]["counts"]["out"] for node in ("collector", "only-billable", "shape", "dedup", "meter",
-                                                      "billing", "peek")] == [4, 3, 3, 2, 2, 2, 2]
-    assert [(r["userId"], r["_meter"]["category"], r["_meter"]["groupBy"]) for r in calls["meter"]["records"]] == [
-        ("c1", "premium", {"region": "eu"}), ("c2", "standard", {"region": None})]
+    assert [
+        calls[node]["counts"]["out"]
+        for node in ("collector", "only-billable", "shape", "dedup", "meter", "billing", "peek")
+    ] == [4, 3, 3, 2, 2, 2, 2]
+    assert [
+        (r["userId"], r["_meter"]["category"], r["_meter"]["groupBy"]) for r in calls["meter"]["records"]
+    ] == [("c1", "premium", {"region": "eu"}), ("c2", "standard", {"region": None})]
     sessions = {node["id"]: node for node in bodies["session-metering"]["nodes"]}
-    assert sessions["sessions"]["records"] == [{"userId": "u1", "value": 2.0, "chargerId": "ch-7",
-                                                "sessionId": "s-1"}]
+    assert sessions["sessions"]["records"] == [
+        {"userId": "u1", "value": 2.0, "chargerId": "ch-7", "sessionId": "s-1"}
+    ]
     assert sessions["kwh"]["records"][0]["_meter"]["groupBy"] == {"chargerId": "ch-7"}
     storage = {node["id"]: node for node in bodies["daily-storage-batch"]["nodes"]}
     assert [(r["userId"], r["value"], r["_meter"]["category"]) for r in storage["storage"]["records"]] == [
-        ("c1", 2.0, "archive"), ("c2", 0.5, "hot")]
+        ("c1", 2.0, "archive"),
+        ("c2", 0.5, "hot"),
+    ]
 
 
 def test_preview_is_rate_limited_in_the_streams_group(api, make_stream, rate_limits, settings):

@@ -20,11 +20,22 @@ SCRIPT = "{'userId': record.userId, 'value': (has(session.value) ? session.value
 
 
 def session_stream(make_stream, *downstream, timeout=7200, name="Sessions"):
-    return make_stream(chain(
-        ("sessions", "scriptAggregator", {"storeId": STORE_ID, "keyFields": ["chargerId", "sessionId"],
-                                          "timeoutSeconds": timeout, "script": SCRIPT}),
-        *downstream, name=name,
-    ))
+    return make_stream(
+        chain(
+            (
+                "sessions",
+                "scriptAggregator",
+                {
+                    "storeId": STORE_ID,
+                    "keyFields": ["chargerId", "sessionId"],
+                    "timeoutSeconds": timeout,
+                    "script": SCRIPT,
+                },
+            ),
+            *downstream,
+            name=name,
+        )
+    )
 
 
 def charge(charger, session, kwh, user="u1"):
@@ -36,25 +47,43 @@ def test_the_session_key_depends_on_the_order_of_the_values():
     assert session_key(["a,b", "c"]) != session_key(["a", "b,c"])
     assert session_key(["c1", "s1"]) == session_key(["c1", "s1"])
     assert [field_value_text(value) for value in ("x", 42, 42.0, 2.5, True, False)] == [
-        "x", "42", "42", "2.5", "true", "false"]
+        "x",
+        "42",
+        "42",
+        "2.5",
+        "true",
+        "false",
+    ]
 
 
 def test_the_script_updates_each_session_record_by_record(make_stream):
     stream = session_stream(make_stream)
     with time_machine.travel(T0, tick=False):
-        run = engine_services.stream_run_execute(stream_id=stream.pk, records=[
-            charge("c1", "s1", 1.5), charge("c1", "s2", 2.0), charge("c1", "s1", 0.25), {"chargerId": "c9"},
-            charge("c2", "s1", "bad"),
-        ])
+        run = engine_services.stream_run_execute(
+            stream_id=stream.pk,
+            records=[
+                charge("c1", "s1", 1.5),
+                charge("c1", "s2", 2.0),
+                charge("c1", "s1", 0.25),
+                {"chargerId": "c9"},
+                charge("c2", "s1", "bad"),
+            ],
+        )
     assert run.node_counts["sessions"] == {"in": 5, "out": 0, "rejected": 2}
     assert [rejection["reason"] for rejection in run.rejections] == [
-        "key field sessionId is missing", "found no matching overload for 'addition_add' applied to "
-        "'(<class 'celpy.celtypes.DoubleType'>, <class 'celpy.celtypes.StringType'>)'"]
+        "key field sessionId is missing",
+        "found no matching overload for 'addition_add' applied to "
+        "'(<class 'celpy.celtypes.DoubleType'>, <class 'celpy.celtypes.StringType'>)'",
+    ]
     sessions = {tuple(s.field_values): s for s in AggregationSession.objects.all()}
     assert set(sessions) == {("c1", "s1"), ("c1", "s2")}  # c2/s1 never got a good record: no session
     first = sessions[("c1", "s1")]
     assert (first.data, first.meta) == ({"userId": "u1", "value": 1.75}, {"recordCount": 2})
-    assert (first.created_at, first.updated_at, first.timeout_at) == (T0, T0, T0 + datetime.timedelta(hours=2))
+    assert (first.created_at, first.updated_at, first.timeout_at) == (
+        T0,
+        T0,
+        T0 + datetime.timedelta(hours=2),
+    )
     assert first.key == session_key(["c1", "s1"])
     with time_machine.travel(T0 + datetime.timedelta(hours=1), tick=False):
         engine_services.stream_run_execute(stream_id=stream.pk, records=[charge("c1", "s1", 1.0)])
@@ -67,8 +96,9 @@ def test_the_script_updates_each_session_record_by_record(make_stream):
 def test_a_timed_out_session_is_emitted_once_by_the_sweep(make_stream):
     stream = session_stream(make_stream, ("peek", "inspect", {}))
     with time_machine.travel(T0, tick=False):
-        engine_services.stream_run_execute(stream_id=stream.pk, records=[charge("c1", "s1", 1.5),
-                                                                         charge("c1", "s2", 3.0)])
+        engine_services.stream_run_execute(
+            stream_id=stream.pk, records=[charge("c1", "s1", 1.5), charge("c1", "s2", 3.0)]
+        )
         assert engine_services.session_timeouts_sweep().sessions_emitted == 0
     with time_machine.travel(T0 + datetime.timedelta(hours=2), tick=False):
         result = engine_services.session_timeouts_sweep()
@@ -76,12 +106,22 @@ def test_a_timed_out_session_is_emitted_once_by_the_sweep(make_stream):
     assert (result.sessions_emitted, again.sessions_emitted, again.runs) == (2, 0, [])
     run = result.runs[0]
     assert (run.trigger, run.status, run.records_in, run.records_out) == (
-        StreamRun.Trigger.SESSION_TIMEOUT, StreamRun.Status.SUCCEEDED, 2, 2)
-    assert run.node_counts == {"sessions": {"in": 0, "out": 2, "rejected": 0},
-                               "peek": {"in": 2, "out": 2, "rejected": 0}}
-    emitted = sorted((row.record for row in stream.inspect_records.all()), key=lambda record: record["sessionId"])
-    assert emitted == [{"userId": "u1", "value": 1.5, "chargerId": "c1", "sessionId": "s1"},
-                       {"userId": "u1", "value": 3.0, "chargerId": "c1", "sessionId": "s2"}]
+        StreamRun.Trigger.SESSION_TIMEOUT,
+        StreamRun.Status.SUCCEEDED,
+        2,
+        2,
+    )
+    assert run.node_counts == {
+        "sessions": {"in": 0, "out": 2, "rejected": 0},
+        "peek": {"in": 2, "out": 2, "rejected": 0},
+    }
+    emitted = sorted(
+        (row.record for row in stream.inspect_records.all()), key=lambda record: record["sessionId"]
+    )
+    assert emitted == [
+        {"userId": "u1", "value": 1.5, "chargerId": "c1", "sessionId": "s1"},
+        {"userId": "u1", "value": 3.0, "chargerId": "c1", "sessionId": "s2"},
+    ]
     assert AggregationSession.objects.count() == 0
 
 
@@ -94,7 +134,9 @@ def test_a_failing_downstream_keeps_the_sessions_for_the_next_sweep(make_stream,
     with time_machine.travel(T0 + datetime.timedelta(hours=3), tick=False):
         failed = engine_services.session_timeouts_sweep()
         assert ([run.status for run in failed.runs], AggregationSession.objects.count()) == (
-            [StreamRun.Status.FAILED], 1)
+            [StreamRun.Status.FAILED],
+            1,
+        )
         receiver.status = 200
         done = engine_services.session_timeouts_sweep()
     assert (done.sessions_emitted, AggregationSession.objects.count()) == (1, 0)
@@ -114,29 +156,45 @@ def test_a_run_that_meets_a_timed_out_session_emits_it_and_starts_a_new_one(make
 
 
 def test_data_aggregator_with_a_timeout_accumulates_across_runs(make_stream):
-    stream = make_stream(chain(
-        ("hourly", "dataAggregator", {"storeId": "d4c3b2a1-0f9e-4d8c-b7a6-5e4d3c2b1a09", "keyFields": ["customerId"],
-                                      "timeoutSeconds": 3600, "aggregations": [
-                                          {"target": "bytes", "function": "sum", "field": "bytes"},
-                                          {"target": "mean", "function": "avg", "field": "bytes"},
-                                          {"target": "reports", "function": "count"}]}),
-        ("peek", "inspect", {}),
-    ))
+    stream = make_stream(
+        chain(
+            (
+                "hourly",
+                "dataAggregator",
+                {
+                    "storeId": "d4c3b2a1-0f9e-4d8c-b7a6-5e4d3c2b1a09",
+                    "keyFields": ["customerId"],
+                    "timeoutSeconds": 3600,
+                    "aggregations": [
+                        {"target": "bytes", "function": "sum", "field": "bytes"},
+                        {"target": "mean", "function": "avg", "field": "bytes"},
+                        {"target": "reports", "function": "count"},
+                    ],
+                },
+            ),
+            ("peek", "inspect", {}),
+        )
+    )
     with time_machine.travel(T0, tick=False):
-        first = engine_services.stream_run_execute(stream_id=stream.pk, records=[
-            {"customerId": "c1", "bytes": 10}, {"customerId": "c1", "bytes": 20}])
+        first = engine_services.stream_run_execute(
+            stream_id=stream.pk,
+            records=[{"customerId": "c1", "bytes": 10}, {"customerId": "c1", "bytes": 20}],
+        )
     with time_machine.travel(T0 + datetime.timedelta(minutes=30), tick=False):
         engine_services.stream_run_execute(stream_id=stream.pk, records=[{"customerId": "c1", "bytes": 60}])
     session = AggregationSession.objects.get()
-    assert (session.data, session.meta) == ({"bytes": 90, "mean": 30.0, "reports": 3},
-                                            {"recordCount": 3, "averages": {"mean": [90, 3]}})
+    assert (session.data, session.meta) == (
+        {"bytes": 90, "mean": 30.0, "reports": 3},
+        {"recordCount": 3, "averages": {"mean": [90, 3]}},
+    )
     # Emitted timeoutSeconds after the key's first record, not after the last.
     assert session.timeout_at == T0 + datetime.timedelta(hours=1)
     assert first.node_counts["hourly"] == {"in": 2, "out": 0, "rejected": 0}
     with time_machine.travel(T0 + datetime.timedelta(hours=1), tick=False):
         assert engine_services.session_timeouts_sweep().sessions_emitted == 1
     assert [row.record for row in stream.inspect_records.all()] == [
-        {"customerId": "c1", "bytes": 90, "mean": 30.0, "reports": 3}]
+        {"customerId": "c1", "bytes": 90, "mean": 30.0, "reports": 3}
+    ]
 
 
 def test_a_preview_shows_sessions_as_they_would_be_emitted_and_writes_none(make_stream):
@@ -148,8 +206,13 @@ def test_a_preview_shows_sessions_as_they_would_be_emitted_and_writes_none(make_
         {"userId": "u1", "value": 3.0, "chargerId": "c1", "sessionId": "s1"},
         {"userId": "u1", "value": 4.0, "chargerId": "c3", "sessionId": "s3"},
     ]
-    assert result.result_for("sessions").note == "preview: the sessions as they would be emitted when they time out"
-    assert [(s.field_values, s.data["value"]) for s in AggregationSession.objects.all()] == [(["c1", "s1"], 1.0)]
+    assert (
+        result.result_for("sessions").note
+        == "preview: the sessions as they would be emitted when they time out"
+    )
+    assert [(s.field_values, s.data["value"]) for s in AggregationSession.objects.all()] == [
+        (["c1", "s1"], 1.0)
+    ]
     assert reasons(result, "sessions") == []
 
 
@@ -159,8 +222,9 @@ def test_two_concurrent_sweeps_emit_a_timed_out_session_once(make_stream, receiv
     receiver.delay_seconds = 0.4  # keeps the first sweep's transaction (and its row locks) open
     stream = session_stream(make_stream, ("out", "httpForwarder", {"url": receiver.url}))
     with time_machine.travel(T0, tick=False):
-        engine_services.stream_run_execute(stream_id=stream.pk, records=[charge("c1", f"s{i}", 1.0)
-                                                                         for i in range(3)])
+        engine_services.stream_run_execute(
+            stream_id=stream.pk, records=[charge("c1", f"s{i}", 1.0) for i in range(3)]
+        )
     results, barrier = [], threading.Barrier(2)
 
     def sweep():
@@ -184,7 +248,9 @@ def test_two_concurrent_sweeps_emit_a_timed_out_session_once(make_stream, receiv
     assert sum(len(body) for body in bodies) == 3
     assert len({json.dumps(record, sort_keys=True) for body in bodies for record in body}) == 3  # none twice
     assert AggregationSession.objects.count() == 0
-    assert StreamRun.objects.filter(trigger=StreamRun.Trigger.SESSION_TIMEOUT).count() == len([n for n in results if n])
+    assert StreamRun.objects.filter(trigger=StreamRun.Trigger.SESSION_TIMEOUT).count() == len(
+        [n for n in results if n]
+    )
 
 
 # --- GET /aggregation/stores/{id}/sessions/lookup ------------------------------------------------------
@@ -213,9 +279,13 @@ def stored_session(make_stream):
 def test_lookup_answers_the_session_for_values_in_key_field_order(api, stored_session):
     response = lookup(api, ["c1", "42"])
     assert response.status_code == 200
-    assert response.json() == {"createdAt": "2025-10-27T14:04:31.648Z", "data": {"userId": "u1", "value": 1.25},
-                               "meta": {"recordCount": 1}, "timeoutAt": "2025-10-27T16:04:31.648Z",
-                               "updatedAt": "2025-10-27T14:04:31.648Z"}
+    assert response.json() == {
+        "createdAt": "2025-10-27T14:04:31.648Z",
+        "data": {"userId": "u1", "value": 1.25},
+        "meta": {"recordCount": 1},
+        "timeoutAt": "2025-10-27T16:04:31.648Z",
+        "updatedAt": "2025-10-27T14:04:31.648Z",
+    }
 
 
 def test_lookup_with_values_in_another_order_finds_nothing(api, stored_session):
@@ -231,8 +301,10 @@ def test_lookup_with_the_wrong_number_of_values_is_400(api, stored_session):
 
 
 def test_lookup_in_an_unknown_or_malformed_store_is_404(api, stored_session):
-    assert error_code(lookup(api, ["c1", "42"], store="0b5c3f2e-6a43-4f7e-9a55-0d3f6f1c2a10"), 404) == \
-        "AGGREGATION_STORE_NOT_FOUND"
+    assert (
+        error_code(lookup(api, ["c1", "42"], store="0b5c3f2e-6a43-4f7e-9a55-0d3f6f1c2a10"), 404)
+        == "AGGREGATION_STORE_NOT_FOUND"
+    )
     assert error_code(lookup(api, ["c1", "42"], store="not-a-uuid"), 404) == "AGGREGATION_STORE_NOT_FOUND"
 
 
@@ -259,4 +331,9 @@ def test_a_store_is_registered_with_its_key_fields_on_import(make_stream, accoun
     stream = session_stream(make_stream)
     store = AggregationStore.objects.get(account=account)
     assert (str(store.store_id), store.kind, store.key_fields, store.stream_id, store.node_id) == (
-        STORE_ID, "script", ["chargerId", "sessionId"], stream.pk, "sessions")
+        STORE_ID,
+        "script",
+        ["chargerId", "sessionId"],
+        stream.pk,
+        "sessions",
+    )

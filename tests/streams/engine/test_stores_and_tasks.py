@@ -21,9 +21,15 @@ pytestmark = pytest.mark.django_db
 
 
 def aggregator(key_fields, node_type="scriptAggregator", name="Sessions"):
-    config = ({"storeId": STORE_ID, "keyFields": key_fields, "timeoutSeconds": 60, "script": "{'n': 1}"}
-              if node_type == "scriptAggregator" else
-              {"storeId": STORE_ID, "keyFields": key_fields, "aggregations": [{"target": "n", "function": "count"}]})
+    config = (
+        {"storeId": STORE_ID, "keyFields": key_fields, "timeoutSeconds": 60, "script": "{'n': 1}"}
+        if node_type == "scriptAggregator"
+        else {
+            "storeId": STORE_ID,
+            "keyFields": key_fields,
+            "aggregations": [{"target": "n", "function": "count"}],
+        }
+    )
     return chain(("agg", node_type, config), name=name)
 
 
@@ -40,8 +46,11 @@ def test_streams_share_a_store_only_with_the_same_kind_and_key_fields(make_strea
 
 def test_an_import_with_a_store_conflict_is_409_and_saves_nothing(api, make_stream, solution):
     make_stream(aggregator(["a"]))
-    response = api.post("/streams/import", {"solutionId": str(solution.pk),
-                                            "streamConfig": aggregator(["z"], name="Clash")}, format="json")
+    response = api.post(
+        "/streams/import",
+        {"solutionId": str(solution.pk), "streamConfig": aggregator(["z"], name="Clash")},
+        format="json",
+    )
     assert (response.status_code, response.json()["code"]) == (409, "AGGREGATION_STORE_CONFLICT")
     assert not services.Stream.objects.filter(name="Clash").exists()
 
@@ -55,8 +64,12 @@ def test_the_only_stream_of_a_store_may_change_its_key_fields(make_stream, accou
 def test_other_accounts_have_their_own_store_with_the_same_id(make_stream, other_account, account):
     make_stream(aggregator(["a"]))
     solution = services.solution_create(account=other_account, name="Theirs")
-    services.stream_import(account=other_account, solution_id=solution.pk, actor={"type": "user", "id": "x"},
-                           stream_config=aggregator(["z"]))
+    services.stream_import(
+        account=other_account,
+        solution_id=solution.pk,
+        actor={"type": "user", "id": "x"},
+        stream_config=aggregator(["z"]),
+    )
     assert sorted(AggregationStore.objects.values_list("key_fields", flat=True)) == [["a"], ["z"]]
 
 
@@ -64,8 +77,11 @@ def test_a_store_no_stream_declares_is_deleted_with_its_sessions(make_stream, ac
     stream = make_stream(aggregator(["a"]))
     engine_services.stream_run_execute(stream_id=stream.pk, records=[{"a": 1}])
     assert AggregationSession.objects.count() == 1
-    make_stream(chain(("peek", "inspect", {}), name="Sessions"), on_name_conflict="overwrite",
-                allow_node_deletion=True)
+    make_stream(
+        chain(("peek", "inspect", {}), name="Sessions"),
+        on_name_conflict="overwrite",
+        allow_node_deletion=True,
+    )
     assert (AggregationStore.objects.count(), AggregationSession.objects.count()) == (0, 0)
     kept = make_stream(aggregator(["a"], name="Kept"))
     services.stream_delete(stream=kept)
@@ -109,10 +125,14 @@ def test_the_beat_schedules_are_registered_by_a_migration():
     migration.register(apps, None)
     migration.register(apps, None)  # twice: still one row each
     importlib.import_module("streams.migrations.0004_realtime_catch_up_schedule").register(apps, None)
-    tasks = {task.task: (task.interval.every, task.interval.period, task.enabled)
-             for task in PeriodicTask.objects.filter(task__startswith="streams.")}
-    assert tasks == {"streams.sweep_session_timeouts": (30, "seconds", True),
-                     "streams.purge_dedup_keys": (1, "hours", True),
-                     "streams.catch_up_realtime": (5, "seconds", True),
-                     "streams.sweep_flush_deliveries": (10, "seconds", True),
-                     "streams.fail_abandoned_runs": (1, "minutes", True)}
+    tasks = {
+        task.task: (task.interval.every, task.interval.period, task.enabled)
+        for task in PeriodicTask.objects.filter(task__startswith="streams.")
+    }
+    assert tasks == {
+        "streams.sweep_session_timeouts": (30, "seconds", True),
+        "streams.purge_dedup_keys": (1, "hours", True),
+        "streams.catch_up_realtime": (5, "seconds", True),
+        "streams.sweep_flush_deliveries": (10, "seconds", True),
+        "streams.fail_abandoned_runs": (1, "minutes", True),
+    }

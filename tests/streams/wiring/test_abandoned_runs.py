@@ -17,9 +17,14 @@ pytestmark = pytest.mark.django_db
 
 
 def _run(stream, *, started_minutes_ago: int, status=StreamRun.Status.RUNNING) -> StreamRun:
-    return StreamRun.objects.create(account_id=stream.account_id, stream=stream, stream_cas=stream.cas,
-                                    trigger=StreamRun.Trigger.REALTIME, status=status,
-                                    started_at=timezone.now() - timedelta(minutes=started_minutes_ago))
+    return StreamRun.objects.create(
+        account_id=stream.account_id,
+        stream=stream,
+        stream_cas=stream.cas,
+        trigger=StreamRun.Trigger.REALTIME,
+        status=status,
+        started_at=timezone.now() - timedelta(minutes=started_minutes_ago),
+    )
 
 
 def test_the_sweep_fails_only_runs_running_longer_than_the_setting(import_stream, settings):
@@ -42,4 +47,8 @@ def test_the_sweep_fails_only_runs_running_longer_than_the_setting(import_stream
 def test_the_sweep_is_scheduled_every_minute():
     task = PeriodicTask.objects.get(name="streams: fail abandoned runs")
     assert (task.task, task.enabled, task.interval.every, task.interval.period) == (
-        "streams.fail_abandoned_runs", True, 1, "minutes")
+        "streams.fail_abandoned_runs",
+        True,
+        1,
+        "minutes",
+    )

@@ -29,8 +29,16 @@ def collector(account):
 
 
 def premium_type(account, name, active_from=T0):
-    return meter_type_create(account_id=account.pk, name=name, unit="call", aggregation="SUM", reset_cron="0 0 1 * *",
-                             timezone="Etc/UTC", category="premium", active_from=active_from)
+    return meter_type_create(
+        account_id=account.pk,
+        name=name,
+        unit="call",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+        category="premium",
+        active_from=active_from,
+    )
 
 
 def state(meter_type, user_id):
@@ -38,16 +46,22 @@ def state(meter_type, user_id):
     return float(meter.value), meter.record_count, meter.groups, meter.group_breakdowns, meter.carry_last
 
 
-def test_reprocessing_counts_into_every_meter_of_the_category_with_the_nodes_options(account, solution, collector):
+def test_reprocessing_counts_into_every_meter_of_the_category_with_the_nodes_options(
+    account, solution, collector
+):
     with time_machine.travel(T0, tick=False):
         calls, seats = premium_type(account, "Premium calls"), premium_type(account, "Premium seats")
     with time_machine.travel(RUN_AT, tick=False):
-        stream = make(account, solution, stream_config(collector.pk, meter=meter_config(groupBy=["region"],
-                                                                                        carryLast=["host"])))
+        stream = make(
+            account,
+            solution,
+            stream_config(collector.pk, meter=meter_config(groupBy=["region"], carryLast=["host"])),
+        )
         send(account, collector, [{"userId": "u9", "value": 4, "plan": "pro", "region": "eu", "host": "h1"}])
         run = engine_services.stream_run_collected(stream_id=stream.pk)
-        assert [r["reason"] for r in run.rejections] == [f"no meter of meterKey {KEY} for this userId in category "
-                                                         "premium"]
+        assert [r["reason"] for r in run.rejections] == [
+            f"no meter of meterKey {KEY} for this userId in category premium"
+        ]
         correction = DataCorrection.objects.get()
         for meter_type in (calls, seats):  # the customer gets both meters of the category
             meter_create(account_id=account.pk, meter_key=KEY, user_id="u9", meter_type_id=meter_type.pk)
@@ -55,8 +69,13 @@ def test_reprocessing_counts_into_every_meter_of_the_category_with_the_nodes_opt
         assert (reprocessed.status, reprocessed.message) == ("REPROCESSED", "Counted.")
         again = data_corrections_reprocess(account_id=account.pk, correction_ids=[correction.pk])
         assert again.reprocessed == 0  # not OPEN any more: left as it is
-    expected = (4.0, 1, [{"key": "premium", "value": 4, "recordCount": 1}],
-                [{"fields": {"region": "eu"}, "value": 4, "recordCount": 1}], {"host": "h1"})
+    expected = (
+        4.0,
+        1,
+        [{"key": "premium", "value": 4, "recordCount": 1}],
+        [{"fields": {"region": "eu"}, "value": 4, "recordCount": 1}],
+        {"host": "h1"},
+    )
     assert state(calls, "u9") == expected
     assert state(seats, "u9") == expected
 
@@ -64,13 +83,27 @@ def test_reprocessing_counts_into_every_meter_of_the_category_with_the_nodes_opt
 def test_reprocessing_uses_the_streams_current_configuration(account, solution, collector):
     with time_machine.travel(T0, tick=False):
         calls = premium_type(account, "Premium calls")
-        basic = meter_type_create(account_id=account.pk, name="Basic calls", unit="call", aggregation="SUM",
-                                  reset_cron="0 0 1 * *", timezone="Etc/UTC", category="basic", active_from=T0)
+        basic = meter_type_create(
+            account_id=account.pk,
+            name="Basic calls",
+            unit="call",
+            aggregation="SUM",
+            reset_cron="0 0 1 * *",
+            timezone="Etc/UTC",
+            category="basic",
+            active_from=T0,
+        )
         for meter_type in (calls, basic):
             meter_create(account_id=account.pk, meter_key=KEY, user_id="u1", meter_type_id=meter_type.pk)
-    only_premium = {"meterKey": KEY, "guidingRules": [
-        {"category": "premium", "conditions": [{"field": "plan", "type": "string", "operator": "equals",
-                                                "value": "pro"}]}]}
+    only_premium = {
+        "meterKey": KEY,
+        "guidingRules": [
+            {
+                "category": "premium",
+                "conditions": [{"field": "plan", "type": "string", "operator": "equals", "value": "pro"}],
+            }
+        ],
+    }
     with time_machine.travel(RUN_AT, tick=False):
         stream = make(account, solution, stream_config(collector.pk, meter=only_premium))
         send(account, collector, [{"userId": "u1", "value": 3, "plan": "free"}])
@@ -80,15 +113,21 @@ def test_reprocessing_uses_the_streams_current_configuration(account, solution, 
         assert data_correction_reprocess(correction=correction).status == "OPEN"  # still no rule for it
         # The operator adds a guiding rule for the basic category; reprocessing follows it.
         fixed = {**only_premium, "guidingRules": [*only_premium["guidingRules"], {"category": "basic"}]}
-        stream_services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR, on_name_conflict="overwrite",
-                                      stream_config=stream_config(collector.pk, meter=fixed))
+        stream_services.stream_import(
+            account=account,
+            solution_id=solution.pk,
+            actor=ACTOR,
+            on_name_conflict="overwrite",
+            stream_config=stream_config(collector.pk, meter=fixed),
+        )
         assert data_correction_reprocess(correction=correction).status == "REPROCESSED"
     assert state(basic, "u1")[:3] == (3.0, 1, [{"key": "basic", "value": 3, "recordCount": 1}])
     assert state(calls, "u1")[:2] == (0.0, 0)
 
 
 def test_a_record_counted_into_one_meter_type_and_refused_by_another_counts_once_into_each(
-        account, solution, collector):
+    account, solution, collector
+):
     with time_machine.travel(T0, tick=False):
         calls = premium_type(account, "Premium calls")
         later = premium_type(account, "Premium from noon", active_from=T0 + datetime.timedelta(hours=3))
@@ -96,14 +135,24 @@ def test_a_record_counted_into_one_meter_type_and_refused_by_another_counts_once
             meter_create(account_id=account.pk, meter_key=KEY, user_id="u1", meter_type_id=meter_type.pk)
     with time_machine.travel(RUN_AT, tick=False):
         stream = make(account, solution, stream_config(collector.pk))
-        send(account, collector, [{"userId": "u1", "value": 5, "plan": "pro", "timestamp": RUN_AT.isoformat()}])
+        send(
+            account, collector, [{"userId": "u1", "value": 5, "plan": "pro", "timestamp": RUN_AT.isoformat()}]
+        )
         run = engine_services.stream_run_collected(stream_id=stream.pk)
-    assert run.rejections[0]["reason"] == "OUTSIDE_ACTIVE_WINDOW: The timestamp is outside the meter type's active window."
+    assert (
+        run.rejections[0]["reason"]
+        == "OUTSIDE_ACTIVE_WINDOW: The timestamp is outside the meter type's active window."
+    )
     assert (state(calls, "u1")[:2], state(later, "u1")[:2]) == ((5.0, 1), (0.0, 0))
     with time_machine.travel(T0 + datetime.timedelta(hours=4), tick=False):
         correction = DataCorrection.objects.get()
-        fixed = data_correction_update(correction=correction, record={
-            **correction.record, "timestamp": (T0 + datetime.timedelta(hours=3, minutes=30)).isoformat()})
+        fixed = data_correction_update(
+            correction=correction,
+            record={
+                **correction.record,
+                "timestamp": (T0 + datetime.timedelta(hours=3, minutes=30)).isoformat(),
+            },
+        )
         # Both meter types again, with the correction's keys: the one that counted it already
         # does not count it twice (even with the new timestamp); the other counts it now.
         assert data_correction_reprocess(correction=fixed).status == "REPROCESSED"
@@ -118,4 +167,8 @@ def test_a_correction_of_a_meter_node_that_no_longer_exists_stays_open(account, 
         stream_services.stream_delete(stream=stream)
         still = data_correction_reprocess(correction=DataCorrection.objects.get())
     assert (still.status, still.reason, still.message, still.attempts) == (
-        "OPEN", "NO_MATCHING_METER", "The stream's meter processor 'meter' no longer exists.", 2)
+        "OPEN",
+        "NO_MATCHING_METER",
+        "The stream's meter processor 'meter' no longer exists.",
+        2,
+    )

@@ -42,32 +42,48 @@ def with_peek(config, after="meter"):
 
 
 def execution_stream(account, solution, collector, **meter_options):
-    config = with_peek(stream_config(collector.pk, meter=meter_config(flush="streamExecution", **meter_options)))
+    config = with_peek(
+        stream_config(collector.pk, meter=meter_config(flush="streamExecution", **meter_options))
+    )
     return make(account, solution, config)
 
 
 def flushed(meter_type, user_id):
-    return [(float(r.value), r.meter_metadata["recordCount"], r.execution_ref != "")
-            for r in MeteredRecord.objects.filter(meter_type_id=meter_type.pk, user_id=user_id)
-            .order_by("created_at")]
+    return [
+        (float(r.value), r.meter_metadata["recordCount"], r.execution_ref != "")
+        for r in MeteredRecord.objects.filter(meter_type_id=meter_type.pk, user_id=user_id).order_by(
+            "created_at"
+        )
+    ]
 
 
 def inspected_metered(stream):
     """What the inspect node after the meter node received of metered records (not raw ones)."""
-    return sorted((r.record["userId"], r.record["meterTypeName"], r.record["value"])
-                  for r in InspectRecord.objects.filter(stream=stream, node_id="peek")
-                  if "meterTypeName" in r.record)
+    return sorted(
+        (r.record["userId"], r.record["meterTypeName"], r.record["value"])
+        for r in InspectRecord.objects.filter(stream=stream, node_id="peek")
+        if "meterTypeName" in r.record
+    )
 
 
 def test_each_run_flushes_and_resets_the_meters_it_counted_without_ending_their_period(
-        account, solution, collector, meters):
+    account, solution, collector, meters
+):
     premium, standard = meters
     with time_machine.travel(RUN_AT, tick=False):
         stream = execution_stream(account, solution, collector, groupBy=["region"], carryLast=["region"])
-        period = Meter.objects.filter(meter_type=premium, user_id="u1").values_list("period_start", "period_end")[0]
-        sequence = send(account, collector, [{"userId": "u1", "value": 5, "plan": "pro", "region": "eu"},
-                                             {"userId": "u1", "value": 2, "plan": "free", "region": "us"},
-                                             {"userId": "u1", "value": 1, "plan": "pro", "region": "us"}])
+        period = Meter.objects.filter(meter_type=premium, user_id="u1").values_list(
+            "period_start", "period_end"
+        )[0]
+        sequence = send(
+            account,
+            collector,
+            [
+                {"userId": "u1", "value": 5, "plan": "pro", "region": "eu"},
+                {"userId": "u1", "value": 2, "plan": "free", "region": "us"},
+                {"userId": "u1", "value": 1, "plan": "pro", "region": "us"},
+            ],
+        )
         run = engine_services.stream_run_collected(stream_id=stream.pk)
     assert run.status == "SUCCEEDED"
     # The meters the run counted are back to empty, in the same period; u2's were not touched.
@@ -78,10 +94,16 @@ def test_each_run_flushes_and_resets_the_meters_it_counted_without_ending_their_
     assert (u1.groups, u1.group_breakdowns, u1.carry_last, u1.carry_last_at) == ([], [], {}, None)
     record = MeteredRecord.objects.get(meter_type_id=premium.pk, user_id="u1")
     assert (float(record.value), record.groups, record.carry_last) == (
-        6.0, [{"key": "premium", "value": 6, "recordCount": 2}], {"region": "us"})
+        6.0,
+        [{"key": "premium", "value": 6, "recordCount": 2}],
+        {"region": "us"},
+    )
     assert (record.period_start, record.period_end, record.created_at) == (*period, RUN_AT)
-    assert record.meter_metadata == {"recordCount": 2, "lastIngestedAt": "2026-03-01T09:31:00.000Z",
-                                     "streamExecution": f"{stream.pk}/meter/batch:{sequence}"}
+    assert record.meter_metadata == {
+        "recordCount": 2,
+        "lastIngestedAt": "2026-03-01T09:31:00.000Z",
+        "streamExecution": f"{stream.pk}/meter/batch:{sequence}",
+    }
     assert flushed(standard, "u1") == [(2.0, 1, True)]
     assert MeteredRecord.objects.filter(user_id="u2").count() == 0
 
@@ -97,8 +119,11 @@ def test_each_run_flushes_and_resets_the_meters_it_counted_without_ending_their_
     assert flushed(premium, "u1") == [(6.0, 2, True), (3.0, 1, True)]
     assert flushed(standard, "u1") == [(2.0, 1, True)]
     assert sweep_flush_deliveries.apply().get() == 1
-    assert inspected_metered(stream) == [("u1", "Premium calls", 3), ("u1", "Premium calls", 6),
-                                         ("u1", "Standard calls", 2)]
+    assert inspected_metered(stream) == [
+        ("u1", "Premium calls", 3),
+        ("u1", "Premium calls", 6),
+        ("u1", "Standard calls", 2),
+    ]
 
     # At period end every meter gets its period record (nothing left: value 0); the node's
     # downstream nodes get none of them, since the executions delivered everything already.
@@ -108,7 +133,9 @@ def test_each_run_flushes_and_resets_the_meters_it_counted_without_ending_their_
     assert Meter.objects.get(meter_type=premium, user_id="u1").period_start == period[1]
 
 
-def test_a_failed_run_flushes_nothing_and_its_retry_flushes_once(account, solution, collector, meters, monkeypatch):
+def test_a_failed_run_flushes_nothing_and_its_retry_flushes_once(
+    account, solution, collector, meters, monkeypatch
+):
     premium, _ = meters
     from django.db import OperationalError
 
@@ -136,14 +163,20 @@ def test_a_failed_run_flushes_nothing_and_its_retry_flushes_once(account, soluti
 
 def metered_bodies(target: Receiver):
     """The requests that carried metered records (the run itself forwards the routed records)."""
-    return [[(record["userId"], record["value"]) for record in body] for body in target.bodies()
-            if body and "meterTypeName" in body[0]]
+    return [
+        [(record["userId"], record["value"]) for record in body]
+        for body in target.bodies()
+        if body and "meterTypeName" in body[0]
+    ]
 
 
 def test_a_failed_delivery_waits_and_is_retried_in_order_until_delivered_once(
-        account, solution, collector, meters, receiver):
+    account, solution, collector, meters, receiver
+):
     config = stream_config(collector.pk, meter=meter_config(flush="streamExecution"))
-    config["nodes"].append({"id": "bill", "name": "Bill", "type": "httpForwarder", "config": {"url": receiver.url}})
+    config["nodes"].append(
+        {"id": "bill", "name": "Bill", "type": "httpForwarder", "config": {"url": receiver.url}}
+    )
     config["edges"].append({"source": "meter", "target": "bill"})
     with time_machine.travel(RUN_AT, tick=False):
         stream = make(account, solution, config)
@@ -173,8 +206,9 @@ def test_a_failed_delivery_waits_and_is_retried_in_order_until_delivered_once(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_process_that_dies_between_the_flush_commit_and_the_delivery_loses_nothing(account, solution,
-                                                                                      collector, meters):
+def test_a_process_that_dies_between_the_flush_commit_and_the_delivery_loses_nothing(
+    account, solution, collector, meters
+):
     """A real process flushes at period end and is killed (``os._exit``) right after the commit,
     in the very callback that would wake the delivery worker: the outbox row it committed is
     delivered by the sweep, exactly once."""
@@ -203,6 +237,10 @@ def test_a_process_that_dies_between_the_flush_commit_and_the_delivery_loses_not
     assert InspectRecord.objects.count() == 0  # which never reached the downstream nodes
     assert sweep_flush_deliveries.apply().get() == 4
     assert sweep_flush_deliveries.apply().get() == 0
-    assert inspected_metered(stream) == [("u1", "Premium calls", 5), ("u1", "Standard calls", 0),
-                                         ("u2", "Premium calls", 0), ("u2", "Standard calls", 0)]
+    assert inspected_metered(stream) == [
+        ("u1", "Premium calls", 5),
+        ("u1", "Standard calls", 0),
+        ("u2", "Premium calls", 0),
+        ("u2", "Standard calls", 0),
+    ]
     assert FlushDelivery.objects.count() == 0

@@ -29,25 +29,57 @@ KEY = "11111111-2222-3333-4444-555555555555"
 
 
 def meter_config(**extra):
-    return {"meterKey": KEY, "guidingRules": [
-        {"category": "premium", "conditions": [{"field": "plan", "type": "string", "operator": "equals",
-                                                "value": "pro"}]},
-        {"category": "standard", "conditions": []},
-    ], **extra}
+    return {
+        "meterKey": KEY,
+        "guidingRules": [
+            {
+                "category": "premium",
+                "conditions": [{"field": "plan", "type": "string", "operator": "equals", "value": "pro"}],
+            },
+            {"category": "standard", "conditions": []},
+        ],
+        **extra,
+    }
 
 
 def stream_config(collector_id, name="Wired", processing_type="realtime", meter=None):
-    return {"name": name, "processingType": processing_type, "nodes": [
-        {"id": "in", "name": "In", "type": "onlineCollector", "config": {"collectorId": str(collector_id)}},
-        {"id": "meter", "name": "Meter", "type": "meter", "config": meter or meter_config()},
-    ], "edges": [{"source": "in", "target": "meter"}]}
+    return {
+        "name": name,
+        "processingType": processing_type,
+        "nodes": [
+            {
+                "id": "in",
+                "name": "In",
+                "type": "onlineCollector",
+                "config": {"collectorId": str(collector_id)},
+            },
+            {"id": "meter", "name": "Meter", "type": "meter", "config": meter or meter_config()},
+        ],
+        "edges": [{"source": "in", "target": "meter"}],
+    }
 
 
 def _meters(account):
-    premium = meter_type_create(account_id=account.pk, name="Premium calls", unit="call", aggregation="SUM",
-                                reset_cron="0 0 1 * *", timezone="Etc/UTC", category="premium", active_from=T0)
-    standard = meter_type_create(account_id=account.pk, name="Standard calls", unit="call", aggregation="SUM",
-                                 reset_cron="0 0 1 * *", timezone="Etc/UTC", category="standard", active_from=T0)
+    premium = meter_type_create(
+        account_id=account.pk,
+        name="Premium calls",
+        unit="call",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+        category="premium",
+        active_from=T0,
+    )
+    standard = meter_type_create(
+        account_id=account.pk,
+        name="Standard calls",
+        unit="call",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+        category="standard",
+        active_from=T0,
+    )
     for user_id in ("u1", "u2"):
         for meter_type in (premium, standard):
             meter_create(account_id=account.pk, meter_key=KEY, user_id=user_id, meter_type_id=meter_type.pk)
@@ -55,28 +87,44 @@ def _meters(account):
 
 
 def values(meter_type):
-    return sorted((m.user_id, float(m.value), m.record_count) for m in Meter.objects.filter(meter_type=meter_type))
+    return sorted(
+        (m.user_id, float(m.value), m.record_count) for m in Meter.objects.filter(meter_type=meter_type)
+    )
 
 
 def send(account, collector, data):
-    result = collected_batch_append(account_id=account.pk, collector_id=collector.pk, payload=json.dumps(data))
+    result = collected_batch_append(
+        account_id=account.pk, collector_id=collector.pk, payload=json.dumps(data)
+    )
     return CollectedBatch.objects.get(ingestion_id=result.ingestion_id).sequence
 
 
 def make(account, solution, config):
-    return stream_services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR,
-                                         stream_config=config).stream
+    return stream_services.stream_import(
+        account=account, solution_id=solution.pk, actor=ACTOR, stream_config=config
+    ).stream
 
 
-def test_records_are_routed_by_guiding_rule_to_the_meters_of_its_category(account, solution, collector, meters):
+def test_records_are_routed_by_guiding_rule_to_the_meters_of_its_category(
+    account, solution, collector, meters
+):
     premium, standard = meters
     with time_machine.travel(T0 + datetime.timedelta(minutes=1), tick=False):
-        stream = make(account, solution, stream_config(collector.pk, meter=meter_config(groupBy=["region"],
-                                                                                        carryLast=["region"])))
-        send(account, collector, [{"userId": "u1", "value": 5, "plan": "pro", "region": "eu"},
-                                  {"userId": "u1", "value": 2, "plan": "free", "region": "us"},
-                                  {"userId": "u2", "value": 7, "plan": "pro", "region": "us"},
-                                  {"userId": "u1", "value": 1, "plan": "pro", "region": "us"}])
+        stream = make(
+            account,
+            solution,
+            stream_config(collector.pk, meter=meter_config(groupBy=["region"], carryLast=["region"])),
+        )
+        send(
+            account,
+            collector,
+            [
+                {"userId": "u1", "value": 5, "plan": "pro", "region": "eu"},
+                {"userId": "u1", "value": 2, "plan": "free", "region": "us"},
+                {"userId": "u2", "value": 7, "plan": "pro", "region": "us"},
+                {"userId": "u1", "value": 1, "plan": "pro", "region": "us"},
+            ],
+        )
         run = engine_services.stream_run_collected(stream_id=stream.pk)
     assert (run.status, run.records_in, run.records_out, run.records_rejected) == ("SUCCEEDED", 4, 4, 0)
     assert values(premium) == [("u1", 6.0, 2), ("u2", 7.0, 1)]
@@ -98,6 +146,7 @@ def test_a_retried_run_counts_each_record_once(account, solution, collector, met
 
         def fail_after_metering(**kwargs):
             from django.db import OperationalError
+
             raise OperationalError("the connection dropped after the ledger wrote")
 
         monkeypatch.setattr(collection_seam, "consumer_offset_advance", fail_after_metering)
@@ -116,28 +165,47 @@ def test_a_record_id_counts_once_across_batches(account, solution, collector, me
     with time_machine.travel(T0 + datetime.timedelta(minutes=1), tick=False):
         stream = make(account, solution, stream_config(collector.pk))
         send(account, collector, [{"userId": "u1", "value": 5, "plan": "pro", "idempotencyKey": "e-1"}])
-        send(account, collector, [{"userId": "u1", "value": 5, "plan": "pro", "idempotencyKey": "e-1"},
-                                  {"userId": "u1", "value": 3, "plan": "pro", "idempotencyKey": "e-2"}])
+        send(
+            account,
+            collector,
+            [
+                {"userId": "u1", "value": 5, "plan": "pro", "idempotencyKey": "e-1"},
+                {"userId": "u1", "value": 3, "plan": "pro", "idempotencyKey": "e-2"},
+            ],
+        )
         engine_services.stream_run_collected(stream_id=stream.pk, batch_limit=1)
         engine_services.stream_run_collected(stream_id=stream.pk, batch_limit=1)
     assert values(premium) == [("u1", 8.0, 2), ("u2", 0.0, 0)]
 
 
-def test_refused_records_go_to_data_correction_and_reprocessing_meters_them(account, solution, collector, meters):
+def test_refused_records_go_to_data_correction_and_reprocessing_meters_them(
+    account, solution, collector, meters
+):
     premium, _ = meters
     with time_machine.travel(T0 + datetime.timedelta(minutes=1), tick=False):
         stream = make(account, solution, stream_config(collector.pk))
-        send(account, collector, [{"value": 5, "plan": "pro"}, {"userId": "u9", "value": 4, "plan": "pro"},
-                                  {"userId": "u1", "value": "many", "plan": "pro"}])
+        send(
+            account,
+            collector,
+            [
+                {"value": 5, "plan": "pro"},
+                {"userId": "u9", "value": 4, "plan": "pro"},
+                {"userId": "u1", "value": "many", "plan": "pro"},
+            ],
+        )
         run = engine_services.stream_run_collected(stream_id=stream.pk)
         assert (run.records_out, run.records_rejected) == (0, 3)
         assert [r["reason"] for r in run.rejections] == [  # in the order the records came
             "userId is required (a non-empty string)",
-            f"no meter of meterKey {KEY} for this userId in category premium", "value must be a number"]
+            f"no meter of meterKey {KEY} for this userId in category premium",
+            "value must be a number",
+        ]
         corrections = {c.record.get("userId"): c for c in DataCorrection.objects.filter(account=account)}
         assert sorted((str(k), c.reason, c.node, c.source) for k, c in corrections.items()) == [
-            ("None", "MISSING_USER_ID", "meter", "stream"), ("u1", "NON_NUMERIC_VALUE", "meter", "stream"),
-            ("u9", "NO_MATCHING_METER", "meter", "stream")]
+            ("None", "MISSING_USER_ID", "meter", "stream"),
+            ("u1", "NON_NUMERIC_VALUE", "meter", "stream"),
+            ("u9", "NO_MATCHING_METER", "meter", "stream"),
+        ]
         assert corrections["u9"].source_ref == f"{stream.pk}/{run.pk}"
         # u9 gets a meter; reprocessing sends the record through the meter node's routing again.
         meter_create(account_id=account.pk, meter_key=KEY, user_id="u9", meter_type_id=premium.pk)
@@ -152,34 +220,60 @@ def test_two_streams_on_one_collector_each_keep_their_own_offset(account, soluti
     premium, _ = meters
     with time_machine.travel(T0 + datetime.timedelta(minutes=1), tick=False):
         first = make(account, solution, stream_config(collector.pk, name="First"))
-        second = make(account, solution, stream_config(collector.pk, name="Second", meter=meter_config(
-            meterKey="22222222-2222-3333-4444-555555555555")))
-        meter_create(account_id=account.pk, meter_key="22222222-2222-3333-4444-555555555555", user_id="u1",
-                     meter_type_id=premium.pk)
-        sequences = [send(account, collector, [{"userId": "u1", "value": n, "plan": "pro"}]) for n in (1, 2, 3)]
+        second = make(
+            account,
+            solution,
+            stream_config(
+                collector.pk,
+                name="Second",
+                meter=meter_config(meterKey="22222222-2222-3333-4444-555555555555"),
+            ),
+        )
+        meter_create(
+            account_id=account.pk,
+            meter_key="22222222-2222-3333-4444-555555555555",
+            user_id="u1",
+            meter_type_id=premium.pk,
+        )
+        sequences = [
+            send(account, collector, [{"userId": "u1", "value": n, "plan": "pro"}]) for n in (1, 2, 3)
+        ]
         one = engine_services.stream_run_collected(stream_id=first.pk, batch_limit=2)
         two = engine_services.stream_run_collected(stream_id=second.pk, batch_limit=1)
         assert (one.source_first_sequence, one.source_last_sequence) == (sequences[0], sequences[1])
         assert (two.source_first_sequence, two.source_last_sequence) == (sequences[0], sequences[0])
-        offsets = dict(ConsumerOffset.objects.filter(collector=collector).values_list("consumer", "last_sequence"))
+        offsets = dict(
+            ConsumerOffset.objects.filter(collector=collector).values_list("consumer", "last_sequence")
+        )
         assert offsets == {f"stream:{first.pk}": sequences[1], f"stream:{second.pk}": sequences[0]}
         assert realtime_streams_behind() == sorted([str(first.pk), str(second.pk)])
         engine_services.stream_run_collected(stream_id=first.pk)
         engine_services.stream_run_collected(stream_id=second.pk)
         assert realtime_streams_behind() == []
-    by_key = sorted((m.meter_key, float(m.value)) for m in Meter.objects.filter(meter_type=premium, user_id="u1"))
+    by_key = sorted(
+        (m.meter_key, float(m.value)) for m in Meter.objects.filter(meter_type=premium, user_id="u1")
+    )
     assert by_key == [(KEY, 6.0), ("22222222-2222-3333-4444-555555555555", 6.0)]
 
 
-def test_a_stored_batch_wakes_the_realtime_streams_after_commit(account, solution, collector, meters, monkeypatch,
-                                                                django_capture_on_commit_callbacks):
+def test_a_stored_batch_wakes_the_realtime_streams_after_commit(
+    account, solution, collector, meters, monkeypatch, django_capture_on_commit_callbacks
+):
     from streams import tasks
 
     sent = []
     monkeypatch.setattr(tasks.run_stream, "delay", lambda *args: sent.append(args))
     realtime = make(account, solution, stream_config(collector.pk, name="Live"))
-    make(account, solution, stream_config(collector.pk, name="Nightly", processing_type="batch",
-                                          meter=meter_config(meterKey="33333333-2222-3333-4444-555555555555")))
+    make(
+        account,
+        solution,
+        stream_config(
+            collector.pk,
+            name="Nightly",
+            processing_type="batch",
+            meter=meter_config(meterKey="33333333-2222-3333-4444-555555555555"),
+        ),
+    )
     realtime_readers.__globals__["_readers"].clear()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         send(account, collector, {"userId": "u1", "value": 1})
@@ -196,7 +290,12 @@ def test_batch_streams_get_a_beat_schedule_and_lose_it_when_deleted(account, sol
     stream = make(account, solution, config)
     task = PeriodicTask.objects.get(name=f"stream:{stream.pk}")
     assert (task.task, json.loads(task.args), task.interval.every, task.interval.period, task.enabled) == (
-        "streams.run_stream", [str(stream.pk), "schedule"], 600, "seconds", True)
+        "streams.run_stream",
+        [str(stream.pk), "schedule"],
+        600,
+        "seconds",
+        True,
+    )
     assert ConsumerOffset.objects.filter(collector=collector, consumer=f"stream:{stream.pk}").count() == 1
     stream_services.stream_delete(stream=stream)
     assert not PeriodicTask.objects.filter(name=f"stream:{stream.pk}").exists()
@@ -205,7 +304,8 @@ def test_batch_streams_get_a_beat_schedule_and_lose_it_when_deleted(account, sol
 
 
 def test_flushed_metered_records_are_queued_with_the_flush_and_delivered_downstream_after_commit(
-        account, solution, collector, meters, monkeypatch, django_capture_on_commit_callbacks):
+    account, solution, collector, meters, monkeypatch, django_capture_on_commit_callbacks
+):
     from metering.flush import meters_flush_all_due
     from streams import tasks
     from streams.models import FlushDelivery, InspectRecord
@@ -226,31 +326,42 @@ def test_flushed_metered_records_are_queued_with_the_flush_and_delivered_downstr
         meters_flush_all_due(now=period_end + datetime.timedelta(seconds=1))
     # The outbox row is written in the flush's transaction; the worker is woken after commit.
     assert list(FlushDelivery.objects.values_list("stream_id", "node_id", "record_count")) == [
-        (stream.pk, "meter", 4)]
+        (stream.pk, "meter", 4)
+    ]
     assert woken == []
     for callback in callbacks:
         callback()
     assert woken == [(str(stream.pk), "meter")]
     assert tasks.deliver_flushed_records.apply(args=woken[0]).get() == 4
     assert tasks.deliver_flushed_records.apply(args=woken[0]).get() == 0  # delivered once
-    inspected = sorted((r.record["userId"], r.record["meterTypeName"], r.record["value"])
-                       for r in InspectRecord.objects.filter(stream=stream, node_id="peek"))
-    assert inspected == [("u1", "Premium calls", 5), ("u1", "Standard calls", 0),
-                         ("u2", "Premium calls", 0), ("u2", "Standard calls", 0)]
+    inspected = sorted(
+        (r.record["userId"], r.record["meterTypeName"], r.record["value"])
+        for r in InspectRecord.objects.filter(stream=stream, node_id="peek")
+    )
+    assert inspected == [
+        ("u1", "Premium calls", 5),
+        ("u1", "Standard calls", 0),
+        ("u2", "Premium calls", 0),
+        ("u2", "Standard calls", 0),
+    ]
     assert FlushDelivery.objects.count() == 0
     run = StreamRun.objects.get(stream=stream, trigger="flush")
-    assert (run.status, run.records_in, run.node_counts) == ("SUCCEEDED", 4, {"meter": {"in": 0, "out": 4,
-                                                                                         "rejected": 0},
-                                                                              "peek": {"in": 4, "out": 4,
-                                                                                       "rejected": 0}})
+    assert (run.status, run.records_in, run.node_counts) == (
+        "SUCCEEDED",
+        4,
+        {"meter": {"in": 0, "out": 4, "rejected": 0}, "peek": {"in": 4, "out": 4, "rejected": 0}},
+    )
 
 
 def test_a_run_reads_batches_in_order_up_to_its_byte_budget_and_no_run_is_recorded_for_nothing(
-        account, solution, collector, meters, monkeypatch):
+    account, solution, collector, meters, monkeypatch
+):
     premium, _ = meters
     with time_machine.travel(T0 + datetime.timedelta(minutes=1), tick=False):
         stream = make(account, solution, stream_config(collector.pk))
-        sequences = [send(account, collector, [{"userId": "u1", "value": n, "plan": "pro"}]) for n in (1, 2, 3)]
+        sequences = [
+            send(account, collector, [{"userId": "u1", "value": n, "plan": "pro"}]) for n in (1, 2, 3)
+        ]
         size = CollectedBatch.objects.get(sequence=sequences[0]).size_bytes
         monkeypatch.setattr(engine_services, "COLLECTED_BYTES_PER_RUN", 2 * size)
         first = engine_services.stream_run_collected(stream_id=stream.pk)
@@ -260,7 +371,9 @@ def test_a_run_reads_batches_in_order_up_to_its_byte_budget_and_no_run_is_record
         send(account, collector, [{"userId": "u1", "value": 4, "plan": "pro"}])
         third = engine_services.stream_run_collected(stream_id=stream.pk)
     assert [(run.source_first_sequence, run.source_last_sequence) for run in (first, second)] == [
-        (sequences[0], sequences[1]), (sequences[2], sequences[2])]
+        (sequences[0], sequences[1]),
+        (sequences[2], sequences[2]),
+    ]
     assert third.records_in == 1
     assert StreamRun.objects.filter(stream=stream).count() == 3  # nothing was recorded for the empty call
     assert values(premium) == [("u1", 10.0, 4), ("u2", 0.0, 0)]

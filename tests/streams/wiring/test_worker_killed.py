@@ -38,8 +38,10 @@ FIRST_BATCHES, SECOND_BATCHES, PER_BATCH = 4, 12, 50
 def batch(number: int) -> list[dict]:
     """Batch ``number``'s records: no idempotencyKey, so only the run's transaction (and the meter
     processor's position-based keys) stand between a re-run and a double count."""
-    return [{"customer": CUSTOMERS[(number + index) % 3], "amount": (number * PER_BATCH + index) % 9 + 1}
-            for index in range(PER_BATCH)]
+    return [
+        {"customer": CUSTOMERS[(number + index) % 3], "amount": (number * PER_BATCH + index) % 9 + 1}
+        for index in range(PER_BATCH)
+    ]
 
 
 def sums(batches: range) -> dict[str, Decimal]:
@@ -69,7 +71,8 @@ class Locker:
     def blocked(self) -> list[int]:
         """The backends waiting for this connection's locks."""
         rows = self.connection.execute(
-            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [self.pid]).fetchall()
+            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [self.pid]
+        ).fetchall()
         return [pid for (pid,) in rows]
 
     def release(self) -> None:
@@ -86,34 +89,70 @@ def backend_alive(pid: int) -> bool:
 def test_a_worker_killed_mid_run_and_replaced_applies_every_batch_exactly_once(account, tmp_path):
     api = client_for(account)
     collector = Collector.objects.create(account=account, name="killed", status=Collector.Status.ACTIVE)
-    meter_type = meter_type_create(account_id=account.pk, name="Calls", unit="call", aggregation="SUM",
-                                   reset_cron="0 0 1 * *", timezone="Etc/UTC", category="standard")
-    meters = {customer: meter_create(account_id=account.pk, meter_key=KEY, user_id=customer,
-                                     meter_type_id=meter_type.pk) for customer in CUSTOMERS}
+    meter_type = meter_type_create(
+        account_id=account.pk,
+        name="Calls",
+        unit="call",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+        category="standard",
+    )
+    meters = {
+        customer: meter_create(
+            account_id=account.pk, meter_key=KEY, user_id=customer, meter_type_id=meter_type.pk
+        )
+        for customer in CUSTOMERS
+    }
     solution = stream_services.solution_create(account=account, name="Killed")
-    stream = stream_services.stream_import(account=account, solution_id=solution.pk, actor=ACTOR, stream_config={
-        "name": "Calls", "processingType": "realtime",
-        "nodes": [
-            {"id": "in", "name": "In", "type": "onlineCollector", "config": {"collectorId": str(collector.pk)}},
-            {"id": "shape", "name": "Shape", "type": "map", "config": {"fields": {
-                "userId": "record.customer", "value": "record.amount"}}},
-            {"id": "meter", "name": "Meter", "type": "meter", "config": {"meterKey": KEY, "guidingRules": [
-                {"category": "standard", "conditions": []}]}},
-        ],
-        "edges": [{"source": "in", "target": "shape"}, {"source": "shape", "target": "meter"}],
-    }).stream
+    stream = stream_services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor=ACTOR,
+        stream_config={
+            "name": "Calls",
+            "processingType": "realtime",
+            "nodes": [
+                {
+                    "id": "in",
+                    "name": "In",
+                    "type": "onlineCollector",
+                    "config": {"collectorId": str(collector.pk)},
+                },
+                {
+                    "id": "shape",
+                    "name": "Shape",
+                    "type": "map",
+                    "config": {"fields": {"userId": "record.customer", "value": "record.amount"}},
+                },
+                {
+                    "id": "meter",
+                    "name": "Meter",
+                    "type": "meter",
+                    "config": {"meterKey": KEY, "guidingRules": [{"category": "standard", "conditions": []}]},
+                },
+            ],
+            "edges": [{"source": "in", "target": "shape"}, {"source": "shape", "target": "meter"}],
+        },
+    ).stream
     consumer = f"stream:{stream.pk}"
     offset = ConsumerOffset.objects.filter(collector=collector, consumer=consumer)
 
     def send(numbers: range) -> int:
         for number in numbers:
-            response = api.post(f"/online-collection/collectors/{collector.pk}/data",
-                                json.dumps({"data": batch(number)}), content_type="application/json")
+            response = api.post(
+                f"/online-collection/collectors/{collector.pk}/data",
+                json.dumps({"data": batch(number)}),
+                content_type="application/json",
+            )
             assert response.status_code == 200, response.content
         return CollectedBatch.objects.filter(collector=collector).order_by("-sequence")[0].sequence
 
     def values() -> dict[str, Decimal]:
-        return {meter.user_id: meter.value for meter in Meter.objects.filter(pk__in=[m.pk for m in meters.values()])}
+        return {
+            meter.user_id: meter.value
+            for meter in Meter.objects.filter(pk__in=[m.pk for m in meters.values()])
+        }
 
     first, second = range(FIRST_BATCHES), range(FIRST_BATCHES, FIRST_BATCHES + SECOND_BATCHES)
     with running_worker(tmp_path) as doomed:
@@ -123,8 +162,10 @@ def test_a_worker_killed_mid_run_and_replaced_applies_every_batch_exactly_once(a
 
         # The worker's next run waits to read: every batch of the second lot is stored meanwhile.
         meters_held = Locker("SELECT id FROM metering_meter WHERE account_id = %s FOR UPDATE", [account.pk])
-        offset_held = Locker("SELECT id FROM collection_consumeroffset WHERE collector_id = %s AND consumer = %s "
-                             "FOR UPDATE", [collector.pk, consumer])
+        offset_held = Locker(
+            "SELECT id FROM collection_consumeroffset WHERE collector_id = %s AND consumer = %s FOR UPDATE",
+            [collector.pk, consumer],
+        )
         try:
             second_last = send(second)
             wait_for(offset_held.blocked, "the worker's run to wait for the offset row")
@@ -161,5 +202,7 @@ def test_a_worker_killed_mid_run_and_replaced_applies_every_batch_exactly_once(a
         assert not DataCorrection.objects.filter(account=account).exists()
         runs = StreamRun.objects.filter(stream=stream).exclude(pk=killed.pk)
         assert not runs.filter(status=StreamRun.Status.FAILED).exists()
-        assert sum(runs.filter(status=StreamRun.Status.SUCCEEDED).values_list("records_in", flat=True)) == \
-            total * PER_BATCH
+        assert (
+            sum(runs.filter(status=StreamRun.Status.SUCCEEDED).values_list("records_in", flat=True))
+            == total * PER_BATCH
+        )
