@@ -1,7 +1,8 @@
 """Reads for the dashboard and the console's pages. Every function reads for one account.
 
-``usage_by_meter_type_per_day`` is the dashboard's only source of usage figures; it reads the
-usage ledger's hourly rollups, so its cost depends on the window, not on the number of records.
+``usage_by_meter_type_per_day`` is the dashboard's only source of usage figures; it reads exact
+days through ``metering.usage_buckets`` (hourly rollups, the ledger for cut hours), so its cost
+depends on the window, not on the number of records.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Case, Count, F, FloatField, Max, Min, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, Count, F, FloatField, Min, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Cast, NullIf
 from django.utils.timezone import now as utc_now
 
@@ -22,7 +23,8 @@ from collection import selectors as collection_selectors
 from collection.models import Collector
 from console.charts import format_exact
 from metering import selectors as metering_selectors
-from metering.models import DataCorrection, Meter, MeterType, UsageRollup
+from metering.models import DataCorrection, Meter, MeterType
+from metering.usage_buckets import UsageScope, bucket_after, bucket_floor, usage_per_bucket
 from notifications.models import Delivery, EventType, NotificationEvent
 from streams.models import Solution, Stream, StreamRun
 
@@ -52,86 +54,63 @@ class MeterTypeDailyUsage:
         return any(value is not None for value in self.values)
 
 
-class _DailyValues:
-    """Combines values into one meter type's days, as the type's aggregation combines records."""
-
-    def __init__(self, meter_type: MeterType, days: int, now: datetime):
-        self.meter_type = meter_type
-        self.zone = ZoneInfo(meter_type.timezone)
-        self.today = now.astimezone(self.zone).date()
-        self.first = self.today - timedelta(days=days - 1)
-        self.values: list[Decimal | None] = [None] * days
-
-    def add(self, day: date, row: dict[str, Any]) -> None:
-        index = (day - self.first).days
-        if not 0 <= index < len(self.values):
-            return
-        aggregation = self.meter_type.aggregation
-        value = {"MAX": row["highest"], "MIN": row["lowest"]}.get(aggregation, row["total"])
-        if value is None:
-            return
-        current = self.values[index]
-        if current is None:
-            self.values[index] = value
-        elif aggregation == MeterType.Aggregation.MAX:
-            self.values[index] = max(current, value)
-        elif aggregation == MeterType.Aggregation.MIN:
-            self.values[index] = min(current, value)
-        else:
-            self.values[index] = current + value
-
-    def result(self) -> MeterTypeDailyUsage:
-        meter_type = self.meter_type
-        return MeterTypeDailyUsage(
-            meter_type_id=meter_type.pk,
-            name=meter_type.name,
-            unit=meter_type.unit,
-            aggregation=meter_type.aggregation,
-            timezone=meter_type.timezone,
-            days=tuple(self.first + timedelta(days=offset) for offset in range(len(self.values))),
-            values=tuple(self.values),
-        )
-
-
 def usage_by_meter_type_per_day(
     account_id: uuid.UUID, days: int, *, now: datetime | None = None
 ) -> list[MeterTypeDailyUsage]:
     """Each of the account's meter types (by name) with its usage on each of the last ``days`` days.
 
-    Read from the usage ledger's hourly rollups (``UsageRollup``) in two queries whatever the
-    number of customers or records: the meter types, then the rollups of their window summed per
-    type and hour. Each hour counts on the calendar day its start falls on in the meter type's
-    timezone (for timezones off UTC by a fraction of an hour, such as Asia/Kolkata, the hour's
-    start decides). A day combines its hours as the type's aggregation combines records: SUM adds
-    values, INCREMENT counts records, MAX keeps the highest, MIN the lowest. The figures are the
-    records' own times, independent of reset schedules and flushes. Meter types deleted since are
-    left out.
+    A day is a calendar day in the meter type's timezone, ``[local midnight, next local midnight)``,
+    exactly: whole hours come from the ledger's hourly rollups, and an hour that a local midnight
+    cuts (timezones off UTC by a fraction of an hour, such as Asia/Kolkata) from the ledger itself
+    (``metering.usage_buckets``), so the cost depends on the window and the customers, not on the
+    number of records. Today counts whole (records up to the clock skew ahead of now included).
+    A day combines its records as the type's aggregation does: SUM adds values, INCREMENT counts
+    records, MAX keeps the highest, MIN the lowest. The figures are the records' own times,
+    independent of reset schedules and flushes. Meter types deleted since are left out. One query
+    per source and timezone, whatever the number of meter types.
     """
     if days < 1:
         raise ValueError("days must be at least 1.")
     now = now or utc_now()
-    meter_types = MeterType.objects.filter(account_id=account_id).order_by("name", "id")
-    by_type = {meter_type.pk: _DailyValues(meter_type, days, now) for meter_type in meter_types}
-    if not by_type:
-        return []
-    # A generous UTC bound (timezones reach 14 h either side); each hour is placed exactly below.
-    hourly = (
-        UsageRollup.objects.filter(
-            account_id=account_id,
-            meter_type_id__in=list(by_type),
-            hour__gt=now - timedelta(days=days + 1),
-            hour__lte=now,
+    meter_types = list(MeterType.objects.filter(account_id=account_id).order_by("name", "id"))
+    by_zone: dict[str, list[MeterType]] = {}
+    for meter_type in meter_types:
+        by_zone.setdefault(meter_type.timezone, []).append(meter_type)
+    values: dict[uuid.UUID, tuple[tuple[date, ...], tuple[Decimal | None, ...]]] = {}
+    for zone_name, zone_types in by_zone.items():
+        zone = ZoneInfo(zone_name)
+        today = now.astimezone(zone).date()
+        dates = tuple(today - timedelta(days=days - 1 - offset) for offset in range(days))
+        start = bucket_floor(datetime.combine(dates[0], datetime.min.time(), zone), "DAY", zone)
+        end = bucket_after(bucket_floor(now, "DAY", zone), "DAY", zone)
+        found = usage_per_bucket(
+            scope=UsageScope(account_id=account_id, meter_type_ids=[t.pk for t in zone_types]),
+            start=start,
+            end=end,
+            interval="DAY",
+            zone=zone,
+            by_type=True,
         )
-        .values("meter_type_id", "hour")
-        .order_by()
-        .annotate(total=Sum("sum"), records=Sum("count"), highest=Max("max"), lowest=Min("min"))
-    )
-    for row in hourly:
-        daily = by_type[row["meter_type_id"]]
-        if daily.meter_type.aggregation == MeterType.Aggregation.INCREMENT:
-            row["total"] = Decimal(row["records"])
-        daily.add(row["hour"].astimezone(daily.zone).date(), row)
-    return [daily.result() for daily in by_type.values()]
+        for meter_type in zone_types:
+            daily: list[Decimal | None] = [None] * days
+            for (bucket, type_id), figures in found.items():
+                if type_id == meter_type.pk:
+                    index = (bucket.astimezone(zone).date() - dates[0]).days
+                    if 0 <= index < days:
+                        daily[index] = figures.value(meter_type.aggregation)
+            values[meter_type.pk] = (dates, tuple(daily))
+    return [
+        MeterTypeDailyUsage(
+            meter_type_id=meter_type.pk,
+            name=meter_type.name,
+            unit=meter_type.unit,
+            aggregation=meter_type.aggregation,
+            timezone=meter_type.timezone,
+            days=values[meter_type.pk][0],
+            values=values[meter_type.pk][1],
+        )
+        for meter_type in meter_types
+    ]
 
 
 # --- Meters near capacity -------------------------------------------------------------------

@@ -566,32 +566,29 @@ USAGE_CHART_DAYS = 30
 
 
 def meter_type_usage_chart_html(meter_type: MeterType, *, days: int = USAGE_CHART_DAYS) -> str:
-    """The type's usage on each of the last ``days`` days (in its timezone), from the ledger's
-    hourly rollups: one query over at most ``24 × days`` rows per customer, never the raw ledger."""
-    from metering.models import UsageRollup
+    """The type's usage on each of the last ``days`` days (in its timezone), exact to the record:
+    whole hours from the ledger's hourly rollups, hours a local midnight cuts from the ledger
+    (``metering.usage_buckets``), never a scan of the raw ledger."""
+    from metering.usage_buckets import UsageScope, bucket_after, bucket_floor, usage_per_bucket
 
     try:
         zone = ZoneInfo(meter_type.timezone)
     except (ValueError, ZoneInfoNotFoundError):  # the form is showing an invalid timezone being typed
         return "–"
-    today = utc_now().astimezone(zone).date()
+    now = utc_now()
+    today = now.astimezone(zone).date()
     first = today - timedelta(days=days - 1)
-    start = datetime.combine(first, time.min, zone)
-    per_day: dict = {}
     aggregation = meter_type.aggregation
-    for hour, total, count, highest, lowest in UsageRollup.objects.filter(
-        account_id=meter_type.account_id, meter_type_id=meter_type.pk, hour__gte=start
-    ).values_list("hour", "sum", "count", "max", "min"):
-        day = hour.astimezone(zone).date()
-        held = per_day.get(day)
-        if aggregation == "SUM":
-            per_day[day] = (held or 0) + total
-        elif aggregation == "INCREMENT":
-            per_day[day] = (held or 0) + count
-        elif aggregation == "MAX":
-            per_day[day] = highest if held is None else max(held, highest)
-        else:
-            per_day[day] = lowest if held is None else min(held, lowest)
+    found = usage_per_bucket(
+        scope=UsageScope(account_id=meter_type.account_id, meter_type_ids=[meter_type.pk]),
+        start=bucket_floor(datetime.combine(first, time.min, zone), "DAY", zone),
+        end=bucket_after(bucket_floor(now, "DAY", zone), "DAY", zone),
+        interval="DAY",
+        zone=zone,
+    )
+    per_day = {
+        bucket.astimezone(zone).date(): figures.value(aggregation) for (bucket,), figures in found.items()
+    }
     bars = []
     for offset in range(days):
         day = first + timedelta(days=offset)

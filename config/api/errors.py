@@ -195,6 +195,32 @@ def _flatten_drf_detail(detail: Any, prefix: str = "") -> list[dict[str, str]]:
     return out
 
 
+# SQLSTATEs of a database that is down or cannot take the request now: connection exceptions
+# (class 08), the server shutting down or starting (57P01-57P03), too many connections (53300).
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+# SQLite: the file cannot be opened, or another writer holds it past the timeout.
+_SQLITE_UNAVAILABLE = ("unable to open database", "database is locked", "disk i/o error")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means the database cannot be reached or cannot answer now (503
+    with Retry-After: trying again later can succeed), rather than a fault in the statement (500:
+    retrying would fail the same way). A lost connection (InterfaceError, or an OperationalError
+    without a server's SQLSTATE) is unavailable; so is one the driver names as such."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    state = getattr(cause, "sqlstate", None)
+    if state is not None:
+        return str(state).startswith(_UNAVAILABLE_STATES)
+    if cause is not None and type(cause).__module__ == "sqlite3":
+        return any(text in str(cause).lower() for text in _SQLITE_UNAVAILABLE)
+    # No server answer (the connection failed or dropped), or raised as such by our own code.
+    return True
+
+
 def exception_to_response(exc: BaseException) -> JsonResponse | None:
     """Map any exception to the JSON error response, or ``None`` if it is not ours to map."""
     if isinstance(exc, ApiError):
@@ -233,11 +259,11 @@ def exception_to_response(exc: BaseException) -> JsonResponse | None:
     if isinstance(exc, IntegrityError):
         # A race the database refused (unique constraint): the request conflicts with existing state.
         return error_response(409, "CONFLICT", "The request conflicts with existing data.")
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    if isinstance(exc, DatabaseError) and database_unavailable(exc):
         logger.warning("database unavailable: %s", exc.__class__.__name__)
         return error_response(503, headers={"Retry-After": str(settings.RETRY_AFTER_SECONDS)})
     if isinstance(exc, DatabaseError):
-        logger.exception("database error")
+        logger.error("database error", exc_info=exc)
         return error_response(500)
     return None
 
