@@ -7,8 +7,6 @@ calls the service), never the secret.
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -16,9 +14,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from accounts import services
+from accounts import (
+    admin_users,  # noqa: F401 - registers the user and group admins
+    services,
+)
 from accounts.admin_scoping import AccountScopedAdmin, user_account_id
-from accounts.models import Account, AccountUser, ApiKey, ApplicationAccess
+from accounts.models import Account, ApiKey, ApplicationAccess
 from accounts.scopes import ALL_SCOPES
 
 
@@ -38,25 +39,9 @@ class AccountAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
 
-
-class AccountUserInline(admin.StackedInline):
-    model = AccountUser
-    can_delete = False
-    extra = 0
-
-
-User = get_user_model()
-admin.site.unregister(User)
-
-
-@admin.register(User)
-class AccountUserAdmin(UserAdmin):
-    inlines = [AccountUserInline]
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        account_id = user_account_id(request)
-        return queryset if account_id is None else queryset.filter(account_link__account_id=account_id)
+    def get_readonly_fields(self, request, obj=None):
+        # The licence is the operator's to give, not the account's staff's.
+        return [] if request.user.is_superuser else ["has_billing_license"]
 
 
 class ApplicationAccessForm(forms.ModelForm):
