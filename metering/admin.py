@@ -21,7 +21,7 @@ from django.utils.timezone import now as utc_now
 
 from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin
 from config.api.errors import ApiError
-from metering import periods, services
+from metering import aggregation, periods, services
 from metering.models import Meter, MeteredRecord, MeterType
 
 NEXT_RESETS_SHOWN = 5
@@ -578,7 +578,7 @@ def meter_type_usage_chart_html(meter_type: MeterType, *, days: int = USAGE_CHAR
     now = utc_now()
     today = now.astimezone(zone).date()
     first = today - timedelta(days=days - 1)
-    aggregation = meter_type.aggregation
+    rule = meter_type.aggregation
     found = usage_per_bucket(
         scope=UsageScope(account_id=meter_type.account_id, meter_type_ids=[meter_type.pk]),
         start=bucket_floor(datetime.combine(first, time.min, zone), "DAY", zone),
@@ -586,14 +586,12 @@ def meter_type_usage_chart_html(meter_type: MeterType, *, days: int = USAGE_CHAR
         interval="DAY",
         zone=zone,
     )
-    per_day = {
-        bucket.astimezone(zone).date(): figures.value(aggregation) for (bucket,), figures in found.items()
-    }
+    per_day = {bucket.astimezone(zone).date(): figures.value(rule) for (bucket,), figures in found.items()}
     bars = []
     for offset in range(days):
         day = first + timedelta(days=offset)
         value = per_day.get(day)
-        shown = Decimal(0) if value is None and aggregation in ("SUM", "INCREMENT") else value
+        shown = aggregation.empty_value(rule) if value is None else value
         bars.append(
             (
                 None if shown is None else Decimal(shown),
@@ -605,7 +603,7 @@ def meter_type_usage_chart_html(meter_type: MeterType, *, days: int = USAGE_CHAR
     return format_html(
         '<div id="type-usage">{}<p>{} per day, last {} days ({}), oldest on the left.</p></div>',
         _bar_chart(bars, css_class="meter-type-usage-chart", label=f"usage per day, last {days} days"),
-        aggregation,
+        rule,
         days,
         meter_type.timezone,
     )

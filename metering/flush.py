@@ -60,7 +60,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from config.api.serializers import format_timestamp
-from metering import periods
+from metering import aggregation, periods
 from metering.models import Meter, MeteredRecord, MeterType
 from notifications.models import EventType
 from notifications.services import Notification, notification_publish_many
@@ -368,9 +368,7 @@ def _reset_meters(
         [
             (
                 meter.id,
-                None
-                if meter.aggregation in (MeterType.Aggregation.MAX, MeterType.Aggregation.MIN)
-                else Decimal(0),
+                aggregation.empty_value(meter.aggregation),
                 *([new_ends[meter.id]] if new_ends is not None else []),
             )
             for meter in meters

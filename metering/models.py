@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils.timezone import now as utc_now
 
 from accounts.models import Account
+from metering import aggregation as aggregation_rules
 from metering import validators
 
 # Usage values and capacities: exact decimals, wide enough for any counter.
@@ -117,9 +118,7 @@ class MeterType(models.Model):
 
     def empty_value(self) -> Decimal | None:
         """A meter's value at the start of a period: 0 for SUM and INCREMENT, empty for MAX and MIN."""
-        if self.aggregation in (self.Aggregation.MAX, self.Aggregation.MIN):
-            return None
-        return Decimal(0)
+        return aggregation_rules.empty_value(self.aggregation)
 
 
 class Meter(models.Model):

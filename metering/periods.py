@@ -116,7 +116,8 @@ def validate_timezone(name: str) -> ZoneInfo:
         raise InvalidSchedule(f"'{name}' is not an IANA timezone name.")
 
 
-def _wall_time(instant: datetime, zone: ZoneInfo) -> datetime:
+def wall_time(instant: datetime, zone: ZoneInfo) -> datetime:
+    """The naive local time the clock in ``zone`` shows at ``instant``."""
     # Through UTC: astimezone() to the zone a datetime already carries would not convert.
     return instant.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
 
@@ -124,7 +125,7 @@ def _wall_time(instant: datetime, zone: ZoneInfo) -> datetime:
 def boundary_of(wall: datetime, zone: ZoneInfo) -> datetime:
     """The first UTC instant at which the clock in ``zone`` shows ``wall`` or later."""
     first = wall.replace(tzinfo=zone, fold=0)
-    if _wall_time(first, zone) == wall:
+    if wall_time(first, zone) == wall:
         # The wall time exists; fold=0 is its first occurrence when it occurs twice.
         return first.astimezone(UTC)
     # A spring-forward gap: the two folds map to instants either side of the transition.
@@ -134,7 +135,7 @@ def boundary_of(wall: datetime, zone: ZoneInfo) -> datetime:
     low, high = 0, int((later - earlier).total_seconds())
     while low < high:
         middle = (low + high) // 2
-        if _wall_time(earlier + timedelta(seconds=middle), zone) >= wall:
+        if wall_time(earlier + timedelta(seconds=middle), zone) >= wall:
             high = middle
         else:
             low = middle + 1
@@ -152,12 +153,28 @@ def next_period_end(cron: str, tz_name: str, after: datetime) -> datetime:
     zone = validate_timezone(tz_name)
     # Every schedule entry at or before the wall time of ``after`` has a boundary at or before
     # ``after``, so walking from there misses nothing.
-    entries = croniter(validate_cron(cron), _wall_time(after, zone))
+    entries = croniter(validate_cron(cron), wall_time(after, zone))
     for _ in range(_MAX_SKIPPED_ENTRIES):
         boundary = boundary_of(entries.get_next(datetime), zone)
         if boundary > after:
             return boundary
     raise InvalidSchedule(f"'{cron}' has no boundary after {after.isoformat()} in {tz_name}.")
+
+
+def period_containing(cron: str, tz_name: str, now: datetime) -> tuple[datetime, datetime]:
+    """``(start, end)`` of the schedule's period holding ``now``: the last boundary at or before
+    ``now`` and the first after it (UTC)."""
+    end = next_period_end(cron, tz_name, now)
+    zone = validate_timezone(tz_name)
+    # Walk the schedule's wall times backwards from a little after now (a wall time later than
+    # now's can fire before now on a fall-back night); boundaries never decrease with wall time,
+    # so the first one at or before now is the period's start.
+    entries = croniter(validate_cron(cron), wall_time(now, zone) + timedelta(hours=3))
+    for _ in range(10_000):
+        boundary = boundary_of(entries.get_prev(datetime), zone)
+        if boundary <= now:
+            return boundary, end
+    return now, end  # pragma: no cover - a valid cron fires within 10,000 entries
 
 
 def next_fires(cron: str, tz_name: str, after: datetime, count: int) -> list[datetime]:

@@ -39,6 +39,7 @@ from django.db.models.expressions import Func
 from django.db.models.fields.json import compile_json_path
 from django.db.models.functions import Trunc
 
+from metering import aggregation as aggregation_rules
 from metering.models import UsageRecord, UsageRollup
 
 INTERVALS = ("HOUR", "DAY", "WEEK", "MONTH")
@@ -122,13 +123,9 @@ class Figures:
     def value(self, aggregation: str) -> Decimal | None:
         """The bucket's usage as a meter type's aggregation counts it: SUM adds values, INCREMENT
         counts records, MAX keeps the highest, MIN the lowest (None without records)."""
-        if aggregation == "INCREMENT":
-            return Decimal(self.records)
-        if aggregation == "MAX":
-            return self.highest
-        if aggregation == "MIN":
-            return self.lowest
-        return self.total
+        return aggregation_rules.from_totals(
+            aggregation, total=self.total, count=self.records, highest=self.highest, lowest=self.lowest
+        )
 
     def add(self, total, records, highest, lowest) -> None:
         if not records:
