@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 from accounts.api.views import TokenView
 from config.api import ops
 from config.metrics import metrics_view
+from console.explorer import usage_explorer_view
 
 admin.site.site_header = "Usage metering"
 admin.site.site_title = "Usage metering"
@@ -20,6 +21,7 @@ urlpatterns = [
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("admin", lambda request: HttpResponseRedirect("/admin/")),
+    path("admin/usage/", admin.site.admin_view(usage_explorer_view), name="console-usage"),
     path("admin/", admin.site.urls),
     path("", include("metering.api.urls")),
     path("", include("collection.api.urls")),

@@ -23,6 +23,7 @@ from collection import selectors as collection_selectors
 from collection.models import Collector
 from console.charts import format_exact
 from metering import selectors as metering_selectors
+from metering.compat.usage_queries import UsageQuery, usage_query
 from metering.models import DataCorrection, Meter, MeterType
 from metering.usage_buckets import UsageScope, bucket_after, bucket_floor, usage_per_bucket
 from notifications.models import Delivery, EventType, NotificationEvent
@@ -419,4 +420,136 @@ def correction_backlog(account_id: uuid.UUID) -> CorrectionBacklog:
         by_reason=by_reason,
         total=sum(row["count"] for row in by_reason),
         oldest_at=min((row["oldest"] for row in by_reason), default=None),
+    )
+
+
+# --- Usage explorer -------------------------------------------------------------------------
+
+# /usage's aggregations for each meter type's own (it has no MIN: a MIN type shows its highest).
+USAGE_AGGREGATION = {"SUM": "SUM", "INCREMENT": "COUNT", "MAX": "MAX", "MIN": "MAX"}
+
+
+@dataclass(frozen=True)
+class ExploredUsage:
+    """One meter type's usage per bucket as ``POST /usage`` answers it for ``request`` (its body),
+    and its top customers over the whole range (largest first)."""
+
+    meter_type: MeterType
+    request: dict[str, Any]
+    buckets: tuple[datetime, ...]
+    values: tuple[float | int, ...]
+    top_customers: tuple[tuple[str, float | int], ...]
+
+    @property
+    def aggregation(self) -> str:
+        return self.request["aggregation"]
+
+    @property
+    def combined(self) -> float | int:
+        """The range's figure: the sum of the buckets (SUM, COUNT), or the highest (MAX)."""
+        return _combine(self.aggregation, self.values)
+
+
+def _combine(aggregation: str, values) -> float | int:
+    values = list(values)
+    if not values:
+        return 0
+    return max(values) if aggregation == "MAX" else sum(values)
+
+
+def usage_request(
+    meter_type: MeterType,
+    *,
+    start: datetime,
+    end: datetime,
+    interval: str,
+    customers: list[str] | None = None,
+    group_by: list[str] | None = None,
+) -> dict[str, Any]:
+    """The ``POST /usage`` body for one meter type over ``[start, end)`` (whole seconds)."""
+    body: dict[str, Any] = {
+        "meterApiName": meter_type.api_name,
+        "startTimeInSeconds": int(start.timestamp()),
+        "endTimeInSeconds": int(end.timestamp()),
+        "aggregation": USAGE_AGGREGATION[meter_type.aggregation],
+        "timeGroupingInterval": interval,
+    }
+    if customers:
+        body["customerFilter"] = list(customers)
+    if group_by:
+        body["groupBy"] = list(group_by)
+    return body
+
+
+def _usage_answer(account_id: uuid.UUID, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """``usage_query`` (the function ``POST /usage`` calls) for a request body: its groups."""
+    query = UsageQuery(
+        meter_api_name=body["meterApiName"],
+        start=datetime.fromtimestamp(body["startTimeInSeconds"], UTC),
+        end=datetime.fromtimestamp(body["endTimeInSeconds"], UTC),
+        aggregation=body["aggregation"],
+        interval=body["timeGroupingInterval"],
+        group_by=list(body.get("groupBy") or []),
+        customers=list(body["customerFilter"]) if body.get("customerFilter") else None,
+    )
+    answer = usage_query(account_id=account_id, query=query)
+    return next(iter(answer["clientMeters"].values()), [])
+
+
+def _records(group: dict[str, Any]) -> list[tuple[datetime, float | int]]:
+    return [
+        (datetime.fromtimestamp(int(seconds), UTC), value)
+        for record in group["records"]
+        for seconds, value in record.items()
+    ]
+
+
+def explore_usage(
+    account_id: uuid.UUID,
+    *,
+    meter_types: list[MeterType],
+    start: datetime,
+    end: datetime,
+    interval: str,
+    customers: list[str] | None = None,
+    top: int = 10,
+) -> list[ExploredUsage]:
+    """Each meter type's usage per bucket, exactly as ``POST /usage`` answers the same choices (the
+    same query function), and its ``top`` customers. Two queries per meter type. Raises
+    ``ValidationFailed`` as /usage does (a range of too many buckets)."""
+    explored = []
+    for meter_type in meter_types:
+        body = usage_request(meter_type, start=start, end=end, interval=interval, customers=customers)
+        groups = _usage_answer(account_id, body)
+        records = _records(groups[0]) if groups else []
+        per_customer = _usage_answer(account_id, body | {"groupBy": ["customerId"]})
+        ranked = sorted(
+            (
+                (
+                    group["groupInfo"].get("customerId") or "",
+                    _combine(body["aggregation"], [value for _, value in _records(group)]),
+                )
+                for group in per_customer
+            ),
+            key=lambda item: (-item[1], item[0]),
+        )
+        explored.append(
+            ExploredUsage(
+                meter_type=meter_type,
+                request=body,
+                buckets=tuple(bucket for bucket, _ in records),
+                values=tuple(value for _, value in records),
+                top_customers=tuple(item for item in ranked if item[1])[:top],
+            )
+        )
+    return explored
+
+
+def known_customers(account_id: uuid.UUID, *, limit: int = 1000) -> list[str]:
+    """The customers (user ids) of the account's meters, by name: the explorer's search list."""
+    return list(
+        Meter.objects.filter(account_id=account_id)
+        .order_by("user_id")
+        .values_list("user_id", flat=True)
+        .distinct()[:limit]
     )

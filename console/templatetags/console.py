@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from django import template
 from django.template.loader import render_to_string
@@ -60,3 +64,17 @@ def rate(value: float | None) -> str:
     if value == 0:
         return "0"
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+@register.filter
+def in_zone(value: datetime | None, zone: ZoneInfo | str) -> str:
+    """An instant as ``2026-12-07 14:05:00`` in ``zone`` (a ZoneInfo or its name)."""
+    if value is None:
+        return "–"
+    zone = zone if isinstance(zone, ZoneInfo) else ZoneInfo(str(zone))
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)

@@ -88,3 +88,41 @@ def screenshot(
     else:
         page.screenshot(path=str(path), animations="disabled", caret="hide", full_page=full_page)
     return path
+
+
+# Elements that stick out past the viewport's right edge, unless a scroll container of theirs
+# (overflow-x auto or scroll) ends inside the viewport: those a person can scroll to. Also the
+# page itself scrolling sideways (nothing should need that).
+_OVERFLOWING = """() => {
+  const width = document.documentElement.clientWidth;
+  const scrolls = (element) => {
+    for (let parent = element.parentElement; parent; parent = parent.parentElement) {
+      const style = getComputedStyle(parent);
+      if (['auto', 'scroll'].includes(style.overflowX) && parent.getBoundingClientRect().right <= width + 1) {
+        return true;
+      }
+      // Clipped by an ancestor (an svg's own box, say): that ancestor is judged instead.
+      if (style.overflowX === 'hidden' || style.overflowX === 'clip') { return true; }
+    }
+    return false;
+  };
+  const found = [];
+  for (const element of document.body.querySelectorAll('*')) {
+    const box = element.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0 || getComputedStyle(element).visibility === 'hidden') { continue; }
+    if (box.right > width + 1 && !scrolls(element)) {
+      found.push(`${element.tagName.toLowerCase()}${element.id ? '#' + element.id : ''}` +
+                 `${element.className && typeof element.className === 'string' ? '.' + element.className.trim().split(/\\s+/).join('.') : ''}` +
+                 ` right=${Math.round(box.right)}`);
+    }
+  }
+  if (document.scrollingElement.scrollWidth > width + 1) {
+    found.push(`the page scrolls sideways: ${document.scrollingElement.scrollWidth} > ${width}`);
+  }
+  return found.slice(0, 10);
+}"""
+
+
+def overflowing(page: Page) -> list[str]:
+    """What sticks out of the viewport where no scrollbar reaches it (empty: nothing)."""
+    return page.evaluate(_OVERFLOWING)
