@@ -214,6 +214,19 @@ COLLECTION_MAX_NESTING_DEPTH = int(os.environ.get("COLLECTION_MAX_NESTING_DEPTH"
 # A run still RUNNING this long after it started was abandoned by a worker that died: the sweep
 # (beat, every minute) marks it FAILED. Longer than any run takes (runs read at most 16 MiB).
 STREAM_RUN_ABANDONED_SECONDS = int(os.environ.get("STREAM_RUN_ABANDONED_SECONDS", "600"))
+# Output nodes (httpForwarder) send through an outbox after the run commits (streams.engine.deliveries):
+# attempts per delivery before it is a dead letter; the wait after failed attempt n is
+# min(max, base·2^(n-1)), of which a random half (jitter); a receiver's Retry-After is a floor.
+STREAM_OUTPUT_MAX_ATTEMPTS = int(os.environ.get("STREAM_OUTPUT_MAX_ATTEMPTS", "12"))
+STREAM_OUTPUT_BACKOFF_BASE_SECONDS = float(os.environ.get("STREAM_OUTPUT_BACKOFF_BASE_SECONDS", "5"))
+STREAM_OUTPUT_BACKOFF_MAX_SECONDS = float(os.environ.get("STREAM_OUTPUT_BACKOFF_MAX_SECONDS", "1800"))
+# An attempt's claim lasts the node's timeoutSeconds plus this margin: a worker killed mid-send
+# leaves its delivery to be attempted again (same Delivery-Id) once the claim has lapsed.
+STREAM_OUTPUT_LEASE_MARGIN_SECONDS = float(os.environ.get("STREAM_OUTPUT_LEASE_MARGIN_SECONDS", "30"))
+# Delivered rows (their body emptied) are kept this long for the admin and the API, then purged.
+STREAM_OUTPUT_DELIVERED_RETENTION_HOURS = int(os.environ.get("STREAM_OUTPUT_DELIVERED_RETENTION_HOURS", "168"))
+# Stream health: a stream whose oldest unconsumed collected batch is older than this is lagging.
+STREAM_LAG_WARNING_SECONDS = float(os.environ.get("STREAM_LAG_WARNING_SECONDS", "60"))
 # Exposes GET /bench/minimal ({"ok": true}): the stack's ceiling for bench/send_data.py only.
 BENCH_MINIMAL_VIEW = env_bool("BENCH_MINIMAL_VIEW", False)
 

@@ -865,3 +865,7 @@ class FlushDeliveryAdmin(ReadOnlyAccountScopedAdmin):
     def retry_now(self, request, queryset):
         count = engine_services.flush_deliveries_retry_now(delivery_ids=queryset.values_list("pk", flat=True))
         messages.success(request, f"{count} delivery(ies) will be retried by the next sweep (within 10 s).")
+
+
+# The outputs' outbox has a module of its own (this one is long enough).
+from streams import admin_outputs  # noqa: E402, F401

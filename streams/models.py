@@ -357,9 +357,9 @@ class FlushDelivery(models.Model):
     Written in the flush's own transaction (the period-end sweep's, or the stream execution's),
     so a flush that commits always has its delivery, and one that rolls back has none. A worker
     delivers the rows of one (stream, node) in ``id`` order: it runs the downstream nodes over
-    the records and deletes the rows in the same transaction, so each is delivered exactly once
-    (an ``httpForwarder`` target may still see a request twice if the transaction fails after
-    it answered). A failed delivery stays, with its error, until ``next_attempt_at``.
+    the records and deletes the rows in the same transaction, so each reaches them exactly once
+    (an ``httpForwarder`` among them queues the records in ``OutputDelivery`` in that same
+    transaction). A failed delivery stays, with its error, until ``next_attempt_at``.
     """
 
     id = models.BigAutoField(primary_key=True)
@@ -386,3 +386,84 @@ class FlushDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id}: {self.record_count} records"
+
+
+class OutputDelivery(models.Model):
+    """Records an output node (``httpForwarder``) of a run is to send: the outputs' durable outbox.
+
+    Written in the run's own transaction, so a run that commits always has its deliveries and one
+    that rolls back has none; sent after the commit by a worker (``streams.engine.deliveries``),
+    never inside a run. One row is one request: ``body`` is the JSON array of up to 500 records,
+    encoded once when the run wrote it. ``delivery_id`` goes out as the ``Delivery-Id`` header on
+    every attempt, so a receiver that sees a request twice (a worker killed after sending) can
+    tell. The rows of one (stream, node) are sent in ``id`` order, one at a time: the oldest
+    PENDING row is the only one attempted. After ``max_attempts`` failed attempts a row is DEAD
+    (the dead letter): the queue goes on without it, and "retry now" makes it PENDING again.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        DELIVERED = "DELIVERED", "Delivered"
+        DEAD = "DEAD", "Dead letter"
+
+    # Written when an attempt is claimed, replaced by its outcome; left if the worker dies mid-send.
+    IN_FLIGHT = "An attempt is in flight, or its worker stopped before it finished."
+
+    id = models.BigAutoField(primary_key=True)
+    delivery_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+")
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="output_deliveries")
+    node_id = models.CharField(max_length=100, help_text="The output node that sends the records.")
+    run = models.ForeignKey(StreamRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    body = models.TextField(help_text="The request body (a JSON array); emptied once delivered.")
+    record_count = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+    # When the next attempt is due; while an attempt is in flight, the end of its lease. Empty
+    # once the delivery is final (DELIVERED or DEAD).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField()
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "output delivery"
+        verbose_name_plural = "output deliveries"
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["PENDING", "DELIVERED", "DEAD"]),
+                name="%(app_label)s_%(class)s_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="PENDING") | Q(next_attempt_at__isnull=False),
+                name="%(app_label)s_%(class)s_pending_has_due_time",
+            ),
+            models.CheckConstraint(
+                condition=Q(attempts__lte=models.F("max_attempts")),
+                name="%(app_label)s_%(class)s_attempts_within_max",
+            ),
+        ]
+        indexes = [
+            # The head of each output's queue: its oldest PENDING row.
+            models.Index(
+                fields=["stream", "node_id", "id"],
+                condition=Q(status="PENDING"),
+                name="streams_output_queue",
+            ),
+            # The sweep: PENDING rows due now.
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status="PENDING"), name="streams_output_due"
+            ),
+            # A stream's deliveries, newest first (API, admin), and the purge of delivered rows.
+            models.Index(fields=["stream", "-id"], name="streams_output_recent"),
+            models.Index(
+                fields=["delivered_at"], condition=Q(status="DELIVERED"), name="streams_output_delivered"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}: {self.record_count} records ({self.status})"

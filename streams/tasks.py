@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.db import transaction
+from django.utils import timezone
 
 from streams.engine import services
 from streams.models import StreamRun
@@ -91,3 +92,41 @@ def sweep_flush_deliveries() -> int:
 def fail_abandoned_runs() -> int:
     """Beat, every minute: runs left RUNNING by a worker that died are marked FAILED."""
     return services.stream_runs_abandoned_fail()
+
+
+@shared_task(name="streams.deliver_output", acks_late=True, reject_on_worker_lost=True)
+def deliver_output(stream_id: str, node_id: str) -> int:
+    """After a run that wrote to an output's outbox commits (or when a retry is due): send the
+    output's due deliveries, oldest first. A failed attempt queues this task again for when its
+    backoff ends; a call that reached its limit queues it at once. Safe to run twice: every
+    attempt is claimed. Returns the number of records delivered."""
+    from streams.engine import deliveries
+
+    result = deliveries.output_deliveries_send(stream_id=stream_id, node_id=node_id)
+    if result.more:
+        transaction.on_commit(lambda: deliveries.output_wake(stream_id, node_id))
+    elif result.failed and result.retry_at is not None:
+        countdown = max(0.0, (result.retry_at - timezone.now()).total_seconds())
+        transaction.on_commit(lambda: deliveries.output_wake(stream_id, node_id, countdown=countdown))
+    return result.delivered
+
+
+@shared_task(name="streams.sweep_output_deliveries", acks_late=True, reject_on_worker_lost=True)
+def sweep_output_deliveries() -> int:
+    """Beat, every 5 s: queue ``deliver_output`` for every output whose oldest delivery is due (a
+    lost wake-up, a retry whose backoff passed, a lease left by a worker that died). Returns how
+    many outputs were queued."""
+    from streams.engine import deliveries
+
+    due = deliveries.output_queues_due()
+    for stream_id, node_id in due:
+        deliveries.output_wake(stream_id, node_id)
+    return len(due)
+
+
+@shared_task(name="streams.purge_delivered_outputs", acks_late=True, reject_on_worker_lost=True)
+def purge_delivered_outputs() -> int:
+    """Beat, hourly: delete delivered output deliveries past their retention."""
+    from streams.engine import deliveries
+
+    return deliveries.output_deliveries_purge()

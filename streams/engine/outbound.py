@@ -14,7 +14,13 @@ from notifications.exceptions import TargetNotAllowed
 
 
 class OutboundError(Exception):
-    """The request was not made, or did not succeed."""
+    """The request was not made, or did not succeed: ``status_code`` is the answer's status (none if
+    no answer came), ``retry_after`` the seconds its ``Retry-After`` header asked for."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
 
 
 class OutboundRefused(OutboundError):
@@ -38,5 +44,15 @@ def send(*, method: str, url: str, headers: dict[str, str], body: bytes, timeout
     except client.OutboundRequestFailed as exc:
         raise OutboundError(f"the request failed ({exc})")
     if not 200 <= response.status < 300:
-        raise OutboundError(f"the target answered HTTP {response.status}")
+        raise OutboundError(
+            f"the target answered HTTP {response.status}",
+            status_code=response.status,
+            retry_after=_retry_after(response.headers.get("retry-after", "")),
+        )
     return response.status
+
+
+def _retry_after(value: str) -> float | None:
+    """``Retry-After`` in seconds (the delay form; a date is ignored), at most an hour."""
+    value = value.strip()
+    return min(float(value), 3600.0) if value.isdigit() else None

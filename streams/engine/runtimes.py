@@ -19,18 +19,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
-
 from config.api.serializers import format_timestamp
-from streams.engine import dedup, outbound, sessions
+from streams.engine import dedup, deliveries, sessions
 from streams.engine.cel import CelError, cel_compile
 from streams.engine.conditions import conditions_predicate
-from streams.engine.context import NodeFailed, RunContext
+from streams.engine.context import RunContext
 from streams.engine.keys import KeyFieldInvalid, key_values_reader
 from streams.engine.metering_seam import MeterNode, apply_meter_records, meters_flush_after_execution
 from streams.engine.records import MISSING, PathConflict, path_getter, paths_set
 from streams.nodes import (
-    PARAMETER_REFERENCE,
     Config,
     DataAggregatorConfig,
     DeduplicateConfig,
@@ -525,38 +522,16 @@ class DataAggregatorRuntime(NodeRuntime):
 
 
 class HttpForwarderRuntime(NodeRuntime):
-    """POSTs (or PUTs) the records as a JSON array, ``BATCH_SIZE`` per request, to ``url`` with
-    ``{{param:name}}`` references replaced inside the run. A refused target or a non-2xx answer
-    fails the run (retried as a whole, so delivery is at least once)."""
+    """Queues the records in the outputs' outbox (``deliveries``), in the run's transaction; a
+    worker sends them after the commit (500 per request, ``{{param:…}}`` resolved then), with
+    retries. The run itself never calls the network, so a target that is down never fails it."""
 
     config: HttpForwarderConfig
-    BATCH_SIZE = 500
-
-    def _substitute(self, text: str, context: RunContext) -> str:
-        return PARAMETER_REFERENCE.sub(lambda match: context.parameter(self.node_id, match.group(1)), text)
 
     def process(self, records, context):
         if context.dry_run:
             return NodeOutput(list(records), note="preview: nothing is sent")
-        if not records:
-            return NodeOutput([])
-        url = self._substitute(self.config.url, context)
-        headers = {name: self._substitute(value, context) for name, value in self.config.headers.items()}
-        if not any(name.lower() == "content-type" for name in headers):
-            headers["Content-Type"] = "application/json"
-        for start in range(0, len(records), self.BATCH_SIZE):
-            body = msgspec.json.encode(records[start : start + self.BATCH_SIZE])
-            try:
-                outbound.send(
-                    method=self.config.method,
-                    url=url,
-                    headers=headers,
-                    body=body,
-                    timeout_seconds=self.config.timeout_seconds,
-                )
-            except outbound.OutboundError as exc:
-                # The configured URL (with its {{param:…}} references), never the resolved one.
-                raise NodeFailed(self.node_id, f"{self.config.method} {self.config.url}: {exc}")
+        deliveries.output_records_queue(context=context, node_id=self.node_id, records=records)
         return NodeOutput(list(records))
 
 

@@ -13,7 +13,7 @@ from console import selectors
 from metering.ledger import UsageInput, usage_apply
 from streams import services as stream_services
 from streams.engine import services as engine_services
-from streams.models import StreamRun
+from streams.models import Stream, StreamRun
 from tests.console.conftest import make_type, staff_of
 from tests.console.test_dashboard import panel, panel_ids
 from tests.streams.conftest import ACTOR
@@ -114,6 +114,10 @@ def runs(account, other_account, settings):
         actor=ACTOR,
         stream_config=chain(("peek", "inspect", {}), name="Peek"),
     ).stream
+    # Its stored configuration names a node type this version no longer has: every run fails.
+    Stream.objects.filter(pk=failing.pk).update(
+        nodes=[*failing.nodes[:1], {**failing.nodes[1], "type": "retiredExport"}]
+    )
     foreign_solution = stream_services.solution_create(account=other_account, name="Globex")
     foreign = stream_services.stream_import(
         account=other_account,
@@ -121,6 +125,9 @@ def runs(account, other_account, settings):
         actor=ACTOR,
         stream_config=chain(("out", "httpForwarder", {"url": "{{param:nowhere}}"}), name="Globex forward"),
     ).stream
+    Stream.objects.filter(pk=foreign.pk).update(
+        nodes=[{**node, "type": "retiredExport"} for node in foreign.nodes]
+    )
     with time_machine.travel(NOW - timedelta(hours=30), tick=False):  # before the counts' 24 hours
         engine_services.stream_run_execute(stream_id=failing.pk, records=[{"a": 0}])
     with time_machine.travel(NOW - timedelta(minutes=5), tick=False):
@@ -150,7 +157,7 @@ def test_the_stream_runs_panel_links_each_run_with_its_error(client, account, ru
     runs_panel = panel(page, "stream_runs")
     failed = StreamRun.objects.filter(stream=runs[0], status="FAILED").order_by("-started_at").first()
     assert f'<a href="/admin/streams/streamrun/{failed.pk}/change/">2027-01-10 12:02:30</a>' in runs_panel
-    assert "node out: global parameter &#x27;billing/url&#x27;" in runs_panel
+    assert "node out: : Unknown node type &#x27;retiredExport&#x27;." in runs_panel
     assert "<code>in</code>: a record must be a JSON object" in runs_panel
     assert re.findall(r'data-status="([A-Z]+)"', runs_panel) == ["SUCCEEDED", "FAILED", "FAILED"]
     assert 'id="console-failed-runs">1<' in runs_panel

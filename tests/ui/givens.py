@@ -107,7 +107,7 @@ def given_stream(account: Account) -> None:
 
 def metering_stream_config(collector: Collector, **overrides) -> dict:
     """The API-calls example reading ``collector``, without its HTTP forwarder (the machine has no
-    internet, and a forwarder that cannot deliver fails the run)."""
+    internet: its deliveries would only wait in the outbox, which these tests do not look at)."""
     config = json.loads((STREAM_EXAMPLES / "api-calls-metering.json").read_text())
     config["nodes"] = [node for node in config["nodes"] if node["type"] != "httpForwarder"]
     config["edges"] = [edge for edge in config["edges"] if edge["target"] != "billing"]
@@ -144,8 +144,8 @@ def given_intake(account: Account, collector: Collector, *, minutes: int = 14) -
 
 
 def given_stream_runs_with_errors(account: Account) -> Stream:
-    """A batch stream whose forwarder needs a parameter nobody set: its runs fail; and records that are
-    not JSON objects, rejected by its input node."""
+    """A batch stream whose stored configuration names a node type this version no longer has: its
+    runs fail; and records that are not JSON objects, rejected by its input node."""
     solution = stream_services.solution_create(account=account, name="Exports")
     stream = stream_services.stream_import(
         account=account,
@@ -171,6 +171,9 @@ def given_stream_runs_with_errors(account: Account) -> Stream:
             "edges": [{"source": "in", "target": "export"}],
         },
     ).stream
+    Stream.objects.filter(pk=stream.pk).update(
+        nodes=[*stream.nodes[:1], {**stream.nodes[1], "type": "retiredExport"}]
+    )
     engine_services.stream_run_execute(stream_id=stream.pk, records=[{"usage": 1}])
     return stream
 

@@ -143,7 +143,7 @@ def test_changes_made_through_the_api_show_on_the_dashboard(operator, http_api):
         page.locator("#console-intake-chart g.series[data-series='api-gateway'] circle.point")
     ).to_have_count(15)  # a point per minute of the window
     expect(page.locator("#panel-stream_runs tr[data-status='FAILED']")).to_contain_text(
-        "node export: global parameter 'export/url'"
+        "node export: : Unknown node type 'retiredExport'."
     )
     expect(page.locator("#console-correction-count")).to_have_text("3")
     assert page.locator("#panel-data_corrections tr[data-reason]").evaluate_all(

@@ -153,3 +153,45 @@ def test_flush_deliveries_waiting_in_the_outbox_with_a_retry_now_action(staff, o
     assert (
         staff.post(f"/admin/streams/flushdelivery/{waiting.pk}/delete/", {"post": "yes"}).status_code == 403
     )
+
+
+def test_output_deliveries_with_dead_letters_and_a_retry_now_action(
+    staff, make_stream, other_account, receiver, private_targets_allowed, settings
+):
+    from streams.engine import deliveries
+    from streams.models import OutputDelivery
+
+    settings.STREAM_OUTPUT_MAX_ATTEMPTS = 1
+    receiver.status = 503
+    forward = chain(("out", "httpForwarder", {"url": receiver.url}), name="Forward")
+    ours = make_stream(forward)
+    solution = services.solution_create(account=other_account, name="Globex")
+    theirs = services.stream_import(
+        account=other_account,
+        solution_id=solution.pk,
+        actor=ACTOR,
+        stream_config=forward | {"name": "Globex fwd"},
+    ).stream
+    engine_services.stream_run_execute(stream_id=ours.pk, records=[{"customer": "acme-c1"}])
+    engine_services.stream_run_execute(stream_id=theirs.pk, records=[{"customer": "globex-c9"}])
+    deliveries.output_deliveries_send(stream_id=ours.pk, node_id="out")
+    dead = OutputDelivery.objects.get(stream=ours)
+    assert dead.status == "DEAD"
+
+    page = staff.get("/admin/streams/outputdelivery/?status__exact=DEAD").content.decode()
+    assert "Forward" in page and "Globex fwd" not in page and "the target answered HTTP 503" in page
+    detail = staff.get(f"/admin/streams/outputdelivery/{dead.pk}/change/").content.decode()
+    assert "acme-c1" in detail and str(dead.delivery_id) in detail
+    assert (
+        staff.get(
+            f"/admin/streams/outputdelivery/{OutputDelivery.objects.get(stream=theirs).pk}/change/"
+        ).status_code
+        == 302
+    )
+
+    receiver.status = 200
+    staff.post("/admin/streams/outputdelivery/", {"action": "retry_now", "_selected_action": [dead.pk]})
+    dead.refresh_from_db()
+    assert (dead.status, dead.max_attempts) == ("PENDING", 2)
+    assert deliveries.output_deliveries_send(stream_id=ours.pk, node_id="out").delivered == 1
+    assert staff.post(f"/admin/streams/outputdelivery/{dead.pk}/delete/", {"post": "yes"}).status_code == 403

@@ -5,9 +5,8 @@ import datetime
 import pytest
 import time_machine
 
-from parameters import services as parameter_services
 from streams.engine import services as engine_services
-from streams.models import InspectRecord, StreamDedupKey, StreamRun
+from streams.models import InspectRecord, StreamDedupKey
 from tests.streams.engine.conftest import chain, execute, output, reasons
 
 pytestmark = pytest.mark.django_db
@@ -471,76 +470,7 @@ def test_a_meter_without_guiding_rules_counts_every_valid_record(make_stream):
     ]
 
 
-# --- httpForwarder -------------------------------------------------------------------------------
-
-
-def test_http_forwarder_posts_records_with_parameters_substituted(
-    make_stream, account, receiver, private_targets_allowed
-):
-    parameter_services.parameter_create(account=account, name="billing/path", type="standard", value="usage")
-    parameter_services.parameter_create(
-        account=account, name="billing/token", type="sensitive", value="s3cret"
-    )
-    stream = make_stream(
-        chain(
-            (
-                "out",
-                "httpForwarder",
-                {
-                    "url": receiver.url + "/{{param:billing/path}}?source=stream",
-                    "headers": {"Authorization": "Bearer {{param:billing/token}}", "X-Batch": "1"},
-                },
-            )
-        )
-    )
-    run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"a": 1}, {"a": 2}])
-    assert run.status == StreamRun.Status.SUCCEEDED
-    assert [
-        (
-            r["method"],
-            r["path"],
-            r["headers"]["Authorization"],
-            r["headers"]["X-Batch"],
-            r["headers"]["Content-Type"],
-        )
-        for r in receiver.requests
-    ] == [("POST", "/usage?source=stream", "Bearer s3cret", "1", "application/json")]
-    assert receiver.bodies() == [[{"a": 1}, {"a": 2}]]
-    assert run.node_counts["out"] == {"in": 2, "out": 2, "rejected": 0}
-    assert "s3cret" not in str(run.__dict__)
-
-
-def test_http_forwarder_sends_large_batches_in_chunks(make_stream, receiver, private_targets_allowed):
-    stream = make_stream(chain(("out", "httpForwarder", {"url": receiver.url, "method": "PUT"})))
-    run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"i": i} for i in range(1001)])
-    assert run.status == StreamRun.Status.SUCCEEDED
-    assert [(request["method"], len(request["body"])) for request in receiver.requests] == [
-        ("PUT", 500),
-        ("PUT", 500),
-        ("PUT", 1),
-    ]
-
-
-def test_http_forwarder_refuses_a_private_target_unless_allowed(make_stream, receiver, settings):
-    settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = False
-    stream = make_stream(
-        chain(
-            ("dedup", "deduplicate", {"keyFields": ["id"], "windowSeconds": 60}),
-            ("out", "httpForwarder", {"url": receiver.url + "/hook"}),
-        )
-    )
-    run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"id": 1}])
-    assert run.status == StreamRun.Status.FAILED
-    assert run.error == (
-        "node out: POST " + receiver.url + "/hook: 127.0.0.1 is not a public address; "
-        "webhook and forwarder targets must be public."
-    )
-    assert receiver.requests == []
-    # The run's effects were rolled back with it: the retry deduplicates nothing away.
-    assert StreamDedupKey.objects.count() == 0
-    settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = True
-    retry = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"id": 1}])
-    assert (retry.status, receiver.bodies()) == (StreamRun.Status.SUCCEEDED, [[{"id": 1}]])
+# --- httpForwarder (its sending: test_deliveries.py) -------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -568,25 +498,6 @@ def test_outbound_refuses_other_schemes_and_credentials(url, settings):
     settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = True
     with pytest.raises(outbound.OutboundRefused):
         outbound.target_validate(url)
-
-
-def test_a_target_answering_an_error_fails_the_run(make_stream, receiver, private_targets_allowed):
-    receiver.status = 503
-    stream = make_stream(chain(("out", "httpForwarder", {"url": receiver.url})))
-    run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"a": 1}])
-    assert (run.status, run.error) == (
-        StreamRun.Status.FAILED,
-        f"node out: POST {receiver.url}: the target answered HTTP 503",
-    )
-
-
-def test_a_missing_parameter_fails_the_run_naming_it(make_stream, receiver, private_targets_allowed):
-    stream = make_stream(chain(("out", "httpForwarder", {"url": "{{param:nowhere}}"})))
-    run = engine_services.stream_run_execute(stream_id=stream.pk, records=[{"a": 1}])
-    assert (run.status, run.error) == (
-        StreamRun.Status.FAILED,
-        "node out: global parameter 'nowhere': Parameter 'nowhere' not found.",
-    )
 
 
 # --- inspect -------------------------------------------------------------------------------------

@@ -7,10 +7,12 @@ import threading
 import pytest
 import time_machine
 from django.db import connection
+from django.utils import timezone
 
+from streams.engine import deliveries
 from streams.engine import services as engine_services
 from streams.engine.keys import field_value_text, session_key
-from streams.models import AggregationSession, AggregationStore, StreamRun
+from streams.models import AggregationSession, AggregationStore, OutputDelivery, StreamRun
 from tests.streams.engine.conftest import STORE_ID, chain, execute, output, reasons
 
 pytestmark = pytest.mark.django_db
@@ -125,22 +127,25 @@ def test_a_timed_out_session_is_emitted_once_by_the_sweep(make_stream):
     assert AggregationSession.objects.count() == 0
 
 
-def test_a_failing_downstream_keeps_the_sessions_for_the_next_sweep(make_stream, receiver, settings):
+def test_a_target_down_does_not_hold_timed_out_sessions_back_their_delivery_waits(
+    make_stream, receiver, settings
+):
     settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = True
     receiver.status = 500
     stream = session_stream(make_stream, ("out", "httpForwarder", {"url": receiver.url}))
     with time_machine.travel(T0, tick=False):
         engine_services.stream_run_execute(stream_id=stream.pk, records=[charge("c1", "s1", 1.5)])
     with time_machine.travel(T0 + datetime.timedelta(hours=3), tick=False):
-        failed = engine_services.session_timeouts_sweep()
-        assert ([run.status for run in failed.runs], AggregationSession.objects.count()) == (
-            [StreamRun.Status.FAILED],
-            1,
-        )
-        receiver.status = 200
-        done = engine_services.session_timeouts_sweep()
-    assert (done.sessions_emitted, AggregationSession.objects.count()) == (1, 0)
-    assert receiver.bodies()[-1] == [{"userId": "u1", "value": 1.5, "chargerId": "c1", "sessionId": "s1"}]
+        swept = engine_services.session_timeouts_sweep()
+    assert ([run.status for run in swept.runs], AggregationSession.objects.count()) == (
+        [StreamRun.Status.SUCCEEDED],
+        0,
+    )
+    assert deliveries.output_deliveries_send(stream_id=stream.pk, node_id="out").failed == 1
+    receiver.status = 200
+    OutputDelivery.objects.update(next_attempt_at=timezone.now())
+    assert deliveries.output_deliveries_send(stream_id=stream.pk, node_id="out").delivered == 1
+    assert receiver.bodies() == [[{"userId": "u1", "value": 1.5, "chargerId": "c1", "sessionId": "s1"}]] * 2
 
 
 def test_a_run_that_meets_a_timed_out_session_emits_it_and_starts_a_new_one(make_stream):
@@ -217,9 +222,7 @@ def test_a_preview_shows_sessions_as_they_would_be_emitted_and_writes_none(make_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_sweeps_emit_a_timed_out_session_once(make_stream, receiver, settings):
-    settings.OUTBOUND_ALLOW_PRIVATE_TARGETS = True
-    receiver.delay_seconds = 0.4  # keeps the first sweep's transaction (and its row locks) open
+def test_two_concurrent_sweeps_emit_a_timed_out_session_once(make_stream, receiver):
     stream = session_stream(make_stream, ("out", "httpForwarder", {"url": receiver.url}))
     with time_machine.travel(T0, tick=False):
         engine_services.stream_run_execute(
@@ -243,7 +246,7 @@ def test_two_concurrent_sweeps_emit_a_timed_out_session_once(make_stream, receiv
     # Each sweep claims with SKIP LOCKED: usually the first takes all three, but the second may
     # claim rows the first's scan had not locked yet. Either way every session is emitted once.
     assert sum(results) == 3 and len(results) == 2
-    bodies = receiver.bodies()
+    bodies = [json.loads(delivery.body) for delivery in OutputDelivery.objects.filter(stream=stream)]
     assert sorted(len(body) for body in bodies) == sorted(n for n in results if n)
     assert sum(len(body) for body in bodies) == 3
     assert len({json.dumps(record, sort_keys=True) for body in bodies for record in body}) == 3  # none twice

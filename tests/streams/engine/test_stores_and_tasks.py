@@ -125,6 +125,7 @@ def test_the_beat_schedules_are_registered_by_a_migration():
     migration.register(apps, None)
     migration.register(apps, None)  # twice: still one row each
     importlib.import_module("streams.migrations.0004_realtime_catch_up_schedule").register(apps, None)
+    importlib.import_module("streams.migrations.0007_output_delivery_outbox").register(apps, None)
     tasks = {
         task.task: (task.interval.every, task.interval.period, task.enabled)
         for task in PeriodicTask.objects.filter(task__startswith="streams.")
@@ -135,4 +136,6 @@ def test_the_beat_schedules_are_registered_by_a_migration():
         "streams.catch_up_realtime": (5, "seconds", True),
         "streams.sweep_flush_deliveries": (10, "seconds", True),
         "streams.fail_abandoned_runs": (1, "minutes", True),
+        "streams.sweep_output_deliveries": (5, "seconds", True),
+        "streams.purge_delivered_outputs": (1, "hours", True),
     }

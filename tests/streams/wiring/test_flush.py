@@ -11,11 +11,13 @@ import textwrap
 
 import pytest
 import time_machine
+from django.db import OperationalError
 
 from metering.flush import meters_flush_all_due
 from metering.models import Meter, MeteredRecord
+from streams.engine import deliveries
 from streams.engine import services as engine_services
-from streams.models import FlushDelivery, InspectRecord, StreamRun
+from streams.models import FlushDelivery, InspectRecord, OutputDelivery, StreamRun
 from streams.tasks import deliver_flushed_records, sweep_flush_deliveries
 from tests.streams.engine.conftest import Receiver
 from tests.streams.wiring.test_wiring import T0, make, meter_config, send, stream_config, values
@@ -171,24 +173,29 @@ def metered_bodies(target: Receiver):
 
 
 def test_a_failed_delivery_waits_and_is_retried_in_order_until_delivered_once(
-    account, solution, collector, meters, receiver
+    account, solution, collector, meters, receiver, monkeypatch
 ):
     config = stream_config(collector.pk, meter=meter_config(flush="streamExecution"))
     config["nodes"].append(
         {"id": "bill", "name": "Bill", "type": "httpForwarder", "config": {"url": receiver.url}}
     )
     config["edges"].append({"source": "meter", "target": "bill"})
+    queue = deliveries.output_records_queue
+
+    def database_gone(**kwargs):
+        raise OperationalError("the connection dropped")
+
     with time_machine.travel(RUN_AT, tick=False):
         stream = make(account, solution, config)
         send(account, collector, [{"userId": "u1", "value": 5, "plan": "pro"}])
         engine_services.stream_run_collected(stream_id=stream.pk)
         assert metered_bodies(receiver) == []  # the run queued its metered records in the outbox
-        receiver.status = 503
+        monkeypatch.setattr(deliveries, "output_records_queue", database_gone)
         assert deliver_flushed_records.apply(args=[str(stream.pk), "meter"]).get() == 0
         first = FlushDelivery.objects.get()
         assert (first.attempts, first.next_attempt_at) == (1, RUN_AT + datetime.timedelta(seconds=5))
-        assert first.last_error == f"node bill: POST {receiver.url}: the target answered HTTP 503"
-        receiver.status = 200
+        assert first.last_error == "database error: OperationalError"
+        monkeypatch.setattr(deliveries, "output_records_queue", queue)
         # A later flush queues behind it and is not delivered before it.
         send(account, collector, [{"userId": "u2", "value": 7, "plan": "pro"}])
         engine_services.stream_run_collected(stream_id=stream.pk)
@@ -198,11 +205,37 @@ def test_a_failed_delivery_waits_and_is_retried_in_order_until_delivered_once(
     with time_machine.travel(RUN_AT + datetime.timedelta(seconds=6), tick=False):
         assert sweep_flush_deliveries.apply().get() == 2
         assert sweep_flush_deliveries.apply().get() == 0
-    # The first request was answered 503; then both flushes went, in order, in one delivery run.
-    assert metered_bodies(receiver) == [[("u1", 5)], [("u1", 5), ("u2", 7)]]
     assert FlushDelivery.objects.count() == 0
     runs = StreamRun.objects.filter(stream=stream, trigger="flush").order_by("started_at")
     assert [(run.status, run.records_in) for run in runs] == [("FAILED", 0), ("SUCCEEDED", 2)]
+    # Both flushes reached the forwarder in order, in one delivery run: one request, once sent.
+    assert metered_bodies(receiver) == []
+    deliveries.output_deliveries_send(stream_id=stream.pk, node_id="bill")
+    assert metered_bodies(receiver) == [[("u1", 5), ("u2", 7)]]
+
+
+def test_a_target_down_delays_the_flushed_records_not_the_flush(
+    account, solution, collector, meters, receiver
+):
+    config = stream_config(collector.pk, meter=meter_config(flush="streamExecution"))
+    config["nodes"].append(
+        {"id": "bill", "name": "Bill", "type": "httpForwarder", "config": {"url": receiver.url}}
+    )
+    config["edges"].append({"source": "meter", "target": "bill"})
+    receiver.status = 503
+    with time_machine.travel(RUN_AT, tick=False):
+        stream = make(account, solution, config)
+        send(account, collector, [{"userId": "u1", "value": 5, "plan": "pro"}])
+        engine_services.stream_run_collected(stream_id=stream.pk)
+        assert deliver_flushed_records.apply(args=[str(stream.pk), "meter"]).get() == 1
+    assert FlushDelivery.objects.count() == 0  # the flush reached the forwarder, which queued it
+    assert deliveries.output_deliveries_send(stream_id=stream.pk, node_id="bill").failed == 1
+    receiver.status = 200
+    OutputDelivery.objects.update(next_attempt_at=RUN_AT)
+    # The run's own routed record, then the flushed metered record (the first was answered 503).
+    assert deliveries.output_deliveries_send(stream_id=stream.pk, node_id="bill").delivered == 2
+    assert metered_bodies(receiver) == [[("u1", 5)]]
+    assert len(receiver.requests) == 3
 
 
 @pytest.mark.django_db(transaction=True)
