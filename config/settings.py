@@ -224,7 +224,9 @@ STREAM_OUTPUT_BACKOFF_MAX_SECONDS = float(os.environ.get("STREAM_OUTPUT_BACKOFF_
 # leaves its delivery to be attempted again (same Delivery-Id) once the claim has lapsed.
 STREAM_OUTPUT_LEASE_MARGIN_SECONDS = float(os.environ.get("STREAM_OUTPUT_LEASE_MARGIN_SECONDS", "30"))
 # Delivered rows (their body emptied) are kept this long for the admin and the API, then purged.
-STREAM_OUTPUT_DELIVERED_RETENTION_HOURS = int(os.environ.get("STREAM_OUTPUT_DELIVERED_RETENTION_HOURS", "168"))
+STREAM_OUTPUT_DELIVERED_RETENTION_HOURS = int(
+    os.environ.get("STREAM_OUTPUT_DELIVERED_RETENTION_HOURS", "168")
+)
 # Stream health: a stream whose oldest unconsumed collected batch is older than this is lagging.
 STREAM_LAG_WARNING_SECONDS = float(os.environ.get("STREAM_LAG_WARNING_SECONDS", "60"))
 # Exposes GET /bench/minimal ({"ok": true}): the stack's ceiling for bench/send_data.py only.
