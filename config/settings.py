@@ -229,6 +229,19 @@ STREAM_OUTPUT_DELIVERED_RETENTION_HOURS = int(
 )
 # Stream health: a stream whose oldest unconsumed collected batch is older than this is lagging.
 STREAM_LAG_WARNING_SECONDS = float(os.environ.get("STREAM_LAG_WARNING_SECONDS", "60"))
+# The budget of every evaluation of a user expression (CEL in map, script and script aggregator
+# nodes), enforced inside the evaluator; a record that exceeds it is rejected with the reason
+# (docs/engine.md, "Script budgets"). Steps: comprehension iterations (each costing its body's
+# size) and operations on sized values (per 32 elements or 16 KiB).
+STREAM_SCRIPT_MAX_STEPS = int(os.environ.get("STREAM_SCRIPT_MAX_STEPS", "10000"))
+# Longest string (or bytes) an expression may build, in characters.
+STREAM_SCRIPT_MAX_STRING_LENGTH = int(os.environ.get("STREAM_SCRIPT_MAX_STRING_LENGTH", "100000"))
+# Most elements in a list or map an expression builds, nested elements included.
+STREAM_SCRIPT_MAX_COLLECTION_SIZE = int(os.environ.get("STREAM_SCRIPT_MAX_COLLECTION_SIZE", "10000"))
+# Deepest nesting of an expression, checked at import (400 with the reason).
+STREAM_SCRIPT_MAX_DEPTH = int(os.environ.get("STREAM_SCRIPT_MAX_DEPTH", "100"))
+# A preview stops evaluating expressions after this long in total: later records are rejected.
+STREAM_SCRIPT_PREVIEW_SECONDS = float(os.environ.get("STREAM_SCRIPT_PREVIEW_SECONDS", "3"))
 # Exposes GET /bench/minimal ({"ok": true}): the stack's ceiling for bench/send_data.py only.
 BENCH_MINIMAL_VIEW = env_bool("BENCH_MINIMAL_VIEW", False)
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import enum
 import re
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import celpy
 import msgspec
+
+from streams.engine.cel import cel_check
 
 # --- Shared pieces -------------------------------------------------------------------------------
 
@@ -67,24 +67,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="ca
         return []
 
 
-_cel_environment: celpy.Environment | None = None
-_cel_lock = threading.Lock()
-
-
-def cel_parse_error(text: str) -> str | None:
-    """``None`` when ``text`` is a syntactically valid CEL expression, else the parser's message."""
-    global _cel_environment
-    with _cel_lock:  # building the parser is not thread-safe; parsing after that is cheap
-        if _cel_environment is None:
-            _cel_environment = celpy.Environment()
-        environment = _cel_environment
-    try:
-        environment.compile(text)
-    except celpy.CELParseError as exc:
-        line, column = getattr(exc, "line", None), getattr(exc, "column", None)
-        where = f" at line {line}, column {column}" if line and column else ""
-        return f"Not a valid CEL expression: syntax error{where}."
-    return None
+def cel_parse_error(text: str, variables: tuple[str, ...] = ("record",)) -> str | None:
+    """``None`` when ``text`` is a CEL expression the engine can run, else the reason: a syntax
+    error, nesting deeper than ``STREAM_SCRIPT_MAX_DEPTH``, an unsupported construct."""
+    return cel_check(text, variables)
 
 
 def parameter_references(text: str) -> list[str]:
@@ -294,7 +280,7 @@ class ScriptAggregatorConfig(Config, frozen=True):
     script: Expression
 
     def check(self) -> Problems:
-        error = cel_parse_error(self.script)
+        error = cel_parse_error(self.script, ("record", "session"))
         return [("script", error)] if error else []
 
     def resource_refs(self) -> list[tuple[str, str]]:

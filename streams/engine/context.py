@@ -38,6 +38,9 @@ class RunContext:
     # Where the run's records come from, stable across retries of the same work ("batch:<first
     # collected sequence>", else "run:<run id>"): the meter processor's idempotency keys use it.
     source_position: str = ""
+    # Previews only: a ``time.monotonic()`` after which expressions are no longer evaluated (each
+    # further record is rejected with the reason), so a preview answers within a few seconds.
+    script_deadline: float | None = None
     _parameters: dict[str, str] = field(default_factory=dict, repr=False)
 
     def parameter(self, node_id: str, name: str) -> str:

@@ -110,7 +110,9 @@ class MapRuntime(NodeRuntime):
             try:
                 for target, segments, program in self.fields:
                     try:
-                        assignments.append((segments, program.evaluate(activation)))
+                        assignments.append(
+                            (segments, program.evaluate(activation, deadline=context.script_deadline))
+                        )
                     except CelError as exc:
                         raise CelError(f"fields.{target}: {exc}")
                 out.append(paths_set(record, assignments))
@@ -133,7 +135,7 @@ class ScriptRuntime(NodeRuntime):
         out, rejected = [], []
         for record in records:
             try:
-                result = self.program.evaluate({"record": record})
+                result = self.program.evaluate({"record": record}, deadline=context.script_deadline)
             except CelError as exc:
                 rejected.append((record, str(exc)))
                 continue
@@ -389,7 +391,9 @@ class ScriptAggregatorRuntime(NodeRuntime):
             state = book.open(key, values)
             for record in members:
                 try:
-                    data = self.program.evaluate({"record": record, "session": state.data})
+                    data = self.program.evaluate(
+                        {"record": record, "session": state.data}, deadline=context.script_deadline
+                    )
                 except CelError as exc:
                     rejected.append((record, str(exc)))
                     continue

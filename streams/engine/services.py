@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from django.utils import timezone
 
 from config.api.errors import ValidationFailed
 from streams.engine import collection_seam, dedup
+from streams.engine.cel import limits as cel_limits
 from streams.engine.context import NodeFailed, RunContext
 from streams.engine.plan import PlanInvalid, RunResult, StreamPlan, plan_build, plan_execute
 from streams.engine.sessions import session_emitted_record
@@ -511,7 +513,13 @@ def stream_preview(*, stream: Stream, records: list[Any], tag: str | None = None
         plan = plan_build(snapshot.nodes, snapshot.edges)
     except PlanInvalid as exc:
         raise ValidationFailed(f"The stream's configuration cannot run: {exc}", code="STREAM_NOT_RUNNABLE")
-    context = RunContext(account_id=stream.account_id, stream=stream, now=timezone.now(), dry_run=True)
+    context = RunContext(
+        account_id=stream.account_id,
+        stream=stream,
+        now=timezone.now(),
+        dry_run=True,
+        script_deadline=time.monotonic() + cel_limits().preview_seconds,
+    )
     with transaction.atomic():
         try:
             return plan_execute(plan, context, inputs={node_id: records for node_id in plan.input_node_ids()})
