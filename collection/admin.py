@@ -136,7 +136,9 @@ class CollectorAdmin(AccountScopedAdmin):
                 (
                     offset.consumer,
                     offset.last_sequence,
-                    selectors.consumer_lag(collector_id=obj.pk, consumer=offset.consumer),
+                    selectors.consumer_lag(
+                        account_id=obj.account_id, collector_id=obj.pk, consumer=offset.consumer
+                    ),
                     offset.updated_at,
                 )
                 for offset in offsets

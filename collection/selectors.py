@@ -107,15 +107,23 @@ def log_watermark(*, collector_id: uuid.UUID | str) -> int:
 
 
 def collected_batches_read(
-    *, collector_id: uuid.UUID | str, consumer: str, limit: int = 100, lock: bool = False
+    *,
+    account_id: uuid.UUID | str,
+    collector_id: uuid.UUID | str,
+    consumer: str,
+    limit: int = 100,
+    lock: bool = False,
 ) -> list[CollectedBatch]:
-    """The next batches after ``consumer``'s offset, in sequence order, at most ``limit``.
+    """The next batches after ``consumer``'s offset, in sequence order, at most ``limit``, of one
+    of the account's collectors (another account's collector reads as unregistered).
 
     With ``lock=True`` (inside the caller's transaction) the consumer's offset row is locked, so
     two runs of the same consumer take turns instead of reading the same batches; the caller
     processes the batches and calls ``consumer_offset_advance`` in that same transaction.
     """
-    offsets = ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer).order_by()
+    offsets = ConsumerOffset.objects.filter(
+        collector_id=collector_id, collector__account_id=account_id, consumer=consumer
+    ).order_by()
     if lock:
         # Only the offset row: a lock on the collector row would block the inserts that this
         # reader's watermark waits for (deadlock).
@@ -128,15 +136,17 @@ def collected_batches_read(
         return []
     return list(
         CollectedBatch.objects.filter(
-            collector_id=collector_id, sequence__gt=offset, sequence__lte=watermark
+            collector_id=collector_id, account_id=account_id, sequence__gt=offset, sequence__lte=watermark
         ).order_by("sequence")[: max(1, int(limit))]
     )
 
 
-def consumer_lag(*, collector_id: uuid.UUID | str, consumer: str) -> int:
-    """How many stored batches ``consumer`` has not consumed yet."""
+def consumer_lag(*, account_id: uuid.UUID | str, collector_id: uuid.UUID | str, consumer: str) -> int:
+    """How many stored batches ``consumer`` has not consumed yet of one of the account's collectors."""
     offset = (
-        ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer)
+        ConsumerOffset.objects.filter(
+            collector_id=collector_id, collector__account_id=account_id, consumer=consumer
+        )
         .values_list("last_sequence", flat=True)
         .first()
     )

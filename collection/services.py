@@ -574,54 +574,78 @@ def _same_json(stored: str, received: str) -> bool:
 # --- consumers and offsets -------------------------------------------------------------------
 
 
+def _collector_of_account(*, account_id: uuid.UUID | str, collector_id: uuid.UUID | str) -> Collector:
+    """The account's live collector with this id; another account's, or one being deleted, is
+    CollectorNotFound exactly like an id that does not exist (a reference never crosses accounts)."""
+    collector = (
+        Collector.objects.filter(pk=collector_id, account_id=account_id)
+        .exclude(status=Collector.Status.DELETING)
+        .first()
+    )
+    if collector is None:
+        raise CollectorNotFound()
+    return collector
+
+
 @transaction.atomic
 def consumer_register(
-    *, collector_id: uuid.UUID | str, consumer: str, start: str = "earliest"
+    *, account_id: uuid.UUID | str, collector_id: uuid.UUID | str, consumer: str, start: str = "earliest"
 ) -> ConsumerOffset:
-    """Register a reader of a collector's log. ``start="earliest"`` reads every retained batch,
-    ``"latest"`` only batches stored after registration. Registering again changes nothing."""
+    """Register a reader of one of the account's collector logs. ``start="earliest"`` reads every
+    retained batch, ``"latest"`` only batches stored after registration. Registering again
+    changes nothing. A collector of another account is CollectorNotFound, as an unknown id is:
+    a reader never reads, nor holds back the pruning of, another account's log."""
     if start not in ("earliest", "latest"):
         raise ValidationFailed.for_field("start", "start must be earliest or latest.")
     if not consumer or len(consumer) > 200:
         raise ValidationFailed.for_field("consumer", "consumer must be 1 to 200 characters.")
-    if not Collector.objects.filter(pk=collector_id).exclude(status=Collector.Status.DELETING).exists():
-        raise CollectorNotFound()
-    existing = ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer).first()
+    collector = _collector_of_account(account_id=account_id, collector_id=collector_id)
+    existing = ConsumerOffset.objects.filter(collector=collector, consumer=consumer).first()
     if existing is not None:
         return existing
-    sequence = log_watermark(collector_id=collector_id) if start == "latest" else 0
+    sequence = log_watermark(collector_id=collector.pk) if start == "latest" else 0
     try:
         with transaction.atomic():
             return ConsumerOffset.objects.create(
-                collector_id=collector_id, consumer=consumer, last_sequence=sequence
+                collector=collector, consumer=consumer, last_sequence=sequence
             )
     except IntegrityError:  # registered concurrently
-        return ConsumerOffset.objects.get(collector_id=collector_id, consumer=consumer)
+        return ConsumerOffset.objects.get(collector=collector, consumer=consumer)
 
 
 @transaction.atomic
-def consumer_unregister(*, collector_id: uuid.UUID | str, consumer: str) -> bool:
-    """Forget a reader; pruning stops waiting for it."""
-    deleted, _ = ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer).delete()
+def consumer_unregister(*, account_id: uuid.UUID | str, collector_id: uuid.UUID | str, consumer: str) -> bool:
+    """Forget a reader of one of the account's collectors; pruning stops waiting for it."""
+    deleted, _ = ConsumerOffset.objects.filter(
+        collector_id=collector_id, collector__account_id=account_id, consumer=consumer
+    ).delete()
     return bool(deleted)
 
 
-def consumer_offset_advance(*, collector_id: uuid.UUID | str, consumer: str, sequence: int) -> int:
-    """Move a consumer past the batch ``sequence``, inside the CALLER's transaction, so the offset
-    commits or rolls back together with the effects of processing the batches.
+def consumer_offset_advance(
+    *, account_id: uuid.UUID | str, collector_id: uuid.UUID | str, consumer: str, sequence: int
+) -> int:
+    """Move a consumer past the batch ``sequence`` of one of the account's collectors, inside the
+    CALLER's transaction, so the offset commits or rolls back together with the effects of
+    processing the batches.
 
     Offsets only move forward: a sequence at or behind the current offset raises OffsetConflict
     (another run consumed these batches), which rolls the caller's effects back with it.
     """
     if not transaction.get_connection().in_atomic_block:
         raise TransactionManagementError("consumer_offset_advance must run inside the caller's transaction.")
-    if not CollectedBatch.objects.filter(collector_id=collector_id, sequence=sequence).exists():
+    if not CollectedBatch.objects.filter(
+        collector_id=collector_id, account_id=account_id, sequence=sequence
+    ).exists():
         raise NotFound(f"Batch {sequence} is not in this collector's log.", code="BATCH_NOT_FOUND")
-    moved = ConsumerOffset.objects.filter(
-        collector_id=collector_id, consumer=consumer, last_sequence__lt=sequence
-    ).update(last_sequence=sequence, updated_at=timezone.now())
+    offsets = ConsumerOffset.objects.filter(
+        collector_id=collector_id, collector__account_id=account_id, consumer=consumer
+    )
+    moved = offsets.filter(last_sequence__lt=sequence).update(
+        last_sequence=sequence, updated_at=timezone.now()
+    )
     if not moved:
-        if not ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer).exists():
+        if not offsets.exists():
             raise ConsumerNotRegistered()
         raise OffsetConflict()
     return sequence

@@ -273,7 +273,9 @@ def stream_import(
     _save_refs(stream, config)
     aggregation_stores_sync(stream=stream, config=config)  # the session lookup's key fields
     # The collectors it reads keep their batches for it; batch streams get their beat schedule.
-    collection_seam.consumers_sync(stream_id=stream.pk, previous_nodes=previous_nodes, nodes=stream.nodes)
+    collection_seam.consumers_sync(
+        account_id=stream.account_id, stream_id=stream.pk, previous_nodes=previous_nodes, nodes=stream.nodes
+    )
     schedules.stream_schedule_sync(stream=stream)
     if tag is not None:
         _save_version(stream, config, tag, actor)
@@ -285,6 +287,6 @@ def stream_delete(*, stream: Stream) -> None:
     account_id = stream.account_id
     stream_id, nodes = stream.pk, stream.nodes
     stream.delete()
-    collection_seam.consumers_sync(stream_id=stream_id, previous_nodes=nodes, nodes=[])
+    collection_seam.consumers_sync(account_id=account_id, stream_id=stream_id, previous_nodes=nodes, nodes=[])
     schedules.stream_schedule_delete(stream_id=stream_id)
     aggregation_stores_prune(account_id=account_id)

@@ -3,7 +3,11 @@
 
 A stream consumes each of its ``onlineCollector`` nodes' collectors as the consumer
 ``stream:<stream id>``, registered when the stream is imported and unregistered when it is
-deleted (``consumers_sync``), so pruning keeps every batch a stream has not consumed. The run's
+deleted (``consumers_sync``), so pruning keeps every batch a stream has not consumed.
+
+Every call names the stream's account, and collection resolves the collector id inside it only:
+a node naming another account's collector is exactly a node naming an unknown one — never
+registered, it reads nothing and holds back no pruning (issue 18). The run's
 effects and the offset move commit together, so a failed run leaves the offset where it was and
 the retry reads the same batches. Reading locks the consumer's offset row: two runs of one
 stream take turns instead of reading the same batches.
@@ -50,7 +54,12 @@ def _as_batch(batch: Any) -> CollectedBatch:
 
 
 def collected_batches_read(
-    *, collector_id: uuid.UUID, consumer: str, limit: int, max_bytes: int | None = None
+    *,
+    account_id: uuid.UUID,
+    collector_id: uuid.UUID,
+    consumer: str,
+    limit: int,
+    max_bytes: int | None = None,
 ) -> list[CollectedBatch]:
     """The consumer's next batches in order, at most ``limit`` and — beyond the first — at most
     ``max_bytes`` of stored JSON together (a run's memory stays bounded however large the
@@ -59,7 +68,9 @@ def collected_batches_read(
     from collection.selectors import collected_batches_read as read
 
     try:
-        stored = read(collector_id=collector_id, consumer=consumer, limit=limit, lock=True)
+        stored = read(
+            account_id=account_id, collector_id=collector_id, consumer=consumer, limit=limit, lock=True
+        )
     except ConsumerNotRegistered:
         return []
     taken, size = [], 0
@@ -71,28 +82,34 @@ def collected_batches_read(
     return taken
 
 
-def has_unread_batches(*, collector_id: uuid.UUID, consumer: str) -> bool:
+def has_unread_batches(*, account_id: uuid.UUID, collector_id: uuid.UUID, consumer: str) -> bool:
     """Whether the collector's log holds a batch after the consumer's offset: a cheap read, no
     lock, to spare a run that would find nothing (a committed batch is always seen)."""
     from collection.models import CollectedBatch as StoredBatch
     from collection.models import ConsumerOffset
 
     offset = (
-        ConsumerOffset.objects.filter(collector_id=collector_id, consumer=consumer)
+        ConsumerOffset.objects.filter(
+            collector_id=collector_id, collector__account_id=account_id, consumer=consumer
+        )
         .values_list("last_sequence", flat=True)
         .first()
     )
     return (
         offset is not None
-        and StoredBatch.objects.filter(collector_id=collector_id, sequence__gt=offset).exists()
+        and StoredBatch.objects.filter(
+            collector_id=collector_id, account_id=account_id, sequence__gt=offset
+        ).exists()
     )
 
 
-def consumer_offset_advance(*, collector_id: uuid.UUID, consumer: str, sequence: int) -> None:
+def consumer_offset_advance(
+    *, account_id: uuid.UUID, collector_id: uuid.UUID, consumer: str, sequence: int
+) -> None:
     """Mark every batch up to ``sequence`` consumed, in the caller's transaction."""
     from collection.services import consumer_offset_advance as advance
 
-    advance(collector_id=collector_id, consumer=consumer, sequence=sequence)
+    advance(account_id=account_id, collector_id=collector_id, consumer=consumer, sequence=sequence)
 
 
 def stream_collector_ids(nodes: list[dict]) -> set[uuid.UUID]:
@@ -106,19 +123,25 @@ def stream_collector_ids(nodes: list[dict]) -> set[uuid.UUID]:
     return ids
 
 
-def consumers_sync(*, stream_id: uuid.UUID, previous_nodes: list[dict], nodes: list[dict]) -> None:
-    """Register the stream as a consumer of each collector its ``onlineCollector`` nodes read
-    (from the earliest retained batch), and unregister it from collectors it no longer reads."""
+def consumers_sync(
+    *, account_id: uuid.UUID, stream_id: uuid.UUID, previous_nodes: list[dict], nodes: list[dict]
+) -> None:
+    """Register the stream as a consumer of each of its account's collectors its
+    ``onlineCollector`` nodes read (from the earliest retained batch), and unregister it from
+    collectors it no longer reads. An id that is no collector of the account (unknown, deleted,
+    or another account's) registers nothing: the node reads nothing."""
     from collection.exceptions import CollectorNotFound
     from collection.services import consumer_register, consumer_unregister
 
     name = consumer_name(stream_id)
     wanted = stream_collector_ids(nodes)
     for collector_id in sorted(stream_collector_ids(previous_nodes) - wanted):
-        consumer_unregister(collector_id=collector_id, consumer=name)
+        consumer_unregister(account_id=account_id, collector_id=collector_id, consumer=name)
     for collector_id in sorted(wanted):
         try:
-            consumer_register(collector_id=collector_id, consumer=name, start="earliest")
+            consumer_register(
+                account_id=account_id, collector_id=collector_id, consumer=name, start="earliest"
+            )
         except CollectorNotFound:
             continue
 

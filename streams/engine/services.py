@@ -95,6 +95,7 @@ class CollectedSource:
             collector_id = node.config.collector_id
             if collector_id not in records_by_collector:
                 batches = collection_seam.collected_batches_read(
+                    account_id=self.stream.account_id,
                     collector_id=collector_id,
                     consumer=consumer,
                     limit=self.batch_limit,
@@ -119,7 +120,10 @@ class CollectedSource:
         consumer = collection_seam.consumer_name(self.stream.pk)
         for collector_id, sequence in sorted(self.last_by_collector.items()):
             collection_seam.consumer_offset_advance(
-                collector_id=collector_id, consumer=consumer, sequence=sequence
+                account_id=self.stream.account_id,
+                collector_id=collector_id,
+                consumer=consumer,
+                sequence=sequence,
             )
 
 
@@ -306,7 +310,9 @@ def stream_run_collected(
     stream = _stream(stream_id)
     consumer = collection_seam.consumer_name(stream.pk)
     if not any(
-        collection_seam.has_unread_batches(collector_id=collector_id, consumer=consumer)
+        collection_seam.has_unread_batches(
+            account_id=stream.account_id, collector_id=collector_id, consumer=consumer
+        )
         for collector_id in sorted(collection_seam.stream_collector_ids(stream.nodes))
     ):
         return None

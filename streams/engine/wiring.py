@@ -25,8 +25,9 @@ _readers_lock = threading.Lock()
 
 
 def realtime_readers(collector_id: uuid.UUID) -> list[str]:
-    """Ids of the realtime streams reading this collector (cached in-process for 2 s: a stream
-    imported meanwhile is caught up by the sweep)."""
+    """Ids of the realtime streams of the collector's own account reading this collector (cached
+    in-process for 2 s: a stream imported meanwhile is caught up by the sweep). A stream of another
+    account naming the collector is not one of them (its reference resolves to nothing)."""
     from streams.models import Stream, StreamResourceRef
 
     now = time.monotonic()
@@ -40,6 +41,7 @@ def realtime_readers(collector_id: uuid.UUID) -> list[str]:
             resource_type="onlineCollector",
             resource_id=str(collector_id),
             stream__processing_type=Stream.ProcessingType.REALTIME,
+            stream__account__collectors__id=collector_id,
         )
         .values_list("stream_id", flat=True)
         .distinct()
@@ -105,8 +107,11 @@ def flushed_records(records) -> None:
     by_key: dict[str, list[dict]] = {}
     for record in records:
         by_key.setdefault(record.get("meterKey") or "", []).append(record)
+    accounts = sorted({str(record.get("accountId")) for record in records if record.get("accountId")})
     refs = (
-        StreamResourceRef.objects.filter(resource_type="meterKey", resource_id__in=sorted(by_key))
+        StreamResourceRef.objects.filter(
+            resource_type="meterKey", resource_id__in=sorted(by_key), stream__account_id__in=accounts
+        )
         .values_list("stream_id", flat=True)
         .distinct()
     )

@@ -62,7 +62,9 @@ def test_collector_list_shows_status_batches_bytes_and_last_batch(staff_client, 
 
 def test_collector_page_shows_recent_payloads_and_consumers(staff_client, account):
     collector = make_collector(account, "Sampled")
-    services.consumer_register(collector_id=collector.pk, consumer="stream:abc")
+    services.consumer_register(
+        account_id=collector.account_id, collector_id=collector.pk, consumer="stream:abc"
+    )
     for n in range(12):
         append(collector, {"event": n, "note": "<script>"})
     page = staff_client.get(f"/admin/collection/collector/{collector.pk}/change/").content.decode()
@@ -138,7 +140,7 @@ def test_staff_of_one_account_sees_nothing_of_another(staff_client, account, oth
     theirs = make_collector(other_account, "Theirs")
     their_batch = append(theirs, "secret payload")
     append(mine, "my payload")
-    services.consumer_register(collector_id=theirs.pk, consumer="stream:theirs")
+    services.consumer_register(account_id=theirs.account_id, collector_id=theirs.pk, consumer="stream:theirs")
 
     collectors = staff_client.get("/admin/collection/collector/").content.decode()
     assert "Mine" in collectors and "Theirs" not in collectors

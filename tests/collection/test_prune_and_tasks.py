@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from collection import services, tasks
+from collection.exceptions import CollectorNotFound
 from collection.models import CollectedBatch, Collector, ConsumerOffset
 from collection.selectors import collected_batches_read
 from tests.collection.conftest import make_collector
@@ -33,7 +34,9 @@ def append(collector, value, *, hours_ago: float, key: str | None = None) -> int
 
 def advance(collector, consumer: str, sequence: int) -> None:
     with transaction.atomic():
-        services.consumer_offset_advance(collector_id=collector.pk, consumer=consumer, sequence=sequence)
+        services.consumer_offset_advance(
+            account_id=collector.account_id, collector_id=collector.pk, consumer=consumer, sequence=sequence
+        )
 
 
 def remaining(collector) -> list:
@@ -53,8 +56,12 @@ def retention(settings):
 
 
 def test_prunes_old_batches_every_consumer_has_passed_and_keeps_the_rest(collector, retention):
-    services.consumer_register(collector_id=collector.pk, consumer="stream:fast")
-    services.consumer_register(collector_id=collector.pk, consumer="stream:slow")
+    services.consumer_register(
+        account_id=collector.account_id, collector_id=collector.pk, consumer="stream:fast"
+    )
+    services.consumer_register(
+        account_id=collector.account_id, collector_id=collector.pk, consumer="stream:slow"
+    )
     sequences = [append(collector, n, hours_ago=48 - n) for n in range(4)]  # all older than 24 h
     young = append(collector, "young", hours_ago=1)
     advance(collector, "stream:fast", young)
@@ -66,21 +73,38 @@ def test_prunes_old_batches_every_consumer_has_passed_and_keeps_the_rest(collect
     with transaction.atomic():
         assert [
             json.loads(b.payload)
-            for b in collected_batches_read(collector_id=collector.pk, consumer="stream:slow", lock=True)
+            for b in collected_batches_read(
+                account_id=collector.account_id, collector_id=collector.pk, consumer="stream:slow", lock=True
+            )
         ] == [2, 3, "young"]
     collector.refresh_from_db()
     assert (collector.pruned_batches, collector.pruned_bytes) == (2, 2)
 
 
 def test_a_registered_consumer_that_consumed_nothing_keeps_everything(collector, retention):
-    services.consumer_register(collector_id=collector.pk, consumer="stream:new")
+    services.consumer_register(
+        account_id=collector.account_id, collector_id=collector.pk, consumer="stream:new"
+    )
     append(collector, "ancient", hours_ago=1000)
     assert services.collected_batches_prune(now=NOW) == 0
     assert remaining(collector) == ["ancient"]
 
 
+def test_a_reader_from_another_account_never_holds_back_pruning(collector, other_account, retention):
+    """Registering from another account is refused, so no offset of it can keep the log."""
+    append(collector, 1, hours_ago=30)
+    with pytest.raises(CollectorNotFound):
+        services.consumer_register(
+            account_id=other_account.pk, collector_id=collector.pk, consumer="stream:x"
+        )
+    assert ConsumerOffset.objects.count() == 0
+    assert services.collected_batches_prune(now=NOW) == 1
+
+
 def test_young_batches_are_kept_even_when_consumed(collector, retention):
-    services.consumer_register(collector_id=collector.pk, consumer="stream:a")
+    services.consumer_register(
+        account_id=collector.account_id, collector_id=collector.pk, consumer="stream:a"
+    )
     last = append(collector, "recent", hours_ago=23)
     advance(collector, "stream:a", last)
     assert services.collected_batches_prune(now=NOW) == 0
@@ -133,7 +157,9 @@ def test_provision_task_is_idempotent_and_only_moves_creating_to_active(account)
 def test_purge_task_removes_the_batches_offsets_and_collector_and_a_second_run_is_a_no_op(account):
     collector = make_collector(account)
     keep = make_collector(account, "keep")
-    services.consumer_register(collector_id=collector.pk, consumer="stream:a")
+    services.consumer_register(
+        account_id=collector.account_id, collector_id=collector.pk, consumer="stream:a"
+    )
     for n in range(5):
         append(collector, n, hours_ago=0)
     append(keep, "kept", hours_ago=0)
