@@ -99,6 +99,10 @@ def solution_delete(*, solution: Solution) -> None:
 
 
 def _solution_for_import(account: Account, solution_id: Any) -> Solution:
+    """The account's solution with this id; an id no solution has yet creates one for the account
+    (named after the id, renamed at will in the admin), so an API client needs nothing but the
+    import. An id that another account's solution holds is 404 SOLUTION_NOT_FOUND: that solution
+    is never reached, nothing of it is read or changed, and nothing is created."""
     if not isinstance(solution_id, str | uuid.UUID) or len(str(solution_id)) > 36:
         raise ValidationFailed.for_field(
             "solutionId", "solutionId is a solution id of at most 36 characters."
@@ -106,13 +110,35 @@ def _solution_for_import(account: Account, solution_id: Any) -> Solution:
     try:
         key = uuid.UUID(str(solution_id))
     except ValueError:
-        raise SolutionNotFound()
+        raise ValidationFailed.for_field("solutionId", "solutionId must be a solution id (UUID).")
     solution = Solution.objects.filter(account=account, pk=key).first()
-    if solution is None:
-        # Solutions are created first (admin or ``create_solution``); an unknown id, or another
-        # account's, is a 404 rather than a new solution made from a typo.
+    if solution is not None:
+        return solution
+    if Solution.objects.filter(pk=key).exists():
         raise SolutionNotFound()
-    return solution
+    try:
+        with transaction.atomic():
+            return Solution.objects.create(account=account, pk=key, name=_new_solution_name(account, key))
+    except IntegrityError:
+        # Created meanwhile by a concurrent import: the caller's own is used, another account's is 404.
+        solution = Solution.objects.filter(account=account, pk=key).first()
+        if solution is None:
+            raise SolutionNotFound()
+        return solution
+
+
+def _new_solution_name(account: Account, key: uuid.UUID) -> str:
+    """The name of a solution an import creates: its id, unique in the account like any name."""
+    name = str(key)
+    taken = set(
+        Solution.objects.filter(account=account, name__startswith=name).values_list("name", flat=True)
+    )
+    number = 1
+    candidate = name
+    while candidate in taken:
+        number += 1
+        candidate = f"{name} ({number})"
+    return candidate
 
 
 def _copy_name(solution: Solution, name: str) -> str:

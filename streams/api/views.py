@@ -185,6 +185,11 @@ class StreamViewSet(AccountScopedViewSet):
     @extend_schema(
         operation_id="streams_import",
         summary="Import stream",
+        description=(
+            "Imports a stream configuration into the solution `solutionId`. A solution id the account "
+            "does not have yet creates that solution for the account; an id held by another account's "
+            "solution is 404 SOLUTION_NOT_FOUND (it is never reached)."
+        ),
         request=StreamImportSerializer.documented(),
         responses={
             200: OpenApiResponse(

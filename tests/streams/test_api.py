@@ -4,7 +4,6 @@ import base64
 import json
 import re
 import time
-import uuid
 
 import pytest
 from django.conf import settings
@@ -200,13 +199,42 @@ def test_import_body_validation(api, body, field):
     assert field in [detail["field"] for detail in error(response, 400, "VALIDATION_ERROR")["details"]]
 
 
-def test_import_into_an_unknown_or_foreign_solution_is_404(api, foreign_solution):
-    for solution_id in (str(uuid.uuid4()), str(foreign_solution.pk)):
-        response = api.post(
-            "/streams/import", {"solutionId": solution_id, "streamConfig": minimal_config()}, format="json"
-        )
-        error(response, 404, "SOLUTION_NOT_FOUND")
+def test_import_into_a_solution_id_the_account_does_not_have_creates_it(api, other_api):
+    """An API client imports without creating anything first (issue 21): the seed's own sample id
+    works, for one account and, independently, the same id is then another account's — 404."""
+    seed_id = "73253be8-0c7c-4670-9631-5a29fe59b4d2"
+    response = api.post(
+        "/streams/import", {"solutionId": seed_id, "streamConfig": minimal_config()}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["importAction"], body["stream"]["solutionId"]) == ("created", seed_id)
+    listed = api.get("/streams", {"solutionId": seed_id}).json()["streams"]
+    assert [stream["id"] for stream in listed] == [body["stream"]["id"]]
+    again = api.post(
+        "/streams/import", {"solutionId": seed_id, "streamConfig": minimal_config("Second")}, format="json"
+    )
+    assert again.json()["stream"]["solutionId"] == seed_id
+    # Another account naming that id reaches nothing of it: 404, no stream, no solution of its own.
+    refused = other_api.post(
+        "/streams/import", {"solutionId": seed_id, "streamConfig": minimal_config("Theirs")}, format="json"
+    )
+    error(refused, 404, "SOLUTION_NOT_FOUND")
+    assert other_api.get("/streams").json()["streams"] == []
+    assert len(api.get("/streams", {"solutionId": seed_id}).json()["streams"]) == 2
+    assert other_api.get("/streams", {"solutionId": seed_id}).json()["streams"] == []
+
+
+def test_import_into_a_foreign_solution_is_404_and_changes_nothing(api, foreign_solution):
+    response = api.post(
+        "/streams/import",
+        {"solutionId": str(foreign_solution.pk), "streamConfig": minimal_config()},
+        format="json",
+    )
+    error(response, 404, "SOLUTION_NOT_FOUND")
     assert foreign_solution.streams.count() == 0
+    foreign_solution.refresh_from_db()
+    assert foreign_solution.name == "Theirs"
 
 
 def test_import_with_an_existing_tag_is_409(api, solution):

@@ -193,27 +193,49 @@ def test_invalid_config_is_400_before_any_write(import_stream):
     assert Stream.objects.count() == 0
 
 
-def test_unknown_or_foreign_solution_is_404(account, foreign_solution):
-    for solution_id in (str(uuid.uuid4()), str(foreign_solution.pk), "not-a-uuid"):
+def test_an_unknown_solution_id_is_created_for_the_account(account, other_account):
+    key = uuid.uuid4()
+    result = services.stream_import(
+        account=account, solution_id=str(key), stream_config=minimal_config(), actor=ACTOR
+    )
+    assert result.action == services.ImportAction.CREATED
+    solution = Solution.objects.get(pk=key)
+    assert (solution.account_id, solution.name, result.stream.solution_id) == (account.pk, str(key), key)
+    # The next import goes into the same solution; nothing is created twice.
+    again = services.stream_import(
+        account=account, solution_id=str(key), stream_config=minimal_config("Second"), actor=ACTOR
+    )
+    assert again.stream.solution_id == key and Solution.objects.filter(account=account).count() == 1
+    assert not Solution.objects.filter(account=other_account).exists()
+
+
+def test_another_accounts_solution_id_is_404_and_nothing_is_created_or_changed(account, foreign_solution):
+    before = list(Solution.objects.values_list("pk", "account_id", "name"))
+    raises(
+        "SOLUTION_NOT_FOUND",
+        404,
+        services.stream_import,
+        account=account,
+        solution_id=str(foreign_solution.pk),
+        stream_config=minimal_config(),
+        actor=ACTOR,
+    )
+    assert list(Solution.objects.values_list("pk", "account_id", "name")) == before
+    assert Stream.objects.count() == 0
+
+
+def test_a_solution_id_that_is_not_a_uuid_is_400(account):
+    for solution_id in ("not-a-uuid", "x" * 37):
         raises(
-            "SOLUTION_NOT_FOUND",
-            404,
+            "VALIDATION_ERROR",
+            400,
             services.stream_import,
             account=account,
             solution_id=solution_id,
             stream_config=minimal_config(),
             actor=ACTOR,
         )
-    raises(
-        "VALIDATION_ERROR",
-        400,
-        services.stream_import,
-        account=account,
-        solution_id="x" * 37,
-        stream_config=minimal_config(),
-        actor=ACTOR,
-    )
-    assert Stream.objects.count() == 0
+    assert Solution.objects.count() == 0
 
 
 def test_an_unknown_strategy_is_400(import_stream):
