@@ -22,7 +22,9 @@ from django.utils.text import slugify
 from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin, user_account_id
 from config.api.errors import ApiError
 from streams import selectors, services
+from streams.admin_outputs import health_badge, health_block  # also registers the outbox's admin
 from streams.diff import stream_config_diff
+from streams.engine import selectors as engine_selectors
 from streams.engine import services as engine_services
 from streams.engine.collection_seam import batch_records
 from streams.graph import stream_graph_svg
@@ -283,7 +285,7 @@ def _previewed_nodes(result) -> list[PreviewedNode]:
 
 @admin.register(Stream)
 class StreamAdmin(AccountScopedAdmin):
-    list_display = ["name", "solution", "processing_type", "node_count", "cas", "tag", "updated_at"]
+    list_display = ["name", "solution", "processing_type", "health", "node_count", "cas", "tag", "updated_at"]
     # RelatedOnly: the filter lists only solutions of streams the user can see (tenancy).
     list_filter = ["processing_type", ("solution", admin.RelatedOnlyFieldListFilter), "account"]
     search_fields = ["name", "id", "solution__name"]
@@ -311,6 +313,7 @@ class StreamAdmin(AccountScopedAdmin):
                 ]
             },
         ),
+        ("Health", {"fields": ["health_details"]}),
         ("Graph", {"fields": ["graph"]}),
         ("Runs", {"fields": ["recent_runs"]}),
         ("Meter inspector", {"fields": ["meter_inspector"]}),
@@ -333,6 +336,7 @@ class StreamAdmin(AccountScopedAdmin):
         "configuration",
         "recent_runs",
         "meter_inspector",
+        "health_details",
     ]
 
     # Streams change only through an import (validated, versioned): the page is read-only.
@@ -344,6 +348,23 @@ class StreamAdmin(AccountScopedAdmin):
 
     def can_import(self, request) -> bool:
         return request.user.has_perm("streams.change_stream") and request.user.has_perm("streams.add_stream")
+
+    def get_changelist_instance(self, request):
+        # The health of the whole page in a fixed number of queries, not a few per row.
+        changelist = super().get_changelist_instance(request)
+        health = engine_selectors.streams_health(streams=list(changelist.result_list))
+        for stream in changelist.result_list:
+            stream.health_computed = health[stream.pk]
+        return changelist
+
+    @admin.display(description="health")
+    def health(self, obj: Stream) -> str:
+        computed = getattr(obj, "health_computed", None)
+        return health_badge(computed or engine_selectors.stream_health(stream=obj))
+
+    @admin.display(description="health")
+    def health_details(self, obj: Stream) -> str:
+        return health_block(engine_selectors.stream_health(stream=obj), obj)
 
     @admin.display(description="nodes")
     def node_count(self, obj: Stream) -> int:
@@ -865,7 +886,3 @@ class FlushDeliveryAdmin(ReadOnlyAccountScopedAdmin):
     def retry_now(self, request, queryset):
         count = engine_services.flush_deliveries_retry_now(delivery_ids=queryset.values_list("pk", flat=True))
         messages.success(request, f"{count} delivery(ies) will be retried by the next sweep (within 10 s).")
-
-
-# The outputs' outbox has a module of its own (this one is long enough).
-from streams import admin_outputs  # noqa: E402, F401

@@ -1,18 +1,94 @@
 """The outputs' outbox in the admin (imported by ``streams/admin.py``): what output nodes send,
-with the action **Retry now**; read-only otherwise, each admin user seeing only their account's."""
+with the action **Retry now**; read-only otherwise, each admin user seeing only their account's.
+And how a stream's health is shown on the stream list and the stream page."""
 
 from __future__ import annotations
 
 import json
 
 from django.contrib import admin, messages
-from django.utils.html import format_html
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from accounts.admin_scoping import ReadOnlyAccountScopedAdmin
 from streams.engine import deliveries
-from streams.models import OutputDelivery
+from streams.engine.selectors import StreamHealth
+from streams.models import OutputDelivery, Stream
 
 BODY_SHOWN_CHARACTERS = 20_000
+ERROR_LINES_SHOWN = 10
+HEALTH_COLORS = {
+    "healthy": "#2e7d32",
+    "lagging": "#b26a00",
+    "output failing": "#c62828",
+    "failing": "#c62828",
+}
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value < 120 else f"{value / 60:.0f} min"
+
+
+def health_badge(health: StreamHealth) -> str:
+    """The stream list's cell: the state, then lag and failures when there are any."""
+    details = []
+    if health.lag_batches:
+        details.append(
+            f"lag {health.lag_batches} batch{'es' if health.lag_batches != 1 else ''} / {_seconds(health.lag_seconds)}"
+        )
+    if health.consecutive_failures:
+        details.append(
+            f"{health.consecutive_failures} failed run{'s' if health.consecutive_failures != 1 else ''}"
+        )
+    if health.outbox_pending:
+        details.append(f"{health.outbox_pending} waiting to send")
+    return format_html(
+        '<span class="stream-health" data-state="{}" style="color: {}; font-weight: bold;">{}</span>{}',
+        health.state,
+        HEALTH_COLORS[health.state],
+        health.state,
+        format_html("<br><small>{}</small>", ", ".join(details)) if details else "",
+    )
+
+
+def health_block(health: StreamHealth, stream: Stream) -> str:
+    """The stream page's section: state, lag, failures, outbox, and the errors collapsed."""
+    errors = format_html_join(
+        "",
+        '<tr class="stream-health-error"><td>{}</td><td class="stream-health-count">×{}</td><td>{}</td><td>{}</td></tr>',
+        (
+            (
+                "run" if line.source == "run" else f"output {line.source}",
+                line.count,
+                line.last_at.strftime("%Y-%m-%d %H:%M:%S") if line.last_at else "",
+                line.message,
+            )
+            for line in health.errors[:ERROR_LINES_SHOWN]
+        ),
+    )
+    outbox_link = reverse("admin:streams_outputdelivery_changelist") + f"?stream__id__exact={stream.pk}"
+    return format_html(
+        "<p>{}</p><ul>"
+        "<li>lag: {} collected batch(es) not consumed yet, the oldest {} old</li>"
+        "<li>consecutive failed runs: {}</li>"
+        '<li>output deliveries: {} waiting (the oldest {} old), {} dead letter(s) — <a href="{}">see them</a></li>'
+        "</ul>{}",
+        health_badge(health),
+        health.lag_batches,
+        _seconds(health.lag_seconds),
+        health.consecutive_failures,
+        health.outbox_pending,
+        _seconds(health.outbox_oldest_pending_seconds),
+        health.outbox_dead,
+        outbox_link,
+        format_html(
+            "<table><thead><tr><th>where</th><th>times</th><th>last (UTC)</th><th>error</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            errors,
+        )
+        if health.errors
+        else "",
+    )
 
 
 @admin.register(OutputDelivery)

@@ -20,6 +20,8 @@ from streams.config import (
     SUPPORTED_SCHEMA_VERSIONS,
     TAG_PATTERN,
 )
+from streams.engine.selectors import HealthState
+from streams.models import OutputDelivery
 from streams.nodes import NODE_TYPES
 
 # --- Documentation shapes of the JSON parts (nodes, edges, groups) --------------------------------
@@ -405,3 +407,50 @@ class SessionSerializer(serializers.Serializer):
     meta = serializers.DictField()
     timeoutAt = TimestampField(source="timeout_at")
     updatedAt = TimestampField(source="updated_at")
+
+
+# --- Output deliveries and health (streams/api/outputs.py) ----------------------------------------
+
+
+class OutputDeliverySerializer(serializers.Serializer):
+    """One request an output node sends (or sent): its records are not repeated here."""
+
+    deliveryId = serializers.UUIDField(source="delivery_id")
+    nodeId = serializers.CharField(source="node_id")
+    runId = serializers.UUIDField(source="run_id", allow_null=True)
+    status = serializers.ChoiceField(choices=OutputDelivery.Status.values)
+    recordCount = serializers.IntegerField(source="record_count")
+    attempts = serializers.IntegerField()
+    maxAttempts = serializers.IntegerField(source="max_attempts")
+    createdAt = TimestampField(source="created_at")
+    lastAttemptAt = TimestampField(source="last_attempt_at", allow_null=True)
+    nextAttemptAt = TimestampField(source="next_attempt_at", allow_null=True)
+    deliveredAt = TimestampField(source="delivered_at", allow_null=True)
+    lastStatusCode = serializers.IntegerField(source="last_status_code", allow_null=True)
+    lastError = serializers.CharField(source="last_error")
+
+
+class OutputDeliveryListSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    deliveries = OutputDeliverySerializer(many=True)
+
+
+class ErrorLineSerializer(serializers.Serializer):
+    source = serializers.CharField(help_text='"run", or the id of the output node.')
+    message = serializers.CharField()
+    count = serializers.IntegerField(
+        help_text="Failed runs, or failed attempts, that ended with this message."
+    )
+    lastAt = TimestampField(source="last_at", allow_null=True)
+
+
+class StreamHealthSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=HealthState.values)
+    lagBatches = serializers.IntegerField(source="lag_batches")
+    lagSeconds = serializers.FloatField(source="lag_seconds")
+    consecutiveFailures = serializers.IntegerField(source="consecutive_failures")
+    lastError = serializers.CharField(source="last_error")
+    errors = ErrorLineSerializer(many=True)
+    outboxPending = serializers.IntegerField(source="outbox_pending")
+    outboxDead = serializers.IntegerField(source="outbox_dead")
+    outboxOldestPendingSeconds = serializers.FloatField(source="outbox_oldest_pending_seconds")

@@ -2,6 +2,7 @@
 records; each account sees its own."""
 
 import datetime
+import re
 
 import pytest
 import time_machine
@@ -195,3 +196,32 @@ def test_output_deliveries_with_dead_letters_and_a_retry_now_action(
     assert (dead.status, dead.max_attempts) == ("PENDING", 2)
     assert deliveries.output_deliveries_send(stream_id=ours.pk, node_id="out").delivered == 1
     assert staff.post(f"/admin/streams/outputdelivery/{dead.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_the_stream_list_and_page_show_health_with_repeated_errors_collapsed(staff, make_stream, theirs):
+    from streams.models import Stream
+
+    healthy = make_stream(chain(("peek", "inspect", {}), name="Calm"))
+    broken = make_stream(chain(("peek", "inspect", {}), name="Broken"))
+    Stream.objects.filter(pk=broken.pk).update(
+        nodes=[broken.nodes[0], {**broken.nodes[1], "type": "retired"}]
+    )
+    for _ in range(3):
+        engine_services.stream_run_execute(stream_id=broken.pk, records=[{"a": 1}])
+    page = staff.get("/admin/streams/stream/").content.decode()
+    assert re.findall(
+        r'<th class="field-name"><a href="/admin/streams/stream/([0-9a-f-]+)/change/[^"]*">', page
+    )
+    states = dict(
+        re.findall(
+            r'<a href="/admin/streams/stream/([0-9a-f-]+)/change/[^"]*">[^<]*</a>.*?data-state="([a-z ]+)"',
+            page,
+            flags=re.S,
+        )
+    )
+    assert states == {str(healthy.pk): "healthy", str(broken.pk): "failing"}
+    assert "3 failed runs" in page and "Globex orders" not in page
+    detail = staff.get(f"/admin/streams/stream/{broken.pk}/change/").content.decode()
+    assert "consecutive failed runs: 3" in detail
+    rows = re.findall(r'<tr class="stream-health-error">(.*?)</tr>', detail, flags=re.S)
+    assert len(rows) == 1 and "×3" in rows[0] and "Unknown node type &#x27;retired&#x27;" in rows[0]
