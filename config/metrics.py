@@ -5,7 +5,8 @@ here and register scrape-time gauges (queue depth, flush lag, run lag, webhook f
 ``register_gauge`` from their ``AppConfig.ready()`` so this module imports no app.
 
 Several gunicorn workers: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory shared by the
-web processes (``make run`` does) and every scrape aggregates all of them. Set ``METRICS_TOKEN``
+web and Celery worker processes (``make run`` does) and every scrape aggregates all of them —
+the workers' counters included (``usage_records_total{source="stream"}``: streams meter there). Set ``METRICS_TOKEN``
 to require ``Authorization: Bearer <METRICS_TOKEN>`` on /metrics.
 """
 

@@ -65,13 +65,15 @@ def main() -> int:
             "django_celery_beat.schedulers:DatabaseScheduler",
         ],
     }
-    # Web processes share one metrics directory so /metrics aggregates every gunicorn worker.
+    # Web and worker processes share one metrics directory, so /metrics aggregates every gunicorn
+    # worker and counts what the Celery worker does too (records metered by streams).
     metrics_dir = os.path.join(os.environ.get("VAR_DIR", "var"), "metrics")
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)
     web_env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": os.path.abspath(metrics_dir)}
     processes = {
-        name: subprocess.Popen(cmd, env=web_env if name == "web" else None) for name, cmd in commands.items()
+        name: subprocess.Popen(cmd, env=web_env if name in ("web", "worker") else None)
+        for name, cmd in commands.items()
     }
     stopping = False
 

@@ -330,3 +330,21 @@ def test_delivered_rows_are_purged_after_their_retention(
     assert deliveries.output_deliveries_purge(now=timezone.now() + timedelta(minutes=59)) == 0
     assert deliveries.output_deliveries_purge(now=timezone.now() + timedelta(minutes=61)) == 1
     assert queued(stream) == [waiting]
+
+
+def test_metrics_show_each_streams_outbox_depth_and_oldest_pending_age(
+    client, make_stream, receiver, private_targets_allowed
+):
+    from tests.metering.scale.test_gauges import sample
+
+    stream = make_stream(chain(("out", "httpForwarder", {"url": receiver.url})))
+    engine_services.stream_run_execute(stream_id=stream.pk, records=[{"n": 1}])
+    engine_services.stream_run_execute(stream_id=stream.pk, records=[{"n": 2}])
+    OutputDelivery.objects.filter(stream=stream).update(created_at=timezone.now() - timedelta(seconds=90))
+    labels = f'{{stream="{stream.pk}"}}'
+    assert sample(client, "stream_outbox_depth") == {labels: 2.0}
+    assert 90.0 <= sample(client, "stream_outbox_oldest_pending_seconds")[labels] < 120.0
+    assert sample(client, "stream_outbox_dead") == {labels: 0.0}
+    send(stream)
+    assert sample(client, "stream_outbox_depth") == {}
+    assert sample(client, "stream_outbox_oldest_pending_seconds") == {}

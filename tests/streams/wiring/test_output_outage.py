@@ -26,6 +26,7 @@ from metering.services import meter_create, meter_type_create
 from streams import services as stream_services
 from streams.models import OutputDelivery, StreamRun
 from tests.conftest import client_for
+from tests.metering.scale.test_gauges import sample
 from tests.streams.conftest import ACTOR
 from tests.streams.wiring.test_worker_killed import wait_for
 from tests.support.celery_worker import running_worker
@@ -222,15 +223,18 @@ def assert_counted_exactly_once(account, meters, stream, batches: range) -> None
 
 @pytest.mark.django_db(transaction=True)
 def test_a_target_down_delays_deliveries_never_counting_and_gets_every_record_back_up(
-    account, target, tmp_path
+    account, target, tmp_path, client, monkeypatch
 ):
     api = client_for(account)
     collector, meters, stream = setup_stream(account, target)
     offset = ConsumerOffset.objects.filter(collector=collector, consumer=f"stream:{stream.pk}")
     outbox = OutputDelivery.objects.filter(stream=stream, node_id="billing")
     batches = range(12)
+    # The worker writes its counters where /metrics reads them (as `make run` sets it up).
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
     target.down()
-    with running_worker(tmp_path, **WORKER_ENV) as worker:
+    with running_worker(tmp_path, **WORKER_ENV, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as worker:
         last = send(api, collector, batches)
         wait_for(lambda: offset.get().last_sequence == last, "every batch to be counted")
         assert_counted_exactly_once(account, meters, stream, batches)
@@ -241,6 +245,10 @@ def test_a_target_down_delays_deliveries_never_counting_and_gets_every_record_ba
         head = outbox.order_by("id").first()
         assert head.last_error.startswith(f"POST {target.url}: the request failed (Could not connect")
         assert target.received() == []
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+        assert sample(client, "stream_outbox_depth") == {f'{{stream="{stream.pk}"}}': float(outbox.count())}
+        counted = sample(client, "usage_records_total")
+        assert counted['{outcome="accepted",source="stream"}'] == len(batches) * PER_BATCH
 
         target.up()  # same port: the worker's next retry (within 0.5 s) gets through
         wait_for(lambda: not outbox.exclude(status="DELIVERED").exists(), "every delivery to be delivered")
