@@ -125,12 +125,23 @@ def _check_meter_type_unique(meter_type: MeterType) -> None:
         )
 
 
+def _to_millisecond(value: datetime) -> datetime:
+    """The API's precision: what it answers is what a client sends back."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
 def _check_not_in_past(
     instance: models.Model, previous: models.Model | None, field: str, now: datetime
 ) -> None:
     value = getattr(instance, field)
-    unchanged = previous is not None and getattr(previous, field) == value
-    if value is not None and not unchanged and value < now - PAST_TOLERANCE:
+    before = getattr(previous, field) if previous is not None else None
+    # A value sent back as read is unchanged, whatever the clock says (read-modify-write).
+    unchanged = before is not None and value is not None and _to_millisecond(before) == _to_millisecond(value)
+    # An operator may move an existing type's activeFrom back (to count a backfill, and to reprocess
+    # the corrections refused as outside its window); only a new type's start, or a moved end, must not
+    # lie in the past.
+    moved_back = field == "active_from" and before is not None and value is not None and value < before
+    if value is not None and not unchanged and not moved_back and value < now - PAST_TOLERANCE:
         raise ValidationFailed.for_field(
             api_field_name(field), f"{api_field_name(field)} cannot be in the past."
         )
@@ -189,7 +200,7 @@ def _normalise_meter_type(meter_type: MeterType, now: datetime) -> None:
     if meter_type.category is None:
         meter_type.category = MeterType.DEFAULT_CATEGORY
     if meter_type.active_from is None:
-        meter_type.active_from = now
+        meter_type.active_from = _to_millisecond(now)
     meter_type.thresholds = meter_type.thresholds or []
     meter_type.dimensions = meter_type.dimensions or []
 

@@ -27,14 +27,15 @@ class TimestampField(serializers.DateTimeField):
         return format_timestamp(value)
 
     def to_internal_value(self, value):
-        # DRF makes naive input aware in the default timezone before we could see it: check the text.
+        # The seeds' times are UTC: a time without an offset is read as UTC (DRF would make it aware in
+        # the server's default timezone, which is nobody's contract).
         if isinstance(value, str):
             try:
-                naive = datetime.fromisoformat(value.strip()).tzinfo is None
+                parsed = datetime.fromisoformat(value.strip())
             except ValueError:
-                naive = False  # DRF's own parser reports the format error
-            if naive:
-                raise serializers.ValidationError("Timestamp must carry a timezone (Z or an offset).")
+                parsed = None  # DRF's own parser reports the format error
+            if parsed is not None and parsed.tzinfo is None:
+                return parsed.replace(tzinfo=UTC)
         parsed = super().to_internal_value(value)
         return parsed.astimezone(UTC)
 
@@ -92,8 +93,15 @@ class StrictSerializerMixin:
     # Field names of which a body must hold exactly one (the schema's ``oneOf`` of ``required``).
     requires_exactly_one_of: tuple[str, ...] = ()
 
+    # Names the API answers for this resource besides this serializer's own read-only fields. A body
+    # sent back as read (GET, edit, PATCH) carries them: on an update they are ignored, not refused;
+    # names the API never answers stay "Unknown field".
+    answered_fields: tuple[str, ...] = ()
+
     def to_internal_value(self, data):
         if isinstance(data, dict):
+            if getattr(self, "instance", None) is not None:
+                data = {name: value for name, value in data.items() if not self._answered_read_only(name)}
             writable = {name: field for name, field in self.fields.items() if not field.read_only}
             unknown = sorted(set(data) - set(writable))
             if unknown:
@@ -106,3 +114,9 @@ class StrictSerializerMixin:
             if wrong:
                 raise serializers.ValidationError(wrong)
         return super().to_internal_value(data)
+
+    def _answered_read_only(self, name: str) -> bool:
+        field = self.fields.get(name)
+        if field is not None:
+            return field.read_only
+        return name in self.answered_fields

@@ -270,6 +270,8 @@ class MeterCreateSerializer(StrictSerializerMixin, CamelCaseModelSerializer):
 
 
 class MeterUpdateSerializer(StrictSerializerMixin, CamelCaseModelSerializer):
+    answered_fields = tuple(MeterSerializer.Meta.fields)
+
     class Meta:
         model = Meter
         fields = ["capacity", "customFields", "deleteOnReset", "thresholds"]

@@ -172,14 +172,18 @@ def test_openapi_schema_and_docs_page(client, db):
     assert client.get("/docs/").status_code == 200
 
 
-def test_timestamp_field_requires_a_timezone_and_answers_milliseconds_z():
+def test_timestamp_field_reads_a_time_without_offset_as_utc_and_answers_milliseconds_z():
     from rest_framework import serializers as drf
 
     from config.api.serializers import TimestampField
 
     field = TimestampField()
+    # The seeds' times are UTC: no offset means UTC, never the server's zone.
+    assert (
+        field.to_representation(field.to_internal_value("2026-07-01T00:00:00")) == "2026-07-01T00:00:00.000Z"
+    )
     with pytest.raises(drf.ValidationError):
-        field.to_internal_value("2026-07-01T00:00:00")
+        field.to_internal_value("2026-07-01 noon")
     parsed = field.to_internal_value("2026-07-01T02:00:00+02:00")
     assert field.to_representation(parsed) == "2026-07-01T00:00:00.000Z"
 

@@ -412,8 +412,7 @@ def test_patch_keeps_names_and_external_refs_unique(api, account):
         ("thresholds", [{"value": 1}] * 6),
         ("resetSchedule", {"cron": "every day"}),
         ("timezone", "Nowhere/City"),
-        ("accountId", "x"),
-        ("id", "x"),
+        ("color", "x"),
     ],
 )
 def test_patch_field_limits(api, field, value):
@@ -427,12 +426,8 @@ def test_patch_field_limits(api, field, value):
 def test_patch_active_window_rules(api):
     meter_type_id = create(api, activeFrom="2027-02-01T00:00:00Z").json()["id"]
     path = f"/meter-types/{meter_type_id}"
-    assert_error(
-        api.patch(path, {"activeFrom": "2027-01-01T00:00:00Z"}, format="json"),
-        400,
-        "VALIDATION_ERROR",
-        "activeFrom",
-    )
+    # Moved forward, activeFrom must not lie in the past (moving it back is an operator's backfill:
+    # test_an_operator_may_move_active_from_back_but_not_forward_into_the_past).
     assert_error(
         api.patch(path, {"activeTo": "2027-01-15T00:00:00Z"}, format="json"),
         400,
@@ -547,3 +542,53 @@ def test_meter_types_have_seed_000s_rate_limit(api, rate_limits, settings):
 def test_an_empty_external_ref_means_none_and_is_never_taken(api):
     assert create(api, name="First", externalRef="").json()["externalRef"] is None
     assert create(api, name="Second", externalRef="").status_code == 201
+
+
+def test_a_meter_type_read_and_sent_back_whole_is_accepted(api, frozen):
+    """Read-modify-write: the default activeFrom (now, with microseconds) and every read-only field
+    the API answers come back in the body; they are accepted, the read-only ones ignored."""
+    frozen.move_to(datetime(2027, 1, 10, 12, 0, 0, 123456, tzinfo=UTC))
+    created = create(api).json()
+    assert created["activeFrom"] == "2027-01-10T12:00:00.123Z"
+    frozen.shift(1800)
+    read = api.get(f"/meter-types/{created['id']}").json()
+    response = api.patch(f"/meter-types/{created['id']}", {**read, "description": "edited"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json() == {**read, "description": "edited", "updatedAt": response.json()["updatedAt"]}
+    ignored = {
+        "id": "8a76066d-ff29-417c-a18e-abde22e44310",
+        "numberOfMeters": 5,
+        "createdAt": "2001-01-01T00:00:00Z",
+    }
+    assert api.patch(f"/meter-types/{created['id']}", ignored, format="json").status_code == 200
+    assert api.get(f"/meter-types/{created['id']}").json()["numberOfMeters"] == 0
+    assert_error(
+        api.patch(f"/meter-types/{created['id']}", {**read, "colour": "red"}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+        "colour",
+    )
+
+
+def test_an_operator_may_move_active_from_back_but_not_forward_into_the_past(api, frozen):
+    created = create(api, activeFrom="2027-01-10T12:10:00Z").json()
+    frozen.shift(1800)  # the type has started
+    path = f"/meter-types/{created['id']}"
+    moved = api.patch(path, {"activeFrom": "2026-06-01T00:00:00Z"}, format="json")
+    assert moved.status_code == 200, moved.content
+    assert moved.json()["activeFrom"] == "2026-06-01T00:00:00.000Z"
+    assert_error(
+        api.patch(path, {"activeFrom": "2027-01-10T12:20:00Z"}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+        "activeFrom",
+    )
+
+
+def test_a_time_without_an_offset_is_read_as_utc(api):
+    response = create(api, activeFrom="2027-01-12T00:00:00", activeTo="2027-02-01T10:30:00.250")
+    assert response.status_code == 201, response.content
+    assert (response.json()["activeFrom"], response.json()["activeTo"]) == (
+        "2027-01-12T00:00:00.000Z",
+        "2027-02-01T10:30:00.250Z",
+    )

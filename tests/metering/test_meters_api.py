@@ -230,6 +230,35 @@ def test_patch_changes_capacity_custom_fields_delete_on_reset_and_thresholds(api
         ("meterTypeId", "8a76066d-ff29-417c-a18e-abde22e44310"),
         ("value", 99),
         ("periodEnd", "2030-01-01T00:00:00Z"),
+    ],
+)
+def test_patch_ignores_the_read_only_fields_the_api_answers(api, meter_type, field, value):
+    """Read-modify-write: a body as read carries identity and state; they are ignored, never stored."""
+    meter = make_meter(meter_type)
+    response = api.patch(f"/meters/{meter.pk}", {field: value, "capacity": 7}, format="json")
+    assert response.status_code == 200, response.content
+    fresh = Meter.objects.get(pk=meter.pk)
+    assert (fresh.user_id, fresh.meter_key, fresh.value, fresh.capacity) == (meter.user_id, KEY, 0, 7)
+    assert (fresh.meter_type_id, fresh.period_end) == (meter.meter_type_id, meter.period_end)
+
+
+def test_a_meter_read_and_sent_back_whole_is_accepted(api, meter_type):
+    meter = make_meter(meter_type)
+    read = api.get(f"/meters/{meter.pk}").json()
+    response = api.patch(f"/meters/{meter.pk}", {**read, "capacity": 9}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json() == {**read, "capacity": 9, "updatedAt": response.json()["updatedAt"]}
+    assert_error(
+        api.patch(f"/meters/{meter.pk}", {**read, "colour": "red"}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+        "colour",
+    )
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
         ("capacity", -1),
         ("customFields", [1]),
         ("deleteOnReset", "sometimes"),
