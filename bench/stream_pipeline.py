@@ -1,8 +1,18 @@
-"""Records per second through collector -> filter -> meter processor, on PostgreSQL, drained by
-ONE Celery worker process (``--pool solo``), beside the usage ledger alone on the same records.
+"""Records per second through collector -> filter -> meter processor, beside it an httpForwarder
+to a local HTTP sink, on PostgreSQL, drained by ONE Celery worker process (``--pool solo``),
+beside the usage ledger alone on the same records.
 
     DATABASE_URL=postgres://… REDIS_URL=redis://… CELERY_BROKER_URL=redis://… \\
-        .venv/bin/python bench/stream_pipeline.py [--batches 200] [--per-batch 500] [--rounds 3]
+        .venv/bin/python bench/stream_pipeline.py [--batches 200] [--per-batch 500] [--rounds 3] \\
+        [--no-forwarder]
+
+The forwarder queues every record the filter keeps in the outputs' outbox, in the run's
+transaction; the same worker sends them after each commit (500 per request) to a sink in this
+process that answers 200 at once. Per round the bench reports the pipeline's rate (records
+counted per second, until the offset reaches the last batch: the rate at which records arrive in
+the outbox), what still waited in the outbox when the pipeline finished and how fast the worker
+drained that (records / the time until the last delivery was DELIVERED): the outbox keeps up when
+it drains at least as fast as records arrive. The same worker does both, one task at a time.
 
 Each round pre-loads ``batches`` collected batches of ``per-batch`` records into the collector
 (not timed), sends one ``streams.run_stream`` task and times the worker draining the log: each
@@ -23,6 +33,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -53,6 +64,42 @@ def batch_records(batch: int, per_batch: int) -> list[dict]:
         }
         for i in range(per_batch)
     ]
+
+
+class Sink:
+    """The forwarder's target: a local HTTP server that reads each request and answers 200, counting
+    requests and distinct Delivery-Ids (the bench process's own thread, kept cheap: no JSON decoding)."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        sink = self
+        self.requests = 0
+        self.delivery_ids: set[str] = set()
+        self.lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with sink.lock:
+                    sink.requests += 1
+                    sink.delivery_ids.add(self.headers.get("Delivery-Id", ""))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/usage"
 
 
 def ledger_alone(account_id, types: dict[str, uuid.UUID], batches: int, per_batch: int) -> float:
@@ -101,6 +148,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--per-batch", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--no-forwarder", action="store_true", help="without the httpForwarder (the pipeline as it was)"
+    )
     args = parser.parse_args()
     env = require_postgres_and_redis()
     ensure_database(env["DATABASE_URL"])
@@ -131,6 +181,9 @@ def main() -> None:
         types[category] = meter_type.pk
         for customer in CUSTOMERS:
             meter_create(account_id=account.pk, meter_key=KEY, user_id=customer, meter_type_id=meter_type.pk)
+    from streams.models import OutputDelivery
+
+    sink = Sink()
     solution = stream_services.solution_create(account=account, name="Bench")
     stream = stream_services.stream_import(
         account=account,
@@ -173,8 +226,21 @@ def main() -> None:
                         ],
                     },
                 },
-            ],
-            "edges": [{"source": "in", "target": "ok"}, {"source": "ok", "target": "meter"}],
+            ]
+            + (
+                []
+                if args.no_forwarder
+                else [
+                    {
+                        "id": "forward",
+                        "name": "Forward",
+                        "type": "httpForwarder",
+                        "config": {"url": sink.url},
+                    }
+                ]
+            ),
+            "edges": [{"source": "in", "target": "ok"}, {"source": "ok", "target": "meter"}]
+            + ([] if args.no_forwarder else [{"source": "ok", "target": "forward"}]),
         },
     ).stream
     total = args.batches * args.per_batch
@@ -196,15 +262,19 @@ def main() -> None:
             "--without-mingle",
         ],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**os.environ, **env, "OUTBOUND_ALLOW_PRIVATE_TARGETS": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    outbox = OutputDelivery.objects.filter(stream=stream)
     print(
-        f"stream pipeline: collector -> filter -> meter processor (2 guiding rules, {2 * len(CUSTOMERS)} meters), "
-        f"PostgreSQL, 1 worker; {total} records in {args.batches} batches of {args.per_batch} per round"
+        f"stream pipeline: collector -> filter -> meter processor (2 guiding rules, {2 * len(CUSTOMERS)} meters)"
+        + ("" if args.no_forwarder else " + httpForwarder to a local sink")
+        + f", PostgreSQL, 1 worker; {total} records in {args.batches} batches of {args.per_batch} per round"
     )
     results = []
+    forwarded: list[float] = []
+    delivered_before = 0
     try:
         for _ in range(60):  # bounded: the worker answers a ping once it consumes
             if app.control.ping(timeout=0.5):
@@ -233,12 +303,31 @@ def main() -> None:
                 sum(Meter.objects.filter(account=account).values_list("record_count", flat=True))
                 - counted_before
             )
+            outbox_line = ""
+            if not args.no_forwarder:
+                waiting = sum(outbox.exclude(status="DELIVERED").values_list("record_count", flat=True))
+                while outbox.exclude(status="DELIVERED").exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                sent_elapsed = time.perf_counter() - started
+                delivered = sum(outbox.filter(status="DELIVERED").values_list("record_count", flat=True))
+                tail = max(sent_elapsed - elapsed, 1e-6)
+                drain = waiting / tail if waiting else float("inf")
+                forwarded.append((drain, total / elapsed))
+                outbox_line = (
+                    f"\n         outbox: {waiting} records waited when the pipeline finished, all delivered "
+                    f"{sent_elapsed - elapsed:.2f} s later: drains at "
+                    + ("(nothing left)" if waiting == 0 else f"{drain:,.0f} records/s")
+                    + f" while arriving at {total / elapsed:,.0f} records/s; end to end {total / sent_elapsed:,.0f} "
+                    f"records/s (delivered={delivered - delivered_before}, requests={sink.requests}, "
+                    f"distinct delivery ids={len(sink.delivery_ids)})"
+                )
+                delivered_before = delivered
             alone = ledger_alone(account.pk, types, args.batches, args.per_batch)
             results.append((total / elapsed, total / alone))
             print(
                 f"round {round_number}: pipeline {total / elapsed:>9,.0f} records/s ({elapsed:.2f} s, "
                 f"drained={drained}, counted={counted})   usage_apply alone {total / alone:>9,.0f} records/s "
-                f"({alone:.2f} s)   ratio {alone / elapsed:.2f}"
+                f"({alone:.2f} s)   ratio {alone / elapsed:.2f}" + outbox_line
             )
     finally:
         worker.terminate()
@@ -248,6 +337,12 @@ def main() -> None:
         f"best: pipeline {best_pipeline:,.0f} records/s, usage_apply alone {best_alone:,.0f} records/s, "
         f"ratio {best_pipeline / best_alone:.2f} (target: 20,000 records/s through the pipeline)"
     )
+    if forwarded:
+        keeps_up = all(drain >= arriving for drain, arriving in forwarded)
+        print(
+            f"outbox: drains at least as fast as records arrive in every round: {'yes' if keeps_up else 'NO'} "
+            f"(slowest drain {min(drain for drain, _ in forwarded):,.0f} records/s)"
+        )
     print(machine_note())
     from django.db.models import ProtectedError
 

@@ -474,3 +474,46 @@ def test_the_engine_endpoints_are_documented_in_openapi(client):
     assert {"200", "400", "401", "403", "404", "429"} <= set(preview_operation["responses"])
     assert {"200", "400", "401", "403", "404", "429"} <= set(lookup_operation["responses"])
     assert [parameter["name"] for parameter in lookup_operation["parameters"]] == ["fieldValues", "id"]
+
+
+def test_the_api_calls_example_counts_while_its_forwarder_cannot_deliver(make_stream, account):
+    """The documented example on a machine that cannot reach its billing system (and has no
+    billing/api-token parameter): every run meters; the forwarder's deliveries wait in the outbox."""
+    from metering.models import Meter
+    from metering.services import meter_create, meter_type_create
+    from streams.engine import deliveries
+    from streams.models import OutputDelivery
+
+    for category in ("premium", "standard"):
+        meter_type = meter_type_create(
+            account_id=account.pk,
+            name=f"API calls {category}",
+            unit="call",
+            aggregation="SUM",
+            reset_cron="0 0 1 * *",
+            timezone="Etc/UTC",
+            category=category,
+        )
+        for user in ("c1", "c2"):
+            meter_create(
+                account_id=account.pk, meter_key="api-calls", user_id=user, meter_type_id=meter_type.pk
+            )
+    stream = make_stream(example("api-calls-metering"))
+    for _ in range(3):
+        run = engine_services.stream_run_execute(
+            stream_id=stream.pk, records=EXAMPLE_RECORDS["api-calls-metering"]
+        )
+        assert run.status == StreamRun.Status.SUCCEEDED
+    counted = {
+        (meter.user_id, meter.meter_type.category): meter.value
+        for meter in Meter.objects.filter(account=account, value__gt=0).select_related("meter_type")
+    }
+    assert counted == {("c1", "premium"): 1, ("c2", "standard"): 1}  # the request ids deduplicate the reruns
+    (waiting,) = OutputDelivery.objects.filter(stream=stream, node_id="billing")
+    assert (waiting.status, waiting.record_count) == ("PENDING", 2)
+    assert deliveries.output_deliveries_send(stream_id=stream.pk, node_id="billing").failed == 1
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.attempts) == ("PENDING", 1)
+    assert (
+        waiting.last_error == "global parameter 'billing/api-token': Parameter 'billing/api-token' not found."
+    )
