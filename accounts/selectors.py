@@ -1,4 +1,5 @@
-"""Reads: resolve credentials to a Principal."""
+"""Reads: resolve credentials to a Principal (``accounts.authentication`` caches them and records
+their use)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,6 @@ def principal_for_token_checksum(token_checksum: str) -> Principal | None:
     access = getattr(token.application, "application_access", None)
     if access is None or not access.is_active:
         return None
-    from accounts.services import credential_mark_used
-
-    credential_mark_used(application_id=access.pk)
     return make_principal(
         account_id=access.account_id,
         application_id=access.pk,
@@ -36,9 +34,6 @@ def principal_for_api_key_checksum(key_checksum: str) -> Principal | None:
     key = ApiKey.objects.filter(key_checksum=key_checksum, is_active=True).first()
     if key is None:
         return None
-    from accounts.services import credential_mark_used
-
-    credential_mark_used(api_key_id=key.pk)
     return make_principal(
         account_id=key.account_id, api_key_id=key.pk, client_key=f"apikey:{key.pk}", scopes=list(key.scopes)
     )

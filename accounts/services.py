@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -12,11 +13,12 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken, Application, set_token_value
 from oauth2_provider.settings import oauth2_settings
 
+from accounts.credentials import checksum, principal_cache
 from accounts.exceptions import InvalidClient, InvalidScope
 from accounts.models import Account, AccountUser, ApiKey, ApplicationAccess
 from accounts.scopes import ALL_SCOPES, known_scope
 from config.api.errors import ValidationFailed
-from config.api.principal import checksum, normalize_scope, principal_cache
+from config.api.principal import normalize_scope
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,12 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     return key
 
 
-def credential_mark_used(*, application_id=None, api_key_id=None) -> None:
-    """Record last use. Called when a lookup misses the in-process cache, so at most once per TTL."""
+@transaction.atomic
+def credential_mark_used(
+    *, application_id: uuid.UUID | None = None, api_key_id: uuid.UUID | None = None
+) -> None:
+    """Record last use. ``accounts.authentication`` calls it when a lookup misses the in-process
+    cache, so at most once per credential, process and TTL."""
     now = timezone.now()
     if application_id:
         ApplicationAccess.objects.filter(pk=application_id).update(last_used_at=now)

@@ -97,7 +97,9 @@ def free_port() -> int:
 class Server:
     """gunicorn on loopback (a free port unless one is given), stopped on exit. ``threads`` > 1
     runs gthread workers (HTTP keep-alive); 1 runs sync workers (a connection per request);
-    ``asgi`` runs ``config.asgi`` on uvicorn workers (an event loop each, keep-alive)."""
+    ``asgi`` runs uvicorn workers (an event loop each, keep-alive). The application is
+    ``config``'s with the benchmarks' ceiling views added to the hot path (``bench/wsgi.py``,
+    ``bench/asgi.py``)."""
 
     def __init__(
         self, *, workers: int, env: dict[str, str], port: int = 0, threads: int = 1, asgi: bool = False
@@ -111,9 +113,9 @@ class Server:
 
     def __enter__(self) -> Server:
         if self.asgi:
-            application, worker_class = "config.asgi:application", "uvicorn.workers.UvicornWorker"
+            application, worker_class = "bench.asgi:application", "uvicorn.workers.UvicornWorker"
         else:
-            application, worker_class = "config.wsgi", "gthread" if self.threads > 1 else "sync"
+            application, worker_class = "bench.wsgi:application", "gthread" if self.threads > 1 else "sync"
         command = [
             str(BIN / "gunicorn"),
             application,

@@ -11,7 +11,7 @@
 (b) Single-event requests under gunicorn, load from ``wrk`` (keep-alive; the Python client of
     bench/_common.py when wrk is absent or with --python-client): ``POST /ingest`` and
     ``POST /billing/meters/usage`` beside the minimal Django JSON view ``GET /bench/minimal``
-    (routed with BENCH_MINIMAL_VIEW=1), on a WSGI server (``--workers`` sync workers) and, unless
+    (routed by bench/wsgi.py and bench/asgi.py), on a WSGI server (``--workers`` sync workers) and, unless
     --no-asgi, an ASGI one (config.asgi on ``--asgi-workers`` uvicorn workers). Every request is
     unique (its own ``uniqueId`` / ``Idempotency-Key``), the events spread over ``--customers``
     customers, and the calls carry ``--clients`` API keys (``X-API-KEY``; the rate limit, 2000/s
@@ -320,7 +320,7 @@ def bench_http(options: argparse.Namespace) -> None:
         "ingest": ("POST", "/ingest", ingest_body, None),
         "report": ("POST", "/billing/meters/usage", report_body, {"Idempotency-Key": _common.UNIQUE}),
     }
-    server_env = {"BENCH_MINIMAL_VIEW": "1", "RATE_LIMIT_ENABLED": "1"}
+    server_env = {"RATE_LIMIT_ENABLED": "1"}
     slice_seconds = max(1, round(options.seconds / options.rounds))
     tool = "wrk" if _common.have_wrk() and not options.python_client else "python http.client"
     clients = (

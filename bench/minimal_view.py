@@ -1,4 +1,5 @@
-"""The ceilings the HTTP benchmarks compare to, served only with BENCH_MINIMAL_VIEW=1.
+"""The ceilings the HTTP benchmarks compare to, served only by the benchmarks' own applications
+(``bench/wsgi.py``, ``bench/asgi.py``: production URL modules never import bench/).
 
 ``GET /bench/minimal`` is a minimal Django JSON view (no database, authentication or rate limit):
 the stack's own ceiling. The two "floor" views add to it, one at a time, the round trips send
@@ -50,10 +51,9 @@ def minimal_append(request, collector):
 
 _accounts: dict = {}
 
-# Added to both URLconfs (config/urls.py and the hot path's config/hot_urls.py).
+# The lean URLconf of the benchmarks (bench/hot_urls.py) adds them to the hot routes.
 urlpatterns = [
     path("bench/minimal", minimal_json, name="bench-minimal"),
     path("bench/minimal/rate-limit", minimal_rate_limit),
     path("bench/minimal/append/<str:collector>", minimal_append),
 ]
-HOT_PATH_PATTERN = r"bench/minimal(?:/rate-limit|/append/[^/]+)?"

@@ -8,7 +8,7 @@ Application Access per client (the seed's rate limit, 2000/s burst 5, is per cli
 and an ACTIVE collector, then in one run measures:
 
 1. the stack's ceiling: GET /bench/minimal (a minimal Django JSON view, no database; routed only
-   because the bench sets BENCH_MINIMAL_VIEW=1), same server, same load;
+   because the bench serves bench/wsgi.py or bench/asgi.py), same server, same load;
 2. two floors (skip with --no-floors): that view plus the one Redis rate-limit call send data
    makes, and that view plus the one durable append it makes (the production statement, into a
    second collector): what those round trips alone cost here (bench/minimal_view.py);
@@ -165,7 +165,7 @@ def main() -> int:
     # The append floor writes to its own collector, so the send-data log counts only send data.
     (collector_id, floor_collector_id), tokens = prepare(args.clients, ("bench", "bench-floor"))
     body = one_kilobyte_body()
-    server_env = {**env, "BENCH_MINIMAL_VIEW": "1", "RATE_LIMIT_ENABLED": "0" if args.no_rate_limit else "1"}
+    server_env = {**env, "RATE_LIMIT_ENABLED": "0" if args.no_rate_limit else "1"}
     print(f"machine: {machine_note()}")
     limits = "rate limits OFF" if args.no_rate_limit else f"rate limits ON ({args.clients} clients x 2000/s)"
     if args.asgi:

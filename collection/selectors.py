@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,45 +13,13 @@ from django.db.models.functions import TruncMinute
 
 from collection.exceptions import ConsumerNotRegistered
 from collection.models import CollectedBatch, Collector, ConsumerOffset
+from config.ttlcache import TtlCache
 
-
-class _ActiveCollectorCache:
-    """collector id → account id of collectors known to be ACTIVE, per process, for
-    COLLECTION_COLLECTOR_CACHE_SECONDS. Spares send data a query per request; a collector
-    deleted in another process stops taking data within that time (the foreign key refuses data
-    for a collector that is gone)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[uuid.UUID, tuple[float, uuid.UUID]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, collector_id: uuid.UUID) -> uuid.UUID | None:
-        entry = self._entries.get(collector_id)
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
-
-    def put(self, collector_id: uuid.UUID, account_id: uuid.UUID) -> None:
-        with self._lock:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[collector_id] = (
-                time.monotonic() + settings.COLLECTION_COLLECTOR_CACHE_SECONDS,
-                account_id,
-            )
-
-    def forget(self, collector_id: uuid.UUID | str) -> None:
-        with self._lock:
-            self._entries.pop(
-                collector_id if isinstance(collector_id, uuid.UUID) else uuid.UUID(str(collector_id)), None
-            )
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-active_collectors = _ActiveCollectorCache()
+# collector id → account id of collectors known to be ACTIVE, per process, for
+# COLLECTION_COLLECTOR_CACHE_SECONDS. Spares send data a query per request; a collector deleted in
+# another process stops taking data within that time (the foreign key refuses data for a
+# collector that is gone). Keys are UUIDs.
+active_collectors: TtlCache[uuid.UUID] = TtlCache(ttl=lambda: settings.COLLECTION_COLLECTOR_CACHE_SECONDS)
 
 
 def collector_account_and_status(*, collector_id: uuid.UUID) -> tuple[uuid.UUID, str] | None:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import re
-import threading
 import uuid
-import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import msgspec
-import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import Count, F, Q, Sum
@@ -37,7 +33,7 @@ from collection.selectors import (
     log_watermark,
 )
 from config.api.errors import ApiError, IdempotencyKeyInUse, IdempotencyKeyReused, NotFound, ValidationFailed
-from config.grouping import PerLoop
+from config.hot.statements import execute_prepared
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +176,7 @@ def collector_purge(
             CollectedBatch.objects.filter(pk__in=pks).delete()
     else:
         return False
-    active_collectors.forget(collector_id)
+    active_collectors.forget(uuid.UUID(str(collector_id)))
     try:
         with transaction.atomic():
             collector = (
@@ -232,7 +228,8 @@ def batch_stored_hook_register(hook) -> None:
         BATCH_STORED_HOOKS.append(hook)
 
 
-def _batch_stored(collector_id: uuid.UUID) -> None:
+def batch_stored(collector_id: uuid.UUID) -> None:
+    """Tell the readers (``BATCH_STORED_HOOKS``) that a batch of the collector committed."""
     for hook in list(BATCH_STORED_HOOKS):
         try:
             hook(collector_id)
@@ -247,7 +244,7 @@ class AppendResult:
 
 
 @functools.lru_cache(maxsize=64)
-def _append_sql(rows: int, placeholder: str = "$") -> str:
+def append_sql(rows: int, placeholder: str = "$") -> str:
     """The append of ``rows`` batches as one statement, nine parameters per row in the order
     ingestion id, account, collector, payload, size, idempotency key, received at (NULL: now),
     collector lock class and object. ``placeholder`` "$" numbers them for libpq's prepared
@@ -301,8 +298,6 @@ VALUES (%s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 """
 _APPEND_STATEMENT = b"collection_batch_append"
-# Connections (psycopg) on which _APPEND_STATEMENT has been prepared.
-_prepared_on: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def collected_batch_append(
@@ -355,7 +350,9 @@ def collected_batch_append(
                 lock_class,
                 lock_object,
             ]
-            inserted = _execute_append_postgres(db, params)
+            inserted = execute_prepared(
+                db, name=_APPEND_STATEMENT, numbered_sql=append_sql(1), sql=append_sql(1, "%s"), params=params
+            )
         else:
             received = received_at or timezone.now()
             params = [
@@ -376,7 +373,7 @@ def collected_batch_append(
         raise CollectorNotFound()
     if inserted == 1:
         if BATCH_STORED_HOOKS:
-            transaction.on_commit(lambda: _batch_stored(collector_id), using=DEFAULT_DB_ALIAS)
+            transaction.on_commit(lambda: batch_stored(collector_id), using=DEFAULT_DB_ALIAS)
         return AppendResult(ingestion_id=ingestion_id, replayed=False)
     # Nothing inserted: the idempotency key is taken.
     replay = _find_replay(
@@ -385,111 +382,6 @@ def collected_batch_append(
     if replay is None:
         raise IdempotencyKeyInUse()  # its first request's batch vanished in between; retry
     return replay
-
-
-async def collected_batch_append_async(
-    *, account_id: uuid.UUID, collector_id: uuid.UUID, payload: str, size_bytes: int
-) -> AppendResult:
-    """``collected_batch_append`` for the ASGI fast path (``collection/api/ingest_asgi.py``): the
-    same statement on an asynchronous connection (``config.asyncdb``), in autocommit, so the batch
-    is durable when this returns.
-
-    Only for what needs no synchronous database work: the caller has found the collector cached
-    ACTIVE for the account and sends no idempotency key; every other request takes the
-    synchronous path. Database errors are psycopg's (the caller answers 503).
-    """
-    ingestion_id = uuid.uuid4()
-    lock_class, lock_object = collector_lock_key(collector_id)
-    row = (
-        str(ingestion_id),
-        str(account_id),
-        str(collector_id),
-        payload,
-        size_bytes,
-        None,
-        None,
-        lock_class,
-        lock_object,
-    )
-    try:
-        await _async_appends.submit(row)
-    except psycopg.IntegrityError:
-        # The foreign key refused it: the collector was purged after it was cached as ACTIVE.
-        active_collectors.forget(collector_id)
-        raise CollectorNotFound()
-    if BATCH_STORED_HOOKS:
-        _wake_readers_soon(asyncio.get_running_loop(), collector_id)
-    return AppendResult(ingestion_id=ingestion_id, replayed=False)
-
-
-async def _append_group(rows: list[tuple]) -> list:
-    """Group commit of the fast path's appends (``config.grouping``): one INSERT and one commit
-    for the requests whose append arrived while the previous statement was in flight. None per
-    row written, or its exception; when the foreign key refuses the group (a collector purged
-    after it was cached), each row is tried alone so only its requests fail."""
-    from config import asyncdb
-
-    async def insert(chunk: list[tuple]) -> None:
-        async with asyncdb.pool().connection() as connection:
-            await connection.execute(
-                _append_sql(len(chunk), "%s"), [value for row in chunk for value in row], prepare=True
-            )
-
-    try:
-        await insert(rows)
-        return [None] * len(rows)
-    except psycopg.IntegrityError as exc:
-        if len(rows) == 1:
-            return [exc]
-    outcomes: list = []
-    for row in rows:
-        try:
-            await insert([row])
-            outcomes.append(None)
-        except psycopg.IntegrityError as exc:
-            outcomes.append(exc)
-    return outcomes
-
-
-_async_appends = PerLoop(_append_group)
-
-
-# The event loop's pending reader wake-ups: the hooks are synchronous (they may enqueue Celery
-# tasks), so they run in the loop's executor, at most once per WAKEUP_DELAY_SECONDS for whatever
-# collectors got batches meanwhile rather than once per request (a thread hand-off per request
-# costs as much as the request); the readers' sweeps catch up if a wake-up fails.
-WAKEUP_DELAY_SECONDS = 0.05
-
-
-class _Wakeups:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.collectors: set[uuid.UUID] = set()
-        self.running = False
-
-
-_wakeups: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _wake_readers_soon(loop, collector_id: uuid.UUID) -> None:
-    wakeups = _wakeups.setdefault(loop, _Wakeups())
-    with wakeups.lock:
-        wakeups.collectors.add(collector_id)
-        if wakeups.running:
-            return
-        wakeups.running = True
-    loop.call_later(WAKEUP_DELAY_SECONDS, loop.run_in_executor, None, _wake_pending, wakeups)
-
-
-def _wake_pending(wakeups: _Wakeups) -> None:
-    while True:
-        with wakeups.lock:
-            collectors, wakeups.collectors = wakeups.collectors, set()
-            if not collectors:
-                wakeups.running = False
-                return
-        for collector_id in collectors:
-            _batch_stored(collector_id)
 
 
 def _collector_problem(*, account_id: uuid.UUID, collector_id: uuid.UUID) -> ApiError | None:
@@ -522,44 +414,6 @@ def _find_replay(
     raise IdempotencyKeyReused(
         details=[{"field": "Idempotency-Key", "message": "Already used with a different request."}]
     )
-
-
-def _execute_append_postgres(db, params: list) -> int:
-    """Run the insert as a prepared statement through libpq directly; returns the rows inserted.
-
-    On the request path (autocommit) this skips what Django's cursor adds per call and that costs
-    more than the insert itself at thousands of requests per second: quoting the 1 KB payload into
-    the SQL text in Python, a health-check query before the first statement of each request, and
-    psycopg's per-call cursor machinery. Errors still become Django's (a lost connection is an
-    OperationalError, answered 503, and the connection is closed at the end of the request as
-    usual). Inside a transaction it goes through a psycopg cursor, which opens the transaction.
-    """
-    db.ensure_connection()
-    raw = db.connection
-    with db.wrap_database_errors:
-        if not db.get_autocommit():
-            with psycopg.Cursor(raw) as cursor:
-                cursor.execute(_append_sql(1, "%s"), params)
-                return cursor.rowcount
-        pgconn = raw.pgconn
-        if raw not in _prepared_on:
-            _check_result(pgconn, pgconn.prepare(_APPEND_STATEMENT, _append_sql(1).encode()))
-            _prepared_on[raw] = True
-        result = pgconn.exec_prepared(
-            _APPEND_STATEMENT, [None if value is None else str(value).encode() for value in params]
-        )
-        _check_result(pgconn, result)
-        return result.command_tuples or 0
-
-
-def _check_result(pgconn, result) -> None:
-    if result.status == psycopg.pq.ExecStatus.COMMAND_OK:
-        return
-    if pgconn.status != psycopg.pq.ConnStatus.OK:
-        raise psycopg.OperationalError(
-            result.get_error_message("utf-8") or "The database connection was lost."
-        )
-    raise psycopg.errors.error_from_result(result, encoding="utf-8")
 
 
 def _same_json(stored: str, received: str) -> bool:

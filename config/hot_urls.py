@@ -1,22 +1,8 @@
-"""The routes ``config.hotpath.HotPathHandler`` serves (also in the main URLconf, for reverse()
-and the test client). ``config.hotpath._HOT_PATHS`` matches exactly these paths."""
+"""The lean URLconf (``config.hot.django``): the hot routes only, derived from the route table."""
 
-from django.conf import settings
-from django.urls import path
+from config.hot_routes import HOT_PATHS
 
-from collection.api.ingest import send_data
-from metering.compat.views import ingest, report_usage
-
-urlpatterns = [
-    path("online-collection/collectors/<str:id>/data", send_data),
-    path("ingest", ingest),
-    path("billing/meters/usage", report_usage),
-]
-
-if settings.BENCH_MINIMAL_VIEW:  # the benchmarks' ceiling, served the same way
-    from bench import minimal_view
-
-    urlpatterns += minimal_view.urlpatterns
+urlpatterns = HOT_PATHS.urlpatterns()
 
 handler400 = "config.api.views.bad_request"
 handler403 = "config.api.views.forbidden"

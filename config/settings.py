@@ -242,11 +242,9 @@ STREAM_SCRIPT_MAX_COLLECTION_SIZE = int(os.environ.get("STREAM_SCRIPT_MAX_COLLEC
 STREAM_SCRIPT_MAX_DEPTH = int(os.environ.get("STREAM_SCRIPT_MAX_DEPTH", "100"))
 # A preview stops evaluating expressions after this long in total: later records are rejected.
 STREAM_SCRIPT_PREVIEW_SECONDS = float(os.environ.get("STREAM_SCRIPT_PREVIEW_SECONDS", "3"))
-# Exposes GET /bench/minimal ({"ok": true}): the stack's ceiling for bench/send_data.py only.
-BENCH_MINIMAL_VIEW = env_bool("BENCH_MINIMAL_VIEW", False)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["config.api.authentication.BearerTokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["config.api.permissions.HasRequiredScope"],
     "DEFAULT_THROTTLE_CLASSES": ["config.api.throttling.TokenBucketThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

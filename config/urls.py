@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.http import HttpResponseRedirect
 from django.urls import include, path
@@ -6,6 +5,7 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from accounts.api.views import TokenView
 from config.api import ops
+from config.hot_routes import HOT_PATHS
 from config.metrics import metrics_view
 from console.explorer import usage_explorer_view
 
@@ -23,17 +23,13 @@ urlpatterns = [
     path("admin", lambda request: HttpResponseRedirect("/admin/")),
     path("admin/usage/", admin.site.admin_view(usage_explorer_view), name="console-usage"),
     path("admin/", admin.site.urls),
+    *HOT_PATHS.urlpatterns(),  # send data, /ingest, report usage (config/hot_routes.py)
     path("", include("metering.api.urls")),
     path("", include("collection.api.urls")),
     path("", include("streams.api.urls")),
     path("", include("parameters.api.urls")),
     path("", include("notifications.api.urls")),
 ]
-
-if settings.BENCH_MINIMAL_VIEW:  # bench/ingest.py's ceiling: a JSON view without database or auth
-    from bench import minimal_view
-
-    urlpatterns += minimal_view.urlpatterns
 
 handler400 = "config.api.views.bad_request"
 handler403 = "config.api.views.forbidden"

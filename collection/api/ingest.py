@@ -1,36 +1,36 @@
-"""``POST /online-collection/collectors/{id}/data``: the send-data hot path, a plain Django view.
+"""``POST /online-collection/collectors/{id}/data``: the send-data hot route (``config.hot``).
 
-It does the least work that keeps the promise: authenticate (cached in-process), check the scope,
-take a rate-limit token, decode the body once with msgspec (the ``data`` value is kept as the raw
-JSON text, never parsed per event), check the collector (cached in-process), one INSERT in
-autocommit, and answer. DRF is used only to document it (``SendDataSchemaView``), never on the
-request path.
+It does the least work that keeps the promise: the pipeline authenticates (cached in-process),
+checks the scope and takes a rate-limit token; ``decode`` reads the body once with msgspec (the
+``data`` value is kept as the raw JSON text, never parsed per event); ``handle`` checks the
+collector (cached in-process) and stores the batch with one INSERT in autocommit. On the event
+loop ``collection.api.ingest_asgi`` does the INSERT for a cached collector. DRF is used only to
+document it (``SendDataSchemaView``), never on the request path.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 
 import msgspec
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
-from django.views.decorators.csrf import csrf_exempt
+from django.urls import resolve
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.views import APIView
 
 from collection import services
+from collection.api import ingest_asgi
 from collection.api.serializers import SendDataRequestSerializer, SendDataResponseSerializer
 from collection.exceptions import CollectorNotFound
-from config.api.errors import ApiError, ValidationFailed, error_response
+from config.api.errors import ValidationFailed
 from config.api.parsers import MalformedJson
-from config.api.permissions import require_scopes
-from config.api.principal import principal_from_request
-from config.api.ratelimit import enforce_rate_limit
+from config.api.principal import Principal
 from config.api.schema import ERROR_RESPONSES, NOT_BLANK_PATTERN
+from config.hot.pipeline import Answer, Call, HotRoute
 
-SEND_DATA_SCOPES = ("online-collection:ingest:collectors",)
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 IDEMPOTENCY_KEY_SCHEMA = {
     "type": "string",
@@ -108,8 +108,8 @@ def _collector_uuid(value: str) -> uuid.UUID:
         raise CollectorNotFound()
 
 
-def _idempotency_key(request: HttpRequest) -> str | None:
-    key = request.META.get("HTTP_IDEMPOTENCY_KEY")
+def _idempotency_key(headers) -> str | None:
+    key = headers.get("idempotency-key")
     if key is None:
         return None
     key = key.strip()
@@ -122,41 +122,41 @@ def _idempotency_key(request: HttpRequest) -> str | None:
     return key
 
 
-@csrf_exempt
-def send_data(request: HttpRequest, id: str) -> HttpResponse:
+@dataclass(frozen=True, slots=True)
+class SendDataWork:
+    collector_id: uuid.UUID
+    payload: str
+    size_bytes: int
+    idempotency_key: str | None
+
+
+def decode(call: Call) -> SendDataWork:
+    """The collector's id (404 when it is not a UUID), the body's ``data`` (400) and the
+    idempotency key (400), checked in that order."""
+    collector_id = _collector_uuid(call.params["id"])
+    payload, size_bytes = decode_send_data(call.body)
+    return SendDataWork(collector_id, payload, size_bytes, _idempotency_key(call.headers))
+
+
+def handle(principal: Principal, work: SendDataWork) -> Answer:
     """Store the body's ``data`` as one collected batch and answer its ``ingestionId``.
 
-    Database errors are not caught here: the API middleware answers OperationalError with a JSON
-    503 and Retry-After, and nothing was stored unless the INSERT committed.
+    Database errors are not caught here: the pipeline answers OperationalError with a JSON 503
+    and Retry-After, and nothing was stored unless the INSERT committed.
     """
-    if request.method != "POST":
-        return error_response(405, headers={"Allow": "POST"})
-    try:
-        principal = principal_from_request(request)
-        require_scopes(principal, SEND_DATA_SCOPES)
-        enforce_rate_limit("send_data", principal.client_key)
-        collector_id = _collector_uuid(id)
-        payload, size_bytes = decode_send_data(request.body)
-        result = services.collected_batch_append(
-            account_id=principal.account_id,
-            collector_id=collector_id,
-            payload=payload,
-            size_bytes=size_bytes,
-            idempotency_key=_idempotency_key(request),
-        )
-    except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
-    response = HttpResponse(
-        b'{"ingestionId":"%s"}' % str(result.ingestion_id).encode("ascii"), content_type="application/json"
+    result = services.collected_batch_append(
+        account_id=principal.account_id,
+        collector_id=work.collector_id,
+        payload=work.payload,
+        size_bytes=work.size_bytes,
+        idempotency_key=work.idempotency_key,
     )
-    if result.replayed:
-        response["Idempotent-Replayed"] = "true"
-    return response
+    return ingest_asgi.ingestion_answer(result.ingestion_id, replayed=result.replayed)
 
 
 class SendDataSchemaView(APIView):
-    """Documents send data in OpenAPI. The URL is served by ``send_data``; routing this class
-    instead would work too (it delegates), only slower."""
+    """Documents send data in OpenAPI. The URL is served by ``SEND_DATA``'s view; routing this
+    class instead would work too (it delegates), only slower."""
 
     @extend_schema(
         operation_id="sendData",
@@ -191,9 +191,17 @@ class SendDataSchemaView(APIView):
         },
     )
     def post(self, request, id: str):
-        return send_data(request._request, id)
+        return resolve(request._request.path_info).func(request._request, id=id)
 
 
-# drf-spectacular documents URL callbacks carrying ``cls``; the request path stays plain Django.
-send_data.cls = SendDataSchemaView
-send_data.initkwargs = {}
+SEND_DATA = HotRoute(
+    path="online-collection/collectors/<str:id>/data",
+    name="collector-send-data",
+    scopes=("online-collection:ingest:collectors",),
+    rate_group="send_data",
+    decode=decode,
+    handle=handle,
+    settle_on_loop=ingest_asgi.settle_on_loop,
+    handle_on_loop=ingest_asgi.append_on_loop,
+    schema_view=SendDataSchemaView,
+)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from config.api.errors import RateLimited
-from config.grouping import PerLoop
+from config.hot.grouping import PerLoop
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from the same key sent with another body (409 IDEMPOTENCY_KEY_REUSED).
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,6 +21,7 @@ from django.utils.timezone import now as utc_now
 from accounts.models import Account
 from config.api.errors import IdempotencyKeyReused, ValidationFailed
 from config.api.serializers import format_timestamp
+from config.ttlcache import TtlCache
 from metering.compat.decoding import decode, decode_amount
 from metering.compat.exceptions import (
     LicenseRequired,
@@ -100,7 +100,7 @@ def meter_for_report(*, account_id: uuid.UUID, meter_id: str | None, meter_name:
 # Safe: the ledger checks the type again in the transaction (an archived type's usage goes to data
 # correction), so a stale entry can only change which answer a just-archived meter gets.
 METER_CACHE_SECONDS = 5.0
-_meter_cache: dict[tuple[uuid.UUID, str | None, str | None], tuple[float, MeterType]] = {}
+_meter_cache: TtlCache[MeterType] = TtlCache(ttl=lambda: METER_CACHE_SECONDS)
 
 
 def _meter_for_report_cached(
@@ -110,9 +110,7 @@ def _meter_for_report_cached(
     if cached is not None:
         return cached
     meter_type = meter_for_report(account_id=account_id, meter_id=meter_id, meter_name=meter_name)
-    if len(_meter_cache) > 10_000:
-        _meter_cache.clear()
-    _meter_cache[(account_id, meter_id, meter_name)] = (time.monotonic() + METER_CACHE_SECONDS, meter_type)
+    _meter_cache.put((account_id, meter_id, meter_name), meter_type)
     return meter_type
 
 
@@ -120,10 +118,7 @@ def cached_meter_for_report(
     account_id: uuid.UUID, meter_id: str | None, meter_name: str | None
 ) -> MeterType | None:
     """The meter type a report names if this process found it in the last METER_CACHE_SECONDS."""
-    cached = _meter_cache.get((account_id, meter_id, meter_name))
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    return None
+    return _meter_cache.get((account_id, meter_id, meter_name))
 
 
 @dataclass(frozen=True)

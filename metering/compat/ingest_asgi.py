@@ -1,6 +1,6 @@
-"""``POST /ingest`` and ``POST /billing/meters/usage`` under ASGI (``config/fastpath.py``).
+"""``POST /ingest`` and ``POST /billing/meters/usage`` on the event loop (``config.hot.loop``).
 
-The request is decoded and checked on the event loop with the views' own helpers; its ledger
+The request is decoded and checked on the event loop by the routes' own ``decode``; its ledger
 records then join those of the requests waiting at the same moment, and one ``usage_apply`` per
 account and source writes them all (``config.grouping``): a batch of N requests costs the
 database one transaction instead of N. The ledger's answers are split back per request, so each
@@ -11,12 +11,16 @@ is the duplicate (409 for another body), exactly as if the two had come one afte
 worker process (its own Django connection), one batch at a time. Handed to the view: report
 usage without an idempotency key (400 there) or naming a meter this process has not looked up
 in the last few seconds (``billing.METER_CACHE_SECONDS``).
+
+Requests whose records share an idempotency key are applied in successive batches (``_rounds``),
+never in one: each is answered exactly as if it had come after the other, whatever became of the
+first (a refused event does not take its key, so an event after it with the same ``uniqueId`` is
+counted, as under WSGI).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,11 +28,11 @@ from dataclasses import dataclass
 import msgspec
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from config.fastpath import HAND_OVER, FastRoute, header_list
-from config.grouping import PerLoop
+from config.api.principal import Principal
+from config.hot.grouping import PerLoop
+from config.hot.pipeline import Answer, HandOver
 from metering.compat import amberflo, billing
-from metering.compat.views import INGEST_SCOPES, REPORT_SCOPES
-from metering.ledger import UsageInput, UsageResult, usage_apply, usage_result
+from metering.ledger import UsageInput, UsageResult, normalise_key, usage_apply, usage_result
 from metering.models import UsageSource
 
 # How often the applying thread lets Django close a connection that is too old or broken.
@@ -69,7 +73,8 @@ class _Applier:
             )
         outcomes: list[UsageResult | Exception] = [None] * len(shares)  # type: ignore[list-item]
         for (account_id, source, filtering), positions in batches.items():
-            self._apply_batch(shares, positions, account_id, source, filtering, outcomes)
+            for round_positions in _rounds(shares, positions):
+                self._apply_batch(shares, round_positions, account_id, source, filtering, outcomes)
         return outcomes
 
     def _apply_batch(
@@ -114,6 +119,23 @@ class _Applier:
             self._executor = None
 
 
+def _rounds(shares: list[_Share], positions: list[int]) -> list[list[int]]:
+    """The shares in successive batches such that no two of one batch share an idempotency key,
+    and a share comes after every earlier share it shares a key with (one request's own repeated
+    keys stay together: the ledger judges them as the view's single ``usage_apply`` does)."""
+    rounds: list[list[int]] = []
+    last_round: dict[str, int] = {}  # key → the round of the last share holding it
+    for position in positions:
+        keys = {normalise_key(r.idempotency_key) for r in shares[position].records if r.idempotency_key}
+        number = max((last_round[key] + 1 for key in keys if key in last_round), default=0)
+        if number == len(rounds):
+            rounds.append([])
+        rounds[number].append(position)
+        for key in keys:
+            last_round[key] = number
+    return rounds
+
+
 def _close_connection() -> None:
     connection.close()  # this thread's connection (``connection.close`` would bind the caller's)
 
@@ -121,62 +143,39 @@ def _close_connection() -> None:
 applier = _Applier()
 
 
-def _any(headers, match, principal):
-    return True
+def settle_ingest(principal: Principal, work: tuple[list[amberflo.MeterEvent], str]):
+    events, prefer = work
+    records, items = amberflo.ingest_records(events)
+    return records, items, prefer
 
 
-def _prepare_ingest(principal, headers, settled, body):
-    records, items = amberflo.ingest_records(amberflo.decode_events(body))
-    return records, items, headers.get("prefer", "")
-
-
-async def _answer_ingest(principal, prepared):
-    records, items, prefer = prepared
+async def ingest_on_loop(principal: Principal, settled) -> Answer:
+    records, items, prefer = settled
     result = await applier.shares.submit(_Share(principal.account_id, UsageSource.INGEST_API, True, records))
     content, headers = amberflo.IngestAnswer(result=result, items=items).reply(prefer)
-    return 200, content, header_list(headers)
+    return 200, content, headers
 
 
-def _settle_report(headers, match, principal):
-    key = (headers.get("idempotency-key") or headers.get("x-api-idempotency-key") or "").strip()
-    return key or HAND_OVER
-
-
-def _prepare_report(principal, headers, key, body):
+def settle_report(principal: Principal, work: tuple[str, bytes]) -> billing.PreparedReport:
+    """The report checked with the meters this process has cached, or ``HandOver`` (no key: the
+    view's 400; a meter not cached: the view looks it up)."""
+    key, body = work
+    if not key:
+        raise HandOver()
     prepared = billing.report_prepare(
         account_id=principal.account_id,
         idempotency_key=key,
         body=body,
         find_meter=billing.cached_meter_for_report,
     )
-    return HAND_OVER if prepared is None else prepared
+    if prepared is None:
+        raise HandOver()
+    return prepared
 
 
-async def _answer_report(principal, prepared):
+async def report_on_loop(principal: Principal, prepared: billing.PreparedReport) -> Answer:
     result = await applier.shares.submit(
         _Share(principal.account_id, UsageSource.REPORT_API, False, [prepared.record])
     )
     answer = billing.report_answer(prepared, result.results[0])
-    return answer.status, msgspec.json.encode(answer.body), []
-
-
-INGEST = FastRoute(
-    pattern=re.compile(r"^/ingest$"),
-    route="ingest",
-    scopes=INGEST_SCOPES,
-    rate_group="ingest",
-    settle=_any,
-    prepare=_prepare_ingest,
-    answer=_answer_ingest,
-    allow_api_key=True,
-)
-REPORT = FastRoute(
-    pattern=re.compile(r"^/billing/meters/usage$"),
-    route="billing/meters/usage",
-    scopes=REPORT_SCOPES,
-    rate_group="billing",
-    settle=_settle_report,
-    prepare=_prepare_report,
-    answer=_answer_report,
-    allow_api_key=True,
-)
+    return answer.status, msgspec.json.encode(answer.body), {}

@@ -1,11 +1,11 @@
-"""The Amberflo-compatible (seed 002) and billing-compatible (seed 004) paths."""
+"""The Amberflo-compatible (seed 002) and billing-compatible (seed 004) paths; ``/ingest`` and
+report usage are hot routes (config/hot_routes.py)."""
 
 from django.urls import path
 
 from metering.compat import views
 
 urlpatterns = [
-    path("ingest", views.ingest, name="amberflo-ingest"),
     path("meter-definition", views.MeterDefinitionsView.as_view(), name="amberflo-meter-definitions"),
     path(
         "meter-definition/<str:meterApiName>",
@@ -14,7 +14,6 @@ urlpatterns = [
     ),
     path("usage", views.UsageView.as_view(), name="amberflo-usage"),
     path("meter-event-filtering-rules", views.FilteringRulesView.as_view(), name="amberflo-filtering-rules"),
-    path("billing/meters/usage", views.report_usage, name="billing-report-usage"),
     path(
         "billing/meters/subscriptions",
         views.MeterSubscriptionsByNameView.as_view(),

@@ -1,8 +1,9 @@
 """The compatible APIs' endpoints.
 
-``POST /ingest`` and ``POST /billing/meters/usage`` are the hot path: plain Django views (msgspec
-decoding, cached authentication, one ``usage_apply``). Their OpenAPI description comes from the
-``*Endpoint`` APIView classes attached to them (``view.cls``), which serve the same function.
+``POST /ingest`` and ``POST /billing/meters/usage`` are hot routes (``INGEST``, ``REPORT``: served
+by ``config.hot``'s pipeline, msgspec decoding, cached authentication, one ``usage_apply``; on the
+event loop ``metering.compat.ingest_asgi``). Their OpenAPI description comes from the
+``*Endpoint`` APIView classes (``schema_view``), which serve the same view.
 The configuration endpoints are DRF views; every write is a service call.
 """
 
@@ -11,21 +12,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import msgspec
-from django.http import HttpResponse
-from django.views.decorators.csrf import csrf_exempt
+from django.urls import resolve
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.authentication import BearerOrApiKeyAuthentication
-from config.api.errors import ApiError, ValidationFailed
-from config.api.permissions import require_scopes
-from config.api.principal import principal_from_request
-from config.api.ratelimit import enforce_rate_limit
+from accounts.authentication import BearerOrApiKeyAuthentication
+from config.api.errors import ValidationFailed
+from config.api.principal import Principal
 from config.api.schema import ERROR_RESPONSES, NOT_BLANK_PATTERN
-from metering.compat import amberflo, billing, serializers
+from config.hot.pipeline import Answer, Call, HotRoute
+from metering.compat import amberflo, billing, ingest_asgi, serializers
 from metering.compat.exceptions import IdempotencyKeyRequired
 from metering.compat.usage_queries import UsageQuery, usage_query
 from metering.ledger import MAX_KEY_LENGTH
@@ -43,7 +42,6 @@ TYPE_SCOPES = {
 AMBERFLO = ["Amberflo-compatible"]
 BILLING = ["Billing-compatible"]
 HOT_STATUSES = (400, 401, 403, 405, 413, 429, 500, 503)
-_JSON = "application/json"
 # The idempotency key headers as report_usage checks them (trimmed, then 1 to MAX_KEY_LENGTH characters).
 IDEMPOTENCY_KEY_SCHEMA = {
     "type": "string",
@@ -123,51 +121,41 @@ INGEST_SUMMARY_SCHEMA = {
 }
 
 
-# --- hot path: plain views ----------------------------------------------------------------------
+# --- hot routes (``config.hot``: the pipeline authenticates, checks the scope and rate-limits) ----
 
 
-class MethodNotAllowed(ApiError):
-    status = 405
-    code = "METHOD_NOT_ALLOWED"
-    message = "Method not allowed."
+def decode_ingest(call: Call) -> tuple[list[amberflo.MeterEvent], str]:
+    return amberflo.decode_events(call.body), call.headers.get("prefer", "")
 
 
-def _caller(request, scopes: list[str], group: str):
-    """Who calls, allowed to, and within their rate limit (401/403/429 otherwise)."""
-    if request.method != "POST":
-        raise MethodNotAllowed(headers={"Allow": "POST"})
-    principal = principal_from_request(request, allow_api_key=True)
-    require_scopes(principal, scopes)
-    enforce_rate_limit(group, principal.client_key)
-    return principal
-
-
-@csrf_exempt
-def ingest(request) -> HttpResponse:
+def handle_ingest(principal: Principal, work: tuple[list[amberflo.MeterEvent], str]) -> Answer:
     """Seed 002 ``POST /ingest``: one event or an array; answers ``"OK"`` with counts in headers."""
-    principal = _caller(request, INGEST_SCOPES, "ingest")
-    events = amberflo.decode_events(request.body)
+    events, prefer = work
     answer = amberflo.events_ingest(account_id=principal.account_id, events=events)
-    content, headers = answer.reply(request.META.get("HTTP_PREFER", ""))
-    response = HttpResponse(content, content_type=_JSON)
-    for name, value in headers.items():
-        response[name] = value
-    return response
+    content, headers = answer.reply(prefer)
+    return 200, content, headers
 
 
-@csrf_exempt
-def report_usage(request) -> HttpResponse:
+def decode_report(call: Call) -> tuple[str, bytes]:
+    """The idempotency key (checked by ``handle_report``, after the rate limit) and the body."""
+    key = (call.headers.get("idempotency-key") or call.headers.get("x-api-idempotency-key") or "").strip()
+    return key, call.body
+
+
+def handle_report(principal: Principal, work: tuple[str, bytes]) -> Answer:
     """Seed 004 ``POST /billing/meters/usage``: 202 queued, 200 duplicate, 409 for a reused key."""
-    principal = _caller(request, REPORT_SCOPES, "billing")
-    key = (
-        request.META.get("HTTP_IDEMPOTENCY_KEY") or request.META.get("HTTP_X_API_IDEMPOTENCY_KEY") or ""
-    ).strip()
+    key, body = work
     if not key:
         raise IdempotencyKeyRequired(
             details=[{"field": "Idempotency-Key", "message": IdempotencyKeyRequired.message}]
         )
-    answer = billing.usage_report(account_id=principal.account_id, idempotency_key=key, body=request.body)
-    return HttpResponse(msgspec.json.encode(answer.body), content_type=_JSON, status=answer.status)
+    answer = billing.usage_report(account_id=principal.account_id, idempotency_key=key, body=body)
+    return answer.status, msgspec.json.encode(answer.body), {}
+
+
+def _served_by_route(request, **params):
+    """What the schema views' ``post`` does: the route's own view (``config.hot``)."""
+    return resolve(request._request.path_info).func(request._request, **params)
 
 
 class IngestEndpoint(APIView):
@@ -213,7 +201,7 @@ class IngestEndpoint(APIView):
         },
     )
     def post(self, request):
-        return ingest(request._request)
+        return _served_by_route(request)
 
 
 class UsageReportEndpoint(APIView):
@@ -261,13 +249,33 @@ class UsageReportEndpoint(APIView):
         },
     )
     def post(self, request):
-        return report_usage(request._request)
+        return _served_by_route(request)
 
 
-ingest.cls = IngestEndpoint  # type: ignore[attr-defined]
-ingest.initkwargs = {}  # type: ignore[attr-defined]
-report_usage.cls = UsageReportEndpoint  # type: ignore[attr-defined]
-report_usage.initkwargs = {}  # type: ignore[attr-defined]
+INGEST = HotRoute(
+    path="ingest",
+    name="amberflo-ingest",
+    scopes=tuple(INGEST_SCOPES),
+    rate_group="ingest",
+    decode=decode_ingest,
+    handle=handle_ingest,
+    settle_on_loop=ingest_asgi.settle_ingest,
+    handle_on_loop=ingest_asgi.ingest_on_loop,
+    allow_api_key=True,
+    schema_view=IngestEndpoint,
+)
+REPORT = HotRoute(
+    path="billing/meters/usage",
+    name="billing-report-usage",
+    scopes=tuple(REPORT_SCOPES),
+    rate_group="billing",
+    decode=decode_report,
+    handle=handle_report,
+    settle_on_loop=ingest_asgi.settle_report,
+    handle_on_loop=ingest_asgi.report_on_loop,
+    allow_api_key=True,
+    schema_view=UsageReportEndpoint,
+)
 
 
 # --- Amberflo configuration and queries ---------------------------------------------------------

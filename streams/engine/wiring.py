@@ -11,17 +11,16 @@ hooks registered in ``StreamsConfig.ready()``.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
 
 from django.db.models import Max, OuterRef, Subquery
 
+from config.ttlcache import TtlCache
+
 logger = logging.getLogger(__name__)
 
 READERS_CACHE_SECONDS = 2.0
-_readers: dict[uuid.UUID, tuple[float, list[str]]] = {}
-_readers_lock = threading.Lock()
+_readers: TtlCache[list[str]] = TtlCache(ttl=lambda: READERS_CACHE_SECONDS)
 
 
 def realtime_readers(collector_id: uuid.UUID) -> list[str]:
@@ -30,11 +29,9 @@ def realtime_readers(collector_id: uuid.UUID) -> list[str]:
     account naming the collector is not one of them (its reference resolves to nothing)."""
     from streams.models import Stream, StreamResourceRef
 
-    now = time.monotonic()
-    with _readers_lock:
-        held = _readers.get(collector_id)
-    if held is not None and now - held[0] < READERS_CACHE_SECONDS:
-        return held[1]
+    held = _readers.get(collector_id)
+    if held is not None:
+        return held
     ids = sorted(
         str(pk)
         for pk in StreamResourceRef.objects.filter(
@@ -46,10 +43,7 @@ def realtime_readers(collector_id: uuid.UUID) -> list[str]:
         .values_list("stream_id", flat=True)
         .distinct()
     )
-    with _readers_lock:
-        if len(_readers) > 10_000:
-            _readers.clear()
-        _readers[collector_id] = (now, ids)
+    _readers.put(collector_id, ids)
     return ids
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 import redis
 from django.test import RequestFactory
 
 from bench import minimal_view
 from collection.models import CollectedBatch
-from config.hotpath import HOT_URLCONF
+from config.hot.django import HOT_URLCONF, hot_path_pattern
 from tests.collection.conftest import make_collector
 
 
@@ -44,7 +43,7 @@ def test_the_rate_limit_floor_takes_a_token_from_the_redis_bucket(settings):
 
 
 def test_the_hot_path_pattern_covers_exactly_the_bench_routes():
-    pattern = re.compile("^/(?:" + minimal_view.HOT_PATH_PATTERN + ")$")
+    pattern = hot_path_pattern("bench.hot_urls")
     for entry in minimal_view.urlpatterns:
         sample = "/" + str(entry.pattern).replace("<str:collector>", "abc")
         assert pattern.match(sample), sample

@@ -1,4 +1,4 @@
-"""Send data under ASGI (config/fastpath.py, collection/api/ingest_asgi.py): the event-loop fast path
+"""Send data under ASGI (config/hot/loop.py, collection/api/ingest_asgi.py): the event-loop fast path
 answers as the Django view does, and hands every request it cannot settle from memory to it.
 
 The fast path writes on its own asynchronous connections, so these tests commit
@@ -13,12 +13,11 @@ import uuid
 
 import pytest
 
-from collection import services
-from collection.api.ingest_asgi import SEND_DATA
+from collection.api import ingest_asgi
 from collection.models import CollectedBatch
 from collection.selectors import active_collectors
 from config.api.ratelimit import limiter
-from config.fastpath import application_with_fast_routes
+from config.hot_routes import HOT_PATHS
 from tests.collection.conftest import data_url, make_collector
 from tests.conftest import issue_token, make_access
 from tests.support.asgi import Recorder, call, in_one_loop, request
@@ -34,7 +33,7 @@ def setup(account, settings):
     access, secret = make_access(account, scopes=["online-collection:ingest:collectors"])
     collector = make_collector(account)
     recorder = Recorder()
-    app = application_with_fast_routes(recorder, [SEND_DATA])
+    app = HOT_PATHS.asgi(recorder, hot=recorder)
     token = {"authorization": f"Bearer {issue_token(access, secret)}"}
     # The first request settles nothing from memory yet: the view answers it and fills the caches.
     status, _, _ = call(app, data_url(collector), b'{"data": {"warm": true}}', token)
@@ -197,7 +196,7 @@ def test_concurrent_requests_share_round_trips_and_each_is_stored_once(setup, ac
                 for n, target in enumerate(targets)
             )
         )
-        return answers, services._async_appends.group(), limiter._async_takes.group()
+        return answers, ingest_asgi._appends.group(), limiter._async_takes.group()
 
     ((answers, appends, takes),) = in_one_loop(many())
 

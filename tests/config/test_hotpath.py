@@ -1,4 +1,4 @@
-"""The WSGI application hands the hot endpoints to the lean handler (config/hotpath.py) and
+"""The WSGI application hands the hot endpoints to the lean handler (config/hot/django.py) and
 everything else to the full stack; both answer the same API conventions."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 from django.urls import URLPattern, get_resolver
 
 from config import hot_urls
-from config.hotpath import HotPathHandler, hot_path_pattern
+from config.hot.django import LeanWsgiHandler as HotPathHandler
+from config.hot.django import hot_path_pattern
 from config.wsgi import application
 from tests.conftest import issue_token, make_access
 

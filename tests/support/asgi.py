@@ -1,4 +1,4 @@
-"""Driving an ASGI application in process, as uvicorn does (tests of ``config/fastpath.py``'s routes).
+"""Driving an ASGI application in process, as uvicorn does (tests of ``config.hot.loop``).
 
 The fast paths write on their own connections (asynchronous ones, and the usage applier's
 thread), so their tests commit (``transaction=True``); ``in_one_loop`` closes those connections
@@ -13,21 +13,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.db import connections
 
-from config import asyncdb
-from config.asgi import django_application
-from config.fastpath import _replaying
+from config.hot import database
+from config.hot.django import LeanAsgiHandler
+from config.hot.loop import _replaying
 from metering.compat.ingest_asgi import applier
 
 
 class Recorder:
-    """Django's ASGI application, counting the requests handed to it."""
+    """The lean Django handler that the event loop hands requests over to, counting them."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.handler = LeanAsgiHandler()
 
     async def __call__(self, scope, receive, send):
         self.paths.append(scope["path"])
-        await django_application(scope, receive, send)
+        await self.handler(scope, receive, send)
 
 
 async def request(app, path: str, body: bytes, headers: dict[str, str] | None = None, query: bytes = b""):
@@ -73,7 +74,7 @@ def in_one_loop(*requests):
         try:
             return await asyncio.gather(*requests)
         finally:
-            await asyncdb.pool().close()
+            await database.close()
             await asyncio.get_running_loop().run_in_executor(None, applier.close)
 
     def worker():

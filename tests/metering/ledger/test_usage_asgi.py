@@ -16,10 +16,10 @@ from django.db import OperationalError
 
 from accounts import services as account_services
 from config.api.ratelimit import limiter
-from config.fastpath import application_with_fast_routes
+from config.hot_routes import HOT_PATHS
 from metering import services
 from metering.compat import billing, ingest_asgi
-from metering.compat.ingest_asgi import INGEST, REPORT, applier
+from metering.compat.ingest_asgi import applier
 from metering.models import DataCorrection, Meter, UsageRecord
 from tests.support.asgi import Recorder, call, in_one_loop, request
 
@@ -66,7 +66,7 @@ def setup(account, settings):
     )
     key = {"x-api-key": raw_key}
     recorder = Recorder()
-    app = application_with_fast_routes(recorder, [INGEST, REPORT])
+    app = HOT_PATHS.asgi(recorder, hot=recorder)
     # The first requests settle nothing from memory: the views answer them and fill the caches.
     assert call(app, "/ingest", json.dumps(event("warm", 0)).encode(), key)[0] == 200
     assert call(app, "/billing/meters/usage", report_body(0), {**key, "idempotency-key": "warm"})[0] == 202

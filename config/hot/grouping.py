@@ -8,7 +8,8 @@ flush at once (nobody waits for a group to fill), callers arriving meanwhile joi
 
 ``write`` takes the values of a group and returns one outcome per value, in order; an outcome
 that is an exception is raised in its caller. If ``write`` raises, every caller of the group gets
-the exception. One group per event loop (``for_loop``).
+the exception. One group per event loop (``PerLoop``). ``Debounced`` pays a synchronous
+after-effect of many requests once per interval.
 """
 
 from __future__ import annotations
@@ -78,3 +79,29 @@ class PerLoop:
         if group is None:
             group = self._groups[loop] = AsyncGroup(self._write, max_values=self._max_values)
         return group
+
+
+class Debounced:
+    """Run ``callback(keys)`` in the loop's executor at most once per ``delay`` seconds, for every
+    key added meanwhile: a synchronous after-effect of many requests (waking readers, which may
+    enqueue Celery tasks) paid once per interval, not once per request (a thread hand-off per
+    request costs as much as the request). One pending set per event loop."""
+
+    def __init__(self, callback: Callable[[set], None], *, delay: float) -> None:
+        self._callback = callback
+        self._delay = delay
+        self._pending: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def add(self, key) -> None:
+        loop = asyncio.get_running_loop()
+        pending = self._pending.get(loop)
+        if pending is not None:
+            pending.add(key)
+            return
+        self._pending[loop] = {key}
+        loop.call_later(self._delay, self._run, loop)
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        keys = self._pending.pop(loop, set())
+        if keys:
+            loop.run_in_executor(None, self._callback, keys)
