@@ -339,9 +339,6 @@ CONSOLE_INTAKE_MINUTES = int(os.environ.get("CONSOLE_INTAKE_MINUTES", "15"))
 METERING_FLUSH_BATCH_SIZE = int(os.environ.get("METERING_FLUSH_BATCH_SIZE", "500"))
 METERING_FLUSH_MAX_BATCHES = int(os.environ.get("METERING_FLUSH_MAX_BATCHES", "200"))
 METERING_FLUSH_TIME_BUDGET_SECONDS = float(os.environ.get("METERING_FLUSH_TIME_BUDGET_SECONDS", "50"))
-# Tests only: seconds each batch keeps its transaction open before committing (to kill a worker
-# inside one). Leave at 0.
-METERING_FLUSH_BATCH_PAUSE_SECONDS = float(os.environ.get("METERING_FLUSH_BATCH_PAUSE_SECONDS", "0"))
 
 
 # --- Usage ledger and compatible APIs (metering app: metering/ledger.py, metering/compat/) ----

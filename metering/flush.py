@@ -54,7 +54,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -461,13 +460,6 @@ def _delete_meters(meter_ids: list[uuid.UUID]) -> None:
         cursor.execute(f"DELETE FROM {Meter._meta.db_table} WHERE {match}", params)  # noqa: S608
 
 
-def _pause_for_tests() -> None:
-    pause = getattr(settings, "METERING_FLUSH_BATCH_PAUSE_SECONDS", 0)
-    if pause > 0:
-        # Test-only: keeps a batch's transaction open so a test can kill the worker inside it.
-        time.sleep(pause)
-
-
 @transaction.atomic
 def meters_flush_batch(*, now: datetime | None = None, batch_size: int = 500) -> FlushedBatch:
     """Flush and reset at most ``batch_size`` due meters in one transaction (see the module doc).
@@ -531,7 +523,6 @@ def meters_flush_batch(*, now: datetime | None = None, batch_size: int = 500) ->
         ]
     )
     flushed_records_emit(batch.records)
-    _pause_for_tests()
     return batch
 
 

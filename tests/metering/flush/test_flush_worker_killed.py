@@ -51,8 +51,9 @@ def start_worker(log_path: Path) -> subprocess.Popen:
         "DATABASE_URL": test_database_url(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "METERING_FLUSH_BATCH_SIZE": str(BATCH_SIZE),
-        # Each batch keeps its transaction open this long: the kill lands inside one.
-        "METERING_FLUSH_BATCH_PAUSE_SECONDS": "0.2",
+        # Each batch keeps its transaction open this long (tests/support/paused_flush_worker.py):
+        # the kill lands inside one.
+        "FLUSH_BATCH_PAUSE_SECONDS": "0.2",
         "VAR_DIR": str(log_path.parent),
     }
     with log_path.open("ab") as log:
@@ -62,7 +63,7 @@ def start_worker(log_path: Path) -> subprocess.Popen:
                 "-m",
                 "celery",
                 "-A",
-                "config",
+                "tests.support.paused_flush_worker",
                 "worker",
                 "--pool=solo",
                 "--concurrency=1",
