@@ -8,11 +8,14 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
+from config.ttlcache import TtlCache
 from metering import aggregation, periods
 from metering.ledger.encoding import encode
 from metering.ledger.records import MissingMeter, NewMeterRow
 
-_period_cache: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+# (cron, timezone) → the period holding the last ``now`` asked (config.ttlcache: bounded, least
+# recently used out; an hour at most, and only while ``now`` is inside it).
+_period_cache: TtlCache[tuple[datetime, datetime]] = TtlCache(ttl=lambda: 3600.0)
 
 
 def current_period(cron: str, tz_name: str, now: datetime) -> tuple[datetime, datetime]:
@@ -23,9 +26,7 @@ def current_period(cron: str, tz_name: str, now: datetime) -> tuple[datetime, da
     if cached is not None and cached[0] <= now < cached[1]:
         return cached
     start, end = periods.period_containing(cron, tz_name, now)
-    if len(_period_cache) > 10_000:
-        _period_cache.clear()
-    _period_cache[key] = (start, end)
+    _period_cache.put(key, (start, end))
     return start, end
 
 
