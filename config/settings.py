@@ -147,6 +147,20 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Time limits on every task, so no task can hold a worker (and the queue behind it): at the soft
+# limit the task gets SoftTimeLimitExceeded and ends cleanly (a stream run is recorded FAILED with
+# the reason, its transaction rolled back); at the hard limit the process running it is replaced.
+# Enforced by the prefork pool (production's default); the embedded default's solo pool enforces
+# the soft limit with an alarm (config/celery.py). Per task: CELERY_TASK_ANNOTATIONS.
+CELERY_TASK_SOFT_TIME_LIMIT = float(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", "120"))
+CELERY_TASK_TIME_LIMIT = float(os.environ.get("CELERY_TASK_TIME_LIMIT", "180"))
+# A stream run reads at most 100 batches (16 MiB); at the pipeline's ~20,000 records/s that is
+# seconds, so a run still going after a minute is stopped and retried after a backoff.
+STREAM_RUN_SOFT_TIME_LIMIT = float(os.environ.get("STREAM_RUN_SOFT_TIME_LIMIT", "60"))
+STREAM_RUN_TIME_LIMIT = float(os.environ.get("STREAM_RUN_TIME_LIMIT", "90"))
+CELERY_TASK_ANNOTATIONS = {
+    "streams.run_stream": {"soft_time_limit": STREAM_RUN_SOFT_TIME_LIMIT, "time_limit": STREAM_RUN_TIME_LIMIT}
+}
 DJANGO_CELERY_BEAT_TZ_AWARE = True
 
 # --- Auth -----------------------------------------------------------------------------------

@@ -9,8 +9,6 @@ from django.utils import timezone
 from streams.engine import services
 from streams.models import StreamRun
 
-RETRY_BASE_SECONDS = 5
-RETRY_MAX_SECONDS = 300
 MAX_DELIVERY_RUNS = 50  # then the task queues itself again, so one busy queue never holds a worker for long
 
 
@@ -18,9 +16,10 @@ MAX_DELIVERY_RUNS = 50  # then the task queues itself again, so one busy queue n
 def run_stream(self, stream_id: str, trigger: str = StreamRun.Trigger.REALTIME) -> str | None:
     """Run a stream over its collectors' next batches. Safe to run twice: a batch is consumed
     only together with the run's effects. After a run that consumed batches, the next run is
-    queued until one finds nothing new. A failed run consumed nothing; it is retried with
-    backoff (and the next collected batch triggers it again anyway). A stream deleted since the
-    task was queued has nothing left to run."""
+    queued until one finds nothing new. A failed run consumed nothing; it is retried when the
+    stream's backoff ends (5 s after the first failure, doubling to 5 minutes: the service runs
+    nothing before then, whoever asks). A stream deleted since the task was queued has nothing
+    left to run."""
     from streams.exceptions import StreamNotFound
 
     try:
@@ -30,7 +29,8 @@ def run_stream(self, stream_id: str, trigger: str = StreamRun.Trigger.REALTIME) 
     if run is None:
         return None
     if run.status == StreamRun.Status.FAILED:
-        raise self.retry(countdown=min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2**self.request.retries))
+        failures, _ = services.stream_run_failures(stream=run.stream)
+        raise self.retry(countdown=services.stream_run_backoff_seconds(failures))
     transaction.on_commit(lambda: run_stream.delay(stream_id, trigger))
     return str(run.pk)
 

@@ -15,9 +15,10 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
@@ -233,6 +234,11 @@ def _run(stream: Stream, trigger: str, source) -> StreamRun | None:
     except (NodeFailed, PlanInvalid) as exc:
         _failed(run, str(exc))
         outcome = "failed"
+    except SoftTimeLimitExceeded:
+        # Celery's soft time limit for the task (STREAM_RUN_SOFT_TIME_LIMIT): the transaction
+        # rolled back on the way out, so the batches wait for the retry after the backoff.
+        _failed(run, TIME_LIMIT_ERROR)
+        outcome = "failed"
     except DatabaseError as exc:
         # A deadlock, a serialization failure or a unique-key race with a concurrent run: the
         # transaction rolled back; a retry runs it again. (If the database is down, recording the
@@ -255,6 +261,10 @@ def _run(stream: Stream, trigger: str, source) -> StreamRun | None:
     return run
 
 
+TIME_LIMIT_ERROR = (
+    "time limit: the run took longer than its task's soft time limit (STREAM_RUN_SOFT_TIME_LIMIT) "
+    "and was stopped; its effects were rolled back and it runs again after the backoff"
+)
 ABANDONED_ERROR = (
     "abandoned: the worker running it stopped (killed, out of memory or its machine lost); "
     "its effects were rolled back with its transaction and the run's task runs again"
@@ -316,7 +326,55 @@ def stream_run_collected(
         for collector_id in sorted(collection_seam.stream_collector_ids(stream.nodes))
     ):
         return None
+    if stream_run_retry_at(stream=stream) > timezone.now():
+        return None  # backing off after failed runs: the catch-up sweep asks again (see below)
     return _run(stream, trigger, CollectedSource(stream, batch_limit))
+
+
+# --- Backing off after failed runs -------------------------------------------------------------------
+# A run fails as a whole only for what affects every record (the database, a stored configuration
+# that cannot run, a parameter that is gone): bad records are rejected one by one and the run
+# goes on. Such a failure does not go away in seconds, so a stream whose collected runs failed
+# waits 5 s after the first failure, doubling to 5 minutes, before its next collected run — however
+# often a new batch, the catch-up sweep or a task retry asks for one.
+
+RUN_RETRY_BASE_SECONDS = 5
+RUN_RETRY_MAX_SECONDS = 300
+_COLLECTED_TRIGGERS = (StreamRun.Trigger.REALTIME, StreamRun.Trigger.SCHEDULE)
+
+
+def stream_run_backoff_seconds(failures: int) -> int:
+    """The wait after ``failures`` consecutive failed runs: 5 s, doubling, at most 5 minutes."""
+    if failures <= 0:
+        return 0
+    return min(RUN_RETRY_MAX_SECONDS, RUN_RETRY_BASE_SECONDS * 2 ** (failures - 1))
+
+
+def stream_run_failures(*, stream: Stream) -> tuple[int, datetime | None]:
+    """Consecutive failed collected runs of the stream, latest first (counted up to the number
+    that reaches the longest wait), and when the latest of them ended."""
+    cap = (RUN_RETRY_MAX_SECONDS // RUN_RETRY_BASE_SECONDS).bit_length() + 1
+    recent = (
+        StreamRun.objects.filter(stream=stream, trigger__in=_COLLECTED_TRIGGERS)
+        .exclude(status=StreamRun.Status.RUNNING)
+        .order_by("-started_at")
+        .values_list("status", "finished_at")[:cap]
+    )
+    failures, last_failed_at = 0, None
+    for status, finished_at in recent:
+        if status != StreamRun.Status.FAILED:
+            break
+        failures += 1
+        last_failed_at = last_failed_at or finished_at
+    return failures, last_failed_at
+
+
+def stream_run_retry_at(*, stream: Stream) -> datetime:
+    """When the stream's next collected run may start (the past when its last one did not fail)."""
+    failures, last_failed_at = stream_run_failures(stream=stream)
+    if not failures or last_failed_at is None:
+        return datetime.min.replace(tzinfo=UTC)
+    return last_failed_at + timedelta(seconds=stream_run_backoff_seconds(failures))
 
 
 class FlushDeliverySource:

@@ -26,7 +26,9 @@ def worker_database_url() -> str:
 
 
 @contextlib.contextmanager
-def running_worker(var_dir: Path, **extra_env: str) -> Iterator[subprocess.Popen]:
+def running_worker(var_dir: Path, pool: str = "solo", **extra_env: str) -> Iterator[subprocess.Popen]:
+    """A worker with one process: ``pool`` ``solo`` (the embedded default's) or ``prefork``
+    (production's, which enforces hard time limits)."""
     app.control.purge()
     env = {
         **os.environ,
@@ -43,9 +45,9 @@ def running_worker(var_dir: Path, **extra_env: str) -> Iterator[subprocess.Popen
             "-A",
             "config",
             "worker",
-            "--pool=solo",
+            f"--pool={pool}",
             "--concurrency=1",
-            "--loglevel=WARNING",
+            "--loglevel=" + os.environ.get("TEST_WORKER_LOGLEVEL", "WARNING"),
             "--without-heartbeat",
             "--without-gossip",
             "--without-mingle",
