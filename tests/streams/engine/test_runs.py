@@ -396,7 +396,9 @@ def test_a_failed_collected_run_leaves_the_offset_for_the_retry(collection_log, 
     failed = engine_services.stream_run_collected(stream_id=stream.pk)
     assert (failed.status, failed.source_first_sequence, collection_log.offset(stream)) == ("FAILED", None, 0)
     Stream.objects.filter(pk=stream.pk).update(nodes=configured)
-    retried = engine_services.stream_run_collected(stream_id=stream.pk)
+    assert engine_services.stream_run_collected(stream_id=stream.pk) is None  # backing off for 5 s
+    with time_machine.travel(failed.finished_at + datetime.timedelta(seconds=5.1)):
+        retried = engine_services.stream_run_collected(stream_id=stream.pk)
     assert (retried.status, retried.records_out, retried.source_first_sequence) == ("SUCCEEDED", 1, sequence)
     assert collection_log.offset(stream) == sequence
 

@@ -154,6 +154,8 @@ def test_a_retried_run_counts_each_record_once(account, solution, collector, met
         assert (failed.status, failed.error) == ("FAILED", "database error: OperationalError")
         assert values(premium) == [("u1", 0.0, 0), ("u2", 0.0, 0)]
         monkeypatch.setattr(collection_seam, "consumer_offset_advance", advance)
+        assert engine_services.stream_run_collected(stream_id=stream.pk) is None  # backing off for 5 s
+    with time_machine.travel(T0 + datetime.timedelta(minutes=1, seconds=5), tick=False):
         retried = engine_services.stream_run_collected(stream_id=stream.pk)
         assert retried.status == "SUCCEEDED"
         assert engine_services.stream_run_collected(stream_id=stream.pk) is None
