@@ -15,12 +15,15 @@ ignored, never stored: B's new or changed rows belong to B and hold none of the 
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 from django.apps import apps
 from django.test import Client
@@ -29,6 +32,7 @@ from accounts import services as account_services
 from accounts.models import Account
 from parameters import services as parameter_services
 from streams import services as stream_services
+from streams.nodes import NODE_TYPES
 from tests.conftest import client_for
 from tests.metering.factories import make_meter_type, meter_type_body
 from tests.reliability.resources import FACTORIES, resource_url
@@ -473,3 +477,202 @@ def test_unknown_body_fields_are_refused_or_ignored_never_stored(world):
         ("POST", "/ingest"),
         ("POST", "/oauth/token"),
     ], accepted
+
+
+# --- References inside bodies and configurations (issue 18, item 1) --------------------------------
+# Every id or name inside a request body, a query or a stored stream configuration resolves only in
+# the caller's (or the stream's) account. Each reference is listed with the test that shows it; the
+# test below fails when the schema or a node type grows a reference this table does not list.
+# docs/reliability.md "References inside bodies and configurations" is this table in prose.
+
+REFS = "tests/reliability/test_tenancy_references.py::"
+SWEEP = "tests/reliability/test_tenancy_sweep.py::"
+FOREIGN_COLLECTOR = "tests/streams/wiring/test_foreign_collector.py::"
+STREAMS_API = "tests/streams/test_api.py::"
+COLLECTORS_API = "tests/collection/test_collectors_api.py::"
+
+_METER_BODIES = REFS + "test_meter_bodies_name_meter_types_only_in_the_callers_account"
+_NAMES = REFS + "test_names_are_unique_per_account_and_never_collide_with_another_accounts"
+_COMPAT = REFS + "test_amberflo_and_billing_bodies_resolve_names_in_the_callers_account"
+_KEYS = REFS + "test_idempotency_keys_and_unique_ids_are_scoped_per_account"
+_CORRECTIONS = REFS + "test_data_correction_bodies_name_only_the_callers_corrections"
+_QUERIES = REFS + "test_queries_naming_another_accounts_resources_find_nothing_of_it"
+_LISTS = SWEEP + "test_lists_never_show_another_accounts_ids"
+
+REFERENCES: dict[tuple[str, str, str], str] = {
+    # request bodies: (method, path, field)
+    ("post", "/meters", "meterTypeId"): _METER_BODIES,
+    ("post", "/meters", "externalRef"): _METER_BODIES,
+    ("post", "/meters", "meterKey"): _METER_BODIES,
+    ("post", "/meters", "userId"): _METER_BODIES,
+    ("post", "/meter-types", "name"): _NAMES,
+    ("post", "/meter-types", "externalRef"): _NAMES,
+    ("post", "/meter-types", "apiName"): _NAMES,
+    ("patch", "/meter-types/{id}", "name"): _NAMES,
+    ("patch", "/meter-types/{id}", "externalRef"): _NAMES,
+    ("patch", "/meter-types/{id}", "apiName"): _NAMES,
+    ("post", "/parameters", "name"): _NAMES,
+    ("delete", "/parameters", "parameters"): SWEEP
+    + "test_bodies_naming_another_accounts_resources_are_refused_and_change_nothing",
+    ("post", "/online-collection/collectors", "name"): _NAMES,
+    ("patch", "/online-collection/collectors/{id}", "name"): COLLECTORS_API
+    + "test_duplicate_name_in_the_account_is_409_and_another_account_may_use_it",
+    ("post", "/online-collection/collectors/{id}/data", "header:Idempotency-Key"): REFS
+    + "test_idempotency_keys_and_unique_ids_are_scoped_per_account",
+    ("post", "/streams/import", "solutionId"): STREAMS_API
+    + "test_import_into_a_solution_id_the_account_does_not_have_creates_it",
+    ("post", "/streams/{id}/preview", "tag"): _QUERIES,
+    ("post", "/data-corrections/discard", "ids"): _CORRECTIONS,
+    ("post", "/data-corrections/reprocess", "ids"): _CORRECTIONS,
+    ("patch", "/data-corrections/{id}", "record"): _CORRECTIONS,
+    ("post", "/meter-definition", "meterApiName"): _NAMES,
+    ("post", "/meter-definition", "displayName"): _NAMES,
+    ("put", "/meter-definition", "meterApiName"): _COMPAT,
+    ("put", "/meter-definition", "displayName"): _COMPAT,
+    ("post", "/meter-event-filtering-rules", "meterApiName"): _COMPAT,
+    ("post", "/meter-event-filtering-rules", "ruleId"): _COMPAT,
+    ("post", "/ingest", "meterApiName"): _COMPAT,
+    ("post", "/ingest", "[].meterApiName"): _COMPAT,
+    ("post", "/ingest", "values"): _COMPAT,
+    ("post", "/ingest", "[].values"): _COMPAT,
+    ("post", "/ingest", "customerId"): _COMPAT,
+    ("post", "/ingest", "[].customerId"): _COMPAT,
+    ("post", "/ingest", "uniqueId"): _KEYS,
+    ("post", "/ingest", "[].uniqueId"): _KEYS,
+    ("post", "/usage", "meterApiName"): _COMPAT,
+    ("post", "/billing/meters/usage", "meterId"): _COMPAT,
+    ("post", "/billing/meters/usage", "meterName"): _COMPAT,
+    ("post", "/billing/meters/usage", "customerId"): _COMPAT,
+    ("post", "/billing/meters/usage", "header:Idempotency-Key"): _KEYS,
+    ("post", "/billing/meters/usage", "header:x-api-idempotency-key"): _KEYS,
+    # queries
+    ("get", "/meters", "query:meterTypeId"): _QUERIES,
+    ("get", "/meters", "query:meterKey"): _QUERIES,
+    ("get", "/meters", "query:userId"): _QUERIES,
+    ("get", "/meter-types", "query:name"): _QUERIES,
+    ("get", "/parameters", "query:name"): _QUERIES,
+    ("get", "/streams", "query:solutionId"): _QUERIES,
+    ("get", "/streams", "query:name"): _QUERIES,
+    ("get", "/streams", "query:resourceRefs"): _QUERIES,
+    ("get", "/streams/{id}", "query:tag"): _QUERIES,
+    ("get", "/streams/{id}/export", "query:tag"): _QUERIES,
+    ("get", "/streams/{id}/versions", "query:resourceRefs"): _QUERIES,
+    ("get", "/meter-event-filtering-rules", "query:meterApiName"): _QUERIES,
+    ("get", "/billing/meters/subscriptions", "query:meterName"): _QUERIES,
+    ("get", "/aggregation/stores/{id}/sessions/lookup", "query:fieldValues"): REFS
+    + "test_store_ids_in_configs_resolve_in_the_streams_account",
+}
+
+# Reference-like names that name nothing of another account, and why.
+NOT_REFERENCES: dict[tuple[str, str, str], str] = {
+    ("post", "/oauth/token", "client_id"): "authentication: the client's own credentials (tests/accounts)",
+    ("post", "/meter-types", "thresholds.[].name"): "a label inside the resource",
+    ("patch", "/meter-types/{id}", "thresholds.[].name"): "a label inside the resource",
+    ("patch", "/meters/{id}", "thresholds.[].name"): "a label inside the resource",
+    ("post", "/meter-event-filtering-rules", "dimensionName"): "a dimension of the caller's own events",
+    ("post", "/meter-event-filtering-rules", "dimensionValues"): "a dimension of the caller's own events",
+    ("post", "/streams/import", "streamConfig.name"): "unique within the caller's own solution",
+    ("post", "/streams/import", "streamConfig.tag"): "a version tag of the caller's own stream",
+    ("post", "/streams/import", "streamConfig.nodeGroups.[].id"): "an id inside the configuration itself",
+    ("post", "/streams/import", "streamConfig.nodeGroups.[].name"): "a label inside the configuration",
+    ("post", "/streams/import", "streamConfig.nodeGroups.[].nodeIds"): "ids inside the configuration itself",
+    ("post", "/streams/import", "streamConfig.nodes.[].id"): "an id inside the configuration itself",
+    ("post", "/streams/import", "streamConfig.nodes.[].name"): "a label inside the configuration",
+}
+
+# Node configurations: (node type, config field) → the test. Stored, then resolved by the engine
+# inside the stream's account.
+CONFIG_REFERENCES: dict[tuple[str, str], str] = {
+    ("onlineCollector", "collectorId"): FOREIGN_COLLECTOR
+    + "test_a_node_naming_another_accounts_collector_behaves_as_one_naming_an_unknown_id",
+    ("scriptAggregator", "storeId"): REFS + "test_store_ids_in_configs_resolve_in_the_streams_account",
+    ("dataAggregator", "storeId"): REFS + "test_store_ids_in_configs_resolve_in_the_streams_account",
+    ("meter", "meterKey"): REFS + "test_meter_keys_in_configs_count_only_into_the_streams_account",
+    ("httpForwarder", "url"): REFS + "test_parameter_references_resolve_in_the_streams_account",
+    ("httpForwarder", "headers"): REFS + "test_parameter_references_resolve_in_the_streams_account",
+}
+
+_REFERENCE_NAME = re.compile(
+    r"(?i)(id|ids|key|ref|refs|name|apiname|tag|values|fieldvalues|parameters|record)$"
+)
+
+
+def _fields(schema: dict, node: Any, prefix: str = "", depth: int = 0) -> set[str]:
+    """The dotted field paths of a request body schema (``[]`` for array items)."""
+    if depth > 8:
+        return set()
+    if isinstance(node, dict) and "$ref" in node:
+        node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    if not isinstance(node, dict):
+        return set()
+    found: set[str] = set()
+    for name, child in node.get("properties", {}).items():
+        found.add(prefix + name)
+        found |= _fields(schema, child, f"{prefix}{name}.", depth + 1)
+    for child in node.get("oneOf", []) + node.get("anyOf", []) + node.get("allOf", []):
+        found |= _fields(schema, child, prefix, depth + 1)
+    if "items" in node:
+        found |= _fields(schema, node["items"], f"{prefix}[].", depth + 1)
+    return found
+
+
+def _schema_references() -> set[tuple[str, str, str]]:
+    schema = Client().get("/openapi.json").json()
+    found = set()
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            names = {
+                f"{parameter['in']}:{parameter['name']}"
+                for parameter in operation.get("parameters", [])
+                if parameter["in"] in ("query", "header")
+            }
+            if "requestBody" in operation:
+                for content in operation["requestBody"]["content"].values():
+                    names |= {
+                        field
+                        for field in _fields(schema, content["schema"])
+                        if not field.startswith("streamConfig.nodes.[].config.")
+                    }
+            found |= {
+                (method, path, name)
+                for name in names
+                if _REFERENCE_NAME.search(name.rsplit(".", 1)[-1].split(":")[-1])
+            }
+    return found
+
+
+def _config_references() -> set[tuple[str, str]]:
+    """Node config fields that name something outside the configuration: uuids, meter keys, and
+    the strings that may hold ``{{param:…}}`` references."""
+    found = set()
+    for node_type in NODE_TYPES.values():
+        for field in msgspec.structs.fields(node_type.config_class):
+            annotation = str(field.type)
+            if "UUID" in annotation or field.encode_name == "meterKey":
+                found.add((node_type.name, field.encode_name))
+        if hasattr(node_type.config_class, "parameter_names"):
+            found |= {(node_type.name, "url"), (node_type.name, "headers")}
+    return found
+
+
+def _test_exists(reference: str) -> bool:
+    path, _, name = reference.partition("::")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return callable(getattr(module, name, None))
+
+
+def test_every_reference_in_bodies_queries_and_configurations_is_listed_with_its_test():
+    schema_found = _schema_references()
+    listed = set(REFERENCES) | set(NOT_REFERENCES)
+    assert schema_found - listed == set(), (
+        "list these references in REFERENCES (with a test) or NOT_REFERENCES"
+    )
+    assert listed - schema_found == set(), "these are no longer in the schema"
+    assert _config_references() == set(CONFIG_REFERENCES), "list node config references in CONFIG_REFERENCES"
+    tests = [
+        reference for reference in [*REFERENCES.values(), *CONFIG_REFERENCES.values()] if "::" in reference
+    ]
+    assert [reference for reference in tests if not _test_exists(reference)] == []
+    assert len(REFERENCES) >= 50 and len(CONFIG_REFERENCES) == 6
