@@ -155,6 +155,8 @@ FACTORIES: dict[str, Callable[[Account], Resource]] = {
     "/streams/{id}/export": _stream,
     "/streams/{id}/versions": _stream,
     "/streams/{id}/preview": _stream,
+    "/streams/{id}/deliveries": _stream,
+    "/streams/{id}/health": _stream,
     "/aggregation/stores/{id}/sessions/lookup": _aggregation_session,
     "/data-corrections/{id}": _data_correction,
     "/data-corrections/{id}/reprocess": _data_correction,

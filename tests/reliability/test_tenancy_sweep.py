@@ -578,6 +578,11 @@ NOT_REFERENCES: dict[tuple[str, str, str], str] = {
     ("post", "/streams/import", "streamConfig.nodeGroups.[].nodeIds"): "ids inside the configuration itself",
     ("post", "/streams/import", "streamConfig.nodes.[].id"): "an id inside the configuration itself",
     ("post", "/streams/import", "streamConfig.nodes.[].name"): "a label inside the configuration",
+    (
+        "get",
+        "/streams/{id}/deliveries",
+        "query:nodeId",
+    ): "a node of the addressed (own) stream's configuration",
 }
 
 # Node configurations: (node type, config field) → the test. Stored, then resolved by the engine
