@@ -6,28 +6,33 @@ form that runs sample records through it (``engine_services.stream_preview``, no
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
+from django.utils.html import format_html
 from django.utils.text import slugify
 
 from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin, user_account_id
 from config.api.errors import ApiError
 from streams import selectors, services
+from streams.admin_forms import (
+    LATEST,
+    StreamCompareForm,
+    StreamImportForm,
+    StreamPreviewForm,
+    graph_health,
+    previewed_nodes,
+    stream_graph_html,
+)
 from streams.admin_outputs import health_badge, health_block  # also registers the outbox's admin
 from streams.diff import stream_config_diff
 from streams.engine import selectors as engine_selectors
 from streams.engine import services as engine_services
-from streams.engine.collection_seam import batch_records
-from streams.graph import stream_graph_svg
 from streams.models import (
     AggregationSession,
     AggregationStore,
@@ -38,13 +43,6 @@ from streams.models import (
     StreamRun,
     StreamVersion,
 )
-
-MAX_UPLOAD_BYTES = 1024 * 1024
-# The latest (autosaved) configuration in the version comparison's choices (versions are named by
-# id, so no tag can clash with it).
-LATEST = "latest"
-# Records and rejections shown per node on the preview page (the counts are always complete).
-PREVIEW_RECORDS_SHOWN = 20
 
 
 @admin.register(Solution)
@@ -139,152 +137,11 @@ def _export_response(snapshot: selectors.StreamSnapshot) -> HttpResponse:
     return response
 
 
-class StreamImportForm(forms.Form):
-    solution = forms.ModelChoiceField(queryset=Solution.objects.none())
-    file = forms.FileField(required=False, help_text="A stream configuration (JSON), e.g. from Export.")
-    config_text = forms.CharField(
-        required=False, label="or paste the JSON", widget=forms.Textarea(attrs={"rows": 12, "cols": 100})
-    )
-    on_name_conflict = forms.ChoiceField(
-        required=False,
-        label="When the name exists",
-        choices=[
-            ("", "refuse the import"),
-            ("overwrite", "overwrite the stream"),
-            ("create-new", "create a copy named '<name> (Copy)'"),
-            ("skip", "skip (keep the existing stream)"),
-        ],
-    )
-    allow_node_deletion = forms.BooleanField(required=False, help_text="Let an overwrite remove nodes.")
-
-    def __init__(self, *args, solutions=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["solution"].queryset = solutions
-
-    def clean(self):
-        cleaned = super().clean()
-        upload, text = cleaned.get("file"), (cleaned.get("config_text") or "").strip()
-        if upload is not None:
-            if upload.size > MAX_UPLOAD_BYTES:
-                raise forms.ValidationError("The file is larger than 1 MiB.")
-            text = upload.read().decode("utf-8", errors="replace")
-        if not text:
-            raise forms.ValidationError("Upload a JSON file or paste the configuration.")
-        try:
-            cleaned["stream_config"] = json.loads(text)
-        except ValueError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}")
-        return cleaned
-
-
-def _version_choices(
-    stream: Stream, versions: list[StreamVersion], *, latest_value: str
-) -> list[tuple[str, str]]:
-    return [(latest_value, f"latest configuration (cas {stream.cas})")] + [
-        (str(version.pk), f"{version.tag} (cas {version.cas}, saved {version.created_at:%Y-%m-%d %H:%M} UTC)")
-        for version in versions
-    ]
-
-
-class StreamCompareForm(forms.Form):
-    """Two configurations of one stream: its tagged versions and the latest configuration."""
-
-    before = forms.ChoiceField(label="Compare")
-    after = forms.ChoiceField(label="with")
-
-    def __init__(self, *args, stream: Stream, versions: list[StreamVersion], **kwargs):
-        super().__init__(*args, **kwargs)
-        choices = _version_choices(stream, versions, latest_value=LATEST)
-        self.fields["before"].choices = self.fields["after"].choices = choices
-        self.versions = {str(version.pk): version for version in versions}
-        self.stream = stream
-
-    @staticmethod
-    def default(versions: list[StreamVersion]) -> dict[str, str]:
-        """The two newest versions; with one version, it and the latest configuration."""
-        if len(versions) >= 2:
-            return {"before": str(versions[1].pk), "after": str(versions[0].pk)}
-        return {"before": str(versions[0].pk) if versions else LATEST, "after": LATEST}
-
-    def snapshot(self, choice: str) -> selectors.StreamSnapshot:
-        return selectors.stream_snapshot(self.stream, self.versions.get(choice))
-
-    def label(self, choice: str) -> str:
-        version = self.versions.get(choice)
-        return f"{version.tag} (cas {version.cas})" if version else f"latest (cas {self.stream.cas})"
-
-
-class StreamPreviewForm(forms.Form):
-    """Sample records for a preview: a JSON array of records, one JSON object, or one per line."""
-
-    records = forms.CharField(
-        label="Sample records",
-        widget=forms.Textarea(attrs={"rows": 12, "cols": 100, "spellcheck": "false"}),
-        help_text="A JSON array of records, one JSON object, or one JSON object per line (as a collector "
-        f"receives them); at most {engine_services.PREVIEW_MAX_RECORDS}.",
-    )
-    version = forms.ChoiceField(label="Configuration", required=False)
-
-    def __init__(self, *args, stream: Stream, versions: list[StreamVersion], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["version"].choices = _version_choices(stream, versions, latest_value="")
-        self.tags = {str(version.pk): version.tag for version in versions}
-
-    def clean_records(self) -> list:
-        text = self.cleaned_data["records"].strip()
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = text  # one record per line; a line that is not JSON is rejected by the input node
-        records = batch_records(data)
-        if not 1 <= len(records) <= engine_services.PREVIEW_MAX_RECORDS:
-            raise forms.ValidationError(f"Give 1 to {engine_services.PREVIEW_MAX_RECORDS} records.")
-        return records
-
-    def clean_version(self) -> str | None:
-        return self.tags.get(self.cleaned_data.get("version") or "")
-
-
-@dataclass(frozen=True)
-class PreviewedNode:
-    """One node's part of a preview, as the page shows it."""
-
-    id: str
-    name: str
-    type: str
-    counts: dict[str, int]
-    note: str
-    records: list[str]
-    more_records: int
-    rejections: list[tuple[str, str]]
-    more_rejections: int
-
-
-def _previewed_nodes(result) -> list[PreviewedNode]:
-    def pretty(record) -> str:
-        return json.dumps(record, indent=2, ensure_ascii=False, default=str)
-
-    return [
-        PreviewedNode(
-            id=node.node.id,
-            name=node.node.name or node.node.id,
-            type=node.node.type,
-            counts=node.counts(),
-            note=node.note,
-            records=[pretty(record) for record in node.out[:PREVIEW_RECORDS_SHOWN]],
-            more_records=max(0, len(node.out) - PREVIEW_RECORDS_SHOWN),
-            rejections=[
-                (pretty(rejection.record), rejection.reason)
-                for rejection in node.rejections[:PREVIEW_RECORDS_SHOWN]
-            ],
-            more_rejections=max(0, len(node.rejections) - PREVIEW_RECORDS_SHOWN),
-        )
-        for node in result.nodes
-    ]
-
-
 @admin.register(Stream)
 class StreamAdmin(AccountScopedAdmin):
+    class Media:
+        css = {"all": ["streams/streams.css"]}
+
     list_display = ["name", "solution", "processing_type", "health", "node_count", "cas", "tag", "updated_at"]
     # RelatedOnly: the filter lists only solutions of streams the user can see (tenancy).
     list_filter = ["processing_type", ("solution", admin.RelatedOnlyFieldListFilter), "account"]
@@ -305,7 +162,7 @@ class StreamAdmin(AccountScopedAdmin):
                     "schema_version",
                     "description",
                     "tag",
-                    "cas",
+                    "cas_explained",
                     "created_by_label",
                     "created_at",
                     "updated_by_label",
@@ -327,7 +184,7 @@ class StreamAdmin(AccountScopedAdmin):
         "schema_version",
         "description",
         "tag",
-        "cas",
+        "cas_explained",
         "created_by_label",
         "created_at",
         "updated_by_label",
@@ -370,6 +227,10 @@ class StreamAdmin(AccountScopedAdmin):
     def node_count(self, obj: Stream) -> int:
         return len(obj.nodes)
 
+    @admin.display(description="cas (saves)", ordering="cas")
+    def cas_explained(self, obj: Stream) -> str:
+        return f"{obj.cas} · the stream's save counter (compare-and-swap): each saved import adds 1"
+
     @admin.display(description="created by")
     def created_by_label(self, obj: Stream) -> str:
         return _actor_label(obj.created_by)
@@ -380,89 +241,26 @@ class StreamAdmin(AccountScopedAdmin):
 
     @admin.display(description="graph")
     def graph(self, obj: Stream) -> str:
-        # Built server-side from escaped labels only (streams.graph), so it is safe to inline.
-        return format_html(
-            '<div class="stream-graph-scroll" style="overflow-x: auto; max-width: 100%;">{}</div>',
-            mark_safe(stream_graph_svg(obj.nodes, obj.edges)),  # noqa: S308
-        )
+        return stream_graph_html(obj.nodes, obj.edges, health=graph_health(obj))
 
     @admin.display(description="recent runs")
     def recent_runs(self, obj: Stream) -> str:
-        runs = StreamRun.objects.filter(stream=obj).order_by("-started_at", "-id")[:5]
-        rows = format_html_join(
-            "",
-            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
-            (
-                (
-                    reverse("admin:streams_streamrun_change", args=[run.pk]),
-                    run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-                    run.trigger,
-                    run.status,
-                    run.records_in,
-                    run.records_out,
-                    run.records_rejected,
-                )
-                for run in runs
-            ),
-        )
-        links = format_html(
-            '<a href="{}?stream__id__exact={}">all runs</a> · <a href="{}?stream__id__exact={}">inspected records</a>',
-            reverse("admin:streams_streamrun_changelist"),
-            obj.pk,
-            reverse("admin:streams_inspectrecord_changelist"),
-            obj.pk,
-        )
-        return format_html(
-            "<table><thead><tr><th>started</th><th>trigger</th><th>status</th><th>in</th><th>out</th>"
-            "<th>rejected</th></tr></thead><tbody>{}</tbody></table><p>{}</p>",
-            rows,
-            links,
+        return render_to_string(
+            "admin/streams/includes/recent_runs.html",
+            {"stream": obj, "runs": selectors.stream_recent_runs(stream=obj)},
         )
 
     @admin.display(description="meters counted by its meter processors")
     def meter_inspector(self, obj: Stream) -> str:
         """Per meter node: the meters of its meterKey with their current value (first 50)."""
-        from metering.models import Meter
-
-        sections = []
-        for node in obj.nodes:
-            if node.get("type") != "meter":
-                continue
-            meter_key = (node.get("config") or {}).get("meterKey") or "default"
-            meters = (
-                Meter.objects.filter(account_id=obj.account_id, meter_key=meter_key)
-                .select_related("meter_type")
-                .order_by("meter_type__name", "user_id")[:50]
-            )
-            rows = format_html_join(
-                "",
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                (
-                    (
-                        meter.meter_type.name,
-                        meter.user_id,
-                        "" if meter.value is None else format(meter.value.normalize(), "f"),
-                        meter.record_count,
-                        meter.period_end.strftime("%Y-%m-%d %H:%M"),
-                    )
-                    for meter in meters
-                ),
-            )
-            sections.append(
-                format_html(
-                    "<h4>{} ({}) · meterKey {}</h4><table><thead><tr><th>meter type</th><th>userId</th><th>value</th>"
-                    "<th>records</th><th>period end</th></tr></thead><tbody>{}</tbody></table>",
-                    node.get("name", ""),
-                    node.get("id", ""),
-                    meter_key,
-                    rows,
-                )
-            )
-        return format_html_join("", "{}", ((section,) for section in sections)) or "No meter processor."
+        return render_to_string(
+            "admin/streams/includes/meter_inspector.html",
+            {"meter_nodes": selectors.stream_meter_nodes(stream=obj)},
+        )
 
     @admin.display(description="configuration (export)")
     def configuration(self, obj: Stream) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(selectors.stream_snapshot(obj).export(), indent=2))
+        return _json_block(selectors.stream_snapshot(obj).export())
 
     def delete_model(self, request, obj):
         services.stream_delete(stream=obj)
@@ -576,10 +374,10 @@ class StreamAdmin(AccountScopedAdmin):
             "admin/streams/stream/preview.html",
             form=form,
             result=result,
-            nodes=_previewed_nodes(result) if result else [],
+            nodes=previewed_nodes(result) if result else [],
             previewed=previewed,
             previewed_label=label,
-            graph=mark_safe(stream_graph_svg(previewed.nodes, previewed.edges)),  # noqa: S308
+            graph=stream_graph_html(previewed.nodes, previewed.edges),
         )
 
     def export_view(self, request, object_id):
@@ -634,9 +432,8 @@ class StreamAdmin(AccountScopedAdmin):
 
 
 def _json_block(value) -> str:
-    return format_html(
-        '<pre style="white-space: pre-wrap; max-width: 60em;">{}</pre>',
-        json.dumps(value, indent=2, ensure_ascii=False),
+    return render_to_string(
+        "admin/streams/includes/json_block.html", {"text": json.dumps(value, indent=2, ensure_ascii=False)}
     )
 
 
@@ -706,26 +503,17 @@ class StreamRunAdmin(ReadOnlyAccountScopedAdmin):
     @admin.display(description="records per node")
     def per_node_counts(self, obj: StreamRun) -> str:
         names = {node.get("id"): node.get("name") or node.get("id") for node in obj.stream.nodes}
-        rows = format_html_join(
-            "",
-            '<tr class="node-counts" data-node-id="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
-            (
-                (
-                    node_id,
-                    node_id,
-                    names.get(node_id, "(removed)"),
-                    counts.get("in", 0),
-                    counts.get("out", 0),
-                    counts.get("rejected", 0),
-                )
-                for node_id, counts in obj.node_counts.items()
-            ),
-        )
-        return format_html(
-            "<table><thead><tr><th>node</th><th>name</th><th>in</th><th>out</th><th>rejected</th>"
-            "</tr></thead><tbody>{}</tbody></table>",
-            rows,
-        )
+        rows = [
+            {
+                "node_id": node_id,
+                "name": names.get(node_id, "(removed)"),
+                "in": counts.get("in", 0),
+                "out": counts.get("out", 0),
+                "rejected": counts.get("rejected", 0),
+            }
+            for node_id, counts in obj.node_counts.items()
+        ]
+        return render_to_string("admin/streams/includes/node_counts.html", {"rows": rows})
 
     @admin.display(description=f"rejections (first {StreamRun.REJECTIONS_KEPT})")
     def rejections_kept(self, obj: StreamRun) -> str:

@@ -228,3 +228,74 @@ def stream_snapshot_for_tag(stream: Stream, tag: str | None) -> StreamSnapshot:
     if tag is None or tag == "":
         return stream_snapshot(stream)
     return stream_snapshot(stream, stream_version_get(stream=stream, tag=tag))
+
+
+# --- The stream's admin page ----------------------------------------------------------------
+
+
+def stream_recent_runs(*, stream: Stream, limit: int = 5) -> list:
+    """The stream's latest runs, newest first."""
+    from streams.models import StreamRun
+
+    return list(StreamRun.objects.filter(stream=stream).order_by("-started_at", "-id")[:limit])
+
+
+@dataclass(frozen=True)
+class MeterNodeMeters:
+    """A Meter processor of the stream and the meters of its meterKey (the first ``limit``)."""
+
+    node_id: str
+    name: str
+    meter_key: str
+    meters: list
+
+
+def stream_meter_nodes(*, stream: Stream, limit: int = 50) -> list[MeterNodeMeters]:
+    """Per meter node: the account's meters counted under its meterKey, by meter type and customer."""
+    from metering.models import Meter
+
+    found = []
+    for node in stream.nodes:
+        if node.get("type") != "meter":
+            continue
+        meter_key = (node.get("config") or {}).get("meterKey") or "default"
+        meters = (
+            Meter.objects.filter(account_id=stream.account_id, meter_key=meter_key)
+            .select_related("meter_type")
+            .order_by("meter_type__name", "user_id")[:limit]
+        )
+        found.append(
+            MeterNodeMeters(
+                node_id=str(node.get("id", "")),
+                name=str(node.get("name") or node.get("id", "")),
+                meter_key=meter_key,
+                meters=list(meters),
+            )
+        )
+    return found
+
+
+def stream_node_health(*, stream: Stream) -> dict[str, str]:
+    """Each node's state from the stream's last run: ``failing`` (the run failed), ``warning``
+    (it rejected records), ``ok`` (records went through), ``idle`` (none reached it); empty
+    before the first run. The graph colours its nodes with it."""
+    from streams.models import StreamRun
+
+    last = StreamRun.objects.filter(stream=stream).order_by("-started_at", "-id").first()
+    if last is None:
+        return {}
+    health = {}
+    for node in stream.nodes:
+        node_id = str(node.get("id"))
+        counts = last.node_counts.get(node_id) or {}
+        if counts.get("rejected"):
+            health[node_id] = "warning"
+        elif counts.get("in") or counts.get("out"):
+            health[node_id] = "ok"
+        else:
+            health[node_id] = "idle"
+    if last.status == StreamRun.Status.FAILED:
+        failing = [node_id for node_id in health if f"node {node_id}:" in (last.error or "")]
+        for node_id in failing or list(health):
+            health[node_id] = "failing"
+    return health

@@ -72,7 +72,7 @@ def test_solutions_and_streams_of_another_account_are_invisible(staff, stream, o
 def test_the_stream_page_draws_the_graph_and_lists_versions(staff, stream):
     page = staff.get(f"/admin/streams/stream/{stream.pk}/change/").content.decode()
     assert page.count('<g class="node"') == 7
-    assert page.count('<line class="edge"') == 6
+    assert page.count('<path class="edge"') == 6
     assert 'data-node-id="meter"' in page and ">meter</text>" in page
     assert 'id="export-stream"' in page
     assert f"/admin/streams/stream/{stream.pk}/export/?tag=v1" in page
@@ -178,6 +178,7 @@ def test_a_user_without_stream_permissions_cannot_import(client, account, soluti
 def test_the_meter_inspector_lists_the_meters_of_each_meter_node_with_their_values(
     staff, stream, account, other_account
 ):
+    from metering.models import Meter
     from metering.services import meter_create, meter_type_create
 
     meter_key = next(node["config"]["meterKey"] for node in stream.nodes if node["type"] == "meter")
@@ -203,7 +204,11 @@ def test_the_meter_inspector_lists_the_meters_of_each_meter_node_with_their_valu
     )
     page = staff.get(f"/admin/streams/stream/{stream.pk}/change/").content.decode()
     assert f"meterKey {meter_key}" in page
-    assert "<td>Inspected calls</td><td>inspected-user</td><td>0</td><td>0</td>" in page
+    inspected = Meter.objects.get(user_id="inspected-user")
+    assert (
+        f'<td>Inspected calls</td><td><a href="/admin/metering/meter/{inspected.pk}/change/">inspected-user</a>'
+        "</td><td>0 call</td><td>0</td>"
+    ) in page
     assert "foreign-user" not in page
 
 

@@ -118,7 +118,7 @@ def test_import_a_stream_and_see_its_graph(operator):
     assert nodes.evaluate_all("nodes => nodes.map(node => node.dataset.nodeId)") == [
         node["id"] for node in config["nodes"]
     ]
-    expect(page.locator("svg.stream-graph line.edge")).to_have_count(len(config["edges"]))
+    expect(page.locator("svg.stream-graph path.edge")).to_have_count(len(config["edges"]))
     expect(page.locator("svg.stream-graph g.node[data-node-id='meter'] text").nth(1)).to_have_text("meter")
     page.locator("svg.stream-graph").scroll_into_view_if_needed()
     screenshot(page, "stream-graph")
