@@ -56,7 +56,11 @@ class MeterTypeDailyUsage:
 
 
 def usage_by_meter_type_per_day(
-    account_id: uuid.UUID, days: int, *, now: datetime | None = None
+    account_id: uuid.UUID,
+    days: int,
+    *,
+    now: datetime | None = None,
+    meter_type_ids: list[uuid.UUID] | None = None,
 ) -> list[MeterTypeDailyUsage]:
     """Each of the account's meter types (by name) with its usage on each of the last ``days`` days.
 
@@ -68,12 +72,15 @@ def usage_by_meter_type_per_day(
     A day combines its records as the type's aggregation does: SUM adds values, INCREMENT counts
     records, MAX keeps the highest, MIN the lowest. The figures are the records' own times,
     independent of reset schedules and flushes. Meter types deleted since are left out. One query
-    per source and timezone, whatever the number of meter types.
+    per source and timezone, whatever the number of meter types; ``meter_type_ids`` keeps only those
+    (a meter type's own page).
     """
     if days < 1:
         raise ValueError("days must be at least 1.")
     now = now or utc_now()
-    meter_types = list(MeterType.objects.filter(account_id=account_id).order_by("name", "id"))
+    meter_types = MeterType.objects.filter(account_id=account_id).order_by("name", "id")
+    if meter_type_ids is not None:
+        meter_types = meter_types.filter(pk__in=meter_type_ids)
     by_zone: dict[str, list[MeterType]] = {}
     for meter_type in meter_types:
         by_zone.setdefault(meter_type.timezone, []).append(meter_type)

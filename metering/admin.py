@@ -7,21 +7,20 @@ the admin shows on the form, and saving calls the services: the admin never writ
 from __future__ import annotations
 
 import copy
-from datetime import datetime, time, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, F
-from django.http import HttpResponseRedirect, JsonResponse
-from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.db.models import Count
+from django.http import JsonResponse
+from django.template.loader import render_to_string
+from django.urls import path
 from django.utils.timezone import now as utc_now
 
 from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin
 from config.api.errors import ApiError
-from metering import aggregation, periods, services
+from metering import periods, selectors, services
 from metering.models import Meter, MeteredRecord, MeterType
 
 NEXT_RESETS_SHOWN = 5
@@ -59,21 +58,8 @@ def next_resets(cron: str, zone_name: str) -> list[dict[str, str]]:
 
 
 def value_against_capacity_html(meter: Meter) -> str:
-    """A gauge of the value against the capacity, and both figures (the value alone without a capacity)."""
-    value, capacity = meter.value, meter.capacity
-    if capacity is None or capacity == 0 or value is None:
-        return format_html('<span class="meter-value">{}</span>', _number(value))
-    return format_html(
-        '<meter class="meter-value" min="0" max="{}" low="{}" high="{}" optimum="0" value="{}" '
-        'title="{}%"></meter> {} / {}',
-        capacity,
-        capacity * Decimal("0.5"),
-        capacity * Decimal("0.8"),
-        min(value, capacity),
-        _number((value / capacity * 100).quantize(Decimal("0.1"))),
-        _number(value),
-        _number(capacity),
-    )
+    """The value against the capacity, as every capacity bar of the console draws it."""
+    return render_to_string("console/meter_capacity.html", {"meter": meter})
 
 
 class ServiceCheckedForm(forms.ModelForm):
@@ -137,6 +123,10 @@ class MeterTypeForm(ServiceCheckedForm):
 @admin.register(MeterType)
 class MeterTypeAdmin(AccountScopedAdmin):
     form = MeterTypeForm
+
+    class Media:
+        css = {"all": ["console/console.css"]}  # capacity bars and charts, as on the dashboard
+
     list_display = [
         "name",
         "category",
@@ -175,7 +165,8 @@ class MeterTypeAdmin(AccountScopedAdmin):
 
     @admin.display(description="usage per day")
     def usage_chart(self, meter_type):
-        return meter_type_usage_chart_html(meter_type) if meter_type.pk else "–"
+        # The dashboard's chart and query (console), for this type only.
+        return render_to_string("admin/metering/includes/usage_chart.html", {"meter_type": meter_type})
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = copy.deepcopy(self.fieldsets)
@@ -218,43 +209,25 @@ class MeterTypeAdmin(AccountScopedAdmin):
         """The type's meters with their value against capacity (the first 20), linked to their pages."""
         if not meter_type.pk:
             return "–"
-        meters = list(meter_type.meters.order_by(F("value").desc(nulls_last=True), "user_id")[:METERS_SHOWN])
-        if not meters:
-            return format_html('<p id="type-meters">{}</p>', "No meters yet.")
-        rows = format_html_join(
-            "",
-            '<tr data-user-id="{}"><td><a href="{}">{}</a></td><td>{}</td><td>{}</td></tr>',
-            (
-                (
-                    meter.user_id,
-                    reverse("admin:metering_meter_change", args=[meter.pk]),
-                    meter.user_id,
-                    meter.meter_key,
-                    value_against_capacity_html(meter),
-                )
-                for meter in meters
-            ),
-        )
-        return format_html(
-            '<table id="type-meters"><thead><tr><th>userId</th><th>meterKey</th><th>value / capacity</th></tr>'
-            '</thead><tbody>{}</tbody></table><p><a href="{}?meter_type__id__exact={}">All {} meters of this type</a></p>',
-            rows,
-            reverse("admin:metering_meter_changelist"),
-            meter_type.pk,
-            self.meter_count(meter_type),
+        return render_to_string(
+            "admin/metering/includes/type_meters.html",
+            {
+                "meter_type": meter_type,
+                "meters": list(selectors.meters_by_value(meter_type=meter_type)[:METERS_SHOWN]),
+                "total": self.meter_count(meter_type),
+            },
         )
 
     @admin.display(description="next five resets")
     def next_resets_preview(self, meter_type):
+        fires, message = [], "Shown as you type a schedule and timezone."
         if meter_type.pk:
             try:
                 fires = next_resets(meter_type.reset_cron, meter_type.timezone)
             except periods.InvalidSchedule as error:
-                return format_html('<ul id="next-resets"><li>{}</li></ul>', str(error))
-            items = format_html_join("", "<li>{} ({} UTC)</li>", ((f["local"], f["utc"]) for f in fires))
-            return format_html('<ul id="next-resets">{}</ul>', items)
-        return format_html(
-            '<ul id="next-resets"><li>{}</li></ul>', "Shown as you type a schedule and timezone."
+                message = str(error)
+        return render_to_string(
+            "admin/metering/includes/next_resets.html", {"fires": fires, "message": message}
         )
 
     def get_urls(self):
@@ -338,6 +311,10 @@ class MeterForm(ServiceCheckedForm):
 @admin.register(Meter)
 class MeterAdmin(AccountScopedAdmin):
     form = MeterForm
+
+    class Media:
+        css = {"all": ["console/console.css"]}
+
     list_display = [
         "user_id",
         "meter_key",
@@ -419,36 +396,31 @@ class MeterAdmin(AccountScopedAdmin):
 
     @admin.display(description="metered records (flushed periods)")
     def metered_records_history(self, meter):
-        return metered_records_history_html(meter)
+        """The meter's last periods: a chart of value per period and a table, newest first, with a
+        link to all its records (they outlive the meter, see the Metered records list)."""
+        flushed = selectors.metered_records_of_meter(meter=meter)
+        records = list(flushed.order_by("-period_start")[:CHART_PERIODS])
+        return render_to_string(
+            "admin/metering/includes/history.html",
+            {
+                "meter": meter,
+                "records": records[:HISTORY_ROWS],
+                "chart_records": records[::-1],
+                "zone": meter.meter_type.timezone,
+                "total": flushed.count() if records else 0,
+            },
+        )
 
     @admin.display(description="threshold events")
     def threshold_events(self, meter):
         """The meter's last crossings (one per threshold and period), newest first."""
-        events = list(meter.threshold_events.order_by("-crossed_at", "-id")[:THRESHOLD_EVENTS_SHOWN])
-        if not events:
-            return format_html('<p id="threshold-events">{}</p>', "No threshold crossed yet.")
-        zone = meter.meter_type.timezone
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (
-                    _local(event.crossed_at, zone),
-                    event.name or f"threshold {event.threshold_index + 1}",
-                    _number(event.threshold_value),
-                    _number(event.value),
-                    _local(event.period_start, zone),
-                )
-                for event in events
-            ),
-        )
-        return format_html(
-            '<table id="threshold-events"><thead><tr><th>crossed</th><th>threshold</th><th>limit</th><th>value</th>'
-            "<th>period start</th></tr></thead><tbody>{}</tbody></table>"
-            '<p><a href="{}?meter__id__exact={}">All threshold events of this meter</a></p>',
-            rows,
-            reverse("admin:metering_thresholdevent_changelist"),
-            meter.pk,
+        return render_to_string(
+            "admin/metering/includes/threshold_events.html",
+            {
+                "meter": meter,
+                "events": list(selectors.threshold_events_of_meter(meter=meter)[:THRESHOLD_EVENTS_SHOWN]),
+                "zone": meter.meter_type.timezone,
+            },
         )
 
     def save_model(self, request, obj, form, change):
@@ -495,172 +467,23 @@ class MeteredRecordAdmin(ReadOnlyAccountScopedAdmin):
     date_hierarchy = "period_end"
 
 
-# --- Flushed history on the meter's page (flush and reset, metering/flush.py) -------------------
+# Data corrections have an admin module of their own (triage, fix hints, reprocess).
+from metering import admin_corrections  # noqa: E402, F401 - registers DataCorrectionAdmin
 
+# The meter's page: flushed periods charted and listed (flush and reset, metering/flush.py).
 HISTORY_ROWS = 12
 CHART_PERIODS = 24
-CHART_WIDTH, CHART_HEIGHT, CHART_GAP = 480, 120, 2
-
-
-def _bar_chart(bars: list[tuple[Decimal | None, str]], *, css_class: str, label: str) -> str:
-    """An inline SVG bar chart, first bar on the left; ``bars`` are (value, tooltip); an empty
-    value (a MAX or MIN without usage) is a gap."""
-    values = [value for value, _ in bars if value is not None]
-    low, high = min([Decimal(0), *values]), max([Decimal(0), *values])
-    span = (high - low) or Decimal(1)
-    width = Decimal(CHART_WIDTH) / max(len(bars), 1)
-
-    def y(value: Decimal) -> Decimal:
-        return (high - value) / span * CHART_HEIGHT
-
-    rects = []
-    for index, (value, tooltip) in enumerate(bars):
-        if value is None:
-            continue
-        top, bottom = y(max(value, Decimal(0))), y(min(value, Decimal(0)))
-        rects.append(
-            (
-                f"{index * width:.1f}",
-                f"{top:.1f}",
-                f"{max(width - CHART_GAP, Decimal(1)):.1f}",
-                f"{max(bottom - top, Decimal('0.5')):.1f}",
-                tooltip,
-            )
-        )
-    return format_html(
-        '<svg class="{}" role="img" width="{}" height="{}" viewBox="0 0 {} {}" '
-        'aria-label="{}" style="background:#f8f8f8;display:block;margin-bottom:8px">'
-        '{}<line x1="0" x2="{}" y1="{}" y2="{}" stroke="#999" stroke-width="1"/></svg>',
-        css_class,
-        CHART_WIDTH,
-        CHART_HEIGHT,
-        CHART_WIDTH,
-        CHART_HEIGHT,
-        label,
-        format_html_join(
-            "", '<rect x="{}" y="{}" width="{}" height="{}" fill="#417690"><title>{}</title></rect>', rects
-        ),
-        CHART_WIDTH,
-        f"{y(Decimal(0)):.1f}",
-        f"{y(Decimal(0)):.1f}",
-    )
-
-
-def _history_chart(records: list[MeteredRecord], zone_name: str) -> str:
-    """Value per period, oldest on the left; each bar's tooltip names its period and value."""
-    return _bar_chart(
-        [
-            (
-                record.value,
-                f"{_local(record.period_start, zone_name)} → {_local(record.period_end, zone_name)}: "
-                f"{_number(record.value)} {record.unit}",
-            )
-            for record in records
-        ],
-        css_class="metered-records-chart",
-        label="value per period, oldest first",
-    )
-
-
-USAGE_CHART_DAYS = 30
-
-
-def meter_type_usage_chart_html(meter_type: MeterType, *, days: int = USAGE_CHART_DAYS) -> str:
-    """The type's usage on each of the last ``days`` days (in its timezone), exact to the record:
-    whole hours from the ledger's hourly rollups, hours a local midnight cuts from the ledger
-    (``metering.usage_buckets``), never a scan of the raw ledger."""
-    from metering.usage_buckets import UsageScope, bucket_after, bucket_floor, usage_per_bucket
-
-    try:
-        zone = ZoneInfo(meter_type.timezone)
-    except (ValueError, ZoneInfoNotFoundError):  # the form is showing an invalid timezone being typed
-        return "–"
-    now = utc_now()
-    today = now.astimezone(zone).date()
-    first = today - timedelta(days=days - 1)
-    rule = meter_type.aggregation
-    found = usage_per_bucket(
-        scope=UsageScope(account_id=meter_type.account_id, meter_type_ids=[meter_type.pk]),
-        start=bucket_floor(datetime.combine(first, time.min, zone), "DAY", zone),
-        end=bucket_after(bucket_floor(now, "DAY", zone), "DAY", zone),
-        interval="DAY",
-        zone=zone,
-    )
-    per_day = {bucket.astimezone(zone).date(): figures.value(rule) for (bucket,), figures in found.items()}
-    bars = []
-    for offset in range(days):
-        day = first + timedelta(days=offset)
-        value = per_day.get(day)
-        shown = aggregation.empty_value(rule) if value is None else value
-        bars.append(
-            (
-                None if shown is None else Decimal(shown),
-                f"{day:%Y-%m-%d}: {'–' if shown is None else _number(Decimal(shown))} {meter_type.unit}",
-            )
-        )
-    if not per_day:
-        return format_html('<p id="type-usage">{}</p>', f"No usage in the last {days} days.")
-    return format_html(
-        '<div id="type-usage">{}<p>{} per day, last {} days ({}), oldest on the left.</p></div>',
-        _bar_chart(bars, css_class="meter-type-usage-chart", label=f"usage per day, last {days} days"),
-        rule,
-        days,
-        meter_type.timezone,
-    )
-
-
-def metered_records_history_html(meter: Meter) -> str:
-    """The meter's last periods: a chart of value per period and a table, newest first, with a
-    link to all its records (they outlive the meter, see the Metered records list)."""
-    records = list(
-        MeteredRecord.objects.filter(account_id=meter.account_id, source_meter_id=meter.pk).order_by(
-            "-period_start"
-        )[:CHART_PERIODS]
-    )
-    if not records:
-        return format_html('<p class="metered-records-empty">{}</p>', "No period flushed yet.")
-    zone = meter.meter_type.timezone
-    rows = format_html_join(
-        "",
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        (
-            (
-                _local(record.period_start, zone),
-                _local(record.period_end, zone),
-                _number(record.value),
-                record.meter_metadata.get("recordCount", "–"),
-            )
-            for record in records[:HISTORY_ROWS]
-        ),
-    )
-    total = MeteredRecord.objects.filter(account_id=meter.account_id, source_meter_id=meter.pk).count()
-    return format_html(
-        '<div class="metered-records-history">{}'
-        "<table><thead><tr><th>period start</th><th>period end</th><th>value ({})</th><th>records</th></tr>"
-        "</thead><tbody>{}</tbody></table>"
-        '<p><a href="{}?source_meter_id={}">All {} metered records of this meter</a></p></div>',
-        _history_chart(records[::-1], zone),
-        records[0].unit,
-        rows,
-        reverse("admin:metering_meteredrecord_changelist"),
-        meter.pk,
-        total,
-    )
 
 
 # =============================================================================================
 # Usage ledger, data correction, thresholds, filtering rules and the billing catalogue (issue 4).
 # =============================================================================================
 
-import json  # noqa: E402 - this section's own imports
 
 from django.db.models import OuterRef, Subquery  # noqa: E402
-from django.utils.text import Truncator  # noqa: E402
 
-from metering import corrections  # noqa: E402
 from metering.compat import amberflo, billing  # noqa: E402
 from metering.models import (  # noqa: E402
-    DataCorrection,
     MeterEventFilteringRule,
     Price,
     Product,
@@ -702,149 +525,6 @@ class UsageRecordAdmin(ReadOnlyAccountScopedAdmin):
     @admin.display(description="value", ordering="value")
     def value_shown(self, record):
         return _number(record.value)
-
-
-class PrettyJSONField(forms.JSONField):
-    """A JSON text area indented for editing by hand."""
-
-    def prepare_value(self, value):
-        if isinstance(value, forms.fields.InvalidJSONInput):
-            return value
-        return json.dumps(value, indent=2, ensure_ascii=False, cls=self.encoder)
-
-
-class DataCorrectionForm(forms.ModelForm):
-    record = PrettyJSONField(
-        widget=forms.Textarea(attrs={"rows": 12, "cols": 80, "spellcheck": "false"}),
-        help_text="The record as it came in; fix it, then Save and reprocess.",
-    )
-
-    class Meta:
-        model = DataCorrection
-        fields = ["record"]
-
-    def clean_record(self):
-        record = self.cleaned_data["record"]
-        if not isinstance(record, dict):
-            raise forms.ValidationError("The record must be a JSON object.")
-        return record
-
-
-@admin.register(DataCorrection)
-class DataCorrectionAdmin(AccountScopedAdmin):
-    """Refused usage: fix the record, then reprocess (or discard) it with the actions."""
-
-    form = DataCorrectionForm
-    change_form_template = "admin/metering/datacorrection/change_form.html"
-    list_display = [
-        "created_at",
-        "reason",
-        "status",
-        "source",
-        "node",
-        "record_preview",
-        "attempts",
-        "updated_at",
-    ]
-    list_filter = ["reason", "status", "source", "account"]
-    search_fields = ["=idempotency_key", "=source_ref", "message"]
-    ordering = ["-created_at"]
-    date_hierarchy = "created_at"
-    actions = ["reprocess", "discard"]
-    shown = [
-        "reason",
-        "message",
-        "status",
-        "source",
-        "source_ref",
-        "node",
-        "idempotency_key",
-        "attempts",
-        "created_at",
-        "updated_at",
-        "resolved_at",
-    ]
-
-    def get_fields(self, request, obj=None):
-        return ["record", *self.shown]
-
-    def get_readonly_fields(self, request, obj=None):
-        # Only an OPEN correction's record can be edited.
-        if obj is not None and obj.status != DataCorrection.Status.OPEN:
-            return ["record", *self.shown]
-        return self.shown
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="record")
-    def record_preview(self, correction):
-        return Truncator(json.dumps(correction.record, sort_keys=True)).chars(80)
-
-    def save_model(self, request, obj, form, change):
-        try:
-            corrections.data_correction_update(correction=obj, record=form.cleaned_data["record"])
-        except ApiError as error:
-            messages.error(request, error.message)
-
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        context["can_reprocess"] = bool(
-            obj is not None
-            and obj.status == DataCorrection.Status.OPEN
-            and self.has_change_permission(request, obj)
-        )
-        return super().render_change_form(
-            request, context, add=add, change=change, form_url=form_url, obj=obj
-        )
-
-    def response_change(self, request, obj):
-        """ "Save and reprocess": the edited record goes through the ledger again at once; the page
-        stays open on the correction to show what happened to it."""
-        if "_reprocess" not in request.POST:
-            return super().response_change(request, obj)
-        try:
-            correction = corrections.data_correction_reprocess(correction=obj)
-        except ApiError as error:
-            messages.error(request, error.message)
-        else:
-            if correction.status == DataCorrection.Status.REPROCESSED:
-                messages.success(request, f"Reprocessed: {correction.message}")
-            elif correction.status == DataCorrection.Status.DISCARDED:
-                messages.warning(request, f"Discarded: {correction.message}")
-            else:
-                messages.error(
-                    request, f"Still refused ({correction.get_reason_display()}): {correction.message}"
-                )
-        return HttpResponseRedirect(reverse("admin:metering_datacorrection_change", args=[obj.pk]))
-
-    @admin.action(description="Reprocess selected corrections")
-    def reprocess(self, request, queryset):
-        by_account: dict = {}
-        for correction in queryset:
-            by_account.setdefault(correction.account_id, []).append(correction.pk)
-        reprocessed = still_open = discarded = 0
-        for account_id, ids in by_account.items():
-            result = corrections.data_corrections_reprocess(account_id=account_id, correction_ids=ids)
-            reprocessed += result.reprocessed
-            still_open += result.still_open
-            discarded += result.discarded
-        messages.success(
-            request, f"{reprocessed} reprocessed, {still_open} still open, {discarded} discarded."
-        )
-
-    @admin.action(description="Discard selected corrections")
-    def discard(self, request, queryset):
-        by_account: dict = {}
-        for correction in queryset:
-            by_account.setdefault(correction.account_id, []).append(correction.pk)
-        discarded = sum(
-            corrections.data_corrections_discard(account_id=account_id, correction_ids=ids)
-            for account_id, ids in by_account.items()
-        )
-        messages.success(request, f"{discarded} discarded.")
 
 
 @admin.register(ThresholdEvent)

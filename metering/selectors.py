@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, F, QuerySet
 
 from metering.models import Meter, MeteredRecord, MeterType
 
@@ -25,3 +25,15 @@ def meters_with_types() -> QuerySet[Meter]:
 
 def metered_records_of_meter(*, meter: Meter) -> QuerySet[MeteredRecord]:
     return MeteredRecord.objects.filter(account_id=meter.account_id, source_meter_id=meter.pk)
+
+
+def meters_by_value(*, meter_type: MeterType) -> QuerySet[Meter]:
+    """A meter type's meters, highest value first (no value last), then by customer."""
+    return meter_type.meters.select_related("meter_type").order_by(
+        F("value").desc(nulls_last=True), "user_id"
+    )
+
+
+def threshold_events_of_meter(*, meter: Meter) -> QuerySet:
+    """A meter's threshold crossings, newest first."""
+    return meter.threshold_events.order_by("-crossed_at", "-id")

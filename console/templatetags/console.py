@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import template
+from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 from django.utils.timezone import now as utc_now
 
-from console.charts import format_exact
+from console import selectors
+from console.charts import bar_chart_svg, format_exact
 from console.dashboard import dashboard_account
 from console.panels import render_panels
+from metering import aggregation
 
 register = template.Library()
 
@@ -78,3 +82,80 @@ def in_zone(value: datetime | None, zone: ZoneInfo | str) -> str:
 @register.filter
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+@register.filter
+def local_minute(value: datetime | None, zone: str) -> str:
+    """An instant in a meter type's time zone, to the minute, with the zone's abbreviation:
+    ``2027-01-12 00:00 CET``."""
+    if value is None:
+        return "–"
+    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+@dataclass(frozen=True)
+class CapacityShare:
+    percent: float | None  # None: a capacity of 0 with usage (over at once)
+    over: bool
+
+
+@register.filter
+def capacity_share(meter) -> CapacityShare | None:
+    """A meter's value against its capacity (``None`` without a capacity or a value): the one rule
+    every capacity bar uses, so a share has the same colour on every page (over from 100 %)."""
+    value, capacity = meter.value, meter.capacity
+    if capacity is None or value is None:
+        return None
+    if capacity == 0:
+        return CapacityShare(percent=None, over=value > 0) if value > 0 else None
+    percent = float(value) * 100 / float(capacity)
+    return CapacityShare(percent=percent, over=percent >= 100)
+
+
+@register.simple_tag
+def meter_type_daily_usage(meter_type) -> selectors.MeterTypeDailyUsage | None:
+    """One meter type's usage per day over the dashboard's window (``CONSOLE_USAGE_DAYS``), read as
+    the dashboard reads it; ``None`` for a type not saved yet or with a time zone being typed."""
+    if meter_type is None or not meter_type.pk:
+        return None
+    try:
+        ZoneInfo(meter_type.timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
+    found = selectors.usage_by_meter_type_per_day(
+        meter_type.account_id, settings.CONSOLE_USAGE_DAYS, meter_type_ids=[meter_type.pk]
+    )
+    return found[0] if found else None
+
+
+@register.simple_tag
+def daily_usage_chart(
+    usage: selectors.MeterTypeDailyUsage, *, css_class: str = "chart bar-chart"
+) -> SafeString:
+    """A bar per day; a SUM or INCREMENT day without records is 0, a MAX or MIN one has no bar."""
+    empty = aggregation.empty_value(usage.aggregation)
+    return bar_chart_svg(
+        labels=[day.strftime("%Y-%m-%d") for day in usage.days],
+        values=[empty if value is None else value for value in usage.values],
+        title=f"{usage.name} · per day ({usage.timezone})",
+        unit=usage.unit,
+        width=640,
+        height=180,
+        css_class=css_class,
+    )
+
+
+@register.simple_tag
+def period_chart(records, zone: str) -> SafeString:
+    """A meter's flushed periods, oldest on the left, a bar per period (none for an empty MAX/MIN)."""
+    return bar_chart_svg(
+        labels=[
+            record.period_start.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M") for record in records
+        ],
+        values=[record.value for record in records],
+        title=f"Value per period ({zone})",
+        unit=records[0].unit if records else "",
+        width=640,
+        height=180,
+        css_class="chart bar-chart metered-records-chart",
+    )

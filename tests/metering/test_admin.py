@@ -199,9 +199,10 @@ def test_meters_show_value_against_capacity_and_the_period_in_the_types_timezone
     Meter.objects.filter(pk=meter.pk).update(value=Decimal(150))
 
     page = staff.get("/admin/metering/meter/").content.decode()
+    # The console's capacity bar (the same colours on every page): 75 % full, not over.
     assert (
-        '<meter class="meter-value" min="0" max="200.000000000000" low="100.0000000000000" '
-        'high="160.0000000000000" optimum="0" value="150.000000000000" title="75%"></meter> 150 / 200'
+        '<span class="console-bar" title="75.0 %"><span style="width: 75%"></span></span> '
+        '<span class="console-value">150 / 200 requests</span> <strong class="console-percent">75.0 %</strong>'
     ) in page
     assert "2027-01-10 07:00 EST → 2027-01-11 00:00 EST" in page
     assert "ann@acme.example" in staff.get("/admin/metering/meter/?q=ann@").content.decode()
@@ -341,8 +342,10 @@ def test_a_meter_types_page_charts_its_usage_per_local_day_from_the_rollups(staf
 
     page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
 
-    assert '<svg class="meter-type-usage-chart"' in page
-    assert page.count('fill="#417690"><title>') == 30  # a bar per day, zero days included
+    # The dashboard's chart (console.charts) over the dashboard's query, for this type only.
+    assert '<svg xmlns="http://www.w3.org/2000/svg" class="chart bar-chart meter-type-usage-chart"' in page
+    assert page.count('<rect class="bar" ') == 30  # a bar per day, zero days included
+    assert '<rect class="bar" data-label="2027-01-10" data-value="8"' in page
     assert "<title>2027-01-10: 8 requests</title>" in page
     assert "<title>2027-01-09: 4 requests</title>" in page
     assert "<title>2027-01-08: 0 requests</title>" in page

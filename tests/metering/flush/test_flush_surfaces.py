@@ -167,15 +167,21 @@ def test_the_meter_page_shows_its_history_as_a_table_and_a_chart(staff, account)
         ("2027-01-11 00:00 CET", "2027-01-12 00:00 CET", "0", "2"),
         ("2027-01-10 13:00 CET", "2027-01-11 00:00 CET", "10", "2"),
     ]
-    chart = re.search(r'<svg class="metered-records-chart".*?</svg>', page, re.S).group(0)
-    bars = re.findall(r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"', chart)
-    # Oldest on the left; heights in proportion to the values (120 px for the highest).
-    assert bars == [
-        ("0.0", "0.0", "158.0", "120.0"),
-        ("160.0", "120.0", "158.0", "0.5"),
-        ("320.0", "60.0", "158.0", "60.0"),
+    chart = re.search(r'<svg [^>]*class="[^"]*metered-records-chart".*?</svg>', page, re.S).group(0)
+    bars = re.findall(
+        r'<rect class="bar" data-label="([^"]*)" data-value="([^"]*)" x="[\d.]+" y="([\d.]+)" '
+        r'width="[\d.]+" height="([\d.]+)"',
+        chart,
+    )
+    # Oldest on the left; heights in proportion to the values (10 reaches the axis's top tick).
+    assert [(label, value) for label, value, _, _ in bars] == [
+        ("2027-01-10 13:00", "10"),
+        ("2027-01-11 00:00", "0"),
+        ("2027-01-12 00:00", "5"),
     ]
-    assert "2027-01-12 00:00 CET → 2027-01-13 00:00 CET: 5 requests" in chart
+    heights = [float(height) for _, _, _, height in bars]
+    assert heights[1] == 0 and heights[0] == 2 * heights[2]
+    assert "<title>2027-01-12 00:00: 5 requests</title>" in chart
     assert f'href="/admin/metering/meteredrecord/?source_meter_id={meter.pk}">All 3 metered records' in page
 
     listed = staff.get(f"/admin/metering/meteredrecord/?source_meter_id={meter.pk}").context["cl"].result_list
@@ -185,8 +191,8 @@ def test_the_meter_page_shows_its_history_as_a_table_and_a_chart(staff, account)
 def test_empty_max_periods_are_gaps_in_the_chart(staff, account):
     meter = daily_history(account, [Decimal(8), None], aggregation="MAX")
     page = staff.get(f"/admin/metering/meter/{meter.pk}/change/").content.decode()
-    chart = re.search(r'<svg class="metered-records-chart".*?</svg>', page, re.S).group(0)
-    assert len(re.findall(r"<rect ", chart)) == 1
+    chart = re.search(r'<svg [^>]*class="[^"]*metered-records-chart".*?</svg>', page, re.S).group(0)
+    assert len(re.findall(r'<rect class="bar"', chart)) == 1
     assert "<td>–</td>" in page
 
 
