@@ -6,8 +6,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from metering.aggregation import INCREMENT
 from metering.ledger.parsing import Reason, refusal_of
 from metering.ledger.records import (
     ACTIVE,
@@ -29,6 +31,9 @@ from metering.ledger.records import (
 
 if TYPE_CHECKING:
     from metering.ledger.store import Store
+
+# What a record without a value stands for in the ledger of an INCREMENT meter type.
+ONE_OCCURRENCE = Decimal(1)
 
 
 def bind_meter_types(
@@ -60,9 +65,13 @@ def bind_meter_types(
                 Reason.OUTSIDE_ACTIVE_WINDOW,
                 "The timestamp is outside the meter type's active window.",
             )
+        elif value is None and meter_type.aggregation != INCREMENT:
+            reason, message = Reason.MISSING_VALUE, "The record has no value."
         if reason is not None or meter_type is None:
             refusals.append(refusal_of(index, key, record, reason or "", message or ""))
             continue
+        if value is None:
+            value = ONE_OCCURRENCE  # seed 000: INCREMENT counts occurrences, a value is not needed
         dimensions = record.dimensions or {}
         if apply_filtering_rules and meter_type.rules and not lets_through(meter_type.rules, dimensions):
             results[index] = RecordResult(Outcome.EXCLUDED, key, message="Excluded by a filtering rule.")

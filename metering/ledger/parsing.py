@@ -80,8 +80,13 @@ def parse_value(raw: Any) -> Decimal:
     return number
 
 
+def _is_missing(raw: Any) -> bool:
+    return raw is None or (isinstance(raw, str) and not raw.strip())
+
+
 def parse_timestamp(raw: Any, now: datetime) -> datetime:
-    """An aware datetime, ISO 8601 text with a timezone, or Unix milliseconds; empty means now."""
+    """An aware datetime, ISO 8601 text (UTC unless it carries an offset), or Unix milliseconds;
+    empty means now."""
     if raw is None or raw == "":
         return now
     try:
@@ -97,9 +102,8 @@ def parse_timestamp(raw: Any, now: datetime) -> datetime:
         else:
             raise ValueError
         if moment.tzinfo is None:
-            raise RecordRefused(
-                Reason.INVALID_TIMESTAMP, "The timestamp must carry a timezone (Z or an offset)."
-            )
+            # The seeds' times are UTC: a time without an offset is read as UTC.
+            moment = moment.replace(tzinfo=UTC)
         # In UTC, 0001-01-01T00:00+01:00 is before year 1 and 9999-12-31T23:59-01:00 after 9999.
         return moment.astimezone(UTC)
     except (ValueError, OverflowError, OSError):
@@ -181,7 +185,9 @@ def parse_batch(
         )
         try:
             user_id = parse_user_id(record.user_id)
-            value = parse_value(record.value)
+            # No value at all is an occurrence: an INCREMENT meter counts it, any other type refuses it
+            # once its meter type is known (binding.bind_meter_types).
+            value = None if _is_missing(record.value) else parse_value(record.value)
             moment = parse_timestamp(record.timestamp, now)
             if moment > latest:
                 raise RecordRefused(

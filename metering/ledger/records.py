@@ -195,7 +195,7 @@ class ParsedRecord(NamedTuple):
     input: UsageInput
     key: str
     user_id: str
-    value: Decimal
+    value: Decimal | None  # None: the record has no value (an occurrence, for INCREMENT)
     timestamp: datetime
     meter_type_reference: uuid.UUID | str  # an id, or an api name
 
