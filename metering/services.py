@@ -359,11 +359,13 @@ def meter_create(
 ) -> Meter:
     """Create a meter for the type given by id or by its externalRef.
 
-    The meter copies the type's capacity and thresholds; its first period starts now and ends at
-    the type's next reset in the type's timezone.
+    The meter copies the type's capacity and thresholds; its first period starts now, or at the
+    type's activeFrom if that is later (seed 003: no period before the type is active), and ends at
+    the type's next reset after that start in the type's timezone.
     """
     meter_type = _meter_type_for_new_meter(account_id, meter_type_id, external_ref)
     now = utc_now()
+    start = max(now, meter_type.active_from) if meter_type.active_from is not None else now
     meter = Meter(
         account_id=account_id,
         meter_type=meter_type,
@@ -373,8 +375,8 @@ def meter_create(
         capacity=meter_type.capacity,
         thresholds=copy.deepcopy(meter_type.thresholds),
         value=meter_type.empty_value(),
-        period_start=now,
-        period_end=periods.next_period_end(meter_type.reset_cron, meter_type.timezone, now),
+        period_start=start,
+        period_end=periods.next_period_end(meter_type.reset_cron, meter_type.timezone, start),
         created_at=now,
     )
     meter_check(meter=meter, is_new=True)

@@ -370,3 +370,17 @@ def test_a_failure_inside_the_batch_rolls_the_whole_batch_back(monthly, monkeypa
 
 def test_the_hook_is_a_no_op_until_the_engine_connects():
     assert flush.flushed_records_emit([{"id": "x"}]) is None
+
+
+def test_a_meter_of_a_type_starting_later_has_no_period_and_no_record_before_it_starts(account, clock):
+    """Seed 003: a meter is active from its type's activeFrom; nothing is flushed for the time before."""
+    starts = datetime(2027, 3, 10, 9, 30, tzinfo=UTC)
+    later = make_meter_type(
+        account, name="Later", reset_cron="0 0 1 * *", timezone="Europe/Stockholm", active_from=starts
+    )
+    meter = make_meter(later)
+
+    assert (meter.period_start, meter.period_end) == (starts, MARCH_END)
+    assert flush.meters_flush_due(now=FEBRUARY_END + timedelta(days=1)) == 0
+    assert flush.meters_flush_due(now=MARCH_END) == 1
+    assert list(MeteredRecord.objects.values_list("period_start", "period_end")) == [(starts, MARCH_END)]
