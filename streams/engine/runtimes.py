@@ -420,6 +420,13 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+NOT_FINITE_AGGREGATE = "the aggregate would not be a finite number (the sum overflowed): it cannot be stored"
+
+
+def _finite(data: dict) -> bool:
+    return all(not isinstance(value, float) or math.isfinite(value) for value in data.values())
+
+
 class DataAggregatorRuntime(NodeRuntime):
     """Groups the batch by ``keyFields`` and aggregates (sum, count, min, max, avg, first, last).
     Without ``timeoutSeconds`` one record per key leaves the node in the same run (key fields plus
@@ -501,6 +508,9 @@ class DataAggregatorRuntime(NodeRuntime):
             out = []
             for values, members in groups.values():
                 data, _ = self.accumulate({}, {}, members)
+                if not _finite(data):
+                    rejected += [(record, NOT_FINITE_AGGREGATE) for record in members]
+                    continue
                 out.append(sessions.emitted_record(self.config.key_fields, values, data, nested_data=True))
             return NodeOutput(out, rejected)
         book = sessions.SessionBook(
@@ -514,6 +524,9 @@ class DataAggregatorRuntime(NodeRuntime):
         for key, (values, members) in groups.items():
             state = book.open(key, values)
             data, meta = self.accumulate(state.data, state.meta, members)
+            if not _finite(data):  # the session keeps what it had; these records are refused
+                rejected += [(record, NOT_FINITE_AGGREGATE) for record in members]
+                continue
             # Emitted timeoutSeconds after the key's first record: an existing session keeps its timeout.
             timeout_at = state.timeout_at or context.now + timedelta(seconds=self.config.timeout_seconds)
             state.update(data, meta, timeout_at=timeout_at)

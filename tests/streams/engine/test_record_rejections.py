@@ -152,3 +152,36 @@ def test_a_stream_whose_runs_fail_waits_longer_after_each_failure(make_stream, c
     assert collection_log.offset(stream) == 1
     collection_log.append([{"n": 2}])
     assert run_at(37.1).status == StreamRun.Status.SUCCEEDED  # no backoff after a success
+
+
+def test_a_sum_that_would_overflow_rejects_its_group_and_the_other_groups_go_on(make_stream, api):
+    stream = make_stream(
+        chain(
+            (
+                "per-customer",
+                "dataAggregator",
+                {
+                    "storeId": "d4c3b2a1-0f9e-4d8c-b7a6-5e4d3c2b1a09",
+                    "keyFields": ["customerId"],
+                    "aggregations": [{"target": "bytes", "function": "sum", "field": "bytes"}],
+                },
+            )
+        )
+    )
+    records = [
+        {"customerId": "huge", "bytes": 1.5e308},
+        {"customerId": "huge", "bytes": 1.5e308},
+        {"customerId": "c1", "bytes": 7},
+    ]
+    response = api.post(f"/streams/{stream.pk}/preview", {"records": records}, format="json")
+    assert response.status_code == 200, response.content  # never "Out of range float values"
+    node = response.json()["nodes"][1]
+    assert node["records"] == [{"customerId": "c1", "bytes": 7}]
+    assert [rejection["reason"] for rejection in node["rejections"]] == [
+        "the aggregate would not be a finite number (the sum overflowed): it cannot be stored"
+    ] * 2
+    run = engine_services.stream_run_execute(stream_id=stream.pk, records=records)
+    assert (run.status, run.node_counts["per-customer"]) == (
+        StreamRun.Status.SUCCEEDED,
+        {"in": 3, "out": 1, "rejected": 2},
+    )
