@@ -225,3 +225,20 @@ def stream_runs_panel(panel: PanelRequest) -> dict[str, Any]:
         "runs": list(selectors.stream_runs_with_errors(panel.account.pk)[:PANEL_ROWS]),
         "counts": selectors.stream_run_error_counts(panel.account.pk, now=panel.now),
     }
+
+
+@register_panel(
+    key="stream_health",
+    title="Stream health",
+    template="console/panels/stream_health.html",
+    permissions=("streams.view_stream",),
+    order=65,
+    wide=True,
+)
+def stream_health_panel(panel: PanelRequest) -> dict[str, Any]:
+    # The selector the stream list, the stream page and GET /streams/{id}/health share; the least
+    # healthy streams first, the identical repeated errors collapsed with a count.
+    from streams.engine.selectors import account_streams_health
+
+    rows = account_streams_health(account_id=panel.account.pk, now=panel.now)
+    return {"rows": rows[:PANEL_ROWS], "total": len(rows)}

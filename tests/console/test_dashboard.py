@@ -94,6 +94,7 @@ def test_staff_see_their_accounts_panels_and_nothing_of_another_account(
         "collectors",
         "streams",
         "data_corrections",
+        "stream_health",
         "stream_runs",
     ]
     types = panel(page, "meter_types")

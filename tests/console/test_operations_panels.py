@@ -214,4 +214,14 @@ def test_operations_panels_follow_their_permissions(client, account):
     client.force_login(staff_of(account, "ann", apps=("collection",)))
     assert panel_ids(client.get("/admin/").content.decode()) == ["collectors"]
     client.force_login(staff_of(account, "bob", apps=("streams",)))
-    assert panel_ids(client.get("/admin/").content.decode()) == ["streams", "stream_runs"]
+    assert panel_ids(client.get("/admin/").content.decode()) == ["streams", "stream_health", "stream_runs"]
+
+
+def test_the_stream_health_panel_lists_the_least_healthy_first_with_errors_collapsed(client, account, runs):
+    client.force_login(staff_of(account, "ann"))
+    health = panel(client.get("/admin/").content.decode(), "stream_health")
+    rows = re.findall(r'<tr data-stream="([^"]+)" data-state="([a-z ]+)">(.*?)</tr>', health, flags=re.S)
+    assert [(name, state) for name, state, _ in rows] == [("Forward", "failing"), ("Peek", "healthy")]
+    assert "Unknown node type &#x27;retiredExport&#x27;." in rows[0][2]
+    assert '<span class="console-error-count">×2</span>' in rows[0][2]
+    assert "Globex" not in health
