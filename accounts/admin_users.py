@@ -20,6 +20,7 @@ from django.contrib.auth.models import Group, Permission
 from django.db.models import Q
 
 from accounts import services
+from accounts.admin_login import ThrottledAdminAuthenticationForm
 from accounts.admin_scoping import user_account_id
 from accounts.models import Account, AccountUser
 from accounts.selectors import account_for_user
@@ -52,6 +53,7 @@ class AccountUserInline(admin.StackedInline):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+admin.site.login_form = ThrottledAdminAuthenticationForm
 admin.site.unregister(User)
 
 

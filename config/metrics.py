@@ -6,12 +6,18 @@ here and register scrape-time gauges (queue depth, flush lag, run lag, webhook f
 
 Several gunicorn workers: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory shared by the
 web and Celery worker processes (``make run`` does) and every scrape aggregates all of them —
-the workers' counters included (``usage_records_total{source="stream"}``: streams meter there). Set ``METRICS_TOKEN``
-to require ``Authorization: Bearer <METRICS_TOKEN>`` on /metrics.
+the workers' counters included (``usage_records_total{source="stream"}``: streams meter there).
+
+/metrics is closed unless ``METRICS_TOKEN`` is set: its series name every account's streams
+(``collection_run_lag_seconds{consumer="stream:<id>"}``), so it answers only a scraper that sends
+``Authorization: Bearer <METRICS_TOKEN>`` (compared in constant time); without the setting every
+request is refused (403 ``METRICS_DISABLED``), loopback or not, since a proxy on the same host
+makes every client look local.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import time
@@ -63,7 +69,12 @@ class _ScrapeTimeGauges:
 
 def metrics_view(request):
     token = getattr(settings, "METRICS_TOKEN", "")
-    if token and request.META.get("HTTP_AUTHORIZATION", "") != f"Bearer {token}":
+    if not token:
+        return error_response(
+            403, "METRICS_DISABLED", "/metrics is closed: set METRICS_TOKEN and send it as a Bearer token."
+        )
+    sent = request.META.get("HTTP_AUTHORIZATION", "").encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(sent, f"Bearer {token}".encode("utf-8", "surrogateescape")):
         return error_response(
             401,
             "UNAUTHORIZED",

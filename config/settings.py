@@ -193,6 +193,8 @@ RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 # group: (requests, per seconds, burst) as in seed 000's "Rate Limits" lines.
 RATE_LIMITS = {
     "token": (10, 1, 5),
+    # Every POST /oauth/token per client address, before anything is checked.
+    "token_source": (50, 1, 50),
     "meter_types": (20, 1, 5),
     "meters": (50, 1, 5),
     "collector_writes": (1, 1, 1),
@@ -208,6 +210,13 @@ RATE_LIMITS = {
     "config": (20, 1, 10),
 }
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# Admin sign-in throttle (accounts/throttle.py): failures per user name and address, per address.
+LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+LOGIN_ADDRESS_FAILURE_LIMIT = int(os.environ.get("LOGIN_ADDRESS_FAILURE_LIMIT", "20"))
+LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "900"))
+# POST /oauth/token: failed client authentications per client address before 429.
+TOKEN_FAILURE_LIMIT = int(os.environ.get("TOKEN_FAILURE_LIMIT", "20"))
+TOKEN_FAILURE_WINDOW_SECONDS = int(os.environ.get("TOKEN_FAILURE_WINDOW_SECONDS", "300"))
 # Seconds a 503 asks the client to wait when a dependency is down.
 RETRY_AFTER_SECONDS = int(os.environ.get("RETRY_AFTER_SECONDS", "5"))
 

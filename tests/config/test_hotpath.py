@@ -95,7 +95,7 @@ def test_hot_paths_answer_the_api_conventions_through_the_lean_handler(account):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_send_data_through_the_lean_handler_stores_the_batch_and_is_counted_in_metrics(account):
+def test_send_data_through_the_lean_handler_stores_the_batch_and_is_counted_in_metrics(account, settings):
     from collection import services
     from collection.models import CollectedBatch, Collector
 
@@ -112,5 +112,6 @@ def test_send_data_through_the_lean_handler_stores_the_batch_and_is_counted_in_m
     assert status == 200
     stored = CollectedBatch.objects.get(ingestion_id=json.loads(content)["ingestionId"])
     assert json.loads(stored.payload) == {"a": 1}
-    metrics = call("GET", "/metrics")[2].decode()
+    settings.METRICS_TOKEN = "scrape-token"
+    metrics = call("GET", "/metrics", authorization="Bearer scrape-token")[2].decode()
     assert 'route="online-collection/collectors/<str:id>/data",status="200"' in metrics

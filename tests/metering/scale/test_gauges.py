@@ -19,9 +19,14 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def _metrics_token(settings):
+    settings.METRICS_TOKEN = "scrape-token"
+
+
 def sample(client, name: str) -> dict[str, float]:
     """``{labels text: value}`` of one metric in the /metrics answer."""
-    body = client.get("/metrics").content.decode()
+    body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token").content.decode()
     return {
         labels or "": float(value)
         for labels, value in re.findall(rf"^{name}(\{{[^}}]*\}})? (\S+)$", body, flags=re.MULTILINE)

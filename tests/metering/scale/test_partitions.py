@@ -360,13 +360,14 @@ def test_the_command_runs_both_with_progress(account):
     assert table_state(p(2030, 10)) == "absent"
 
 
-def test_the_partitions_ahead_gauge(client):
+def test_the_partitions_ahead_gauge(client, settings):
+    settings.METRICS_TOKEN = "scrape-token"
     with time_machine.travel(T, tick=False):
         partitions.ledger_partitions_ensure(months_ahead=2, now=T)
-        body = client.get("/metrics").content.decode()
+        body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token").content.decode()
         assert "\nmetering_ledger_partitions_ahead_months 2.0\n" in body
     with time_machine.travel(datetime(2031, 7, 1, tzinfo=UTC), tick=False):
-        body = client.get("/metrics").content.decode()
+        body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token").content.decode()
         assert "\nmetering_ledger_partitions_ahead_months -1.0\n" in body
 
 
