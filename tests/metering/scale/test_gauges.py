@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.test import override_settings
 
 from collection.models import CollectedBatch, ConsumerOffset
 from metering.ledger import UsageInput, usage_apply
@@ -19,14 +20,10 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2027, 1, 10, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def _metrics_token(settings):
-    settings.METRICS_TOKEN = "scrape-token"
-
-
 def sample(client, name: str) -> dict[str, float]:
     """``{labels text: value}`` of one metric in the /metrics answer."""
-    body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token").content.decode()
+    with override_settings(METRICS_TOKEN="scrape-token"):  # /metrics is closed without one
+        body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token").content.decode()
     return {
         labels or "": float(value)
         for labels, value in re.findall(rf"^{name}(\{{[^}}]*\}})? (\S+)$", body, flags=re.MULTILINE)
