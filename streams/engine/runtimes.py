@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from config.api.serializers import format_timestamp
 from streams.engine import dedup, deliveries, sessions
 from streams.engine.cel import CelError, cel_compile
@@ -62,8 +64,21 @@ class NodeRuntime(ABC):
         """The node's output and rejections for ``records``."""
 
 
+NUL_IN_RECORD = "a record must not hold a NUL character (\\u0000): PostgreSQL cannot store it"
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _without_nul(record: Any) -> Any:
+    """The record as it can be stored (in the run's rejections): NUL characters as U+FFFD."""
+    return msgspec.json.decode(_NUL_ESCAPE.sub(rb"\1\\ufffd", msgspec.json.encode(record)))
+
+
 class OnlineCollectorRuntime(NodeRuntime):
-    """Input: the collected records. Anything that is not a JSON object is rejected here."""
+    """Input: the collected records. Anything that is not a JSON object is rejected here, and so
+    is a record holding a NUL character anywhere (JSON allows ``\\u0000``; PostgreSQL stores it
+    in no text or jsonb column, so it would fail the whole run wherever it was written). The NUL
+    check is one encoding of the whole batch; records are looked at one by one only when it finds
+    one."""
 
     config: OnlineCollectorConfig
 
@@ -74,6 +89,14 @@ class OnlineCollectorRuntime(NodeRuntime):
                 out.append(record)
             else:
                 rejected.append((record, "a record must be a JSON object"))
+        if out and b"\\u0000" in msgspec.json.encode(out):
+            clean = []
+            for record in out:
+                if _NUL_ESCAPE.search(msgspec.json.encode(record)):
+                    rejected.append((_without_nul(record), NUL_IN_RECORD))
+                else:
+                    clean.append(record)
+            out = clean
         return NodeOutput(out, rejected)
 
 

@@ -185,3 +185,17 @@ def test_a_sum_that_would_overflow_rejects_its_group_and_the_other_groups_go_on(
         StreamRun.Status.SUCCEEDED,
         {"in": 3, "out": 1, "rejected": 2},
     )
+
+
+def test_a_record_holding_a_nul_character_is_rejected_at_the_input_and_the_rest_are_kept(make_stream):
+    from streams.models import InspectRecord
+
+    stream = make_stream(chain(("peek", "inspect", {})))
+    records = [{"n": 1}, {"n": 2, "note": {"text": "a\x00b"}}, {"n": 3}]
+    run = engine_services.stream_run_execute(stream_id=stream.pk, records=records)
+    assert run.status == StreamRun.Status.SUCCEEDED, run.error
+    assert run.node_counts["in"] == {"in": 3, "out": 2, "rejected": 1}
+    assert run.rejections[0]["reason"] == (
+        "a record must not hold a NUL character (\\u0000): PostgreSQL cannot store it"
+    )
+    assert sorted(record["n"] for record in InspectRecord.objects.values_list("record", flat=True)) == [1, 3]
