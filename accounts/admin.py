@@ -54,18 +54,45 @@ class ApplicationAccessForm(forms.ModelForm):
         fields = ["account", "name", "scopes", "is_active"]
 
 
+# A new secret waits in the user's session between the POST that made it and the one GET that
+# shows it (redirect after POST): a reload finds nothing and submits nothing.
+SECRET_ONCE_SESSION_KEY = "accounts.secret_once"
+
+
 def _show_secret(request, *, title, access=None, api_key=None, secret):
+    request.session[SECRET_ONCE_SESSION_KEY] = {
+        "title": title,
+        "access": str(access.pk) if access else None,
+        "api_key": str(api_key.pk) if api_key else None,
+        "secret": secret,
+    }
+    return HttpResponseRedirect(reverse("admin:accounts_secret_once"), status=303)
+
+
+def secret_once_view(request):
+    """Shows the secret the last POST made, once: it is taken out of the session as it is shown."""
+    shown = request.session.pop(SECRET_ONCE_SESSION_KEY, None)
+    account_id = user_account_id(request)
+    access = api_key = None
+    if shown:
+        scope = {} if account_id is None else {"account_id": account_id}
+        access = (
+            ApplicationAccess.objects.filter(pk=shown["access"], **scope).first() if shown["access"] else None
+        )
+        api_key = ApiKey.objects.filter(pk=shown["api_key"], **scope).first() if shown["api_key"] else None
+    if not (access or api_key):
+        shown = None
     return TemplateResponse(
         request,
         "admin/accounts/secret_once.html",
         {
-            "title": title,
+            **admin.site.each_context(request),
+            "title": shown["title"] if shown else "Secret already shown",
             "access": access,
             "api_key": api_key,
-            "secret": secret,
-            "opts": (ApplicationAccess if access else ApiKey)._meta,
-            "site_header": admin.site.site_header,
-            "has_permission": True,
+            "secret": shown["secret"] if shown else "",
+            "gone": shown is None,
+            "opts": (ApiKey if api_key else ApplicationAccess)._meta,
         },
     )
 
@@ -198,6 +225,49 @@ class ApplicationAccessAdmin(RevokeButtonMixin, AccountScopedAdmin):
 
     def revoke_one(self, obj) -> None:
         services.application_access_revoke(access=obj)
+
+    def get_urls(self):
+        return [
+            path("secret/", self.admin_site.admin_view(secret_once_view), name="accounts_secret_once"),
+            path(
+                "<path:object_id>/rotate/",
+                self.admin_site.admin_view(self.rotate_view),
+                name="accounts_applicationaccess_rotate",
+            ),
+            *super().get_urls(),
+        ]
+
+    def rotate_view(self, request, object_id):
+        """Rotate secret, beside Revoke: a confirmation (GET), a new secret shown once (POST)."""
+        obj = self.get_object(request, object_id)  # the user's own account only
+        if obj is None:
+            raise Http404("No Application Access with this id.")
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        if request.method == "POST":
+            secret = services.application_access_rotate_secret(access=obj)
+            self.log_change(request, obj, "Client secret rotated.")
+            return _show_secret(request, title="Client secret rotated", access=obj, secret=secret)
+        change_url = reverse("admin:accounts_applicationaccess_change", args=[obj.pk])
+        return TemplateResponse(
+            request,
+            "admin/accounts/revoke_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Rotate the client secret?",
+                "object": obj,
+                "opts": obj._meta,
+                "change_url": change_url,
+                "rotating": True,
+            },
+        )
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.is_active and self.has_change_permission(request, obj):
+            context["rotate_url"] = reverse("admin:accounts_applicationaccess_rotate", args=[obj.pk])
+        return super().render_change_form(
+            request, context, add=add, change=change, form_url=form_url, obj=obj
+        )
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -42,10 +42,14 @@ def test_creating_an_application_access_in_the_admin_shows_the_secret_once(clien
     response = client.post(
         "/admin/accounts/applicationaccess/add/",
         {"name": "from-admin", "scopes": ["usage-metering:read:meters"], "is_active": "on"},
+        follow=True,
     )
-    assert response.status_code == 200
+    # Redirected after the POST to the page that shows the secret once.
+    assert response.redirect_chain == [("/admin/accounts/applicationaccess/secret/", 303)]
     page = response.content.decode()
     assert 'id="client-secret"' in page
+    reloaded = client.get("/admin/accounts/applicationaccess/secret/").content.decode()
+    assert 'id="client-secret"' not in reloaded and 'id="secret-gone"' in reloaded
     access = account.application_accesses.get(name="from-admin")
     assert access.scopes == ["usage-metering:read:meters"]
     change_page = client.get(f"/admin/accounts/applicationaccess/{access.pk}/change/").content.decode()

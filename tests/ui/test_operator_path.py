@@ -10,10 +10,11 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts import services as account_services
+from accounts.models import ApplicationAccess
 from metering.models import DataCorrection, Meter, MeterType
 from parameters import services as parameter_services
 from streams.models import StreamRun
-from tests.ui.browser import screenshot
+from tests.ui.browser import overflowing, screenshot
 from tests.ui.conftest import log_in, make_staff
 from tests.ui.givens import given_operator_data
 
@@ -85,8 +86,20 @@ def test_an_application_access_shows_its_secret_once_and_never_again(operator, h
     secret = page.locator("#client-secret").inner_text()
     client_id = page.locator("#client-id").inner_text()
     assert len(secret) >= 60
+    assert overflowing(page) == []
     screenshot(page, "application-access-secret")
     http_api.log_in(client_id, secret)  # the secret shown works at the token endpoint
+
+    # A reload shows no secret and submits nothing: the page came from a redirect after the POST.
+    sent = []
+    page.on("request", lambda request: sent.append(request.method))
+    page.reload()
+    expect(page.locator("#secret-gone")).to_be_visible()
+    expect(page.locator("#client-secret")).to_have_count(0)
+    assert secret not in page.content()
+    assert sent and set(sent) == {"GET"}  # the page and its static files; no POST again
+    assert ApplicationAccess.objects.filter(account=operator.account, name="billing").count() == 1
+    screenshot(page, "application-access-secret-reloaded")
 
     page.goto("/admin/accounts/applicationaccess/")
     page.click("text=billing")
@@ -96,6 +109,21 @@ def test_an_application_access_shows_its_secret_once_and_never_again(operator, h
     screenshot(page, "application-access-change")
     page.reload()
     assert secret not in page.content()
+
+    # Rotate secret, beside Revoke: a new secret once; the old one gets no more tokens.
+    page.click("#rotate-secret")
+    page.click("#confirm-rotate")
+    rotated = page.locator("#client-secret").inner_text()
+    assert rotated != secret and len(rotated) >= 60
+    page.reload()
+    expect(page.locator("#client-secret")).to_have_count(0)
+    http_api.log_in(client_id, rotated)
+    refused = http_api.call(
+        "POST",
+        "/oauth/token",
+        {"client_id": client_id, "client_secret": secret, "grant_type": "client_credentials"},
+    )
+    assert refused.status == 401
 
 
 def test_import_a_stream_and_see_its_graph(operator):
