@@ -32,6 +32,9 @@ def main() -> int:
     commands = {
         "web": [
             os.path.join(BIN, "gunicorn"),
+            # Limits, timeout, and gunicorn's own error answers as JSON (config/gunicorn_conf.py).
+            "-c",
+            "python:config.gunicorn_conf",
             *web_app,
             "-b",
             f"{host}:{port}",
@@ -39,8 +42,6 @@ def main() -> int:
             web_workers,
             "--access-logfile",
             "-",
-            "--timeout",
-            "60",
         ],
         "worker": [
             os.path.join(BIN, "celery"),
