@@ -94,6 +94,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# A loaded, shared machine can take this long to import Django in every worker.
+START_SECONDS = 90
+
+
 class Server:
     """gunicorn on loopback (a free port unless one is given), stopped on exit. ``threads`` > 1
     runs gthread workers (HTTP keep-alive); 1 runs sync workers (a connection per request);
@@ -140,7 +144,7 @@ class Server:
         ]
         env = {**os.environ, **self.env, "DEBUG": "0", "LOG_LEVEL": "WARNING"}
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError("gunicorn exited during start-up")
@@ -151,7 +155,8 @@ class Server:
             if status == 200 and self.process.poll() is None:
                 return self
             time.sleep(0.2)
-        raise RuntimeError("gunicorn did not answer /healthz within 30 s")
+        self.__exit__()  # never leave a server that did not come up behind
+        raise RuntimeError(f"gunicorn did not answer /healthz within {START_SECONDS} s")
 
     def __exit__(self, *exc) -> None:
         if self.process and self.process.poll() is None:

@@ -334,9 +334,9 @@ def bench_http(options: argparse.Namespace) -> None:
         f"request; {slice_seconds * options.rounds} s per phase in {options.rounds} alternating "
         f"round{'s' if options.rounds > 1 else ''}"
     )
-    print(f"    WSGI: gunicorn {options.workers} sync workers (config.wsgi, a connection per request)")
+    print(f"    WSGI: gunicorn {options.workers} sync workers (bench.wsgi, a connection per request)")
     if options.asgi:
-        print(f"    ASGI: gunicorn {options.asgi_workers} uvicorn workers (config.asgi, keep-alive)")
+        print(f"    ASGI: gunicorn {options.asgi_workers} uvicorn workers (bench.asgi, keep-alive)")
     print(f"    machine: {_common.machine_note()}")
 
     def load(server: _common.Server, name: str, seconds: int):
