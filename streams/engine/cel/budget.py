@@ -6,9 +6,10 @@ nesting depth); comprehensions (``map``, ``filter``, ``all``, ``exists``, ``exis
 values an expression builds are what can grow. So one ``Evaluation`` per record counts:
 
 - **steps**: every comprehension iteration costs the static size of its body (the number of
-  operations in it), every operation on a sized value costs its size (a list or map: its
-  elements; a string: one step per KiB), converting a record's list or map costs its length;
-  beyond ``STREAM_SCRIPT_MAX_STEPS`` the evaluation stops.
+  operations in it), every operation on a sized value costs its size (one step per 32 elements
+  of a list or map, per 16 KiB of a string); beyond ``STREAM_SCRIPT_MAX_STEPS`` the evaluation
+  stops. (A record's lists and maps are converted once per evaluation, however often they are
+  read.)
 - **strings**: no string or bytes value built longer than ``STREAM_SCRIPT_MAX_STRING_LENGTH``.
 - **collections**: no list or map built with more than ``STREAM_SCRIPT_MAX_COLLECTION_SIZE``
   elements, nested elements counted as often as they appear (``[x, x]`` holds ``x`` twice), so
@@ -62,8 +63,10 @@ def script_limits() -> ScriptLimits:
     )
 
 
-# A string costs one step per this many characters when an operation reads or builds it.
-STRING_STEP_CHARACTERS = 1024
+# An operation costs one step per this many elements of a list or map, or characters of a string,
+# that it reads: comparing or searching them runs in C, far faster than a step of the evaluator.
+COLLECTION_STEP_ELEMENTS = 32
+STRING_STEP_CHARACTERS = 16 * 1024
 _COLLECTIONS = (list, dict)
 _TEXTS = (str, bytes)
 
@@ -153,12 +156,13 @@ class Evaluation:
 
     def operands(self, *values: Any) -> None:
         """Charge an operation for the sized values it reads."""
-        steps = 0
+        elements = characters = 0
         for value in values:
             if isinstance(value, _COLLECTIONS):
-                steps += self.size_of(value)
+                elements += self.size_of(value)
             elif isinstance(value, _TEXTS):
-                steps += len(value) // STRING_STEP_CHARACTERS
+                characters += len(value)
+        steps = elements // COLLECTION_STEP_ELEMENTS + characters // STRING_STEP_CHARACTERS
         if steps:
             self.charge(steps)
 
