@@ -296,6 +296,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     # Several bodies have a "type" choice; name each set instead of a numbered collision.
     "ENUM_NAME_OVERRIDES": {"ParameterTypeEnum": ["standard", "sensitive"]},
+    # The trailing-slash aliases of the compatible paths (for the Amberflo SDK) are the same
+    # operations: documented once, without the slash.
+    "PREPROCESSING_HOOKS": ["config.api.schema.without_slash_aliases"],
 }
 
 # --- i18n, static ---------------------------------------------------------------------------

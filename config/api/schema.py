@@ -225,3 +225,13 @@ def page_parameters(
             OpenApiParameter("sortOrder", OpenApiTypes.STR, enum=["ASC", "DESC"], description="Default ASC."),
         ]
     return parameters
+
+
+def without_slash_aliases(endpoints: list, **kwargs) -> list:
+    """drf-spectacular preprocessing hook: drop ``/path/`` where ``/path`` is served too."""
+    paths = {path for path, *_ in endpoints}
+    return [
+        endpoint
+        for endpoint in endpoints
+        if not (endpoint[0].endswith("/") and endpoint[0].rstrip("/") in paths and endpoint[0] != "/")
+    ]

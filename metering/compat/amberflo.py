@@ -172,13 +172,18 @@ def filtering_rule_save(
     rules = MeterEventFilteringRule.objects.select_for_update().filter(account_id=account_id)
     if rule_id:
         try:
-            rule = rules.filter(pk=uuid.UUID(str(rule_id))).first()
+            chosen = uuid.UUID(str(rule_id))
         except ValueError:
-            rule = None
+            raise ValidationFailed.for_field("ruleId", "ruleId must be a UUID.")
+        rule = rules.filter(pk=chosen).first()
         if rule is None:
-            raise FilteringRuleNotFound(
-                details=[{"field": "ruleId", "message": FilteringRuleNotFound.message}]
-            )
+            # A client-chosen id is created under that id (as the real service does); an id that
+            # another account's rule holds is unusable and answers like any unknown rule.
+            if MeterEventFilteringRule.objects.filter(pk=chosen).exists():
+                raise FilteringRuleNotFound(
+                    details=[{"field": "ruleId", "message": FilteringRuleNotFound.message}]
+                )
+            rule = MeterEventFilteringRule(pk=chosen, account_id=account_id)
         clash = rules.filter(meter_type=meter_type, dimension_name=dimension_name).exclude(pk=rule.pk).first()
         if clash is not None:
             raise ValidationFailed.for_field(

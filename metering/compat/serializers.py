@@ -45,7 +45,9 @@ class MeterDefinitionRequestSerializer(StrictSerializerMixin, serializers.Serial
     meterApiName = serializers.CharField(max_length=API_NAME_LENGTH, validators=[validate_api_name])
     displayName = _display_name()
     type = serializers.ChoiceField(choices=DEFINITION_TYPES)
-    dimensions = DimensionsField(required=False)
+    dimensions = DimensionsField(required=False, allow_null=True)
+    # Amberflo's definitions carry a label; it is accepted and answered as the meterApiName.
+    label = serializers.CharField(required=False, allow_blank=True, max_length=API_NAME_LENGTH)
 
 
 class MeterDefinitionUpdateSerializer(StrictSerializerMixin, serializers.Serializer):
@@ -55,8 +57,8 @@ class MeterDefinitionUpdateSerializer(StrictSerializerMixin, serializers.Seriali
     meterApiName = serializers.CharField(max_length=API_NAME_LENGTH)
     displayName = _display_name(required=False)
     type = serializers.ChoiceField(choices=SHOWN_TYPES, required=False)
-    dimensions = DimensionsField(required=False)
-    label = serializers.CharField(required=False)
+    dimensions = DimensionsField(required=False, allow_null=True)
+    label = serializers.CharField(required=False, allow_blank=True)
     meterTimeInMillis = serializers.IntegerField(required=False)
 
 
@@ -160,7 +162,11 @@ class FilteringRuleSerializer(StrictSerializerMixin, serializers.Serializer):
     """Seed 002's FilteringRule."""
 
     meterApiName = serializers.CharField(max_length=API_NAME_LENGTH)
-    ruleId = serializers.CharField(max_length=36, required=False, help_text="Give it to update that rule.")
+    ruleId = serializers.CharField(
+        max_length=36,
+        required=False,
+        help_text="Give it to update that rule, or to create a rule under that id.",
+    )
     dimensionName = serializers.CharField(max_length=DIMENSION_LENGTH)
     dimensionValues = NonEmptyDimensionsField()
     action = serializers.ChoiceField(choices=MeterEventFilteringRule.Action.values)

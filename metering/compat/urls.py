@@ -5,15 +5,23 @@ from django.urls import path
 
 from metering.compat import views
 
+
+def _either_slash(route: str, view, name: str) -> list:
+    """``route`` and ``route/``: the Amberflo SDK posts to ``/usage/`` and ``/ingest/``."""
+    return [path(route, view, name=name), path(f"{route}/", view, name=f"{name}-slash")]
+
+
 urlpatterns = [
-    path("meter-definition", views.MeterDefinitionsView.as_view(), name="amberflo-meter-definitions"),
-    path(
+    *_either_slash("meter-definition", views.MeterDefinitionsView.as_view(), "amberflo-meter-definitions"),
+    *_either_slash(
         "meter-definition/<str:meterApiName>",
         views.MeterDefinitionView.as_view(),
-        name="amberflo-meter-definition",
+        "amberflo-meter-definition",
     ),
-    path("usage", views.UsageView.as_view(), name="amberflo-usage"),
-    path("meter-event-filtering-rules", views.FilteringRulesView.as_view(), name="amberflo-filtering-rules"),
+    *_either_slash("usage", views.UsageView.as_view(), "amberflo-usage"),
+    *_either_slash(
+        "meter-event-filtering-rules", views.FilteringRulesView.as_view(), "amberflo-filtering-rules"
+    ),
     path(
         "billing/meters/subscriptions",
         views.MeterSubscriptionsByNameView.as_view(),

@@ -1,0 +1,75 @@
+"""What the real Amberflo service accepts is accepted (issue 21): the SDK's trailing slashes, a
+definition's label and null dimensions, a filtering rule under a client-chosen ruleId."""
+
+import uuid
+
+import pytest
+
+from metering.models import MeterEventFilteringRule
+from tests.metering.factories import assert_error
+from tests.metering.ledger.test_ledger_amberflo_api import key_client
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def amber(account):
+    return key_client(account)
+
+
+DEFINITION = {"meterApiName": "api-calls", "displayName": "API calls", "type": "SUM_OF_ALL_USAGE"}
+
+
+def test_every_compatible_path_answers_with_and_without_a_trailing_slash(amber):
+    assert amber.post("/meter-definition/", DEFINITION, format="json").status_code == 200
+    assert amber.get("/meter-definition/api-calls/").json()["meterApiName"] == "api-calls"
+    assert [d["meterApiName"] for d in amber.get("/meter-definition/").json()] == ["api-calls"]
+    rules = "/meter-event-filtering-rules{}?meterApiName=api-calls"
+    assert amber.get(rules.format("/")).json() == amber.get(rules.format("")).json()
+    body = {
+        "meterApiName": "api-calls",
+        "aggregation": "SUM",
+        "timeGroupingInterval": "DAY",
+        "startTimeInSeconds": 1_800_000_000,
+        "endTimeInSeconds": 1_800_086_400,
+    }
+    assert (
+        amber.post("/usage/", body, format="json").status_code
+        == amber.post("/usage", body, format="json").status_code
+    )
+    schema_paths = set(amber.get("/openapi.json").json()["paths"])
+    assert "/usage" in schema_paths and "/usage/" not in schema_paths
+
+
+def test_a_definition_with_a_label_and_null_dimensions_is_accepted(amber):
+    response = amber.post(
+        "/meter-definition", {**DEFINITION, "label": "API calls", "dimensions": None}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["dimensions"] == []
+    updated = amber.put(
+        "/meter-definition", {**response.json(), "dimensions": None, "label": ""}, format="json"
+    )
+    assert updated.status_code == 200, updated.content
+
+
+def test_a_filtering_rule_is_created_under_a_client_chosen_id(amber, other_account):
+    amber.post("/meter-definition", DEFINITION, format="json")
+    chosen = str(uuid.uuid4())
+    rule = {
+        "meterApiName": "api-calls",
+        "ruleId": chosen,
+        "dimensionName": "region",
+        "dimensionValues": ["eu"],
+        "action": "INCLUDE",
+    }
+    created = amber.post("/meter-event-filtering-rules", rule, format="json")
+    assert created.status_code == 200, created.content
+    assert created.json()["ruleId"] == chosen
+    assert str(MeterEventFilteringRule.objects.get().pk) == chosen
+    assert_error(
+        amber.post("/meter-event-filtering-rules", {**rule, "ruleId": "rule-1"}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+        "ruleId",
+    )
