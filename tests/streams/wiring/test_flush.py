@@ -156,6 +156,8 @@ def test_a_failed_run_flushes_nothing_and_its_retry_flushes_once(
         assert failed.status == "FAILED"
         assert (MeteredRecord.objects.count(), FlushDelivery.objects.count()) == (0, 0)
         monkeypatch.setattr(collection_seam, "consumer_offset_advance", advance)
+        assert engine_services.stream_run_collected(stream_id=stream.pk) is None  # backing off for 5 s
+    with time_machine.travel(RUN_AT + datetime.timedelta(seconds=5.1), tick=False):
         assert engine_services.stream_run_collected(stream_id=stream.pk).status == "SUCCEEDED"
         assert engine_services.stream_run_collected(stream_id=stream.pk) is None
     assert flushed(premium, "u1") == [(5.0, 1, True)]
