@@ -140,14 +140,17 @@ def near_capacity_panel(panel: PanelRequest) -> dict[str, Any]:
 
 @register_panel(
     key="threshold_notifications",
-    title="Recent threshold notifications",
+    title="Recent threshold crossings",
     template="console/panels/threshold_notifications.html",
     permissions=("notifications.view_notificationevent",),
     order=40,
     wide=True,
 )
 def threshold_notifications_panel(panel: PanelRequest) -> dict[str, Any]:
-    return {"notifications": selectors.recent_threshold_notifications(panel.account.pk, limit=PANEL_ROWS)}
+    return {
+        "crossings": selectors.recent_threshold_crossings(panel.account.pk, limit=PANEL_ROWS),
+        "total": selectors.threshold_crossings(panel.account.pk).count(),
+    }
 
 
 @register_panel(

@@ -560,3 +560,66 @@ def known_customers(account_id: uuid.UUID, *, limit: int = 1000) -> list[str]:
         .values_list("user_id", flat=True)
         .distinct()[:limit]
     )
+
+
+@dataclass(frozen=True)
+class ThresholdCrossing:
+    """A meter's threshold crossing (metering's ``ThresholdEvent``: one per threshold and period),
+    with the ``threshold.crossed`` notification sent for it, if any endpoint subscribed."""
+
+    event: Any
+    threshold: str
+    notification: NotificationEvent | None
+    succeeded: int
+    pending: int
+    failed: int
+
+
+def threshold_crossings(account_id: uuid.UUID) -> QuerySet:
+    """Every threshold crossing of the account, newest first, with its meter and meter type."""
+    from metering.models import ThresholdEvent
+
+    return (
+        ThresholdEvent.objects.filter(account_id=account_id)
+        .select_related("meter__meter_type")
+        .order_by("-crossed_at", "-id")
+    )
+
+
+def recent_threshold_crossings(account_id: uuid.UUID, *, limit: int = 10) -> list[ThresholdCrossing]:
+    """The latest threshold crossings (the Threshold events list, newest first) and the delivery
+    outcome of the notification each one sent (found by the ``thresholdEventId`` of its payload)."""
+    events = list(threshold_crossings(account_id)[:limit])
+    notifications = (
+        {
+            str((notification.payload or {}).get("thresholdEventId")): notification
+            for notification in NotificationEvent.objects.filter(
+                account_id=account_id,
+                event_type=EventType.THRESHOLD_CROSSED,
+                payload__thresholdEventId__in=[str(event.pk) for event in events],
+            ).annotate(
+                succeeded=Count("deliveries", filter=Q(deliveries__status=Delivery.Status.SUCCEEDED)),
+                pending=Count("deliveries", filter=Q(deliveries__status=Delivery.Status.PENDING)),
+                failed=Count("deliveries", filter=Q(deliveries__status=Delivery.Status.FAILED)),
+            )
+        }
+        if events
+        else {}
+    )
+    crossings = []
+    for event in events:
+        thresholds = event.meter.thresholds if isinstance(event.meter.thresholds, list) else []
+        written = thresholds[event.threshold_index] if event.threshold_index < len(thresholds) else {}
+        label = _threshold_label({"name": event.name, **(written if isinstance(written, dict) else {})})
+        notification = notifications.get(str(event.pk))
+        crossings.append(
+            ThresholdCrossing(
+                event=event,
+                threshold=label or f"threshold {event.threshold_index + 1}",
+                notification=notification,
+                succeeded=getattr(notification, "succeeded", 0),
+                pending=getattr(notification, "pending", 0),
+                failed=getattr(notification, "failed", 0),
+            )
+        )
+    return crossings

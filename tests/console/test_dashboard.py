@@ -166,7 +166,7 @@ def test_empty_account_panels_say_so(staff_client):
     page = staff_client.get("/admin/").content.decode()
     assert "No meter types yet." in panel(page, "usage")
     assert "No meter is at 80 % of its capacity or more." in panel(page, "near_capacity")
-    assert "No threshold notifications." in panel(page, "threshold_notifications")
+    assert "No threshold crossed yet." in panel(page, "threshold_notifications")
     assert "No failed webhook deliveries." in panel(page, "failed_deliveries")
     assert 'id="console-stream-count">0<' in panel(page, "streams")
     assert "No collectors yet." in panel(page, "collectors")
@@ -252,3 +252,32 @@ def test_every_link_in_the_panels_opens_for_the_staff_user(staff_client, account
         f"/admin/metering/meter/?meter_type__id__exact={acme_data.pk}"
     ).content.decode()
     assert "ann@acme.example" in meters_of_type and "joe@acme.example" in meters_of_type
+
+
+def test_the_threshold_panel_lists_the_threshold_events(staff_client, account):
+    """Crossings recorded without any notification endpoint still show, one row per threshold event."""
+    from metering.models import ThresholdEvent
+
+    calls = make_type(
+        account,
+        since=datetime(2027, 1, 1, tzinfo=UTC),
+        thresholds=[{"name": "warning", "capacityPercentage": 80}, {"value": 950}],
+    )
+    for user in ("ann@acme.example", "bob@acme.example", "cy@acme.example"):
+        make_meter(calls, user)
+    ingest(
+        calls,
+        ("ann@acme.example", NOW, 960),
+        ("bob@acme.example", NOW, 850),
+        ("cy@acme.example", NOW, 10),
+    )
+    events = ThresholdEvent.objects.filter(account=account)
+    assert events.count() == 3  # ann crossed both, bob the first, cy none
+
+    page = panel(staff_client.get("/admin/").content.decode(), "threshold_notifications")
+
+    rows = re.findall(r'<tr data-threshold-event="([^"]+)">', page)
+    assert sorted(rows) == sorted(str(event.pk) for event in events)
+    assert page.count("not sent: no endpoint subscribed") == 3
+    assert page.count("warning (80 % of capacity)") == 2 and page.count(">950<") >= 1
+    assert "All 3 threshold events" in page

@@ -22,7 +22,7 @@ from collection import services as collection_services
 from collection.models import Collector
 from metering import services as metering_services
 from metering.ledger import UsageInput, usage_apply
-from metering.models import Meter, MeteredRecord, MeterType
+from metering.models import Meter, MeteredRecord, MeterType, ThresholdEvent
 from notifications import services as notification_services
 from notifications.models import EventType
 from parameters import services as parameter_services
@@ -206,10 +206,21 @@ def given_failed_threshold_webhook(account: Account, meter: Meter) -> None:
         event_types=[EventType.THRESHOLD_CROSSED],
         description="alerts",
     )
+    # The crossing as the ledger records it (the meter's value was set outright, see set_value).
+    crossing = ThresholdEvent.objects.create(
+        account_id=account.pk,
+        meter=meter,
+        threshold_index=0,
+        name="warning",
+        threshold_value=meter.capacity * Decimal("0.8"),
+        value=meter.value,
+        period_start=meter.period_start,
+    )
     notification_services.notification_publish(
         account_id=account.pk,
         event_type=EventType.THRESHOLD_CROSSED,
         payload={
+            "thresholdEventId": str(crossing.pk),
             "meterId": str(meter.pk),
             "threshold": {"name": "warning", "capacityPercentage": 80},
             "value": float(meter.value),
