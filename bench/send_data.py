@@ -170,7 +170,7 @@ def main() -> int:
     limits = "rate limits OFF" if args.no_rate_limit else f"rate limits ON ({args.clients} clients x 2000/s)"
     if args.asgi:
         args.no_floors = True
-        kind = "uvicorn (ASGI) workers, config.asgi (keep-alive)"
+        kind = "uvicorn (ASGI) workers, bench.asgi (keep-alive)"
     else:
         kind = (
             f"gthread workers x {args.threads} threads (keep-alive)" if args.threads > 1 else "sync workers"
