@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.http import HttpResponseRedirect
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
@@ -12,6 +13,8 @@ from console.explorer import usage_explorer_view
 admin.site.site_header = "Usage metering"
 admin.site.site_title = "Usage metering"
 admin.site.index_title = "Metering console"
+# "View site": the service has no public site; its API documentation is what a visitor wants.
+admin.site.site_url = "/docs/"
 
 urlpatterns = [
     path("oauth/token", TokenView.as_view(), name="oauth-token"),
@@ -21,6 +24,7 @@ urlpatterns = [
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
     path("admin", lambda request: HttpResponseRedirect("/admin/")),
+    path("favicon.ico", lambda request: HttpResponseRedirect(static("console/favicon.svg"))),
     path("admin/usage/", admin.site.admin_view(usage_explorer_view), name="console-usage"),
     path("admin/", admin.site.urls),
     *HOT_PATHS.urlpatterns(),  # send data, /ingest, report usage (config/hot_routes.py)

@@ -91,3 +91,18 @@ class MeterNearCapacityAdmin(AccountScopedAdmin):
             css,
             percent(meter.percent_of_capacity),
         )
+
+
+# django-oauth-toolkit registers its own models (applications, tokens, grants): Application
+# Accesses (accounts) already show what an operator needs of them, scoped to the account, with
+# secrets shown once; the toolkit's pages would show every account's clients side by side.
+def _hide_oauth_toolkit_admin() -> None:
+    from oauth2_provider import models as oauth_models
+
+    for name in ("Application", "AccessToken", "RefreshToken", "Grant", "IDToken"):
+        model = getattr(oauth_models, name, None)
+        if model is not None and admin.site.is_registered(model):
+            admin.site.unregister(model)
+
+
+_hide_oauth_toolkit_admin()

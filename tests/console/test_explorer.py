@@ -147,3 +147,14 @@ def test_too_many_buckets_is_said_on_the_form(client, account, calls, settings):
 def test_without_permission_to_view_meter_types_it_is_refused(client, account):
     client.force_login(staff_of(account, "ann", apps=("streams",)))
     assert client.get("/admin/usage/").status_code == 403
+
+
+def test_navigation_links_the_explorer_and_the_api_docs_and_hides_the_oauth_toolkits_pages(client, account):
+    client.force_login(staff_of(account, "ann"))
+    page = client.get("/admin/").content.decode()
+    assert '<a href="/admin/usage/" id="nav-usage-explorer">Usage explorer</a>' in page
+    assert '<a href="/docs/">API docs</a>' in page
+    assert 'rel="icon" href="/static/console/favicon.svg"' in page
+    assert "/admin/oauth2_provider/" not in page
+    assert client.get("/favicon.ico")["Location"] == "/static/console/favicon.svg"
+    assert client.get("/admin/oauth2_provider/application/").status_code == 404
