@@ -1,6 +1,6 @@
 from django.contrib import admin
-from django.templatetags.static import static
 from django.http import HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
