@@ -17,6 +17,49 @@ from config.api.errors import ApiError
 from metering import corrections
 from metering.models import DataCorrection
 
+# How to fix each reason, and whether a reprocess alone can (once the cause outside the record is
+# gone) or the record itself must change first.
+R = DataCorrection.Reason
+FIX_HINTS = {
+    R.MISSING_USER_ID: ("Add the customer's userId to the record, then Save and reprocess.", False),
+    R.INVALID_USER_ID: ("Shorten the userId to 320 characters at most, then Save and reprocess.", False),
+    R.MISSING_VALUE: (
+        "Add a numeric value (SUM, MAX and MIN types need one), then Save and reprocess.",
+        False,
+    ),
+    R.NON_NUMERIC_VALUE: ("Make the value a finite number, then Save and reprocess.", False),
+    R.VALUE_OUT_OF_RANGE: ("Bring the value within the ledger's range, then Save and reprocess.", False),
+    R.INVALID_TIMESTAMP: (
+        "Write the timestamp as ISO 8601 (2026-12-07T11:36:37Z), then Save and reprocess.",
+        False,
+    ),
+    R.FUTURE_TIMESTAMP: ("Reprocess once its time has come, or correct the timestamp.", True),
+    R.TIMESTAMP_TOO_OLD: ("Older than the idempotency window: it cannot be counted; discard it.", False),
+    R.OUTSIDE_ACTIVE_WINDOW: (
+        "Move the meter type's active window to cover it (or fix the timestamp), then reprocess.",
+        True,
+    ),
+    R.NO_MATCHING_METER: (
+        "Create the customer's meter for this meter type (Meters → Add), then reprocess.",
+        True,
+    ),
+    R.AMBIGUOUS_METER: (
+        "Add the meterKey that picks one meter to the record, then Save and reprocess.",
+        False,
+    ),
+    R.ARCHIVED_METER_TYPE: ("Reactivate the meter type (Meter types → action), then reprocess.", True),
+    R.INVALID_DIMENSIONS: (
+        "Make dimensions a JSON object of names to values, then Save and reprocess.",
+        False,
+    ),
+    R.INVALID_RECORD: ("Rewrite the record as a JSON object, then Save and reprocess.", False),
+}
+
+
+def fix_hint(reason: str) -> str:
+    text, reprocess_alone = FIX_HINTS.get(reason, ("Fix the record, then Save and reprocess.", False))
+    return f"{text} ({'a reprocess alone fixes it once that is done' if reprocess_alone else 'a reprocess alone cannot fix it: the record must change'})"
+
 
 class PrettyJSONField(forms.JSONField):
     """A JSON text area indented for editing by hand."""
@@ -61,11 +104,16 @@ class DataCorrectionAdmin(AccountScopedAdmin):
         "updated_at",
     ]
     list_filter = ["reason", "status", "source", "account"]
-    search_fields = ["=idempotency_key", "=source_ref", "message"]
+    # Counts beside every filter choice (reason, status, source): the triage at a glance.
+    show_facets = admin.ShowFacets.ALWAYS
+    list_per_page = 25
+    # "record" searches inside the record's fields (a customer's id, a meter's api name…).
+    search_fields = ["=idempotency_key", "=source_ref", "message", "record"]
     ordering = ["-created_at"]
     date_hierarchy = "created_at"
     actions = ["reprocess", "discard"]
     shown = [
+        "how_to_fix",
         "reason",
         "message",
         "status",
@@ -93,6 +141,10 @@ class DataCorrectionAdmin(AccountScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="how to fix")
+    def how_to_fix(self, correction):
+        return fix_hint(correction.reason)
 
     @admin.display(description="record")
     def record_preview(self, correction):

@@ -355,3 +355,37 @@ def test_a_meter_type_without_usage_says_so(staff, account):
     meter_type = make_meter_type(account)
     page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
     assert '<p id="type-usage">No usage in the last 30 days.</p>' in page
+
+
+def test_data_corrections_triage_counts_search_inside_records_and_fix_hints(staff, account):
+    from metering.ledger import UsageInput, usage_apply
+    from metering.models import DataCorrection
+
+    meter_type = make_meter_type(account)
+    result = usage_apply(
+        account_id=account.pk,
+        source="api",
+        records=[
+            UsageInput(user_id=None, value=3, meter_type_id=meter_type.pk, idempotency_key="u-1"),
+            UsageInput(
+                user_id="dora@acme.example", value=5, meter_type_id=meter_type.pk, idempotency_key="u-2"
+            ),
+            UsageInput(
+                user_id="ed@acme.example", value=8, meter_type_id=meter_type.pk, idempotency_key="u-3"
+            ),
+        ],
+    )
+    assert result.corrections == 3
+
+    listed = staff.get("/admin/metering/datacorrection/")
+    page = listed.content.decode()
+    assert listed.context["cl"].list_per_page == 25
+    assert "No matching meter (or meter type) (2)" in page and "No userId (1)" in page  # counts per reason
+
+    found = staff.get("/admin/metering/datacorrection/", {"q": "dora@acme"}).context["cl"].result_list
+    assert [correction.idempotency_key for correction in found] == ["u-2"]
+
+    dora = DataCorrection.objects.get(idempotency_key="u-2")
+    change = staff.get(f"/admin/metering/datacorrection/{dora.pk}/change/").content.decode()
+    assert "Create the customer&#x27;s meter for this meter type" in change
+    assert "a reprocess alone fixes it once that is done" in change
