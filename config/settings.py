@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "accounts",
     "metering",
+    "billing",
     "collection",
     "streams",
     "parameters",

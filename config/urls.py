@@ -29,6 +29,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     *HOT_PATHS.urlpatterns(),  # send data, /ingest, report usage (config/hot_routes.py)
     path("", include("metering.api.urls")),
+    path("", include("billing.api.urls")),
     path("", include("collection.api.urls")),
     path("", include("streams.api.urls")),
     path("", include("parameters.api.urls")),

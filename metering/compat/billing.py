@@ -1,4 +1,5 @@
-"""The billing platform's meter endpoints (seed 004): report usage, and meter subscription lookups.
+"""The billing platform's report usage (seed 004); its subscription lookups and the catalogue they
+read are the billing app's.
 
 A billing "meter" is a meter type: ``meterId`` is its id, ``meterName`` its apiName (or, failing
 that, its name). Reported usage goes into the same ledger as everything else, keyed by the
@@ -10,21 +11,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
-from django.db import transaction
-from django.db.models import Prefetch, Q
+from django.db.models import Q
 from django.utils.timezone import now as utc_now
 
-from accounts.models import Account
 from config.api.errors import IdempotencyKeyReused, ValidationFailed
-from config.api.serializers import format_timestamp
 from config.ttlcache import TtlCache
 from metering.compat.decoding import decode, decode_amount
 from metering.compat.exceptions import (
-    LicenseRequired,
     MeterArchived,
     MeterIdentifierRequired,
 )
@@ -40,7 +36,7 @@ from metering.ledger import (
     request_hash,
     usage_apply,
 )
-from metering.models import MeterType, Price, Product, Subscription, UsageSource
+from metering.models import MeterType, UsageSource
 
 KEY_PREFIX = "report:"
 MetadataValue = str | int | float | bool
@@ -209,103 +205,3 @@ def usage_input_from_report(record: dict[str, Any]) -> UsageInput:
         meter_api_name=None if meter_id else meter_name,
         dimensions=record.get("metadata"),
     )
-
-
-# --- subscription lookups -------------------------------------------------------------------
-
-
-def check_license(account_id: uuid.UUID) -> None:
-    if not Account.objects.filter(pk=account_id, has_billing_license=True).exists():
-        raise LicenseRequired()
-
-
-def meter_subscriptions(*, meter_type: MeterType) -> dict[str, Any]:
-    """Active subscriptions holding a product with a price on this meter, with those products."""
-    products = (
-        Product.objects.filter(prices__meter_type=meter_type)
-        .distinct()
-        .prefetch_related(
-            Prefetch("prices", queryset=Price.objects.filter(meter_type=meter_type).order_by("created_at"))
-        )
-    )
-    subscriptions = (
-        Subscription.objects.filter(
-            account_id=meter_type.account_id,
-            status=Subscription.Status.ACTIVE,
-            products__prices__meter_type=meter_type,
-        )
-        .distinct()
-        .order_by("created_at")
-        .prefetch_related(Prefetch("products", queryset=products.order_by("name")))
-    )
-    return {
-        "meterId": str(meter_type.pk),
-        "meterName": meter_type.api_name,
-        "subscriptions": [
-            {
-                "id": str(subscription.pk),
-                "customerId": subscription.customer_id,
-                "status": subscription.status,
-                "createdAt": format_timestamp(subscription.created_at),
-                "products": [
-                    {
-                        "id": str(product.pk),
-                        "name": product.name,
-                        "prices": [
-                            {
-                                "id": str(price.pk),
-                                "unitAmount": _amount(price.unit_amount),
-                                "currency": price.currency,
-                            }
-                            for price in product.prices.all()
-                        ],
-                    }
-                    for product in subscription.products.all()
-                ],
-            }
-            for subscription in subscriptions
-        ],
-    }
-
-
-def _amount(value: Decimal) -> int | float:
-    return int(value) if value == value.to_integral_value() else float(value)
-
-
-# --- catalogue (products, prices, subscriptions): the admin's writes ----------------------------
-
-
-def _check_same_account(instance, *related) -> None:
-    for other in related:
-        if other is not None and other.account_id != instance.account_id:
-            raise ValidationFailed(f"{other._meta.verbose_name.capitalize()} belongs to another account.")
-
-
-@transaction.atomic
-def catalogue_save(*, instance: Product | Price | Subscription) -> Product | Price | Subscription:
-    """Save a product, price or subscription after its field rules and account checks."""
-    if isinstance(instance, Price):
-        _check_same_account(instance, instance.product, instance.meter_type)
-    instance.full_clean(validate_constraints=False)
-    instance.save()
-    return instance
-
-
-@transaction.atomic
-def subscription_products_set(*, subscription: Subscription, products: list[Product]) -> Subscription:
-    _check_same_account(subscription, *products)
-    subscription.products.set(products)
-    return subscription
-
-
-@transaction.atomic
-def subscriptions_set_status(*, subscriptions: list[Subscription], status: str) -> int:
-    """Pause or resume subscriptions (a paused one is left out of the meter subscription lookups)."""
-    if status not in Subscription.Status.values:
-        raise ValidationFailed.for_field("status", "status must be active or paused.")
-    return Subscription.objects.filter(pk__in=[s.pk for s in subscriptions]).update(status=status)
-
-
-@transaction.atomic
-def catalogue_delete(*, instance: Product | Price | Subscription) -> None:
-    instance.delete()

@@ -1,6 +1,6 @@
 """Error codes of the Amberflo- and billing-compatible APIs (seed 002, seed 004)."""
 
-from config.api.errors import ApiError, Forbidden, NotFound, ValidationFailed
+from config.api.errors import ApiError, NotFound, ValidationFailed
 
 
 class MeterDefinitionNotFound(NotFound):
@@ -27,8 +27,3 @@ class MeterArchived(ApiError):
 class IdempotencyKeyRequired(ValidationFailed):
     code = "IDEMPOTENCY_KEY_REQUIRED"
     message = "The Idempotency-Key (or x-api-idempotency-key) header is required."
-
-
-class LicenseRequired(Forbidden):
-    code = "LICENSE.REQUIRED"
-    message = "Your account lacks the Metered Products or Subscription license."

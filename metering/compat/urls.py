@@ -1,5 +1,5 @@
-"""The Amberflo-compatible (seed 002) and billing-compatible (seed 004) paths; ``/ingest`` and
-report usage are hot routes (config/hot_routes.py)."""
+"""The Amberflo-compatible (seed 002) paths; ``/ingest`` and report usage are hot routes
+(config/hot_routes.py); seed 004's subscription lookups are in billing/api/urls.py."""
 
 from django.urls import path
 
@@ -21,15 +21,5 @@ urlpatterns = [
     *_either_slash("usage", views.UsageView.as_view(), "amberflo-usage"),
     *_either_slash(
         "meter-event-filtering-rules", views.FilteringRulesView.as_view(), "amberflo-filtering-rules"
-    ),
-    path(
-        "billing/meters/subscriptions",
-        views.MeterSubscriptionsByNameView.as_view(),
-        name="billing-meter-subscriptions-by-name",
-    ),
-    path(
-        "billing/meters/<str:meterId>/subscriptions",
-        views.MeterSubscriptionsView.as_view(),
-        name="billing-meter-subscriptions",
     ),
 ]

@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from django.urls import resolve
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -496,65 +494,3 @@ class FilteringRulesView(AmberfloView):
             rule_id=data.get("ruleId"),
         )
         return Response(amberflo.filtering_rule(rule))
-
-
-# --- billing subscription lookups ---------------------------------------------------------------
-
-
-class MeterSubscriptionsView(AmberfloView):
-    required_scopes = {"GET": REPORT_SCOPES}
-    throttle_group = "billing"
-
-    @extend_schema(
-        operation_id="listMeterSubscriptionsById",
-        tags=BILLING,
-        description=(
-            "Subscriptions (with their products) that can report usage to this meter: active "
-            "ones holding a product whose price is linked to it. Empty when none. 404 "
-            "METER_NOT_FOUND, 403 LICENSE.REQUIRED. Scope meter-report."
-        ),
-        parameters=[OpenApiParameter("meterId", OpenApiTypes.UUID, OpenApiParameter.PATH)],
-        responses={
-            200: serializers.MeterSubscriptionsSerializer,
-            **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503),
-        },
-    )
-    def get(self, request, meterId: str):
-        billing.check_license(self.account_id)
-        meter_type = billing.meter_for_report(account_id=self.account_id, meter_id=meterId, meter_name=None)
-        return Response(billing.meter_subscriptions(meter_type=meter_type))
-
-
-class MeterSubscriptionsByNameView(AmberfloView):
-    required_scopes = {"GET": REPORT_SCOPES}
-    throttle_group = "billing"
-
-    @extend_schema(
-        operation_id="listMeterSubscriptionsByName",
-        tags=BILLING,
-        parameters=[
-            OpenApiParameter(
-                "meterName",
-                {"type": "string", "minLength": 1},
-                required=True,
-                description="The meter's apiName (or name), e.g. api_calls.",
-            )
-        ],
-        description=(
-            "As the lookup by id, for a meter named by ?meterName=. 400 "
-            "METER_IDENTIFIER_REQUIRED without it, 404 METER_NOT_FOUND, 403 LICENSE.REQUIRED. "
-            "Scope meter-report."
-        ),
-        responses={
-            200: serializers.MeterSubscriptionsSerializer,
-            **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503),
-        },
-    )
-    def get(self, request):
-        billing.check_license(self.account_id)
-        meter_type = billing.meter_for_report(
-            account_id=self.account_id,
-            meter_id=None,
-            meter_name=request.query_params.get("meterName") or None,
-        )
-        return Response(billing.meter_subscriptions(meter_type=meter_type), status=status.HTTP_200_OK)

@@ -1,4 +1,4 @@
-"""The operator screens of the ledger: usage records, threshold events, filtering rules, billing catalogue."""
+"""The operator screens of the ledger: usage records, threshold events, filtering rules."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from accounts import services as account_services
-from metering.models import MeterEventFilteringRule, Price, Product, Subscription, ThresholdEvent
+from metering.models import MeterEventFilteringRule, ThresholdEvent
 from tests.metering.ledger.conftest import NOW, apply, make_meter, make_type, usage
 
 pytestmark = pytest.mark.django_db
@@ -77,49 +77,3 @@ def test_filtering_rules_are_made_and_removed_through_the_service(staff, account
     assert rows(staff.get("/admin/metering/metereventfilteringrule/?action__exact=EXCLUDE")) == [rule]
     staff.post(f"/admin/metering/metereventfilteringrule/{rule.pk}/delete/", {"post": "yes"})
     assert not MeterEventFilteringRule.objects.exists()
-
-
-def test_products_with_prices_and_subscriptions_in_the_admin(staff, account, other_account):
-    meter_type = make_type(account)
-    make_type(other_account, name="Theirs", api_name="theirs")
-    response = staff.post(
-        "/admin/metering/product/add/",
-        {
-            "name": "API plan",
-            "description": "Calls",
-            "prices-TOTAL_FORMS": "1",
-            "prices-INITIAL_FORMS": "0",
-            "prices-MIN_NUM_FORMS": "0",
-            "prices-MAX_NUM_FORMS": "1000",
-            "prices-0-meter_type": str(meter_type.pk),
-            "prices-0-unit_amount": "0.01",
-            "prices-0-currency": "EUR",
-        },
-    )
-    assert response.status_code == 302, response.content.decode()[:2000]
-    product = Product.objects.get()
-    price = Price.objects.get()
-    assert (product.account_id, price.account_id, price.meter_type_id, price.unit_amount, price.currency) == (
-        account.pk,
-        account.pk,
-        meter_type.pk,
-        Decimal("0.01"),
-        "EUR",
-    )
-    assert "Theirs" not in staff.get("/admin/metering/product/add/").content.decode()
-
-    response = staff.post(
-        "/admin/metering/subscription/add/",
-        {"customer_id": "cus_1", "status": "active", "products": [str(product.pk)]},
-    )
-    assert response.status_code == 302
-    subscription = Subscription.objects.get()
-    assert list(subscription.products.all()) == [product]
-
-    staff.post(
-        "/admin/metering/subscription/", {"action": "pause", "_selected_action": [str(subscription.pk)]}
-    )
-    subscription.refresh_from_db()
-    assert subscription.status == "paused"
-    assert rows(staff.get("/admin/metering/subscription/?status__exact=paused")) == [subscription]
-    assert rows(staff.get("/admin/metering/price/?q=API")) == [price]
