@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from streams.engine import services
+from streams.engine.selectors import realtime_streams_behind
 from streams.models import StreamRun
 
 MAX_DELIVERY_RUNS = 50  # then the task queues itself again, so one busy queue never holds a worker for long
@@ -51,8 +52,6 @@ def purge_dedup_keys() -> int:
 def catch_up_realtime() -> int:
     """Beat, every 5 s: queue a run of each realtime stream behind its collectors' logs (an
     enqueue lost after a send, or a worker that was down). Returns how many were queued."""
-    from streams.engine.wiring import realtime_streams_behind
-
     behind = realtime_streams_behind()
     for stream_id in behind:
         run_stream.delay(stream_id, StreamRun.Trigger.REALTIME)

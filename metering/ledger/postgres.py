@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 from psycopg import Cursor
 
-from metering.ledger import sql as statements
+import metering.ledger.sql as statements
 from metering.ledger.encoding import ENCODER, encode, json_text, storable_json, storable_text
 from metering.ledger.new_meters import new_meter_rows
 from metering.ledger.records import (

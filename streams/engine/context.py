@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from config.api.errors import ApiError
 
@@ -54,3 +54,12 @@ class RunContext:
             except ApiError as exc:
                 raise NodeFailed(node_id, f"global parameter '{name}': {exc.message}")
         return self._parameters[name]
+
+
+@dataclass
+class NodeOutput:
+    """What a node made of a batch: records for the next nodes, and the ones it rejected (why)."""
+
+    out: list[dict]
+    rejected: list[tuple[Any, str]] = field(default_factory=list)
+    note: str = ""  # what a preview should know about this node's output

@@ -43,6 +43,7 @@ from django.utils import timezone
 
 from streams.engine import outbound
 from streams.engine.context import NodeFailed, RunContext
+from streams.engine.task_queue import DELIVER_OUTPUT, streams_task
 from streams.models import OutputDelivery, Stream
 from streams.nodes import PARAMETER_REFERENCE, HttpForwarderConfig, NodeConfigInvalid, node_config_parse
 
@@ -93,10 +94,8 @@ def output_wake(stream_id: str, node_id: str, countdown: float | None = None) ->
     broker that is down is only logged: the sweep sends them."""
     from kombu.exceptions import OperationalError as BrokerError
 
-    from streams.tasks import deliver_output
-
     try:
-        deliver_output.apply_async((stream_id, node_id), countdown=countdown)
+        streams_task(DELIVER_OUTPUT).apply_async((stream_id, node_id), countdown=countdown)
     except BrokerError as exc:
         logger.warning(
             "streams: could not enqueue the delivery of %s/%s: %s; the sweep will", stream_id, node_id, exc

@@ -19,7 +19,7 @@ Refusals: records the engine refused (no userId, no value, bad timestamp, no gui
 records the ledger refuses (no meter of the category for this user, archived type, …) become
 ``DataCorrection`` rows (source ``stream``, ``source_ref`` ``<stream id>/<run id>``, ``node`` the
 meter node id) with the ledger's reason. Reprocessing such a correction sends the record through
-the meter node again (``correction_route``, registered with metering in ``StreamsConfig.ready``).
+the meter node again (``corrections.correction_route``, registered with metering by ``wiring``).
 
 Flush by stream execution (``flush: streamExecution``): after the ledger counted the run's
 records, ``meters_flush_after_execution`` flushes and resets the meters they changed
@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from metering.corrections import CorrectionRoute
     from metering.ledger import MeterOptions, UsageInput
     from streams.models import Stream, StreamRun
     from streams.nodes import MeterConfig
@@ -88,7 +87,7 @@ class _Keys:
         return f"{self.positional}{index}"
 
 
-def _type_suffix(type_id: uuid.UUID | None) -> str:
+def type_suffix(type_id: uuid.UUID | None) -> str:
     return type_id.hex[:12] if type_id is not None else NO_TYPE
 
 
@@ -102,7 +101,7 @@ def meter_key_of(config: MeterConfig) -> str:
     return config.meter_key or "default"
 
 
-def _types_by_user(account_id, meter_key: str, user_ids) -> dict[str, list[tuple[str, uuid.UUID]]]:
+def types_by_user(account_id, meter_key: str, user_ids) -> dict[str, list[tuple[str, uuid.UUID]]]:
     """``{userId: [(category, meter type id), …]}`` of the active meters of this meterKey."""
     from metering.models import Meter, MeterType
 
@@ -122,7 +121,7 @@ def _types_by_user(account_id, meter_key: str, user_ids) -> dict[str, list[tuple
     return found
 
 
-class _Routes:
+class Routes:
     """The meter types a (userId, category) is counted into, computed once per pair."""
 
     def __init__(self, types_by_user: dict[str, list[tuple[str, uuid.UUID]]]):
@@ -141,7 +140,7 @@ class _Routes:
         return found
 
 
-def _unrouted_reason(meter_key: str, category: str | None) -> str:
+def unrouted_reason(meter_key: str, category: str | None) -> str:
     return f"no meter of meterKey {meter_key} for this userId" + (
         f" in category {category}" if category is not None else ""
     )
@@ -157,7 +156,7 @@ def meter_options(config: MeterConfig) -> MeterOptions:
     )
 
 
-def _routed_input(
+def routed_input(
     annotated: dict,
     original: Any,
     node_id: str,
@@ -185,7 +184,7 @@ def _routed_input(
     )
 
 
-def _refused_input(record: Any, node_id: str, meter_key: str, key: str) -> UsageInput:
+def refused_input(record: Any, node_id: str, meter_key: str, key: str) -> UsageInput:
     """A record the engine refused: the ledger gives it a reason and keeps it in data correction."""
     from metering.ledger import UsageInput
 
@@ -220,8 +219,8 @@ def apply_meter_records(
     meter_key = meter_key_of(node.config)
     position = position or (f"run:{run.pk}" if run is not None else "")
     keys = _Keys(stream.pk, node.id, position)
-    routes = _Routes(
-        _types_by_user(
+    routes = Routes(
+        types_by_user(
             stream.account_id,
             meter_key,
             {annotated["userId"] for annotated in routed if annotated is not None},
@@ -240,7 +239,7 @@ def apply_meter_records(
         record = records[index]
         base = base_of_record(index, record)
         if annotated is None:
-            add_input(_refused_input(record, node_id, meter_key, f"{base}:{NO_TYPE}"))
+            add_input(refused_input(record, node_id, meter_key, f"{base}:{NO_TYPE}"))
             add_owner(index)
             continue
         meter = annotated["_meter"]
@@ -248,13 +247,13 @@ def apply_meter_records(
         user_id = annotated["userId"]
         types = types_of(user_id, category)
         if not types:
-            reasons[index] = _unrouted_reason(meter_key, category)
-            add_input(_refused_input(record, node_id, meter_key, f"{base}:{NO_TYPE}"))
+            reasons[index] = unrouted_reason(meter_key, category)
+            add_input(refused_input(record, node_id, meter_key, f"{base}:{NO_TYPE}"))
             add_owner(index)
             continue
         fields = {**annotated, **meter["groupBy"]} if grouped else annotated
         for type_id in types:
-            suffix = suffixes.get(type_id) or suffixes.setdefault(type_id, _type_suffix(type_id))
+            suffix = suffixes.get(type_id) or suffixes.setdefault(type_id, type_suffix(type_id))
             # UsageInput(user_id, value, timestamp, meter_type_id, meter_api_name, meter_key,
             #            dimensions, idempotency_key, request_hash, fields, group, node, record)
             add_input(
@@ -316,7 +315,7 @@ def meters_flush_after_execution(
     their metered records for the node's downstream nodes, in the run's transaction. Returns the
     number of records written."""
     from metering.flush import meters_flush_executed
-    from streams.engine.services import flushed_records_queue
+    from streams.engine.flushes import flushed_records_queue
 
     batch = meters_flush_executed(
         meter_ids=sorted(meter_ids), execution_ref=execution_ref(stream, node.id, position), now=now
@@ -324,73 +323,3 @@ def meters_flush_after_execution(
     if batch.records and any(edge.get("source") == node.id for edge in stream.edges):
         flushed_records_queue(stream=stream, node_id=node.id, records=batch.records, now=now)
     return len(batch.records)
-
-
-def correction_route(correction) -> CorrectionRoute:
-    """Reprocessing a stream's data correction: the record goes through its meter node again —
-    the node as the stream's **current** configuration has it (its guiding rules, groupBy and
-    carry fields; a stream fixed since the record was refused applies) — and is counted into
-    every meter of the matched category, as a run would. The keys keep the correction's base
-    key, so a meter type the record reached the first time counts it once."""
-    from metering.corrections import CorrectionRoute
-    from metering.models import DataCorrection
-    from streams.engine.runtimes import MeterRuntime
-    from streams.models import Stream
-    from streams.nodes import node_config_parse
-
-    record = correction.record if isinstance(correction.record, dict) else {}
-    base = base_of(correction.idempotency_key)
-    stream_id = (correction.source_ref or "").split("/", 1)[0]
-    stream = (
-        Stream.objects.filter(pk=stream_id, account_id=correction.account_id).first()
-        if _is_uuid(stream_id)
-        else None
-    )
-    node = next(
-        (
-            item
-            for item in (stream.nodes if stream else [])
-            if item.get("id") == correction.node and item.get("type") == "meter"
-        ),
-        None,
-    )
-    if node is None:
-        return CorrectionRoute(
-            reason=DataCorrection.Reason.NO_MATCHING_METER,
-            message=f"The stream's meter processor {correction.node!r} no longer exists.",
-        )
-    config = node_config_parse("meter", node.get("config") or {})
-    runtime = MeterRuntime(node["id"], node.get("name", ""), config)
-    meter_key = meter_key_of(config)
-    try:
-        routed = runtime.route(record)
-    except ValueError:
-        # The ledger names the reason (no userId, no value, …) as it did the first time.
-        return CorrectionRoute(inputs=[_refused_input(record, node["id"], meter_key, f"{base}:{NO_TYPE}")])
-    category = routed["_meter"]["category"]
-    types = _Routes(_types_by_user(correction.account_id, meter_key, {routed["userId"]})).types(
-        routed["userId"], category
-    )
-    if not types:
-        return CorrectionRoute(
-            reason=DataCorrection.Reason.NO_MATCHING_METER,
-            message=_unrouted_reason(meter_key, category) + ".",
-        )
-    grouped = bool(config.group_by)
-    return CorrectionRoute(
-        inputs=[
-            _routed_input(
-                routed, record, node["id"], meter_key, f"{base}:{_type_suffix(type_id)}", type_id, grouped
-            )
-            for type_id in types
-        ],
-        options=meter_options(config),
-    )
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +24,7 @@ from config.api.serializers import format_timestamp
 from streams.engine import dedup, deliveries, sessions
 from streams.engine.cel import CelError, cel_compile
 from streams.engine.conditions import conditions_predicate
-from streams.engine.context import RunContext
+from streams.engine.context import NodeOutput, RunContext
 from streams.engine.keys import KeyFieldInvalid, key_values_reader
 from streams.engine.metering_seam import MeterNode, apply_meter_records, meters_flush_after_execution
 from streams.engine.records import MISSING, PathConflict, path_getter, paths_set
@@ -42,13 +41,6 @@ from streams.nodes import (
     ScriptAggregatorConfig,
     ScriptConfig,
 )
-
-
-@dataclass
-class NodeOutput:
-    out: list[dict]
-    rejected: list[tuple[Any, str]] = field(default_factory=list)
-    note: str = ""  # what a preview should know about this node's output
 
 
 class NodeRuntime(ABC):

@@ -1,4 +1,5 @@
-"""Reads of the stream engine's state: session lookup, recent runs, stream health, output deliveries."""
+"""Reads of the stream engine's state: session lookup, recent runs, stream health, output deliveries,
+realtime streams behind their collectors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
+from collection.models import CollectedBatch, ConsumerOffset
 from config.api.errors import ValidationFailed
 from streams.engine.keys import session_key
 from streams.exceptions import AggregationSessionNotFound, AggregationStoreNotFound
@@ -276,3 +278,26 @@ def output_deliveries_list(
     if node_id:
         deliveries = deliveries.filter(node_id=node_id)
     return deliveries
+
+
+def realtime_streams_behind(limit: int = 1000) -> list[str]:
+    """Realtime streams whose consumer offset on some collector is behind that collector's log."""
+    newest = (
+        CollectedBatch.objects.filter(collector_id=OuterRef("collector_id"))
+        .order_by()
+        .values("collector_id")
+        .annotate(top=Max("sequence"))
+        .values("top")
+    )
+    consumers = (
+        ConsumerOffset.objects.filter(consumer__startswith="stream:")
+        .annotate(top=Subquery(newest))
+        .values_list("consumer", "last_sequence", "top")
+    )
+    behind = {
+        consumer.split(":", 1)[1] for consumer, last, top in consumers if top is not None and top > last
+    }
+    if not behind:
+        return []
+    realtime = Stream.objects.filter(pk__in=sorted(behind), processing_type=Stream.ProcessingType.REALTIME)
+    return sorted(str(pk) for pk in realtime.values_list("pk", flat=True)[:limit])

@@ -413,43 +413,6 @@ class FlushDeliverySource:
         FlushDelivery.objects.filter(pk__in=self.delivery_ids).delete()
 
 
-def flushed_records_queue(
-    *, stream: Stream, node_id: str, records: list[dict], now: datetime | None = None
-) -> FlushDelivery:
-    """Queue a flush's metered records for the downstream nodes of the Meter processor
-    ``node_id``, in the caller's (the flush's) transaction; once it commits a worker is asked to
-    deliver them (if that request is lost, the sweep delivers them within seconds)."""
-    now = now or timezone.now()
-    delivery = FlushDelivery.objects.create(
-        account_id=stream.account_id,
-        stream=stream,
-        node_id=node_id,
-        records=records,
-        record_count=len(records),
-        created_at=now,
-        next_attempt_at=now,
-    )
-    stream_id = str(stream.pk)
-    transaction.on_commit(lambda: _delivery_wake(stream_id, node_id))
-    return delivery
-
-
-def _delivery_wake(stream_id: str, node_id: str) -> None:
-    from kombu.exceptions import OperationalError as BrokerError
-
-    from streams.tasks import deliver_flushed_records
-
-    try:
-        deliver_flushed_records.delay(stream_id, node_id)
-    except BrokerError as exc:
-        logger.warning(
-            "streams: could not enqueue the flush delivery of %s/%s: %s; the sweep will",
-            stream_id,
-            node_id,
-            exc,
-        )
-
-
 def flush_delivery_backoff_seconds(attempts: int) -> int:
     """5 s after the first failed attempt, doubling, at most 5 minutes."""
     return min(FLUSH_RETRY_MAX_SECONDS, FLUSH_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))

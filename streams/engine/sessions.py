@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from streams.engine.context import RunContext
+from streams.engine.context import NodeOutput, RunContext
 from streams.engine.keys import KeyFieldInvalid
 from streams.engine.records import MISSING, path_get, paths_set
 from streams.models import AggregationSession, AggregationStore
@@ -135,8 +135,6 @@ class SessionBook:
         )
 
     def finish(self):
-        from streams.engine.runtimes import NodeOutput
-
         out = [self._record(session.field_values, session.data) for session in self.timed_out]
         touched = [state for state in self.states if state.touched]
         if self.context.dry_run:

@@ -3,7 +3,7 @@ hooks registered in ``StreamsConfig.ready()``.
 
 - ``collection.services.BATCH_STORED_HOOKS``: after a collected batch commits, each realtime
   stream reading that collector gets a ``streams.run_stream`` task (a lost enqueue is caught up
-  by ``realtime_catch_up``, run by beat every few seconds).
+  by the ``streams.catch_up_realtime`` task, run by beat every few seconds).
 - ``metering.corrections.CORRECTION_ROUTERS["stream"]``: reprocessing a stream's data
   correction re-runs its meter node's routing.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from django.db.models import Max, OuterRef, Subquery
+from streams.engine.flushes import flushed_records_queue
 
 from config.ttlcache import TtlCache
 
@@ -62,32 +62,6 @@ def collector_batch_stored(collector_id: uuid.UUID) -> None:
             )
 
 
-def realtime_streams_behind(limit: int = 1000) -> list[str]:
-    """Realtime streams whose consumer offset on some collector is behind that collector's log."""
-    from collection.models import CollectedBatch, ConsumerOffset
-    from streams.models import Stream
-
-    newest = (
-        CollectedBatch.objects.filter(collector_id=OuterRef("collector_id"))
-        .order_by()
-        .values("collector_id")
-        .annotate(top=Max("sequence"))
-        .values("top")
-    )
-    consumers = (
-        ConsumerOffset.objects.filter(consumer__startswith="stream:")
-        .annotate(top=Subquery(newest))
-        .values_list("consumer", "last_sequence", "top")
-    )
-    behind = {
-        consumer.split(":", 1)[1] for consumer, last, top in consumers if top is not None and top > last
-    }
-    if not behind:
-        return []
-    realtime = Stream.objects.filter(pk__in=sorted(behind), processing_type=Stream.ProcessingType.REALTIME)
-    return sorted(str(pk) for pk in realtime.values_list("pk", flat=True)[:limit])
-
-
 def flushed_records(records) -> None:
     """Inside the period-end flush transaction: queue the records of each meterKey for the
     downstream nodes of the meter nodes that count it (``FlushDelivery``, the durable outbox,
@@ -95,7 +69,6 @@ def flushed_records(records) -> None:
     not). A node that flushes by stream execution gets only the records that still hold
     something no execution flushed (``recordCount`` > 0: a reprocessed correction, a late
     record); its executions' own records were queued when they ran."""
-    from streams.engine.services import flushed_records_queue
     from streams.models import Stream, StreamResourceRef
 
     by_key: dict[str, list[dict]] = {}
@@ -134,7 +107,7 @@ def connect() -> None:
     from metering.corrections import correction_router_register
     from metering.flush import flushed_records_hook_register
     from metering.models import UsageSource
-    from streams.engine.metering_seam import correction_route
+    from streams.engine.corrections import correction_route
 
     batch_stored_hook_register(collector_batch_stored)
     flushed_records_hook_register(flushed_records)

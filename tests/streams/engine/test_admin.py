@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from streams import services
+from streams.engine import flushes
 from streams.engine import services as engine_services
 from streams.models import AggregationSession, AggregationStore, StreamRun
 from tests.streams.conftest import ACTOR
@@ -136,12 +137,10 @@ def test_flush_deliveries_waiting_in_the_outbox_with_a_retry_now_action(staff, o
     from streams.models import FlushDelivery
 
     later = timezone.now() + datetime.timedelta(minutes=5)
-    waiting = engine_services.flushed_records_queue(
+    waiting = flushes.flushed_records_queue(
         stream=ours, node_id="sessions", records=[{"userId": "acme-u1", "value": 3}]
     )
-    engine_services.flushed_records_queue(
-        stream=theirs, node_id="sessions", records=[{"userId": "globex-u9"}]
-    )
+    flushes.flushed_records_queue(stream=theirs, node_id="sessions", records=[{"userId": "globex-u9"}])
     FlushDelivery.objects.update(
         attempts=2, last_error="node peek: the target answered HTTP 503", next_attempt_at=later
     )

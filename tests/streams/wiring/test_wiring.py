@@ -17,7 +17,8 @@ from metering.models import DataCorrection, Meter
 from metering.services import meter_create, meter_type_create
 from streams import services as stream_services
 from streams.engine import services as engine_services
-from streams.engine.wiring import realtime_readers, realtime_streams_behind
+from streams.engine.selectors import realtime_streams_behind
+from streams.engine.wiring import realtime_readers
 from streams.models import StreamRun
 from streams.tasks import catch_up_realtime
 from tests.streams.conftest import ACTOR
