@@ -9,7 +9,7 @@ the ``MeterType.Aggregation`` members: the ledger compares them once per record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 
 SUM = "SUM"
@@ -56,14 +56,6 @@ def combine(aggregation: str, first: Decimal | None, second: Decimal | None) -> 
     if aggregation == MIN:
         return min(first, second)
     return first + second
-
-
-def combine_all(aggregation: str, values: Iterable[Decimal | None]) -> Decimal | None:
-    """Partial results combined into one (``combine`` over all of them); empty when all are."""
-    result: Decimal | None = None
-    for value in values:
-        result = combine(aggregation, result, value)
-    return result
 
 
 def from_totals(

@@ -1,6 +1,6 @@
 """The notifications app's error codes."""
 
-from config.api.errors import ApiError, Conflict, NotFound
+from config.api.errors import ApiError, Conflict
 
 
 class TargetNotAllowed(ApiError):
@@ -13,11 +13,6 @@ class TargetNotAllowed(ApiError):
     def __init__(self, message: str | None = None, **kwargs):
         kwargs.setdefault("details", [{"field": "url", "message": message or self.message}])
         super().__init__(message, **kwargs)
-
-
-class NotificationEndpointNotFound(NotFound):
-    code = "NOTIFICATION_ENDPOINT_NOT_FOUND"
-    message = "Notification endpoint not found."
 
 
 class NotificationEndpointLimitReached(Conflict):

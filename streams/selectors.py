@@ -153,15 +153,6 @@ def stream_version_get(*, stream: Stream, tag: str) -> StreamVersion:
     return version
 
 
-def streams_using(*, account_id: uuid.UUID, resource_type: str, resource_id: str) -> QuerySet[Stream]:
-    """Streams whose current configuration uses a resource (e.g. the streams reading a collector)."""
-    return Stream.objects.filter(
-        account_id=account_id,
-        resource_refs__resource_type=resource_type,
-        resource_refs__resource_id=resource_id,
-    ).distinct()
-
-
 # --- Snapshots: the stream, or one of its versions, as the API shows it --------------------------
 
 

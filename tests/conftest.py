@@ -13,7 +13,6 @@ from rest_framework.test import APIClient
 from accounts import services as account_services
 from accounts.credentials import principal_cache
 from config.api.ratelimit import limiter
-from tests.ui.browser import browser, browser_page  # noqa: F401 - shared browser fixtures (tests/ui/browser.py)
 
 
 @pytest.fixture(autouse=True)

@@ -131,16 +131,6 @@ class RateLimited(ApiError):
     message = "Rate limit exceeded; retry after the time in Retry-After."
 
 
-class ServiceUnavailable(ApiError):
-    status = 503
-    code = "SERVICE_UNAVAILABLE"
-    message = "A dependency is unavailable; retry after the time in Retry-After."
-
-    def __init__(self, message: str | None = None, **kwargs: Any):
-        kwargs.setdefault("headers", {"Retry-After": str(settings.RETRY_AFTER_SECONDS)})
-        super().__init__(message, **kwargs)
-
-
 class PayloadTooLarge(ApiError):
     status = 413
     code = "REQUEST_TOO_LARGE"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from decimal import Decimal
 from typing import Any
 
 from rest_framework.parsers import JSONParser
@@ -97,14 +96,6 @@ def decode_json(body: bytes | str) -> Any:
         raise MalformedJson(f"The request body is not valid JSON: {exc}"[:300])
     check_structure(value)
     return value
-
-
-def is_finite_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, Decimal)):
-        return True
-    return isinstance(value, float) and math.isfinite(value)
 
 
 class LimitedJSONParser(JSONParser):

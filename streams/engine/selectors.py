@@ -1,4 +1,4 @@
-"""Reads of the stream engine's state: session lookup, recent runs, stream health, output deliveries,
+"""Reads of the stream engine's state: session lookup, stream health, output deliveries,
 realtime streams behind their collectors."""
 
 from __future__ import annotations
@@ -44,10 +44,6 @@ def aggregation_session_lookup(
     if session is None:
         raise AggregationSessionNotFound()
     return session
-
-
-def stream_runs_recent(*, stream: Stream, limit: int = 20) -> QuerySet[StreamRun]:
-    return StreamRun.objects.filter(stream=stream).order_by("-started_at", "-id")[:limit]
 
 
 # --- Stream health -------------------------------------------------------------------------------

@@ -11,34 +11,24 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from accounts import services as account_services
-from metering import services as metering_services
 from metering.ledger import UsageInput, usage_apply
 from metering.models import Meter, MeterType
+from tests import factories
 
 # Every app whose objects the dashboard shows.
 OPERATOR_APPS = ("accounts", "metering", "collection", "streams", "parameters", "notifications", "console")
 
 
 def make_type(account, *, since: datetime | None = None, **overrides: Any) -> MeterType:
-    """``since``: made (and active) from then, so the ledger accepts usage records from then on."""
-    values = {
-        "name": "API calls",
-        "unit": "requests",
-        "aggregation": "SUM",
-        "reset_cron": "0 0 * * *",
-        "timezone": "Etc/UTC",
-        "capacity": Decimal(1000),
-    }
-    values.update(overrides)
-    if since is None:
-        return metering_services.meter_type_create(account_id=account.pk, **values)
-    with time_machine.travel(since, tick=False):
-        return metering_services.meter_type_create(account_id=account.pk, **values)
+    """A daily SUM type of capacity 1000. ``since``: made (and active) from then, so the ledger
+    accepts usage records from then on."""
+    return factories.make_meter_type(
+        account, at=since, **{"reset_cron": "0 0 * * *", "capacity": Decimal(1000), **overrides}
+    )
 
 
 def ingest(meter_type: MeterType, *records: tuple[str, datetime, int | str]) -> None:
@@ -52,9 +42,7 @@ def ingest(meter_type: MeterType, *records: tuple[str, datetime, int | str]) -> 
 
 
 def make_meter(meter_type: MeterType, user_id: str = "ann@example.com", meter_key: str = "gateway") -> Meter:
-    return metering_services.meter_create(
-        account_id=meter_type.account_id, meter_type_id=meter_type.pk, meter_key=meter_key, user_id=user_id
-    )
+    return factories.make_meter(meter_type, user_id=user_id, meter_key=meter_key)
 
 
 def set_value(meter: Meter, value: Decimal | int | None) -> Meter:

@@ -1,11 +1,12 @@
-"""Builders for metering tests: request bodies and rows made through the services."""
+"""Builders for metering tests: request bodies, and rows through ``tests.factories`` with these
+tests' defaults."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from metering import services
 from metering.models import Meter, MeterType
+from tests import factories
 
 
 def meter_type_body(**overrides: Any) -> dict[str, Any]:
@@ -27,23 +28,18 @@ def meter_type_body(**overrides: Any) -> dict[str, Any]:
 
 
 def make_meter_type(account, **overrides: Any) -> MeterType:
-    values = {
-        "name": "API calls",
-        "unit": "requests",
-        "aggregation": "SUM",
-        "reset_cron": "0 0 1 * *",
-        "timezone": "Etc/UTC",
-        "capacity": 1000,
-        "thresholds": [{"name": "warning", "capacityPercentage": 80}],
-    }
-    values.update(overrides)
-    return services.meter_type_create(account_id=account.pk, **values)
+    """The API tests' type: a capacity of 1000 and a warning threshold at 80 %."""
+    return factories.make_meter_type(
+        account,
+        **{"capacity": 1000, "thresholds": [{"name": "warning", "capacityPercentage": 80}], **overrides},
+    )
 
 
 def make_meter(meter_type: MeterType, **overrides: Any) -> Meter:
-    values = {"meter_key": "a1f8797b-c827-4483-b6cf-6d3d3baa18a7", "user_id": "user0@example.com"}
-    values.update(overrides)
-    return services.meter_create(account_id=meter_type.account_id, meter_type_id=meter_type.pk, **values)
+    return factories.make_meter(
+        meter_type,
+        **{"meter_key": "a1f8797b-c827-4483-b6cf-6d3d3baa18a7", "user_id": "user0@example.com", **overrides},
+    )
 
 
 def assert_error(response, status: int, code: str, field: str | None = None) -> dict:

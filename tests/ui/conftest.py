@@ -20,6 +20,11 @@ from playwright.sync_api import Page
 from accounts import services as account_services
 from accounts.models import Account
 from config.celery import app as celery_app
+from tests.ui import browser as browser_fixtures
+
+# The shared browser fixtures (tests/ui/browser.py), for the browser tests only.
+browser = browser_fixtures.browser
+browser_page = browser_fixtures.browser_page
 
 PASSWORD = "pw-12345678"
 # Every app an operator works in.

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import time_machine
 
-from metering import services
 from metering.ledger import UsageInput, UsageResult, usage_apply
 from metering.models import Meter, MeterType
+from tests import factories
 
 # Types and meters are made at START (their first period runs to 2027-02-01); tests run at NOW.
 START = datetime(2027, 1, 1, 0, 0, tzinfo=UTC)
@@ -27,30 +27,13 @@ def frozen():
 
 def make_type(account, at: datetime = START, **overrides: Any) -> MeterType:
     """A monthly SUM type made (and active from) ``at``."""
-    values = {
-        "name": "API calls",
-        "unit": "requests",
-        "aggregation": "SUM",
-        "reset_cron": "0 0 1 * *",
-        "timezone": "Etc/UTC",
-        "api_name": "api-calls",
-    }
-    values.update(overrides)
-    with time_machine.travel(at, tick=False):
-        return services.meter_type_create(account_id=account.pk, **values)
+    return factories.make_meter_type(account, at=at, **{"api_name": "api-calls", **overrides})
 
 
 def make_meter(
     meter_type: MeterType, user_id: str = "alice", meter_key: str = "default", **overrides
 ) -> Meter:
-    with time_machine.travel(START, tick=False):
-        return services.meter_create(
-            account_id=meter_type.account_id,
-            meter_type_id=meter_type.pk,
-            meter_key=meter_key,
-            user_id=user_id,
-            **overrides,
-        )
+    return factories.make_meter(meter_type, at=START, user_id=user_id, meter_key=meter_key, **overrides)
 
 
 def usage(
