@@ -13,7 +13,9 @@ CatalogueItem = Product | Price | Subscription
 def _check_same_account(instance: CatalogueItem, *related: models.Model | None) -> None:
     for other in related:
         if other is not None and getattr(other, "account_id", None) != instance.account_id:
-            raise ValidationFailed(f"{other._meta.verbose_name.capitalize()} belongs to another account.")
+            raise ValidationFailed(
+                f"{str(other._meta.verbose_name).capitalize()} belongs to another account."
+            )
 
 
 @transaction.atomic

@@ -339,7 +339,7 @@ def collected_batch_append(
     try:
         if db.vendor == "postgresql":
             lock_class, lock_object = collector_lock_key(collector_id)
-            params = [
+            params: list[str | int | None] = [
                 str(ingestion_id),
                 str(account_id),
                 str(collector_id),

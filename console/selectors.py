@@ -230,7 +230,7 @@ def recent_threshold_notifications(account_id: uuid.UUID, *, limit: int = 10) ->
     payloads = [event.payload if isinstance(event.payload, dict) else {} for event in events]
     meter_ids = {meter_id for payload in payloads if (meter_id := _uuid_or_none(payload.get("meterId")))}
     meters = Meter.objects.filter(account_id=account_id, pk__in=meter_ids).select_related("meter_type")
-    meters_by_id = {meter.pk: meter for meter in meters} if meter_ids else {}
+    meters_by_id: dict[uuid.UUID | None, Meter] = {meter.pk: meter for meter in meters} if meter_ids else {}
     return [
         ThresholdNotification(
             event=event,

@@ -108,7 +108,7 @@ def parameter_validate_new(
             "description": description_errors(description),
         }
     )
-    existing = Parameter.objects.filter(account_id=getattr(account, "pk", account))
+    existing = Parameter.objects.filter(account_id=_account_id(account))
     if existing.filter(name=name).exists():
         raise ParameterAlreadyExists(f"A parameter named {name!r} already exists in the account.")
     if existing.count() >= MAX_PARAMETERS_PER_ACCOUNT:
@@ -127,13 +127,17 @@ def parameter_validate_update(*, description: str | None = None, value: str | No
     )
 
 
+def _account_id(account: Account | uuid.UUID) -> uuid.UUID:
+    return account.pk if isinstance(account, Account) else account
+
+
 def _lock_account(account: Account | uuid.UUID) -> None:
     """Serialise parameter creation per account so the 100-parameter limit holds under concurrency.
 
     FOR NO KEY UPDATE: it does not block inserts elsewhere that reference the account (they take
     FOR KEY SHARE). SQLite ignores it; its IMMEDIATE transactions already serialise writers.
     """
-    account_id = getattr(account, "pk", account)
+    account_id = _account_id(account)
     Account.objects.select_for_update(no_key=True).filter(pk=account_id).values_list("pk", flat=True).first()
 
 
@@ -159,9 +163,7 @@ def parameter_create(
     """
     _lock_account(account)
     parameter_validate_new(account=account, name=name, type=type, value=value, description=description)
-    parameter = Parameter(
-        account_id=getattr(account, "pk", account), name=name, type=type, description=description
-    )
+    parameter = Parameter(account_id=_account_id(account), name=name, type=type, description=description)
     _store_value(parameter, value)
     try:
         with transaction.atomic():
@@ -225,7 +227,7 @@ def parameters_delete(*, account: Account | uuid.UUID, names: list[str]) -> Dele
         raise ValidationFailed.for_field("parameters", "Every parameter name must be a string.")
     if len(set(names)) != len(names):
         raise ValidationFailed.for_field("parameters", "Parameter names must be unique.")
-    account_id = getattr(account, "pk", account)
+    account_id = _account_id(account)
     found = dict(
         Parameter.objects.select_for_update()
         .filter(account_id=account_id, name__in=names)
@@ -308,7 +310,7 @@ def parameter_resolve(*, account: Account | uuid.UUID, name: str) -> str:
     ``ParameterDecryptionFailed`` (500) when no configured key opens the stored value: the
     ciphertext is never handed out in its place.
     """
-    account_id = getattr(account, "pk", account)
+    account_id = _account_id(account)
     parameter = (
         Parameter.objects.filter(account_id=account_id, name=name)
         .only("name", "type", "value", "encrypted_value")

@@ -169,7 +169,7 @@ def _meter_keys(config: StreamConfig, *, previous_nodes: list[dict], regenerate:
     for node_id in config.meter_node_ids():
         if regenerate:
             keys[node_id] = str(uuid.uuid4())
-        elif not config.node_configs[node_id].meter_key:
+        elif not getattr(config.node_configs[node_id], "meter_key", None):
             keys[node_id] = kept.get(node_id) or str(uuid.uuid4())
     return config.with_meter_keys(keys) if keys else config
 

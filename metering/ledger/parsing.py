@@ -75,7 +75,8 @@ def parse_value(raw: Any) -> Decimal:
         raise RecordRefused(Reason.NON_NUMERIC_VALUE, "The value must be a finite number.")
     if abs(number) >= VALUE_LIMIT:
         raise RecordRefused(Reason.VALUE_OUT_OF_RANGE, "The value must be below 10^26 in magnitude.")
-    if number.as_tuple().exponent < -12:
+    exponent = number.as_tuple().exponent  # an int: the number is finite
+    if isinstance(exponent, int) and exponent < -12:
         number = number.quantize(QUANTUM, context=DECIMAL_CONTEXT)
     return number
 

@@ -142,7 +142,7 @@ class PortableStore(Store):
                 UsageRecord(
                     account_id=self.account_id,
                     meter_type_id=r.meter_type.id,
-                    meter_id=r.meter_id,
+                    meter_id=r.bound_meter_id,
                     user_id=r.user_id,
                     value=r.value,
                     timestamp=r.timestamp,
@@ -239,12 +239,14 @@ class PortableStore(Store):
         inserted = set()
         with connection.cursor() as cursor:
             for crossing in sorted(crossings, key=lambda c: (c.meter_id, c.threshold_index)):
+                event_id = crossing.event_id
+                assert event_id is not None  # record_crossings gives each crossing its event's id
                 cursor.execute(
                     "INSERT INTO metering_thresholdevent (id, account_id, meter_id, threshold_index, name, "
                     "threshold_value, value, period_start, crossed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (meter_id, threshold_index, period_start) DO NOTHING RETURNING id",
                     [
-                        self._uuid(crossing.event_id),
+                        self._uuid(event_id),
                         self._uuid(self.account_id),
                         self._uuid(crossing.meter_id),
                         crossing.threshold_index,
@@ -256,7 +258,7 @@ class PortableStore(Store):
                     ],
                 )
                 if cursor.fetchall():
-                    inserted.add(crossing.event_id)
+                    inserted.add(event_id)
         return inserted
 
     def insert_corrections(

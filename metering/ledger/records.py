@@ -191,7 +191,7 @@ class MeterState:
 class ParsedRecord(NamedTuple):
     """A record that passed step 1 (each record on its own), its meter type not looked up yet."""
 
-    index: int
+    position: int  # in the batch (``index`` is tuple's own method)
     input: UsageInput
     key: str
     user_id: str
@@ -214,6 +214,12 @@ class FreshRecord:
     dimensions: dict[str, Any]
     meter_id: uuid.UUID | None = None
     meter_has_thresholds: bool = False
+
+    @property
+    def bound_meter_id(self) -> uuid.UUID:
+        """The meter of a record past ``bind_meters`` (which drops the records without one)."""
+        assert self.meter_id is not None
+        return self.meter_id
 
 
 @dataclass(slots=True)

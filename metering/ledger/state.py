@@ -23,7 +23,7 @@ def advance_meters(
     """Each meter's new state from the fresh records of its open period (read under its lock)."""
     by_meter: dict[uuid.UUID, list[FreshRecord]] = {}
     for record in counted:
-        meter = meters.get(record.meter_id)
+        meter = meters.get(record.bound_meter_id)
         # A meter deleted meanwhile counts nothing; the record stays in the ledger.
         if meter is not None and meter.period_start <= record.timestamp < meter.period_end:
             by_meter.setdefault(meter.id, []).append(record)

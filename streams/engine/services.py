@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, connection, transaction
@@ -30,6 +30,7 @@ from streams.engine.plan import PlanInvalid, RunResult, StreamPlan, plan_build, 
 from streams.engine.sessions import session_emitted_record
 from streams.exceptions import StreamNotFound
 from streams.models import AggregationSession, FlushDelivery, Stream, StreamRun
+from streams.nodes import OnlineCollectorConfig
 from streams.selectors import stream_snapshot_for_tag
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,14 @@ class Entry:
     last_sequence: int | None = None
 
 
+class Source(Protocol):
+    """Where a run's records come from; ``commit`` runs in the run's transaction once it succeeded."""
+
+    def read(self, plan: StreamPlan, context: RunContext) -> Entry | None: ...
+
+    def commit(self, entry: Entry) -> None: ...
+
+
 class RecordsSource:
     """Records given by the caller, fed to every input node (or to ``input_node_ids``)."""
 
@@ -93,6 +102,7 @@ class CollectedSource:
         records_by_collector: dict[uuid.UUID, list] = {}
         entry = Entry()
         for node in plan.nodes_of_type("onlineCollector"):
+            assert isinstance(node.config, OnlineCollectorConfig)
             collector_id = node.config.collector_id
             if collector_id not in records_by_collector:
                 batches = collection_seam.collected_batches_read(
@@ -205,7 +215,7 @@ def _failed(run: StreamRun, error: str) -> None:
     run.save(update_fields=["status", "finished_at", "error"])
 
 
-def _run(stream: Stream, trigger: str, source) -> StreamRun | None:
+def _run(stream: Stream, trigger: str, source: Source) -> StreamRun | None:
     if trigger not in StreamRun.Trigger.values or trigger == StreamRun.Trigger.PREVIEW:
         raise ValueError(f"not a run trigger: {trigger!r}")
     started = timezone.now()
@@ -306,7 +316,9 @@ def stream_run_execute(
             raise ValidationFailed.for_field(
                 "inputNodeIds", f"'{unknown[0]}' is not an input node of the stream."
             )
-    return _run(stream, trigger, RecordsSource(records, input_node_ids))
+    run = _run(stream, trigger, RecordsSource(records, input_node_ids))
+    assert run is not None  # records always make an entry
+    return run
 
 
 def stream_run_collected(
