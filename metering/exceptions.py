@@ -41,3 +41,8 @@ class MeterExists(Conflict):
 class AggregationImmutable(ValidationFailed):
     code = "AGGREGATION_IMMUTABLE"
     message = "The aggregation of a meter type cannot be changed."
+
+
+class FilteringRuleNotFound(NotFound):
+    code = "FILTERING_RULE_NOT_FOUND"
+    message = "No filtering rule has this ruleId."

@@ -22,7 +22,7 @@ from django.db import transaction
 from config.api.errors import ValidationFailed
 from metering import services
 from metering.compat.decoding import decode, decode_amount
-from metering.compat.exceptions import FilteringRuleNotFound, MeterDefinitionNotFound
+from metering.compat.exceptions import MeterDefinitionNotFound
 from metering.exceptions import AggregationImmutable
 from metering.ledger import Outcome, UsageInput, UsageResult, normalise_key, usage_apply
 from metering.models import MeterEventFilteringRule, MeterType, UsageSource
@@ -92,7 +92,7 @@ def meter_definition_create(
 ) -> MeterType:
     """A meter type with monthly UTC periods whose customers' meters are created on first usage."""
     _check_type(kind)
-    meter_type = services.meter_type_create(
+    return services.meter_type_create(
         account_id=account_id,
         name=display_name,
         api_name=meter_api_name,
@@ -101,11 +101,9 @@ def meter_definition_create(
         reset_cron=DEFINITION_RESET_CRON,
         timezone=DEFINITION_TIMEZONE,
         dimensions=list(dimensions or []),
+        auto_create_meters=True,
+        counts_unique_customers=kind == UNIQUE_CUSTOMERS_COUNT,
     )
-    meter_type.auto_create_meters = True
-    meter_type.counts_unique_customers = kind == UNIQUE_CUSTOMERS_COUNT
-    meter_type.save(update_fields=["auto_create_meters", "counts_unique_customers"])
-    return meter_type
 
 
 @transaction.atomic
@@ -154,7 +152,6 @@ def filtering_rule(rule: MeterEventFilteringRule) -> dict[str, Any]:
     }
 
 
-@transaction.atomic
 def filtering_rule_save(
     *,
     account_id: uuid.UUID,
@@ -164,47 +161,20 @@ def filtering_rule_save(
     action: str,
     rule_id: str | None = None,
 ) -> MeterEventFilteringRule:
-    """Create or update a rule. With ``rule_id`` that rule is updated; without, the meter's rule
-    on the same dimension is (one rule per meter and dimension), or a new one is made."""
+    """Create or update the filtering rule of the meter definition ``meter_api_name`` (404 when
+    there is none): ``services.filtering_rule_save``."""
     meter_type = meter_definition_get(account_id=account_id, meter_api_name=meter_api_name)
-    if action not in MeterEventFilteringRule.Action.values:
-        raise ValidationFailed.for_field("action", "action must be INCLUDE or EXCLUDE.")
-    rules = MeterEventFilteringRule.objects.select_for_update().filter(account_id=account_id)
-    if rule_id:
-        try:
-            chosen = uuid.UUID(str(rule_id))
-        except ValueError:
-            raise ValidationFailed.for_field("ruleId", "ruleId must be a UUID.")
-        rule = rules.filter(pk=chosen).first()
-        if rule is None:
-            # A client-chosen id is created under that id (as the real service does); an id that
-            # another account's rule holds is unusable and answers like any unknown rule.
-            if MeterEventFilteringRule.objects.filter(pk=chosen).exists():
-                raise FilteringRuleNotFound(
-                    details=[{"field": "ruleId", "message": FilteringRuleNotFound.message}]
-                )
-            rule = MeterEventFilteringRule(pk=chosen, account_id=account_id)
-        clash = rules.filter(meter_type=meter_type, dimension_name=dimension_name).exclude(pk=rule.pk).first()
-        if clash is not None:
-            raise ValidationFailed.for_field(
-                "dimensionName", f"Rule {clash.pk} already filters this dimension."
-            )
-    else:
-        rule = rules.filter(
-            meter_type=meter_type, dimension_name=dimension_name
-        ).first() or MeterEventFilteringRule(account_id=account_id)
-    rule.meter_type = meter_type
-    rule.dimension_name = dimension_name
-    rule.dimension_values = list(dimension_values)
-    rule.action = action
-    rule.full_clean(exclude=["account", "meter_type"], validate_unique=False, validate_constraints=False)
-    rule.save()
-    return rule
+    return services.filtering_rule_save(
+        account_id=account_id,
+        meter_type=meter_type,
+        dimension_name=dimension_name,
+        dimension_values=dimension_values,
+        action=action,
+        rule_id=rule_id,
+    )
 
 
-@transaction.atomic
-def filtering_rule_delete(*, rule: MeterEventFilteringRule) -> None:
-    rule.delete()
+filtering_rule_delete = services.filtering_rule_delete
 
 
 # --- ingestion ----------------------------------------------------------------------------------

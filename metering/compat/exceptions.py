@@ -8,11 +8,6 @@ class MeterDefinitionNotFound(NotFound):
     message = "No meter definition has this meterApiName."
 
 
-class FilteringRuleNotFound(NotFound):
-    code = "FILTERING_RULE_NOT_FOUND"
-    message = "No filtering rule has this ruleId."
-
-
 class MeterIdentifierRequired(ValidationFailed):
     code = "METER_IDENTIFIER_REQUIRED"
     message = "Give meterId or meterName."
