@@ -122,7 +122,7 @@ def _lag(stream_ids: list[uuid.UUID], now: datetime) -> dict[uuid.UUID, tuple[in
     return lag
 
 
-def _recent_runs(stream_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[tuple[str, str, datetime]]]:
+def _recent_runs(stream_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[tuple[str, str, datetime | None]]]:
     """Per stream, its last ``RUNS_EXAMINED`` finished runs (status, error, finished at), newest first."""
     ranked = (
         StreamRun.objects.filter(stream_id__in=stream_ids)
@@ -136,7 +136,7 @@ def _recent_runs(stream_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[tuple[str,
         .order_by("stream_id", "rank")
         .values_list("stream_id", "status", "error", "finished_at")
     )
-    runs: dict[uuid.UUID, list[tuple[str, str, datetime]]] = {}
+    runs: dict[uuid.UUID, list[tuple[str, str, datetime | None]]] = {}
     for stream_id, status, error, finished_at in ranked:
         runs.setdefault(stream_id, []).append((status, error, finished_at))
     return runs
@@ -180,7 +180,7 @@ def _outbox(stream_ids: list[uuid.UUID], now: datetime) -> tuple[dict, dict]:
     return totals, errors
 
 
-def _collapsed(runs: list[tuple[str, str, datetime]]) -> list[ErrorLine]:
+def _collapsed(runs: list[tuple[str, str, datetime | None]]) -> list[ErrorLine]:
     lines: dict[str, ErrorLine] = {}
     for status, error, finished_at in runs:  # newest first: the first seen is the latest
         if status != StreamRun.Status.FAILED:
