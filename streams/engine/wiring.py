@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 import uuid
 
-from streams.engine.flushes import flushed_records_queue
-
 from config.ttlcache import TtlCache
+from streams.engine.flushes import flushed_records_queue
 
 logger = logging.getLogger(__name__)
 
