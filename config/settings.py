@@ -370,7 +370,7 @@ METERING_FLUSH_MAX_BATCHES = int(os.environ.get("METERING_FLUSH_MAX_BATCHES", "2
 METERING_FLUSH_TIME_BUDGET_SECONDS = float(os.environ.get("METERING_FLUSH_TIME_BUDGET_SECONDS", "50"))
 
 
-# --- Usage ledger and compatible APIs (metering app: metering/ledger.py, metering/compat/) ----
+# --- Usage ledger and compatible APIs (metering app: metering/ledger/, metering/compat/) ----
 # Records may be this far ahead of the server's clock (a client's clock skew); later is FUTURE_TIMESTAMP.
 # Records older than IDEMPOTENCY_WINDOW_DAYS are refused (TIMESTAMP_TOO_OLD), so a replay is
 # always caught by its idempotency key; keys older than the window are purged.

@@ -74,7 +74,7 @@ class MeterType(models.Model):
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     dimensions = models.JSONField(default=list, blank=True, validators=[validators.validate_dimensions])
-    # Usage ledger (metering/ledger.py): the compatible APIs' view of the type.
+    # Usage ledger (metering/ledger/): the compatible APIs' view of the type.
     auto_create_meters = models.BooleanField(
         default=False,
         help_text="Create a customer's meter on its first usage (types made through /meter-definition).",
