@@ -22,7 +22,8 @@ from django.utils import timezone
 from collection import services as collection_services
 from collection.models import CollectedBatch, Collector, ConsumerOffset
 from streams.engine import services as engine_services
-from streams.engine.wiring import realtime_readers, realtime_streams_behind
+from streams.engine.selectors import realtime_streams_behind
+from streams.engine.wiring import realtime_readers
 from streams.models import InspectRecord, Stream, StreamRun
 from streams.services import solution_create, stream_delete
 
