@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from decimal import Decimal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
 from django.contrib import admin, messages
@@ -197,7 +197,17 @@ class MeterTypeAdmin(AccountScopedAdmin):
         form = super().get_form(request, obj, **kwargs)
         account = self.account_for_request(request, obj)
         form.admin_account_id = account.pk if account else None
+        if "timezone" in form.base_fields:  # a searchable choice: the page's list of IANA names
+            form.base_fields["timezone"].widget.attrs.update(
+                {"list": "iana-timezones", "autocomplete": "off"}
+            )
         return form
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["timezones"] = sorted(available_timezones())
+        return super().render_change_form(
+            request, context, add=add, change=change, form_url=form_url, obj=obj
+        )
 
     @admin.display(description="meters", ordering="number_of_meters")
     def meter_count(self, meter_type):

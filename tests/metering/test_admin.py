@@ -389,3 +389,10 @@ def test_data_corrections_triage_counts_search_inside_records_and_fix_hints(staf
     change = staff.get(f"/admin/metering/datacorrection/{dora.pk}/change/").content.decode()
     assert "Create the customer&#x27;s meter for this meter type" in change
     assert "a reprocess alone fixes it once that is done" in change
+
+
+def test_the_time_zone_is_a_searchable_choice_and_the_empty_add_form_shows_no_error(staff):
+    page = staff.get("/admin/metering/metertype/add/").content.decode()
+    assert 'list="iana-timezones"' in page
+    assert '<option value="Europe/Stockholm">' in page
+    assert "errorlist" not in page and "errornote" not in page
