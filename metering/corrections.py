@@ -26,7 +26,14 @@ from django.utils.module_loading import import_string
 from django.utils.timezone import now as utc_now
 
 from config.api.errors import Conflict, NotFound, ValidationFailed
-from metering.ledger import MeterOptions, Outcome, UsageInput, usage_apply
+from metering.ledger import (
+    MeterOptions,
+    Outcome,
+    UsageInput,
+    correction_keys_release,
+    correction_keys_restore,
+    usage_apply,
+)
 from metering.models import DataCorrection, UsageSource
 
 MAX_BULK = 1000
@@ -153,6 +160,10 @@ def data_corrections_reprocess(
     by_source: dict[tuple[str, str], list[DataCorrection]] = {}
     for correction in open_ones:
         by_source.setdefault((correction.source, correction.source_ref), []).append(correction)
+    # Each correction holds its record's idempotency key (a replay meanwhile was a duplicate):
+    # released for the reprocessing, which counts the record under it, and given back after to
+    # the corrections that stay open or are discarded.
+    released = correction_keys_release(account_id=account_id, keys=[c.idempotency_key for c in open_ones])
     for (source, source_ref), group in by_source.items():
         # One usage_apply per set of meter options (a stream's corrections come from its nodes).
         applied: dict[MeterOptions | None, list[tuple[DataCorrection, list[UsageInput]]]] = {}
@@ -195,6 +206,7 @@ def data_corrections_reprocess(
             outcomes = iter(result.results)
             for correction, inputs in routed:
                 _settle(correction, [next(outcomes) for _ in inputs], now)
+    correction_keys_restore(account_id=account_id, released=released)
     DataCorrection.objects.bulk_update(
         open_ones, ["status", "reason", "message", "attempts", "updated_at", "resolved_at"]
     )

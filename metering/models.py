@@ -270,7 +270,8 @@ class UsageSource(models.TextChoices):
 
 
 class UsageDedupKey(models.Model):
-    """One idempotency key per account and accepted usage record: the exactly-once guard.
+    """One idempotency key per account and usage record, counted or sent to data correction: the
+    exactly-once guard (a key answers with its first outcome).
 
     Its own table (not a unique index on the ledger) because a partitioned ledger's unique keys
     must include the partition column. ``request_hash`` tells a replay from a reused key.
@@ -283,6 +284,9 @@ class UsageDedupKey(models.Model):
     )
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64, blank=True, default="")
+    # The key's first record went to data correction: replays are duplicates, and reprocessing the
+    # correction (which counts it under this key) releases it first (``correction_keys_release``).
+    held_by_correction = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(default=utc_now)
 
     class Meta:

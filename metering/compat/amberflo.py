@@ -24,7 +24,7 @@ from metering import services
 from metering.compat.decoding import decode, decode_amount
 from metering.compat.exceptions import MeterDefinitionNotFound
 from metering.exceptions import AggregationImmutable
-from metering.ledger import Outcome, UsageInput, UsageResult, normalise_key, usage_apply
+from metering.ledger import Outcome, UsageInput, UsageResult, normalise_key, request_hash, usage_apply
 from metering.models import MeterEventFilteringRule, MeterType, UsageSource
 
 # --- meter definitions --------------------------------------------------------------------------
@@ -282,6 +282,7 @@ class IngestAnswer:
             "X-Ingest-Duplicates": str(result.duplicates),
             "X-Ingest-Excluded": str(result.excluded),
             "X-Ingest-Corrections": str(result.corrections),
+            "X-Ingest-Key-Reused": str(sum(outcome.key_reused for outcome in result.results)),
         }
 
     def reply(self, prefer: str) -> tuple[bytes, dict[str, str]]:
@@ -298,7 +299,7 @@ class IngestAnswer:
         for (index, name, unique_id), outcome in zip(self.items, self.result.results, strict=True):
             item: dict[str, Any] = {"index": index, "meterApiName": name, "uniqueId": unique_id}
             if outcome.outcome == Outcome.DUPLICATE:
-                listed["duplicates"].append(item)
+                listed["duplicates"].append({**item, "keyReused": outcome.key_reused})
             elif outcome.outcome == Outcome.EXCLUDED:
                 listed["excluded"].append(item)
             elif outcome.outcome == Outcome.CORRECTION:
@@ -330,6 +331,8 @@ def ingest_records(events: list[MeterEvent]) -> tuple[list[UsageInput], list[tup
         pairs = [(event.meterApiName, event.meterValue)] if event.meterApiName is not None else []
         pairs.extend((event.values or {}).items())
         for name, value in pairs:
+            record = _event_record(event, name, value)
+            keyed = event.uniqueId is not None
             records.append(
                 UsageInput(
                     user_id=event.customerId,
@@ -337,8 +340,10 @@ def ingest_records(events: list[MeterEvent]) -> tuple[list[UsageInput], list[tup
                     timestamp=event.meterTimeInMillis,
                     meter_api_name=name,
                     dimensions=event.dimensions,
-                    idempotency_key=f"ingest:{name}:{event.uniqueId}" if event.uniqueId is not None else None,
-                    record=_event_record(event, name, value),
+                    idempotency_key=f"ingest:{name}:{event.uniqueId}" if keyed else None,
+                    # What the uniqueId stands for: a replay of another event is told apart.
+                    request_hash=request_hash(record) if keyed else "",
+                    record=record,
                 )
             )
             items.append((index, name, event.uniqueId))

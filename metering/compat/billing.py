@@ -36,7 +36,7 @@ from metering.ledger import (
     request_hash,
     usage_apply,
 )
-from metering.models import MeterType, UsageSource
+from metering.models import MeterType, UsageDedupKey, UsageSource
 
 KEY_PREFIX = "report:"
 MetadataValue = str | int | float | bool
@@ -140,12 +140,26 @@ def usage_report(*, account_id: uuid.UUID, idempotency_key: str, body: bytes) ->
     return report_answer(prepared, outcome)
 
 
+def usage_key_known(account_id: uuid.UUID, key: str) -> bool:
+    """Whether the ledger holds this (namespaced) idempotency key: a record was counted or sent
+    to data correction under it."""
+    return UsageDedupKey.objects.filter(account_id=account_id, key=key).exists()
+
+
 def report_prepare(
-    *, account_id: uuid.UUID, idempotency_key: str, body: bytes, find_meter=_meter_for_report_cached
+    *,
+    account_id: uuid.UUID,
+    idempotency_key: str,
+    body: bytes,
+    find_meter=_meter_for_report_cached,
+    key_known=usage_key_known,
 ) -> PreparedReport | None:
     """The report checked (400 for a bad body, 404 for an unknown meter, 400 for an archived one).
     ``find_meter(account_id, meter_id, meter_name)`` may answer None (the ASGI fast path finds
-    only cached meters), and so does this then."""
+    only cached meters), and so does this then. A replay comes before the archived check: a key
+    the ledger holds goes to the ledger, which answers it duplicate (200) or reused (409) as the
+    first call's outcome stands; ``key_known=None`` (the fast path, which does not read the
+    database on its event loop) answers None for an archived meter, handing it to the view."""
     if len(idempotency_key) > MAX_KEY_LENGTH:
         raise ValidationFailed.for_field("Idempotency-Key", f"At most {MAX_KEY_LENGTH} characters.")
     report: UsageReport = decode(_DECODER, body)
@@ -153,7 +167,12 @@ def report_prepare(
     meter_type = find_meter(account_id, report.meterId, report.meterName)
     if meter_type is None:
         return None
+    key = normalise_key(KEY_PREFIX + idempotency_key)
     if meter_type.status != MeterType.Status.ACTIVE:
+        if key_known is None:
+            return None
+        if key_known(account_id, key):
+            return _prepared(meter_type, report, value, key, body, idempotency_key)
         raise MeterArchived(
             details=[
                 {"field": "meterId" if report.meterId else "meterName", "message": MeterArchived.message}
@@ -164,6 +183,12 @@ def report_prepare(
             parse_timestamp(report.timestamp, utc_now())
         except RecordRefused as refused:
             raise ValidationFailed.for_field("timestamp", refused.message)
+    return _prepared(meter_type, report, value, key, body, idempotency_key)
+
+
+def _prepared(
+    meter_type: MeterType, report: UsageReport, value: Any, key: str, body: bytes, idempotency_key: str
+) -> PreparedReport:
     # The body as sent (decoded), so a replay without a timestamp hashes the same as its original.
     raw = _RAW_DECODER.decode(body)
     return PreparedReport(
@@ -173,7 +198,7 @@ def report_prepare(
             timestamp=report.timestamp,
             meter_type_id=meter_type.pk,
             dimensions=report.metadata,
-            idempotency_key=normalise_key(KEY_PREFIX + idempotency_key),
+            idempotency_key=key,
             request_hash=request_hash(raw),
             record=raw,
             source_ref=str(uuid.uuid4()),
@@ -183,7 +208,9 @@ def report_prepare(
 
 
 def report_answer(prepared: PreparedReport, outcome: RecordResult) -> ReportAnswer:
-    """What the ledger's outcome for a report answers: 200 duplicate, 409 reused key, else 202."""
+    """What the ledger's outcome for a report answers: 200 duplicate, 409 reused key, else 202
+    (counted, or sent to data correction: the key holds that outcome, so every replay after it,
+    of either, is a duplicate)."""
     if outcome.outcome == Outcome.DUPLICATE:
         if outcome.key_reused:
             raise IdempotencyKeyReused(

@@ -167,6 +167,7 @@ def settle_report(principal: Principal, work: tuple[str, bytes]) -> billing.Prep
         idempotency_key=key,
         body=body,
         find_meter=billing.cached_meter_for_report,
+        key_known=None,  # an archived meter: the view checks for a replay (a database read)
     )
     if prepared is None:
         raise HandOver()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.api.schema import NOT_BLANK_PATTERN
 from config.api.serializers import StrictSerializerMixin
 from metering.api.serializers import DimensionsField, NonEmptyDimensionsField
 from metering.compat import billing
@@ -74,22 +73,20 @@ FILTER_VALUE_LENGTH = 1000
         "additionalProperties": {
             "type": "array",
             "maxItems": FILTER_VALUES,
-            "items": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": FILTER_VALUE_LENGTH,
-                "pattern": NOT_BLANK_PATTERN,
-            },
+            # "" (or blanks, trimmed) selects the events without the dimension.
+            "items": {"type": "string", "maxLength": FILTER_VALUE_LENGTH},
         },
     }
 )
 class DimensionFilterField(serializers.DictField):
-    """``{dimension: [values]}``: values are trimmed and may not be blank."""
+    """``{dimension: [values]}``: values are trimmed; ``""`` matches the events without the
+    dimension (the group whose ``groupInfo`` value is ``""``)."""
 
     def __init__(self, **kwargs):
         super().__init__(
             child=serializers.ListField(
-                child=serializers.CharField(max_length=FILTER_VALUE_LENGTH), max_length=FILTER_VALUES
+                child=serializers.CharField(max_length=FILTER_VALUE_LENGTH, allow_blank=True),
+                max_length=FILTER_VALUES,
             ),
             **kwargs,
         )

@@ -39,7 +39,13 @@ steps in order) and ``maintenance`` (recompute after a reset, dedup-key purge). 
 """
 
 from metering.aggregation import INCREMENT, MAX, MIN, SUM
-from metering.ledger.maintenance import meters_recompute, usage_dedup_keys_purge
+from metering.ledger.maintenance import (
+    HeldKey,
+    correction_keys_release,
+    correction_keys_restore,
+    meters_recompute,
+    usage_dedup_keys_purge,
+)
 from metering.ledger.new_meters import current_period
 from metering.ledger.parsing import (
     Reason,
@@ -91,6 +97,9 @@ __all__ = [
     "ThresholdCrossing",
     "UsageInput",
     "UsageResult",
+    "HeldKey",
+    "correction_keys_release",
+    "correction_keys_restore",
     "current_period",
     "meters_recompute",
     "normalise_key",

@@ -156,18 +156,45 @@ def bind_meters(
     return accepted
 
 
+def settle_repeated_keys(
+    accepted: list[FreshRecord], refusals: list[Refusal], results: Results
+) -> tuple[list[FreshRecord], list[Refusal]]:
+    """A key the batch holds twice belongs to its first record, counted or refused: every later
+    record with it is a duplicate (as if they had come one after the other), judged against the
+    body the key holds once the first is written. Returns the accepted records and refusals that
+    own their key."""
+    owners: set[str] = set()
+    kept: list[FreshRecord] = []
+    refused: list[Refusal] = []
+    for _, item in sorted(
+        [(record.index, record) for record in accepted] + [(refusal.index, refusal) for refusal in refusals],
+        key=lambda pair: pair[0],
+    ):
+        if item.key in owners:
+            results[item.index] = RecordResult(Outcome.DUPLICATE, item.key)
+            continue
+        owners.add(item.key)
+        (refused if isinstance(item, Refusal) else kept).append(item)
+    return kept, refused
+
+
 def mark_duplicates(
     store: Store,
     accepted: list[FreshRecord],
     fresh_keys: Collection[str],
     results: Results,
     records: Sequence[UsageInput],
+    refused: Sequence[Refusal] = (),
 ) -> list[FreshRecord]:
-    """Results for the appended records; returns the fresh ones. A duplicate whose stored request
+    """Results for the appended records; returns the fresh ones. A refused record whose key
+    (``refused``, recorded with the batch) was not new is a duplicate too. A duplicate whose stored request
     hash differs is flagged ``key_reused`` (the same key sent with another body); so is a key
     repeated in the batch (a duplicate ``parse_batch`` marked) whose body differs from the one the
     key now holds, judged once the first is written, as if the two had come one after the other."""
     counted = []
+    for refusal in refused:
+        if refusal.key not in fresh_keys:  # replayed: the key answers with its first outcome
+            results[refusal.index] = RecordResult(Outcome.DUPLICATE, refusal.key)
     duplicates = [
         (index, result.idempotency_key, records[index].request_hash)
         for index, result in enumerate(results)

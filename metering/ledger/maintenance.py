@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -100,3 +101,46 @@ def usage_dedup_keys_purge(
                     0
                 ]
     return deleted
+
+
+@dataclass(frozen=True, slots=True)
+class HeldKey:
+    """An idempotency key a data correction holds, as released for its reprocessing."""
+
+    key: str
+    request_hash: str
+    created_at: datetime
+
+
+def correction_keys_release(*, account_id: uuid.UUID, keys: Sequence[str]) -> list[HeldKey]:
+    """Take the keys these data corrections hold out of the dedup table, in the caller's
+    transaction, so that reprocessing counts each record under its own key; give them back with
+    ``correction_keys_restore`` when the reprocessing is done. Only keys held by a correction are
+    taken (never the key of a counted record), in one sorted statement."""
+    held = UsageDedupKey.objects.filter(
+        account_id=account_id, key__in=sorted(set(keys)), held_by_correction=True
+    )
+    released = [
+        HeldKey(*row) for row in held.order_by("key").values_list("key", "request_hash", "created_at")
+    ]
+    if released:
+        held.delete()
+    return released
+
+
+def correction_keys_restore(*, account_id: uuid.UUID, released: Sequence[HeldKey]) -> None:
+    """Give the released keys back to the corrections still holding them: a key the reprocessing
+    counted a record under is there already (and stays a counted record's key)."""
+    UsageDedupKey.objects.bulk_create(
+        [
+            UsageDedupKey(
+                account_id=account_id,
+                key=held.key,
+                request_hash=held.request_hash,
+                created_at=held.created_at,
+                held_by_correction=True,
+            )
+            for held in sorted(released, key=lambda held: held.key)
+        ],
+        ignore_conflicts=True,
+    )

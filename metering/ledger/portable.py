@@ -116,23 +116,31 @@ class PortableStore(Store):
         ).values_list("id", "meter_type_id", "meter_key", "user_id", "thresholds")
         return group_meters(row for row in rows if (row[1], row[3]) in wanted)
 
-    def append(self, records: list[FreshRecord], source: str, source_ref: str, now: datetime) -> set[str]:
+    def append(
+        self,
+        records: list[FreshRecord],
+        source: str,
+        source_ref: str,
+        now: datetime,
+        claims: Sequence[tuple[str, str]] = (),
+    ) -> set[str]:
         fresh: set[str] = set()
-        ordered = sorted(records, key=lambda record: record.key)
+        # Every key of the batch in one sorted order: the records' and the refused records' (held
+        # by their data correction).
+        ordered = sorted(
+            [(record.key, record.input.request_hash, False) for record in records]
+            + [(key, request_hash, True) for key, request_hash in claims]
+        )
         with connection.cursor() as cursor:
             for start in range(0, len(ordered), SQLITE_CHUNK):
                 chunk = ordered[start : start + SQLITE_CHUNK]
                 params: list[Any] = []
-                for record in chunk:
-                    params += [
-                        self._uuid(self.account_id),
-                        record.key,
-                        record.input.request_hash,
-                        self._datetime(now),
-                    ]
+                for key, request_hash, held in chunk:
+                    params += [self._uuid(self.account_id), key, request_hash, self._datetime(now), held]
                 cursor.execute(
-                    "INSERT INTO metering_usagededupkey (account_id, key, request_hash, created_at) "  # noqa: S608
-                    f"VALUES {', '.join(['(%s, %s, %s, %s)'] * len(chunk))} ON CONFLICT DO NOTHING RETURNING key",
+                    "INSERT INTO metering_usagededupkey (account_id, key, request_hash, created_at, "  # noqa: S608
+                    f"held_by_correction) VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * len(chunk))} "
+                    "ON CONFLICT DO NOTHING RETURNING key",
                     params,
                 )
                 fresh.update(row[0] for row in cursor.fetchall())

@@ -110,11 +110,18 @@ class PostgresStore(Store):
             ).fetchall()
         )
 
-    def append(self, records: list[FreshRecord], source: str, source_ref: str, now: datetime) -> set[str]:
+    def append(
+        self,
+        records: list[FreshRecord],
+        source: str,
+        source_ref: str,
+        now: datetime,
+        claims: Sequence[tuple[str, str]] = (),
+    ) -> set[str]:
         return {
             row[0]
             for row in self.execute(
-                statements.APPEND, self._batch(records, source, source_ref, now)
+                statements.APPEND, self._batch(records, source, source_ref, now, claims)
             ).fetchall()
         }
 
@@ -130,7 +137,12 @@ class PostgresStore(Store):
         return {key: counted for key, counted in rows}
 
     def _batch(
-        self, records: list[FreshRecord], source: str, source_ref: str, now: datetime
+        self,
+        records: list[FreshRecord],
+        source: str,
+        source_ref: str,
+        now: datetime,
+        claims: Sequence[tuple[str, str]] = (),
     ) -> dict[str, Any]:
         # One JSON document (msgspec encodes it in C; jsonb is parsed once, then each field is a
         # cheap lookup): binding eight arrays element by element costs the client more.
@@ -149,6 +161,8 @@ class PostgresStore(Store):
                 )
                 for r in records
             ]
+            # A refused record's key (no meter): recorded, held by its data correction.
+            + [(key, request_hash, None, None, None, None, None, None) for key, request_hash in claims]
         ).decode()
         return {
             "account": self.account_id,

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.utils.timezone import now as utc_now
 
 from config.metrics import USAGE_RECORDS
-from metering.ledger.binding import bind_meter_types, bind_meters, mark_duplicates
+from metering.ledger.binding import bind_meter_types, bind_meters, mark_duplicates, settle_repeated_keys
 from metering.ledger.parsing import parse_batch
 from metering.ledger.portable import PortableStore
 from metering.ledger.postgres import PostgresStore
@@ -192,6 +192,7 @@ def _apply_batch(
     with decimal.localcontext(DECIMAL_CONTEXT):
         # 1. Each record on its own.
         parsed = parse_batch(records, results, refusals, now)
+        accepted: list[FreshRecord] = []
         if parsed.records:
             # 2. Meter types (with their filtering rules) and the customers' meters, in one read.
             types_by_id, types_by_name, meters_by_pair = store.resolve(
@@ -201,12 +202,20 @@ def _apply_batch(
                 parsed.records, types_by_id, types_by_name, apply_filtering_rules, results, refusals
             )
             accepted = bind_meters(store, bound, types_by_id, meters_by_pair, refusals, now)
-            if accepted:
-                # 3. Dedup keys, ledger rows and hourly rollups: one statement.
-                fresh_keys = store.append(accepted, source, source_ref, now)
-                counted = mark_duplicates(store, accepted, fresh_keys, results, records)
-                if counted:
-                    changed, crossings = _count(store, counted, options, results, now)
+        accepted, refusals = settle_repeated_keys(accepted, refusals, results)
+        # A refused record's key is recorded too (a replay answers duplicate, whatever it says
+        # now); data-correction reprocessing (``record_corrections=False``) records none: the
+        # correction keeps holding its own key (``correction_keys_release``).
+        claimed = refusals if record_corrections else []
+        if accepted or claimed:
+            # 3. Dedup keys, ledger rows and hourly rollups: one statement.
+            fresh_keys = store.append(
+                accepted, source, source_ref, now, [(r.key, r.request_hash) for r in claimed]
+            )
+            counted = mark_duplicates(store, accepted, fresh_keys, results, records, claimed)
+            refusals = [r for r in refusals if not claimed or r.key in fresh_keys]
+            if counted:
+                changed, crossings = _count(store, counted, options, results, now)
     # 5. The refused records, to data correction.
     _refuse(store, refusals, results, source, source_ref, now, record_corrections)
     return _result(results, len(changed), crossings)

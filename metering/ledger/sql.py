@@ -48,6 +48,8 @@ FIND_METERS = """
     WHERE account_id = %s AND (meter_type_id, user_id) IN (SELECT * FROM unnest(%b::uuid[], %b::text[]))
 """
 # The batch's dedup keys, ledger rows and hourly rollups (locks in that order: key, rollup row).
+# A batch row without a meter is the key of a refused record (bound for data correction): its key
+# is recorded (``held_by_correction``), nothing is appended for it.
 _APPEND_HEAD = f"""
     WITH batch AS (
         SELECT r->>0 AS key, r->>1 AS request_hash, (r->>2)::uuid AS meter_type_id, (r->>3)::uuid AS meter_id,
@@ -55,8 +57,9 @@ _APPEND_HEAD = f"""
                r->>8 AS source_ref, ord
         FROM jsonb_array_elements(%(batch)s::jsonb) WITH ORDINALITY AS b(r, ord)
     ), fresh AS (
-        INSERT INTO metering_usagededupkey AS d (account_id, key, request_hash, created_at)
-        SELECT DISTINCT ON (key) %(account)s, key, request_hash, %(now)s FROM batch ORDER BY key, ord
+        INSERT INTO metering_usagededupkey AS d (account_id, key, request_hash, created_at, held_by_correction)
+        SELECT DISTINCT ON (key) %(account)s, key, request_hash, %(now)s, meter_id IS NULL
+        FROM batch ORDER BY key, ord
         ON CONFLICT DO NOTHING
         RETURNING d.key
     ), appended AS (
@@ -64,7 +67,7 @@ _APPEND_HEAD = f"""
                                           dimensions, source, source_ref, idempotency_key, created_at)
         SELECT DISTINCT ON (b.key) %(account)s, b.meter_type_id, b.meter_id, b.user_id, b.value, b.ts,
                b.dimensions, %(source)s, coalesce(b.source_ref, %(source_ref)s), b.key, %(now)s
-        FROM batch b JOIN fresh f ON f.key = b.key ORDER BY b.key, b.ord
+        FROM batch b JOIN fresh f ON f.key = b.key WHERE b.meter_id IS NOT NULL ORDER BY b.key, b.ord
         RETURNING meter_type_id, meter_id, user_id, value, "timestamp", idempotency_key
     ), rolled AS (
         INSERT INTO metering_usagerollup AS r (account_id, meter_type_id, user_id, hour, sum, count, max, min)
@@ -78,7 +81,7 @@ _APPEND_HEAD = f"""
 APPEND = (
     _APPEND_HEAD  # noqa: S608
     + """
-    SELECT idempotency_key FROM appended
+    SELECT key FROM fresh
 """
 )
 # APPEND and the meters' update in one statement, for batches whose meters need nothing

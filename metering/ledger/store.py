@@ -61,8 +61,17 @@ class Store(ABC):
         """The meters of these (meter type id, user id) pairs."""
 
     @abstractmethod
-    def append(self, records: list[FreshRecord], source: str, source_ref: str, now: datetime) -> set[str]:
-        """Insert the keys, append the records whose key is new, roll them up; the new keys."""
+    def append(
+        self,
+        records: list[FreshRecord],
+        source: str,
+        source_ref: str,
+        now: datetime,
+        claims: Sequence[tuple[str, str]] = (),
+    ) -> set[str]:
+        """Insert the keys, append the records whose key is new, roll them up; the new keys.
+        ``claims``: ``(key, request hash)`` of refused records, recorded (held by their data
+        correction) in the same sorted insert; the new ones among them are returned too."""
 
     @abstractmethod
     def stored_hashes(self, keys: list[str]) -> dict[str, str]:

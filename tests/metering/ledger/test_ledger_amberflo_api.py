@@ -123,8 +123,8 @@ def test_the_same_events_sent_three_times_over_http_count_once(account, amber):
             "excluded": [],
             "corrections": [],
             "duplicates": [
-                {"index": 0, "meterApiName": "api-calls", "uniqueId": "e1"},
-                {"index": 1, "meterApiName": "api-calls", "uniqueId": "e2"},
+                {"index": 0, "meterApiName": "api-calls", "uniqueId": "e1", "keyReused": False},
+                {"index": 1, "meterApiName": "api-calls", "uniqueId": "e2", "keyReused": False},
             ],
         }
         assert (replay["X-Ingest-Accepted"], replay["X-Ingest-Duplicates"]) == ("0", "2")

@@ -132,12 +132,15 @@ def test_a_record_holding_nul_characters_is_kept_with_them_replaced(
     assert "\x00" not in correction.message
 
 
-def test_a_replay_of_a_refused_record_keeps_one_open_correction(account, calls):
+def test_a_replay_of_a_refused_record_is_a_duplicate_and_keeps_one_open_correction(account, calls):
     first = refused(account, usage(calls, user=None, key="k1"))
-    second = refused(account, usage(calls, user=None, key="k1"))
+    # The key holds its first outcome: a replay is a duplicate even when it could be counted now.
+    again = apply(account, [usage(calls, user=None, key="k1")])
+    fixed = apply(account, [usage(calls, user="alice", key="k1")])
 
-    assert first.pk == second.pk
-    assert DataCorrection.objects.count() == 1
+    assert [r.outcome for r in again.results + fixed.results] == ["DUPLICATE", "DUPLICATE"]
+    assert list(DataCorrection.objects.values_list("pk", "status")) == [(first.pk, "OPEN")]
+    assert UsageRecord.objects.count() == 0
 
 
 def test_a_corrected_record_is_reprocessed_into_the_meter_exactly_once(account, calls):

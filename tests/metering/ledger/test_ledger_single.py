@@ -136,7 +136,7 @@ def test_what_the_single_statement_does_not_cover_goes_through_the_batch_path(ac
     created, _ = statements(account, usage(creating, user="new-customer"))
     grouped, _ = statements(account, usage(plain.meter_type, group="gold"))
 
-    assert refused == ["INSERT"]  # the correction, in the batch path
+    assert refused == ["WITH", "INSERT"]  # its key (held by the correction), the correction: the batch path
     assert crossing[:2] == ["WITH", "WITH"] and "SELECT" in crossing and "UPDATE" in crossing
     assert len(crossed.crossings) == 1 and ThresholdEvent.objects.count() == 1
     assert "INSERT" in created and Meter.objects.get(user_id="new-customer").value == Decimal(1)

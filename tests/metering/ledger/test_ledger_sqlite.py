@@ -97,7 +97,7 @@ def test_the_ledger_on_the_embedded_sqlite_default(tmp_path: Path):
     assert answer == {
         "vendor": "sqlite",
         "first": [4, 1, 1],
-        "again": [0, 5, 1],
+        "again": [0, 6, 0],  # the refused record's key holds its correction: a duplicate too
         # The refused record, corrected and reprocessed, counts once more into alice's meter.
         "alice": [
             "6.5",

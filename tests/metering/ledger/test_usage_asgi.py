@@ -98,18 +98,21 @@ def test_ingest_is_answered_on_the_event_loop_and_counted(setup):
 
 def test_ingest_with_prefer_representation_lists_duplicates_on_the_event_loop(setup):
     app, recorder, meter, key = setup
-    call(app, "/ingest", json.dumps(event("e1", 2)).encode(), key)
+    first = event("e1", 2)
+    call(app, "/ingest", json.dumps(first).encode(), key)
 
     status, headers, body = call(
         app,
         "/ingest",
-        json.dumps([event("e1", 2), event("e3", 1)]).encode(),
+        json.dumps([first, event("e3", 1)]).encode(),
         {**key, "prefer": "return=representation"},
     )
 
     assert (status, recorder.paths, headers["preference-applied"]) == (200, [], "return=representation")
     assert body["accepted"] == 1
-    assert body["duplicates"] == [{"index": 0, "meterApiName": "api-calls", "uniqueId": "e1"}]
+    assert body["duplicates"] == [
+        {"index": 0, "meterApiName": "api-calls", "uniqueId": "e1", "keyReused": False}
+    ]
     assert value_of(meter) == Decimal(3)
 
 

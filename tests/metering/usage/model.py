@@ -260,14 +260,25 @@ def events(draw, engine_only=False) -> dict:
 
 
 operations = st.one_of(
-    st.tuples(st.just("ingest"), st.lists(events(), min_size=1, max_size=40)),
+    st.tuples(st.just("ingest"), st.lists(events(), min_size=50, max_size=150)),
     st.tuples(st.just("ingest_one"), events()),
     st.tuples(st.just("report"), events()),
-    st.tuples(st.just("stream"), st.lists(events(engine_only=True), min_size=1, max_size=30)),
+    st.tuples(st.just("stream"), st.lists(events(engine_only=True), min_size=30, max_size=80)),
     st.tuples(st.just("replay"), st.tuples(st.integers(0, 10**6), st.booleans(), amounts)),
-    st.tuples(st.just("reprocess"), st.none()),
 )
-programs = st.lists(operations, min_size=30, max_size=60)
+# Reprocessing (every open correction, one ledger call per source reference) is the dearest
+# step: once a program, anywhere in it.
+programs = st.tuples(
+    st.lists(operations, min_size=25, max_size=35),
+    st.lists(st.integers(0, 35), min_size=1, max_size=1),
+).map(lambda drawn: _with_reprocessing(*drawn))
+
+
+def _with_reprocessing(steps: list, positions: list[int]) -> list:
+    program = list(steps)
+    for position in sorted(positions, reverse=True):
+        program.insert(min(position, len(program)), ("reprocess", None))
+    return program
 
 
 @st.composite
@@ -484,6 +495,11 @@ class World:
 
     # The recount.
 
+    def check_corrections(self, step: str) -> None:
+        """As many corrections wait as the model says (each refused record once, whatever its replays)."""
+        waiting = DataCorrection.objects.filter(account_id=self.account.pk, status=DataCorrection.Status.OPEN)
+        assert waiting.count() == len(self.model.open_corrections), (step, self.sent[-3:])
+
     def check_usage(self, query: dict) -> None:
         response = self.client.post("/usage", json.dumps(query), content_type="application/json")
         assert response.status_code == 200, (query, response.content)
@@ -593,7 +609,7 @@ def _report_body(event: dict) -> dict:
     return body
 
 
-def run_model(*, examples: int, queries: int = 60) -> int:
+def run_model(*, examples: int, queries: int = 40) -> int:
     """Runs ``examples`` generated programs, each followed by ``queries`` generated /usage queries,
     the meters' check and the flush's. Returns the number of operations checked."""
     done = [0]
@@ -625,6 +641,7 @@ def run_model(*, examples: int, queries: int = 60) -> int:
                     world.replay(*argument)
                 else:
                     world.reprocess()
+                world.check_corrections(kind)
             for query in checks:
                 world.check_usage(query)
             world.check_meters()

@@ -19,8 +19,8 @@ import pytest
 
 from tests.metering.usage.model import run_model
 
-EXAMPLES = 2
-SQLITE_EXAMPLES = 10
+EXAMPLES = 4
+SQLITE_EXAMPLES = 3
 SCRIPT = textwrap.dedent(f"""
     import json
 
@@ -46,7 +46,7 @@ SCRIPT = textwrap.dedent(f"""
 def test_usage_meters_and_flushed_records_equal_a_recount_on_postgresql():
     operations = run_model(examples=EXAMPLES)
 
-    assert operations >= 5_000
+    assert operations >= 4_000
 
 
 def test_usage_meters_and_flushed_records_equal_a_recount_on_sqlite(tmp_path: Path):
@@ -68,4 +68,4 @@ def test_usage_meters_and_flushed_records_equal_a_recount_on_sqlite(tmp_path: Pa
     answer = json.loads(done.stdout.strip().splitlines()[-1])
 
     assert answer["vendor"] == "sqlite"
-    assert answer["operations"] >= 5_000
+    assert answer["operations"] >= 3_000
