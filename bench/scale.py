@@ -57,6 +57,9 @@ BENCH_ACCOUNT = "bench-scale"
 API_NAME = "scale-calls"
 DAYS = 90
 REPEATS = 5
+# Inside the hours the bench's rows fall on (9:00-12:59 UTC), so both edges hold rows.
+UNALIGNED_START = timedelta(hours=9, minutes=17, seconds=23)
+UNALIGNED_END = timedelta(hours=24 - 11, minutes=41, seconds=7)
 
 
 def drop() -> None:
@@ -215,6 +218,28 @@ def main() -> int:
             "all customers, one month by day (target < 1 s)",
             UsageQuery(
                 meter_api_name=API_NAME, start=month_start, end=month_end, aggregation="SUM", interval="DAY"
+            ),
+        ),
+        # Unaligned ranges: the partial hour at each end is read from the ledger (exact edges).
+        (
+            "one customer, one month by day, unaligned to the second (target < 50 ms)",
+            UsageQuery(
+                meter_api_name=API_NAME,
+                start=month_start + UNALIGNED_START,
+                end=month_end - UNALIGNED_END,
+                aggregation="SUM",
+                interval="DAY",
+                customers=["customer000042"],
+            ),
+        ),
+        (
+            "all customers, one month by day, unaligned to the second (target < 1 s)",
+            UsageQuery(
+                meter_api_name=API_NAME,
+                start=month_start + UNALIGNED_START,
+                end=month_end - UNALIGNED_END,
+                aggregation="SUM",
+                interval="DAY",
             ),
         ),
         (

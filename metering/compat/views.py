@@ -101,7 +101,19 @@ INGEST_SUMMARY_SCHEMA = {
     "properties": {
         "status": {"type": "string", "enum": ["OK"]},
         "accepted": {"type": "integer"},
-        "duplicates": {"type": "array", "items": _ITEM},
+        "duplicates": {
+            "type": "array",
+            "items": {
+                **_ITEM,
+                "properties": {
+                    **_ITEM["properties"],
+                    "keyReused": {
+                        "type": "boolean",
+                        "description": "The uniqueId first came with another event.",
+                    },
+                },
+            },
+        },
         "excluded": {"type": "array", "items": _ITEM},
         "corrections": {
             "type": "array",
@@ -171,7 +183,8 @@ class IngestEndpoint(APIView):
             "`values` reports several meters at once; the meter's filtering rules apply first (excluded events "
             "are reported, not stored). Events that cannot be counted (unknown meter, archived, timestamp "
             'outside the window...) go to data correction. Answers `"OK"` with the counts in the headers '
-            "`X-Ingest-Accepted`, `X-Ingest-Duplicates`, `X-Ingest-Excluded`, `X-Ingest-Corrections`; send "
+            "`X-Ingest-Accepted`, `X-Ingest-Duplicates`, `X-Ingest-Excluded`, `X-Ingest-Corrections` (and "
+            "`X-Ingest-Key-Reused`: duplicates whose uniqueId first came with another event); send "
             "`Prefer: return=representation` for the list of duplicates, exclusions and corrections. "
             "Scope usage-metering:ingest:usage. Rate limit: 2000/s per client, burst 50."
         ),
@@ -416,8 +429,10 @@ class UsageView(AmberfloView):
         description=(
             "A meter's usage per time bucket (UTC; weeks start on Monday), optionally grouped by "
             "customerId and dimensions and filtered by customers and dimension values. Every "
-            "bucket of the range is answered (0 without usage). Without dimensions the range "
-            "is taken at hour precision (hourly rollups). Scope usage-metering:read:usage. "
+            "bucket of the range is answered (0 without usage). Exact at any alignment: the events with "
+            "startTimeInSeconds <= time < endTimeInSeconds (each bucket keyed by its start; the first and last "
+            'count their part inside the range). groupInfo holds a dimension an event lacks as "". '
+            "Scope usage-metering:read:usage. "
             "Rate limit: 50/s, burst 10."
         ),
         responses={
