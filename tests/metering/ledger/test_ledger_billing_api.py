@@ -210,3 +210,40 @@ def test_a_meter_archived_while_its_lookup_is_cached_still_counts_nothing(report
     assert response.status_code == 202
     assert DataCorrection.objects.get().reason == "ARCHIVED_METER_TYPE"
     assert Meter.objects.get().value == Decimal(3)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"customerId": "nobody"},  # no meter for the customer
+        {"timestamp": (NOW - timedelta(days=40)).isoformat()},  # too old
+        {"timestamp": (NOW + timedelta(hours=1)).isoformat()},  # in the future
+    ],
+)
+def test_a_report_sent_to_data_correction_holds_its_key_replays_are_duplicate_and_another_body_409(
+    account, reporter, api_calls, overrides
+):
+    first = report(reporter, **overrides)
+    replay = report(reporter, **overrides)
+    other = report(reporter, **{**overrides, "value": 99})
+
+    assert first.status_code == 202 and DataCorrection.objects.count() == 1
+    assert (replay.status_code, replay.json()) == (200, {"status": "duplicate", "idempotencyKey": "key-1"})
+    assert_error(other, 409, "IDEMPOTENCY_KEY_REUSED")
+    assert DataCorrection.objects.count() == 1 and UsageRecord.objects.count() == 0
+
+
+def test_a_key_accepted_before_its_meter_was_archived_replays_as_duplicate_not_meter_archived(
+    account, reporter, api_calls
+):
+    assert report(reporter).status_code == 202
+    MeterType.objects.filter(pk=api_calls.pk).update(status=MeterType.Status.ARCHIVED)
+    from metering.compat import billing
+
+    billing._meter_cache.clear()
+
+    replay = report(reporter)
+
+    assert (replay.status_code, replay.json()["status"]) == (200, "duplicate")
+    assert_error(report(reporter, value=99), 409, "IDEMPOTENCY_KEY_REUSED")
+    assert_error(report(reporter, key="new-key"), 400, "METER_ARCHIVED")
