@@ -517,7 +517,7 @@ def collected_batches_prune(
     totals. Returns how many batches were deleted (at most ``chunk_size * max_chunks``)."""
     now = now or timezone.now()
     cutoff = now - timedelta(hours=settings.COLLECTION_RETENTION_HOURS)
-    key_cutoff = now - timedelta(days=settings.IDEMPOTENCY_WINDOW_DAYS)
+    key_cutoff = now - timedelta(days=settings.COLLECTION_IDEMPOTENCY_DAYS)
     deleted = 0
     chunks = 0
     collector_ids = list(Collector.objects.order_by("pk").values_list("pk", flat=True))

@@ -189,7 +189,13 @@ AUTH_CACHE_SECONDS = int(os.environ.get("AUTH_CACHE_SECONDS", "30"))
 # --- API conventions ------------------------------------------------------------------------
 API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
-IDEMPOTENCY_WINDOW_DAYS = int(os.environ.get("IDEMPOTENCY_WINDOW_DAYS", "35"))
+# How old a usage record may be and still count (a backfill of a year and a month fits), and how long
+# idempotency keys are remembered: never shorter than the acceptance window, so a replay inside the
+# window is always caught by its key (the ledger accepts only the shorter of the two).
+USAGE_ACCEPTANCE_DAYS = int(os.environ.get("USAGE_ACCEPTANCE_DAYS", "400"))
+IDEMPOTENCY_WINDOW_DAYS = int(os.environ.get("IDEMPOTENCY_WINDOW_DAYS", str(USAGE_ACCEPTANCE_DAYS)))
+# Send data's Idempotency-Key is remembered as long as its collected batch is kept.
+COLLECTION_IDEMPOTENCY_DAYS = int(os.environ.get("COLLECTION_IDEMPOTENCY_DAYS", "35"))
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 # group: (requests, per seconds, burst) as in seed 000's "Rate Limits" lines.
 RATE_LIMITS = {
@@ -372,8 +378,9 @@ METERING_FLUSH_TIME_BUDGET_SECONDS = float(os.environ.get("METERING_FLUSH_TIME_B
 
 # --- Usage ledger and compatible APIs (metering app: metering/ledger/, metering/compat/) ----
 # Records may be this far ahead of the server's clock (a client's clock skew); later is FUTURE_TIMESTAMP.
-# Records older than IDEMPOTENCY_WINDOW_DAYS are refused (TIMESTAMP_TOO_OLD), so a replay is
-# always caught by its idempotency key; keys older than the window are purged.
+# Records older than USAGE_ACCEPTANCE_DAYS (or IDEMPOTENCY_WINDOW_DAYS, if shorter) are refused
+# (TIMESTAMP_TOO_OLD), so a replay is always caught by its idempotency key; keys older than the
+# idempotency window are purged.
 USAGE_CLOCK_SKEW_SECONDS = int(os.environ.get("USAGE_CLOCK_SKEW_SECONDS", "300"))
 # The ledger's PostgreSQL statements are prepared once per connection. Turn off behind a
 # transaction-mode connection pooler (PgBouncer < 1.21) that cannot keep prepared statements.

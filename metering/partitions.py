@@ -35,6 +35,8 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
 from django.utils.timezone import now as utc_now
 
+from metering.ledger.parsing import acceptance_days
+
 LEDGER = "metering_usagerecord"
 DEFAULT_PARTITION = f"{LEDGER}_default"
 PARTITION_NAME = re.compile(rf"^{LEDGER}_p(\d{{4}})_(\d{{2}})$")
@@ -262,13 +264,11 @@ def _create_partition(cursor, month: datetime) -> int:
 
 def retention_cutoff(*, retention_months: int, now: datetime) -> datetime:
     """The first month kept: ``retention_months`` full months before the current one, but never
-    a month that can still receive records (newer than the idempotency window and clock skew
+    a month that can still receive records (newer than the acceptance window and clock skew
     allow), so a detached month never gets new rows."""
     if retention_months < 1:
         raise ValueError("The ledger's retention must be at least 1 month.")
-    oldest_accepted = now - timedelta(
-        days=settings.IDEMPOTENCY_WINDOW_DAYS, seconds=settings.USAGE_CLOCK_SKEW_SECONDS
-    )
+    oldest_accepted = now - timedelta(days=acceptance_days(), seconds=settings.USAGE_CLOCK_SKEW_SECONDS)
     return min(add_months(month_start(now), -retention_months), month_start(oldest_accepted))
 
 

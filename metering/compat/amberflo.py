@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any
@@ -42,6 +43,8 @@ _AGGREGATION = {SUM_OF_ALL_USAGE: "SUM", MAX_IN_PERIOD: "MAX", UNIQUE_CUSTOMERS_
 DEFINITION_UNIT = "units"
 DEFINITION_RESET_CRON = "0 0 1 * *"
 DEFINITION_TIMEZONE = "Etc/UTC"
+# A definition's activeFrom: before any record the ledger could accept.
+DEFINITION_ACTIVE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def definition_type(meter_type: MeterType) -> str:
@@ -92,7 +95,7 @@ def meter_definition_create(
 ) -> MeterType:
     """A meter type with monthly UTC periods whose customers' meters are created on first usage."""
     _check_type(kind)
-    return services.meter_type_create(
+    meter_type = services.meter_type_create(
         account_id=account_id,
         name=display_name,
         api_name=meter_api_name,
@@ -104,6 +107,10 @@ def meter_definition_create(
         auto_create_meters=True,
         counts_unique_customers=kind == UNIQUE_CUSTOMERS_COUNT,
     )
+    # Amberflo has no active window: a definition counts events of any time the ledger accepts.
+    meter_type.active_from = DEFINITION_ACTIVE_FROM
+    meter_type.save(update_fields=["active_from"])
+    return meter_type
 
 
 @transaction.atomic

@@ -166,13 +166,20 @@ class ParsedBatch(NamedTuple):
     user_ids: set[str]
 
 
+def acceptance_days() -> int:
+    """How many days back a record may lie: the acceptance window, never past the idempotency
+    window (a record older than its key's memory could count twice)."""
+    return min(settings.USAGE_ACCEPTANCE_DAYS, settings.IDEMPOTENCY_WINDOW_DAYS)
+
+
 def parse_batch(
     records: Sequence[UsageInput], results: Results, refusals: list[Refusal], now: datetime
 ) -> ParsedBatch:
     """Step 1, each record on its own: key, userId, value, time, dimensions, meter type reference.
     A key repeated in the batch is a duplicate of its first record (``results``)."""
     latest = now + timedelta(seconds=settings.USAGE_CLOCK_SKEW_SECONDS)
-    oldest = now - timedelta(days=settings.IDEMPOTENCY_WINDOW_DAYS)
+    accepted_days = acceptance_days()
+    oldest = now - timedelta(days=accepted_days)
     parsed: list[ParsedRecord] = []
     seen: set[str] = set()
     type_ids: set[uuid.UUID] = set()
@@ -198,8 +205,8 @@ def parse_batch(
             if moment < oldest:
                 raise RecordRefused(
                     Reason.TIMESTAMP_TOO_OLD,
-                    f"The timestamp is older than the {settings.IDEMPOTENCY_WINDOW_DAYS}-day "
-                    "idempotency window.",
+                    f"The timestamp is older than the {accepted_days}-day acceptance window "
+                    "(USAGE_ACCEPTANCE_DAYS).",
                 )
             dimensions = record.dimensions
             if dimensions is not None and (

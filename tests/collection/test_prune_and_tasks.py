@@ -51,7 +51,7 @@ def remaining(collector) -> list:
 @pytest.fixture
 def retention(settings):
     settings.COLLECTION_RETENTION_HOURS = 24
-    settings.IDEMPOTENCY_WINDOW_DAYS = 35
+    settings.COLLECTION_IDEMPOTENCY_DAYS = 35
     return settings
 
 

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from metering.models import MeterEventFilteringRule
+from metering.models import DataCorrection, MeterEventFilteringRule, UsageRecord
 from tests.metering.factories import assert_error
 from tests.metering.ledger.test_ledger_amberflo_api import key_client
 
@@ -73,3 +73,13 @@ def test_a_filtering_rule_is_created_under_a_client_chosen_id(amber, other_accou
         "VALIDATION_ERROR",
         "ruleId",
     )
+
+
+def test_a_definition_counts_events_from_before_its_creation(amber):
+    """Amberflo has no active window: an event an hour older than its definition counts."""
+    created = amber.post("/meter-definition", DEFINITION, format="json").json()
+    earlier = created["meterTimeInMillis"] - 3_600_000
+    event = {"meterApiName": "api-calls", "customerId": "c1", "meterValue": 5, "meterTimeInMillis": earlier}
+    assert amber.post("/ingest", event, format="json").status_code == 200
+    assert not DataCorrection.objects.exists()
+    assert UsageRecord.objects.get().value == 5

@@ -58,7 +58,7 @@ def refused(account, record: UsageInput) -> DataCorrection:
         (lambda t: usage(t, value=Decimal("1e26")), "VALUE_OUT_OF_RANGE"),
         (lambda t: usage(t, at="last tuesday"), "INVALID_TIMESTAMP"),
         (lambda t: usage(t, at=NOW + timedelta(minutes=6)), "FUTURE_TIMESTAMP"),
-        (lambda t: usage(t, at=NOW - timedelta(days=36)), "TIMESTAMP_TOO_OLD"),
+        (lambda t: usage(t, at=NOW - timedelta(days=401)), "TIMESTAMP_TOO_OLD"),
         (lambda t: usage(t, at=START - timedelta(seconds=1)), "OUTSIDE_ACTIVE_WINDOW"),
         (lambda t: usage(t, at=NOW + timedelta(minutes=2)), "OUTSIDE_ACTIVE_WINDOW"),
         (lambda t: usage(t, user="nobody"), "NO_MATCHING_METER"),

@@ -520,8 +520,9 @@ def test_recompute_follows_the_aggregation(account, aggregation, expected):
 
 
 def test_keys_older_than_the_window_are_purged_and_their_records_cannot_come_back(
-    account, calls, meter, frozen
+    account, calls, meter, frozen, settings
 ):
+    settings.IDEMPOTENCY_WINDOW_DAYS = 35  # the ledger then accepts records only 35 days back
     apply(account, [usage(calls, key="old")])
     frozen.shift(timedelta(days=37))
     apply(account, [usage(calls, key="recent", at=NOW + timedelta(days=37))])
@@ -532,8 +533,10 @@ def test_keys_older_than_the_window_are_purged_and_their_records_cannot_come_bac
     assert replay.results[0].reason == "TIMESTAMP_TOO_OLD"
 
 
-def test_beat_purges_expired_keys_daily(account, calls, meter, frozen):
+def test_beat_purges_expired_keys_daily(account, calls, meter, frozen, settings):
     from django_celery_beat.models import PeriodicTask
+
+    settings.IDEMPOTENCY_WINDOW_DAYS = 35
 
     from metering.tasks import purge_usage_dedup_keys
 

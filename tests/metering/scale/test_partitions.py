@@ -32,6 +32,13 @@ pytestmark = pytest.mark.django_db
 T = datetime(2031, 3, 10, 12, 0, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def acceptance_window_of_35_days(settings):
+    """The retention scenarios here take records at most 35 days back (USAGE_ACCEPTANCE_DAYS), so
+    every month before that may be detached."""
+    settings.USAGE_ACCEPTANCE_DAYS = 35
+
+
 def p(year: int, month: int) -> str:
     return f"{LEDGER}_p{year:04d}_{month:02d}"
 
