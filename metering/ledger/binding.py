@@ -174,7 +174,10 @@ def settle_repeated_keys(
             results[item.index] = RecordResult(Outcome.DUPLICATE, item.key)
             continue
         owners.add(item.key)
-        (refused if isinstance(item, Refusal) else kept).append(item)
+        if isinstance(item, Refusal):
+            refused.append(item)
+        else:
+            kept.append(item)
     return kept, refused
 
 
