@@ -207,14 +207,17 @@ def given_failed_threshold_webhook(account: Account, meter: Meter) -> None:
         description="alerts",
     )
     # The crossing as the ledger records it (the meter's value was set outright, see set_value).
-    crossing = ThresholdEvent.objects.create(
-        account_id=account.pk,
+    # (The ledger may have recorded it already, when usage reached the meter: one per period.)
+    crossing, _ = ThresholdEvent.objects.get_or_create(
         meter=meter,
         threshold_index=0,
-        name="warning",
-        threshold_value=meter.capacity * Decimal("0.8"),
-        value=meter.value,
         period_start=meter.period_start,
+        defaults={
+            "account_id": account.pk,
+            "name": "warning",
+            "threshold_value": meter.capacity * Decimal("0.8"),
+            "value": meter.value,
+        },
     )
     notification_services.notification_publish(
         account_id=account.pk,

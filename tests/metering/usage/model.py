@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 import time_machine
+from django.test.utils import override_settings
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
@@ -45,7 +46,8 @@ from streams.engine import services as engine_services
 NOW = datetime(2027, 3, 15, 12, 0, tzinfo=UTC)
 PERIOD_START = datetime(2027, 3, 1, tzinfo=UTC)
 PERIOD_END = datetime(2027, 4, 1, tzinfo=UTC)
-OLDEST = NOW - timedelta(days=35)  # the idempotency window (IDEMPOTENCY_WINDOW_DAYS)
+ACCEPTANCE_DAYS = 35  # the model runs the ledger with this acceptance window (USAGE_ACCEPTANCE_DAYS)
+OLDEST = NOW - timedelta(days=ACCEPTANCE_DAYS)
 LATEST = NOW + timedelta(seconds=300)  # USAGE_CLOCK_SKEW_SECONDS
 CUSTOMERS = ("c1", "c2", "c3")
 METER_KEY = "6f1d2c3a-0000-4000-8000-000000000001"
@@ -636,7 +638,7 @@ def run_model(*, examples: int, queries: int = 40) -> int:
     )
     @given(program=programs, checks=st.lists(usage_queries(), min_size=queries, max_size=queries))
     def check(program, checks) -> None:
-        with time_machine.travel(NOW, tick=False):
+        with time_machine.travel(NOW, tick=False), override_settings(USAGE_ACCEPTANCE_DAYS=ACCEPTANCE_DAYS):
             world = World()
             for kind, argument in program:
                 if kind == "ingest":
@@ -655,7 +657,8 @@ def run_model(*, examples: int, queries: int = 40) -> int:
             for query in checks:
                 world.check_usage(query)
             world.check_meters()
-        world.check_flush()
+        with override_settings(USAGE_ACCEPTANCE_DAYS=ACCEPTANCE_DAYS):
+            world.check_flush()
         done[0] += world.operations
 
     check()

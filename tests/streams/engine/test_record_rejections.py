@@ -134,6 +134,10 @@ def test_a_stream_whose_runs_fail_waits_longer_after_each_failure(make_stream, c
         nodes=[*working_nodes[:1], {"id": "peek", "name": "Peek", "type": "nothing", "config": {}}]
     )
     collection_log.append([{"n": 1}])
+    from collection.models import CollectedBatch
+
+    # Sequences are shared by the whole test run: the batch's own one is what the offset reaches.
+    appended = CollectedBatch.objects.filter(collector=collection_log.collector).order_by("-sequence").first()
 
     def run_at(seconds: float):
         with time_machine.travel(T0 + datetime.timedelta(seconds=seconds), tick=False):
@@ -149,7 +153,7 @@ def test_a_stream_whose_runs_fail_waits_longer_after_each_failure(make_stream, c
 
     Stream.objects.filter(pk=stream.pk).update(nodes=working_nodes)  # the cause is mended
     assert run_at(37).status == StreamRun.Status.SUCCEEDED
-    assert collection_log.offset(stream) == 1
+    assert collection_log.offset(stream) == appended.sequence
     collection_log.append([{"n": 2}])
     assert run_at(37.1).status == StreamRun.Status.SUCCEEDED  # no backoff after a success
 

@@ -100,7 +100,7 @@ def test_a_run_past_its_soft_time_limit_is_recorded_failed_with_the_reason(
     limits(monkeypatch, soft=1, hard=30)
     environment = {**GENEROUS_BUDGET, "STREAM_RUN_SOFT_TIME_LIMIT": "1", "STREAM_RUN_TIME_LIMIT": "30"}
     with running_worker(tmp_path, pool=pool, **environment) as worker:
-        sequence = send(api, collector, [{"L": list(range(100))}] * 200)
+        sequence = send(api, collector, [{"L": list(range(300))}] * 300)
         run = wait_for(
             lambda: StreamRun.objects.filter(stream=stream, status=StreamRun.Status.FAILED).first(),
             "the run to fail at its soft time limit",
