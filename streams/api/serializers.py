@@ -243,6 +243,7 @@ class StreamImportSerializer(StrictSerializerMixin, serializers.Serializer):
         class StreamImport(cls):
             """Imports a stream configuration into a solution (onNameConflict: without it a clash is 409)."""
 
+            solutionId = serializers.UUIDField()
             streamConfig = StreamConfigSerializer()
 
         return StreamImport

@@ -71,10 +71,13 @@ def send(api, collector, records: list[dict]) -> int:
 def limits(monkeypatch, *, soft: float | None, hard: float) -> None:
     """The task's limits where the message is sent (this process: the hook that queues a run after
     a send). They travel in the message, as STREAM_RUN_* set them in production; the worker gets
-    the same settings in its environment."""
+    the same settings in its environment. Celery caches a task's send options the first time it
+    is sent (``_exec_options``), so the cache is cleared too: an earlier test's send would
+    otherwise carry the production limits into this one's messages."""
     task = app.tasks["streams.run_stream"]
     monkeypatch.setattr(task, "soft_time_limit", soft)
     monkeypatch.setattr(task, "time_limit", hard)
+    monkeypatch.setattr(task, "_exec_options", None)
 
 
 def offset_of(stream, collector) -> int | None:
