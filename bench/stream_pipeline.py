@@ -91,7 +91,7 @@ class Sink:
                 self.end_headers()
 
             def log_message(self, *args):
-                pass
+                """Quiet: no access log on the console."""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

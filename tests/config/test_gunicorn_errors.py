@@ -55,10 +55,10 @@ def server(request, tmp_path_factory):
     while True:
         try:
             status, _, _ = exchange(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            if status == 200:
-                break
         except OSError:
-            pass
+            status = None  # not listening yet
+        if status == 200:
+            break
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")
