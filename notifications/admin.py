@@ -1,5 +1,9 @@
 """Operator UI: endpoints (secret shown once, at creation), the event outbox, deliveries with
-every attempt, and a "retry now" action for failed deliveries."""
+every attempt, and a "retry now" action for failed deliveries.
+
+A new endpoint's signing secret waits in the user's session between the POST that made it and the
+one GET that shows it (redirect after POST, as the accounts app does for client secrets and API
+keys): a reload of that page finds nothing and submits nothing."""
 
 from __future__ import annotations
 
@@ -8,12 +12,15 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from accounts.admin_scoping import AccountScopedAdmin
 from config.api.errors import ApiError
 from notifications import outbound, services
 from notifications.exceptions import TargetNotAllowed
 from notifications.models import Delivery, DeliveryAttempt, EventType, NotificationEndpoint, NotificationEvent
+
+SECRET_ONCE_SESSION_KEY = "notifications.endpoint_secret_once"
 
 
 class NotificationEndpointForm(forms.ModelForm):
@@ -81,18 +88,35 @@ class NotificationEndpointAdmin(AccountScopedAdmin):
         obj.pk = endpoint.pk
         request._new_endpoint_secret = (endpoint, secret)
 
+    def get_urls(self):
+        # Before the admin's own "<path:object_id>/" routes, which would take "secret/" for an id.
+        return [
+            path(
+                "secret/",
+                self.admin_site.admin_view(self.secret_once_view),
+                name="notifications_notificationendpoint_secret",
+            ),
+            *super().get_urls(),
+        ]
+
     def response_add(self, request, obj, post_url_continue=None):
         endpoint, secret = request._new_endpoint_secret
+        request.session[SECRET_ONCE_SESSION_KEY] = {"endpoint": str(endpoint.pk), "secret": secret}
+        return HttpResponseRedirect(reverse("admin:notifications_notificationendpoint_secret"), status=303)
+
+    def secret_once_view(self, request):
+        """The secret the last add made, once: taken out of the session as it is shown."""
+        shown = request.session.pop(SECRET_ONCE_SESSION_KEY, None)
+        endpoint = self.get_queryset(request).filter(pk=shown["endpoint"]).first() if shown else None
         return TemplateResponse(
             request,
             "admin/notifications/endpoint_secret_once.html",
             {
-                "title": "Notification endpoint created",
+                **self.admin_site.each_context(request),
+                "title": "Notification endpoint created" if endpoint else "Secret already shown",
                 "endpoint": endpoint,
-                "secret": secret,
+                "secret": shown["secret"] if endpoint else "",
                 "opts": NotificationEndpoint._meta,
-                "site_header": admin.site.site_header,
-                "has_permission": True,
             },
         )
 

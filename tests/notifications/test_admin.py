@@ -46,6 +46,12 @@ def add_endpoint(client, url=PUBLIC, follow=False):
 
 def test_creating_an_endpoint_shows_its_secret_once(ann, account, refuse_private):
     response = add_endpoint(ann)
+    # Redirect after POST: the secret is on the page the redirect leads to, once.
+    assert (response.status_code, response["Location"]) == (
+        303,
+        "/admin/notifications/notificationendpoint/secret/",
+    )
+    response = ann.get(response["Location"])
     assert response.status_code == 200
     shown = re.search(
         r'<code id="endpoint-secret">(whsec_[A-Za-z0-9+/=]+)</code>', response.content.decode()
@@ -57,6 +63,9 @@ def test_creating_an_endpoint_shows_its_secret_once(ann, account, refuse_private
         "from the admin",
     )
     assert services.notification_endpoint_secret(endpoint=endpoint) == shown
+    reloaded = ann.get("/admin/notifications/notificationendpoint/secret/").content.decode()
+    assert 'id="secret-gone"' in reloaded
+    assert shown not in reloaded
 
     change_page = ann.get(f"/admin/notifications/notificationendpoint/{endpoint.pk}/change/").content.decode()
     assert 'id="endpoint-secret"' not in change_page
