@@ -21,7 +21,12 @@ what ``POST /usage`` calls), 5 times, best and median printed, beside the EXPLAI
 
 1. one customer, one month, by day (rollups; target < 50 ms);
 2. all customers, one month, by day (rollups; target < 1 s);
-3. all customers, one month, by day grouped by the ``region`` dimension (the ledger itself).
+3. and 4. the same two over an unaligned range, to the second (start 09:17:23, end 10:18:53: both
+   edges inside hours that hold rows), whose partial hours are read from the ledger (exact edges);
+5. all customers, one month, by day grouped by the ``region`` dimension (the ledger itself).
+
+After the timed runs each answer is compared with a brute-force recount of the ledger (one
+``GROUP BY`` day over ``start ≤ timestamp < end``, not timed) and the line says whether it equals it.
 
 The bench data is left in place for the next run (``--drop`` deletes it and exits).
 """
@@ -149,6 +154,46 @@ def timed(account_id, query: UsageQuery) -> tuple[list[float], list[str]]:
     return durations, sql
 
 
+def recount(account_id, query: UsageQuery) -> dict[tuple, float]:
+    """The query's SUM per (group values…, day), straight from the ledger rows: the answer to match."""
+    dimensions = [name for name in query.group_by if name != "customerId"]
+    groups = "".join("coalesce(dimensions ->> %s, ''), " for _ in dimensions)
+    customers = " AND user_id = ANY(%s)" if query.customers is not None else ""
+    meter_type = MeterType.objects.get(account_id=account_id, api_name=query.meter_api_name)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {groups}date_trunc('day', timestamp AT TIME ZONE 'UTC'), sum(value) "
+            "FROM metering_usagerecord WHERE account_id = %s AND meter_type_id = %s "
+            f"AND timestamp >= %s AND timestamp < %s{customers} "
+            f"GROUP BY {', '.join(str(n + 1) for n in range(len(dimensions) + 1))}",
+            [
+                *dimensions,
+                account_id,
+                meter_type.pk,
+                query.start,
+                query.end,
+                *([query.customers] if query.customers is not None else []),
+            ],
+        )
+        return {
+            (*row[:-2], int(row[-2].replace(tzinfo=UTC).timestamp())): float(row[-1])
+            for row in cursor.fetchall()
+        }
+
+
+def answered(answer: dict, query: UsageQuery) -> dict[tuple, float]:
+    """``POST /usage``'s answer as (group values…, bucket seconds) → value, buckets without usage left out."""
+    dimensions = [name for name in query.group_by if name != "customerId"]
+    found = {}
+    for series in answer["clientMeters"][query.meter_api_name]:
+        group = tuple(series["groupInfo"][name] for name in dimensions)
+        for record in series["records"]:
+            for bucket, value in record.items():
+                if value:
+                    found[(*group, int(bucket))] = float(value)
+    return found
+
+
 def explain(sql: str) -> list[str]:
     """The plan's node lines (no costs), for the ledger/rollup statement of a query."""
     with connection.cursor() as cursor:
@@ -259,6 +304,12 @@ def main() -> int:
         print(
             f"\n{label}: best {min(durations) * 1000:,.1f} ms, median {statistics.median(durations) * 1000:,.1f} ms "
             f"({REPEATS} runs, through usage_query)"
+        )
+        expected = recount(account.pk, query)
+        exact = answered(usage_query(account_id=account.pk, query=query), query) == expected
+        print(
+            f"   equals a recount of the ledger (start ≤ timestamp < end, {len(expected)} buckets with usage): "
+            f"{'yes' if exact else 'NO'}"
         )
         data_sql = [statement for statement in sql if "metering_usage" in statement]
         for line in explain(data_sql[-1]) if data_sql else []:
