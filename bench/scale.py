@@ -245,6 +245,7 @@ def main() -> int:
         else "ledger: not partitioned"
     )
 
+    one_customer = f"customer{min(42, args.customers - 1):06d}"
     month_end = end.replace(hour=0)
     month_start = month_end - timedelta(days=30)
     queries = [
@@ -256,7 +257,7 @@ def main() -> int:
                 end=month_end,
                 aggregation="SUM",
                 interval="DAY",
-                customers=["customer000042"],
+                customers=[one_customer],
             ),
         ),
         (
@@ -274,7 +275,7 @@ def main() -> int:
                 end=month_end - UNALIGNED_END,
                 aggregation="SUM",
                 interval="DAY",
-                customers=["customer000042"],
+                customers=[one_customer],
             ),
         ),
         (
