@@ -14,9 +14,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
 
 from accounts import selectors, services
 from accounts.credentials import api_key_cache_key, principal_cache, token_cache_key
@@ -170,11 +172,11 @@ class ApiClient:
 class BearerTokenAuthentication(BaseAuthentication):
     allow_api_key = False
 
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[ApiClient, Principal]:
         principal = principal_from_headers(request._request.headers, allow_api_key=self.allow_api_key)
         return ApiClient(principal), principal
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
 
 
@@ -188,7 +190,7 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
     target_class = "accounts.authentication.BearerTokenAuthentication"
     name = "BearerToken"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: Any) -> Any:
         return {"type": "http", "scheme": "bearer", "description": "Token from POST /oauth/token."}
 
 
@@ -196,11 +198,11 @@ class BearerOrApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "accounts.authentication.BearerOrApiKeyAuthentication"
     name = ["BearerToken", "ApiKey"]
 
-    def get_security_requirement(self, auto_schema):
+    def get_security_requirement(self, auto_schema: Any) -> Any:
         # Either one (two requirements), not both together (one requirement naming both).
         return [{"BearerToken": []}, {"ApiKey": []}]
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: Any) -> Any:
         return [
             {"type": "http", "scheme": "bearer", "description": "Token from POST /oauth/token."},
             {

@@ -228,7 +228,7 @@ def exception_to_response(exc: BaseException) -> JsonResponse | None:
             401, "UNAUTHORIZED", str(exc.detail), headers={"WWW-Authenticate": 'Bearer realm="api"'}
         )
     if isinstance(exc, drf_exceptions.Throttled):
-        wait = max(1, int(exc.wait or 1))
+        wait = max(1, int(getattr(exc, "wait", None) or 1))
         return error_response(
             429, "TOO_MANY_REQUESTS", "Rate limit exceeded.", headers={"Retry-After": str(wait)}
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def normalize_scope(scope: str) -> str:
@@ -33,6 +34,6 @@ class Principal:
         return bool(wanted & self.normalized_scopes)
 
 
-def make_principal(**kwargs) -> Principal:
+def make_principal(**kwargs: Any) -> Principal:
     scopes = frozenset(kwargs.pop("scopes"))
     return Principal(scopes=scopes, normalized_scopes=frozenset(normalize_scope(s) for s in scopes), **kwargs)

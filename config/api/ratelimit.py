@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
@@ -91,14 +92,14 @@ class _LocalBuckets:
 class RateLimiter:
     def __init__(self) -> None:
         self.local = _LocalBuckets()
-        self._redis = None
-        self._script = None
+        self._redis: Any = None  # redis.Redis once connected
+        self._script: Any = None  # its registered rate-limit script
         self._redis_down_until = 0.0
         self._lock = threading.Lock()
         self._async_scripts: dict = {}
         self._async_takes = PerLoop(self._take_group)
 
-    def _client(self):
+    def _client(self) -> Any:
         if not settings.REDIS_URL or time.monotonic() < self._redis_down_until:
             return None
         if self._redis is None:
@@ -157,7 +158,7 @@ class RateLimiter:
         rate, per_seconds, burst = settings.RATE_LIMITS[group]
         return f"rl:{group}:{client}", rate / (per_seconds * 1000.0), burst
 
-    def _async_script(self):
+    def _async_script(self) -> Any:
         if not settings.REDIS_URL or time.monotonic() < self._redis_down_until:
             return None
         import asyncio

@@ -16,7 +16,8 @@ under uvicorn ``config.asgi`` hands them what the event loop does not settle.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
@@ -24,11 +25,14 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import URLPattern, get_resolver
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
 from config.hot.pipeline import Authenticator, Call, HotRoute, SyncSteps, run_sync, serve
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 HOT_URLCONF = "config.hot_urls"
 HOT_MIDDLEWARE = ("config.metrics.MetricsMiddleware", "config.api.middleware.ApiErrorMiddleware")
@@ -120,9 +124,9 @@ class _Lean:
         self._middleware_chain = self.adapt_method_mode(is_async, handler, handler_is_async)  # type: ignore[attr-defined]
 
     @staticmethod
-    def _finish(response: HttpResponse) -> HttpResponse:
+    def _finish(response: HttpResponseBase) -> HttpResponseBase:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if not response.streaming and "Content-Length" not in response:
+        if isinstance(response, HttpResponse) and "Content-Length" not in response:
             response.headers["Content-Length"] = str(len(response.content))  # as CommonMiddleware does
         return response
 
@@ -132,8 +136,8 @@ class LeanWsgiHandler(_Lean, WSGIHandler):
         self.urlconf = urlconf
         super().__init__()
 
-    def get_response(self, request):
-        request.urlconf = self.urlconf
+    def get_response(self, request: HttpRequest) -> HttpResponseBase:
+        request.urlconf = self.urlconf  # type: ignore[attr-defined]  # Django reads it per request
         return self._finish(super().get_response(request))
 
 
@@ -142,17 +146,17 @@ class LeanAsgiHandler(_Lean, ASGIHandler):
         self.urlconf = urlconf
         super().__init__()
 
-    async def get_response_async(self, request):
-        request.urlconf = self.urlconf
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        request.urlconf = self.urlconf  # type: ignore[attr-defined]  # Django reads it per request
         return self._finish(await super().get_response_async(request))
 
 
-def dispatching_application(full: WSGIHandler, urlconf: str = HOT_URLCONF):
+def dispatching_application(full: WsgiApp, urlconf: str = HOT_URLCONF) -> WsgiApp:
     """The WSGI callable: the lean URLconf's paths to ``LeanWsgiHandler``, the rest to ``full``."""
     hot = LeanWsgiHandler(urlconf)
     is_hot = hot_path_pattern(urlconf).match
 
-    def application(environ, start_response):
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         handler = hot if is_hot(environ.get("PATH_INFO", "")) else full
         return handler(environ, start_response)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 
 class AsyncGroup:
@@ -29,7 +30,7 @@ class AsyncGroup:
         self.groups = 0
         self.values = 0
 
-    async def submit(self, value):
+    async def submit(self, value: object) -> Any:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         self._pending.append((value, done))
@@ -69,7 +70,7 @@ class PerLoop:
         self._max_values = max_values
         self._groups: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def submit(self, value) -> Awaitable:
+    def submit(self, value: object) -> Awaitable[Any]:
         return self.group().submit(value)
 
     def group(self) -> AsyncGroup:
@@ -92,7 +93,7 @@ class Debounced:
         self._delay = delay
         self._pending: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    def add(self, key) -> None:
+    def add(self, key: object) -> None:
         loop = asyncio.get_running_loop()
         pending = self._pending.get(loop)
         if pending is not None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -27,10 +28,21 @@ from django.http import HttpRequest
 from config.hot.pipeline import Authenticator, Call, HandOver, HotRoute, LoopSteps, serve
 from config.metrics import LATENCY, REQUESTS
 
+Scope = dict[str, Any]
+Message = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
 
 def loop_application(
-    routes: Sequence[HotRoute], authenticator: Authenticator, *, hot_pattern: re.Pattern[str], hot, rest
-):
+    routes: Sequence[HotRoute],
+    authenticator: Authenticator,
+    *,
+    hot_pattern: re.Pattern[str],
+    hot: AsgiApp,
+    rest: AsgiApp,
+) -> AsgiApp:
     """The ASGI callable: the routes' event-loop work in front of ``hot`` (the lean handler, for
     every path of ``hot_pattern``), and ``rest`` for every other path."""
     steps = LoopSteps(authenticator)
@@ -39,7 +51,7 @@ def loop_application(
     ]
     use_loop = connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
 
-    async def application(scope, receive, send):
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not hot_pattern.match(scope["path"]):
             await rest(scope, receive, send)
             return
@@ -58,7 +70,7 @@ def route_regex(route: HotRoute) -> str:
     return "^/" + re.sub(r"<str:(\w+)>", r"(?P<\1>[^/]+)", route.path) + "$"
 
 
-def headers_of(scope) -> dict[str, str]:
+def headers_of(scope: Scope) -> dict[str, str]:
     """Lower-case names; a repeated header joined with "," as Django and WSGI servers join it."""
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
@@ -70,7 +82,7 @@ def headers_of(scope) -> dict[str, str]:
 _host_verdicts: dict[tuple[str | None, tuple | None], bool] = {}
 
 
-def _host_allowed(host: str | None, server) -> bool:
+def _host_allowed(host: str | None, server: Sequence[Any] | None) -> bool:
     """Django's own check (``HttpRequest.get_host``), remembered per Host value."""
     key = (host, tuple(server) if server else None)
     verdict = _host_verdicts.get(key)
@@ -90,7 +102,15 @@ def _host_allowed(host: str | None, server) -> bool:
     return verdict
 
 
-async def _serve(route: HotRoute, params, steps: LoopSteps, scope, receive, send, hot) -> None:
+async def _serve(
+    route: HotRoute,
+    params: dict[str, str],
+    steps: LoopSteps,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    hot: AsgiApp,
+) -> None:
     started = time.perf_counter()
     headers = headers_of(scope)
     declared = headers.get("content-length")
@@ -137,11 +157,12 @@ async def _serve(route: HotRoute, params, steps: LoopSteps, scope, receive, send
     LATENCY.labels(route.path).observe(time.perf_counter() - started)
 
 
-async def _read_body(receive, length: int | None) -> tuple[bytes, bool]:
+async def _read_body(receive: Receive, length: int | None) -> tuple[bytes, bool]:
     """The body, and whether it is whole: as long as declared, or (chunked) ended by the client
     within one byte past the limit (``serve`` answers 413 past it)."""
     limit = settings.API_MAX_BODY_BYTES + 1 if length is None else length
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
@@ -155,11 +176,11 @@ async def _read_body(receive, length: int | None) -> tuple[bytes, bool]:
             return b"".join(chunks), True
 
 
-def _replaying(body: bytes, receive):
+def _replaying(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands over the body already read, then the client's own messages."""
     sent = False
 
-    async def replay():
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True

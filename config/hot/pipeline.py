@@ -139,7 +139,7 @@ async def serve(route: HotRoute, call: Call, steps: Steps) -> Answer:
     except ApiError as exc:
         return answer_of(error_response(exc.status, exc.code, exc.message, exc.details, exc.headers))
     except psycopg.OperationalError as exc:  # the event loop's own connections
-        return answer_of(exception_to_response(OperationalError(str(exc))))
+        return answer_of(exception_to_response(OperationalError(str(exc))) or error_response(503))
     except Exception as exc:
         response = exception_to_response(exc)
         if response is None:

@@ -30,7 +30,7 @@ def execute_prepared(
     with db.wrap_database_errors:
         if not db.get_autocommit():
             with psycopg.Cursor(raw) as cursor:
-                cursor.execute(sql, params)  # type: ignore[arg-type]
+                cursor.execute(sql, params)
                 return cursor.rowcount
         pgconn = raw.pgconn
         names = _prepared.setdefault(raw, set())
@@ -44,7 +44,7 @@ def execute_prepared(
         return result.command_tuples or 0
 
 
-def _check(pgconn, result) -> None:
+def _check(pgconn: psycopg.pq.abc.PGconn, result: psycopg.pq.abc.PGresult) -> None:
     if result.status == psycopg.pq.ExecStatus.COMMAND_OK:
         return
     if pgconn.status != psycopg.pq.ConnStatus.OK:

@@ -16,11 +16,12 @@ from django.urls import URLPattern, path
 from config.hot.django import (
     HOT_URLCONF,
     LeanAsgiHandler,
+    WsgiApp,
     dispatching_application,
     hot_path_pattern,
     hot_view,
 )
-from config.hot.loop import loop_application
+from config.hot.loop import AsgiApp, loop_application
 from config.hot.pipeline import Authenticator, HotRoute
 
 
@@ -36,11 +37,11 @@ class HotPaths:
     def urlpatterns(self) -> list[URLPattern]:
         return [path(route.path, self.views[route.name], name=route.name) for route in self.routes]
 
-    def wsgi(self, full, *, urlconf: str = HOT_URLCONF):
+    def wsgi(self, full: WsgiApp, *, urlconf: str = HOT_URLCONF) -> WsgiApp:
         """The WSGI application: the lean URLconf's paths to the lean handler, the rest to ``full``."""
         return dispatching_application(full, urlconf)
 
-    def asgi(self, rest, *, hot=None, urlconf: str = HOT_URLCONF):
+    def asgi(self, rest: AsgiApp, *, hot: AsgiApp | None = None, urlconf: str = HOT_URLCONF) -> AsgiApp:
         """The ASGI application: the lean URLconf's paths on the event loop, or to ``hot`` (by
         default the lean handler); every other path to ``rest``."""
         return loop_application(

@@ -335,7 +335,10 @@ def ingest_records(events: list[MeterEvent]) -> tuple[list[UsageInput], list[tup
     records: list[UsageInput] = []
     items: list[tuple[int, str, str | None]] = []
     for index, event in enumerate(events):
-        pairs = [(event.meterApiName, event.meterValue)] if event.meterApiName is not None else []
+        # Decimals by now (``decode_events``), though declared Raw for the decoder.
+        pairs: list[tuple[str, Any]] = (
+            [(event.meterApiName, event.meterValue)] if event.meterApiName is not None else []
+        )
         pairs.extend((event.values or {}).items())
         for name, value in pairs:
             record = _event_record(event, name, value)

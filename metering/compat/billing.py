@@ -10,6 +10,7 @@ from the same key sent with another body (409 IDEMPOTENCY_KEY_REUSED).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -134,6 +135,7 @@ class PreparedReport:
 def usage_report(*, account_id: uuid.UUID, idempotency_key: str, body: bytes) -> ReportAnswer:
     """Report one usage event: 202 queued, 200 duplicate on a replay, 409 for a reused key."""
     prepared = report_prepare(account_id=account_id, idempotency_key=idempotency_key, body=body)
+    assert prepared is not None  # the default lookup finds the meter or raises
     outcome = usage_apply(
         account_id=account_id, records=[prepared.record], source=UsageSource.REPORT_API
     ).results[0]
@@ -151,8 +153,8 @@ def report_prepare(
     account_id: uuid.UUID,
     idempotency_key: str,
     body: bytes,
-    find_meter=_meter_for_report_cached,
-    key_known=usage_key_known,
+    find_meter: Callable[[uuid.UUID, str | None, str | None], Any] = _meter_for_report_cached,
+    key_known: Callable[..., bool] | None = usage_key_known,
 ) -> PreparedReport | None:
     """The report checked (400 for a bad body, 404 for an unknown meter, 400 for an archived one).
     ``find_meter(account_id, meter_id, meter_name)`` may answer None (the ASGI fast path finds

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -43,7 +44,7 @@ CONNECTION_CHECK_SECONDS = 10.0
 class _Share:
     """One request's records."""
 
-    account_id: object
+    account_id: uuid.UUID
     source: str
     apply_filtering_rules: bool
     records: list[UsageInput]
@@ -81,7 +82,7 @@ class _Applier:
         self,
         shares: list[_Share],
         positions: list[int],
-        account_id,
+        account_id: uuid.UUID,
         source: str,
         filtering: bool,
         outcomes: list,
@@ -143,13 +144,17 @@ def _close_connection() -> None:
 applier = _Applier()
 
 
-def settle_ingest(principal: Principal, work: tuple[list[amberflo.MeterEvent], str]):
+def settle_ingest(
+    principal: Principal, work: tuple[list[amberflo.MeterEvent], str]
+) -> tuple[list[UsageInput], list[tuple[int, str, str | None]], str]:
     events, prefer = work
     records, items = amberflo.ingest_records(events)
     return records, items, prefer
 
 
-async def ingest_on_loop(principal: Principal, settled) -> Answer:
+async def ingest_on_loop(
+    principal: Principal, settled: tuple[list[UsageInput], list[tuple[int, str, str | None]], str]
+) -> Answer:
     records, items, prefer = settled
     result = await applier.shares.submit(_Share(principal.account_id, UsageSource.INGEST_API, True, records))
     content, headers = amberflo.IngestAnswer(result=result, items=items).reply(prefer)
