@@ -8,6 +8,8 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count, Q
+from django.db.models.fields.json import KT
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.text import Truncator
@@ -15,7 +17,7 @@ from django.utils.text import Truncator
 from accounts.admin_scoping import AccountScopedAdmin
 from config.api.errors import ApiError
 from metering import corrections
-from metering.models import DataCorrection
+from metering.models import DataCorrection, MeterType
 
 # How to fix each reason, and whether a reprocess alone can (once the cause outside the record is
 # gone) or the record itself must change first.
@@ -87,6 +89,58 @@ class DataCorrectionForm(forms.ModelForm):
         return record
 
 
+class CustomerFilter(admin.SimpleListFilter):
+    """The records' customers (``userId``), most refused first, with their counts (the admin's
+    facets); "no customer" for records that came without one."""
+
+    title = "customer"
+    parameter_name = "customer"
+    shown = 20
+    NONE = "-"
+
+    def lookups(self, request, model_admin):
+        counted = (
+            model_admin.get_queryset(request)
+            .annotate(customer=KT("record__userId"))
+            .values("customer")
+            .annotate(records=Count("id"))
+            .order_by("-records", "customer")[: self.shown]
+        )
+        return [(row["customer"] or self.NONE, row["customer"] or "no customer") for row in counted]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.NONE:
+            return queryset.filter(Q(record__userId__isnull=True) | Q(record__userId=""))
+        if self.value():
+            return queryset.filter(record__userId=self.value())
+        return queryset
+
+
+class MeterTypeFilter(admin.SimpleListFilter):
+    """The meter type a record names (``meterTypeId`` or ``meterApiName``), by its name."""
+
+    title = "meter type"
+    parameter_name = "meter_type"
+
+    def lookups(self, request, model_admin):
+        account_ids = model_admin.get_queryset(request).values("account_id")
+        types = MeterType.objects.filter(account_id__in=account_ids).order_by("name")
+        return [(str(meter_type.pk), meter_type.name) for meter_type in types]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        meter_type = MeterType.objects.filter(
+            pk=self.value(), account_id__in=queryset.values("account_id")
+        ).first()
+        if meter_type is None:
+            return queryset.none()
+        named = Q(record__meterTypeId=str(meter_type.pk))
+        return queryset.filter(
+            named | Q(record__meterApiName=meter_type.api_name) if meter_type.api_name else named
+        )
+
+
 @admin.register(DataCorrection)
 class DataCorrectionAdmin(AccountScopedAdmin):
     """Refused usage: fix the record, then reprocess (or discard) it with the actions."""
@@ -103,8 +157,9 @@ class DataCorrectionAdmin(AccountScopedAdmin):
         "attempts",
         "updated_at",
     ]
-    list_filter = ["reason", "status", "source", "account"]
-    # Counts beside every filter choice (reason, status, source): the triage at a glance.
+    list_filter = ["reason", "status", "source", MeterTypeFilter, CustomerFilter, "account"]
+    # Counts beside every filter choice (reason, status, source, meter type, customer): the triage
+    # at a glance.
     show_facets = admin.ShowFacets.ALWAYS
     list_per_page = 25
     # "record" searches inside the record's fields (a customer's id, a meter's api name…).

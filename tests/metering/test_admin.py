@@ -381,6 +381,17 @@ def test_data_corrections_triage_counts_search_inside_records_and_fix_hints(staf
     page = listed.content.decode()
     assert listed.context["cl"].list_per_page == 25
     assert "No matching meter (or meter type) (2)" in page and "No userId (1)" in page  # counts per reason
+    # Counts per meter type and customer too, another type of the account listed with none.
+    make_meter_type(account, name="Storage")
+    page = staff.get("/admin/metering/datacorrection/").content.decode()
+    assert f"{meter_type.name} (3)" in page and "Storage (0)" in page
+    assert "dora@acme.example (1)" in page and "ed@acme.example (1)" in page and "no customer (1)" in page
+    by_customer = staff.get("/admin/metering/datacorrection/", {"customer": "ed@acme.example"})
+    assert [correction.idempotency_key for correction in by_customer.context["cl"].result_list] == ["u-3"]
+    no_customer = staff.get("/admin/metering/datacorrection/", {"customer": "-"})
+    assert [correction.idempotency_key for correction in no_customer.context["cl"].result_list] == ["u-1"]
+    by_type = staff.get("/admin/metering/datacorrection/", {"meter_type": str(meter_type.pk)})
+    assert len(by_type.context["cl"].result_list) == 3
 
     found = staff.get("/admin/metering/datacorrection/", {"q": "dora@acme"}).context["cl"].result_list
     assert [correction.idempotency_key for correction in found] == ["u-2"]
@@ -396,3 +407,44 @@ def test_the_time_zone_is_a_searchable_choice_and_the_empty_add_form_shows_no_er
     assert 'list="iana-timezones"' in page
     assert '<option value="Europe/Stockholm">' in page
     assert "errorlist" not in page and "errornote" not in page
+
+
+def test_thresholds_are_edited_as_rows_and_stored_as_the_api_stores_them(staff, account):
+    form = meter_type_form(name="Rows", capacity="1000")
+    del form["thresholds"]
+    form |= {
+        "thresholds-0-name": "warning",
+        "thresholds-0-kind": "capacityPercentage",
+        "thresholds-0-level": "80",
+        "thresholds-1-name": "",
+        "thresholds-1-kind": "value",
+        "thresholds-1-level": "950.5",
+        "thresholds-2-name": "left out: no level",
+        "thresholds-2-kind": "value",
+        "thresholds-2-level": "",
+    }
+    response = staff.post("/admin/metering/metertype/add/", form)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    meter_type = MeterType.objects.get(account=account, name="Rows")
+    assert meter_type.thresholds == [{"name": "warning", "capacityPercentage": 80}, {"value": 950.5}]
+
+    page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
+    assert 'name="thresholds-0-name" id="id_thresholds-0-name" value="warning"' in page
+    assert '<option value="value" selected>absolute value</option>' in page
+    assert 'id="id_thresholds-1-level" value="950.5"' in page
+    assert 'name="thresholds-4-level"' in page  # five rows, the empty ones to fill
+
+
+def test_a_threshold_row_the_validator_refuses_is_a_form_error_and_keeps_what_was_typed(staff, account):
+    form = meter_type_form(name="Rows", capacity="")
+    del form["thresholds"]
+    form |= {
+        "thresholds-0-name": "warning",
+        "thresholds-0-kind": "capacityPercentage",
+        "thresholds-0-level": "80",
+    }
+    response = staff.post("/admin/metering/metertype/add/", form)
+    assert response.status_code == 200
+    assert "need a capacity" in " ".join(response.context["adminform"].form.errors["thresholds"])
+    assert 'id="id_thresholds-0-level" value="80"' in response.content.decode()
+    assert not MeterType.objects.filter(name="Rows").exists()

@@ -1,12 +1,15 @@
 """The dashboard in a real browser follows what the REST API changes."""
 
 import re
+from decimal import Decimal
 
 import pytest
 from playwright.sync_api import expect
 
 from accounts import services as account_services
-from metering.models import Meter
+from metering import services as metering_services
+from metering.ledger import UsageInput, usage_apply
+from metering.models import Meter, ThresholdEvent
 from tests.ui.browser import screenshot
 from tests.ui.givens import (
     ANN_DAILY_CALLS,
@@ -156,3 +159,74 @@ def test_changes_made_through_the_api_show_on_the_dashboard(operator, http_api):
     expect(page.locator("#result_list tbody tr")).to_have_count(1)
     expect(page.locator("#result_list")).to_contain_text("85.0 %")
     screenshot(page, "meters-near-capacity")
+
+
+def test_the_threshold_panel_lists_exactly_the_threshold_events(operator):
+    """Usage through the ledger crosses six thresholds (three customers, three thresholds each at 50 %,
+    80 % and 95 requests of 100); the panel shows those six, as the Threshold events list does."""
+    page, account = operator.page, operator.account
+    calls = metering_services.meter_type_create(
+        account_id=account.pk,
+        name="API calls",
+        unit="requests",
+        aggregation="SUM",
+        reset_cron="0 0 1 * *",
+        timezone="Etc/UTC",
+        capacity=Decimal(100),
+        thresholds=[
+            {"name": "half", "capacityPercentage": 50},
+            {"name": "warning", "capacityPercentage": 80},
+            {"name": "hard", "value": 95},
+        ],
+    )
+    usage = {"ann@acme.example": 100, "bob@acme.example": 60, "cy@acme.example": 85}
+    for user in usage:
+        metering_services.meter_create(
+            account_id=account.pk, meter_type_id=calls.pk, meter_key="gw", user_id=user
+        )
+    result = usage_apply(
+        account_id=account.pk,
+        source="api",
+        records=[
+            UsageInput(user_id=user, value=value, meter_type_id=calls.pk) for user, value in usage.items()
+        ],
+    )
+    assert result.accepted == 3
+    events = list(ThresholdEvent.objects.filter(account=account).order_by("-crossed_at", "-id"))
+    assert sorted((event.meter.user_id, event.name) for event in events) == [
+        ("ann@acme.example", "half"),
+        ("ann@acme.example", "hard"),
+        ("ann@acme.example", "warning"),
+        ("bob@acme.example", "half"),
+        ("cy@acme.example", "half"),
+        ("cy@acme.example", "warning"),
+    ]
+
+    page.goto("/admin/")
+    rows = page.locator("#panel-threshold_notifications tr[data-threshold-event]")
+    expect(rows).to_have_count(len(events))
+    assert rows.evaluate_all("rows => rows.map(row => row.dataset.thresholdEvent)") == [
+        str(event.pk) for event in events
+    ]
+    shown = sorted(
+        (
+            row.locator("td").nth(1).inner_text().split("\n")[0],
+            row.locator("td").nth(2).inner_text().split("\n")[0],
+        )
+        for row in rows.all()
+    )
+    assert shown == sorted(
+        (
+            event.meter.user_id,
+            {"half": "half (50 % of capacity)", "warning": "warning (80 % of capacity)", "hard": "hard (95)"}[
+                event.name
+            ],
+        )
+        for event in events
+    )
+    expect(page.locator("#threshold-crossings-total")).to_contain_text("All 6 threshold events")
+    page.locator("#panel-threshold_notifications").scroll_into_view_if_needed()
+    screenshot(page, "dashboard-threshold-panel", element=page.locator("#panel-threshold_notifications"))
+
+    page.click("#threshold-crossings-total a")
+    expect(page.locator("#result_list tbody tr")).to_have_count(len(events))

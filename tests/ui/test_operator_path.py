@@ -38,7 +38,9 @@ def test_log_in_create_a_meter_type_with_its_next_resets_and_a_meter(browser_pag
     page.fill("#id_unit", "requests")
     page.select_option("#id_aggregation", "SUM")
     page.fill("#id_capacity", "1000")
-    page.fill("#id_thresholds", '[{"name": "warning", "capacityPercentage": 80}]')
+    page.fill("#id_thresholds-0-name", "warning")  # thresholds as rows: name, kind, level
+    page.select_option("#id_thresholds-0-kind", "capacityPercentage")
+    page.fill("#id_thresholds-0-level", "80")
     page.fill("#id_timezone", "Europe/Stockholm")
     page.fill("#id_reset_cron", "0 0 1 * *")
     expect(page.locator("#next-resets li")).to_have_count(5)  # the live preview, before saving
@@ -48,10 +50,11 @@ def test_log_in_create_a_meter_type_with_its_next_resets_and_a_meter(browser_pag
     expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
 
     meter_type = MeterType.objects.get(account=account, name="API calls")
-    assert (meter_type.reset_cron, meter_type.timezone, meter_type.capacity) == (
+    assert (meter_type.reset_cron, meter_type.timezone, meter_type.capacity, meter_type.thresholds) == (
         "0 0 1 * *",
         "Europe/Stockholm",
         1000,
+        [{"name": "warning", "capacityPercentage": 80}],
     )
     page.click("text=API calls")
     resets = page.locator("#next-resets li")

@@ -1,0 +1,75 @@
+"""Form widgets for the JSON an operator edits in the admin, as rows of inputs instead of raw JSON
+text (thresholds so far). A widget reads its rows back into the JSON the model field stores; the
+field's own validators (``metering.validators``) still decide what is valid, so the API and the admin
+accept the same values."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+
+THRESHOLD_KINDS = [("capacityPercentage", "% of capacity"), ("value", "absolute value")]
+
+
+def _loaded(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return value
+
+
+def _number(text: str) -> int | float | str:
+    """``80`` and ``2.5`` as numbers; anything else as typed, for the validator to refuse by name."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() else number
+
+
+class ThresholdsWidget(forms.Widget):
+    """Up to ``rows`` thresholds, each a name (optional), a kind (percentage of capacity or absolute
+    value) and a level; a row without a level is left out."""
+
+    template_name = "admin/metering/widgets/thresholds.html"
+
+    def __init__(self, attrs=None, rows: int = 5):
+        super().__init__(attrs)
+        self.rows = rows
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        written = _loaded(value)
+        thresholds = [item for item in written if isinstance(item, dict)] if isinstance(written, list) else []
+        rows = []
+        for index in range(max(self.rows, len(thresholds))):
+            item = thresholds[index] if index < len(thresholds) else {}
+            kind = "value" if "value" in item else "capacityPercentage"
+            rows.append(
+                {"index": index, "name": item.get("name", ""), "kind": kind, "level": item.get(kind, "")}
+            )
+        context["widget"].update({"rows": rows, "kinds": THRESHOLD_KINDS})
+        return context
+
+    def value_from_datadict(self, data, files, name):
+        if name in data:  # the raw JSON, as a script or an older form posts it
+            return data[name]
+        thresholds = []
+        for index in range(self.rows):
+            level = (data.get(f"{name}-{index}-level") or "").strip()
+            if not level:
+                continue
+            kind = data.get(f"{name}-{index}-kind")
+            threshold: dict[str, Any] = {}
+            if (label := (data.get(f"{name}-{index}-name") or "").strip()) != "":
+                threshold["name"] = label
+            threshold["value" if kind == "value" else "capacityPercentage"] = _number(level)
+            thresholds.append(threshold)
+        return json.dumps(thresholds)
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in data and f"{name}-0-level" not in data
