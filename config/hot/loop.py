@@ -67,7 +67,8 @@ def loop_application(
 
 
 def route_regex(route: HotRoute) -> str:
-    return "^/" + re.sub(r"<str:(\w+)>", r"(?P<\1>[^/]+)", route.path) + "$"
+    slash = "/?" if route.trailing_slash else ""
+    return "^/" + re.sub(r"<str:(\w+)>", r"(?P<\1>[^/]+)", route.path) + slash + "$"
 
 
 def headers_of(scope: Scope) -> dict[str, str]:

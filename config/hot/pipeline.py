@@ -21,11 +21,13 @@ and the ASGI adapter gives the request to the synchronous pipeline.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import psycopg
+from django.conf import settings
 from django.db import OperationalError
 from django.http import HttpResponse
 
@@ -80,6 +82,8 @@ class HotRoute:
     handle_on_loop: Callable[[Principal, Any], Awaitable[Answer]] | None = None
     allow_api_key: bool = False
     schema_view: type | None = None
+    # Served at ``path/`` too (the Amberflo SDK posts to ``/ingest/``); documented once, without.
+    trailing_slash: bool = False
 
 
 class Authenticator(Protocol):
@@ -120,6 +124,18 @@ class IncompleteBody(ApiError):
     message = "The body is not as long as its Content-Length says."
 
 
+class UnsupportedContentEncoding(ApiError):
+    status = 415
+    code = "UNSUPPORTED_CONTENT_ENCODING"
+    message = "Content-Encoding must be gzip or identity."
+
+
+class MalformedGzip(ApiError):
+    status = 400
+    code = "MALFORMED_BODY"
+    message = "The body is not valid gzip."
+
+
 async def serve(route: HotRoute, call: Call, steps: Steps) -> Answer:
     try:
         _check_request(call)
@@ -127,7 +143,7 @@ async def serve(route: HotRoute, call: Call, steps: Steps) -> Answer:
         require_scopes(principal, route.scopes)
         failure: ApiError | None = None
         try:
-            work = await steps.settle(route, principal, route.decode(call))
+            work = await steps.settle(route, principal, route.decode(_decompressed(call)))
         except ApiError as exc:
             work, failure = None, exc
         await steps.rate_limit(route, principal)
@@ -159,6 +175,28 @@ def _check_request(call: Call) -> None:
         raise MethodNotAllowed(headers={"Allow": "POST"})
     if call.declared_length is not None and call.declared_length != len(call.body):
         raise IncompleteBody()
+
+
+def _decompressed(call: Call) -> Call:
+    """The call with its body as sent before ``Content-Encoding: gzip`` (the Amberflo SDK gzips every
+    ``/ingest`` body). The decompressed body has the same limit as a plain one (413), so a small
+    compressed body cannot expand without bound."""
+    encoding = call.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return call
+    if encoding not in ("gzip", "x-gzip"):
+        raise UnsupportedContentEncoding(headers={"Accept-Encoding": "gzip, identity"})
+    limit = settings.API_MAX_BODY_BYTES
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(call.body, limit + 1)
+    except zlib.error:
+        raise MalformedGzip()
+    if len(body) > limit:
+        raise PayloadTooLarge()
+    if not inflater.eof:
+        raise MalformedGzip()
+    return replace(call, body=body)
 
 
 def answer_of(response: HttpResponse) -> Answer:

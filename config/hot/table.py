@@ -35,7 +35,12 @@ class HotPaths:
         }
 
     def urlpatterns(self) -> list[URLPattern]:
-        return [path(route.path, self.views[route.name], name=route.name) for route in self.routes]
+        patterns = []
+        for route in self.routes:
+            patterns.append(path(route.path, self.views[route.name], name=route.name))
+            if route.trailing_slash:
+                patterns.append(path(f"{route.path}/", self.views[route.name], name=f"{route.name}-slash"))
+        return patterns
 
     def wsgi(self, full: WsgiApp, *, urlconf: str = HOT_URLCONF) -> WsgiApp:
         """The WSGI application: the lean URLconf's paths to the lean handler, the rest to ``full``."""

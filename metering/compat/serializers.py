@@ -98,12 +98,34 @@ class DimensionFilterField(serializers.DictField):
         return value
 
 
+_SECONDS = {"min_value": 0, "max_value": 253_402_300_799}
+
+
+class TimeRangeSerializer(StrictSerializerMixin, serializers.Serializer):
+    """The Amberflo SDK's ``timeRange``; without ``endTimeInSeconds`` the range ends now."""
+
+    startTimeInSeconds = serializers.IntegerField(**_SECONDS)
+    endTimeInSeconds = serializers.IntegerField(required=False, **_SECONDS)
+
+
+class TakeSerializer(StrictSerializerMixin, serializers.Serializer):
+    """The Amberflo SDK's ``take``: only the ``limit`` groups with the highest total (the lowest
+    with ``isAscending``)."""
+
+    limit = serializers.IntegerField(min_value=1, max_value=10_000)
+    isAscending = serializers.BooleanField(required=False, default=False)
+
+
 class UsageQueryRequestSerializer(StrictSerializerMixin, serializers.Serializer):
-    """Seed 002's UsageQueryRequest."""
+    """Seed 002's UsageQueryRequest, with the range flat (the seed) or nested in ``timeRange``
+    (the Amberflo SDK), and the SDK's ``take``."""
+
+    requires_exactly_one_of = ("startTimeInSeconds", "timeRange")
 
     meterApiName = serializers.CharField(max_length=API_NAME_LENGTH)
-    startTimeInSeconds = serializers.IntegerField(min_value=0, max_value=253_402_300_799)
-    endTimeInSeconds = serializers.IntegerField(min_value=0, max_value=253_402_300_799)
+    startTimeInSeconds = serializers.IntegerField(required=False, **_SECONDS)
+    endTimeInSeconds = serializers.IntegerField(required=False, **_SECONDS)
+    timeRange = TimeRangeSerializer(required=False)
     aggregation = serializers.ChoiceField(choices=AGGREGATIONS)
     timeGroupingInterval = serializers.ChoiceField(choices=list(INTERVALS))
     groupBy = serializers.ListField(
@@ -117,9 +139,26 @@ class UsageQueryRequestSerializer(StrictSerializerMixin, serializers.Serializer)
         max_length=1000,
     )
     filter = DimensionFilterField(required=False)
+    take = TakeSerializer(required=False)
 
     def validate(self, attrs):
-        if attrs["endTimeInSeconds"] <= attrs["startTimeInSeconds"]:
+        """The range as ``startTimeInSeconds`` / ``endTimeInSeconds``, whichever form was sent."""
+        nested = attrs.pop("timeRange", None)
+        if nested is not None:
+            if "startTimeInSeconds" in attrs or "endTimeInSeconds" in attrs:
+                raise serializers.ValidationError(
+                    {
+                        "timeRange": "Give the range either in timeRange or as startTimeInSeconds/endTimeInSeconds."
+                    }
+                )
+            attrs["startTimeInSeconds"] = nested["startTimeInSeconds"]
+            attrs["endTimeInSeconds"] = nested.get("endTimeInSeconds")
+        elif "startTimeInSeconds" not in attrs:
+            raise serializers.ValidationError({"startTimeInSeconds": "This field is required."})
+        elif "endTimeInSeconds" not in attrs:
+            raise serializers.ValidationError({"endTimeInSeconds": "This field is required."})
+        end = attrs["endTimeInSeconds"]
+        if end is not None and end <= attrs["startTimeInSeconds"]:
             raise serializers.ValidationError({"endTimeInSeconds": "Must be after startTimeInSeconds."})
         return attrs
 

@@ -18,6 +18,7 @@ urlpatterns = [
         views.MeterDefinitionView.as_view(),
         "amberflo-meter-definition",
     ),
+    *_either_slash("usage/batch", views.UsageBatchView.as_view(), "amberflo-usage-batch"),
     *_either_slash("usage", views.UsageView.as_view(), "amberflo-usage"),
     *_either_slash(
         "meter-event-filtering-rules", views.FilteringRulesView.as_view(), "amberflo-filtering-rules"

@@ -53,6 +53,9 @@ class UsageQuery:
     group_by: list[str] = field(default_factory=list)
     customers: list[str] | None = None
     filters: dict[str, list[str]] = field(default_factory=dict)
+    # The Amberflo SDK's ``take``: keep the ``take_limit`` groups of highest total (lowest if ascending).
+    take_limit: int | None = None
+    take_ascending: bool = False
 
 
 def buckets(start: datetime, end: datetime, interval: str) -> list[datetime]:
@@ -113,6 +116,9 @@ def usage_query(*, account_id: uuid.UUID, query: UsageQuery) -> dict[str, Any]:
         series.setdefault(tuple(group), {})[bucket] = _value(figures, query.aggregation, unique)
     if not series and not query.group_by:
         series[()] = {}
+    groups = sorted(series)
+    if query.take_limit is not None:
+        groups = _taken(groups, series, query)
     names = dimensions + ([CUSTOMER] if by_customer else [])
     return {
         "clientMeters": {
@@ -123,10 +129,23 @@ def usage_query(*, account_id: uuid.UUID, query: UsageQuery) -> dict[str, Any]:
                         {str(int(bucket.timestamp())): series[group].get(bucket, 0)} for bucket in all_buckets
                     ],
                 }
-                for group in sorted(series)
+                for group in groups
             ]
         }
     }
+
+
+def _taken(groups: list[tuple], series: dict[tuple, dict[datetime, Any]], query: UsageQuery) -> list[tuple]:
+    """The ``take_limit`` groups whose value over the range (the highest bucket for MAX, the sum of
+    the buckets otherwise) is highest, or lowest when ascending; ties in group order. Answered in
+    that rank order, as Amberflo answers a ``take``."""
+
+    def total(group: tuple) -> float:
+        values = list(series[group].values())
+        return float(max(values, default=0) if query.aggregation == "MAX" else sum(values))
+
+    ranked = sorted(groups, key=lambda group: total(group) if query.take_ascending else -total(group))
+    return ranked[: query.take_limit]
 
 
 def _value(figures: Figures, aggregation: str, unique: bool) -> int | float:

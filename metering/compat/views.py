@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from django.urls import resolve
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -274,6 +275,7 @@ INGEST = HotRoute(
     handle_on_loop=ingest_asgi.ingest_on_loop,
     allow_api_key=True,
     schema_view=IngestEndpoint,
+    trailing_slash=True,
 )
 REPORT = HotRoute(
     path="billing/meters/usage",
@@ -442,17 +444,62 @@ class UsageView(AmberfloView):
     )
     def post(self, request):
         data = _valid(serializers.UsageQueryRequestSerializer, request.data)
-        query = UsageQuery(
-            meter_api_name=data["meterApiName"],
-            start=datetime.fromtimestamp(data["startTimeInSeconds"], UTC),
-            end=datetime.fromtimestamp(data["endTimeInSeconds"], UTC),
-            aggregation=data["aggregation"],
-            interval=data["timeGroupingInterval"],
-            group_by=list(data.get("groupBy") or []),
-            customers=list(data["customerFilter"]) if data.get("customerFilter") is not None else None,
-            filters={name: list(values) for name, values in (data.get("filter") or {}).items()},
+        return Response(usage_query(account_id=self.account_id, query=_usage_query_of(data)))
+
+
+def _usage_query_of(data: dict) -> UsageQuery:
+    """A validated UsageQueryRequest as a ``UsageQuery``; a range without an end ends now."""
+    end = data["endTimeInSeconds"]
+    take = data.get("take")
+    return UsageQuery(
+        meter_api_name=data["meterApiName"],
+        start=datetime.fromtimestamp(data["startTimeInSeconds"], UTC),
+        end=datetime.fromtimestamp(end, UTC) if end is not None else timezone.now(),
+        aggregation=data["aggregation"],
+        interval=data["timeGroupingInterval"],
+        group_by=list(data.get("groupBy") or []),
+        customers=list(data["customerFilter"]) if data.get("customerFilter") is not None else None,
+        filters={name: list(values) for name, values in (data.get("filter") or {}).items()},
+        take_limit=take["limit"] if take else None,
+        take_ascending=take["isAscending"] if take else False,
+    )
+
+
+USAGE_BATCH_MAX_QUERIES = 20
+
+
+class UsageBatchView(AmberfloView):
+    required_scopes = {"POST": USAGE_READ_SCOPES}
+    throttle_group = "usage_queries"
+
+    @extend_schema(
+        operation_id="queryUsageBatch",
+        tags=AMBERFLO,
+        request=serializers.UsageQueryRequestSerializer(many=True),
+        description=(
+            "Several usage queries at once (the Amberflo SDK's `UsageApiClient.get` with a list): "
+            f"at most {USAGE_BATCH_MAX_QUERIES}, answered by a list of reports in the same order, "
+            "each as `POST /usage` answers it. One invalid query makes the whole batch a 400 "
+            "(its index in the field). Scope usage-metering:read:usage. Rate limit: 50/s, burst 10."
+        ),
+        responses={
+            200: serializers.UsageQueryResponseSerializer(many=True),
+            **ERROR_RESPONSES(400, 401, 403, 404, 413, 429, 500, 503),
+        },
+    )
+    def post(self, request):
+        if not isinstance(request.data, list) or not 1 <= len(request.data) <= USAGE_BATCH_MAX_QUERIES:
+            raise ValidationFailed.for_field(
+                "", f"The body must be a list of 1 to {USAGE_BATCH_MAX_QUERIES} usage queries."
+            )
+        serializer = serializers.UsageQueryRequestSerializer(data=request.data, many=True)
+        serializer.is_valid(raise_exception=True)
+        return Response(
+            [
+                usage_query(account_id=self.account_id, query=_usage_query_of(data))
+                for data in serializer.validated_data
+            ]
         )
-        return Response(usage_query(account_id=self.account_id, query=query))
 
 
 class FilteringRulesView(AmberfloView):

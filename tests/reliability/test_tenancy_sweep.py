@@ -107,6 +107,14 @@ BODIES: dict[tuple[str, str], Callable[[dict, dict], dict]] = {
         "startTimeInSeconds": int(time.time()) - 86400,
         "endTimeInSeconds": int(time.time()) + 3600,
     },
+    ("post", "/usage/batch"): lambda mine, theirs: [
+        {
+            "meterApiName": mine["meter_api_name"],
+            "aggregation": "SUM",
+            "timeGroupingInterval": "DAY",
+            "timeRange": {"startTimeInSeconds": int(time.time()) - 86400},
+        }
+    ],
     ("post", "/billing/meters/usage"): lambda mine, theirs: {
         "meterName": mine["meter_api_name"],
         "customerId": "someone",
@@ -447,7 +455,9 @@ def test_unknown_body_fields_are_refused_or_ignored_never_stored(world):
         for name, value in INJECTED.items():
             if name in documented:
                 continue
-            injected = {**body, name: str(world["a_id"]) if value is None else value}
+            field = {name: str(world["a_id"]) if value is None else value}
+            # A list body (POST /usage/batch) carries the field in each of its items.
+            injected = [{**item, **field} for item in body] if isinstance(body, list) else {**body, **field}
             before = all_account_rows()
             response = _call(world["b"], method, url, injected)
             after = all_account_rows()
@@ -540,6 +550,7 @@ REFERENCES: dict[tuple[str, str, str], str] = {
     ("post", "/ingest", "uniqueId"): _KEYS,
     ("post", "/ingest", "[].uniqueId"): _KEYS,
     ("post", "/usage", "meterApiName"): _COMPAT,
+    ("post", "/usage/batch", "[].meterApiName"): _COMPAT,
     ("post", "/billing/meters/usage", "meterId"): _COMPAT,
     ("post", "/billing/meters/usage", "meterName"): _COMPAT,
     ("post", "/billing/meters/usage", "customerId"): _COMPAT,
