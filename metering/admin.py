@@ -21,7 +21,7 @@ from django.utils.timezone import now as utc_now
 from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin
 from config.api.errors import ApiError
 from metering import periods, selectors, services
-from metering.admin_widgets import ThresholdsWidget
+from metering.admin_widgets import NameRowsWidget, ThresholdsWidget
 from metering.models import Meter, MeteredRecord, MeterType
 
 NEXT_RESETS_SHOWN = 5
@@ -114,7 +114,7 @@ class MeterTypeForm(ServiceCheckedForm):
             "status",
             "dimensions",
         ]
-        widgets = {"thresholds": ThresholdsWidget()}
+        widgets = {"thresholds": ThresholdsWidget(), "dimensions": NameRowsWidget()}
 
     def service_check(self) -> None:
         if self.instance.account_id is None:

@@ -73,3 +73,39 @@ class ThresholdsWidget(forms.Widget):
 
     def value_omitted_from_data(self, data, files, name):
         return name not in data and f"{name}-0-level" not in data
+
+
+class NameRowsWidget(forms.Widget):
+    """A JSON list of names (dimensions) as one text input per name, with ``extra`` empty rows after
+    the written ones; an empty row is left out."""
+
+    template_name = "admin/metering/widgets/name_rows.html"
+
+    def __init__(self, attrs=None, extra: int = 3):
+        super().__init__(attrs)
+        self.extra = extra
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        written = _loaded(value)
+        names = (
+            [item if isinstance(item, str) else json.dumps(item) for item in written or []]
+            if isinstance(written, list)
+            else []
+        )
+        rows = [{"index": index, "name": item} for index, item in enumerate([*names, *[""] * self.extra])]
+        context["widget"].update({"rows": rows, "count": len(rows)})
+        return context
+
+    def value_from_datadict(self, data, files, name):
+        if name in data:  # the raw JSON, as a script or an older form posts it
+            return data[name]
+        try:
+            count = min(int(data.get(f"{name}-count") or 0), 1000)
+        except ValueError:
+            count = 0
+        names = [(data.get(f"{name}-{index}") or "").strip() for index in range(count)]
+        return json.dumps([item for item in names if item])
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in data and f"{name}-count" not in data

@@ -10,7 +10,8 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.http import HttpResponseRedirect
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
@@ -45,6 +46,7 @@ class NotificationEndpointForm(forms.ModelForm):
 @admin.register(NotificationEndpoint)
 class NotificationEndpointAdmin(AccountScopedAdmin):
     form = NotificationEndpointForm
+    change_form_template = "admin/notifications/notificationendpoint/change_form.html"
     list_display = ["url", "account", "is_active", "event_types", "description", "created_at"]
     list_filter = ["is_active", "account"]
     search_fields = ["url", "description"]
@@ -96,8 +98,43 @@ class NotificationEndpointAdmin(AccountScopedAdmin):
                 self.admin_site.admin_view(self.secret_once_view),
                 name="notifications_notificationendpoint_secret",
             ),
+            path(
+                "<path:object_id>/send-test/",
+                self.admin_site.admin_view(self.send_test_view),
+                name="notifications_notificationendpoint_send_test",
+            ),
             *super().get_urls(),
         ]
+
+    def send_test_view(self, request, object_id):
+        """POST only (the button on the endpoint's page): a test event to this endpoint, then its
+        delivery's page, which shows what the endpoint answered."""
+        endpoint = self.get_object(request, object_id)  # the user's own account only
+        if endpoint is None:
+            raise Http404("No notification endpoint with this id.")
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request, endpoint):
+            raise PermissionDenied
+        change_url = reverse("admin:notifications_notificationendpoint_change", args=[endpoint.pk])
+        try:
+            delivery = services.notification_endpoint_test_send(endpoint=endpoint)
+        except ApiError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        self.message_user(
+            request, f"Test event sent to {endpoint.url}: its delivery is below.", messages.SUCCESS
+        )
+        return HttpResponseRedirect(reverse("admin:notifications_delivery_change", args=[delivery.pk]))
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and self.has_change_permission(request, obj):
+            context["send_test_url"] = reverse(
+                "admin:notifications_notificationendpoint_send_test", args=[obj.pk]
+            )
+        return super().render_change_form(
+            request, context, add=add, change=change, form_url=form_url, obj=obj
+        )
 
     def response_add(self, request, obj, post_url_continue=None):
         endpoint, secret = request._new_endpoint_secret

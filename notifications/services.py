@@ -259,6 +259,36 @@ def notification_publish_many(*, notifications: Sequence[Notification]) -> list[
     return events
 
 
+# The event type of a test event: sent to one endpoint on an operator's request, whatever that
+# endpoint subscribes to; not a type an endpoint can subscribe to (so not in ``EventType``).
+TEST_EVENT_TYPE = "endpoint.test"
+
+
+@transaction.atomic
+def notification_endpoint_test_send(*, endpoint: NotificationEndpoint) -> Delivery:
+    """Send ``endpoint`` a test event, signed and delivered like every other (one attempt, after
+    commit): its delivery shows what the endpoint answered, so a receiver can be tried before real
+    events flow. A disabled endpoint is refused."""
+    if not endpoint.is_active:
+        raise ValidationFailed.for_field(
+            "isActive", "The endpoint is disabled: enable it to send it a test event."
+        )
+    event = NotificationEvent.objects.create(
+        account_id=endpoint.account_id,
+        event_type=TEST_EVENT_TYPE,
+        payload={"endpointId": str(endpoint.pk), "message": "A test event sent from the console."},
+    )
+    delivery = Delivery.objects.create(
+        account_id=endpoint.account_id,
+        event=event,
+        endpoint=endpoint,
+        max_attempts=1,
+        next_attempt_at=timezone.now(),
+    )
+    transaction.on_commit(partial(_enqueue_deliveries, [delivery.pk]), robust=True)
+    return delivery
+
+
 def _insert_with_unnest(
     events: list[NotificationEvent],
     event_payloads: list[str],

@@ -448,3 +448,24 @@ def test_a_threshold_row_the_validator_refuses_is_a_form_error_and_keeps_what_wa
     assert "need a capacity" in " ".join(response.context["adminform"].form.errors["thresholds"])
     assert 'id="id_thresholds-0-level" value="80"' in response.content.decode()
     assert not MeterType.objects.filter(name="Rows").exists()
+
+
+def test_dimensions_are_edited_one_name_per_box(staff, account):
+    form = meter_type_form(name="Rows")
+    del form["dimensions"]
+    form |= {"dimensions-count": "4", "dimensions-0": "region", "dimensions-1": "", "dimensions-2": " plan "}
+    response = staff.post("/admin/metering/metertype/add/", form)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    meter_type = MeterType.objects.get(account=account, name="Rows")
+    assert meter_type.dimensions == ["region", "plan"]
+
+    page = staff.get(f"/admin/metering/metertype/{meter_type.pk}/change/").content.decode()
+    assert 'name="dimensions-0" id="id_dimensions-0" value="region"' in page
+    assert 'name="dimensions-1" id="id_dimensions-1" value="plan"' in page
+    assert 'name="dimensions-count" value="5"' in page  # the two and three empty boxes
+
+    form = meter_type_form(name="Rows")
+    del form["dimensions"]
+    form |= {"dimensions-count": "2", "dimensions-0": "region", "dimensions-1": "region"}
+    response = staff.post(f"/admin/metering/metertype/{meter_type.pk}/change/", form)
+    assert "Dimensions must be distinct." in " ".join(response.context["adminform"].form.errors["dimensions"])

@@ -195,3 +195,21 @@ def test_the_retry_sweep_is_registered_in_celery_beat_by_a_migration():
     from notifications.tasks import sweep_due_deliveries
 
     assert sweep_due_deliveries.name == task.task
+
+
+def test_send_test_event_is_a_post_refused_for_a_disabled_endpoint_and_another_accounts(
+    ann, account, other_account, refuse_private
+):
+    endpoint, _ = services.notification_endpoint_create(
+        account=account, url=PUBLIC, event_types=["threshold.crossed"], is_active=False
+    )
+    theirs, _ = services.notification_endpoint_create(
+        account=other_account, url=PUBLIC, event_types=["threshold.crossed"]
+    )
+    base = "/admin/notifications/notificationendpoint"
+    assert ann.get(f"{base}/{endpoint.pk}/send-test/").status_code == 405
+    page = ann.post(f"{base}/{endpoint.pk}/send-test/", follow=True).content.decode()
+    assert "The endpoint is disabled: enable it to send it a test event." in page
+    assert ann.post(f"{base}/{theirs.pk}/send-test/").status_code == 404
+    assert Delivery.objects.count() == 0
+    assert 'id="send-test-event"' in ann.get(f"{base}/{endpoint.pk}/change/").content.decode()
