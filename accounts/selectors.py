@@ -3,10 +3,12 @@ their use)."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, ApplicationAccess
 from config.api.principal import Principal, make_principal
 
 
@@ -42,3 +44,20 @@ def principal_for_api_key_checksum(key_checksum: str) -> Principal | None:
 def account_for_user(user):
     link = getattr(user, "account_link", None)
     return link.account if link else None
+
+
+def credential_name(*, account_id: uuid.UUID, kind: str, identifier: str) -> str | None:
+    """The name of the account's Application Access (``kind`` "client", by OAuth client id) or API key
+    (``kind`` "apiKey", by id) that ``identifier`` names; ``None`` when there is none (deleted, or
+    another account's)."""
+    if kind == "client":
+        found = ApplicationAccess.objects.filter(account_id=account_id, application__client_id=identifier)
+    elif kind == "apiKey":
+        try:
+            key_id = uuid.UUID(str(identifier))
+        except ValueError:
+            return None
+        found = ApiKey.objects.filter(account_id=account_id, pk=key_id)
+    else:
+        return None
+    return found.values_list("name", flat=True).first()

@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import slugify
 
+from accounts import selectors as account_selectors
 from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin, user_account_id
 from config.api.errors import ApiError
 from streams import selectors, services
@@ -109,7 +110,7 @@ class StreamVersionInline(admin.TabularInline):
 
     @admin.display(description="saved by")
     def created_by_label(self, obj: StreamVersion) -> str:
-        return _actor_label(obj.created_by)
+        return _actor_label(obj.created_by, obj.account_id)
 
     @admin.display(description="export")
     def export_link(self, obj: StreamVersion) -> str:
@@ -124,8 +125,14 @@ class StreamVersionInline(admin.TabularInline):
         return format_html('<a href="{}" class="compare-version">with the latest</a>', url)
 
 
-def _actor_label(actor: dict) -> str:
-    return f"{actor.get('id', '?')} ({actor.get('type', '?')})" if actor else "—"
+def _actor_label(actor: dict, account_id) -> str:
+    """A person's username; an API caller's Application Access or API key by name (its id if gone)."""
+    if not actor:
+        return "—"
+    kind, identifier = actor.get("type", "?"), actor.get("id", "?")
+    name = account_selectors.credential_name(account_id=account_id, kind=kind, identifier=identifier)
+    label = {"client": "Application Access", "apiKey": "API key"}.get(kind, kind)
+    return f"{name} ({label})" if name else f"{identifier} ({label})"
 
 
 def _export_response(snapshot: selectors.StreamSnapshot) -> HttpResponse:
@@ -233,11 +240,11 @@ class StreamAdmin(AccountScopedAdmin):
 
     @admin.display(description="created by")
     def created_by_label(self, obj: Stream) -> str:
-        return _actor_label(obj.created_by)
+        return _actor_label(obj.created_by, obj.account_id)
 
     @admin.display(description="updated by")
     def updated_by_label(self, obj: Stream) -> str:
-        return _actor_label(obj.updated_by)
+        return _actor_label(obj.updated_by, obj.account_id)
 
     @admin.display(description="graph")
     def graph(self, obj: Stream) -> str:

@@ -361,3 +361,30 @@ def test_the_preview_of_a_tagged_version_runs_that_version(staff, account, solut
     assert older.context["result"].result_for("only-billable").counts()["out"] == 0
     assert older.context["previewed"].tag == "v1"
     assert '<p id="preview-counts">Version v1: <strong>1</strong> record in' in older.content.decode()
+
+
+def test_created_and_updated_by_name_the_application_access_not_its_client_id(
+    staff, account, solution, other_account
+):
+    access, _ = account_services.application_access_create(
+        account=account, name="ci-pipeline", scopes=["all"]
+    )
+    theirs, _ = account_services.application_access_create(
+        account=other_account, name="globex-ci", scopes=["all"]
+    )
+    stream = services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor={"type": "client", "id": access.client_id},
+        stream_config=minimal_config("By the pipeline"),
+    ).stream
+    services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor={"type": "client", "id": theirs.client_id},  # another account's client: its id only
+        on_name_conflict="overwrite",
+        stream_config=minimal_config("By the pipeline"),
+    )
+    page = staff.get(f"/admin/streams/stream/{stream.pk}/change/").content.decode()
+    assert "ci-pipeline (Application Access)" in page
+    assert f"{theirs.client_id} (Application Access)" in page and "globex-ci" not in page
