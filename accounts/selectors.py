@@ -51,13 +51,12 @@ def credential_name(*, account_id: uuid.UUID, kind: str, identifier: str) -> str
     (``kind`` "apiKey", by id) that ``identifier`` names; ``None`` when there is none (deleted, or
     another account's)."""
     if kind == "client":
-        found = ApplicationAccess.objects.filter(account_id=account_id, application__client_id=identifier)
-    elif kind == "apiKey":
+        access = ApplicationAccess.objects.filter(account_id=account_id, application__client_id=identifier)
+        return access.values_list("name", flat=True).first()
+    if kind == "apiKey":
         try:
             key_id = uuid.UUID(str(identifier))
         except ValueError:
             return None
-        found = ApiKey.objects.filter(account_id=account_id, pk=key_id)
-    else:
-        return None
-    return found.values_list("name", flat=True).first()
+        return ApiKey.objects.filter(account_id=account_id, pk=key_id).values_list("name", flat=True).first()
+    return None
