@@ -75,6 +75,29 @@ def _usage_summary(usage: selectors.MeterTypeDailyUsage) -> str:
     return f"total {format_exact(sum(known))} {usage.unit}"
 
 
+@dataclass(frozen=True)
+class UsageWindow:
+    """A choice of the usage panel (``?usage=<key>``): how far back, and one bar per hour or day."""
+
+    key: str
+    label: str
+    step: str  # "HOUR" (UTC hours) or "DAY" (days in each type's timezone)
+    count: int
+
+
+def usage_windows() -> list[UsageWindow]:
+    """The last 24 hours per hour (day one: a day per bar would be one bar), then days."""
+    days = sorted({7, settings.CONSOLE_USAGE_DAYS, 90})
+    return [UsageWindow("24h", "24 hours", "HOUR", 24)] + [
+        UsageWindow(f"{count}d", f"{count} days", "DAY", count) for count in days
+    ]
+
+
+def _chosen_window(request: HttpRequest) -> UsageWindow:
+    windows = {window.key: window for window in usage_windows()}
+    return windows.get(request.GET.get("usage", ""), windows[f"{settings.CONSOLE_USAGE_DAYS}d"])
+
+
 @register_panel(
     key="usage",
     title="Usage per meter type",
@@ -84,15 +107,20 @@ def _usage_summary(usage: selectors.MeterTypeDailyUsage) -> str:
     wide=True,
 )
 def usage_panel(panel: PanelRequest) -> dict[str, Any]:
-    days = settings.CONSOLE_USAGE_DAYS
-    usage = selectors.usage_by_meter_type_per_day(panel.account.pk, days, now=panel.now)
+    window = _chosen_window(panel.request)
+    if window.step == "HOUR":
+        usage = selectors.usage_by_meter_type_per_hour(panel.account.pk, window.count, now=panel.now)
+        label_format = "%H:00"
+    else:
+        usage = selectors.usage_by_meter_type_per_day(panel.account.pk, window.count, now=panel.now)
+        label_format = "%m-%d"
     ordered = sorted(usage, key=lambda item: not item.has_usage)  # stable: by name within each group
     charts = [
         {
             "usage": item,
             "summary": _usage_summary(item),
             "svg": bar_chart_svg(
-                labels=[day.strftime("%m-%d") for day in item.days],
+                labels=[bucket.strftime(label_format) for bucket in item.days],
                 values=item.values,
                 title=item.name,
                 unit=item.unit,
@@ -102,9 +130,13 @@ def usage_panel(panel: PanelRequest) -> dict[str, Any]:
         }
         for item in ordered[:USAGE_CHARTS_SHOWN]
     ]
+    # Superusers keep the account they picked when they change the window.
+    account = panel.request.GET.get("account", "")
     return {
         "charts": charts,
-        "days": days,
+        "window": window,
+        "windows": usage_windows(),
+        "account_query": f"&account={account}" if account and panel.request.user.is_superuser else "",
         "more": max(0, len(usage) - USAGE_CHARTS_SHOWN),
         "meter_type_count": len(usage),
     }

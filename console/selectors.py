@@ -121,6 +121,54 @@ def usage_by_meter_type_per_day(
     ]
 
 
+def usage_by_meter_type_per_hour(
+    account_id: uuid.UUID, hours: int, *, now: datetime | None = None
+) -> list[MeterTypeDailyUsage]:
+    """Each of the account's meter types (by name) with its usage in each of the last ``hours``
+    UTC hours, this one so far (``days`` then holds the hours' starts, in UTC): the dashboard's
+    first-day view, when a day per bar shows one bar. Combined as ``usage_by_meter_type_per_day``
+    combines a day; one query for every meter type."""
+    if hours < 1:
+        raise ValueError("hours must be at least 1.")
+    now = now or utc_now()
+    meter_types = list(MeterType.objects.filter(account_id=account_id).order_by("name", "id"))
+    starts = tuple(
+        bucket_floor(now, "HOUR", UTC) - timedelta(hours=hours - 1 - offset) for offset in range(hours)
+    )
+    found = (
+        usage_per_bucket(
+            scope=UsageScope(
+                account_id=account_id, meter_type_ids=[meter_type.pk for meter_type in meter_types]
+            ),
+            start=starts[0],
+            end=starts[-1] + timedelta(hours=1),
+            interval="HOUR",
+            by_type=True,
+        )
+        if meter_types
+        else {}
+    )
+    position = {start: index for index, start in enumerate(starts)}
+    usage = []
+    for meter_type in meter_types:
+        hourly: list[Decimal | None] = [None] * hours
+        for (bucket, type_id), figures in found.items():
+            if type_id == meter_type.pk and bucket in position:
+                hourly[position[bucket]] = figures.value(meter_type.aggregation)
+        usage.append(
+            MeterTypeDailyUsage(
+                meter_type_id=meter_type.pk,
+                name=meter_type.name,
+                unit=meter_type.unit,
+                aggregation=meter_type.aggregation,
+                timezone="UTC",
+                days=starts,
+                values=tuple(hourly),
+            )
+        )
+    return usage
+
+
 # --- Meters near capacity -------------------------------------------------------------------
 
 

@@ -281,3 +281,24 @@ def test_the_threshold_panel_lists_the_threshold_events(staff_client, account):
     assert page.count("not sent: no endpoint subscribed") == 3
     assert page.count("warning (80 % of capacity)") == 2 and page.count(">950<") >= 1
     assert "All 3 threshold events" in page
+
+
+def test_the_usage_panel_offers_the_last_24_hours_per_hour_and_ranges_of_days(staff_client, acme_data):
+    # Today (10 January, 12:00 UTC): 900 at 09:00 and 100 at 12:00; 40 on the 8th.
+    page = panel(staff_client.get("/admin/?usage=24h").content.decode(), "usage")
+    assert re.findall(r'data-usage-window="([^"]+)"', page) == ["24h", "7d", "30d", "90d"]
+    assert '<strong data-usage-window="24h">24 hours</strong>' in page
+    calls = page.split("<figure")[1]
+    bars = dict(re.findall(r'data-label="([^"]+)" data-value="([^"]+)"', calls))
+    assert bars == {"09:00": "900", "12:00": "100"}  # hours without records draw no bar
+    assert re.findall(r'data-label="(\d\d:00)"', calls)[-1] == "12:00"  # this hour, last
+    assert "total 1000 requests" in calls
+
+    week = panel(staff_client.get("/admin/?usage=7d").content.decode(), "usage")
+    assert dict(re.findall(r'data-label="([^"]+)" data-value="([^"]+)"', week.split("<figure")[1])) == {
+        "01-08": "40",
+        "01-10": "1000",
+    }
+    # An unknown choice is the default window (CONSOLE_USAGE_DAYS).
+    default = panel(staff_client.get("/admin/?usage=forever").content.decode(), "usage")
+    assert '<strong data-usage-window="30d">30 days</strong>' in default
