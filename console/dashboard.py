@@ -63,6 +63,12 @@ def dashboard_account(request: HttpRequest) -> DashboardAccount:
 # --- Built-in panels ------------------------------------------------------------------------
 
 
+def _first_rows(key: str, rows: Any) -> dict[str, Any]:
+    """A list panel's context: its first ``PANEL_ROWS`` rows under ``key`` and how many in all
+    (the "all N …" link to the full change list)."""
+    return {key: list(rows[:PANEL_ROWS]), "total": rows.count()}
+
+
 def _usage_summary(usage: selectors.MeterTypeDailyUsage) -> str:
     """The window's figure in the type's own terms: a total for SUM/INCREMENT, the peak for MAX…"""
     known = [value for value in usage.values if value is not None]
@@ -150,8 +156,7 @@ def usage_panel(panel: PanelRequest) -> dict[str, Any]:
     order=20,
 )
 def meter_types_panel(panel: PanelRequest) -> dict[str, Any]:
-    meter_types = selectors.meter_types_with_counts(panel.account.pk)
-    return {"meter_types": list(meter_types[:PANEL_ROWS]), "total": meter_types.count()}
+    return _first_rows("meter_types", selectors.meter_types_with_counts(panel.account.pk))
 
 
 @register_panel(
@@ -162,12 +167,8 @@ def meter_types_panel(panel: PanelRequest) -> dict[str, Any]:
     order=30,
 )
 def near_capacity_panel(panel: PanelRequest) -> dict[str, Any]:
-    meters = selectors.meters_near_capacity(panel.account.pk)
-    return {
-        "meters": list(meters[:PANEL_ROWS]),
-        "total": meters.count(),
-        "percent": selectors.near_capacity_percent(),
-    }
+    meters = _first_rows("meters", selectors.meters_near_capacity(panel.account.pk))
+    return meters | {"percent": selectors.near_capacity_percent()}
 
 
 @register_panel(
@@ -194,8 +195,7 @@ def threshold_notifications_panel(panel: PanelRequest) -> dict[str, Any]:
     wide=True,
 )
 def failed_deliveries_panel(panel: PanelRequest) -> dict[str, Any]:
-    deliveries = selectors.failed_deliveries(panel.account.pk)
-    return {"deliveries": list(deliveries[:PANEL_ROWS]), "total": deliveries.count()}
+    return _first_rows("deliveries", selectors.failed_deliveries(panel.account.pk))
 
 
 @register_panel(

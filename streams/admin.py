@@ -20,7 +20,11 @@ from django.utils.text import slugify
 from accounts import selectors as account_selectors
 from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin, user_account_id
 from config.api.errors import ApiError
-from streams import selectors, services
+from streams import (
+    admin_names,  # noqa: F401 - stream names in consumer offsets and periodic tasks
+    selectors,
+    services,
+)
 from streams.admin_forms import (
     LATEST,
     StreamCompareForm,

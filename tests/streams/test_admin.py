@@ -388,3 +388,35 @@ def test_created_and_updated_by_name_the_application_access_not_its_client_id(
     page = staff.get(f"/admin/streams/stream/{stream.pk}/change/").content.decode()
     assert "ci-pipeline (Application Access)" in page
     assert f"{theirs.client_id} (Application Access)" in page and "globex-ci" not in page
+
+
+def test_consumer_offsets_and_periodic_tasks_name_their_stream(client, account, solution):
+    from collection import services as collection_services
+
+    get_user_model().objects.create_superuser(username="root", password="pw-12345678")
+    client.login(username="root", password="pw-12345678")
+    collector = collection_services.collector_create(account_id=account.pk, name="gateway")
+    in_node = {
+        "id": "in",
+        "name": "In",
+        "type": "onlineCollector",
+        "config": {"collectorId": str(collector.pk)},
+    }
+    realtime = services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor=ACTOR,
+        stream_config=minimal_config("Live usage", processingType="realtime")
+        | {"nodes": [in_node, minimal_config()["nodes"][1]]},
+    ).stream
+    batch = services.stream_import(
+        account=account,
+        solution_id=solution.pk,
+        actor=ACTOR,
+        stream_config=minimal_config("Nightly usage", processingType="batch"),
+    ).stream
+
+    offsets = client.get("/admin/collection/consumeroffset/").content.decode()
+    assert f'<a href="/admin/streams/stream/{realtime.pk}/change/">Live usage</a>' in offsets
+    tasks = client.get("/admin/django_celery_beat/periodictask/").content.decode()
+    assert f'<a href="/admin/streams/stream/{batch.pk}/change/">Nightly usage</a>' in tasks

@@ -27,8 +27,10 @@ from tests.ui.givens import given_operator_data
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Admin URLs that are not pages a person reads: a download, a fragment the meter type form fetches,
-# Django's plumbing (log out, autocomplete JSON, the JavaScript catalogue, "view on site" redirects).
+# a button's POST (send a test event), Django's plumbing (log out, autocomplete JSON, the JavaScript
+# catalogue, "view on site" redirects).
 NOT_PAGES = {
+    "notifications_notificationendpoint_send_test",
     "logout",
     "autocomplete",
     "jsi18n",
