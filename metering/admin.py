@@ -21,7 +21,7 @@ from django.utils.timezone import now as utc_now
 from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin
 from config.api.errors import ApiError
 from metering import periods, selectors, services
-from metering.admin_widgets import NameRowsWidget, ThresholdsWidget
+from metering.admin_widgets import FieldRowsWidget, NameRowsWidget, ThresholdsWidget
 from metering.models import Meter, MeteredRecord, MeterType
 
 NEXT_RESETS_SHOWN = 5
@@ -310,7 +310,7 @@ class MeterForm(ServiceCheckedForm):
             "thresholds",
             "delete_on_reset",
         ]
-        widgets = {"thresholds": ThresholdsWidget()}
+        widgets = {"thresholds": ThresholdsWidget(), "custom_fields": FieldRowsWidget()}
 
     def service_check(self) -> None:
         if self.previous is None:

@@ -109,3 +109,70 @@ class NameRowsWidget(forms.Widget):
 
     def value_omitted_from_data(self, data, files, name):
         return name not in data and f"{name}-count" not in data
+
+
+FIELD_KINDS = [("text", "text"), ("number", "number"), ("boolean", "true/false"), ("json", "JSON")]
+
+
+def _field_row(index: int, key: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"index": index, "key": key, "kind": "boolean", "value": "true" if value else "false"}
+    if isinstance(value, (int, float)):
+        return {"index": index, "key": key, "kind": "number", "value": json.dumps(value)}
+    if isinstance(value, str):
+        return {"index": index, "key": key, "kind": "text", "value": value}
+    return {"index": index, "key": key, "kind": "json", "value": json.dumps(value)}
+
+
+def _field_value(kind: str | None, text: str) -> Any:
+    """The typed value of a row; a number or JSON that does not parse stays text for the model's
+    validators to see (and the form to show again)."""
+    if kind == "number":
+        return _number(text.strip())
+    if kind == "boolean":
+        return text.strip().lower() in ("true", "yes", "1", "on")
+    if kind == "json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    return text
+
+
+class FieldRowsWidget(forms.Widget):
+    """A JSON object (a meter's custom fields) as rows of name, kind and value, so a value keeps its
+    JSON type (text, number, true/false, or any JSON); a row without a name is left out, and
+    ``extra`` empty rows follow the written ones."""
+
+    template_name = "admin/metering/widgets/field_rows.html"
+
+    def __init__(self, attrs=None, extra: int = 3):
+        super().__init__(attrs)
+        self.extra = extra
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        written = _loaded(value)
+        pairs = list(written.items()) if isinstance(written, dict) else []
+        rows = [_field_row(index, key, item) for index, (key, item) in enumerate(pairs)]
+        rows += [_field_row(len(pairs) + extra, "", "") for extra in range(self.extra)]
+        context["widget"].update({"rows": rows, "count": len(rows), "kinds": FIELD_KINDS})
+        return context
+
+    def value_from_datadict(self, data, files, name):
+        if name in data:  # the raw JSON, as a script or an older form posts it
+            return data[name]
+        try:
+            count = min(int(data.get(f"{name}-count") or 0), 1000)
+        except ValueError:
+            count = 0
+        written = {}
+        for index in range(count):
+            key = (data.get(f"{name}-{index}-key") or "").strip()
+            if key:
+                kind = data.get(f"{name}-{index}-kind")
+                written[key] = _field_value(kind, data.get(f"{name}-{index}-value") or "")
+        return json.dumps(written)
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in data and f"{name}-count" not in data

@@ -1,5 +1,6 @@
 """The operator UI: tenancy, writes through the services, the reset preview, the value bar."""
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -469,3 +470,58 @@ def test_dimensions_are_edited_one_name_per_box(staff, account):
     form |= {"dimensions-count": "2", "dimensions-0": "region", "dimensions-1": "region"}
     response = staff.post(f"/admin/metering/metertype/{meter_type.pk}/change/", form)
     assert "Dimensions must be distinct." in " ".join(response.context["adminform"].form.errors["dimensions"])
+
+
+def test_custom_fields_are_rows_that_keep_each_values_json_type(staff, account):
+    meter = make_meter(make_meter_type(account))
+    Meter.objects.filter(pk=meter.pk).update(
+        custom_fields={"plan": "pro", "seats": 5, "trial": False, "tags": ["eu", "beta"]}
+    )
+    page = staff.get(f"/admin/metering/meter/{meter.pk}/change/").content.decode()
+    rows = re.findall(
+        r'id="id_custom_fields-\d+-key" value="([^"]*)".*?<option value="(\w+)" selected>.*?'
+        r'id="id_custom_fields-\d+-value" value="([^"]*)"',
+        page,
+        re.S,
+    )
+    assert sorted(rows) == [
+        ("", "text", ""),
+        ("", "text", ""),
+        ("", "text", ""),  # three empty rows to fill
+        ("plan", "text", "pro"),
+        ("seats", "number", "5"),
+        ("tags", "json", "[&quot;eu&quot;, &quot;beta&quot;]"),
+        ("trial", "boolean", "false"),
+    ]
+
+    # Saved as shown, one value changed and one row added: every other value keeps its type.
+    rows = {
+        "custom_fields-count": "7",
+        **{
+            f"custom_fields-{i}-{part}": v
+            for i, (k, kind, value) in enumerate(
+                [
+                    ("plan", "text", "enterprise"),
+                    ("seats", "number", "5"),
+                    ("trial", "boolean", "false"),
+                    ("tags", "json", '["eu", "beta"]'),
+                    ("region", "text", "eu-north-1"),
+                    ("", "text", "left out"),
+                ]
+            )
+            for part, v in (("key", k), ("kind", kind), ("value", value))
+        },
+    }
+    response = staff.post(
+        f"/admin/metering/meter/{meter.pk}/change/",
+        {"capacity": "1000", "thresholds": "[]", **rows},
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    meter.refresh_from_db()
+    assert meter.custom_fields == {
+        "plan": "enterprise",
+        "seats": 5,
+        "trial": False,
+        "tags": ["eu", "beta"],
+        "region": "eu-north-1",
+    }
