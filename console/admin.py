@@ -87,7 +87,7 @@ class MeterNearCapacityAdmin(AccountScopedAdmin):
             bar_width(meter.percent_of_capacity),
             number(meter.value),
             number(meter.capacity),
-            meter.meter_type.unit,
+            meter.unit,
             css,
             percent(meter.percent_of_capacity),
         )

@@ -404,7 +404,7 @@ class MeterAdmin(AccountScopedAdmin):
 
     @admin.display(description="period (meter type's timezone)", ordering="period_end")
     def period_in_type_timezone(self, meter):
-        zone = meter.meter_type.timezone
+        zone = meter.timezone
         return f"{_local(meter.period_start, zone)} → {_local(meter.period_end, zone)}"
 
     @admin.display(description="metered records (flushed periods)")
@@ -419,7 +419,7 @@ class MeterAdmin(AccountScopedAdmin):
                 "meter": meter,
                 "records": records[:HISTORY_ROWS],
                 "chart_records": records[::-1],
-                "zone": meter.meter_type.timezone,
+                "zone": meter.timezone,
                 "total": flushed.count() if records else 0,
             },
         )
@@ -432,7 +432,7 @@ class MeterAdmin(AccountScopedAdmin):
             {
                 "meter": meter,
                 "events": list(selectors.threshold_events_of_meter(meter=meter)[:THRESHOLD_EVENTS_SHOWN]),
-                "zone": meter.meter_type.timezone,
+                "zone": meter.timezone,
             },
         )
 

@@ -78,7 +78,7 @@ _CLAIMED_FIELDS = (
     "period_end",
     "delete_on_reset",
     "meter_type__reset_cron",
-    "meter_type__timezone",
+    "timezone",
     "meter_type__aggregation",
     "account_id",
     "meter_type_id",
@@ -326,8 +326,8 @@ def _insert_records(
         f"INSERT INTO {MeteredRecord._meta.db_table} (id, account_id, meter_id, source_meter_id, user_id, "  # noqa: S608
         "meter_type_id, meter_type_name, timezone, meter_key, value, unit, period_start, period_end, groups, "
         "carry_first, carry_last, custom_fields, meter_metadata, execution_ref, created_at, updated_at) "
-        "SELECT v.record_id, m.account_id, m.id, m.id, m.user_id, m.meter_type_id, t.name, t.timezone, m.meter_key, "
-        "m.value, t.unit, m.period_start, m.period_end, m.groups, m.carry_first, m.carry_last, m.custom_fields, "
+        "SELECT v.record_id, m.account_id, m.id, m.id, m.user_id, m.meter_type_id, t.name, m.timezone, m.meter_key, "
+        "m.value, m.unit, m.period_start, m.period_end, m.groups, m.carry_first, m.carry_last, m.custom_fields, "
         f"v.metadata, %s, %s, %s FROM {source}, {Meter._meta.db_table} AS m, {MeterType._meta.db_table} AS t "
         # The WHERE also settles SQLite's INSERT … SELECT … ON CONFLICT parsing ambiguity.
         "WHERE m.id = v.meter_id AND t.id = m.meter_type_id "

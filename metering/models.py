@@ -21,9 +21,10 @@ AMOUNT_DIGITS = {"max_digits": 38, "decimal_places": 12}
 class MeterType(models.Model):
     """What is metered and how: unit, aggregation, capacity, thresholds, reset schedule, timezone.
 
-    Meters copy capacity and thresholds at creation; they follow the type's unit, aggregation,
-    timezone, reset schedule and active window. A schedule or timezone change applies from each
-    meter's next period (its current ``period_end`` is already fixed).
+    Meters copy capacity, thresholds, unit and timezone at creation (seed 003; an edit does not
+    change existing meters, seed 000); they follow the type's name, aggregation, reset schedule
+    and active window. A schedule change applies from each meter's next period (its current
+    ``period_end`` is already fixed).
     """
 
     class Aggregation(models.TextChoices):
@@ -151,6 +152,13 @@ class Meter(models.Model):
         blank=True,
         validators=[validators.validate_thresholds],
         help_text="Copied from the meter type at creation.",
+    )
+    # Seed 003: a meter inherits its type's unit and timezone when it is created; a later edit of
+    # the type does not change existing meters (seed 000). The reset schedule is followed live.
+    unit = models.CharField(max_length=50, help_text="Copied from the meter type at creation.")
+    timezone = models.CharField(
+        max_length=64,
+        help_text="Copied from the meter type at creation: the meter's period boundaries use it.",
     )
     delete_on_reset = models.BooleanField(default=False, help_text="Delete the meter after its next flush.")
     value = models.DecimalField(**AMOUNT_DIGITS, null=True, blank=True)

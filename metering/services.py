@@ -262,8 +262,8 @@ def meter_type_create(
 def meter_type_update(*, meter_type: MeterType, data: dict[str, Any]) -> MeterType:
     """Change the given fields (model field names). The aggregation cannot change.
 
-    Existing meters keep their capacity and thresholds, and their current period: a new reset
-    schedule or timezone applies from each meter's next period.
+    Existing meters keep their capacity, thresholds, unit and timezone (copied at their creation,
+    seed 003) and their current period: a new reset schedule applies from each meter's next period.
     """
     unknown = set(data) - METER_TYPE_UPDATABLE
     if unknown:
@@ -345,8 +345,9 @@ def _check_meter_unique(meter: Meter) -> None:
 
 def meter_check(*, meter: Meter, is_new: bool) -> None:
     """Every rule a meter must meet before it is saved (400, or 409 ``METER_EXISTS`` for a new duplicate)."""
-    # The type is checked when it is looked up; the period is computed here, never given.
-    _field_rules(meter, exclude=["account", "meter_type", "period_start", "period_end"])
+    # The type is checked when it is looked up; the period is computed here, never given; unit and
+    # timezone are copied from the type (validated there) when the meter is created.
+    _field_rules(meter, exclude=["account", "meter_type", "period_start", "period_end", "unit", "timezone"])
     _check_thresholds_have_capacity(meter)
     if is_new:
         _check_meter_unique(meter)
@@ -382,6 +383,8 @@ def meter_create(
         value=meter_type.empty_value(),
         period_start=start,
         period_end=periods.next_period_end(meter_type.reset_cron, meter_type.timezone, start),
+        unit=meter_type.unit,
+        timezone=meter_type.timezone,
         created_at=now,
     )
     meter_check(meter=meter, is_new=True)

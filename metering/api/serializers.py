@@ -218,8 +218,8 @@ class MeterSerializer(CamelCaseModelSerializer):
 
     meterMetaData = serializers.SerializerMethodField()
     meterTypeName = serializers.CharField(source="meter_type.name", read_only=True)
-    timezone = serializers.CharField(source="meter_type.timezone", read_only=True)
-    unit = serializers.CharField(source="meter_type.unit", read_only=True)
+    timezone = serializers.CharField(read_only=True)
+    unit = serializers.CharField(read_only=True)
 
     class Meta:
         model = Meter

@@ -49,6 +49,8 @@ def new_meter_rows(missing: Iterable[MissingMeter], now: datetime) -> list[NewMe
                 aggregation.empty_value(meter_type.aggregation),
                 start,
                 end,
+                meter_type.unit,
+                meter_type.timezone,
             )
         )
     return rows

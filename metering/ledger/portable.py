@@ -99,6 +99,8 @@ class PortableStore(Store):
                     value=row.value,
                     period_start=row.period_start,
                     period_end=row.period_end,
+                    unit=row.unit,
+                    timezone=row.timezone,
                     created_at=now,
                     updated_at=now,
                 )

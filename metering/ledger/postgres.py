@@ -27,7 +27,7 @@ from metering.ledger.records import (
     Refusal,
     TypeInfo,
 )
-from metering.ledger.store import Resolved, Store, group_meters, type_info
+from metering.ledger.store import TYPE_COLUMN_COUNT, Resolved, Store, group_meters, type_info
 
 
 class PostgresStore(Store):
@@ -74,11 +74,12 @@ class PostgresStore(Store):
         types: dict[uuid.UUID, TypeInfo] = {}
         for row in rows:
             if row[0] not in types:
-                types[row[0]] = type_info(row[:12], row[12])
+                types[row[0]] = type_info(row[:TYPE_COLUMN_COUNT], row[TYPE_COLUMN_COUNT])
+        meters_at = TYPE_COLUMN_COUNT + 1
         return (
             types,
             {t.api_name: t for t in types.values()},
-            group_meters(row[13:] for row in rows if row[13]),
+            group_meters(row[meters_at:] for row in rows if row[meters_at]),
         )
 
     def insert_missing_meters(self, missing: Collection[MissingMeter], now: datetime) -> None:
@@ -100,6 +101,8 @@ class PostgresStore(Store):
                 "values": columns[5],
                 "starts": columns[6],
                 "ends": columns[7],
+                "units": columns[8],
+                "zones": columns[9],
             },
         )
 

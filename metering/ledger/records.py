@@ -133,6 +133,7 @@ class TypeInfo:
     thresholds: list[dict[str, Any]]
     dimensions: list[str]
     auto_create_meters: bool
+    unit: str
     rules: list[FilteringRule]
 
 
@@ -164,6 +165,8 @@ class NewMeterRow(NamedTuple):
     value: Decimal | None
     period_start: datetime
     period_end: datetime
+    unit: str  # copied from the type at creation (seed 003), like timezone
+    timezone: str
 
 
 @dataclass(slots=True)

@@ -32,12 +32,13 @@ RULES = (
 INSERT_METERS = """
     INSERT INTO metering_meter (id, account_id, meter_type_id, meter_key, user_id, custom_fields, capacity,
         thresholds, delete_on_reset, value, groups, group_breakdowns, carry_first, carry_last, record_count,
-        period_start, period_end, created_at, updated_at)
+        period_start, period_end, unit, timezone, created_at, updated_at)
     SELECT c.id, %(account)s, c.meter_type_id, %(meter_key)s, c.user_id, '{}', c.capacity, c.thresholds, false,
-           c.value, '[]', '[]', '{}', '{}', 0, c.period_start, c.period_end, %(now)s, %(now)s
+           c.value, '[]', '[]', '{}', '{}', 0, c.period_start, c.period_end, c.unit, c.timezone, %(now)s, %(now)s
     FROM unnest(%(ids)b::uuid[], %(types)b::uuid[], %(users)b::text[], %(capacities)t::numeric[],
-                %(thresholds)b::jsonb[], %(values)t::numeric[], %(starts)b::timestamptz[], %(ends)b::timestamptz[])
-         AS c(id, meter_type_id, user_id, capacity, thresholds, value, period_start, period_end)
+                %(thresholds)b::jsonb[], %(values)t::numeric[], %(starts)b::timestamptz[], %(ends)b::timestamptz[],
+                %(units)b::text[], %(zones)b::text[])
+         AS c(id, meter_type_id, user_id, capacity, thresholds, value, period_start, period_end, unit, timezone)
     WHERE NOT EXISTS (SELECT 1 FROM metering_meter m WHERE m.account_id = %(account)s
                       AND m.user_id = c.user_id AND m.meter_type_id = c.meter_type_id)
     ORDER BY c.meter_type_id, c.user_id

@@ -30,8 +30,9 @@ METER_COLUMNS = (
 )
 TYPE_COLUMNS = (
     "id, api_name, aggregation, status, active_from, active_to, reset_cron, timezone, capacity, "
-    "thresholds, dimensions, auto_create_meters"
+    "thresholds, dimensions, auto_create_meters, unit"
 )
+TYPE_COLUMN_COUNT = len(TYPE_COLUMNS.split(","))
 
 # Meter types by id, by api name, and the customers' meters.
 Resolved = tuple[dict[uuid.UUID, TypeInfo], dict[str, TypeInfo], MetersByPair]
@@ -111,6 +112,7 @@ def type_info(row: Sequence[Any], rules: Any) -> TypeInfo:
         thresholds=from_json(row[9]) or [],
         dimensions=from_json(row[10]) or [],
         auto_create_meters=bool(row[11]),
+        unit=row[12],
         rules=[
             FilteringRule(name, action, [str(value) for value in (from_json(values) or [])])
             for name, action, values in (from_json(rules) or [])

@@ -311,9 +311,11 @@ def test_meter_type_edits_do_not_change_existing_meters(api, meter_type):
         [{"name": "warning", "capacityPercentage": 80}, {"value": 950}],
         "2027-02-01T00:00:00.000Z",
     )
-    # Followed from the type: unit, timezone, type name.
-    assert (old["unit"], old["timezone"], old["meterTypeName"]) == ("calls", "Europe/Stockholm", "Renamed")
+    # Seed 003: unit and timezone are inherited at creation too (seed 000: a type's edit does not
+    # change existing meters); the type's name is shown as it is now.
+    assert (old["unit"], old["timezone"], old["meterTypeName"]) == ("requests", "Etc/UTC", "Renamed")
     new = create(api, meterTypeId=str(meter_type.pk), meterKey="k2", userId="u2").json()
+    assert (new["unit"], new["timezone"]) == ("calls", "Europe/Stockholm")
     assert (new["capacity"], new["thresholds"], new["periodEnd"]) == (
         5,
         [{"value": 1}],

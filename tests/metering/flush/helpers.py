@@ -35,6 +35,8 @@ def bulk_meters(
             record_count=record_count if values is not None and values[index] is not None else 0,
             period_start=period_start,
             period_end=period_end,
+            unit=meter_type.unit,
+            timezone=meter_type.timezone,
             created_at=period_start,
             **fields,
         )

@@ -46,3 +46,18 @@ def test_a_time_without_an_offset_is_utc(account, frozen):
 
     assert result.accepted == 1
     assert UsageRecord.objects.get().timestamp == datetime(2027, 1, 10, 10, 0, tzinfo=UTC)
+
+
+def test_a_meter_made_on_first_usage_keeps_the_unit_and_timezone_its_type_had(account, frozen):
+    from metering import services
+    from metering.models import Meter
+
+    meter_type = make_type(account, unit="requests", timezone="Etc/UTC", auto_create_meters=True)
+    apply(account, [usage(meter_type, user="alice")])
+    services.meter_type_update(meter_type=meter_type, data={"unit": "calls", "timezone": "Europe/Stockholm"})
+    apply(account, [usage(meter_type, user="bob")])
+
+    kept = Meter.objects.get(meter_type=meter_type, user_id="alice")
+    made_after = Meter.objects.get(meter_type=meter_type, user_id="bob")
+    assert (kept.unit, kept.timezone) == ("requests", "Etc/UTC")
+    assert (made_after.unit, made_after.timezone) == ("calls", "Europe/Stockholm")
