@@ -164,6 +164,7 @@ def data_corrections_reprocess(
     # released for the reprocessing, which counts the record under it, and given back after to
     # the corrections that stay open or are discarded.
     released = correction_keys_release(account_id=account_id, keys=[c.idempotency_key for c in open_ones])
+    holders = {c.idempotency_key: c.pk for c in open_ones}
     for (source, source_ref), group in by_source.items():
         # One usage_apply per set of meter options (a stream's corrections come from its nodes).
         applied: dict[MeterOptions | None, list[tuple[DataCorrection, list[UsageInput]]]] = {}
@@ -188,6 +189,24 @@ def data_corrections_reprocess(
             for usage in inputs:
                 if router is None:
                     usage.idempotency_key = correction.idempotency_key
+            # A key released for another correction stays that record's: a record routed to it only
+            # now (a stream record that reached no meter type, sharing its idempotencyKey with a
+            # record of another customer refused after routing) is its duplicate, as if the key
+            # were held, not a record to count while the other stays refused.
+            inputs = [
+                usage
+                for usage in inputs
+                if holders.get(usage.idempotency_key, correction.pk) == correction.pk
+            ]
+            if not inputs:
+                _resolve(
+                    correction,
+                    DataCorrection.Status.REPROCESSED,
+                    "A duplicate: another correction holds its idempotency key.",
+                    now,
+                )
+                continue
+            for usage in inputs:
                 usage.request_hash = correction.request_hash
                 usage.node = correction.node
                 usage.record = correction.record

@@ -172,3 +172,40 @@ def test_a_correction_of_a_meter_node_that_no_longer_exists_stays_open(account, 
         "The stream's meter processor 'meter' no longer exists.",
         2,
     )
+
+
+def test_a_record_routed_only_on_reprocessing_to_a_key_another_open_correction_holds_is_its_duplicate(
+    account, solution, collector
+):
+    """Two customers' records share one idempotencyKey: u1's reached its meter type and was refused
+    (before the type's active window), u2's reached none (no meter yet). Reprocessed together, u2's
+    now routes to the key u1's correction holds: it is that record's duplicate and counts nothing,
+    and u1's stays open, whichever comes first (it counted u2's record before)."""
+    with time_machine.travel(T0, tick=False):
+        calls = premium_type(account, "Premium calls")
+        meter_create(account_id=account.pk, meter_key=KEY, user_id="u1", meter_type_id=calls.pk)
+    with time_machine.travel(RUN_AT, tick=False):
+        stream = make(account, solution, stream_config(collector.pk))
+        early = (T0 - datetime.timedelta(hours=1)).isoformat()
+        send(
+            account,
+            collector,
+            [
+                {"userId": "u1", "value": 5, "plan": "pro", "timestamp": early, "idempotencyKey": "K"},
+                {"userId": "u2", "value": 7, "plan": "pro", "idempotencyKey": "K"},
+            ],
+        )
+        engine_services.stream_run_collected(stream_id=stream.pk)
+        meter_create(account_id=account.pk, meter_key=KEY, user_id="u2", meter_type_id=calls.pk)
+        ids = list(DataCorrection.objects.order_by("-created_at", "-pk").values_list("pk", flat=True))
+
+        result = data_corrections_reprocess(account_id=account.pk, correction_ids=ids)
+
+    assert (result.reprocessed, result.still_open) == (1, 1)
+    corrections = {c.record["userId"]: c for c in DataCorrection.objects.all()}
+    assert (corrections["u1"].status, corrections["u1"].reason) == ("OPEN", "OUTSIDE_ACTIVE_WINDOW")
+    assert (corrections["u2"].status, corrections["u2"].message) == (
+        "REPROCESSED",
+        "A duplicate: another correction holds its idempotency key.",
+    )
+    assert (state(calls, "u1")[:2], state(calls, "u2")[:2]) == ((0.0, 0), (0.0, 0))
