@@ -475,7 +475,15 @@ class UsageBatchView(AmberfloView):
     @extend_schema(
         operation_id="queryUsageBatch",
         tags=AMBERFLO,
-        request=serializers.UsageQueryRequestSerializer(many=True),
+        request={
+            "application/json": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": USAGE_BATCH_MAX_QUERIES,
+                # The component drf-spectacular makes for POST /usage's request (COMPONENT_SPLIT_REQUEST).
+                "items": {"$ref": "#/components/schemas/UsageQueryRequestRequest"},
+            }
+        },
         description=(
             "Several usage queries at once (the Amberflo SDK's `UsageApiClient.get` with a list): "
             f"at most {USAGE_BATCH_MAX_QUERIES}, answered by a list of reports in the same order, "
@@ -492,7 +500,9 @@ class UsageBatchView(AmberfloView):
             raise ValidationFailed.for_field(
                 "", f"The body must be a list of 1 to {USAGE_BATCH_MAX_QUERIES} usage queries."
             )
-        serializer = serializers.UsageQueryRequestSerializer(data=request.data, many=True)
+        serializer = serializers.UsageQueryRequestSerializer(
+            data=request.data, many=True, min_length=1, max_length=USAGE_BATCH_MAX_QUERIES
+        )
         serializer.is_valid(raise_exception=True)
         return Response(
             [

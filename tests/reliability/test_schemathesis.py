@@ -62,6 +62,12 @@ METER_TYPE_RULES = {
     r"thresholds: capacityPercentage thresholds need a capacity\.": "a rule between two fields (or the stored capacity)",
     r"thresholds: Threshold \d+: the name '.*' is used twice\.": "names distinct across the thresholds' objects",
 }
+USAGE_QUERY_RULES = {
+    "endTimeInSeconds": "after startTimeInSeconds (a rule between two fields); required beside a flat start",
+    "startTimeInSeconds": "the range flat or in timeRange, one of the two (a rule between fields)",
+    "timeRange": "the range flat or in timeRange, not both (a rule between fields)",
+    "timeGroupingInterval": "at most USAGE_QUERY_MAX_BUCKETS buckets of the interval between the two times",
+}
 SEMANTIC_400: dict[str, dict[str, str]] = {
     "POST /meter-types": METER_TYPE_RULES,
     "PATCH /meter-types/{id}": METER_TYPE_RULES,
@@ -70,10 +76,8 @@ SEMANTIC_400: dict[str, dict[str, str]] = {
     "POST /billing/meters/usage": {
         "Idempotency-Key": "one of two headers (Idempotency-Key, x-api-idempotency-key)"
     },
-    "POST /usage": {
-        "endTimeInSeconds": "after startTimeInSeconds (a rule between two fields)",
-        "timeGroupingInterval": "at most USAGE_QUERY_MAX_BUCKETS buckets of the interval between the two times",
-    },
+    "POST /usage": USAGE_QUERY_RULES,
+    "POST /usage/batch": {rf"(\d+\.)?{field}": rule for field, rule in USAGE_QUERY_RULES.items()},
     "PUT /meter-definition": {
         "type": "the type cannot change: only the definition's current type is accepted"
     },
