@@ -21,8 +21,7 @@ migrate: install
 
 run: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py bootstrap_demo --base-url http://127.0.0.1:$(PORT)
-	PORT=$(PORT) $(PY) -m config.run_all
+	PORT=$(PORT) $(PY) -m config.run_all --demo
 
 test: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \

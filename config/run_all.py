@@ -3,6 +3,11 @@
 Embedded default: gunicorn, a solo-pool worker and beat sharing the SQLite file and the
 file-system broker in ``var/``. With DATABASE_URL / CELERY_BROKER_URL set, the same processes
 run against PostgreSQL and Redis.
+
+``--demo``: first refresh the demo account's credentials (``manage.py bootstrap_demo``), then
+print them once the web server answers, after the processes' start-up lines, so they do not
+scroll away. The worker and beat log at ``WORKER_LOG_LEVEL`` (default WARNING: what needs a look,
+not every task).
 """
 
 from __future__ import annotations
@@ -13,13 +18,37 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 BIN = os.path.dirname(sys.executable)
+READY_SECONDS = 120  # how long the banner waits for the web server
+
+
+def demo_banner(base_url: str) -> str:
+    """The demo account's new credentials, as ``bootstrap_demo`` prints them."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "bootstrap_demo", "--base-url", base_url],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout
+
+
+def web_ready(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
+    base_url = f"http://{host}:{port}"
+    banner = demo_banner(base_url) if "--demo" in sys.argv[1:] else None
+    worker_log_level = os.environ.get("WORKER_LOG_LEVEL", "warning")
     web_workers = os.environ.get("WEB_CONCURRENCY", "2")
     # More than 1: gthread workers with keep-alive (bench/send_data.py: ~35 % more send data per
     # second on PostgreSQL than sync workers on 2 cores).
@@ -49,7 +78,7 @@ def main() -> int:
             "config",
             "worker",
             "-l",
-            "info",
+            worker_log_level,
             "--pool",
             "solo",
             "-Q",
@@ -61,7 +90,7 @@ def main() -> int:
             "config",
             "beat",
             "-l",
-            "info",
+            worker_log_level,
             "-S",
             "django_celery_beat.schedulers:DatabaseScheduler",
         ],
@@ -85,7 +114,11 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     exit_code = 0
+    started = time.monotonic()
     while not stopping:
+        if banner is not None and time.monotonic() - started < READY_SECONDS and web_ready(base_url):
+            print(banner, flush=True)
+            banner = None
         for name, process in processes.items():
             if process.poll() is not None:
                 print(f"run_all: {name} exited with {process.returncode}; stopping the others", flush=True)
