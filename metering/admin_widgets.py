@@ -31,11 +31,39 @@ def _number(text: str) -> int | float | str:
     return int(number) if number.is_integer() else number
 
 
-class ThresholdsWidget(forms.Widget):
+class _RowsWidget(forms.Widget):
+    """Rows of inputs for one JSON value. The raw JSON under the field's own name still wins (as a
+    script or an older form posts it); ``posted`` names the input whose presence says the rows were
+    posted; ``rows_value`` reads them back."""
+
+    posted = "-count"
+
+    def value_from_datadict(self, data, files, name):
+        if name in data:
+            return data[name]
+        return json.dumps(self.rows_value(data, name))
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in data and f"{name}{self.posted}" not in data
+
+    def rows_value(self, data, name: str) -> Any:
+        raise NotImplementedError
+
+
+def _row_count(data, name: str) -> int:
+    """How many rows the form says it posted (at most 1,000)."""
+    try:
+        return min(int(data.get(f"{name}-count") or 0), 1000)
+    except ValueError:
+        return 0
+
+
+class ThresholdsWidget(_RowsWidget):
     """Up to ``rows`` thresholds, each a name (optional), a kind (percentage of capacity or absolute
     value) and a level; a row without a level is left out."""
 
     template_name = "admin/metering/widgets/thresholds.html"
+    posted = "-0-level"
 
     def __init__(self, attrs=None, rows: int = 5):
         super().__init__(attrs)
@@ -55,9 +83,7 @@ class ThresholdsWidget(forms.Widget):
         context["widget"].update({"rows": rows, "kinds": THRESHOLD_KINDS})
         return context
 
-    def value_from_datadict(self, data, files, name):
-        if name in data:  # the raw JSON, as a script or an older form posts it
-            return data[name]
+    def rows_value(self, data, name: str) -> Any:
         thresholds = []
         for index in range(self.rows):
             level = (data.get(f"{name}-{index}-level") or "").strip()
@@ -69,13 +95,10 @@ class ThresholdsWidget(forms.Widget):
                 threshold["name"] = label
             threshold["value" if kind == "value" else "capacityPercentage"] = _number(level)
             thresholds.append(threshold)
-        return json.dumps(thresholds)
-
-    def value_omitted_from_data(self, data, files, name):
-        return name not in data and f"{name}-0-level" not in data
+        return thresholds
 
 
-class NameRowsWidget(forms.Widget):
+class NameRowsWidget(_RowsWidget):
     """A JSON list of names (dimensions) as one text input per name, with ``extra`` empty rows after
     the written ones; an empty row is left out."""
 
@@ -97,18 +120,9 @@ class NameRowsWidget(forms.Widget):
         context["widget"].update({"rows": rows, "count": len(rows)})
         return context
 
-    def value_from_datadict(self, data, files, name):
-        if name in data:  # the raw JSON, as a script or an older form posts it
-            return data[name]
-        try:
-            count = min(int(data.get(f"{name}-count") or 0), 1000)
-        except ValueError:
-            count = 0
-        names = [(data.get(f"{name}-{index}") or "").strip() for index in range(count)]
-        return json.dumps([item for item in names if item])
-
-    def value_omitted_from_data(self, data, files, name):
-        return name not in data and f"{name}-count" not in data
+    def rows_value(self, data, name: str) -> Any:
+        names = [(data.get(f"{name}-{index}") or "").strip() for index in range(_row_count(data, name))]
+        return [item for item in names if item]
 
 
 FIELD_KINDS = [("text", "text"), ("number", "number"), ("boolean", "true/false"), ("json", "JSON")]
@@ -139,7 +153,7 @@ def _field_value(kind: str | None, text: str) -> Any:
     return text
 
 
-class FieldRowsWidget(forms.Widget):
+class FieldRowsWidget(_RowsWidget):
     """A JSON object (a meter's custom fields) as rows of name, kind and value, so a value keeps its
     JSON type (text, number, true/false, or any JSON); a row without a name is left out, and
     ``extra`` empty rows follow the written ones."""
@@ -159,20 +173,11 @@ class FieldRowsWidget(forms.Widget):
         context["widget"].update({"rows": rows, "count": len(rows), "kinds": FIELD_KINDS})
         return context
 
-    def value_from_datadict(self, data, files, name):
-        if name in data:  # the raw JSON, as a script or an older form posts it
-            return data[name]
-        try:
-            count = min(int(data.get(f"{name}-count") or 0), 1000)
-        except ValueError:
-            count = 0
+    def rows_value(self, data, name: str) -> Any:
         written = {}
-        for index in range(count):
+        for index in range(_row_count(data, name)):
             key = (data.get(f"{name}-{index}-key") or "").strip()
             if key:
                 kind = data.get(f"{name}-{index}-kind")
                 written[key] = _field_value(kind, data.get(f"{name}-{index}-value") or "")
-        return json.dumps(written)
-
-    def value_omitted_from_data(self, data, files, name):
-        return name not in data and f"{name}-count" not in data
+        return written
