@@ -84,13 +84,27 @@ class MeterType(models.Model):
         default=False,
         help_text="Amberflo UNIQUE_CUSTOMERS_COUNT: usage queries count distinct customers.",
     )
+    # DELETE /meter-definition of a type with meters: the type is archived (its meters, ledger and
+    # flushed records stay) and its apiName released; the Amberflo API no longer sees it.
+    definition_deleted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When its meter definition was deleted through /meter-definition (archived, apiName released).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(fields=["account", "name"], name="%(app_label)s_%(class)s_unique_name"),
+            # A name is unique among the types the Usage Engine names (seed 000); a type made through
+            # /meter-definition carries Amberflo's displayName there, a label that may repeat.
+            models.UniqueConstraint(
+                fields=["account", "name"],
+                condition=Q(auto_create_meters=False),
+                name="%(app_label)s_%(class)s_unique_name",
+            ),
             models.UniqueConstraint(
                 fields=["account", "external_ref"], name="%(app_label)s_%(class)s_unique_external_ref"
             ),

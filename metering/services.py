@@ -114,7 +114,9 @@ def _save(instance: models.Model, recheck: Callable[[], None], **save_kwargs: An
 
 def _check_meter_type_unique(meter_type: MeterType) -> None:
     others = MeterType.objects.filter(account_id=meter_type.account_id).exclude(pk=meter_type.pk)
-    if others.filter(name=meter_type.name).exists():
+    # A type made through /meter-definition carries Amberflo's displayName, a label that may repeat;
+    # a name the Usage Engine gives is unique among every type of the account (seed 000).
+    if not meter_type.auto_create_meters and others.filter(name=meter_type.name).exists():
         raise MeterTypeNameExists(details=[{"field": "name", "message": f"'{meter_type.name}' is taken."}])
     if meter_type.external_ref is not None and others.filter(external_ref=meter_type.external_ref).exists():
         raise MeterTypeExternalRefExists(
@@ -296,6 +298,32 @@ def meter_type_delete(*, meter_type: MeterType) -> int:
         )
     _, deleted = MeterType.objects.filter(pk=locked.pk).delete()
     return deleted.get(MeterType._meta.label, 0)
+
+
+@transaction.atomic
+def meter_type_retire(*, meter_type: MeterType) -> int:
+    """Delete a meter type; one that meters use is archived instead and its apiName released.
+
+    What the ledger and the flushed history need stays: the type (archived, so the ledger refuses
+    its usage) and its meters, each deleted after its next flush (``delete_on_reset``). Its apiName
+    becomes ``<apiName>-deleted-<id>`` so that a new type may take the name; its filtering rules
+    go. Returns 1, or 0 if the type is gone.
+    """
+    locked = MeterType.objects.select_for_update().filter(pk=meter_type.pk).first()
+    if locked is None:
+        return 0
+    if not locked.meters.exists():
+        return meter_type_delete(meter_type=locked)
+    now = utc_now()
+    locked.status = MeterType.Status.ARCHIVED
+    locked.definition_deleted_at = now
+    locked.api_name = _free_api_name(
+        locked.account_id, f"{locked.api_name[:50]}-deleted-{locked.pk.hex}", locked.pk
+    )
+    _save(locked, lambda: _check_meter_type_unique(locked))
+    Meter.objects.filter(meter_type=locked).update(delete_on_reset=True, updated_at=now)
+    MeterEventFilteringRule.objects.filter(meter_type=locked).delete()
+    return 1
 
 
 # --- Meters -----------------------------------------------------------------------------------

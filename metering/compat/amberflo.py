@@ -71,7 +71,9 @@ def meter_definition(meter_type: MeterType) -> dict[str, Any]:
 
 
 def meter_definition_get(*, account_id: uuid.UUID, meter_api_name: str) -> MeterType:
-    meter_type = MeterType.objects.filter(account_id=account_id, api_name=meter_api_name).first()
+    meter_type = MeterType.objects.filter(
+        account_id=account_id, api_name=meter_api_name, definition_deleted_at__isnull=True
+    ).first()
     if meter_type is None:
         raise MeterDefinitionNotFound(
             details=[{"field": "meterApiName", "message": MeterDefinitionNotFound.message}]
@@ -139,9 +141,19 @@ def meter_definition_update(
 
 @transaction.atomic
 def meter_definition_delete(*, account_id: uuid.UUID, meter_api_name: str) -> int:
-    """Delete the definition's meter type (409 METER_TYPE_IN_USE while it has meters)."""
-    return services.meter_type_delete(
+    """Delete the definition: its meter type, or, once usage made meters, archive the type and
+    release its meterApiName (``services.meter_type_retire``); the ledger keeps its usage."""
+    return services.meter_type_retire(
         meter_type=meter_definition_get(account_id=account_id, meter_api_name=meter_api_name)
+    )
+
+
+def meter_definitions(account_id: uuid.UUID) -> list[MeterType]:
+    """The account's definitions: every meter type but those deleted through /meter-definition."""
+    return list(
+        MeterType.objects.filter(account_id=account_id, definition_deleted_at__isnull=True).order_by(
+            "created_at", "pk"
+        )
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 from django.utils.timezone import now as utc_now
 
 from config.api.errors import IdempotencyKeyReused, ValidationFailed
@@ -83,9 +83,15 @@ def meter_for_report(*, account_id: uuid.UUID, meter_id: str | None, meter_name:
         except ValueError:
             found = None
     else:
-        # One query; the apiName wins over another type's display name.
-        named = list(types.filter(Q(api_name=meter_name) | Q(name=meter_name))[:2])
-        found = next((t for t in named if t.api_name == meter_name), named[0] if named else None)
+        # One query; the apiName wins over another type's display name (which may repeat: then an
+        # active type over an archived one, the oldest first). A deleted definition is not named.
+        found = (
+            types.filter(Q(api_name=meter_name) | Q(name=meter_name), definition_deleted_at__isnull=True)
+            .order_by(
+                Case(When(api_name=meter_name, then=Value(0)), default=Value(1)), "status", "created_at", "pk"
+            )
+            .first()
+        )
     if found is None:
         raise MeterNotFound(
             details=[{"field": "meterId" if meter_id else "meterName", "message": MeterNotFound.message}]

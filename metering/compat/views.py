@@ -27,7 +27,7 @@ from metering.compat import amberflo, billing, ingest_asgi, serializers
 from metering.compat.exceptions import IdempotencyKeyRequired
 from metering.compat.usage_queries import UsageQuery, usage_query
 from metering.ledger import MAX_KEY_LENGTH
-from metering.models import MeterEventFilteringRule, MeterType
+from metering.models import MeterEventFilteringRule
 
 INGEST_SCOPES = ["usage-metering:ingest:usage"]
 USAGE_READ_SCOPES = ["usage-metering:read:usage"]
@@ -322,7 +322,7 @@ class MeterDefinitionsView(AmberfloView):
         },
     )
     def get(self, request):
-        types = MeterType.objects.filter(account_id=self.account_id).order_by("created_at", "pk")
+        types = amberflo.meter_definitions(self.account_id)
         return Response([amberflo.meter_definition(meter_type) for meter_type in types])
 
     @extend_schema(
@@ -331,8 +331,8 @@ class MeterDefinitionsView(AmberfloView):
         request=serializers.MeterDefinitionRequestSerializer,
         description=(
             "Create a meter definition: a meter type with monthly UTC periods whose customers' "
-            "meters are created on first usage. 409 when the meterApiName or displayName is "
-            "taken. Rate limit: 20/s, burst 5."
+            "meters are created on first usage. 409 when the meterApiName is taken (the "
+            "displayName is a label and may repeat). Rate limit: 20/s, burst 5."
         ),
         responses={
             200: serializers.MeterDefinitionSerializer,
@@ -399,8 +399,10 @@ class MeterDefinitionView(AmberfloView):
         operation_id="deleteMeterDefinition",
         tags=AMBERFLO,
         description=(
-            "Delete a meter definition. 409 METER_TYPE_IN_USE while customers' meters exist "
-            "(delete them through /meters first). Rate limit: 20/s, burst 5."
+            "Delete a meter definition. Once usage made customers' meters, its meter type is "
+            "archived (the usage ledger and flushed records stay; each meter goes after its next "
+            "flush) and its meterApiName released: a new definition may take it, and events for "
+            "it are an unknown meter's until then. Rate limit: 20/s, burst 5."
         ),
         responses={
             200: OpenApiResponse(

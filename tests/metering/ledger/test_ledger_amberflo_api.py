@@ -360,8 +360,11 @@ def test_meter_definition_errors(account, other_account, amber):
     assert_error(amber.get("/meter-definition/theirs"), 404, "METER_DEFINITION_NOT_FOUND")
     assert_error(amber.delete("/meter-definition/theirs"), 404, "METER_DEFINITION_NOT_FOUND")
     assert MeterType.objects.filter(account=other_account).count() == 1
-    make_meter(MeterType.objects.get(account=account, api_name="api-calls"))
-    assert_error(amber.delete("/meter-definition/api-calls"), 409, "METER_TYPE_IN_USE")
+    used = MeterType.objects.get(account=account, api_name="api-calls")
+    make_meter(used)
+    assert amber.delete("/meter-definition/api-calls").json() == {"deletedCount": 1}  # archived (issue 21)
+    used.refresh_from_db()
+    assert used.status == MeterType.Status.ARCHIVED
 
 
 def test_meter_definition_scopes(account):
