@@ -156,7 +156,10 @@ class MeterTypeAdmin(AccountScopedAdmin):
         ),
         ("Capacity and thresholds", {"fields": ["capacity", "thresholds"]}),
         ("Active window", {"fields": ["active_from", "active_to"]}),
-        ("Compatible APIs", {"fields": ["external_ref", "api_name", "status", "dimensions"]}),
+        (
+            "Compatible APIs",
+            {"fields": ["external_ref", "api_name", "status", "dimensions", "definition_deleted_at"]},
+        ),
         ("Record", {"fields": ["meter_count", "created_at", "updated_at"]}),
         ("Meters", {"fields": ["meters_by_value"]}),
         ("Usage", {"fields": ["usage_chart"]}),
@@ -184,6 +187,7 @@ class MeterTypeAdmin(AccountScopedAdmin):
             "updated_at",
             "meters_by_value",
             "usage_chart",
+            "definition_deleted_at",
         ]
         # The aggregation cannot change once the type exists, nor can the account it belongs to.
         return readonly + ["aggregation", "account"] if obj else readonly

@@ -279,6 +279,9 @@ def meter_type_update(*, meter_type: MeterType, data: dict[str, Any]) -> MeterTy
     meter_type_check(meter_type=locked, previous=previous, now=now)
     if not locked.api_name:
         locked.api_name = _free_api_name(locked.account_id, locked.name, locked.pk)
+    if locked.status == MeterType.Status.ACTIVE:
+        # A deleted definition's type reactivated is a definition again, under its released name.
+        locked.definition_deleted_at = None
     _save(locked, lambda: _check_meter_type_unique(locked))
     return locked
 

@@ -119,6 +119,25 @@ def test_a_definition_deleted_after_usage_is_archived_and_its_name_can_be_taken_
     ]
 
 
+def test_a_deleted_definition_reactivated_is_a_definition_again_under_its_released_name(account, amber, api):
+    amber.post("/meter-definition", DEFINITION, format="json")
+    ingest(amber, "alice", 5, "evt-1")
+    amber.delete("/meter-definition/api-calls")
+    old = MeterType.objects.get(account=account)
+    amber.post("/meter-definition", DEFINITION, format="json")
+
+    reactivated = api.patch(f"/meter-types/{old.pk}", {"status": "ACTIVE"}, format="json")
+
+    assert reactivated.status_code == 200, reactivated.content
+    released = reactivated.json()["apiName"]
+    assert released.startswith("api-calls-deleted-")
+    names = sorted(d["meterApiName"] for d in amber.get("/meter-definition").json())
+    assert names == ["api-calls", released]
+    assert total(amber) == 0
+    [group] = usage(amber, meterApiName=released).json()["clientMeters"][released]
+    assert sum(value for record in group["records"] for value in record.values()) == 5
+
+
 def test_deleting_a_definition_is_scoped_to_the_account(account, other_account, amber):
     theirs = key_client(other_account)
     theirs.post("/meter-definition", DEFINITION, format="json")
