@@ -58,6 +58,9 @@ def main() -> int:
         web_app = ["config.asgi:application", "--worker-class", "uvicorn.workers.UvicornWorker"]
     else:
         web_app = ["config.wsgi", "--threads", web_threads]
+    # Below INFO the worker and beat skip their start-up banners too (they would print after the
+    # credentials and push them off screen).
+    quiet = ["--quiet"] if worker_log_level.lower() in ("warning", "error", "critical") else []
     commands = {
         "web": [
             os.path.join(BIN, "gunicorn"),
@@ -76,6 +79,7 @@ def main() -> int:
             os.path.join(BIN, "celery"),
             "-A",
             "config",
+            *quiet,
             "worker",
             "-l",
             worker_log_level,
@@ -88,6 +92,7 @@ def main() -> int:
             os.path.join(BIN, "celery"),
             "-A",
             "config",
+            *quiet,
             "beat",
             "-l",
             worker_log_level,

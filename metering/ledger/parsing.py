@@ -141,6 +141,8 @@ def parse_user_id(raw: Any) -> str:
 
 
 def parse_type_reference(record: UsageInput) -> uuid.UUID | str:
+    if record.refusal:
+        raise RecordRefused(Reason.NO_MATCHING_METER, record.refusal)
     reference = record.meter_type_id
     if reference is not None and reference != "":
         if isinstance(reference, uuid.UUID):

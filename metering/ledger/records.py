@@ -45,6 +45,9 @@ class UsageInput:
     ``record``: the record as received, kept by data correction.
     ``source_ref``: where the record came from (a request id), in place of ``usage_apply``'s, so
     that one batch can carry the records of several requests.
+    ``refusal``: why the caller could not route the record to a meter type (a stream's meter
+    processor): once the record is otherwise valid, it goes to data correction as
+    NO_MATCHING_METER with this message.
     """
 
     user_id: Any = None
@@ -61,6 +64,7 @@ class UsageInput:
     node: str = ""
     record: Any = None
     source_ref: str = ""
+    refusal: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,9 +56,11 @@ def correction_route(correction) -> CorrectionRoute:
     meter_key = meter_key_of(config)
     try:
         routed = runtime.route(record)
-    except ValueError:
+    except ValueError as refused:
         # The ledger names the reason (no userId, no value, …) as it did the first time.
-        return CorrectionRoute(inputs=[refused_input(record, node["id"], meter_key, f"{base}:{NO_TYPE}")])
+        return CorrectionRoute(
+            inputs=[refused_input(record, node["id"], meter_key, f"{base}:{NO_TYPE}", str(refused))]
+        )
     category = routed["_meter"]["category"]
     types = Routes(types_by_user(correction.account_id, meter_key, {routed["userId"]})).types(
         routed["userId"], category

@@ -57,7 +57,6 @@ class MeterSeamResult:
     counted_meter_ids: set[uuid.UUID] = field(default_factory=set)
 
 
-NO_RULE_SENTINEL = "(no meter type: the record was refused by the meter processor)"
 NO_TYPE = "-"
 
 
@@ -184,8 +183,9 @@ def routed_input(
     )
 
 
-def refused_input(record: Any, node_id: str, meter_key: str, key: str) -> UsageInput:
-    """A record the engine refused: the ledger gives it a reason and keeps it in data correction."""
+def refused_input(record: Any, node_id: str, meter_key: str, key: str, reason: str) -> UsageInput:
+    """A record the engine refused for ``reason``: the ledger keeps it in data correction, under the
+    first reason it finds (no userId, no value, …), else NO_MATCHING_METER with ``reason``."""
     from metering.ledger import UsageInput
 
     original = record if type(record) is dict else {"record": record}
@@ -193,11 +193,11 @@ def refused_input(record: Any, node_id: str, meter_key: str, key: str) -> UsageI
         user_id=original.get("userId"),
         value=original.get("value"),
         timestamp=original.get("timestamp"),
-        meter_api_name=NO_RULE_SENTINEL,
         meter_key=meter_key,
         idempotency_key=key,
         node=node_id,
         record=original,
+        refusal=reason[:1].upper() + reason[1:] + ".",
     )
 
 
@@ -239,7 +239,8 @@ def apply_meter_records(
         record = records[index]
         base = base_of_record(index, record)
         if annotated is None:
-            add_input(refused_input(record, node_id, meter_key, f"{base}:{NO_TYPE}"))
+            refusal = reasons.get(index) or "the meter processor refused the record"
+            add_input(refused_input(record, node_id, meter_key, f"{base}:{NO_TYPE}", refusal))
             add_owner(index)
             continue
         meter = annotated["_meter"]
@@ -247,8 +248,8 @@ def apply_meter_records(
         user_id = annotated["userId"]
         types = types_of(user_id, category)
         if not types:
-            reasons[index] = unrouted_reason(meter_key, category)
-            add_input(refused_input(record, node_id, meter_key, f"{base}:{NO_TYPE}"))
+            reasons[index] = unrouted = unrouted_reason(meter_key, category)
+            add_input(refused_input(record, node_id, meter_key, f"{base}:{NO_TYPE}", unrouted))
             add_owner(index)
             continue
         fields = {**annotated, **meter["groupBy"]} if grouped else annotated

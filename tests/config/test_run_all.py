@@ -71,3 +71,6 @@ def test_make_run_prints_the_credentials_after_the_start_up_lines_and_workers_lo
     assert sum("Admin:" in line for line in seen) == 1  # printed once
     chatter = [line for line in seen if ": INFO/" in line]  # Celery's format: "[time: INFO/MainProcess] …"
     assert chatter == []
+    # Nor their start-up banners, which would come after the credentials.
+    assert [line for line in seen if "[queues]" in line or "Configuration ->" in line] == []
+    assert [line for line in seen if "No hostname was supplied" in line] == []

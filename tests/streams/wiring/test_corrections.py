@@ -125,6 +125,40 @@ def test_reprocessing_uses_the_streams_current_configuration(account, solution, 
     assert state(calls, "u1")[:2] == (0.0, 0)
 
 
+def test_a_record_the_meter_processor_cannot_route_keeps_the_processors_reason_in_data_correction(
+    account, solution, collector
+):
+    with time_machine.travel(T0, tick=False):
+        calls = premium_type(account, "Premium calls")
+        meter_create(account_id=account.pk, meter_key=KEY, user_id="u1", meter_type_id=calls.pk)
+    only_premium = {
+        "meterKey": KEY,
+        "guidingRules": [
+            {
+                "category": "premium",
+                "conditions": [{"field": "plan", "type": "string", "operator": "equals", "value": "pro"}],
+            }
+        ],
+    }
+    with time_machine.travel(RUN_AT, tick=False):
+        stream = make(account, solution, stream_config(collector.pk, meter=only_premium))
+        send(
+            account,
+            collector,
+            [{"userId": "u1", "value": 3, "plan": "free"}, {"userId": "u2", "value": 1, "plan": "pro"}],
+        )
+        run = engine_services.stream_run_collected(stream_id=stream.pk)
+    messages = {c.record["userId"]: (c.reason, c.message) for c in DataCorrection.objects.all()}
+    assert messages == {
+        "u1": ("NO_MATCHING_METER", "No guiding rule matches the record."),
+        "u2": ("NO_MATCHING_METER", f"No meter of meterKey {KEY} for this userId in category premium."),
+    }
+    assert sorted(r["reason"] for r in run.rejections) == [
+        "no guiding rule matches the record",
+        f"no meter of meterKey {KEY} for this userId in category premium",
+    ]
+
+
 def test_a_record_counted_into_one_meter_type_and_refused_by_another_counts_once_into_each(
     account, solution, collector
 ):
