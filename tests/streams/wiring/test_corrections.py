@@ -41,6 +41,18 @@ def premium_type(account, name, active_from=T0):
     )
 
 
+# A meter processor with one guiding rule: pro plans to the premium category, nothing else routed.
+ONLY_PREMIUM = {
+    "meterKey": KEY,
+    "guidingRules": [
+        {
+            "category": "premium",
+            "conditions": [{"field": "plan", "type": "string", "operator": "equals", "value": "pro"}],
+        }
+    ],
+}
+
+
 def state(meter_type, user_id):
     meter = Meter.objects.get(meter_type=meter_type, user_id=user_id)
     return float(meter.value), meter.record_count, meter.groups, meter.group_breakdowns, meter.carry_last
@@ -95,24 +107,15 @@ def test_reprocessing_uses_the_streams_current_configuration(account, solution, 
         )
         for meter_type in (calls, basic):
             meter_create(account_id=account.pk, meter_key=KEY, user_id="u1", meter_type_id=meter_type.pk)
-    only_premium = {
-        "meterKey": KEY,
-        "guidingRules": [
-            {
-                "category": "premium",
-                "conditions": [{"field": "plan", "type": "string", "operator": "equals", "value": "pro"}],
-            }
-        ],
-    }
     with time_machine.travel(RUN_AT, tick=False):
-        stream = make(account, solution, stream_config(collector.pk, meter=only_premium))
+        stream = make(account, solution, stream_config(collector.pk, meter=ONLY_PREMIUM))
         send(account, collector, [{"userId": "u1", "value": 3, "plan": "free"}])
         engine_services.stream_run_collected(stream_id=stream.pk)
         correction = DataCorrection.objects.get()
         assert (correction.reason, correction.node) == ("NO_MATCHING_METER", "meter")
         assert data_correction_reprocess(correction=correction).status == "OPEN"  # still no rule for it
         # The operator adds a guiding rule for the basic category; reprocessing follows it.
-        fixed = {**only_premium, "guidingRules": [*only_premium["guidingRules"], {"category": "basic"}]}
+        fixed = {**ONLY_PREMIUM, "guidingRules": [*ONLY_PREMIUM["guidingRules"], {"category": "basic"}]}
         stream_services.stream_import(
             account=account,
             solution_id=solution.pk,
@@ -131,17 +134,8 @@ def test_a_record_the_meter_processor_cannot_route_keeps_the_processors_reason_i
     with time_machine.travel(T0, tick=False):
         calls = premium_type(account, "Premium calls")
         meter_create(account_id=account.pk, meter_key=KEY, user_id="u1", meter_type_id=calls.pk)
-    only_premium = {
-        "meterKey": KEY,
-        "guidingRules": [
-            {
-                "category": "premium",
-                "conditions": [{"field": "plan", "type": "string", "operator": "equals", "value": "pro"}],
-            }
-        ],
-    }
     with time_machine.travel(RUN_AT, tick=False):
-        stream = make(account, solution, stream_config(collector.pk, meter=only_premium))
+        stream = make(account, solution, stream_config(collector.pk, meter=ONLY_PREMIUM))
         send(
             account,
             collector,
