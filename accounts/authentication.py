@@ -14,14 +14,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from accounts import selectors, services
 from accounts.credentials import api_key_cache_key, principal_cache, token_cache_key
+from accounts.openapi import IDENTITY_HEADERS
 from config.api.errors import Forbidden, Unauthorized
 from config.api.principal import Principal
 from config.ttlcache import MISSING
@@ -171,6 +170,9 @@ class ApiClient:
 
 class BearerTokenAuthentication(BaseAuthentication):
     allow_api_key = False
+    # What every operation it authenticates documents (``config.api.schema.ApiAutoSchema``): seed
+    # 001's headers, checked by ``principal_from_headers``.
+    openapi_parameters = IDENTITY_HEADERS
 
     def authenticate(self, request: Request) -> tuple[ApiClient, Principal]:
         principal = principal_from_headers(request._request.headers, allow_api_key=self.allow_api_key)
@@ -184,35 +186,3 @@ class BearerOrApiKeyAuthentication(BearerTokenAuthentication):
     """For the Amberflo- and billing-compatible endpoints, which also take ``X-API-KEY``."""
 
     allow_api_key = True
-
-
-class BearerTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "accounts.authentication.BearerTokenAuthentication"
-    name = "BearerToken"
-
-    def get_security_definition(self, auto_schema: Any) -> Any:
-        return {"type": "http", "scheme": "bearer", "description": "Token from POST /oauth/token."}
-
-
-class BearerOrApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "accounts.authentication.BearerOrApiKeyAuthentication"
-    name = ["BearerToken", "ApiKey"]
-
-    def get_security_requirement(self, auto_schema: Any) -> Any:
-        # Either one (two requirements), not both together (one requirement naming both).
-        return [{"BearerToken": []}, {"ApiKey": []}]
-
-    def get_security_definition(self, auto_schema: Any) -> Any:
-        return [
-            {"type": "http", "scheme": "bearer", "description": "Token from POST /oauth/token."},
-            {
-                "type": "apiKey",
-                "in": "header",
-                "name": "X-API-KEY",
-                "description": (
-                    "An API key. Sent together with a bearer token, it must be valid too (an unknown "
-                    "key is 401 INVALID_API_KEY) and of the same account (401 CREDENTIALS_MISMATCH); "
-                    "the token's scopes then apply."
-                ),
-            },
-        ]

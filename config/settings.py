@@ -303,10 +303,27 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     # Several bodies have a "type" choice; name each set instead of a numbered collision.
-    "ENUM_NAME_OVERRIDES": {"ParameterTypeEnum": ["standard", "sensitive"]},
+    "ENUM_NAME_OVERRIDES": {
+        "ParameterTypeEnum": ["standard", "sensitive"],
+        "ActorTypeEnum": "streams.api.serializers.ACTOR_TYPES",
+    },
     # The trailing-slash aliases of the compatible paths (for the Amberflo SDK) are the same
     # operations: documented once, without the slash.
     "PREPROCESSING_HOOKS": ["config.api.schema.without_slash_aliases"],
+    # The security schemes (OAuth2 client credentials, X-API-KEY), declared once by the accounts app;
+    # then the seeds' request samples as examples. Enum postprocessing stays first (the default).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "accounts.openapi.security_schemes",
+        "config.api.schema.seed_request_examples",
+    ],
+    # /docs/: Authorize fetches a token with the client-credentials flow (POST /oauth/token) and
+    # keeps it across reloads.
+    "SWAGGER_UI_SETTINGS": {
+        "persistAuthorization": True,
+        "deepLinking": True,
+        "displayRequestDuration": True,
+    },
 }
 
 # --- i18n, static ---------------------------------------------------------------------------

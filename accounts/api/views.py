@@ -49,6 +49,7 @@ class TokenView(APIView):
 
     @extend_schema(
         operation_id="createAccessToken",
+        summary="Create access token",
         tags=["Authentication"],
         request=TokenRequestSerializer,
         auth=[],

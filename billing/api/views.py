@@ -20,6 +20,7 @@ class MeterSubscriptionsView(AmberfloView):
 
     @extend_schema(
         operation_id="listMeterSubscriptionsById",
+        summary="List meter subscriptions by ID",
         tags=BILLING,
         description=(
             "Subscriptions (with their products) that can report usage to this meter: active "
@@ -44,6 +45,7 @@ class MeterSubscriptionsByNameView(AmberfloView):
 
     @extend_schema(
         operation_id="listMeterSubscriptionsByName",
+        summary="List meter subscriptions by name",
         tags=BILLING,
         parameters=[
             OpenApiParameter(

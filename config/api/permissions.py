@@ -6,7 +6,7 @@ from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.permissions import BasePermission
 
 from config.api.errors import InsufficientScope, Unauthorized
-from config.api.principal import Principal
+from config.api.principal import Principal, normalize_scope
 
 
 def required_scopes_for(view, request) -> tuple[str, ...]:
@@ -31,6 +31,16 @@ def required_scopes_for(view, request) -> tuple[str, ...]:
     if scopes is None:
         raise InsufficientScope("This endpoint declares no scope; access is refused.")
     return tuple(scopes)
+
+
+def accepted_scopes(required: tuple[str, ...] | list[str]) -> list[str]:
+    """Every scope a token may hold to pass ``require_scopes(required)``: each declared scope and its
+    unprefixed seed 001 name (``Principal.has_any_scope`` compares the two alike), in that order."""
+    accepted: dict[str, None] = {}
+    for scope in required:
+        accepted[scope] = None
+        accepted[normalize_scope(scope)] = None
+    return list(accepted)
 
 
 def require_scopes(principal: Principal, scopes: tuple[str, ...] | list[str]) -> None:

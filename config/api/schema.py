@@ -179,6 +179,14 @@ class ApiAutoSchema(AutoSchema):
             operation_id = operation_id.removesuffix("_retrieve") + "_list"
         return operation_id
 
+    def get_override_parameters(self):
+        # What the view's authentication reads besides credentials (seed 001's X-Account-Id /
+        # X-Application-Id), declared by the authentication class itself: one place for every operation.
+        parameters = list(super().get_override_parameters())
+        for authenticator in self.view.get_authenticators():
+            parameters.extend(getattr(authenticator, "openapi_parameters", ()))
+        return parameters
+
     def get_operation(self, *args, **kwargs):
         operation = super().get_operation(*args, **kwargs)
         if operation is None:
@@ -235,3 +243,29 @@ def without_slash_aliases(endpoints: list, **kwargs) -> list:
         for endpoint in endpoints
         if not (endpoint[0].endswith("/") and endpoint[0].rstrip("/") in paths and endpoint[0] != "/")
     ]
+
+
+def seed_request_examples(result: dict, generator=None, request=None, public=None) -> dict:
+    """drf-spectacular postprocessing hook: the seeds' request samples (``config.api.seed_samples``)
+    as the named examples of their operations' JSON bodies. A sample for an operation the schema does
+    not have, or one without a JSON body, fails the generation: the table cannot go stale."""
+    from config.api.seed_samples import SEED_REQUEST_SAMPLES
+
+    for key, samples in SEED_REQUEST_SAMPLES.items():
+        method, _, path = key.partition(" ")
+        operation = result.get("paths", {}).get(path, {}).get(method.lower())
+        if operation is None:
+            raise ValueError(f"Seed sample for {key}: the schema has no such operation.")
+        try:
+            media = operation["requestBody"]["content"]["application/json"]
+        except KeyError:
+            raise ValueError(f"Seed sample for {key}: the operation has no JSON request body.") from None
+        media["examples"] = {
+            f"seed{sample.seed}": {
+                "summary": f"Seed {sample.seed}'s request sample",
+                **({"description": sample.note} if sample.note else {}),
+                "value": sample.value,
+            }
+            for sample in samples
+        }
+    return result

@@ -82,7 +82,9 @@ def hot_view(route: HotRoute, authenticator: Authenticator) -> Callable[..., Htt
     view.__doc__ = route.handle.__doc__
     if route.schema_view is not None:  # drf-spectacular documents URL callbacks carrying ``cls``
         view.cls = route.schema_view  # type: ignore[attr-defined]
-        view.initkwargs = {}  # type: ignore[attr-defined]
+        # The route's scopes, as a DRF view declares them (``config.api.permissions``): the schema's
+        # security requirements are derived from them alike.
+        view.initkwargs = {"required_scopes": {"POST": list(route.scopes)}}  # type: ignore[attr-defined]
     return view
 
 

@@ -76,6 +76,7 @@ DiscardedSerializer = inline_serializer("DataCorrectionsDiscarded", {"discarded"
 @extend_schema_view(
     list=extend_schema(
         operation_id="listDataCorrections",
+        summary="List data corrections",
         tags=TAGS,
         description=f"Refused usage records. {RATE}",
         parameters=[
@@ -95,12 +96,14 @@ DiscardedSerializer = inline_serializer("DataCorrectionsDiscarded", {"discarded"
     ),
     retrieve=extend_schema(
         operation_id="getDataCorrection",
+        summary="Get data correction",
         tags=TAGS,
         description=RATE,
         responses={200: DataCorrectionSerializer, **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503)},
     ),
     partial_update=extend_schema(
         operation_id="updateDataCorrection",
+        summary="Update data correction",
         tags=TAGS,
         request=DataCorrectionUpdateSerializer,
         description=f"Replace the record of an OPEN correction (409 DATA_CORRECTION_NOT_OPEN otherwise). {RATE}",
@@ -111,6 +114,7 @@ DiscardedSerializer = inline_serializer("DataCorrectionsDiscarded", {"discarded"
     ),
     reprocess=extend_schema(
         operation_id="reprocessDataCorrection",
+        summary="Reprocess data correction",
         tags=TAGS,
         request=None,
         description=(
@@ -122,6 +126,7 @@ DiscardedSerializer = inline_serializer("DataCorrectionsDiscarded", {"discarded"
     ),
     reprocess_many=extend_schema(
         operation_id="reprocessDataCorrections",
+        summary="Reprocess data corrections",
         tags=TAGS,
         request=DataCorrectionIdsSerializer,
         description=f"Reprocess several corrections (those not OPEN are left as they are). 404 if any id is unknown. {RATE}",
@@ -129,6 +134,7 @@ DiscardedSerializer = inline_serializer("DataCorrectionsDiscarded", {"discarded"
     ),
     discard=extend_schema(
         operation_id="discardDataCorrections",
+        summary="Discard data corrections",
         tags=TAGS,
         request=DataCorrectionIdsSerializer,
         description=f"Give up on OPEN corrections: they are kept, marked DISCARDED. 404 if any id is unknown. {RATE}",

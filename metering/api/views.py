@@ -66,6 +66,7 @@ METER_RATE = "Rate limit: 50 requests/s per client, burst 5."
 @extend_schema_view(
     list=extend_schema(
         operation_id="listMeterTypes",
+        summary="List meter types",
         tags=["Meter type"],
         description=f"Meter types of the account. {TYPE_RATE}",
         parameters=[
@@ -80,12 +81,14 @@ METER_RATE = "Rate limit: 50 requests/s per client, burst 5."
     ),
     retrieve=extend_schema(
         operation_id="getMeterType",
+        summary="Get meter type",
         tags=["Meter type"],
         description=TYPE_RATE,
         responses={200: MeterTypeSerializer, **_errors(404)},
     ),
     create=extend_schema(
         operation_id="createMeterType",
+        summary="Create meter type",
         tags=["Meter type"],
         description=f"Create a meter type. Name, externalRef and apiName are unique in the account (409). {TYPE_RATE}",
         request=MeterTypeSerializer,
@@ -93,6 +96,7 @@ METER_RATE = "Rate limit: 50 requests/s per client, burst 5."
     ),
     partial_update=extend_schema(
         operation_id="updateMeterType",
+        summary="Update meter type",
         tags=["Meter type"],
         description=(
             "Change a meter type. The aggregation cannot change (400 AGGREGATION_IMMUTABLE). Existing "
@@ -103,6 +107,7 @@ METER_RATE = "Rate limit: 50 requests/s per client, burst 5."
     ),
     destroy=extend_schema(
         operation_id="deleteMeterType",
+        summary="Delete meter type",
         tags=["Meter type"],
         description=f"Delete a meter type that has no meters (409 METER_TYPE_IN_USE otherwise). {TYPE_RATE}",
         responses={200: DeletedSerializer, **_errors(404, 409)},
@@ -151,6 +156,7 @@ class MeterTypeViewSet(AccountScopedViewSet):
 @extend_schema_view(
     list=extend_schema(
         operation_id="listMeters",
+        summary="List meters",
         tags=["Meter"],
         description=f"Meters of the account. {METER_RATE}",
         parameters=[
@@ -164,12 +170,14 @@ class MeterTypeViewSet(AccountScopedViewSet):
     ),
     retrieve=extend_schema(
         operation_id="getMeter",
+        summary="Get meter",
         tags=["Meter"],
         description=METER_RATE,
         responses={200: MeterSerializer, **_errors(404)},
     ),
     create=extend_schema(
         operation_id="createMeter",
+        summary="Create meter",
         tags=["Meter"],
         description=(
             "Create a meter for the meter type given by meterTypeId or by its externalRef. One meter per "
@@ -180,6 +188,7 @@ class MeterTypeViewSet(AccountScopedViewSet):
     ),
     partial_update=extend_schema(
         operation_id="updateMeter",
+        summary="Update meter",
         tags=["Meter"],
         description=METER_RATE,
         request=MeterUpdateSerializer,
@@ -187,12 +196,14 @@ class MeterTypeViewSet(AccountScopedViewSet):
     ),
     destroy=extend_schema(
         operation_id="deleteMeter",
+        summary="Delete meter",
         tags=["Meter"],
         description=METER_RATE,
         responses={200: DeletedSerializer, **_errors(404)},
     ),
     records=extend_schema(
         operation_id="listMeterRecords",
+        summary="List meter records",
         tags=["Meter"],
         description=f"The meter's flushed periods (metered records), newest first by default. {METER_RATE}",
         parameters=[

@@ -178,6 +178,7 @@ class IngestEndpoint(APIView):
 
     @extend_schema(
         operation_id="ingestMeterEvents",
+        summary="Ingest meter events",
         tags=AMBERFLO,
         description=(
             "Ingest one event or an array (at most INGEST_MAX_EVENTS). `uniqueId` deduplicates per meter; "
@@ -225,6 +226,7 @@ class UsageReportEndpoint(APIView):
 
     @extend_schema(
         operation_id="reportUsage",
+        summary="Report usage",
         tags=BILLING,
         request=serializers.UsageReportSerializer,
         description=(
@@ -314,6 +316,7 @@ class MeterDefinitionsView(AmberfloView):
 
     @extend_schema(
         operation_id="listMeterDefinitions",
+        summary="List meter definitions",
         tags=AMBERFLO,
         description="Every meter definition (meter type) of the account. Rate limit: 20/s, burst 5.",
         responses={
@@ -327,6 +330,7 @@ class MeterDefinitionsView(AmberfloView):
 
     @extend_schema(
         operation_id="createMeterDefinition",
+        summary="Create meter definition",
         tags=AMBERFLO,
         request=serializers.MeterDefinitionRequestSerializer,
         description=(
@@ -352,6 +356,7 @@ class MeterDefinitionsView(AmberfloView):
 
     @extend_schema(
         operation_id="updateMeterDefinition",
+        summary="Update meter definition",
         tags=AMBERFLO,
         request=serializers.MeterDefinitionUpdateSerializer,
         description=(
@@ -381,6 +386,7 @@ class MeterDefinitionView(AmberfloView):
 
     @extend_schema(
         operation_id="getMeterDefinitionById",
+        summary="Get meter definition",
         tags=AMBERFLO,
         description="One meter definition by its meterApiName. Rate limit: 20/s, burst 5.",
         responses={
@@ -397,6 +403,7 @@ class MeterDefinitionView(AmberfloView):
 
     @extend_schema(
         operation_id="deleteMeterDefinition",
+        summary="Delete meter definition",
         tags=AMBERFLO,
         description=(
             "Delete a meter definition. Once usage made customers' meters, its meter type is "
@@ -428,6 +435,7 @@ class UsageView(AmberfloView):
 
     @extend_schema(
         operation_id="queryUsage",
+        summary="Query usage data",
         tags=AMBERFLO,
         request=serializers.UsageQueryRequestSerializer,
         description=(
@@ -476,6 +484,7 @@ class UsageBatchView(AmberfloView):
 
     @extend_schema(
         operation_id="queryUsageBatch",
+        summary="Query usage data in a batch",
         tags=AMBERFLO,
         request={
             "application/json": {
@@ -523,6 +532,7 @@ class FilteringRulesView(AmberfloView):
 
     @extend_schema(
         operation_id="listFilteringRules",
+        summary="List filtering rules",
         tags=AMBERFLO,
         parameters=[OpenApiParameter("meterApiName", {"type": "string", "minLength": 1}, required=True)],
         description="The filtering rules of one meter. Rate limit: 20/s, burst 5.",
@@ -545,6 +555,7 @@ class FilteringRulesView(AmberfloView):
 
     @extend_schema(
         operation_id="createFilteringRule",
+        summary="Create or update filtering rule",
         tags=AMBERFLO,
         request=serializers.FilteringRuleSerializer,
         description=(

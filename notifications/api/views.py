@@ -32,6 +32,7 @@ DELIVERY_SORT = {"createdAt": "created_at", "updatedAt": "updated_at"}
 @extend_schema_view(
     list=extend_schema(
         operation_id="listNotificationEndpoints",
+        summary="List notification endpoints",
         tags=TAGS,
         parameters=page_parameters(ENDPOINT_SORT, "createdAt"),
         responses={
@@ -45,12 +46,14 @@ DELIVERY_SORT = {"createdAt": "created_at", "updatedAt": "updated_at"}
     ),
     retrieve=extend_schema(
         operation_id="getNotificationEndpoint",
+        summary="Get notification endpoint",
         tags=TAGS,
         responses={200: NotificationEndpointSerializer, **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503)},
         description=f"One webhook endpoint (without its secret). {RATE}",
     ),
     create=extend_schema(
         operation_id="createNotificationEndpoint",
+        summary="Create notification endpoint",
         tags=TAGS,
         request=NotificationEndpointWriteSerializer,
         responses={
@@ -63,6 +66,7 @@ DELIVERY_SORT = {"createdAt": "created_at", "updatedAt": "updated_at"}
     ),
     partial_update=extend_schema(
         operation_id="updateNotificationEndpoint",
+        summary="Update notification endpoint",
         tags=TAGS,
         request=NotificationEndpointWriteSerializer,
         responses={
@@ -73,12 +77,14 @@ DELIVERY_SORT = {"createdAt": "created_at", "updatedAt": "updated_at"}
     ),
     destroy=extend_schema(
         operation_id="deleteNotificationEndpoint",
+        summary="Delete notification endpoint",
         tags=TAGS,
         responses={204: None, **ERROR_RESPONSES(401, 403, 404, 413, 429, 500, 503)},
         description=f"Delete the endpoint with its deliveries. {RATE}",
     ),
     deliveries=extend_schema(
         operation_id="listNotificationDeliveries",
+        summary="List notification deliveries",
         tags=TAGS,
         parameters=[
             *page_parameters(DELIVERY_SORT, "createdAt"),

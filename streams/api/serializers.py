@@ -109,9 +109,13 @@ class TagField(serializers.CharField):
     """A CharField whose OpenAPI shape is declared by the decorator above."""
 
 
+# Who made or changed a stream (``streams.services``); named in OpenAPI (ENUM_NAME_OVERRIDES).
+ACTOR_TYPES = ["client", "apiKey", "user"]
+
+
 class ActorSerializer(serializers.Serializer):
     type = serializers.ChoiceField(
-        choices=["client", "apiKey", "user"],
+        choices=ACTOR_TYPES,
         help_text="An OAuth client (Application Access), an API key or an admin user.",
     )
     id = serializers.CharField(help_text="The client id, API key id or admin username.")

@@ -229,8 +229,12 @@ def test_the_compatible_endpoints_take_a_token_or_an_api_key_not_both():
     """Two security requirements (either one), not one naming both (which would require both headers)."""
     schema = Client().get("/openapi.json").json()
     for path in ("/ingest", "/usage", "/meter-definition", "/billing/meters/usage"):
-        assert schema["paths"][path]["post"]["security"] == [{"BearerToken": []}, {"ApiKey": []}], path
-    assert schema["paths"]["/meters"]["get"]["security"] == [{"BearerToken": []}]
+        requirements = schema["paths"][path]["post"]["security"]
+        assert requirements[-1] == {"ApiKey": []}, path
+        assert all(set(requirement) == {"OAuth2"} for requirement in requirements[:-1]), path
+    assert all(
+        set(requirement) == {"OAuth2"} for requirement in schema["paths"]["/meters"]["get"]["security"]
+    )
 
 
 def test_data_corrections_refuse_an_empty_enum_filter_and_take_blank_ids_as_unknown(api):
