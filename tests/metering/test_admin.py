@@ -525,3 +525,41 @@ def test_custom_fields_are_rows_that_keep_each_values_json_type(staff, account):
         "tags": ["eu", "beta"],
         "region": "eu-north-1",
     }
+
+
+def test_an_operator_moves_active_from_back_in_the_admin_and_reprocesses_the_early_records(staff, account):
+    """Issue 21: records from before a type's activeFrom wait in data correction; the operator
+    moves activeFrom back on the change page, then reprocesses them from the corrections list."""
+    from metering.models import DataCorrection, UsageRecord
+    from tests.conftest import client_for
+
+    meter_type = make_meter_type(account, name="Pages printed", aggregation="SUM", active_from=NOW)
+    make_meter(meter_type, user_id="ann")
+    early = datetime(2027, 1, 8, 9, 30, tzinfo=UTC)
+    event = {
+        "meterApiName": meter_type.api_name,
+        "customerId": "ann",
+        "meterValue": 4,
+        "meterTimeInMillis": int(early.timestamp() * 1000),
+        "uniqueId": "early-1",
+    }
+    assert client_for(account).post("/ingest", [event], format="json").status_code == 200
+    correction = DataCorrection.objects.get()
+    assert correction.reason == "OUTSIDE_ACTIVE_WINDOW"
+
+    form = meter_type_form(
+        aggregation="SUM", capacity="1000", active_from_0="2027-01-01", active_from_1="00:00:00"
+    )
+    response = staff.post(f"/admin/metering/metertype/{meter_type.pk}/change/", form)
+    assert response.status_code == 302
+    meter_type.refresh_from_db()
+    assert meter_type.active_from == datetime(2027, 1, 1, tzinfo=UTC)
+
+    staff.post(
+        "/admin/metering/datacorrection/", {"action": "reprocess", "_selected_action": [correction.pk]}
+    )
+    correction.refresh_from_db()
+    assert (correction.status, correction.message) == ("REPROCESSED", "Counted.")
+    assert list(UsageRecord.objects.values_list("user_id", "value", "timestamp")) == [
+        ("ann", Decimal(4), early)
+    ]
