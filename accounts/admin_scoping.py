@@ -6,8 +6,13 @@ choices to the user's account, hides the account field from non-superusers and s
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from django import forms
 from django.contrib import admin
 from django.db import models
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 
 from accounts.selectors import account_for_user
 
@@ -20,8 +25,65 @@ def user_account_id(request):
     return account.pk if account else "00000000-0000-0000-0000-000000000000"
 
 
+def trimmed_number(value: Decimal | None) -> str:
+    """``400`` and ``283.5``, never the column's ``400.000000000000`` (nor ``4E+2``); ``–`` for none."""
+    if value is None:
+        return "–"
+    return f"{value.normalize():f}" if value != 0 else "0"
+
+
+class TrimmedDecimalInput(forms.NumberInput):
+    """A decimal input showing ``0.01``, not the stored ``0.010000000000``."""
+
+    def format_value(self, value):
+        if isinstance(value, Decimal):
+            return trimmed_number(value)
+        return super().format_value(value)
+
+
+def instant_text(value) -> str:
+    """An instant as every admin page shows one (config/formats: ``2026-12-07 11:36:37 UTC``)."""
+    if value is None:
+        return "—"
+    return date_format(localtime(value), "DATETIME_FORMAT")
+
+
+TRIMMED_DECIMALS = {models.DecimalField: {"widget": TrimmedDecimalInput}}
+SHOWN = "_shown"
+
+
+def _decimal_names(model) -> set[str]:
+    return {field.name for field in model._meta.concrete_fields if isinstance(field, models.DecimalField)}
+
+
 class AccountScopedAdmin(admin.ModelAdmin):
+    """Decimals are trimmed everywhere: in inputs (``TrimmedDecimalInput``), in lists, and on read-only
+    pages (a decimal field ``value`` is shown through ``value_shown``, made here for each)."""
+
     account_field = "account"
+    formfield_overrides = TRIMMED_DECIMALS
+
+    def __init__(self, model, admin_site):
+        super().__init__(model, admin_site)
+        for field in model._meta.concrete_fields:
+            if isinstance(field, models.DecimalField) and not hasattr(self, field.name + SHOWN):
+                setattr(self, field.name + SHOWN, self._trimmed_display(field))
+
+    @staticmethod
+    def _trimmed_display(field):
+        def shown(obj):
+            return trimmed_number(getattr(obj, field.attname))
+
+        shown.short_description = field.verbose_name  # type: ignore[attr-defined]
+        shown.admin_order_field = field.name  # type: ignore[attr-defined]
+        return shown
+
+    def _trimmed_names(self, names) -> list:
+        decimals = _decimal_names(self.model)
+        return [name + SHOWN if isinstance(name, str) and name in decimals else name for name in names]
+
+    def get_list_display(self, request):
+        return self._trimmed_names(super().get_list_display(request))
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -89,3 +151,13 @@ class ReadOnlyAccountScopedAdmin(AccountScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_fields(self, request, obj=None):
+        # Every field is shown read-only: a decimal through its trimmed display.
+        return self._trimmed_names(super().get_fields(request, obj))
+
+    def get_fieldsets(self, request, obj=None):
+        return [
+            (name, {**options, "fields": self._trimmed_names(options["fields"])})
+            for name, options in super().get_fieldsets(request, obj)
+        ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
-from accounts.admin_scoping import AccountScopedAdmin, user_account_id
+from accounts.admin_scoping import TRIMMED_DECIMALS, AccountScopedAdmin, user_account_id
 from billing import services
 from billing.models import Price, Product, Subscription
 from metering.models import MeterType
@@ -31,6 +31,7 @@ class CatalogueAdmin(AccountScopedAdmin):
 class PriceInline(admin.TabularInline):
     model = Price
     fields = ["meter_type", "unit_amount", "currency"]
+    formfield_overrides = TRIMMED_DECIMALS
     extra = 0
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):

@@ -7,7 +7,12 @@ from django.contrib import admin, messages
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html, format_html_join
 
-from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin, user_account_id
+from accounts.admin_scoping import (
+    AccountScopedAdmin,
+    ReadOnlyAccountScopedAdmin,
+    instant_text,
+    user_account_id,
+)
 from collection import selectors, services
 from collection.models import CollectedBatch, Collector, ConsumerOffset
 from config.api.errors import ApiError
@@ -80,7 +85,7 @@ class CollectorAdmin(AccountScopedAdmin):
         "status",
         "batches_received",
         "bytes_received",
-        "last_batch_at",
+        "last_batch",
         "created_at",
         "updated_at",
         "consumers",
@@ -122,7 +127,18 @@ class CollectorAdmin(AccountScopedAdmin):
 
     @admin.display(description="last batch")
     def last_batch_at(self, obj):
+        # The instant itself: the list formats it (and keeps the column from wrapping).
         return getattr(obj, "last_batch_at", None) or "—"
+
+    @admin.display(description="last batch")
+    def last_batch(self, obj):
+        # A read-only field is shown as text: formatted here, as the list shows it.
+        return instant_text(getattr(obj, "last_batch_at", None))
+
+    def consumer_label(self, consumer: str, account_id) -> str:
+        """A consumer as the collector's page names it: the name it registered with (the streams app,
+        which knows its ``stream:<id>`` names, shows the stream's name instead)."""
+        return consumer
 
     @admin.display(description="consumers")
     def consumers(self, obj):
@@ -134,12 +150,12 @@ class CollectorAdmin(AccountScopedAdmin):
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    offset.consumer,
+                    self.consumer_label(offset.consumer, obj.account_id),
                     offset.last_sequence,
                     selectors.consumer_lag(
                         account_id=obj.account_id, collector_id=obj.pk, consumer=offset.consumer
                     ),
-                    offset.updated_at,
+                    instant_text(offset.updated_at),
                 )
                 for offset in offsets
             ),
@@ -161,7 +177,7 @@ class CollectorAdmin(AccountScopedAdmin):
             (
                 (
                     batch.sequence,
-                    batch.received_at,
+                    instant_text(batch.received_at),
                     batch.ingestion_id,
                     filesizeformat(batch.size_bytes),
                     _preview(batch.payload),

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.db.models import F
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.admin_scoping import AccountScopedAdmin
 from console import selectors
+from console.capacity import meter_capacity_html
 from console.models import MeterNearCapacity
-from console.templatetags.console import bar_width, number, percent
 
 
 class CapacityLevelFilter(admin.SimpleListFilter):
@@ -54,6 +55,13 @@ class MeterNearCapacityAdmin(AccountScopedAdmin):
         # Fullest first; a capacity of 0 (no percentage: over as soon as anything is used) leads.
         return [F("percent_of_capacity").desc(nulls_first=True), "-value", "user_id"]
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # A meter near capacity is a meter: its page is the meter's own (value, history, settings).
+        meter = self.get_object(request, object_id)
+        if meter is None:
+            return super().change_view(request, object_id, form_url, extra_context)
+        return HttpResponseRedirect(reverse("admin:metering_meter_change", args=[meter.pk]))
+
     # Read-only, with the permissions of the meters it lists.
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm("metering.view_meter")
@@ -78,19 +86,7 @@ class MeterNearCapacityAdmin(AccountScopedAdmin):
 
     @admin.display(description="value / capacity", ordering="percent_of_capacity")
     def value_against_capacity(self, meter):
-        over = meter.percent_of_capacity is None or meter.percent_of_capacity >= 100
-        css = " console-over" if over else ""
-        return format_html(
-            '<span class="console-bar{}"><span style="width: {}%"></span></span> {} / {} {} '
-            '<strong class="console-percent{}">{}</strong>',
-            css,
-            bar_width(meter.percent_of_capacity),
-            number(meter.value),
-            number(meter.capacity),
-            meter.unit,
-            css,
-            percent(meter.percent_of_capacity),
-        )
+        return meter_capacity_html(meter)
 
 
 # django-oauth-toolkit registers its own models (applications, tokens, grants): Application

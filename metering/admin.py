@@ -16,10 +16,12 @@ from django.db.models import Count
 from django.http import JsonResponse
 from django.template.loader import render_to_string
 from django.urls import path
+from django.utils.html import format_html, format_html_join
 from django.utils.timezone import now as utc_now
 
-from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin
+from accounts.admin_scoping import AccountScopedAdmin, ReadOnlyAccountScopedAdmin, trimmed_number
 from config.api.errors import ApiError
+from console.capacity import meter_capacity_html
 from metering import periods, selectors, services
 from metering.admin_widgets import FieldRowsWidget, NameRowsWidget, ThresholdsWidget
 from metering.models import Meter, MeteredRecord, MeterType
@@ -27,12 +29,6 @@ from metering.models import Meter, MeteredRecord, MeterType
 NEXT_RESETS_SHOWN = 5
 THRESHOLD_EVENTS_SHOWN = 10
 METERS_SHOWN = 20
-
-
-def _number(value: Decimal | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value.normalize():f}"  # fixed-point: 1000 and 0.0000001, never 1E+3 or 1E-7
 
 
 def _copy_state(source, target) -> None:
@@ -58,9 +54,27 @@ def next_resets(cron: str, zone_name: str) -> list[dict[str, str]]:
     return [{"local": _local(fire, zone_name), "utc": fire.strftime("%Y-%m-%d %H:%M")} for fire in fires]
 
 
-def value_against_capacity_html(meter: Meter) -> str:
-    """The value against the capacity, as every capacity bar of the console draws it."""
-    return render_to_string("console/meter_capacity.html", {"meter": meter})
+def _items(value) -> list[dict]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _value_rows(headers: list[str], rows: list[tuple], empty: str) -> str:
+    """A read-only table of a meter's grouped values (numbers trimmed); ``empty`` without rows."""
+    if not rows:
+        return empty
+    shown = [
+        (
+            label,
+            trimmed_number(Decimal(str(value))) if isinstance(value, (int, float)) else value or "–",
+            count,
+        )
+        for label, value, count in rows
+    ]
+    return format_html(
+        '<table class="meter-value-rows"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+        format_html_join("", "<th>{}</th>", ((header,) for header in headers)),
+        format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", shown),
+    )
 
 
 class ServiceCheckedForm(forms.ModelForm):
@@ -81,7 +95,7 @@ class ServiceCheckedForm(forms.ModelForm):
         )
         # Show 1000, not the column's 1000.000000000000.
         if isinstance(self.initial.get("capacity"), Decimal):
-            self.initial["capacity"] = _number(self.initial["capacity"])
+            self.initial["capacity"] = trimmed_number(self.initial["capacity"])
 
     def _post_clean(self):
         super()._post_clean()
@@ -223,7 +237,7 @@ class MeterTypeAdmin(AccountScopedAdmin):
     @admin.display(description="meters (highest value first)")
     def meters_by_value(self, meter_type):
         """The type's meters with their value against capacity (the first 20), linked to their pages."""
-        if not meter_type.pk:
+        if not meter_type.pk or meter_type._state.adding:
             return "–"
         return render_to_string(
             "admin/metering/includes/type_meters.html",
@@ -237,7 +251,8 @@ class MeterTypeAdmin(AccountScopedAdmin):
     @admin.display(description="next five resets")
     def next_resets_preview(self, meter_type):
         fires, message = [], "Shown as you type a schedule and timezone."
-        if meter_type.pk:
+        # Saved types only: a new one has its uuid already, and nothing typed yet to preview.
+        if meter_type.pk and not meter_type._state.adding:
             try:
                 fires = next_resets(meter_type.reset_cron, meter_type.timezone)
             except periods.InvalidSchedule as error:
@@ -351,8 +366,8 @@ class MeterAdmin(AccountScopedAdmin):
         "period_in_type_timezone",
         "record_count",
         "last_ingested_at",
-        "groups",
-        "group_breakdowns",
+        "groups_table",
+        "breakdowns_table",
         "carry_first",
         "carry_last",
         "created_at",
@@ -375,8 +390,8 @@ class MeterAdmin(AccountScopedAdmin):
                         "period_in_type_timezone",
                         "record_count",
                         "last_ingested_at",
-                        "groups",
-                        "group_breakdowns",
+                        "groups_table",
+                        "breakdowns_table",
                         "carry_first",
                         "carry_last",
                     ]
@@ -402,9 +417,32 @@ class MeterAdmin(AccountScopedAdmin):
         # A meter's identity is fixed; its usage state is written by the usage ledger.
         return ["meter_type", "meter_key", "user_id", *self.state_fields] if obj else []
 
+    @admin.display(description="groups")
+    def groups_table(self, meter):
+        """The value per guiding rule or category the records matched, as rows (not JSON)."""
+        rows = [
+            (item.get("key"), item.get("value"), item.get("recordCount")) for item in _items(meter.groups)
+        ]
+        return _value_rows(["group", "value", "records"], rows, "No groups: no record named one.")
+
+    @admin.display(description="group breakdowns")
+    def breakdowns_table(self, meter):
+        """The value per combination of the grouped fields' values, as rows (not JSON)."""
+        rows = [
+            (
+                ", ".join(f"{name} = {value}" for name, value in (item.get("fields") or {}).items()),
+                item.get("value"),
+                item.get("recordCount"),
+            )
+            for item in _items(meter.group_breakdowns)
+        ]
+        return _value_rows(
+            ["fields", "value", "records"], rows, "No breakdowns: the type groups by no field."
+        )
+
     @admin.display(description="value / capacity", ordering="value")
     def value_against_capacity(self, meter):
-        return value_against_capacity_html(meter)  # the value alone when the meter has no capacity
+        return meter_capacity_html(meter)  # the value alone when the meter has no capacity
 
     @admin.display(description="period (meter type's timezone)", ordering="period_end")
     def period_in_type_timezone(self, meter):
@@ -538,7 +576,7 @@ class UsageRecordAdmin(ReadOnlyAccountScopedAdmin):
 
     @admin.display(description="value", ordering="value")
     def value_shown(self, record):
-        return _number(record.value)
+        return trimmed_number(record.value)
 
 
 @admin.register(ThresholdEvent)
@@ -546,6 +584,7 @@ class ThresholdEventAdmin(ReadOnlyAccountScopedAdmin):
     list_display = [
         "crossed_at",
         "meter",
+        "meter_type",
         "name",
         "threshold_index",
         "threshold_value",
@@ -553,15 +592,21 @@ class ThresholdEventAdmin(ReadOnlyAccountScopedAdmin):
         "period_start",
     ]
     list_filter = ["name", ("meter__meter_type", admin.RelatedOnlyFieldListFilter), "account"]
-    list_select_related = ["meter"]
+    list_select_related = ["meter__meter_type"]
+    readonly_fields = ["meter_type"]  # beside the meter on the event's page too
     search_fields = ["=meter__user_id", "name"]
     ordering = ["-crossed_at"]
+
+    @admin.display(description="meter type", ordering="meter__meter_type__name")
+    def meter_type(self, event):
+        return event.meter.meter_type.name
 
 
 class FilteringRuleForm(forms.ModelForm):
     class Meta:
         model = MeterEventFilteringRule
         fields = ["meter_type", "dimension_name", "dimension_values", "action"]
+        widgets = {"dimension_values": NameRowsWidget(item="value")}
 
 
 @admin.register(MeterEventFilteringRule)

@@ -5,6 +5,7 @@ through the correction services."""
 from __future__ import annotations
 
 import json
+import uuid
 
 from django import forms
 from django.contrib import admin, messages
@@ -141,6 +142,35 @@ class MeterTypeFilter(admin.SimpleListFilter):
         )
 
 
+def _uuid(value) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def meter_type_names(corrections: list[DataCorrection]) -> dict:
+    """The name of the meter type each correction's record names (by ``meterTypeId`` or
+    ``meterApiName``), by correction id; a record naming none (or an unknown one) is left out."""
+    records = {c.pk: c.record if isinstance(c.record, dict) else {} for c in corrections}
+    ids = {_uuid(record.get("meterTypeId")) for record in records.values()} - {None}
+    api_names = {record.get("meterApiName") for record in records.values()} - {None}
+    types = MeterType.objects.filter(
+        Q(pk__in=ids) | Q(api_name__in=api_names), account_id__in={c.account_id for c in corrections}
+    )
+    by_id = {(t.account_id, t.pk): t.name for t in types}
+    by_api_name = {(t.account_id, t.api_name): t.name for t in types}
+    names = {}
+    for correction in corrections:
+        record = records[correction.pk]
+        name = by_id.get((correction.account_id, _uuid(record.get("meterTypeId")))) or by_api_name.get(
+            (correction.account_id, record.get("meterApiName"))
+        )
+        if name:
+            names[correction.pk] = name
+    return names
+
+
 @admin.register(DataCorrection)
 class DataCorrectionAdmin(AccountScopedAdmin):
     """Refused usage: fix the record, then reprocess (or discard) it with the actions."""
@@ -150,6 +180,7 @@ class DataCorrectionAdmin(AccountScopedAdmin):
     list_display = [
         "created_at",
         "reason",
+        "meter_type",
         "status",
         "source",
         "node",
@@ -170,6 +201,7 @@ class DataCorrectionAdmin(AccountScopedAdmin):
     shown = [
         "how_to_fix",
         "reason",
+        "meter_type",
         "message",
         "status",
         "source",
@@ -196,6 +228,20 @@ class DataCorrectionAdmin(AccountScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_changelist_instance(self, request):
+        # The meter types of the whole page in one query, not one per row.
+        changelist = super().get_changelist_instance(request)
+        names = meter_type_names(list(changelist.result_list))
+        for correction in changelist.result_list:
+            correction.meter_type_name = names.get(correction.pk)
+        return changelist
+
+    @admin.display(description="meter type")
+    def meter_type(self, correction):
+        if not hasattr(correction, "meter_type_name"):
+            correction.meter_type_name = meter_type_names([correction]).get(correction.pk)
+        return correction.meter_type_name or "–"
 
     @admin.display(description="how to fix")
     def how_to_fix(self, correction):

@@ -1,7 +1,8 @@
 """Form widgets for the JSON an operator edits in the admin, as rows of inputs instead of raw JSON
-text (thresholds so far). A widget reads its rows back into the JSON the model field stores; the
-field's own validators (``metering.validators``) still decide what is valid, so the API and the admin
-accept the same values."""
+text: thresholds, a type's dimensions, a meter's custom fields and a filtering rule's values. A
+widget reads its rows back into the JSON the model field stores; the field's own validators
+(``metering.validators``) still decide what is valid, so the API and the admin accept the same
+values."""
 
 from __future__ import annotations
 
@@ -99,14 +100,16 @@ class ThresholdsWidget(_RowsWidget):
 
 
 class NameRowsWidget(_RowsWidget):
-    """A JSON list of names (dimensions) as one text input per name, with ``extra`` empty rows after
-    the written ones; an empty row is left out."""
+    """A JSON list of names (a type's dimensions, a filtering rule's values) as one text input per
+    name, with ``extra`` empty rows after the written ones; an empty row is left out. ``item`` names
+    one entry for screen readers ("dimension 1")."""
 
     template_name = "admin/metering/widgets/name_rows.html"
 
-    def __init__(self, attrs=None, extra: int = 3):
+    def __init__(self, attrs=None, extra: int = 3, item: str = "dimension"):
         super().__init__(attrs)
         self.extra = extra
+        self.item = item
 
     def get_context(self, name, value, attrs):
         context = super().get_context(name, value, attrs)
@@ -117,7 +120,7 @@ class NameRowsWidget(_RowsWidget):
             else []
         )
         rows = [{"index": index, "name": item} for index, item in enumerate([*names, *[""] * self.extra])]
-        context["widget"].update({"rows": rows, "count": len(rows)})
+        context["widget"].update({"rows": rows, "count": len(rows), "item": self.item})
         return context
 
     def rows_value(self, data, name: str) -> Any:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -13,6 +15,20 @@ from django.utils.timezone import now as utc_now
 from accounts.models import Account
 from metering import aggregation as aggregation_rules
 from metering import validators
+
+
+def in_utc(instant) -> str:
+    """An instant in an object's name, with its zone stated as on every admin page (config/formats)."""
+    return f"{instant.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if instant else "–"
+
+
+def in_zone(instant, zone_name: str) -> str:
+    """An instant in a meter type's time zone, named: ``2026-12-06 00:00 CET``."""
+    try:
+        return f"{instant.astimezone(ZoneInfo(zone_name)):%Y-%m-%d %H:%M %Z}"
+    except (ValueError, ZoneInfoNotFoundError):
+        return in_utc(instant)
+
 
 # Usage values and capacities: exact decimals, wide enough for any counter.
 AMOUNT_DIGITS = {"max_digits": 38, "decimal_places": 12}
@@ -269,7 +285,7 @@ class MeteredRecord(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id} · {self.meter_key} · {self.period_start:%Y-%m-%d %H:%M}"
+        return f"{self.user_id} · {self.meter_key} · {in_zone(self.period_start, self.timezone)}"
 
 
 # =============================================================================================
@@ -356,7 +372,7 @@ class UsageRecord(models.Model):
         # identity sequence keeps unique.
 
     def __str__(self) -> str:
-        return f"{self.user_id} · {self.value} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+        return f"{self.user_id} · {self.value.normalize():f} @ {in_utc(self.timestamp)}"
 
 
 class UsageRollup(models.Model):
@@ -385,7 +401,7 @@ class UsageRollup(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id} · {self.hour:%Y-%m-%d %H:00}"
+        return f"{self.user_id} · {in_utc(self.hour)}"
 
 
 class DataCorrection(models.Model):
@@ -453,7 +469,7 @@ class DataCorrection(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.reason} · {self.created_at:%Y-%m-%d %H:%M:%S}"
+        return f"{self.reason} · {in_utc(self.created_at)}"
 
 
 class ThresholdEvent(models.Model):
@@ -481,7 +497,7 @@ class ThresholdEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name or f'threshold {self.threshold_index + 1}'} · {self.crossed_at:%Y-%m-%d %H:%M}"
+        return f"{self.name or f'threshold {self.threshold_index + 1}'} · {in_utc(self.crossed_at)}"
 
 
 class MeterEventFilteringRule(models.Model):

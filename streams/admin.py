@@ -91,7 +91,7 @@ class StreamVersionInline(admin.TabularInline):
     fields = [
         "tag",
         "name",
-        "cas",
+        "saves",
         "node_count",
         "created_by_label",
         "created_at",
@@ -111,6 +111,11 @@ class StreamVersionInline(admin.TabularInline):
     @admin.display(description="nodes")
     def node_count(self, obj: StreamVersion) -> int:
         return len(obj.nodes)
+
+    @admin.display(description="saves (cas)")
+    def saves(self, obj: StreamVersion) -> int:
+        """The stream's save counter (compare-and-swap) when this version was saved."""
+        return obj.cas
 
     @admin.display(description="saved by")
     def created_by_label(self, obj: StreamVersion) -> str:
@@ -153,7 +158,16 @@ class StreamAdmin(AccountScopedAdmin):
     class Media:
         css = {"all": ["streams/streams.css"]}
 
-    list_display = ["name", "solution", "processing_type", "health", "node_count", "cas", "tag", "updated_at"]
+    list_display = [
+        "name",
+        "solution",
+        "processing_type",
+        "health",
+        "node_count",
+        "saves",
+        "tag",
+        "updated_at",
+    ]
     # RelatedOnly: the filter lists only solutions of streams the user can see (tenancy).
     list_filter = ["processing_type", ("solution", admin.RelatedOnlyFieldListFilter), "account"]
     search_fields = ["name", "id", "solution__name"]
@@ -238,7 +252,12 @@ class StreamAdmin(AccountScopedAdmin):
     def node_count(self, obj: Stream) -> int:
         return len(obj.nodes)
 
-    @admin.display(description="cas (saves)", ordering="cas")
+    @admin.display(description="saves (cas)", ordering="cas")
+    def saves(self, obj: Stream) -> int:
+        """The save counter (compare-and-swap) in a list column: the header says what it counts."""
+        return obj.cas
+
+    @admin.display(description="saves (cas)", ordering="cas")
     def cas_explained(self, obj: Stream) -> str:
         return f"{obj.cas} · the stream's save counter (compare-and-swap): each saved import adds 1"
 

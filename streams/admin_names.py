@@ -6,6 +6,8 @@ not one query per row."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import admin
 from django.db.models import CharField, OuterRef, Subquery, Value
 from django.db.models.functions import Cast, Concat
@@ -14,16 +16,18 @@ from django.utils.html import format_html
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
-from collection.admin import ConsumerOffsetAdmin
-from collection.models import ConsumerOffset
+from collection.admin import CollectorAdmin, ConsumerOffsetAdmin
+from collection.models import Collector, ConsumerOffset
 from streams.models import Stream
+
+ENGINE_PREFIX = "stream:"
 
 
 def _with_stream(queryset, name_field: str, **same_account: object):
     """``queryset`` with the id and name of the stream whose engine name (``stream:<id>``) is each
     row's ``name_field`` (``None`` when no stream has it)."""
     streams = Stream.objects.annotate(
-        engine_name=Concat(Value("stream:"), Cast("id", CharField()), output_field=CharField())
+        engine_name=Concat(Value(ENGINE_PREFIX), Cast("id", CharField()), output_field=CharField())
     ).filter(engine_name=OuterRef(name_field), **same_account)
     return queryset.annotate(
         stream_id=Subquery(streams.values_list("id", flat=True)[:1]),
@@ -53,6 +57,26 @@ class StreamConsumerOffsetAdmin(ConsumerOffsetAdmin):
         return _stream_link(offset)
 
 
+class StreamCollectorAdmin(CollectorAdmin):
+    """A collector's page names the streams reading it (its consumers)."""
+
+    def consumer_label(self, consumer: str, account_id) -> str:
+        # A collector has a few consumers: a query for each is fine on its page.
+        try:
+            stream_id = (
+                uuid.UUID(consumer.removeprefix(ENGINE_PREFIX))
+                if consumer.startswith(ENGINE_PREFIX)
+                else None
+            )
+        except ValueError:
+            stream_id = None
+        stream = Stream.objects.filter(pk=stream_id, account_id=account_id).only("id", "name").first()
+        if stream is None:
+            return consumer
+        url = reverse("admin:streams_stream_change", args=[stream.pk])
+        return format_html('<a href="{}">{}</a> <span class="quiet">({})</span>', url, stream.name, consumer)
+
+
 class StreamPeriodicTaskAdmin(PeriodicTaskAdmin):
     list_display = [*PeriodicTaskAdmin.list_display[:1], "task_stream", *PeriodicTaskAdmin.list_display[1:]]
 
@@ -66,6 +90,7 @@ class StreamPeriodicTaskAdmin(PeriodicTaskAdmin):
 
 for model, model_admin in (
     (ConsumerOffset, StreamConsumerOffsetAdmin),
+    (Collector, StreamCollectorAdmin),
     (PeriodicTask, StreamPeriodicTaskAdmin),
 ):
     admin.site.unregister(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 
 from django.db import models
 from django.db.models import Q
@@ -226,7 +227,7 @@ class StreamRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.stream} {self.trigger} {self.started_at:%Y-%m-%d %H:%M:%S} {self.status}"
+        return f"{self.stream} {self.trigger} {self.started_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC {self.status}"
 
     @property
     def duration_seconds(self) -> float | None:

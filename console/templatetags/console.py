@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -15,7 +14,8 @@ from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 from django.utils.timezone import now as utc_now
 
-from console import selectors
+from console import capacity, selectors
+from console.capacity import CapacityShare
 from console.charts import bar_chart_svg, format_exact
 from console.dashboard import dashboard_account
 from console.panels import render_panels
@@ -93,30 +93,17 @@ def local_minute(value: datetime | None, zone: str) -> str:
     return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
-@dataclass(frozen=True)
-class CapacityShare:
-    percent: float | None  # None: a capacity of 0 with usage (over at once)
-    over: bool
-
-
 @register.filter
 def capacity_share(meter) -> CapacityShare | None:
-    """A meter's value against its capacity (``None`` without a capacity or a value): the one rule
-    every capacity bar uses, so a share has the same colour on every page (over from 100 %)."""
-    value, capacity = meter.value, meter.capacity
-    if capacity is None or value is None:
-        return None
-    if capacity == 0:
-        return CapacityShare(percent=None, over=value > 0) if value > 0 else None
-    percent = float(value) * 100 / float(capacity)
-    return CapacityShare(percent=percent, over=percent >= 100)
+    """A meter's share of its capacity (``console.capacity``: the one rule every capacity bar uses)."""
+    return capacity.capacity_share(meter.value, meter.capacity)
 
 
 @register.simple_tag
 def meter_type_daily_usage(meter_type) -> selectors.MeterTypeDailyUsage | None:
     """One meter type's usage per day over the dashboard's window (``CONSOLE_USAGE_DAYS``), read as
     the dashboard reads it; ``None`` for a type not saved yet or with a time zone being typed."""
-    if meter_type is None or not meter_type.pk:
+    if meter_type is None or not meter_type.pk or meter_type._state.adding:
         return None
     try:
         ZoneInfo(meter_type.timezone)

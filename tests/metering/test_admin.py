@@ -200,10 +200,11 @@ def test_meters_show_value_against_capacity_and_the_period_in_the_types_timezone
     Meter.objects.filter(pk=meter.pk).update(value=Decimal(150))
 
     page = staff.get("/admin/metering/meter/").content.decode()
-    # The console's capacity bar (the same colours on every page): 75 % full, not over.
+    # The console's capacity bar (the same colours on every page): 75 % full, below the near level.
     assert (
-        '<span class="console-bar" title="75.0 %"><span style="width: 75%"></span></span> '
-        '<span class="console-value">150 / 200 requests</span> <strong class="console-percent">75.0 %</strong>'
+        '<span class="console-bar console-ok" title="75.0 %"><span style="width: 75%"></span></span> '
+        '<span class="console-value">150 / 200 requests</span> '
+        '<strong class="console-percent console-ok">75.0 %</strong>'
     ) in page
     assert "2027-01-10 07:00 EST → 2027-01-11 00:00 EST" in page
     assert "ann@acme.example" in staff.get("/admin/metering/meter/?q=ann@").content.decode()
@@ -563,3 +564,17 @@ def test_an_operator_moves_active_from_back_in_the_admin_and_reprocesses_the_ear
     assert list(UsageRecord.objects.values_list("user_id", "value", "timestamp")) == [
         ("ann", Decimal(4), early)
     ]
+
+
+def test_a_meters_groups_and_breakdowns_show_as_rows_with_trimmed_values(staff, account):
+    meter = make_meter(make_meter_type(account, capacity=1000), user_id="ann@acme.example")
+    Meter.objects.filter(pk=meter.pk).update(
+        groups=[{"key": "premium", "value": 283.5, "recordCount": 3}],
+        group_breakdowns=[{"fields": {"region": "eu"}, "value": 400, "recordCount": 2}],
+    )
+
+    page = staff.get(f"/admin/metering/meter/{meter.pk}/change/").content.decode()
+
+    assert "<tr><td>premium</td><td>283.5</td><td>3</td></tr>" in page
+    assert "<tr><td>region = eu</td><td>400</td><td>2</td></tr>" in page
+    assert "recordCount" not in page

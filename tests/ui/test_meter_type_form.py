@@ -19,6 +19,14 @@ def test_next_resets_preview_updates_while_typing(browser_page):
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
 
+    # Before anything is typed: no error anywhere (no "'' is not an IANA timezone name"), the
+    # preview waits for a schedule, and the time zone offers the IANA names as a searchable list.
+    page.wait_for_load_state("networkidle")
+    expect(page.locator(".errorlist, .errornote")).to_have_count(0)
+    assert "is not" not in page.locator("#next-resets").inner_text()
+    assert page.get_attribute("#id_timezone", "list") == "iana-timezones"
+    assert page.locator("#iana-timezones option[value='Europe/Stockholm']").count() == 1
+
     page.fill("#id_timezone", "Europe/Stockholm")
     page.fill("#id_reset_cron", "0 0 1 * *")
     resets = page.locator("#next-resets li")

@@ -77,3 +77,43 @@ def test_filtering_rules_are_made_and_removed_through_the_service(staff, account
     assert rows(staff.get("/admin/metering/metereventfilteringrule/?action__exact=EXCLUDE")) == [rule]
     staff.post(f"/admin/metering/metereventfilteringrule/{rule.pk}/delete/", {"post": "yes"})
     assert not MeterEventFilteringRule.objects.exists()
+
+
+def test_a_filtering_rules_values_are_edited_as_rows_not_json(staff, account):
+    meter_type = make_type(account)
+    add_page = staff.get("/admin/metering/metereventfilteringrule/add/").content.decode()
+    assert 'aria-label="value 1"' in add_page and "<textarea" not in add_page
+    response = staff.post(
+        "/admin/metering/metereventfilteringrule/add/",
+        {
+            "meter_type": str(meter_type.pk),
+            "dimension_name": "region",
+            "dimension_values-count": "3",
+            "dimension_values-0": "eu-north-1",
+            "dimension_values-1": "",
+            "dimension_values-2": " us-east-1 ",
+            "action": "INCLUDE",
+        },
+    )
+
+    assert response.status_code == 302
+    rule = MeterEventFilteringRule.objects.get()
+    assert rule.dimension_values == ["eu-north-1", "us-east-1"]
+    page = staff.get(f"/admin/metering/metereventfilteringrule/{rule.pk}/change/").content.decode()
+    assert 'name="dimension_values-0" id="id_dimension_values-0" value="eu-north-1"' in page
+    assert 'name="dimension_values-1" id="id_dimension_values-1" value="us-east-1"' in page
+
+    # The same validator as the API's: two equal values are refused on the form.
+    response = staff.post(
+        f"/admin/metering/metereventfilteringrule/{rule.pk}/change/",
+        {
+            "meter_type": str(meter_type.pk),
+            "dimension_name": "region",
+            "dimension_values-count": "2",
+            "dimension_values-0": "eu",
+            "dimension_values-1": "eu",
+            "action": "INCLUDE",
+        },
+    )
+    assert response.status_code == 200 and "must be distinct" in response.content.decode()
+    assert MeterEventFilteringRule.objects.get().dimension_values == ["eu-north-1", "us-east-1"]
