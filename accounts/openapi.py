@@ -26,6 +26,9 @@ from config.api.errors import ApiError
 from config.api.permissions import accepted_scopes, required_scopes_for
 from config.api.principal import normalize_scope
 
+# ``config.api.schema.FORBIDDEN_WHEN_MISMATCHED`` (not imported: that module loads before this one):
+# a value these headers do not accept is a 403, so they imply no 400.
+FORBIDDEN_WHEN_MISMATCHED = "x-forbidden-when-mismatched"
 OAUTH2 = "OAuth2"
 API_KEY = "ApiKey"
 
@@ -37,6 +40,7 @@ IDENTITY_HEADERS = [
         str,
         OpenApiParameter.HEADER,
         required=False,
+        extensions={FORBIDDEN_WHEN_MISMATCHED: True},
         description=(
             "Seed 001: the account the call is for. Optional; when sent it must be the credential's "
             "account, compared as a UUID (any case), else 403 ACCOUNT_MISMATCH."
@@ -47,6 +51,7 @@ IDENTITY_HEADERS = [
         str,
         OpenApiParameter.HEADER,
         required=False,
+        extensions={FORBIDDEN_WHEN_MISMATCHED: True},
         description=(
             "Seed 001: the Application Access making the call, by its id or its client id. Optional; "
             "when sent it must name the token's application, else 403 APPLICATION_MISMATCH (always "

@@ -79,12 +79,21 @@ _RESPONSE_HEADERS = {
 }
 
 
+# The extension a header parameter carries when a value it does not accept is a 403 (seed 001's
+# identity headers: a mismatch with the credential), not a 400.
+FORBIDDEN_WHEN_MISMATCHED = "x-forbidden-when-mismatched"
+
+
 def implied_error_statuses(operation: dict[str, Any]) -> set[int]:
     """The statuses ``config/api`` can answer for this operation, whatever its view does."""
     statuses = {413, 429, 500, 503}  # body limit (middleware), rate limits, unexpected error, dependency down
     if any(requirement for requirement in operation.get("security") or []):
         statuses |= {401, 403}  # no or bad credentials; missing scope, X-Account-Id mismatch
-    locations = {parameter.get("in") for parameter in operation.get("parameters") or []}
+    locations = {
+        parameter.get("in")
+        for parameter in operation.get("parameters") or []
+        if not parameter.get(FORBIDDEN_WHEN_MISMATCHED)
+    }
     if "path" in locations:
         statuses.add(404)  # unknown, malformed or another account's id
     if "query" in locations or "header" in locations:

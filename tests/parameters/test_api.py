@@ -348,7 +348,7 @@ def test_openapi_documents_every_operation_and_status(client):
     assert statuses(detail["get"]) == {"200", "401", "403", "404", "413", "429", "500", "503"}
     assert statuses(detail["patch"]) == {"200", "400", "401", "403", "404", "413", "415", "429", "500", "503"}
     assert "requestBody" in collection["delete"]
-    assert {parameter["name"] for parameter in collection["get"]["parameters"]} == {
+    assert {p["name"] for p in collection["get"]["parameters"] if p["in"] != "header"} == {
         "limit",
         "skip",
         "sortBy",
