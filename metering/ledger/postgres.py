@@ -7,14 +7,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from psycopg import Cursor
 
 import metering.ledger.sql as statements
+from config.bound_sql import bound_cursor, bound_execute
 from metering.ledger.encoding import ENCODER, encode, json_text, storable_json, storable_text
 from metering.ledger.new_meters import new_meter_rows
 from metering.ledger.records import (
@@ -36,23 +35,12 @@ class PostgresStore(Store):
 
     def __init__(self, account_id: uuid.UUID):
         self.account_id = account_id
-        connection.ensure_connection()
-        self.cursor = Cursor(connection.connection)
+        self.cursor = bound_cursor()
         self.prepare = True if settings.USAGE_LEDGER_PREPARED_STATEMENTS else None
 
     def execute(self, statement: str, params: Any) -> Cursor[Any]:
         """Through Django's execute wrappers and error mapping, with server-side binding."""
-        connection.validate_no_broken_transaction()
-
-        def run(sql: str, params: Any, many: bool, context: dict[str, Any]) -> Cursor[Any]:
-            return self.cursor.execute(sql, params, prepare=self.prepare)
-
-        executor = run
-        for wrapper in reversed(connection.execute_wrappers):
-            executor = partial(wrapper, executor)
-        with connection.wrap_database_errors:
-            executor(statement, params, False, {"connection": connection, "cursor": self})
-        return self.cursor
+        return bound_execute(self.cursor, statement, params, self.prepare)
 
     def resolve(
         self,
