@@ -7,6 +7,7 @@ values."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -38,6 +39,7 @@ class _RowsWidget(forms.Widget):
     posted; ``rows_value`` reads them back."""
 
     posted = "-count"
+    rows_value: Callable[[Any, str], Any]  # each widget's own: the posted rows as the JSON value
 
     def value_from_datadict(self, data, files, name):
         if name in data:
@@ -46,9 +48,6 @@ class _RowsWidget(forms.Widget):
 
     def value_omitted_from_data(self, data, files, name):
         return name not in data and f"{name}{self.posted}" not in data
-
-    def rows_value(self, data, name: str) -> Any:
-        raise NotImplementedError
 
 
 def _row_count(data, name: str) -> int:
