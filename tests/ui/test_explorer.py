@@ -2,7 +2,7 @@
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -21,9 +21,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
-def given_usage(account) -> MeterType:
-    """API calls in Stockholm: ann and bob over the last three days, at minutes off the hour."""
-    today = utc_now().astimezone(STOCKHOLM).replace(hour=0, minute=0, second=0, microsecond=0)
+def given_usage(account) -> tuple[MeterType, datetime]:
+    """API calls in Stockholm: ann and bob over the last three days, at minutes off the hour, and
+    today's local midnight. Today's record lies halfway between midnight and now, so it is never in
+    the future, whatever the time of day."""
+    now = utc_now().astimezone(STOCKHOLM)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     calls = metering_services.meter_type_create(
         account_id=account.pk,
         name="API calls",
@@ -51,16 +54,19 @@ def given_usage(account) -> MeterType:
             ("ann@acme.example", 1, 11, 5, 300),
             ("bob@acme.example", 2, 10, 20, 7),
             ("bob@acme.example", 1, 23, 55, 45),
-            ("ann@acme.example", 0, 0, 30, 12),
+        )
+    ] + [
+        UsageInput(
+            user_id="ann@acme.example", value=12, timestamp=today + (now - today) / 2, meter_type_id=calls.pk
         )
     ]
     assert usage_apply(account_id=account.pk, source="api", records=records).accepted == len(records)
-    return calls
+    return calls, today
 
 
 def test_a_meter_leads_to_its_customers_usage_and_the_csv_is_what_usage_answers(operator, http_api):
     page, account = operator.page, operator.account
-    calls = given_usage(account)
+    calls, today = given_usage(account)
     access, secret = account_services.application_access_create(account=account, name="ci", scopes=["all"])
     http_api.log_in(access.client_id, secret)
     ann = calls.meters.get(user_id="ann@acme.example")
@@ -69,14 +75,18 @@ def test_a_meter_leads_to_its_customers_usage_and_the_csv_is_what_usage_answers(
     page.click("#explore-customer-usage")
     expect(page.locator("h1")).to_have_text("Usage explorer")
     expect(page.locator("#id_customers")).to_have_value("ann@acme.example")
-    # The last 7 Stockholm days start at 23:00 UTC: 8 UTC days, as /usage buckets them.
-    expect(page.locator("#explorer-table tbody tr")).to_have_count(8)
+    # The last 7 Stockholm days start at 23:00 UTC, so /usage buckets them in 8 UTC days, or in 7
+    # while Stockholm's today has begun and UTC's has not.
+    utc_days = (
+        utc_now().astimezone(UTC).date() - (today - timedelta(days=6)).astimezone(UTC).date()
+    ).days + 1
+    expect(page.locator("#explorer-table tbody tr")).to_have_count(utc_days)
     expect(page.locator(".explorer-combined")).to_have_text("512")
     assert overflowing(page) == []
 
     # Unaligned edges, in the type's time zone: from 10:30 two days ago to 23:59 yesterday, per hour:
     # ann's 120 at 10:10 and bob's 7 at 10:20 are before it; ann's 12 today is after it.
-    two_days_ago = utc_now().astimezone(STOCKHOLM).date() - timedelta(days=2)
+    two_days_ago = today.date() - timedelta(days=2)
     start = datetime.combine(two_days_ago, datetime.min.time()).replace(hour=10, minute=30)
     end = start + timedelta(days=1, hours=13, minutes=29)
     page.fill("#id_customers", "")
