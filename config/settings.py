@@ -403,6 +403,12 @@ USAGE_CLOCK_SKEW_SECONDS = int(os.environ.get("USAGE_CLOCK_SKEW_SECONDS", "300")
 # The ledger's PostgreSQL statements are prepared once per connection. Turn off behind a
 # transaction-mode connection pooler (PgBouncer < 1.21) that cannot keep prepared statements.
 USAGE_LEDGER_PREPARED_STATEMENTS = env_bool("USAGE_LEDGER_PREPARED_STATEMENTS", True)
+if IS_POSTGRES and USAGE_LEDGER_PREPARED_STATEMENTS:
+    # Django connects with psycopg's prepare_threshold None, and psycopg then prepares nothing, not
+    # even a statement executed with prepare=True (the ledger's). A threshold no statement reaches
+    # prepares only those: the ORM's client-side cursors never prepare, other statements on a
+    # server-side cursor are not prepared behind a pooler's back.
+    DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 2**31 - 1)
 # Most events one /ingest request may carry (the body limit API_MAX_BODY_BYTES applies too).
 INGEST_MAX_EVENTS = int(os.environ.get("INGEST_MAX_EVENTS", "10000"))
 # Most time buckets one /usage query may answer per group.

@@ -48,6 +48,24 @@ def batch_statements(account, records) -> tuple[list[str], object]:
     return executed, result
 
 
+def test_the_two_statements_are_prepared_once_per_connection_and_reused(account):
+    """Django connects with psycopg's prepare_threshold None, which disables even an explicit
+    prepare=True: the statements were planned anew on every request (as costly as running them)."""
+    meter_type = make_meter(make_type(account)).meter_type
+    for key in ("p1", "p2", "p3"):
+        assert apply(account, [usage(meter_type, value=1, key=key)]).accepted == 1
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT split_part(ltrim(statement, E' \\n'), ' ', 1), generic_plans + custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%metering_metertype%' OR statement LIKE '%metering_usagededupkey%'"
+        )
+        prepared = sorted(cursor.fetchall())
+
+    # The read (RESOLVE) and the write (APPEND_COUNT), each prepared once and run three times.
+    assert prepared == [("WITH", 3), ("WITH", 3)]
+
+
 def test_one_record_is_one_read_and_one_statement_and_a_replay_is_a_duplicate(account):
     meter = make_meter(make_type(account))
 
