@@ -34,26 +34,39 @@ ACCOUNT_ID = "x-account-id"
 APPLICATION_ID = "x-application-id"
 
 
-def _token_principal(token: str) -> Principal | None:
-    key = token_cache_key(token)
-    principal = principal_cache.get(key, MISSING)
-    if principal is MISSING:
+def _looked_up(key: str) -> Principal | None:
+    """What a cache key (``t:`` or ``k:`` and the checksum) names in the database, its use recorded."""
+    if key.startswith("t:"):
         principal = selectors.principal_for_token_checksum(key[2:])
         if principal is not None:
             services.credential_mark_used(application_id=principal.application_id)
-        principal_cache.put(key, principal)
-    return principal
-
-
-def _api_key_principal(api_key: str) -> Principal | None:
-    key = api_key_cache_key(api_key)
-    principal = principal_cache.get(key, MISSING)
-    if principal is MISSING:
+    else:
         principal = selectors.principal_for_api_key_checksum(key[2:])
         if principal is not None:
             services.credential_mark_used(api_key_id=principal.api_key_id)
+    return principal
+
+
+def _principal(key: str) -> Principal | None:
+    principal = principal_cache.get(key, MISSING)
+    if principal is MISSING:
+        principal = _looked_up(key)
         principal_cache.put(key, principal)
     return principal
+
+
+def _token_principal(token: str) -> Principal | None:
+    return _principal(token_cache_key(token))
+
+
+def _api_key_principal(api_key: str) -> Principal | None:
+    return _principal(api_key_cache_key(api_key))
+
+
+def _held(key: str) -> bool:
+    """Whether the cache holds ``key``; a held entry near its end is refreshed in the background
+    (the event loop's callers: a key in use never expires on their path)."""
+    return principal_cache.get(key, MISSING, refresh=lambda: _looked_up(key)) is not MISSING
 
 
 def _bearer(header: str) -> str:
@@ -99,13 +112,11 @@ def cached_principal(headers: Mapping[str, str], *, allow_api_key: bool = False)
     header = headers.get(AUTHORIZATION)
     if header:
         scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            if principal_cache.get(token_cache_key(token.strip()), MISSING) is MISSING:
-                return None
-    api_key = headers.get(API_KEY) if allow_api_key else None
-    if api_key is not None and api_key.strip():
-        if principal_cache.get(api_key_cache_key(api_key.strip()), MISSING) is MISSING:
+        if scheme.lower() == "bearer" and token.strip() and not _held(token_cache_key(token.strip())):
             return None
+    api_key = headers.get(API_KEY) if allow_api_key else None
+    if api_key is not None and api_key.strip() and not _held(api_key_cache_key(api_key.strip())):
+        return None
     return principal_from_headers(headers, allow_api_key=allow_api_key)
 
 

@@ -391,7 +391,7 @@ def bench_http(options: argparse.Namespace) -> None:
     ceiling = results[(ceiling_kind, "minimal")].per_second
     print(
         f"    {'':5}{'':27}{'req/s':>8}{'2xx/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'CPU us':>8}{'429':>7}"
-        f"{'of min':>8}  statuses; 2xx/s per round"
+        f"{'of min':>8}  statuses; 2xx/s per round; p99 per round"
     )
     for (kind, name), result in results.items():
         ok_rate = _ok(name, result) / result.seconds if result.seconds else 0.0
@@ -403,7 +403,7 @@ def bench_http(options: argparse.Namespace) -> None:
             f"{result.p50_ms:>8.2f}{result.p99_ms:>8.2f}{result.cpu_us_per_request:>8.0f}{result.count(429):>7}"
             f"{ok_rate / ceiling if ceiling else 0:>8.0%}  {result.statuses}"
             + (f" socket errors {result.socket_errors}" if result.socket_errors else "")
-            + f"; {rounds}"
+            + f"; {rounds}; p99 ms per round {[round(part.p99_ms, 1) for part in slices[(kind, name)]]}"
         )
     print(
         f"    (of min: 2xx/s as a share of the faster minimal view, {SERVER_LABELS[ceiling_kind]} "

@@ -26,6 +26,14 @@ def collector_account_and_status(*, collector_id: uuid.UUID) -> tuple[uuid.UUID,
     return Collector.objects.filter(pk=collector_id).values_list("account_id", "status").first()
 
 
+def active_collector_account(collector_id: uuid.UUID) -> uuid.UUID:
+    """The account of a collector that is ACTIVE (what ``active_collectors`` holds), else LookupError."""
+    found = collector_account_and_status(collector_id=collector_id)
+    if found is None or found[1] != Collector.Status.ACTIVE:
+        raise LookupError(f"collector {collector_id} is not active")
+    return found[0]
+
+
 # First key of the two-key advisory locks that order a collector's log (ASCII "Coll").
 _LOCK_NAMESPACE = 0x436F6C6C
 

@@ -17,7 +17,7 @@ import psycopg
 
 from collection import services
 from collection.exceptions import CollectorNotFound
-from collection.selectors import active_collectors, collector_lock_key
+from collection.selectors import active_collector_account, active_collectors, collector_lock_key
 from config.api.principal import Principal
 from config.hot import database
 from config.hot.grouping import Debounced, PerLoop
@@ -37,8 +37,13 @@ def ingestion_answer(ingestion_id: uuid.UUID, *, replayed: bool = False) -> Answ
 
 
 def settle_on_loop(principal: Principal, work: Any) -> Any:
-    if work.idempotency_key is not None or active_collectors.get(work.collector_id) != principal.account_id:
+    if work.idempotency_key is not None:
         raise HandOver()
+    account = active_collectors.get(
+        work.collector_id, refresh=lambda: active_collector_account(work.collector_id)
+    )
+    if account != principal.account_id:  # the view looks the collector up, and caches it ACTIVE
+        raise HandOver(key=("collector", work.collector_id))
     return work
 
 

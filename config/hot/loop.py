@@ -16,16 +16,19 @@ request goes to the view.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest
 
-from config.hot.pipeline import Authenticator, Call, HandOver, HotRoute, LoopSteps, serve
+from config.hot.pipeline import Answer, Authenticator, Call, HandOver, HotRoute, LoopSteps, serve
 from config.metrics import LATENCY, REQUESTS
 
 Scope = dict[str, Any]
@@ -137,9 +140,10 @@ async def _serve(
         too_large=len(body) > settings.API_MAX_BODY_BYTES,
     )
     try:
-        status, content, extra = await serve(route, call, steps)
-    except HandOver:
-        await hot(scope, _replaying(body, receive), send)
+        status, content, extra = await _serve_or_wait(route, call, steps)
+    except HandOver as handing:
+        with _handing_over(handing.key):
+            await hot(scope, _replaying(body, receive), send)
         return
     await send(
         {
@@ -156,6 +160,47 @@ async def _serve(
     await send({"type": "http.response.body", "body": content})
     REQUESTS.labels("POST", route.path, str(status)).inc()
     LATENCY.labels(route.path).observe(time.perf_counter() - started)
+
+
+# Per event loop: what the requests with the synchronous tier are looking up (``HandOver.key``),
+# each with a future done when its request ends.
+_hand_overs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, asyncio.Future[None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _serve_or_wait(route: HotRoute, call: Call, steps: LoopSteps) -> Answer:
+    """``serve`` on the loop; while what it misses is being looked up by another request's
+    hand-over, wait for that and try again (it is cached when that request ends). Otherwise an
+    expired entry sends every request holding its key at that moment to the synchronous tier's one
+    thread, where they queue (bench/ingest.py: 16 at a time, 35-215 ms each, every time report
+    usage's meter expired). Raises ``HandOver`` when this request must go itself. Nothing is done
+    before a hand-over (it comes before the rate limit), so trying again repeats nothing."""
+    running_now = _hand_overs.get(asyncio.get_running_loop(), {})
+    while True:
+        try:
+            return await serve(route, call, steps)
+        except HandOver as handing:
+            running = running_now.get(handing.key) if handing.key is not None else None
+            if running is None:
+                raise
+            await asyncio.shield(running)
+
+
+@contextmanager
+def _handing_over(key: Hashable | None) -> Iterator[None]:
+    """The hand-over of a request looking ``key`` up: others missing it wait for its end."""
+    if key is None:
+        yield
+        return
+    running = _hand_overs.setdefault(asyncio.get_running_loop(), {})
+    done = running[key] = asyncio.get_running_loop().create_future()
+    try:
+        yield
+    finally:
+        done.set_result(None)
+        if running.get(key) is done:
+            del running[key]
 
 
 async def _read_body(receive: Receive, length: int | None) -> tuple[bytes, bool]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -58,7 +58,15 @@ class Call:
 
 
 class HandOver(Exception):
-    """An event-loop step needs the database: the synchronous pipeline serves this request."""
+    """An event-loop step needs the database: the synchronous pipeline serves this request.
+
+    ``key`` names what is missing (a credential, an account's meter) when the request's hand-over
+    fills the cache with it: requests missing the same thing meanwhile wait for it and are then
+    served on the loop (``config.hot.loop``). None: nothing to wait for (the view will refuse it)."""
+
+    def __init__(self, key: Hashable | None = None) -> None:
+        super().__init__()
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -237,7 +245,9 @@ class LoopSteps:
     async def authenticate(self, route: HotRoute, call: Call) -> Principal:
         principal = self.authenticator.cached(call.headers, allow_api_key=route.allow_api_key)
         if principal is None:
-            raise HandOver()
+            raise HandOver(
+                key=("credentials", call.headers.get("authorization"), call.headers.get("x-api-key"))
+            )
         return principal
 
     async def settle(self, route: HotRoute, principal: Principal, work: Any) -> Any:

@@ -120,8 +120,12 @@ def _meter_for_report_cached(
 def cached_meter_for_report(
     account_id: uuid.UUID, meter_id: str | None, meter_name: str | None
 ) -> MeterType | None:
-    """The meter type a report names if this process found it in the last METER_CACHE_SECONDS."""
-    return _meter_cache.get((account_id, meter_id, meter_name))
+    """The meter type a report names if this process found it in the last METER_CACHE_SECONDS
+    (refreshed in the background near the end of that time, so a meter in use stays cached)."""
+    return _meter_cache.get(
+        (account_id, meter_id, meter_name),
+        refresh=lambda: meter_for_report(account_id=account_id, meter_id=meter_id, meter_name=meter_name),
+    )
 
 
 @dataclass(frozen=True)

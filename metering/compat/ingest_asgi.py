@@ -174,8 +174,8 @@ def settle_report(principal: Principal, work: tuple[str, bytes]) -> billing.Prep
         find_meter=billing.cached_meter_for_report,
         key_known=None,  # an archived meter: the view checks for a replay (a database read)
     )
-    if prepared is None:
-        raise HandOver()
+    if prepared is None:  # the view looks the meter up, and this process caches it
+        raise HandOver(key=("report meter", principal.account_id))
     return prepared
 
 
