@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from accounts import (
     admin_users,  # noqa: F401 - registers the user and group admins
@@ -205,7 +206,7 @@ class ApplicationAccessAdmin(RevokeButtonMixin, AccountScopedAdmin):
                     token.created.strftime("%Y-%m-%d %H:%M:%S"),
                     token.expires.strftime("%Y-%m-%d %H:%M:%S"),
                     "active" if token.expires > now else "expired",
-                    token.scope if len(token.scope) <= 120 else token.scope[:119] + "…",
+                    Truncator(token.scope).chars(120),
                 )
                 for token in tokens
             ),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
@@ -155,6 +155,9 @@ class Authenticator:
 
     def cached(self, headers: Mapping[str, str], *, allow_api_key: bool) -> Principal | None:
         return cached_principal(headers, allow_api_key=allow_api_key)
+
+    def credentials(self, headers: Mapping[str, str], *, allow_api_key: bool) -> Hashable:
+        return ("credentials", headers.get(AUTHORIZATION), headers.get(API_KEY) if allow_api_key else None)
 
 
 AUTHENTICATOR = Authenticator()

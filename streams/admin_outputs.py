@@ -9,6 +9,7 @@ import json
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from accounts.admin_scoping import ReadOnlyAccountScopedAdmin
 from streams.engine import deliveries
@@ -134,7 +135,7 @@ class OutputDeliveryAdmin(ReadOnlyAccountScopedAdmin):
 
     @admin.display(description="last error")
     def last_error_summary(self, obj: OutputDelivery) -> str:
-        return obj.last_error if len(obj.last_error) <= 120 else obj.last_error[:119] + "…"
+        return Truncator(obj.last_error).chars(120)
 
     @admin.display(description="records")
     def body_block(self, obj: OutputDelivery) -> str:

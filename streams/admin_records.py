@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from accounts.admin_scoping import ReadOnlyAccountScopedAdmin
 from streams.engine import services as engine_services
@@ -122,7 +123,7 @@ class InspectRecordAdmin(ReadOnlyAccountScopedAdmin):
     @admin.display(description="record")
     def record_summary(self, obj: InspectRecord) -> str:
         text = json.dumps(obj.record, ensure_ascii=False)
-        return text if len(text) <= 120 else text[:119] + "…"
+        return Truncator(text).chars(120)
 
     @admin.display(description="record")
     def record_block(self, obj: InspectRecord) -> str:
@@ -162,7 +163,7 @@ class FlushDeliveryAdmin(ReadOnlyAccountScopedAdmin):
 
     @admin.display(description="last error")
     def last_error_summary(self, obj: FlushDelivery) -> str:
-        return obj.last_error if len(obj.last_error) <= 120 else obj.last_error[:119] + "…"
+        return Truncator(obj.last_error).chars(120)
 
     @admin.display(description="records")
     def records_block(self, obj: FlushDelivery) -> str:

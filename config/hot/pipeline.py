@@ -101,6 +101,10 @@ class Authenticator(Protocol):
 
     def cached(self, headers: Mapping[str, str], *, allow_api_key: bool) -> Principal | None: ...
 
+    def credentials(self, headers: Mapping[str, str], *, allow_api_key: bool) -> Hashable:
+        """What names the caller's credentials: ``cached`` answers alike for equal ones."""
+        ...
+
 
 class Steps(Protocol):
     async def authenticate(self, route: HotRoute, call: Call) -> Principal: ...
@@ -246,7 +250,7 @@ class LoopSteps:
         principal = self.authenticator.cached(call.headers, allow_api_key=route.allow_api_key)
         if principal is None:
             raise HandOver(
-                key=("credentials", call.headers.get("authorization"), call.headers.get("x-api-key"))
+                key=self.authenticator.credentials(call.headers, allow_api_key=route.allow_api_key)
             )
         return principal
 
